@@ -1,0 +1,6 @@
+//! gatehouse: a self-hosted login, session and audit server.
+//!
+//! The library holds everything the two binaries share. See ARCHITECTURE.md for
+//! the map.
+
+pub mod store;

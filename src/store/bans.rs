@@ -1,0 +1,105 @@
+//! Bans on a user or a client IP: added by regulation or an operator, lifted by
+//! an operator or when they run out. Each change is an audit event.
+
+use std::net::IpAddr;
+
+use redb::ReadableTable;
+
+use super::codec::{decode, encode};
+use super::error::StoreError;
+use super::records::BanRecord;
+use super::txn::Tx;
+use super::types::*;
+
+pub(crate) fn to_ban(key: &str, bytes: &[u8]) -> Result<Ban, StoreError> {
+    let rec: BanRecord = decode("bans", bytes)?;
+    let subject = BanSubject::from_key(key).ok_or_else(|| StoreError::Corrupt {
+        table: "bans",
+        reason: format!("bad ban key {key:?}"),
+    })?;
+    Ok(Ban {
+        subject,
+        created_ms: rec.created_ms,
+        until_ms: rec.until_ms,
+        reason: rec.reason,
+    })
+}
+
+fn ban_event(kind: EventKind, subject: &BanSubject, now_ms: u64) -> NewEvent {
+    let ev = NewEvent::at(kind, now_ms * 1000);
+    match subject {
+        BanSubject::User(u) => ev.user(u.clone()),
+        BanSubject::Ip(ip) => ev.ip(Some(*ip)),
+    }
+}
+
+impl Tx<'_> {
+    /// Adds (or extends) a ban and records `ban.added`.
+    pub fn add_ban(
+        &mut self,
+        subject: &BanSubject,
+        until_ms: u64,
+        reason: &str,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let rec = BanRecord {
+            created_ms: now_ms,
+            until_ms,
+            reason: truncate(reason.to_string(), MAX_DETAIL_VALUE),
+        };
+        self.bans
+            .insert(subject.key().as_str(), encode(&rec).as_slice())?;
+        let mut ev = ban_event(EventKind::BanAdded, subject, now_ms)
+            .detail("until_ms", until_ms.to_string())
+            .detail("reason", rec.reason.clone());
+        if ev.ip.is_none() {
+            ev.ip = ip;
+        }
+        self.append_event(ev)?;
+        Ok(())
+    }
+
+    /// Lifts a ban. Returns false when there was none.
+    pub fn lift_ban(
+        &mut self,
+        subject: &BanSubject,
+        reason: &str,
+        actor: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        if self.bans.remove(subject.key().as_str())?.is_none() {
+            return Ok(false);
+        }
+        let mut ev = ban_event(EventKind::BanLifted, subject, now_ms).detail("reason", reason);
+        if let Some(a) = actor {
+            ev = ev.detail("actor", a);
+        }
+        self.append_event(ev)?;
+        Ok(true)
+    }
+
+    /// Removes up to `limit` bans that ran out, recording `ban.lifted`.
+    pub fn sweep_bans(&mut self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for row in self.bans.iter()? {
+            let (k, v) = row?;
+            let rec: BanRecord = decode("bans", v.value())?;
+            if rec.until_ms <= now_ms {
+                due.push(k.value().to_string());
+                if due.len() == limit {
+                    break;
+                }
+            }
+        }
+        for key in &due {
+            self.bans.remove(key.as_str())?;
+            if let Some(subject) = BanSubject::from_key(key) {
+                self.append_event(
+                    ban_event(EventKind::BanLifted, &subject, now_ms).detail("reason", "expired"),
+                )?;
+            }
+        }
+        Ok(due.len())
+    }
+}

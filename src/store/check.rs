@@ -1,0 +1,210 @@
+//! Whole-database checks: every index agrees with its table, and the audit hash
+//! chain is intact from its anchor to its head. Used by `auditctl verify`, by
+//! backups, and by the model tests after every step.
+
+use std::collections::HashSet;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::codec::decode;
+use super::error::StoreError;
+use super::events::chain_hash;
+use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
+use super::tables::*;
+
+/// Most problems listed in a report; the count is always exact.
+const MAX_LISTED: usize = 20;
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub sessions: u64,
+    pub events: u64,
+    pub bans: u64,
+    /// Events ever appended, pruned ones included.
+    pub events_appended: u64,
+    /// Events removed by retention.
+    pub events_pruned: u64,
+    /// Hex SHA-256 of the newest event: keep it elsewhere to detect a rewrite.
+    pub chain_head: String,
+    /// The first event at which the chain breaks, if it does.
+    pub first_bad_event: Option<u64>,
+    pub problem_count: usize,
+    /// Up to 20 problems, in the order found.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, p: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(p);
+        }
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn read_head(txn: &ReadTransaction) -> Result<(ChainHead, ChainAnchor), StoreError> {
+    let meta = txn.open_table(META)?;
+    let head = match meta.get(CHAIN_HEAD_KEY)? {
+        Some(g) => decode("meta", g.value())?,
+        None => ChainHead::default(),
+    };
+    let anchor = match meta.get(CHAIN_ANCHOR_KEY)? {
+        Some(g) => decode("meta", g.value())?,
+        None => ChainAnchor::default(),
+    };
+    Ok((head, anchor))
+}
+
+pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
+    let mut r = CheckReport::default();
+
+    // Sessions and their two indexes.
+    let sessions = txn.open_table(SESSIONS)?;
+    let by_user = txn.open_table(SESSIONS_BY_USER)?;
+    let by_expiry = txn.open_table(SESSIONS_BY_EXPIRY)?;
+    let mut user_keys = HashSet::new();
+    let mut expiry_keys = HashSet::new();
+    for row in sessions.iter()? {
+        let (k, v) = row?;
+        let hash = k.value();
+        r.sessions += 1;
+        match decode::<SessionRecord>("sessions", v.value()) {
+            Ok(rec) => {
+                user_keys.insert((rec.user.clone(), rec.created_ms, hash));
+                expiry_keys.insert((rec.deadline_ms(), hash));
+            }
+            Err(e) => r.problem(format!("session {}: {e}", &hex(&hash)[..8])),
+        }
+    }
+    let mut n = 0;
+    for row in by_user.iter()? {
+        let (k, _) = row?;
+        let (u, c, h) = k.value();
+        n += 1;
+        if !user_keys.contains(&(u.to_string(), c, h)) {
+            r.problem(format!(
+                "sessions_by_user entry for {u} without a matching session"
+            ));
+        }
+    }
+    if n != user_keys.len() {
+        r.problem(format!(
+            "sessions_by_user has {n} entries for {} sessions",
+            user_keys.len()
+        ));
+    }
+    let mut n = 0;
+    for row in by_expiry.iter()? {
+        let (k, _) = row?;
+        n += 1;
+        if !expiry_keys.contains(&k.value()) {
+            r.problem("sessions_by_expiry entry without a matching session".to_string());
+        }
+    }
+    if n != expiry_keys.len() {
+        r.problem(format!(
+            "sessions_by_expiry has {n} entries for {} sessions",
+            expiry_keys.len()
+        ));
+    }
+
+    // Events, their indexes and the chain.
+    let (head, anchor) = read_head(txn)?;
+    r.events_appended = head.appended;
+    r.events_pruned = anchor.pruned;
+    r.chain_head = hex(&head.hash);
+    let events = txn.open_table(EVENTS)?;
+    let ev_user = txn.open_table(EVENTS_BY_USER)?;
+    let ev_kind = txn.open_table(EVENTS_BY_KIND)?;
+    let mut expected = anchor.hash;
+    let mut last_id = anchor.pruned_through;
+    let (mut with_user, mut kinds) = (0u64, 0u64);
+    for row in events.iter()? {
+        let (k, v) = row?;
+        let id = k.value();
+        r.events += 1;
+        let rec: EventRecord = match decode("events", v.value()) {
+            Ok(rec) => rec,
+            Err(e) => {
+                r.first_bad_event.get_or_insert(id);
+                r.problem(format!("event {id}: {e}"));
+                continue;
+            }
+        };
+        if id <= last_id {
+            r.first_bad_event.get_or_insert(id);
+            r.problem(format!("event {id} is out of order"));
+        }
+        if rec.prev_hash != expected && r.first_bad_event.is_none() {
+            r.first_bad_event = Some(id);
+            r.problem(format!(
+                "hash chain broken at event {id}: an event before it was changed, removed or reordered"
+            ));
+        }
+        expected = chain_hash(id, v.value());
+        last_id = id;
+        if let Some(u) = rec.user.as_deref() {
+            with_user += 1;
+            if ev_user.get((u, id))?.is_none() {
+                r.problem(format!("event {id} missing from events_by_user"));
+            }
+        }
+        kinds += 1;
+        if ev_kind.get((rec.kind.as_str(), id))?.is_none() {
+            r.problem(format!("event {id} missing from events_by_kind"));
+        }
+    }
+    if r.first_bad_event.is_none()
+        && r.events > 0
+        && (expected != head.hash || last_id != head.last_id)
+    {
+        r.first_bad_event = Some(last_id);
+        r.problem(format!(
+            "hash chain head does not match the newest event {last_id}: events after it were removed or it was changed"
+        ));
+    }
+    if r.events == 0 && head.appended > anchor.pruned {
+        r.problem(format!(
+            "{} events were appended and {} pruned, but none are left",
+            head.appended, anchor.pruned
+        ));
+    }
+    if head.appended != anchor.pruned + r.events {
+        r.problem(format!(
+            "event count mismatch: {} appended, {} pruned, {} present",
+            head.appended, anchor.pruned, r.events
+        ));
+    }
+    let n = ev_user.len_entries()?;
+    if n != with_user {
+        r.problem(format!(
+            "events_by_user has {n} entries for {with_user} events with a user"
+        ));
+    }
+    let n = ev_kind.len_entries()?;
+    if n != kinds {
+        r.problem(format!("events_by_kind has {n} entries for {kinds} events"));
+    }
+    r.bans = txn.open_table(BANS)?.len_entries()?;
+    Ok(r)
+}
+
+/// `len()` under a name that does not clash with iterator adapters.
+trait LenEntries {
+    fn len_entries(&self) -> Result<u64, StoreError>;
+}
+
+impl<T: redb::ReadableTableMetadata> LenEntries for T {
+    fn len_entries(&self) -> Result<u64, StoreError> {
+        Ok(self.len()?)
+    }
+}

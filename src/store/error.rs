@@ -1,0 +1,116 @@
+//! Error types of the store, one per kind of operation. No redb type appears in
+//! a public signature: redb errors are carried as their message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Opening (and upgrading) the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file does not exist (read-only opens never create one).
+    #[error("no database at {0}")]
+    Missing(PathBuf),
+    /// Another process holds the file in a mode that excludes this open.
+    #[error(
+        "database {0} is locked by another process (a gatehouse server already runs on it, \
+         or it was opened by an incompatible tool)"
+    )]
+    Locked(PathBuf),
+    /// The file was written by a newer gatehouse.
+    #[error(
+        "database {path} has schema version {found}, newer than this build supports ({supported}); \
+         upgrade gatehouse"
+    )]
+    Newer {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// A read-only open found an older schema that only a writer can upgrade.
+    #[error(
+        "database {path} has schema version {found}; this build needs {supported}. \
+         Start `gatehouse serve` once to upgrade it"
+    )]
+    NeedsUpgrade {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// The file was not closed cleanly and a read-only open cannot repair it.
+    #[error("database {0} needs recovery after an unclean shutdown; start `gatehouse serve` once")]
+    NeedsRepair(PathBuf),
+    #[error("cannot open database {path}: {reason}")]
+    Other { path: PathBuf, reason: String },
+}
+
+/// A read or a write inside the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb reported an error (I/O, full disk, closed database).
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt value in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_from!(
+    redb::Error,
+    redb::TableError,
+    redb::StorageError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::CompactionError
+);
+
+impl From<gatehouse_migrations::MigrationError> for StoreError {
+    fn from(e: gatehouse_migrations::MigrationError) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// A pagination cursor could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("invalid cursor: not a cursor issued by this server")]
+    Malformed,
+    #[error("invalid cursor: it belongs to a different query (filters changed)")]
+    Mismatch,
+}
+
+/// An audit query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<redb::StorageError> for QueryError {
+    fn from(e: redb::StorageError) -> Self {
+        QueryError::Store(e.into())
+    }
+}
+
+/// A write submitted to the writer did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The writer has shut down (the server is stopping).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The writer queue is full and the caller asked not to wait.
+    #[error("the store is busy")]
+    Busy,
+    /// The batch holding this write failed to commit; nothing of it was stored.
+    #[error("write failed: {0}")]
+    Failed(Arc<StoreError>),
+}

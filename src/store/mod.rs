@@ -1,0 +1,460 @@
+//! The store: gatehouse's only module that knows redb.
+//!
+//! It owns the database file and exposes sessions, audit events, bans and pages
+//! in the language of the domain. No redb type crosses this boundary.
+//!
+//! - Reads (`session`, `sessions_of`, `query_events`, `ban`...) run on the
+//!   calling thread in their own read transaction: no lock, no write, no fsync.
+//! - Writes are [`Op`]s applied in batches by [`Writer`], one write transaction
+//!   and one durable commit per batch. [`Store::apply`] runs a single op
+//!   synchronously for tools and tests that own the file.
+//! - The server opens the file with redb's single-writer mode so that `auditctl`
+//!   can open the same file read-only at the same time.
+
+mod bans;
+mod check;
+mod codec;
+mod cursor;
+mod error;
+mod events;
+mod ops;
+mod records;
+mod sessions;
+pub(crate) mod tables;
+mod txn;
+mod types;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata,
+};
+
+pub use check::CheckReport;
+pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
+pub use events::MAX_SCAN;
+pub use ops::{Op, OpOutput};
+pub use sessions::SweepReport;
+pub use types::*;
+pub use writer::{Writer, WriterConfig, WriterStats, WriterTask};
+
+use codec::decode;
+use records::SessionRecord;
+use tables::*;
+
+/// Default size of redb's page cache: memory stays flat whatever the data size.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Bytes of redb page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+enum Db {
+    Rw(Database),
+    Ro(ReadOnlyDatabase),
+}
+
+struct Inner {
+    db: Db,
+    path: PathBuf,
+}
+
+/// A handle on the database. Cheap to clone; all clones share one file.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("read_only", &self.is_read_only())
+            .finish()
+    }
+}
+
+/// Counts and facts about the database, for `auditctl stats` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub schema_version: u32,
+    pub sessions: u64,
+    pub events: u64,
+    pub bans: u64,
+    pub oldest_event: Option<EventId>,
+    pub newest_event: Option<EventId>,
+    pub file_bytes: u64,
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            OpenError::Locked(path.to_path_buf())
+        }
+        redb::DatabaseError::RepairAborted => OpenError::NeedsRepair(path.to_path_buf()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::NotFound =>
+        {
+            OpenError::Missing(path.to_path_buf())
+        }
+        other => OpenError::Other {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn builder(opts: &StoreOptions) -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_cache_size(opts.cache_bytes)
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b
+}
+
+impl Store {
+    /// Opens (creating if needed) the database for writing and upgrades its
+    /// schema. Only one process may do this at a time.
+    pub fn open(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| OpenError::Other {
+                path: path.to_path_buf(),
+                reason: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        let db = builder(opts)
+            .create(path)
+            .map_err(|e| open_error(path, e))?;
+        match gatehouse_migrations::migrate(&db) {
+            Ok(up) if up.from != up.to => {
+                tracing::info!(from = up.from, to = up.to, "database schema upgraded");
+            }
+            Ok(_) => {}
+            Err(gatehouse_migrations::MigrationError::Newer { found, supported }) => {
+                return Err(OpenError::Newer {
+                    path: path.to_path_buf(),
+                    found,
+                    supported,
+                });
+            }
+            Err(e) => {
+                return Err(OpenError::Other {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: Db::Rw(db),
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Opens an existing database read-only, beside a running server or not.
+    /// Never writes to the file and never blocks the writer.
+    pub fn open_read_only(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(OpenError::Missing(path.to_path_buf()));
+        }
+        let db = builder(opts)
+            .open_read_only(path)
+            .map_err(|e| open_error(path, e))?;
+        let found = gatehouse_migrations::version_of(&db).map_err(|e| OpenError::Other {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let supported = gatehouse_migrations::LATEST;
+        if found > supported {
+            return Err(OpenError::Newer {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        if found < supported {
+            return Err(OpenError::NeedsUpgrade {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: Db::Ro(db),
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.inner.db, Db::Ro(_))
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(match &self.inner.db {
+            Db::Rw(db) => db.begin_read()?,
+            Db::Ro(db) => db.begin_read()?,
+        })
+    }
+
+    fn writable(&self) -> Result<&Database, StoreError> {
+        match &self.inner.db {
+            Db::Rw(db) => Ok(db),
+            Db::Ro(_) => Err(StoreError::Storage("the store is open read-only".into())),
+        }
+    }
+
+    /// Applies a batch of operations in one write transaction with one durable
+    /// commit. If the batch cannot commit as a whole, each operation is retried
+    /// alone so that one bad operation fails only itself.
+    pub fn apply_batch(&self, ops: Vec<Op>) -> Vec<Result<OpOutput, Arc<StoreError>>> {
+        if ops.len() == 1 {
+            let op = ops.into_iter().next().expect("one op");
+            return vec![self.apply(op).map_err(Arc::new)];
+        }
+        match self.try_batch(&ops) {
+            Ok(outs) => outs.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, ops = ops.len(), "batch failed, retrying each operation alone");
+                ops.into_iter()
+                    .map(|op| self.apply(op).map_err(Arc::new))
+                    .collect()
+            }
+        }
+    }
+
+    fn try_batch(&self, ops: &[Op]) -> Result<Vec<OpOutput>, StoreError> {
+        let db = self.writable()?;
+        let txn = db.begin_write()?;
+        let mut outs = Vec::with_capacity(ops.len());
+        {
+            let mut tx = txn::Tx::open(&txn)?;
+            for op in ops {
+                outs.push(op.clone().apply(&mut tx)?);
+            }
+            tx.finish()?;
+        }
+        txn.commit()?;
+        Ok(outs)
+    }
+
+    /// Applies one operation in its own durable transaction.
+    pub fn apply(&self, op: Op) -> Result<OpOutput, StoreError> {
+        let db = self.writable()?;
+        let txn = db.begin_write()?;
+        let out = {
+            let mut tx = txn::Tx::open(&txn)?;
+            let out = op.apply(&mut tx)?;
+            tx.finish()?;
+            out
+        };
+        txn.commit()?;
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    /// The live session holding this token, if any. A session past either
+    /// deadline is invalid here even before the sweeper removes it.
+    pub fn session(
+        &self,
+        token: &SessionToken,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        self.session_by_hash(token.hash(), now_ms)
+    }
+
+    /// Like [`Store::session`], by token hash.
+    pub fn session_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(SESSIONS)?;
+        let Some(g) = t.get(hash.0)? else {
+            return Ok(None);
+        };
+        let rec: SessionRecord = decode("sessions", g.value())?;
+        if rec.deadline_ms() <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(sessions::to_session(rec)))
+    }
+
+    /// A user's live sessions, newest first.
+    pub fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {
+        let txn = self.read()?;
+        let by_user = txn.open_table(SESSIONS_BY_USER)?;
+        let t = txn.open_table(SESSIONS)?;
+        let (lo, hi) = sessions::user_range(user);
+        let mut out = Vec::new();
+        for row in by_user.range(lo..=hi)?.rev() {
+            let (k, _) = row?;
+            if let Some(g) = t.get(k.value().2)? {
+                let rec: SessionRecord = decode("sessions", g.value())?;
+                if rec.deadline_ms() > now_ms {
+                    out.push(sessions::to_session(rec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Live sessions of every user, ordered by user then newest first, at most `limit`.
+    pub fn all_sessions(&self, now_ms: u64, limit: usize) -> Result<Vec<Session>, StoreError> {
+        let txn = self.read()?;
+        let by_user = txn.open_table(SESSIONS_BY_USER)?;
+        let t = txn.open_table(SESSIONS)?;
+        let mut out: Vec<Session> = Vec::new();
+        for row in by_user.iter()? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row?;
+            if let Some(g) = t.get(k.value().2)? {
+                let rec: SessionRecord = decode("sessions", g.value())?;
+                if rec.deadline_ms() > now_ms {
+                    out.push(sessions::to_session(rec));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.user.cmp(&b.user).then(b.created_ms.cmp(&a.created_ms)));
+        Ok(out)
+    }
+
+    /// Number of rows in the sessions table (live and not yet swept).
+    pub fn session_rows(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        Ok(txn.open_table(SESSIONS)?.len()?)
+    }
+
+    // ------------------------------------------------------------ events
+
+    /// One page of audit events matching `filter`, newest first. `limit` is
+    /// clamped to `1..=MAX_LIMIT`; `cursor` is a `next_cursor` from a previous
+    /// page of the same query.
+    pub fn query_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, QueryError> {
+        let txn = self.read()?;
+        events::query(&txn, filter, limit, cursor)
+    }
+
+    /// Events with ids above `after`, oldest first, at most `limit`: for
+    /// following the trail as it is written.
+    pub fn events_after(&self, after: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        if after.0 == u64::MAX {
+            return Ok(out);
+        }
+        for row in t.range(after.0 + 1..)?.take(limit) {
+            let (k, v) = row?;
+            out.push(events::to_event(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ bans
+
+    /// The active ban on `subject`, if any.
+    pub fn ban(&self, subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(BANS)?;
+        let key = subject.key();
+        let Some(g) = t.get(key.as_str())? else {
+            return Ok(None);
+        };
+        let ban = bans::to_ban(&key, g.value())?;
+        Ok((ban.until_ms > now_ms).then_some(ban))
+    }
+
+    /// Every active ban.
+    pub fn bans(&self, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(BANS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let ban = bans::to_ban(k.value(), v.value())?;
+            if ban.until_ms > now_ms {
+                out.push(ban);
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ whole file
+
+    /// Counts and facts about the database.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.read()?;
+        let events = txn.open_table(EVENTS)?;
+        let schema_version = match &self.inner.db {
+            Db::Rw(db) => gatehouse_migrations::version_of(db)?,
+            Db::Ro(db) => gatehouse_migrations::version_of(db)?,
+        };
+        Ok(StoreStats {
+            schema_version,
+            sessions: txn.open_table(SESSIONS)?.len()?,
+            events: events.len()?,
+            bans: txn.open_table(BANS)?.len()?,
+            oldest_event: events.first()?.map(|(k, _)| EventId(k.value())),
+            newest_event: events.last()?.map(|(k, _)| EventId(k.value())),
+            file_bytes: std::fs::metadata(&self.inner.path)
+                .map(|m| m.len())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Checks that every index agrees with its table and that the audit hash
+    /// chain is intact. Reads the whole file from one snapshot.
+    pub fn check(&self) -> Result<CheckReport, StoreError> {
+        let txn = self.read()?;
+        check::check(&txn)
+    }
+
+    /// Closes the database, flushing it and releasing the file lock. Fails
+    /// (and leaves closing to the last handle's drop) if other clones remain.
+    pub fn close(self) -> Result<(), StoreError> {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => match inner.db {
+                Db::Rw(db) => Ok(db.close()?),
+                Db::Ro(db) => Ok(db.close()?),
+            },
+            Err(arc) => Err(StoreError::Storage(format!(
+                "store still in use by {} other handles; it closes when the last one is dropped",
+                Arc::strong_count(&arc) - 1
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! The write operations the writer applies, and what each returns. A batch of
+//! them shares one write transaction and one fsync.
+
+use std::net::IpAddr;
+
+use super::error::StoreError;
+use super::sessions::SweepReport;
+use super::txn::Tx;
+use super::types::*;
+
+/// One write operation.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Append(NewEvent),
+    CreateSession(NewSession),
+    Touch {
+        hash: TokenHash,
+        now_ms: u64,
+    },
+    RevokeByToken {
+        hash: TokenHash,
+        reason: RevokeReason,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    },
+    RevokeById {
+        user: String,
+        id: PublicId,
+        reason: RevokeReason,
+        actor: Option<String>,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    },
+    RevokeUser {
+        user: String,
+        keep: Option<PublicId>,
+        reason: RevokeReason,
+        actor: Option<String>,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    },
+    /// Removes up to `limit` expired sessions and up to `limit` ran-out bans.
+    Sweep {
+        now_ms: u64,
+        limit: usize,
+    },
+    AddBan {
+        subject: BanSubject,
+        until_ms: u64,
+        reason: String,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    },
+    LiftBan {
+        subject: BanSubject,
+        reason: String,
+        actor: Option<String>,
+        now_ms: u64,
+    },
+}
+
+/// What an operation returned.
+#[derive(Debug)]
+pub enum OpOutput {
+    Appended(EventId),
+    Created(CreatedSession),
+    Touched(bool),
+    RevokedOne(Option<PublicId>),
+    Revoked(Vec<PublicId>),
+    Swept(SweepReport),
+    BanAdded,
+    BanLifted(bool),
+}
+
+impl Op {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Append(_) => "append",
+            Op::CreateSession(_) => "create_session",
+            Op::Touch { .. } => "touch",
+            Op::RevokeByToken { .. } => "revoke_by_token",
+            Op::RevokeById { .. } => "revoke_by_id",
+            Op::RevokeUser { .. } => "revoke_user",
+            Op::Sweep { .. } => "sweep",
+            Op::AddBan { .. } => "add_ban",
+            Op::LiftBan { .. } => "lift_ban",
+        }
+    }
+
+    pub(crate) fn apply(self, tx: &mut Tx<'_>) -> Result<OpOutput, StoreError> {
+        Ok(match self {
+            Op::Append(ev) => OpOutput::Appended(tx.append_event(ev)?),
+            Op::CreateSession(new) => OpOutput::Created(tx.create_session(new)?),
+            Op::Touch { hash, now_ms } => OpOutput::Touched(tx.touch_session(hash, now_ms)?),
+            Op::RevokeByToken {
+                hash,
+                reason,
+                ip,
+                now_ms,
+            } => OpOutput::RevokedOne(tx.revoke_by_token(hash, reason, ip, now_ms)?),
+            Op::RevokeById {
+                user,
+                id,
+                reason,
+                actor,
+                ip,
+                now_ms,
+            } => {
+                let done = tx.revoke_by_id(&user, id, reason, actor.as_deref(), ip, now_ms)?;
+                OpOutput::RevokedOne(done.then_some(id))
+            }
+            Op::RevokeUser {
+                user,
+                keep,
+                reason,
+                actor,
+                ip,
+                now_ms,
+            } => OpOutput::Revoked(tx.revoke_user(
+                &user,
+                keep,
+                reason,
+                actor.as_deref(),
+                ip,
+                now_ms,
+            )?),
+            Op::Sweep { now_ms, limit } => {
+                let mut report = tx.sweep_sessions(now_ms, limit)?;
+                report.bans_lifted = tx.sweep_bans(now_ms, limit)?;
+                OpOutput::Swept(report)
+            }
+            Op::AddBan {
+                subject,
+                until_ms,
+                reason,
+                ip,
+                now_ms,
+            } => {
+                tx.add_ban(&subject, until_ms, &reason, ip, now_ms)?;
+                OpOutput::BanAdded
+            }
+            Op::LiftBan {
+                subject,
+                reason,
+                actor,
+                now_ms,
+            } => OpOutput::BanLifted(tx.lift_ban(&subject, &reason, actor.as_deref(), now_ms)?),
+        })
+    }
+}

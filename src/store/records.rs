@@ -1,0 +1,80 @@
+//! The stored shape of each value. Field order is the postcard layout: append
+//! fields only together with a schema step in `migrations/`.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    /// Random id shown to people and used to revoke; never the token.
+    pub public_id: [u8; 16],
+    pub user: String,
+    pub created_ms: u64,
+    pub last_seen_ms: u64,
+    /// Sliding idle lifetime; `None` for remember-me sessions.
+    pub idle_ttl_ms: Option<u64>,
+    pub absolute_deadline_ms: u64,
+    pub remember_me: bool,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionRecord {
+    /// Idle deadline, when the session has one.
+    pub fn idle_deadline_ms(&self) -> Option<u64> {
+        self.idle_ttl_ms
+            .map(|ttl| self.last_seen_ms.saturating_add(ttl))
+    }
+
+    /// The instant the session stops being valid: the earlier of its deadlines.
+    /// This is the key of its `sessions_by_expiry` entry.
+    pub fn deadline_ms(&self) -> u64 {
+        match self.idle_deadline_ms() {
+            Some(idle) => idle.min(self.absolute_deadline_ms),
+            None => self.absolute_deadline_ms,
+        }
+    }
+}
+
+/// A row of `events`. The timestamp is not stored: it is the high bits of the id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventRecord {
+    pub kind: String,
+    pub user: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// Public id of the session concerned.
+    pub session: Option<String>,
+    pub details: Vec<(String, String)>,
+    /// Hash of the previous event (or the chain anchor for the first one).
+    pub prev_hash: [u8; 32],
+}
+
+/// A row of `bans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BanRecord {
+    pub created_ms: u64,
+    pub until_ms: u64,
+    pub reason: String,
+}
+
+/// `meta[chain_head]`: the newest event and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub(crate) struct ChainHead {
+    pub last_id: u64,
+    pub hash: [u8; 32],
+    /// Events appended since the database was created (pruned ones included).
+    pub appended: u64,
+}
+
+/// `meta[chain_anchor]`: what the oldest kept event links back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub(crate) struct ChainAnchor {
+    pub hash: [u8; 32],
+    /// Id of the last event removed by retention (0 when none was).
+    pub pruned_through: u64,
+    /// Events removed by retention so far.
+    pub pruned: u64,
+}

@@ -1,0 +1,42 @@
+//! Every redb table of the current schema, in one place.
+//!
+//! Layouts (keys sort as listed; all values are postcard through `codec`):
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | name | bytes (schema version, chain state) |
+//! | `sessions` | SHA-256 of the cookie token | session record |
+//! | `sessions_by_user` | (user, created ms, token hash) | () |
+//! | `sessions_by_expiry` | (deadline ms, token hash) | () |
+//! | `events` | event id | event record |
+//! | `events_by_user` | (user, event id) | () |
+//! | `events_by_kind` | (kind, event id) | () |
+//! | `bans` | `u:<user>` or `i:<ip>` | ban record |
+//!
+//! Invariant: every row of `sessions` has exactly one entry in each of its two
+//! indexes, and every index entry points at an existing row; the same holds for
+//! `events` and its indexes (an event without a user has no `events_by_user`
+//! entry). Every function that writes one of them writes the others in the same
+//! transaction.
+
+use redb::TableDefinition;
+
+pub use gatehouse_migrations::META;
+
+/// Raw SHA-256 of a session token.
+pub type HashKey = [u8; 32];
+
+pub const SESSIONS: TableDefinition<HashKey, &[u8]> = TableDefinition::new("sessions");
+pub const SESSIONS_BY_USER: TableDefinition<(&str, u64, HashKey), ()> =
+    TableDefinition::new("sessions_by_user");
+pub const SESSIONS_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
+    TableDefinition::new("sessions_by_expiry");
+pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub const EVENTS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_user");
+pub const EVENTS_BY_KIND: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_kind");
+pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
+
+/// `meta` key of the audit chain head (last event id and its hash).
+pub const CHAIN_HEAD_KEY: &str = "chain_head";
+/// `meta` key of the audit chain anchor (hash that the oldest kept event links to).
+pub const CHAIN_ANCHOR_KEY: &str = "chain_anchor";

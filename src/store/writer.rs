@@ -1,0 +1,297 @@
+//! The group-commit writer: one OS thread owns every write transaction.
+//!
+//! Callers send [`Op`]s through a bounded queue. The thread takes what is
+//! waiting (up to `max_batch`), applies it in one transaction, commits once
+//! durably, and only then acknowledges each caller. A full queue makes callers
+//! wait (backpressure) or, for fire-and-forget writes, fails fast with
+//! [`WriteError::Busy`]; it never grows. Shutdown closes the queue, drains and
+//! commits what was accepted, and ends the thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Store;
+use super::error::WriteError;
+use super::ops::{Op, OpOutput};
+use super::sessions::SweepReport;
+use super::types::*;
+
+/// Queue and batch bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Operations that may wait in the queue.
+    pub queue_capacity: usize,
+    /// Most operations committed together.
+    pub max_batch: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue_capacity: 4096,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// A fixed-bucket histogram with atomic counters.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds of the buckets (the last bucket is +Inf).
+    pub bounds: &'static [u64],
+    pub counts: Vec<AtomicU64>,
+    pub sum: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: u64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counters the writer keeps, read by metrics.
+#[derive(Debug)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub ops: AtomicU64,
+    /// Fire-and-forget writes refused because the queue was full.
+    pub dropped: AtomicU64,
+    /// Operations per commit.
+    pub batch_size: Histogram,
+    /// Microseconds from begin to durable commit.
+    pub commit_micros: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commits: AtomicU64::new(0),
+            failed_commits: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            batch_size: Histogram::new(&[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]),
+            commit_micros: Histogram::new(&[
+                500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 500_000,
+            ]),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<OpOutput, WriteError>>;
+
+enum Msg {
+    Op(Op, Option<Reply>),
+    Shutdown,
+}
+
+/// Submits writes. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<WriterStats>,
+    capacity: usize,
+}
+
+/// The writer thread, owned by whoever started it; [`WriterTask::shutdown`]
+/// drains and stops it.
+pub struct WriterTask {
+    tx: mpsc::Sender<Msg>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer thread on a writable store.
+    pub fn spawn(store: Store, config: WriterConfig) -> (Writer, WriterTask) {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        let max_batch = config.max_batch.max(1);
+        let thread = std::thread::Builder::new()
+            .name("gatehouse-writer".into())
+            .spawn(move || run(store, rx, max_batch, &thread_stats))
+            .expect("spawning the writer thread");
+        (
+            Writer {
+                tx: tx.clone(),
+                stats,
+                capacity: config.queue_capacity.max(1),
+            },
+            WriterTask { tx, thread },
+        )
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Operations waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// Submits an operation and waits until it is durably committed. Waits for
+    /// queue space when the queue is full.
+    pub async fn submit(&self, op: Op) -> Result<OpOutput, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Op(op, Some(reply)))
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Queues an operation without waiting for its commit; fails at once with
+    /// [`WriteError::Busy`] when the queue is full.
+    pub fn submit_nowait(&self, op: Op) -> Result<(), WriteError> {
+        self.tx.try_send(Msg::Op(op, None)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                WriteError::Busy
+            }
+            mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
+        })
+    }
+
+    /// Appends an audit event and waits for it to be durable.
+    pub async fn append(&self, ev: NewEvent) -> Result<EventId, WriteError> {
+        match self.submit(Op::Append(ev)).await? {
+            OpOutput::Appended(id) => Ok(id),
+            other => unreachable_output("append", other),
+        }
+    }
+
+    /// Creates a session (durably) and returns its token.
+    pub async fn create_session(&self, new: NewSession) -> Result<CreatedSession, WriteError> {
+        match self.submit(Op::CreateSession(new)).await? {
+            OpOutput::Created(c) => Ok(c),
+            other => unreachable_output("create_session", other),
+        }
+    }
+
+    /// Slides a session's idle deadline, fire and forget: a dropped touch only
+    /// means the deadline moves at the next one.
+    pub fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
+        self.submit_nowait(Op::Touch { hash, now_ms })
+    }
+
+    /// Removes up to `limit` expired sessions and bans in one commit.
+    pub async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
+        match self.submit(Op::Sweep { now_ms, limit }).await? {
+            OpOutput::Swept(r) => Ok(r),
+            other => unreachable_output("sweep", other),
+        }
+    }
+}
+
+fn unreachable_output<T>(op: &str, out: OpOutput) -> Result<T, WriteError> {
+    // Each op maps to one output variant; anything else is a bug in `ops`.
+    tracing::error!(op, ?out, "writer returned an output of another operation");
+    Err(WriteError::Failed(Arc::new(super::StoreError::Storage(
+        "internal error: mismatched writer output".into(),
+    ))))
+}
+
+impl WriterTask {
+    /// Stops accepting writes, commits everything already queued, and waits
+    /// for the thread to end.
+    pub async fn shutdown(self) -> Result<(), String> {
+        // If the thread already ended, the send fails and join reports why.
+        let _ = self.tx.send(Msg::Shutdown).await;
+        drop(self.tx);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| format!("joining the writer: {e}"))?
+            .map_err(|_| "the writer thread panicked".to_string())
+    }
+
+    /// Blocking variant of [`WriterTask::shutdown`] for non-async callers.
+    pub fn shutdown_blocking(self) -> Result<(), String> {
+        let _ = self.tx.blocking_send(Msg::Shutdown);
+        drop(self.tx);
+        self.thread
+            .join()
+            .map_err(|_| "the writer thread panicked".to_string())
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {
+    let mut ops: Vec<Op> = Vec::with_capacity(max_batch);
+    let mut replies: Vec<Option<Reply>> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            match rx.blocking_recv() {
+                Some(Msg::Op(op, reply)) => {
+                    ops.push(op);
+                    replies.push(reply);
+                }
+                Some(Msg::Shutdown) | None => {
+                    stopping = true;
+                    rx.close();
+                }
+            }
+        }
+        while ops.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Msg::Op(op, reply)) => {
+                    ops.push(op);
+                    replies.push(reply);
+                }
+                Ok(Msg::Shutdown) => {
+                    stopping = true;
+                    rx.close();
+                }
+                Err(_) => break,
+            }
+        }
+        if ops.is_empty() {
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        let n = ops.len();
+        let start = Instant::now();
+        let results = store.apply_batch(std::mem::take(&mut ops));
+        let micros = start.elapsed().as_micros() as u64;
+        stats.commit_micros.observe(micros);
+        stats.batch_size.observe(n as u64);
+        stats.ops.fetch_add(n as u64, Relaxed);
+        if results.iter().all(|r| r.is_ok()) {
+            stats.commits.fetch_add(1, Relaxed);
+        } else {
+            stats.failed_commits.fetch_add(1, Relaxed);
+        }
+        for (res, reply) in results.into_iter().zip(replies.drain(..)) {
+            if let Err(e) = &res {
+                tracing::error!(error = %e, "audit/session write failed");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(res.map_err(WriteError::Failed));
+            }
+        }
+    }
+    tracing::debug!("writer stopped");
+}
