@@ -113,6 +113,26 @@ fn child_process() {
         return;
     };
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    // Optional prefill, to measure recovery time of a large file after a kill.
+    let prefill: u64 = std::env::var("GATEHOUSE_CRASH_PREFILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for chunk in 0..prefill / 10_000 {
+        let ops = (0..10_000u64)
+            .map(|i| {
+                Op::Append(
+                    NewEvent::at(EventKind::LoginSuccess, 1_000_000 + chunk * 10_000 + i)
+                        .user(format!("user{}", i % 1000))
+                        .ip(Some("192.0.2.1".parse().unwrap()))
+                        .user_agent(Some("Mozilla/5.0 (X11; Linux x86_64)".into())),
+                )
+            })
+            .collect();
+        for r in store.apply_batch(ops) {
+            r.unwrap();
+        }
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let (writer, _task) = Writer::spawn(store, WriterConfig::default());
