@@ -11,16 +11,21 @@
 //! - The server opens the file with redb's single-writer mode so that `auditctl`
 //!   can open the same file read-only at the same time.
 
+mod backup;
 mod bans;
 mod check;
 mod codec;
+mod counts;
 mod cursor;
 mod error;
 mod events;
 mod ops;
+mod prune;
 mod records;
 mod sessions;
 pub(crate) mod tables;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod txn;
 mod types;
 mod writer;
@@ -33,10 +38,13 @@ use redb::{
     ReadableTableMetadata,
 };
 
+pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use check::CheckReport;
+pub use counts::AuditCounts;
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
 pub use events::MAX_SCAN;
 pub use ops::{Op, OpOutput};
+pub use prune::PruneReport;
 pub use sessions::SweepReport;
 pub use types::*;
 pub use writer::{Writer, WriterConfig, WriterStats, WriterTask};

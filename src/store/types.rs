@@ -466,6 +466,25 @@ pub struct EventFilter {
     pub ip: Option<IpAddr>,
 }
 
+impl EventFilter {
+    /// Whether `ev` matches every field of the filter, checked on the event
+    /// itself (no index): for following new events and streaming exports.
+    pub fn matches(&self, ev: &Event) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| ev.user.as_ref() == Some(u))
+            && (self.kinds.is_empty() || self.kinds.contains(&ev.kind))
+            && self
+                .since_us
+                .is_none_or(|t| ev.id >= EventId::from_micros(t))
+            && self
+                .until_us
+                .is_none_or(|t| ev.id < EventId::from_micros(t))
+            && self.outcome.is_none_or(|o| ev.kind.outcome() == Some(o))
+            && self.ip.is_none_or(|ip| ev.ip == Some(ip))
+    }
+}
+
 /// Default page size of an audit query.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page an audit query returns.
