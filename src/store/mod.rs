@@ -38,6 +38,7 @@ use redb::{
     ReadableTableMetadata,
 };
 
+pub(crate) use backup::sync_dir;
 pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use check::CheckReport;
 pub use counts::AuditCounts;
