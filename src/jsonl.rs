@@ -52,7 +52,7 @@ struct Line<'a> {
 }
 
 /// Writes `ev` as one JSON line (with the trailing newline).
-pub fn write_event(out: &mut impl Write, ev: &Event) -> std::io::Result<()> {
+pub fn write_event(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {
     let line = Line {
         id: ev.id.to_string(),
         time: rfc3339_utc(ev.time_us),
