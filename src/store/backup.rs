@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn backup_refuses_the_live_file() {
         let (_dir, store) = temp_store();
-        let err = store.backup_to(store.path().to_path_buf()).unwrap_err();
+        let err = store.backup_to(store.path()).unwrap_err();
         assert!(err.to_string().contains("live database"), "{err}");
     }
 }
