@@ -84,10 +84,11 @@ pub fn parse_time(s: &str, now: Timestamp, tz: &TimeZone) -> Result<u64, TimeSpe
     if let Ok(ts) = t.parse::<Timestamp>() {
         return micros(ts, s);
     }
-    let local = if let Ok(d) = t.parse::<Date>() {
-        d.to_zoned_datetime(tz.clone())
-    } else if let Ok(dt) = t.parse::<DateTime>() {
+    // A date-time first: the date parser also accepts one and drops its time.
+    let local = if let Ok(dt) = t.parse::<DateTime>() {
         dt.to_zoned_datetime(tz.clone())
+    } else if let Ok(d) = t.parse::<Date>() {
+        d.to_zoned_datetime(tz.clone())
     } else {
         return Err(TimeSpecError::Time(s.to_string()));
     };
