@@ -70,6 +70,17 @@ pub fn delete_event(path: &Path, id: u64) -> Result<bool, StoreError> {
     Ok(found)
 }
 
+/// A database held open in redb's exclusive-writer mode, as a tool that
+/// excludes every other process would hold it. Released on drop.
+pub struct ExclusiveHold {
+    _db: Database,
+}
+
+/// Opens `path` in exclusive-writer mode and keeps it open.
+pub fn hold_exclusive(path: &Path) -> Result<ExclusiveHold, StoreError> {
+    Ok(ExclusiveHold { _db: open(path)? })
+}
+
 /// Stores `version` as the schema version, as a newer build would have.
 pub fn set_schema_version(path: &Path, version: u32) -> Result<(), StoreError> {
     let db = open(path)?;

@@ -714,8 +714,15 @@ fn bad_input_gets_a_clear_message_and_exit_code() {
     assert!(stderr(&o).contains("no database at"), "{}", stderr(&o));
     assert!(stderr(&o).contains("--data-dir"), "{}", stderr(&o));
 
-    // A file from a newer version.
+    // A file held by a process that excludes readers.
     let (dir, db, _) = seeded_copy();
+    let hold = gatehouse::store::testing::hold_exclusive(&db).unwrap();
+    let o = auditctl_in(dir.path(), &["query"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    drop(hold);
+
+    // A file from a newer version.
     gatehouse::store::testing::set_schema_version(&db, 99).unwrap();
     let o = auditctl_in(dir.path(), &["stats"]);
     assert_eq!(o.status.code(), Some(2));

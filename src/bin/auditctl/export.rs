@@ -139,7 +139,7 @@ fn export(store: &Store, a: &ExportArgs, tmp: &Path) -> anyhow::Result<Status> {
     }
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
-        "exported {count} events to {} ({})",
+        "exported {count} events to {}, {}",
         a.output.display(),
         human_bytes(bytes)
     );

@@ -56,9 +56,7 @@ pub fn stats(store: &Store, a: &StatsArgs) -> anyhow::Result<Status> {
             "time span   {} .. {} ({})",
             local_time(&tz, o.micros()),
             local_time(&tz, n.micros()),
-            render::time_header(&tz)
-                .trim_start_matches("TIME ")
-                .trim_matches(['(', ')'])
+            render::tz_name(&tz)
         ),
         _ => println!("time span   (no events)"),
     }

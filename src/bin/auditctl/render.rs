@@ -22,12 +22,14 @@ pub fn local_time(tz: &TimeZone, us: u64) -> String {
     }
 }
 
+/// The name of the zone times are shown in.
+pub fn tz_name(tz: &TimeZone) -> &str {
+    tz.iana_name().unwrap_or("local")
+}
+
 /// Header of the time column: says which zone times are in.
 pub fn time_header(tz: &TimeZone) -> String {
-    match tz.iana_name() {
-        Some(name) => format!("TIME ({name})"),
-        None => "TIME (local)".to_string(),
-    }
+    format!("TIME ({})", tz_name(tz))
 }
 
 /// Escapes control characters (and other invisible troublemakers).
