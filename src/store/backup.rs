@@ -172,10 +172,17 @@ impl Store {
         if same(dest, self.path()) {
             return Err(io_err(dest, "the destination is the live database itself"));
         }
+        if dest.is_dir() {
+            return Err(io_err(
+                dest,
+                "the destination is a directory; name the file to write",
+            ));
+        }
         let _ = std::fs::remove_file(tmp);
         let snapshot = self.read()?;
         let rows = {
             let db = redb::Builder::new()
+                .set_cache_size(super::DEFAULT_CACHE_BYTES)
                 .create(tmp)
                 .map_err(|e| io_err(tmp, e))?;
             let rows = copy_all(&snapshot, &db)?;
@@ -266,9 +273,15 @@ mod tests {
     }
 
     #[test]
-    fn backup_refuses_the_live_file() {
-        let (_dir, store) = temp_store();
+    fn backup_refuses_the_live_file_and_directories() {
+        let (dir, store) = temp_store();
         let err = store.backup_to(store.path()).unwrap_err();
         assert!(err.to_string().contains("live database"), "{err}");
+        let err = store.backup_to(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        let err = store
+            .backup_to(dir.path().join("no/such/dir/x.redb"))
+            .unwrap_err();
+        assert!(matches!(err, BackupError::Io { .. }), "{err}");
     }
 }

@@ -595,6 +595,54 @@ mod tests {
     }
 
     #[test]
+    fn filter_matches_each_field() {
+        let ev = Event {
+            id: EventId::from_micros(5_000),
+            time_us: 5_000,
+            kind: EventKind::LoginFailure,
+            user: Some("alice".into()),
+            ip: Some("192.0.2.1".parse().unwrap()),
+            user_agent: None,
+            session: None,
+            details: vec![],
+        };
+        let f = |f: EventFilter| f.matches(&ev);
+        assert!(f(EventFilter::default()));
+        assert!(f(EventFilter {
+            user: Some("alice".into()),
+            kinds: vec![EventKind::Logout, EventKind::LoginFailure],
+            since_us: Some(5_000),
+            until_us: Some(5_001),
+            outcome: Some(Outcome::Failure),
+            ip: ev.ip,
+        }));
+        assert!(!f(EventFilter {
+            user: Some("bob".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            kinds: vec![EventKind::Logout],
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            since_us: Some(5_001),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            until_us: Some(5_000),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            outcome: Some(Outcome::Success),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            ip: Some("::1".parse().unwrap()),
+            ..Default::default()
+        }));
+    }
+
+    #[test]
     fn ban_keys_round_trip() {
         for s in [
             BanSubject::User("a:b".into()),
