@@ -100,12 +100,19 @@ impl std::fmt::Debug for Store {
 /// Counts and facts about the database, for `auditctl stats` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Schema version recorded in the file.
     pub schema_version: u32,
+    /// Rows of `sessions`, expired ones not yet swept included.
     pub sessions: u64,
+    /// Audit events present (pruned ones excluded).
     pub events: u64,
+    /// Rows of `bans`, ran-out ones not yet swept included.
     pub bans: u64,
+    /// Id of the oldest event present.
     pub oldest_event: Option<EventId>,
+    /// Id of the newest event present.
     pub newest_event: Option<EventId>,
+    /// Size of the database file in bytes.
     pub file_bytes: u64,
 }
 
