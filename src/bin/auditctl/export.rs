@@ -5,6 +5,8 @@
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use gatehouse::store::{EventId, Store};
@@ -73,16 +75,48 @@ fn temp_path(output: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Sets a flag on SIGINT or SIGTERM, so that an interrupted export removes
+/// its partial file instead of leaving it behind.
+fn watch_signals() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    if let Ok(rt) = rt {
+        let _ = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    set.store(true, Ordering::Relaxed);
+                })
+            });
+    }
+    flag
+}
+
 pub fn run(store: &Store, a: &ExportArgs) -> anyhow::Result<Status> {
     let tmp = temp_path(&a.output);
-    let result = export(store, a, &tmp);
+    let stop = watch_signals();
+    let result = export(store, a, &tmp, &stop);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
 }
 
-fn export(store: &Store, a: &ExportArgs, tmp: &Path) -> anyhow::Result<Status> {
+fn export(store: &Store, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // Export what exists now: a live server keeps appending, the export ends.
     let stats = store.stats()?;
@@ -102,6 +136,10 @@ fn export(store: &Store, a: &ExportArgs, tmp: &Path) -> anyhow::Result<Status> {
     let pb = progress_bar(end_us.saturating_sub(start_us) / 1_000_000);
     let mut count = 0u64;
     'outer: loop {
+        if stop.load(Ordering::Relaxed) {
+            pb.finish_and_clear();
+            anyhow::bail!("interrupted; {} was left unchanged", a.output.display());
+        }
         let batch = store.events_after(after, STEP)?;
         for ev in &batch {
             if ev.id > end
