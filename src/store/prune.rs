@@ -10,6 +10,7 @@
 use redb::ReadableTable;
 
 use super::Store;
+use super::check::read_head;
 use super::codec::{decode, encode};
 use super::error::StoreError;
 use super::events::{chain_hash, to_event};
@@ -27,6 +28,15 @@ pub struct PruneReport {
     pub through: Option<EventId>,
     /// True when the limit was reached and events at or below the bound remain.
     pub more: bool,
+}
+
+fn chain_broken(id: u64) -> StoreError {
+    StoreError::Corrupt {
+        table: "events",
+        reason: format!(
+            "hash chain broken at event {id}; refusing to prune past it (run `auditctl verify`)"
+        ),
+    }
 }
 
 impl Tx<'_> {
@@ -60,12 +70,7 @@ impl Tx<'_> {
         for (id, bytes) in &batch {
             let rec: EventRecord = decode("events", bytes)?;
             if rec.prev_hash != expected {
-                return Err(StoreError::Corrupt {
-                    table: "events",
-                    reason: format!(
-                        "hash chain broken at event {id}; refusing to prune past it (run `auditctl verify`)"
-                    ),
-                });
+                return Err(chain_broken(*id));
             }
             expected = chain_hash(*id, bytes);
             self.events.remove(*id)?;
@@ -91,14 +96,23 @@ impl Tx<'_> {
 
 impl Store {
     /// The oldest events with ids below `below`, oldest first, at most `limit`:
-    /// what the next prune step would remove, for archiving it first.
+    /// what the next prune step would remove, for archiving it first. Fails
+    /// if they do not link to the chain anchor, as the prune itself would.
     pub fn oldest_events(&self, below: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
         let txn = self.read()?;
+        let (_, anchor) = read_head(&txn)?;
         let t = txn.open_table(EVENTS)?;
+        let mut expected = anchor.hash;
         let mut out = Vec::new();
         for row in t.range(..below.0)?.take(limit) {
             let (k, v) = row?;
-            out.push(to_event(k.value(), v.value())?);
+            let (id, bytes) = (k.value(), v.value());
+            let rec: EventRecord = decode("events", bytes)?;
+            if rec.prev_hash != expected {
+                return Err(chain_broken(id));
+            }
+            expected = chain_hash(id, bytes);
+            out.push(to_event(id, bytes)?);
         }
         Ok(out)
     }
@@ -175,6 +189,41 @@ mod tests {
         let report = store.check().unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!(report.events, 3);
+    }
+
+    #[test]
+    fn a_broken_chain_is_neither_archived_nor_pruned() {
+        let (dir, store) = temp_store();
+        append(&store, 20, 1_000);
+        let ids: Vec<EventId> = store
+            .oldest_events(EventId(u64::MAX), 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let path = store.path().to_path_buf();
+        store.close().unwrap();
+        testing::edit_event_details(&path, ids[3].0, "forged", "yes").unwrap();
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let err = store.oldest_events(EventId(u64::MAX), 100).unwrap_err();
+        assert!(err.to_string().contains(&ids[4].to_string()), "{err}");
+        let err = store
+            .apply(Op::Prune {
+                through: ids[10],
+                limit: 100,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing to prune"), "{err}");
+        let archive = dir.path().join("archive");
+        let r = crate::retention::run_retention_pass_blocking(
+            &store,
+            Some(&archive),
+            std::time::Duration::from_secs(1),
+            10_000_000,
+        );
+        assert!(r.is_err());
+        assert!(!archive.exists() || std::fs::read_dir(&archive).unwrap().next().is_none());
+        assert_eq!(store.check().unwrap().events, 20);
     }
 
     #[test]
