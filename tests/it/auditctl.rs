@@ -664,6 +664,16 @@ fn sessions_and_stats() {
     let o = live.auditctl(&["sessions", "--json"]);
     assert_eq!(json_lines(&o)[0]["user"], "alice");
 
+    // The data directory from the environment, as the server's service file sets it.
+    let o = Command::new(env!("CARGO_BIN_EXE_auditctl"))
+        .env("GATEHOUSE_DATA_DIR", live.data_dir())
+        .env("TZ", "UTC")
+        .args(["sessions", "--user", "alice", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_lines(&o)[0]["ip"], "192.0.2.7");
+
     let o = live.auditctl(&["stats", "--top", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
