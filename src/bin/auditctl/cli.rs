@@ -32,9 +32,11 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The data directory: `--data-dir`, else `GATEHOUSE_DATA_DIR`, else `./data`.
+    /// The data directory: the directory of `--db` when given, else
+    /// `--data-dir`, else `GATEHOUSE_DATA_DIR` (when not empty), else `./data`.
     pub fn data_dir(&self) -> PathBuf {
-        match (&self.db, &self.data_dir) {
+        let dir = self.data_dir.as_ref().filter(|d| !d.as_os_str().is_empty());
+        match (&self.db, dir) {
             (Some(db), _) => db
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
