@@ -11,16 +11,21 @@
 //! - The server opens the file with redb's single-writer mode so that `auditctl`
 //!   can open the same file read-only at the same time.
 
+mod backup;
 mod bans;
 mod check;
 mod codec;
+mod counts;
 mod cursor;
 mod error;
 mod events;
 mod ops;
+mod prune;
 mod records;
 mod sessions;
 pub(crate) mod tables;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod txn;
 mod types;
 mod writer;
@@ -33,10 +38,14 @@ use redb::{
     ReadableTableMetadata,
 };
 
+pub(crate) use backup::sync_dir;
+pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use check::CheckReport;
+pub use counts::AuditCounts;
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
 pub use events::MAX_SCAN;
 pub use ops::{Op, OpOutput};
+pub use prune::PruneReport;
 pub use sessions::SweepReport;
 pub use types::*;
 pub use writer::{Writer, WriterConfig, WriterStats, WriterTask};
@@ -91,12 +100,19 @@ impl std::fmt::Debug for Store {
 /// Counts and facts about the database, for `auditctl stats` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Schema version recorded in the file.
     pub schema_version: u32,
+    /// Rows of `sessions`, expired ones not yet swept included.
     pub sessions: u64,
+    /// Audit events present (pruned ones excluded).
     pub events: u64,
+    /// Rows of `bans`, ran-out ones not yet swept included.
     pub bans: u64,
+    /// Id of the oldest event present.
     pub oldest_event: Option<EventId>,
+    /// Id of the newest event present.
     pub newest_event: Option<EventId>,
+    /// Size of the database file in bytes.
     pub file_bytes: u64,
 }
 

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::error::StoreError;
+use super::prune::PruneReport;
 use super::sessions::SweepReport;
 use super::txn::Tx;
 use super::types::*;
@@ -57,6 +58,12 @@ pub enum Op {
         actor: Option<String>,
         now_ms: u64,
     },
+    /// Removes up to `limit` of the oldest audit events with ids at or below
+    /// `through` (retention), moving the hash-chain anchor forward.
+    Prune {
+        through: EventId,
+        limit: usize,
+    },
 }
 
 /// What an operation returned.
@@ -70,6 +77,7 @@ pub enum OpOutput {
     Swept(SweepReport),
     BanAdded,
     BanLifted(bool),
+    Pruned(PruneReport),
 }
 
 impl Op {
@@ -85,6 +93,7 @@ impl Op {
             Op::Sweep { .. } => "sweep",
             Op::AddBan { .. } => "add_ban",
             Op::LiftBan { .. } => "lift_ban",
+            Op::Prune { .. } => "prune",
         }
     }
 
@@ -146,6 +155,7 @@ impl Op {
                 actor,
                 now_ms,
             } => OpOutput::BanLifted(tx.lift_ban(&subject, &reason, actor.as_deref(), now_ms)?),
+            Op::Prune { through, limit } => OpOutput::Pruned(tx.prune_events(through, limit)?),
         })
     }
 }

@@ -466,6 +466,25 @@ pub struct EventFilter {
     pub ip: Option<IpAddr>,
 }
 
+impl EventFilter {
+    /// Whether `ev` matches every field of the filter, checked on the event
+    /// itself (no index): for following new events and streaming exports.
+    pub fn matches(&self, ev: &Event) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| ev.user.as_ref() == Some(u))
+            && (self.kinds.is_empty() || self.kinds.contains(&ev.kind))
+            && self
+                .since_us
+                .is_none_or(|t| ev.id >= EventId::from_micros(t))
+            && self
+                .until_us
+                .is_none_or(|t| ev.id < EventId::from_micros(t))
+            && self.outcome.is_none_or(|o| ev.kind.outcome() == Some(o))
+            && self.ip.is_none_or(|ip| ev.ip == Some(ip))
+    }
+}
+
 /// Default page size of an audit query.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page an audit query returns.
@@ -573,6 +592,54 @@ mod tests {
     fn truncate_respects_char_boundaries() {
         assert_eq!(truncate("héllo".into(), 2), "h");
         assert_eq!(truncate("abc".into(), 10), "abc");
+    }
+
+    #[test]
+    fn filter_matches_each_field() {
+        let ev = Event {
+            id: EventId::from_micros(5_000),
+            time_us: 5_000,
+            kind: EventKind::LoginFailure,
+            user: Some("alice".into()),
+            ip: Some("192.0.2.1".parse().unwrap()),
+            user_agent: None,
+            session: None,
+            details: vec![],
+        };
+        let f = |f: EventFilter| f.matches(&ev);
+        assert!(f(EventFilter::default()));
+        assert!(f(EventFilter {
+            user: Some("alice".into()),
+            kinds: vec![EventKind::Logout, EventKind::LoginFailure],
+            since_us: Some(5_000),
+            until_us: Some(5_001),
+            outcome: Some(Outcome::Failure),
+            ip: ev.ip,
+        }));
+        assert!(!f(EventFilter {
+            user: Some("bob".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            kinds: vec![EventKind::Logout],
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            since_us: Some(5_001),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            until_us: Some(5_000),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            outcome: Some(Outcome::Success),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            ip: Some("::1".parse().unwrap()),
+            ..Default::default()
+        }));
     }
 
     #[test]

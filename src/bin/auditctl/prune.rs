@@ -1,0 +1,42 @@
+//! `auditctl prune --older-than SPAN`: retention by hand, for when no server
+//! runs (a running server prunes by itself when `audit_retention_days` is
+//! set). Archives first unless `--no-archive`.
+
+use std::path::Path;
+
+use gatehouse::retention::{cutoff, run_retention_pass_blocking};
+use gatehouse::store::{OpenError, now_us};
+use jiff::tz::TimeZone;
+
+use crate::cli::PruneArgs;
+use crate::render::local_time;
+use crate::{Status, explain_open, open_writable};
+
+pub fn run(path: &Path, data_dir: &Path, a: &PruneArgs) -> anyhow::Result<Status> {
+    let store = match open_writable(path) {
+        Ok(s) => s,
+        Err(OpenError::Locked(p)) => anyhow::bail!(
+            "database {} is in use (is the server running?); a running server prunes by \
+             itself when audit_retention_days is set, or stop it to prune by hand",
+            p.display()
+        ),
+        Err(e) => return Err(explain_open(e)),
+    };
+    let archive = (!a.no_archive).then(|| {
+        a.archive_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("archive"))
+    });
+    let now = now_us();
+    let report = run_retention_pass_blocking(&store, archive.as_deref(), a.older_than, now)?;
+    store.close()?;
+    let before = local_time(&TimeZone::system(), cutoff(now, a.older_than).micros());
+    println!("pruned {} events older than {before}", report.pruned);
+    if report.archived > 0 {
+        println!("archived {} events to:", report.archived);
+        for f in &report.archive_files {
+            println!("  {}", f.display());
+        }
+    }
+    Ok(Status::Ok)
+}

@@ -1,0 +1,201 @@
+//! How events and sessions look on a terminal: aligned tables with local
+//! times, and JSON Lines for scripts. Stored strings are shown with control
+//! characters escaped, so a hostile user agent cannot drive the terminal.
+
+use std::io::{self, Write};
+
+use gatehouse::store::{Event, Session};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// Local time of `us` microseconds since the epoch, to the second.
+pub fn local_time(tz: &TimeZone, us: u64) -> String {
+    match i64::try_from(us)
+        .ok()
+        .and_then(|us| Timestamp::from_microsecond(us).ok())
+    {
+        Some(ts) => ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        None => format!("@{us}us"),
+    }
+}
+
+/// The name of the zone times are shown in.
+pub fn tz_name(tz: &TimeZone) -> &str {
+    tz.iana_name().unwrap_or("local")
+}
+
+/// Header of the time column: says which zone times are in.
+pub fn time_header(tz: &TimeZone) -> String {
+    format!("TIME ({})", tz_name(tz))
+}
+
+/// Escapes control characters (and other invisible troublemakers).
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control()) {
+        return s.to_string();
+    }
+    s.chars().flat_map(|c| c.escape_default()).collect()
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.map(clean).unwrap_or_else(|| "-".into())
+}
+
+/// The cells of one event row.
+pub fn event_row(tz: &TimeZone, ev: &Event) -> Vec<String> {
+    let details: Vec<String> = ev
+        .details
+        .iter()
+        .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+        .collect();
+    vec![
+        local_time(tz, ev.time_us),
+        ev.kind.as_str().to_string(),
+        opt(ev.user.as_deref()),
+        ev.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+        opt(ev.session.as_deref()),
+        details.join(" "),
+    ]
+}
+
+/// Header cells of the event table.
+pub fn event_header(tz: &TimeZone) -> Vec<String> {
+    [&time_header(tz), "KIND", "USER", "IP", "SESSION", "DETAILS"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Widths that fit a follow stream without knowing the rows in advance.
+pub const FOLLOW_WIDTHS: [usize; 5] = [19, 16, 12, 15, 22];
+
+/// Writes rows with each column padded to `widths` (the last one unpadded).
+pub fn write_row(out: &mut impl Write, cells: &[String], widths: &[usize]) -> io::Result<()> {
+    let mut line = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            line.push_str(c);
+        } else {
+            let w = widths.get(i).copied().unwrap_or(0);
+            line.push_str(c);
+            for _ in c.chars().count()..w {
+                line.push(' ');
+            }
+            line.push_str("  ");
+        }
+    }
+    writeln!(out, "{}", line.trim_end())
+}
+
+/// Writes a whole table, columns as wide as their widest cell.
+pub fn write_table(
+    out: &mut impl Write,
+    header: &[String],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    write_row(out, header, &widths)?;
+    for r in rows {
+        write_row(out, r, &widths)?;
+    }
+    Ok(())
+}
+
+/// Writes events as a table (newest first as given).
+pub fn write_events(out: &mut impl Write, tz: &TimeZone, events: &[Event]) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = events.iter().map(|e| event_row(tz, e)).collect();
+    write_table(out, &event_header(tz), &rows)
+}
+
+/// Writes sessions as a table.
+pub fn write_sessions(out: &mut impl Write, tz: &TimeZone, sessions: &[Session]) -> io::Result<()> {
+    let header: Vec<String> = ["USER", "ID", "CREATED", "LAST SEEN", "IP", "AGENT"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = sessions
+        .iter()
+        .map(|s| {
+            let agent = s.user_agent.as_deref().map(|a| {
+                let a = clean(a);
+                if a.chars().count() > 60 {
+                    format!("{}…", a.chars().take(59).collect::<String>())
+                } else {
+                    a
+                }
+            });
+            vec![
+                clean(&s.user),
+                s.id.to_string(),
+                local_time(tz, s.created_ms.saturating_mul(1000)),
+                local_time(tz, s.last_seen_ms.saturating_mul(1000)),
+                s.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+                agent.unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    write_table(out, &header, &rows)
+}
+
+/// Writes one session as a JSON line.
+pub fn write_session_json(out: &mut impl Write, s: &Session) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, s)?;
+    out.write_all(b"\n")
+}
+
+/// Bytes in a human unit (KiB, MiB, GiB).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {} ({n} bytes)", UNITS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("plain"), "plain");
+        assert_eq!(clean("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+    }
+
+    #[test]
+    fn table_columns_align() {
+        let mut out = Vec::new();
+        let header = vec!["A".to_string(), "B".to_string(), "C".to_string()];
+        let rows = vec![
+            vec!["long cell".to_string(), "x".to_string(), "tail".to_string()],
+            vec!["s".to_string(), "yy".to_string(), "".to_string()],
+        ];
+        write_table(&mut out, &header, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "A          B   C");
+        assert_eq!(lines[1], "long cell  x   tail");
+        assert_eq!(lines[2], "s          yy");
+    }
+
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(local_time(&TimeZone::UTC, 0), "1970-01-01 00:00:00");
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+    }
+}

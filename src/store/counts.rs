@@ -1,0 +1,162 @@
+//! Audit counts for `auditctl stats`: events per kind and the busiest users,
+//! counted from the two secondary indexes in one read snapshot. The scan reads
+//! index keys only and keeps at most `top` users in memory, so memory stays
+//! flat whatever the number of events or users.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::Store;
+use super::error::StoreError;
+use super::tables::*;
+use super::types::EventKind;
+
+/// Events per kind and per user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditCounts {
+    /// Every kind with at least one event, most frequent first.
+    pub by_kind: Vec<(EventKind, u64)>,
+    /// Index entries whose kind this build does not know (from a newer build).
+    pub unknown_kinds: u64,
+    /// The `top` users with the most events, most first (ties by name).
+    pub top_users: Vec<(String, u64)>,
+    /// Distinct users with at least one event.
+    pub users: u64,
+    /// Events that name no user.
+    pub without_user: u64,
+}
+
+/// Keeps the `n` largest `(count, user)` pairs seen.
+struct TopN {
+    n: usize,
+    heap: BinaryHeap<Reverse<(u64, Reverse<String>)>>,
+}
+
+impl TopN {
+    fn push(&mut self, user: String, count: u64) {
+        if self.n == 0 {
+            return;
+        }
+        self.heap.push(Reverse((count, Reverse(user))));
+        if self.heap.len() > self.n {
+            self.heap.pop();
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .heap
+            .into_iter()
+            .map(|Reverse((c, Reverse(u)))| (u, c))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+}
+
+impl Store {
+    /// Counts events per kind and finds the `top` users with the most events.
+    /// Cost: one pass over the keys of both audit indexes.
+    pub fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
+        let txn = self.read()?;
+        let events = txn.open_table(EVENTS)?.len()?;
+        let by_kind = txn.open_table(EVENTS_BY_KIND)?;
+        let by_user = txn.open_table(EVENTS_BY_USER)?;
+        let mut out = AuditCounts::default();
+
+        let mut current: Option<(String, u64)> = None;
+        for row in by_kind.iter()? {
+            let (k, _) = row?;
+            let kind = k.value().0;
+            match &mut current {
+                Some((name, n)) if name == kind => *n += 1,
+                _ => {
+                    if let Some(done) = current.take() {
+                        tally_kind(&mut out, done);
+                    }
+                    current = Some((kind.to_string(), 1));
+                }
+            }
+        }
+        if let Some(done) = current.take() {
+            tally_kind(&mut out, done);
+        }
+        out.by_kind
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+
+        let mut top_n = TopN {
+            n: top,
+            heap: BinaryHeap::new(),
+        };
+        let mut with_user = 0u64;
+        for row in by_user.iter()? {
+            let (k, _) = row?;
+            let user = k.value().0;
+            with_user += 1;
+            match &mut current {
+                Some((name, n)) if name == user => *n += 1,
+                _ => {
+                    if let Some((u, n)) = current.take() {
+                        out.users += 1;
+                        top_n.push(u, n);
+                    }
+                    current = Some((user.to_string(), 1));
+                }
+            }
+        }
+        if let Some((u, n)) = current.take() {
+            out.users += 1;
+            top_n.push(u, n);
+        }
+        out.top_users = top_n.into_sorted();
+        out.without_user = events.saturating_sub(with_user);
+        Ok(out)
+    }
+}
+
+fn tally_kind(out: &mut AuditCounts, (name, n): (String, u64)) {
+    match name.parse::<EventKind>() {
+        Ok(k) => out.by_kind.push((k, n)),
+        Err(_) => out.unknown_kinds += n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::tests::temp_store;
+    use crate::store::*;
+
+    #[test]
+    fn counts_kinds_and_top_users() {
+        let (_d, store) = temp_store();
+        let mut ops = Vec::new();
+        for (user, n) in [("alice", 5u64), ("bob", 2), ("carol", 7), ("dave", 2)] {
+            for i in 0..n {
+                ops.push(Op::Append(
+                    NewEvent::at(EventKind::LoginFailure, 1_000 + i).user(user),
+                ));
+            }
+        }
+        ops.push(Op::Append(NewEvent::at(EventKind::ServerStarted, 50)));
+        for r in store.apply_batch(ops) {
+            r.unwrap();
+        }
+        let c = store.audit_counts(3).unwrap();
+        assert_eq!(
+            c.by_kind,
+            vec![(EventKind::LoginFailure, 16), (EventKind::ServerStarted, 1)]
+        );
+        assert_eq!(
+            c.top_users,
+            vec![
+                ("carol".to_string(), 7),
+                ("alice".to_string(), 5),
+                ("bob".to_string(), 2)
+            ]
+        );
+        assert_eq!((c.users, c.without_user, c.unknown_kinds), (4, 1, 0));
+        assert!(store.audit_counts(0).unwrap().top_users.is_empty());
+    }
+}
