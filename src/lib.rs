@@ -3,4 +3,6 @@
 //! The library holds everything the two binaries share. See ARCHITECTURE.md for
 //! the map.
 
+pub mod config;
+pub mod server;
 pub mod store;
