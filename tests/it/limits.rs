@@ -1,0 +1,95 @@
+//! Oversized and malformed input gets a 4xx with a short reason.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_and_headers_are_bounded() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = client();
+
+    let big = "a".repeat(20 * 1024);
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", "bob"), ("password", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let r = c
+        .post(s.at("/login"))
+        .body("x")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let r = c
+        .post(s.at("/login"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let msg: serde_json::Value = r.json().await.unwrap();
+    assert!(!msg["error"].as_str().unwrap().is_empty());
+
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let long_name = "u".repeat(500);
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", long_name.as_str()), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A request head larger than the limit.
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40 * 1024)
+    );
+    let out = raw(s.addr, huge.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let s = TestServer::start(&config_text("", "[limits]\nheader_read_timeout_secs = 1\n")).await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    // The server closes the connection (possibly with a 408) instead of waiting forever.
+    let done = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut out)).await;
+    assert!(done.is_ok(), "connection still open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
