@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
-use gatehouse::server::Server;
+use gatehouse::server::{Server, admin};
 use gatehouse::store::{BanSubject, Op, OpOutput, Store, StoreOptions, now_ms};
 
 #[derive(Parser)]
@@ -72,9 +72,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BansCommand {
-    /// List the bans in force (reads the database; works beside a running server).
+    /// List the bans in force.
     List,
-    /// Lift a ban. Opens the database for writing: stop the server first.
+    /// Lift a ban: through the running server's admin socket, or directly in
+    /// the database when no server runs.
     Lift {
         #[arg(long, conflicts_with = "ip", required_unless_present = "ip")]
         user: Option<String>,
@@ -235,15 +236,13 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
     let path = config.db_path();
     match command {
         BansCommand::List => {
+            if let Some((code, body)) = admin::request(&config.data_dir, "GET", "/bans")? {
+                print!("{body}");
+                return admin_status(code);
+            }
             let store = Store::open_read_only(&path, &StoreOptions::default())?;
             let bans = store.bans(now_ms())?;
-            if bans.is_empty() {
-                println!("no bans in force");
-            }
-            for b in bans {
-                let left = b.until_ms.saturating_sub(now_ms()).div_ceil(1000);
-                println!("{}\t{}s left\t{}", b.subject, left, b.reason);
-            }
+            print!("{}", admin::format_bans(&bans));
             Ok(())
         }
         BansCommand::Lift { user, ip } => {
@@ -252,9 +251,20 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
                 (None, Some(ip)) => BanSubject::Ip(ip),
                 (None, None) => bail!("give --user or --ip"),
             };
-            let store = Store::open(&path, &StoreOptions::default()).map_err(|e| {
-                anyhow::anyhow!("{e}\n(stop the server to lift a ban from the command line)")
-            })?;
+            let query = match &subject {
+                BanSubject::User(u) => ("user", u.clone()),
+                BanSubject::Ip(ip) => ("ip", ip.to_string()),
+            };
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(query.0, &query.1)
+                .finish();
+            if let Some((code, body)) =
+                admin::request(&config.data_dir, "POST", &format!("/bans/lift?{q}"))?
+            {
+                print!("{body}");
+                return admin_status(code);
+            }
+            let store = Store::open(&path, &StoreOptions::default())?;
             let out = store.apply(Op::LiftBan {
                 subject: subject.clone(),
                 reason: "lifted from the command line".into(),
@@ -268,5 +278,13 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn admin_status(code: u16) -> anyhow::Result<()> {
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        bail!("the server answered {code}")
     }
 }

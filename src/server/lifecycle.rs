@@ -287,6 +287,13 @@ impl Server {
             cfg.data_dir.join(HEARTBEAT_FILE),
             stop_rx.clone(),
         ));
+        match super::admin::bind(&cfg.data_dir) {
+            Ok((l, path)) => {
+                tasks.spawn(super::admin::serve(state.clone(), l, path, stop_rx.clone()));
+            }
+            // The server works without it; `bans lift` then needs a stopped server.
+            Err(e) => tracing::warn!(error = %e, "admin socket unavailable"),
+        }
         let idle = Arc::new(Notify::new());
         if cfg.file.idle_timeout_secs > 0 {
             tasks.spawn(idle_timer(

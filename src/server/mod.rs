@@ -6,6 +6,7 @@
 //! pool, the regulator and the metrics. Users sit behind a `RwLock<Arc<..>>`
 //! that a reload swaps whole, so a request sees one consistent set.
 
+pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;

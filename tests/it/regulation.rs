@@ -1,8 +1,6 @@
 //! Brute-force regulation: bans before hashing, bans that survive a restart,
 //! and lifting them from the command line.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -44,30 +42,26 @@ async fn bans_hold_across_a_restart_and_lift() {
         StatusCode::TOO_MANY_REQUESTS,
         "ban survives restart"
     );
-    s.stop().await;
 
-    // The CLI lists and lifts bans while no server runs.
-    let bin = env!("CARGO_BIN_EXE_gatehouse");
+    // While the server runs, the CLI goes through its admin socket.
     let dir = tmp.path().to_str().unwrap();
-    let out = Command::new(bin)
-        .args(["bans", "--data-dir", dir, "list"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let listed = cli(&["bans", "--data-dir", dir, "list"]).await;
     assert!(
         listed.contains("user bob") && listed.contains("ip 127.0.0.1"),
         "{listed}"
     );
-    for args in [["--user", "bob"], ["--ip", "127.0.0.1"]] {
-        let out = Command::new(bin)
-            .args(["bans", "--data-dir", dir, "lift"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("lifted"));
-    }
+    let out = cli(&["bans", "--data-dir", dir, "lift", "--user", "bob"]).await;
+    assert!(out.contains("lifted the ban on user bob"), "{out}");
+    let listed = cli(&["bans", "--data-dir", dir, "list"]).await;
+    assert!(!listed.contains("user bob"), "{listed}");
+    s.stop().await;
+    assert!(!tmp.path().join("admin.sock").exists());
+
+    // Without a server, it opens the database itself.
+    let out = cli(&["bans", "--data-dir", dir, "lift", "--ip", "127.0.0.1"]).await;
+    assert!(out.contains("lifted the ban on ip 127.0.0.1"), "{out}");
+    let out = cli(&["bans", "--data-dir", dir, "list"]).await;
+    assert!(out.contains("no bans in force"), "{out}");
 
     let s = TestServer::start_in(tmp.path(), &text).await;
     let c = client();
@@ -147,4 +141,15 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         .await
         .unwrap();
     assert_eq!(list["sessions"][0]["ip"], "203.0.113.9");
+}
+
+/// Runs the `gatehouse` binary; returns its stdout, failing on a non-zero exit.
+async fn cli(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
