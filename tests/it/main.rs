@@ -5,4 +5,5 @@ mod flow;
 mod harness;
 mod lifecycle;
 mod limits;
+mod nginx;
 mod regulation;
