@@ -67,7 +67,21 @@ async fn idle_timeout_stops_the_server_once_connections_close() {
         "still serving while a connection is open"
     );
     drop(conn);
+    // Health checks are no activity: polling them does not keep the server up.
+    let addr = s.addr;
+    let poller = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok(mut c) = tokio::net::TcpStream::connect(addr).await {
+            let _ = c
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = Vec::new();
+            let _ = c.read_to_end(&mut out).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     assert_eq!(s.wait().await, Exit::Idle);
+    poller.abort();
     assert!(std::net::TcpStream::connect(s.addr).is_err());
     assert!(s.dir.join("heartbeat").exists());
 }
