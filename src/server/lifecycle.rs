@@ -546,3 +546,91 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_waits_for_quiet_and_closed_connections() {
+        let activity = Arc::new(Activity::new());
+        let idle = Arc::new(Notify::new());
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        activity.open_connections.store(1, Ordering::Relaxed);
+        let timer = tokio::spawn(idle_timer(
+            activity.clone(),
+            Duration::from_secs(60),
+            idle.clone(),
+            stop_rx,
+        ));
+        // Quiet, but a connection is open: no exit.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!timer.is_finished());
+        // Activity resets the clock.
+        activity.open_connections.store(0, Ordering::Relaxed);
+        activity.record();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!timer.is_finished());
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        assert!(timer.is_finished(), "fires once quiet for the timeout");
+        // The notification is stored for the accept loop.
+        tokio::time::timeout(Duration::from_secs(1), idle.notified())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_ends_on_stop() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let timer = tokio::spawn(idle_timer(
+            Arc::new(Activity::new()),
+            Duration::from_secs(3600),
+            Arc::new(Notify::new()),
+            stop_rx,
+        ));
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), timer)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_at_most_once_a_minute() {
+        let a = Activity::new();
+        tokio::time::sleep(BEAT_INTERVAL).await;
+        a.record();
+        // The first record after a minute beats...
+        tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+            .await
+            .unwrap();
+        // ...then nothing until a minute later.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        a.record();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        a.record();
+        tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn heartbeat_failure_is_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be written as a file: every beat fails.
+        let path = dir.path().to_path_buf();
+        let activity = Arc::new(Activity::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(heartbeat(activity.clone(), path, stop_rx));
+        activity.beat.notify_one();
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished());
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
