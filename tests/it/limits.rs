@@ -93,3 +93,23 @@ async fn slow_headers_are_cut_off() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let s = TestServer::start(&config_text("", "[limits]\nmax_connections = 1\n")).await;
+    // One client holds the only slot with a half-sent request.
+    let mut first = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The next one waits in the backlog and is not served meanwhile.
+    let second = tokio::spawn(raw(
+        s.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "served past the connection cap");
+    // Once the slot frees, it is served.
+    drop(first);
+    let out = second.await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

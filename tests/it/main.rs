@@ -7,3 +7,4 @@ mod lifecycle;
 mod limits;
 mod nginx;
 mod regulation;
+mod signals;
