@@ -432,7 +432,10 @@ impl Config {
             ));
         }
         if let Some(d) = &file.cookie_domain
-            && (d.is_empty() || d.bytes().any(|b| b == b';' || b.is_ascii_whitespace()))
+            && (d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
         {
             return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
         }

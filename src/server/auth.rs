@@ -123,7 +123,9 @@ pub fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, A
         return Ok(None);
     };
     let interval = state.config.file.session.touch_interval_secs * 1000;
-    if !session.remember_me && now.saturating_sub(session.last_seen_ms) >= interval {
+    // Remember-me sessions are touched too: their deadline does not move,
+    // but `last_seen` keeps the sessions list truthful.
+    if now.saturating_sub(session.last_seen_ms) >= interval {
         // A dropped touch (queue full) only delays the slide to the next check.
         if let Err(e) = state.writer.touch(hash, now) {
             tracing::debug!(error = %e, "session touch dropped");

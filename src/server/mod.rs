@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(login_limit));
     Router::new()
         .merge(login)
+        .route("/", get(home))
         .route("/logout", post(login::logout))
         .route("/auth/verify", get(verify::verify))
         .route("/api/v1/session", get(sessions::whoami))
@@ -150,6 +151,15 @@ pub fn router(state: AppState) -> Router {
             lifecycle::track_activity,
         ))
         .with_state(state)
+}
+
+/// `GET /`: the sessions page is gatehouse's home (it sends anonymous
+/// visitors on to the login form).
+async fn home() -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/sessions"));
+    r
 }
 
 async fn not_found() -> ApiError {
