@@ -452,3 +452,41 @@ async fn assets_health_and_metrics() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_slides_last_seen_through_the_writer() {
+    let s = TestServer::start(&config_text("", "[session]\ntouch_interval_secs = 0\n")).await;
+    let c = client();
+    login(&c, &s, "bob", BOB_PW, &[]).await;
+    let first: Value = c
+        .get(s.at("/api/v1/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = first["session"]["created_ms"].as_u64().unwrap();
+    // Touches are fire-and-forget: poll until one has landed.
+    let mut seen = created;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            c.get(s.at("/auth/verify")).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+        let me: Value = c
+            .get(s.at("/api/v1/session"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen = me["session"]["last_seen_ms"].as_u64().unwrap();
+        if seen > created {
+            break;
+        }
+    }
+    assert!(seen > created, "last_seen never moved");
+}
