@@ -225,6 +225,7 @@ impl Server {
     /// reloads), creates the first admin when there are no users, opens the
     /// store and binds the listener.
     pub async fn bind(mut config: Config, overrides: Overrides) -> Result<Server, ServerError> {
+        create_private_dir(&config.data_dir)?;
         if config.users.is_empty() {
             config = create_first_admin(config, &overrides)?;
         }
@@ -520,6 +521,22 @@ fn create_first_admin(config: Config, overrides: &Overrides) -> Result<Config, S
     ov.config = Some(config.path.clone());
     ov.data_dir = Some(config.data_dir.clone());
     Ok(Config::load(&ov)?)
+}
+
+/// Creates the data dir, owner-only, if it does not exist yet (an existing
+/// one keeps the mode its owner gave it).
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|source| ServerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a file only its owner can read.

@@ -150,6 +150,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             lifecycle::track_activity,
         ))
+        // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

@@ -118,7 +118,8 @@ async fn shutdown_finishes_the_request_in_flight() {
 async fn first_start_creates_an_admin() {
     let tmp = tempfile::tempdir().unwrap();
     let ov = gatehouse::config::Overrides {
-        data_dir: Some(tmp.path().to_path_buf()),
+        config: Some(tmp.path().join("gatehouse.toml")),
+        data_dir: Some(tmp.path().join("data")),
         bind: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
@@ -135,12 +136,17 @@ async fn first_start_creates_an_admin() {
     let h = tokio::spawn(server.run(async move {
         let _ = rx.await;
     }));
-    let pw_file = tmp.path().join("admin-password");
+    let pw_file = tmp.path().join("data/admin-password");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&pw_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(tmp.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "a new data dir is owner-only");
     }
     let pw = std::fs::read_to_string(&pw_file).unwrap();
     let toml = std::fs::read_to_string(tmp.path().join("gatehouse.toml")).unwrap();
