@@ -123,3 +123,30 @@ async fn bad_config_names_file_line_and_field() {
     assert!(err.contains("g.toml:4:"), "{err}");
     assert!(err.contains("invalid type"), "{err}");
 }
+
+#[tokio::test]
+async fn hash_password_reads_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("gatehouse.toml"), config_text("", "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["hash-password", "--data-dir"])
+        .arg(tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"pass phrase\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let phc = String::from_utf8(out.stdout).unwrap();
+    // The config's (cheap) cost is used.
+    assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+    assert!(gatehouse::server::password::verify_blocking(
+        "pass phrase",
+        phc.trim()
+    ));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("pass phrase"));
+}
