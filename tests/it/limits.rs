@@ -113,3 +113,61 @@ async fn connections_are_capped() {
     let out = second.await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hashing_pool_answers_503_and_verify_does_not_wait() {
+    // One hashing slot, no queue, and a deliberately slow hash for carol.
+    let slow = gatehouse::server::password::hash_password(
+        "carol-pw",
+        &gatehouse::config::Argon2Settings {
+            memory_kib: 65_536,
+            iterations: 4,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let mut text = config_text("", "[limits]\nhash_workers = 1\nhash_queue = 0\n");
+    text.push_str(&format!(
+        "\n[[users]]\nname = \"carol\"\npassword_hash = \"{slow}\"\n"
+    ));
+    let s = TestServer::start(&text).await;
+    let bob = client();
+    login(&bob, &s, "bob", BOB_PW, &[]).await;
+
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let c = client();
+            let url = s.at("/login");
+            tokio::spawn(async move {
+                c.post(url)
+                    .form(&[("username", "carol"), ("password", "carol-pw")])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // Session checks are answered while the logins hash.
+    assert_eq!(
+        bob.get(s.at("/auth/verify")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let mut busy = 0;
+    let mut ok = 0;
+    for l in logins {
+        let r = l.await.unwrap();
+        match r.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                busy += 1;
+            }
+            StatusCode::SEE_OTHER => ok += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1, "at least the first login hashes");
+    assert!(
+        busy >= 1,
+        "six simultaneous slow logins on one slot: some are refused"
+    );
+}
