@@ -157,7 +157,7 @@ pub async fn submit(
     };
     match attempt(&state, ip, &headers, input).await {
         Ok(res) => res,
-        Err((e, username, rd)) if !json && e.status != StatusCode::INTERNAL_SERVER_ERROR => {
+        Err((e, username, rd)) if !json => {
             let mut res = page(e.status, Some(&e.message), &username, &rd);
             if let Some(s) = e.retry_after {
                 res.headers_mut()
