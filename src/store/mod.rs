@@ -457,4 +457,6 @@ impl Store {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

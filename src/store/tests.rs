@@ -1,10 +1,14 @@
 //! Store tests against a real file: sessions, expiry, events, pagination,
 //! restart, bad bytes, and the writer.
 
+use super::tables::*;
 use super::*;
 
 pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
+    // tmpfs keeps durable commits cheap in tests where it exists.
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
     let store = Store::open(dir.path().join("g.redb"), &StoreOptions::default()).unwrap();
     (dir, store)
 }
@@ -89,4 +93,461 @@ fn writer_commits_and_acknowledges() {
         .unwrap();
     assert_eq!(page.events.len(), 10);
     assert!(store.check().unwrap().is_ok());
+}
+
+fn append_all(store: &Store, evs: impl IntoIterator<Item = NewEvent>) {
+    let ops: Vec<Op> = evs.into_iter().map(Op::Append).collect();
+    for r in store.apply_batch(ops) {
+        r.unwrap();
+    }
+}
+
+fn walk(store: &Store, filter: &EventFilter, limit: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query_events(filter, limit, cursor.as_deref())
+            .unwrap();
+        out.extend(page.events.iter().map(|e| e.id.0));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn pagination_returns_each_match_once_newest_first_for_any_page_size() {
+    let (_d, store) = temp_store();
+    append_all(
+        &store,
+        (0..300u64).map(|i| {
+            NewEvent::at(EventKind::ALL[(i % 4) as usize], 1_000_000 + i * 10)
+                .user(["alice", "bob"][(i % 2) as usize])
+        }),
+    );
+    for filter in [
+        EventFilter::default(),
+        EventFilter {
+            user: Some("alice".into()),
+            ..Default::default()
+        },
+        EventFilter {
+            kinds: vec![EventKind::LoginFailure, EventKind::Logout],
+            ..Default::default()
+        },
+        EventFilter {
+            outcome: Some(Outcome::Failure),
+            ..Default::default()
+        },
+        EventFilter {
+            user: Some("bob".into()),
+            since_us: Some(1_000_500),
+            until_us: Some(1_002_000),
+            ..Default::default()
+        },
+    ] {
+        let all = walk(&store, &filter, MAX_LIMIT);
+        assert!(!all.is_empty(), "{filter:?}");
+        assert!(all.windows(2).all(|w| w[0] > w[1]), "newest first");
+        for limit in [1, 7, 100] {
+            assert_eq!(
+                walk(&store, &filter, limit),
+                all,
+                "{filter:?} limit {limit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn appends_during_a_walk_never_duplicate_or_skip_older_events() {
+    let (_d, store) = temp_store();
+    append_all(
+        &store,
+        (0..50u64).map(|i| NewEvent::at(EventKind::Logout, 1_000 + i).user("alice")),
+    );
+    let filter = EventFilter {
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    let before = walk(&store, &filter, 1_000);
+    let mut got = Vec::new();
+    let mut cursor = None;
+    let mut t = 10_000u64;
+    loop {
+        let page = store.query_events(&filter, 7, cursor.as_deref()).unwrap();
+        got.extend(page.events.iter().map(|e| e.id.0));
+        // New events land above the cursor: the walk must not see them.
+        append_all(
+            &store,
+            (0..3).map(|_| {
+                t += 1;
+                NewEvent::at(EventKind::Logout, t).user("alice")
+            }),
+        );
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(got, before);
+}
+
+#[test]
+fn limit_is_clamped_and_rare_matches_stop_at_the_scan_budget() {
+    let (_d, store) = temp_store();
+    let n = MAX_SCAN as u64 + 10;
+    append_all(
+        &store,
+        (0..n).map(|i| {
+            let ev = NewEvent::at(EventKind::LoginFailure, 1_000 + i).user("alice");
+            if i == 0 {
+                ev.ip(Some("10.0.0.1".parse().unwrap()))
+            } else {
+                ev
+            }
+        }),
+    );
+    let page = store
+        .query_events(&EventFilter::default(), 5_000, None)
+        .unwrap();
+    assert_eq!(page.events.len(), MAX_LIMIT);
+    // The only match is the oldest event: the first page stops at the budget
+    // and hands back a cursor; following it finds the match.
+    let filter = EventFilter {
+        user: Some("alice".into()),
+        ip: Some("10.0.0.1".parse().unwrap()),
+        ..Default::default()
+    };
+    let first = store.query_events(&filter, 10, None).unwrap();
+    assert!(first.events.is_empty());
+    let next = first.next_cursor.expect("budget reached, so a cursor");
+    let second = store.query_events(&filter, 10, Some(&next)).unwrap();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.next_cursor, None);
+}
+
+#[test]
+fn everything_acknowledged_survives_a_clean_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (token, ids) = rt.block_on(async {
+        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let c = writer
+            .create_session(new_session("alice", now_ms()))
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            ids.push(
+                writer
+                    .append(NewEvent::now(EventKind::LoginFailure).user(format!("u{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        drop(writer);
+        task.shutdown().await.unwrap();
+        (c.token, ids)
+    });
+    store.close().unwrap();
+
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert!(store.session(&token, now_ms()).unwrap().is_some());
+    for (i, id) in ids.iter().enumerate() {
+        let page = store
+            .query_events(
+                &EventFilter {
+                    user: Some(format!("u{i}")),
+                    ..Default::default()
+                },
+                10,
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![*id]
+        );
+    }
+    assert!(store.check().unwrap().is_ok());
+}
+
+#[test]
+fn read_only_handle_sees_commits_of_the_writer_beside_it() {
+    let (dir, store) = temp_store();
+    let ro = Store::open_read_only(dir.path().join("g.redb"), &StoreOptions::default()).unwrap();
+    append_all(&store, [NewEvent::at(EventKind::Logout, 5).user("alice")]);
+    let page = ro.query_events(&EventFilter::default(), 10, None).unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(
+        ro.apply(Op::Append(NewEvent::now(EventKind::Logout)))
+            .is_err()
+    );
+    assert!(matches!(
+        Store::open(dir.path().join("g.redb"), &StoreOptions::default()),
+        Err(OpenError::Locked(_))
+    ));
+}
+
+#[test]
+fn corrupt_values_and_cursors_are_errors_not_panics() {
+    let (_d, store) = temp_store();
+    let c = create(&store, new_session("alice", 1_000));
+    append_all(&store, [NewEvent::at(EventKind::Logout, 5).user("alice")]);
+    // Damage both rows in place.
+    {
+        let Db::Rw(db) = &store.inner.db else {
+            unreachable!()
+        };
+        let txn = db.begin_write().unwrap();
+        {
+            let mut s = txn.open_table(SESSIONS).unwrap();
+            s.insert(c.token.hash().0, [0xffu8, 0xff, 0xff].as_slice())
+                .unwrap();
+            let mut e = txn.open_table(EVENTS).unwrap();
+            let id = e.first().unwrap().unwrap().0.value();
+            e.insert(id, [0x01u8].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert!(matches!(
+        store.session(&c.token, 1_500),
+        Err(StoreError::Corrupt {
+            table: "sessions",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.query_events(&EventFilter::default(), 10, None),
+        Err(QueryError::Store(StoreError::Corrupt {
+            table: "events",
+            ..
+        }))
+    ));
+    let report = store.check().unwrap();
+    assert!(!report.is_ok());
+    for bad in ["", "garbage", "AAAAAAAAAAAAAAAAAAAAAAA", &"A".repeat(1000)] {
+        assert!(matches!(
+            store.query_events(&EventFilter::default(), 10, Some(bad)),
+            Err(QueryError::Cursor(_))
+        ));
+    }
+}
+
+#[test]
+fn remember_me_sessions_have_no_idle_deadline() {
+    let (_d, store) = temp_store();
+    let mut n = new_session("alice", 1_000);
+    n.remember_me = true;
+    let c = create(&store, n);
+    assert_eq!(c.session.idle_deadline_ms, None);
+    assert!(store.session(&c.token, 9_000).unwrap().is_some());
+    assert!(store.session(&c.token, 11_000).unwrap().is_none());
+}
+
+#[test]
+fn cap_evicts_the_oldest_and_records_it() {
+    let (_d, store) = temp_store();
+    let first = create(&store, new_session("alice", 1_000));
+    create(&store, new_session("alice", 1_001));
+    create(&store, new_session("alice", 1_002));
+    let fourth = create(&store, new_session("alice", 1_003));
+    assert_eq!(fourth.evicted, vec![first.session.id]);
+    assert!(store.session(&first.token, 1_004).unwrap().is_none());
+    assert_eq!(store.sessions_of("alice", 1_004).unwrap().len(), 3);
+    let evicted = store
+        .query_events(
+            &EventFilter {
+                kinds: vec![EventKind::SessionEvicted],
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(evicted.events.len(), 1);
+    assert_eq!(
+        evicted.events[0].session.as_deref(),
+        Some(first.session.id.to_string().as_str())
+    );
+}
+
+#[test]
+fn bans_are_active_until_they_run_out_and_are_audited() {
+    let (_d, store) = temp_store();
+    let subject = BanSubject::Ip("192.0.2.7".parse().unwrap());
+    store
+        .apply(Op::AddBan {
+            subject: subject.clone(),
+            until_ms: 5_000,
+            reason: "5 failures".into(),
+            ip: None,
+            now_ms: 1_000,
+        })
+        .unwrap();
+    assert!(store.ban(&subject, 4_999).unwrap().is_some());
+    assert!(store.ban(&subject, 5_000).unwrap().is_none());
+    assert_eq!(store.bans(1_000).unwrap().len(), 1);
+    match store
+        .apply(Op::Sweep {
+            now_ms: 6_000,
+            limit: 10,
+        })
+        .unwrap()
+    {
+        OpOutput::Swept(r) => assert_eq!(r.bans_lifted, 1),
+        other => panic!("{other:?}"),
+    }
+    let kinds: Vec<EventKind> = store
+        .query_events(&EventFilter::default(), 10, None)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![EventKind::BanLifted, EventKind::BanAdded]);
+}
+
+/// Writes `tests/fixtures/v1.redb`: a database at schema version 1 with a few
+/// sessions and chained events. Run with `--ignored` only to regenerate it.
+#[test]
+#[ignore]
+fn write_v1_fixture() {
+    use super::codec::encode;
+    use super::events::chain_hash;
+    use super::records::{ChainHead, EventRecord, SessionRecord};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.redb");
+    let _ = std::fs::remove_file(&path);
+    let db = redb::Database::create(&path).unwrap();
+    gatehouse_migrations::migrate_to(&db, 1).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut sessions = txn.open_table(SESSIONS).unwrap();
+        let mut by_user = txn.open_table(SESSIONS_BY_USER).unwrap();
+        let mut by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).unwrap();
+        for (i, user) in ["alice", "bob"].into_iter().enumerate() {
+            let hash = [i as u8 + 1; 32];
+            let rec = SessionRecord {
+                public_id: [i as u8 + 10; 16],
+                user: user.into(),
+                created_ms: 1_700_000_000_000,
+                last_seen_ms: 1_700_000_000_000,
+                idle_ttl_ms: None,
+                absolute_deadline_ms: u64::MAX / 2,
+                remember_me: true,
+                ip: None,
+                user_agent: Some("fixture".into()),
+            };
+            sessions.insert(hash, encode(&rec).as_slice()).unwrap();
+            by_user.insert((user, rec.created_ms, hash), ()).unwrap();
+            by_expiry.insert((rec.deadline_ms(), hash), ()).unwrap();
+        }
+        let mut events = txn.open_table(EVENTS).unwrap();
+        let mut by_user = txn.open_table(EVENTS_BY_USER).unwrap();
+        let mut head = ChainHead::default();
+        for (i, (kind, user)) in [
+            ("server.started", None),
+            ("login.success", Some("alice")),
+            ("login.failure", Some("bob")),
+            ("session.created", Some("alice")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = EventId::from_micros(1_700_000_000_000_000 + i as u64).0;
+            let rec = EventRecord {
+                kind: kind.into(),
+                user: user.map(Into::into),
+                ip: Some("127.0.0.1".parse().unwrap()),
+                user_agent: None,
+                session: None,
+                details: vec![],
+                prev_hash: head.hash,
+            };
+            let bytes = encode(&rec);
+            events.insert(id, bytes.as_slice()).unwrap();
+            if let Some(u) = user {
+                by_user.insert((u, id), ()).unwrap();
+            }
+            head = ChainHead {
+                last_id: id,
+                hash: chain_hash(id, &bytes),
+                appended: head.appended + 1,
+            };
+        }
+        txn.open_table(META)
+            .unwrap()
+            .insert(CHAIN_HEAD_KEY, encode(&head).as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn v1_fixture_opens_and_upgrades() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    // A read-only open refuses the old schema with a clear message.
+    let err = Store::open_read_only(&path, &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::NeedsUpgrade { found: 1, .. }),
+        "{err}"
+    );
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.stats().unwrap().schema_version,
+        gatehouse_migrations::LATEST
+    );
+    assert_eq!(store.sessions_of("alice", now_ms()).unwrap().len(), 1);
+    // The kind index was backfilled.
+    let page = store
+        .query_events(
+            &EventFilter {
+                kinds: vec![EventKind::LoginFailure],
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].user.as_deref(), Some("bob"));
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.events, 4);
+}
+
+#[test]
+fn newer_schema_is_refused_naming_both_versions() {
+    let (dir, store) = temp_store();
+    {
+        let Db::Rw(db) = &store.inner.db else {
+            unreachable!()
+        };
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(
+                gatehouse_migrations::VERSION_KEY,
+                9u32.to_be_bytes().as_slice(),
+            )
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    store.close().unwrap();
+    let err = Store::open(dir.path().join("g.redb"), &StoreOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains('9') && msg.contains(&gatehouse_migrations::LATEST.to_string()),
+        "{msg}"
+    );
 }

@@ -1,6 +1,8 @@
-//! Integration tests: the real server on a loopback port with a temporary
-//! data dir, driven by a real HTTP client.
+//! Integration tests: one binary, one module per area. The server tests
+//! start the real server on a loopback port with a temporary data dir and
+//! drive it with a real HTTP client.
 
+mod crash;
 mod flow;
 mod harness;
 mod lifecycle;
