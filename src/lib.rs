@@ -3,6 +3,8 @@
 //! The library holds everything the two binaries share. See ARCHITECTURE.md for
 //! the map.
 
+pub mod config;
 pub mod jsonl;
 pub mod retention;
+pub mod server;
 pub mod store;

@@ -1,11 +1,13 @@
 //! `gatehouse`: the server and its admin subcommands.
 
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use gatehouse::store::{EventKind, NewEvent, Store, StoreOptions, Writer, WriterConfig};
+use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
+use gatehouse::server::{Server, admin};
+use gatehouse::store::{BanSubject, Op, OpOutput, Store, StoreOptions, now_ms};
 
 #[derive(Parser)]
 #[command(
@@ -18,55 +20,273 @@ struct Cli {
     command: Command,
 }
 
+/// Where the config and the data live (shared by the subcommands).
+#[derive(clap::Args, Clone)]
+struct Location {
+    /// Config file [default: <data-dir>/gatehouse.toml].
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding the database and runtime files [default: ./data].
+    #[arg(long, env = "GATEHOUSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve {
-        /// Directory holding the database and runtime files.
-        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        loc: Location,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "GATEHOUSE_BIND")]
+        bind: Option<String>,
+        /// Exit after this many seconds without activity and connections.
+        #[arg(long, env = "GATEHOUSE_IDLE_TIMEOUT")]
+        idle_timeout: Option<u64>,
+        /// Log format: text or json.
+        #[arg(long, env = "GATEHOUSE_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
+        /// Origin browsers see, for CSRF checks and login redirects.
+        #[arg(long, env = "GATEHOUSE_PUBLIC_ORIGIN")]
+        public_origin: Option<String>,
+        /// Mark cookies Secure (HTTPS only).
+        #[arg(long, env = "GATEHOUSE_SECURE_COOKIES")]
+        secure_cookies: Option<bool>,
+        /// Serve /metrics.
+        #[arg(long, env = "GATEHOUSE_METRICS")]
+        metrics: Option<bool>,
+    },
+    /// Read a password (stdin, or a prompt on a terminal) and print its argon2id PHC string.
+    HashPassword {
+        #[command(flatten)]
+        loc: Location,
+    },
+    /// Inspect or lift bans.
+    Bans {
+        #[command(flatten)]
+        loc: Location,
+        #[command(subcommand)]
+        command: BansCommand,
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { data_dir } => serve(data_dir),
+#[derive(Subcommand)]
+enum BansCommand {
+    /// List the bans in force.
+    List,
+    /// Lift a ban: through the running server's admin socket, or directly in
+    /// the database when no server runs.
+    Lift {
+        #[arg(long, conflicts_with = "ip", required_unless_present = "ip")]
+        user: Option<String>,
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: log files and fail2ban get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
     }
 }
 
-fn serve(data_dir: PathBuf) -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            loc,
+            bind,
+            idle_timeout,
+            log_format,
+            public_origin,
+            secure_cookies,
+            metrics,
+        } => {
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                bind,
+                idle_timeout_secs: idle_timeout,
+                log_format,
+                public_origin,
+                secure_cookies,
+                metrics,
+            };
+            let config = Config::load(&ov)?;
+            init_logs(config.file.log_format);
+            serve(config, ov)
+        }
+        Command::HashPassword { loc } => {
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                ..Overrides::default()
+            };
+            // The cost comes from the config when there is one.
+            let cost = Config::load(&ov)
+                .map(|c| c.file.argon2)
+                .unwrap_or_else(|_| Argon2Settings::default());
+            let password = read_password()?;
+            let phc = gatehouse::server::password::hash_password(&password, &cost)?;
+            println!("{phc}");
+            Ok(())
+        }
+        Command::Bans { loc, command } => {
+            init_logs(LogFormat::Text);
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(&ov)?;
+            bans(&config, command)
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let pw = if stdin.is_terminal() {
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        a
+    } else {
+        let mut s = String::new();
+        stdin
+            .lock()
+            .take(4096)
+            .read_to_string(&mut s)
+            .context("reading the password from stdin")?;
+        s.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    Ok(pw)
+}
+
+fn serve(config: Config, ov: Overrides) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async move {
-        let path = data_dir.join("gatehouse.redb");
-        let store = Store::open(&path, &StoreOptions::default())
-            .with_context(|| format!("opening {}", path.display()))?;
-        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
-        writer.append(NewEvent::now(EventKind::ServerStarted)).await?;
-        tracing::info!(db = %path.display(), "gatehouse started (HTTP server not built yet); Ctrl-C stops it");
-        let sweeper = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(30));
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = writer.sweep(gatehouse::store::now_ms(), 1_000).await {
-                        tracing::warn!(error = %e, "sweep failed; retrying next tick");
-                    }
-                }
-            })
-        };
-        tokio::signal::ctrl_c().await.ok();
-        sweeper.abort();
-        writer.append(NewEvent::now(EventKind::ServerStopped)).await?;
-        drop(writer);
-        task.shutdown().await.map_err(anyhow::Error::msg)?;
-        store.close().context("closing the database")?;
+    let exit = rt.block_on(async move {
+        let server = Server::bind(config, ov).await?;
+        let reloader = server.reloader();
+        let hup = tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = reloader.reload().await;
+            }
+        });
+        let exit = server.run(shutdown_signal()).await;
+        hup.abort();
+        exit
+    })?;
+    tracing::debug!(?exit, "exiting");
+    Ok(())
+}
+
+/// Completes at the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; only the idle timeout stops the server");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received; a second one exits at once");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
+    let path = config.db_path();
+    match command {
+        BansCommand::List => {
+            if let Some((code, body)) = admin::request(&config.data_dir, "GET", "/bans")? {
+                print!("{body}");
+                return admin_status(code);
+            }
+            let store = Store::open_read_only(&path, &StoreOptions::default())?;
+            let bans = store.bans(now_ms())?;
+            print!("{}", admin::format_bans(&bans));
+            Ok(())
+        }
+        BansCommand::Lift { user, ip } => {
+            let subject = match (user, ip) {
+                (Some(u), _) => BanSubject::User(u),
+                (None, Some(ip)) => BanSubject::Ip(ip),
+                (None, None) => bail!("give --user or --ip"),
+            };
+            let query = match &subject {
+                BanSubject::User(u) => ("user", u.clone()),
+                BanSubject::Ip(ip) => ("ip", ip.to_string()),
+            };
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(query.0, &query.1)
+                .finish();
+            if let Some((code, body)) =
+                admin::request(&config.data_dir, "POST", &format!("/bans/lift?{q}"))?
+            {
+                print!("{body}");
+                return admin_status(code);
+            }
+            let store = Store::open(&path, &StoreOptions::default())?;
+            let out = store.apply(Op::LiftBan {
+                subject: subject.clone(),
+                reason: "lifted from the command line".into(),
+                actor: std::env::var("USER").ok(),
+                now_ms: now_ms(),
+            })?;
+            store.close()?;
+            match out {
+                OpOutput::BanLifted(true) => println!("lifted the ban on {subject}"),
+                _ => println!("no ban on {subject}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn admin_status(code: u16) -> anyhow::Result<()> {
+    if (200..300).contains(&code) {
         Ok(())
-    })
+    } else {
+        bail!("the server answered {code}")
+    }
 }

@@ -1,4 +1,13 @@
-//! Integration tests: one binary, one module per area.
+//! Integration tests: one binary, one module per area. The server tests
+//! start the real server on a loopback port with a temporary data dir and
+//! drive it with a real HTTP client.
 
 mod auditctl;
 mod crash;
+mod flow;
+mod harness;
+mod lifecycle;
+mod limits;
+mod nginx;
+mod regulation;
+mod signals;

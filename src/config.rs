@@ -1,0 +1,716 @@
+//! Configuration: the TOML file, `GATEHOUSE_*` environment variables and
+//! command-line overrides, merged into one validated [`Config`].
+//!
+//! Precedence, highest first: flags, environment, file, built-in defaults.
+//! Users live in the file only; `SIGHUP` re-reads them through
+//! [`Config::load`] and a failed reload keeps the previous users.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// Name of the config file inside the data dir when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
+/// Name of the database file inside the data dir.
+pub const DB_FILE: &str = "gatehouse.redb";
+
+/// Loading or validating the configuration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a field has the wrong type. `message`
+    /// comes from the `toml` crate and names the field.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value parsed but makes no sense (for example a zero lifetime).
+    #[error("{path}: invalid setting `{field}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {s:?} (expected text or json)")),
+        }
+    }
+}
+
+/// One account. The password is only ever held as its argon2 PHC string.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// Login name, unique in the file.
+    pub name: String,
+    /// argon2 PHC string, as printed by `gatehouse hash-password`.
+    pub password_hash: String,
+    /// Admins may read the audit trail and manage other users' sessions.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not a password, but it is offline-crackable: keep it out of logs.
+        f.debug_struct("UserEntry")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Users by name, shared by the request handlers and swapped whole on reload.
+pub type Users = Arc<HashMap<String, UserEntry>>;
+
+/// Session lifetimes and caps.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// An ordinary session ends after this long without use.
+    pub idle_secs: u64,
+    /// An ordinary session ends this long after login, whatever the use.
+    pub absolute_secs: u64,
+    /// A "keep me signed in" session lasts this long (no idle limit).
+    pub remember_me_secs: u64,
+    /// Most sessions one user holds; a new login evicts the oldest.
+    pub max_per_user: usize,
+    /// A verify more than this long after the last recorded use slides the
+    /// idle deadline (one coalesced write).
+    pub touch_interval_secs: u64,
+    /// How often expired sessions and bans are swept.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_secs: 2 * 3600,
+            absolute_secs: 24 * 3600,
+            remember_me_secs: 30 * 24 * 3600,
+            max_per_user: 32,
+            touch_interval_secs: 60,
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// Brute-force regulation.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegulationSettings {
+    /// Failures per user or per client IP within `window_secs` that trigger a ban.
+    pub max_failures: usize,
+    pub window_secs: u64,
+    pub ban_secs: u64,
+    /// Most users and IPs tracked at once; the stalest are dropped beyond it.
+    pub max_tracked: usize,
+}
+
+impl Default for RegulationSettings {
+    fn default() -> Self {
+        RegulationSettings {
+            max_failures: 5,
+            window_secs: 600,
+            ban_secs: 900,
+            max_tracked: 10_000,
+        }
+    }
+}
+
+/// Request and connection bounds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest login request body.
+    pub login_body_bytes: usize,
+    /// Largest body of any other request.
+    pub body_bytes: usize,
+    /// Largest request head (request line plus headers).
+    pub header_bytes: usize,
+    /// Time a client has to send the request head.
+    pub header_read_timeout_secs: u64,
+    /// Time a request may take from head to response.
+    pub request_timeout_secs: u64,
+    /// Most open client connections; further clients wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Logins that may wait for a free hashing slot before answering 503.
+    pub hash_queue: usize,
+    /// Hashing slots; 0 means one per CPU core.
+    pub hash_workers: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            login_body_bytes: 16 * 1024,
+            body_bytes: 64 * 1024,
+            header_bytes: 16 * 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            hash_queue: 8,
+            hash_workers: 0,
+        }
+    }
+}
+
+/// argon2id cost used for new hashes and the dummy hash.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        // The argon2 crate's defaults: the OWASP baseline.
+        Argon2Settings {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Everything in the config file. Every field has a default.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub bind: String,
+    pub data_dir: Option<PathBuf>,
+    /// `scheme://host[:port]` the browser sees; used for CSRF checks and for
+    /// absolute login redirects. Unset: the request's `Host` is the reference.
+    pub public_origin: Option<String>,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub secure_cookies: bool,
+    /// Hosts (and their subdomains) that `rd` may point to besides this one.
+    pub allowed_redirect_domains: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed. IPs or CIDR blocks.
+    pub trusted_proxies: Vec<String>,
+    pub log_format: LogFormat,
+    /// Serve `/metrics`.
+    pub metrics: bool,
+    /// Exit after this long without activity and open connections; 0: never.
+    pub idle_timeout_secs: u64,
+    /// Time in-flight requests get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+    pub session: SessionSettings,
+    pub regulation: RegulationSettings,
+    pub limits: LimitSettings,
+    pub argon2: Argon2Settings,
+    pub users: Vec<UserEntry>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: None,
+            public_origin: None,
+            cookie_name: "gatehouse_session".into(),
+            cookie_domain: None,
+            secure_cookies: false,
+            allowed_redirect_domains: Vec::new(),
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            metrics: false,
+            idle_timeout_secs: 0,
+            shutdown_grace_secs: 10,
+            session: SessionSettings::default(),
+            regulation: RegulationSettings::default(),
+            limits: LimitSettings::default(),
+            argon2: Argon2Settings::default(),
+            users: Vec::new(),
+        }
+    }
+}
+
+/// An IP block from `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4, so that one
+/// client has one key whichever socket family it arrived on.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Overrides from flags and the environment (clap merges the two).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub idle_timeout_secs: Option<u64>,
+    pub log_format: Option<LogFormat>,
+    pub public_origin: Option<String>,
+    pub secure_cookies: Option<bool>,
+    pub metrics: Option<bool>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (it may not exist yet on first start).
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// Parsed `public_origin`, without a trailing slash.
+    pub public_origin: Option<url::Url>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub file: FileConfig,
+    pub users: Users,
+}
+
+impl Config {
+    /// Reads the config file named by `ov` (or `<data-dir>/gatehouse.toml`),
+    /// applies the overrides and validates the result. A missing file at the
+    /// default location is the same as an empty file.
+    pub fn load(ov: &Overrides) -> Result<Config, ConfigError> {
+        let default_dir = ov
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let (path, explicit) = match &ov.config {
+            Some(p) => (p.clone(), true),
+            None => (default_dir.join(DEFAULT_CONFIG_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let mut file = parse_file(&path, &text)?;
+        if let Some(v) = &ov.bind {
+            file.bind = v.clone();
+        }
+        if let Some(v) = ov.idle_timeout_secs {
+            file.idle_timeout_secs = v;
+        }
+        if let Some(v) = ov.log_format {
+            file.log_format = v;
+        }
+        if let Some(v) = &ov.public_origin {
+            file.public_origin = Some(v.clone());
+        }
+        if let Some(v) = ov.secure_cookies {
+            file.secure_cookies = v;
+        }
+        if let Some(v) = ov.metrics {
+            file.metrics = v;
+        }
+        let data_dir = ov
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or(default_dir);
+        Config::from_file(path, data_dir, file)
+    }
+
+    /// Validates a parsed file.
+    pub fn from_file(
+        path: PathBuf,
+        data_dir: PathBuf,
+        file: FileConfig,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.clone(),
+            field: field.into(),
+            reason,
+        };
+        let bind: SocketAddr = file
+            .bind
+            .parse()
+            .map_err(|e| invalid("bind", format!("{:?}: {e}", file.bind)))?;
+        let public_origin = match &file.public_origin {
+            None => None,
+            Some(s) => {
+                let u = url::Url::parse(s).map_err(|e| invalid("public_origin", e.to_string()))?;
+                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                    return Err(invalid(
+                        "public_origin",
+                        "expected http(s)://host[:port]".into(),
+                    ));
+                }
+                Some(u)
+            }
+        };
+        let mut trusted = Vec::new();
+        for (i, s) in file.trusted_proxies.iter().enumerate() {
+            trusted.push(IpNet::parse(s).ok_or_else(|| {
+                invalid(
+                    &format!("trusted_proxies[{i}]"),
+                    format!("{s:?} is not an IP address or CIDR block"),
+                )
+            })?);
+        }
+        if file.cookie_name.is_empty()
+            || !file
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                "cookie_name",
+                "use letters, digits, '_' or '-'".into(),
+            ));
+        }
+        if let Some(d) = &file.cookie_domain
+            && (d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
+        }
+        let s = &file.session;
+        for (field, v) in [
+            ("session.idle_secs", s.idle_secs),
+            ("session.absolute_secs", s.absolute_secs),
+            ("session.remember_me_secs", s.remember_me_secs),
+            ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("regulation.window_secs", file.regulation.window_secs),
+            ("regulation.ban_secs", file.regulation.ban_secs),
+            (
+                "limits.header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                file.limits.request_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        for (field, v) in [
+            ("session.max_per_user", s.max_per_user),
+            ("regulation.max_failures", file.regulation.max_failures),
+            ("regulation.max_tracked", file.regulation.max_tracked),
+            ("limits.login_body_bytes", file.limits.login_body_bytes),
+            ("limits.body_bytes", file.limits.body_bytes),
+            ("limits.max_connections", file.limits.max_connections),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        if file.limits.header_bytes < 8192 {
+            return Err(invalid(
+                "limits.header_bytes",
+                "must be at least 8192".into(),
+            ));
+        }
+        let a = &file.argon2;
+        argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| invalid("argon2", e.to_string()))?;
+        let users = validate_users(&path, &file.users)?;
+        Ok(Config {
+            path,
+            data_dir,
+            bind,
+            public_origin,
+            trusted_proxies: trusted,
+            users: Arc::new(users),
+            file,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE)
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+fn validate_users(
+    path: &Path,
+    users: &[UserEntry],
+) -> Result<HashMap<String, UserEntry>, ConfigError> {
+    let mut map = HashMap::with_capacity(users.len());
+    for (i, u) in users.iter().enumerate() {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: format!("users[{i}].{field}"),
+            reason,
+        };
+        if u.name.is_empty()
+            || u.name.len() > crate::store::MAX_USER
+            || u.name.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?}: 1 to {} characters, no spaces or control characters",
+                    u.name,
+                    crate::store::MAX_USER
+                ),
+            ));
+        }
+        if let Err(e) = argon2::PasswordHash::new(&u.password_hash) {
+            return Err(invalid(
+                "password_hash",
+                format!("not a PHC string ({e}); make one with `gatehouse hash-password`"),
+            ));
+        }
+        if map.insert(u.name.clone(), u.clone()).is_some() {
+            return Err(invalid("name", format!("duplicate user {:?}", u.name)));
+        }
+    }
+    Ok(map)
+}
+
+/// Parses config text, turning TOML errors into file:line:column messages.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })
+}
+
+/// 1-based line and column of byte offset `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| at - i).unwrap_or(at + 1);
+    (line, col)
+}
+
+/// Appends a `[[users]]` entry to the config file (creating it, mode 0600),
+/// keeping whatever the file already says.
+pub fn append_user(path: &Path, user: &UserEntry) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let werr = |source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(werr)?;
+    }
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(werr)?;
+    let sep = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let entry = format!(
+        "{sep}\n[[users]]\nname = {}\npassword_hash = {}\nadmin = {}\n",
+        toml_str(&user.name),
+        toml_str(&user.password_hash),
+        user.admin
+    );
+    f.write_all(entry.as_bytes()).map_err(werr)?;
+    f.sync_all().map_err(werr)
+}
+
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let file = parse_file(Path::new("g.toml"), text)?;
+        Config::from_file("g.toml".into(), "d".into(), file)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = load_text("").unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.file.cookie_name, "gatehouse_session");
+        assert_eq!(c.file.session.max_per_user, 32);
+        assert_eq!(c.db_path(), PathBuf::from("d/gatehouse.redb"));
+        assert!(c.users.is_empty());
+    }
+
+    #[test]
+    fn type_error_names_line_and_field() {
+        let e = load_text("bind = \"127.0.0.1:1\"\n[session]\nidle_secs = \"soon\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("g.toml:3:"), "{msg}");
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = load_text("\n\nbindd = \"x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("g.toml:3:1"), "{e}");
+        assert!(e.contains("bindd"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = load_text("bind = \"nope\"").unwrap_err().to_string();
+        assert!(e.contains("`bind`"), "{e}");
+        let e = load_text("[session]\nidle_secs = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session.idle_secs"), "{e}");
+        let e = load_text("trusted_proxies = [\"10.0.0.0/33\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxies[0]"), "{e}");
+        let e = load_text("[[users]]\nname = \"a\"\npassword_hash = \"plain\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("users[0].password_hash"), "{e}");
+    }
+
+    #[test]
+    fn users_parse_and_duplicates_fail() {
+        let one =
+            format!("[[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\nadmin = true\n");
+        let c = load_text(&one).unwrap();
+        assert!(c.users["alice"].admin);
+        assert!(!format!("{:?}", c.users["alice"]).contains("argon2"));
+        let two = format!("{one}{one}");
+        assert!(
+            load_text(&two)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate")
+        );
+    }
+
+    #[test]
+    fn ip_nets_match() {
+        let n = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        let one = IpNet::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(IpNet::parse("x").is_none());
+    }
+
+    #[test]
+    fn append_user_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(&p, "metrics = true").unwrap();
+        let u = UserEntry {
+            name: "admin".into(),
+            password_hash: HASH.into(),
+            admin: true,
+        };
+        append_user(&p, &u).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let f = parse_file(&p, &text).unwrap();
+        assert!(f.metrics);
+        assert_eq!(f.users, vec![u]);
+    }
+}

@@ -1,0 +1,169 @@
+//! The admin endpoint on a Unix socket, `<data-dir>/admin.sock` (mode 0600):
+//! how `gatehouse bans lift` changes state while the server runs (the server
+//! is then the only writer of the database). Whoever can open the socket is
+//! the operator: the file mode is the access control.
+//!
+//! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use super::AppState;
+use crate::store::{BanSubject, Op, OpOutput, now_ms};
+
+/// Name of the socket in the data dir.
+pub const SOCKET_FILE: &str = "admin.sock";
+/// Largest reply the CLI reads from the socket.
+pub const MAX_REPLY: u64 = 64 * 1024;
+
+/// Binds the socket (replacing a stale one) and makes it owner-only.
+pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
+    let path = data_dir.join(SOCKET_FILE);
+    // A socket left by a crashed server: nobody answers on it.
+    if path.exists() && std::os::unix::net::UnixStream::connect(&path).is_err() {
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, path))
+}
+
+/// Serves admin requests until `stop` changes, then removes the socket file.
+pub async fn serve(
+    state: AppState,
+    listener: UnixListener,
+    path: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let router = Router::new()
+        .route("/bans", get(list))
+        .route("/bans/lift", post(lift))
+        .with_state(state);
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        conns.spawn(async move {
+            // Admin requests are one short exchange; a stuck client is cut off.
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        });
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn list(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.store.bans(now_ms()) {
+        Ok(bans) => (StatusCode::OK, format_bans(&bans)),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// One line per ban: subject, seconds left, reason.
+pub fn format_bans(bans: &[crate::store::Ban]) -> String {
+    if bans.is_empty() {
+        return "no bans in force\n".into();
+    }
+    let now = now_ms();
+    bans.iter()
+        .map(|b| {
+            format!(
+                "{}\t{}s left\t{}\n",
+                b.subject,
+                b.until_ms.saturating_sub(now).div_ceil(1000),
+                b.reason
+            )
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct LiftQuery {
+    user: Option<String>,
+    ip: Option<IpAddr>,
+}
+
+async fn lift(State(state): State<AppState>, Query(q): Query<LiftQuery>) -> (StatusCode, String) {
+    let subject = match (q.user, q.ip) {
+        (Some(u), None) => BanSubject::User(u),
+        (None, Some(ip)) => BanSubject::Ip(ip),
+        _ => return (StatusCode::BAD_REQUEST, "give user or ip\n".into()),
+    };
+    let op = Op::LiftBan {
+        subject: subject.clone(),
+        reason: "lifted by the operator".into(),
+        actor: Some("admin-socket".into()),
+        now_ms: now_ms(),
+    };
+    match state.writer.submit(op).await {
+        Ok(OpOutput::BanLifted(true)) => (StatusCode::OK, format!("lifted the ban on {subject}\n")),
+        Ok(_) => (StatusCode::OK, format!("no ban on {subject}\n")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// Client side: sends one request over the socket and returns the status
+/// code and body (read with a size limit). `Ok(None)` when no server listens.
+pub fn request(
+    data_dir: &Path,
+    method: &str,
+    path_and_query: &str,
+) -> std::io::Result<Option<(u16, String)>> {
+    use std::io::{Read, Write};
+    let sock = data_dir.join(SOCKET_FILE);
+    let mut s = match std::os::unix::net::UnixStream::connect(&sock) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        s,
+        "{method} {path_and_query} HTTP/1.1\r\nHost: gatehouse\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.take(MAX_REPLY).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed reply from the admin socket"))?;
+    Ok(Some((status, body.to_string())))
+}

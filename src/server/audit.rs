@@ -1,0 +1,88 @@
+//! `GET /api/v1/audit`: admins page through the audit trail, newest first,
+//! with keyset cursors. The query runs on the blocking pool: it is a bounded
+//! range scan, but it is not the hot path and must not hold an async worker.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Authed;
+use super::{ApiError, AppState};
+use crate::store::{DEFAULT_LIMIT, Event, EventFilter, EventKind, MAX_LIMIT, QueryError};
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    user: Option<String>,
+    /// One kind or several, comma-separated (`login.failure,ban.added`).
+    kind: Option<String>,
+    /// Milliseconds since the epoch, inclusive.
+    since: Option<u64>,
+    /// Milliseconds since the epoch, exclusive.
+    until: Option<u64>,
+    outcome: Option<String>,
+    ip: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    events: Vec<Event>,
+    next_cursor: Option<String>,
+}
+
+/// Turns query parameters into a filter, or a 400 naming the bad one.
+pub fn filter(q: &AuditQuery) -> Result<EventFilter, ApiError> {
+    let mut f = EventFilter {
+        user: q.user.clone().filter(|u| !u.is_empty()),
+        since_us: q.since.map(|ms| ms.saturating_mul(1000)),
+        until_us: q.until.map(|ms| ms.saturating_mul(1000)),
+        ..EventFilter::default()
+    };
+    if let Some(kinds) = &q.kind {
+        for k in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            f.kinds
+                .push(k.parse::<EventKind>().map_err(ApiError::bad_request)?);
+        }
+    }
+    if let Some(o) = &q.outcome {
+        f.outcome = Some(o.parse().map_err(ApiError::bad_request)?);
+    }
+    if let Some(ip) = &q.ip {
+        f.ip = Some(
+            ip.parse()
+                .map_err(|_| ApiError::bad_request(format!("ip: {ip:?} is not an IP address")))?,
+        );
+    }
+    Ok(f)
+}
+
+/// `GET /api/v1/audit`.
+pub async fn query(
+    State(state): State<AppState>,
+    me: Authed,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    if !me.is_admin() {
+        return Err(ApiError::forbidden());
+    }
+    let f = filter(&q)?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let cursor = q.cursor.clone();
+    let store = state.store.clone();
+    let page =
+        tokio::task::spawn_blocking(move || store.query_events(&f, limit, cursor.as_deref()))
+            .await
+            .map_err(|e| ApiError::internal("audit query task failed", &e))?;
+    match page {
+        Ok(p) => Ok(Json(Page {
+            events: p.events,
+            next_cursor: p.next_cursor,
+        })
+        .into_response()),
+        Err(QueryError::Cursor(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(QueryError::Store(e)) => Err(ApiError::internal("audit query failed", &e)),
+    }
+}

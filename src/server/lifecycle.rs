@@ -1,0 +1,653 @@
+//! Start, run and stop: the accept loop, the background tasks and the one
+//! shutdown path.
+//!
+//! [`Server::bind`] opens the store, binds the listener and prepares the
+//! state; [`Server::run`] serves until the shutdown future completes or the
+//! idle timer fires, whichever is first (entered once). It owns every
+//! background task (writer, sweeper, heartbeat, idle timer) and every
+//! connection, and ends them all before it returns:
+//!
+//! 1. stop accepting;
+//! 2. let in-flight requests finish up to the grace period, then drop the
+//!    remaining connections;
+//! 3. stop the background tasks;
+//! 4. append `server.stopped`;
+//! 5. drain and stop the writer;
+//! 6. close the database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::password::{self, Hasher};
+use super::{AppState, Inner};
+use crate::config::{self, Config, ConfigError, Overrides, UserEntry};
+use crate::store::{
+    EventKind, NewEvent, OpenError, Store, StoreOptions, Writer, WriterConfig, WriterTask, now_ms,
+};
+
+/// At most one heartbeat per this interval.
+pub const BEAT_INTERVAL: Duration = Duration::from_secs(60);
+/// `/healthz` says `expired` when the last beat is older than this.
+pub const BEAT_EXPIRY: Duration = Duration::from_secs(300);
+/// File touched on each beat.
+pub const HEARTBEAT_FILE: &str = "heartbeat";
+/// File holding the generated admin password on first start.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("password hashing: {0}")]
+    Hash(#[from] password::HashError),
+}
+
+/// Why [`Server::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The shutdown future completed (a signal, or a test dropping its server).
+    Shutdown,
+    /// No activity and no connections for the idle timeout.
+    Idle,
+}
+
+/// Request activity, connections and heartbeats.
+pub struct Activity {
+    start: Instant,
+    /// Milliseconds after `start` of the last counted request.
+    last_activity: AtomicU64,
+    /// Milliseconds after `start` of the last beat.
+    last_beat: AtomicU64,
+    /// Wall-clock milliseconds of the last beat, for `/healthz`.
+    last_beat_wall: AtomicU64,
+    open_connections: AtomicUsize,
+    /// Wakes the heartbeat task.
+    beat: Notify,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_activity: AtomicU64::new(0),
+            last_beat: AtomicU64::new(0),
+            last_beat_wall: AtomicU64::new(now_ms()),
+            open_connections: AtomicUsize::new(0),
+            beat: Notify::new(),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Counts a request as activity and, at most once per beat interval,
+    /// wakes the heartbeat task.
+    pub fn record(&self) {
+        let now = self.elapsed_ms();
+        self.last_activity.fetch_max(now, Ordering::Relaxed);
+        let last = self.last_beat.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= BEAT_INTERVAL.as_millis() as u64
+            && self
+                .last_beat
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.last_beat_wall.store(now_ms(), Ordering::Relaxed);
+            self.beat.notify_one();
+        }
+    }
+
+    /// Time since the last counted request (or the start).
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_millis(
+            self.elapsed_ms()
+                .saturating_sub(self.last_activity.load(Ordering::Relaxed)),
+        )
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn last_beat_ms(&self) -> u64 {
+        self.last_beat_wall.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware: every request but `/healthz` is activity.
+pub async fn track_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() != "/healthz" {
+        state.activity.record();
+    }
+    next.run(req).await
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    last_heartbeat: u64,
+}
+
+/// `GET /healthz`: no auth, not activity.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let last = state.activity.last_beat_ms();
+    let alive = now_ms().saturating_sub(last) < BEAT_EXPIRY.as_millis() as u64;
+    axum::Json(Health {
+        status: if alive { "alive" } else { "expired" },
+        last_heartbeat: last,
+    })
+    .into_response()
+}
+
+/// Re-reads the users from the config file. Holds the state weakly, so it
+/// never keeps the database open past shutdown.
+#[derive(Clone)]
+pub struct Reloader {
+    state: Weak<Inner>,
+    overrides: Overrides,
+}
+
+impl Reloader {
+    /// Reloads users. On error the old users stay and the error is returned
+    /// (and logged). Other settings take effect at the next start.
+    pub async fn reload(&self) -> Result<usize, ConfigError> {
+        let Some(inner) = self.state.upgrade() else {
+            return Ok(0);
+        };
+        let state = AppState { inner };
+        match Config::load(&self.overrides) {
+            Ok(new) => {
+                let n = new.users.len();
+                state.set_users(new.users.clone());
+                tracing::info!(users = n, path = %new.path.display(), "config reloaded");
+                super::login::audit(
+                    &state,
+                    NewEvent::now(EventKind::ConfigReloaded).detail("users", n.to_string()),
+                )
+                .await;
+                Ok(n)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the previous users");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A bound, ready server.
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    writer_task: WriterTask,
+    overrides: Overrides,
+}
+
+impl Server {
+    /// Loads nothing itself: takes a loaded config (and the overrides, for
+    /// reloads), creates the first admin when there are no users, opens the
+    /// store and binds the listener.
+    pub async fn bind(mut config: Config, overrides: Overrides) -> Result<Server, ServerError> {
+        create_private_dir(&config.data_dir)?;
+        if config.users.is_empty() {
+            config = create_first_admin(config, &overrides)?;
+        }
+        let db = config.db_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db, &StoreOptions::default()))
+            .await
+            .map_err(|e| ServerError::Io {
+                path: config.db_path(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let l = &config.file.limits;
+        let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.file.argon2)?;
+        let (writer, writer_task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let state = AppState::new(config, store, writer, hasher, Arc::new(Activity::new()));
+        Ok(Server {
+            state,
+            listener,
+            writer_task,
+            overrides,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: Arc::downgrade(&self.state.inner),
+            overrides: self.overrides.clone(),
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes or the idle timeout fires, then
+    /// stops everything it owns (see the module doc).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Exit, ServerError> {
+        let Server {
+            state,
+            listener,
+            writer_task,
+            overrides: _,
+        } = self;
+        let cfg = state.config.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
+        tasks.spawn(heartbeat(
+            state.activity.clone(),
+            cfg.data_dir.join(HEARTBEAT_FILE),
+            stop_rx.clone(),
+        ));
+        match super::admin::bind(&cfg.data_dir) {
+            Ok((l, path)) => {
+                tasks.spawn(super::admin::serve(state.clone(), l, path, stop_rx.clone()));
+            }
+            // The server works without it; `bans lift` then needs a stopped server.
+            Err(e) => tracing::warn!(error = %e, "admin socket unavailable"),
+        }
+        let idle = Arc::new(Notify::new());
+        if cfg.file.idle_timeout_secs > 0 {
+            tasks.spawn(idle_timer(
+                state.activity.clone(),
+                Duration::from_secs(cfg.file.idle_timeout_secs),
+                idle.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        super::login::audit(
+            &state,
+            NewEvent::now(EventKind::ServerStarted).detail("bind", cfg.bind.to_string()),
+        )
+        .await;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gatehouse listening");
+
+        let l = &cfg.file.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+            .max_buf_size(l.header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(l.header_bytes as u32)
+            .max_concurrent_streams(64);
+        let builder = Arc::new(builder);
+        let router = super::router(state.clone());
+        let graceful = GracefulShutdown::new();
+        let conn_limit = Arc::new(Semaphore::new(l.max_connections));
+        let mut conns: JoinSet<()> = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        let exit = loop {
+            while conns.try_join_next().is_some() {}
+            // Wait for a connection slot first: when full, clients wait in the
+            // kernel's backlog instead of in our memory.
+            let permit = tokio::select! {
+                p = conn_limit.clone().acquire_owned() => p.expect("never closed"),
+                _ = &mut shutdown => break Exit::Shutdown,
+                _ = idle.notified() => break Exit::Idle,
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break Exit::Shutdown,
+                _ = idle.notified() => break Exit::Idle,
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = state.activity.clone();
+            activity.open_connections.fetch_add(1, Ordering::Relaxed);
+            let svc = router
+                .clone()
+                .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            conns.spawn(async move {
+                let _guard = ConnGuard {
+                    activity,
+                    _permit: permit,
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+            });
+        };
+        drop(listener);
+        tracing::info!(reason = ?exit, "stopping: no new connections");
+
+        let grace = Duration::from_secs(cfg.file.shutdown_grace_secs);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = conns.len(),
+                "grace period over; closing remaining connections"
+            );
+        }
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+        drop(router);
+
+        let _ = stop_tx.send(true);
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "background task failed");
+            }
+        }
+
+        super::login::audit(
+            &state,
+            NewEvent::now(EventKind::ServerStopped)
+                .detail("reason", format!("{exit:?}").to_lowercase()),
+        )
+        .await;
+        let store = state.store.clone();
+        drop(state);
+        if let Err(e) = writer_task.shutdown().await {
+            tracing::error!(error = %e, "writer shutdown failed");
+        }
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "database not closed cleanly"),
+            Err(e) => tracing::error!(error = %e, "closing the database failed"),
+        }
+        tracing::info!("gatehouse stopped");
+        Ok(exit)
+    }
+}
+
+/// Counts a connection open for as long as its task lives, and holds its slot.
+struct ConnGuard {
+    activity: Arc<Activity>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.activity
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Removes expired sessions and bans each tick, in batches of 1000 until
+/// none remain. Errors are logged and retried next tick.
+async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(state.config.file.session.sweep_interval_secs);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            match state.writer.sweep(now_ms(), 1_000).await {
+                Ok(r) if r.more && !*stop.borrow() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep failed; retrying next tick");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Touches the heartbeat file at start and whenever [`Activity`] asks.
+/// A failed write is logged, never fatal.
+async fn heartbeat(activity: Arc<Activity>, path: PathBuf, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = now_ms().to_string();
+        if let Err(e) = tokio::fs::write(&path, now).await {
+            tracing::warn!(error = %e, path = %path.display(), "heartbeat write failed");
+        }
+        tokio::select! {
+            _ = activity.beat.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Fires `idle` once when there has been no activity for `timeout` and no
+/// connection is open.
+async fn idle_timer(
+    activity: Arc<Activity>,
+    timeout: Duration,
+    idle: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let check = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(check) => {}
+            _ = stop.changed() => return,
+        }
+        if activity.idle_for() >= timeout && activity.open_connections() == 0 {
+            tracing::info!(secs = timeout.as_secs(), "idle timeout reached");
+            idle.notify_one();
+            return;
+        }
+    }
+}
+
+/// Creates the `admin` user with a random password: its hash goes into the
+/// config file, the password into `<data-dir>/admin-password` (mode 0600).
+/// The password itself is never logged.
+fn create_first_admin(config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
+    let password = password::random_password();
+    let hash = password::hash_password(&password, &config.file.argon2)?;
+    let pw_path = config.data_dir.join(ADMIN_PASSWORD_FILE);
+    write_private(&pw_path, format!("{password}\n").as_bytes())?;
+    config::append_user(
+        &config.path,
+        &UserEntry {
+            name: "admin".into(),
+            password_hash: hash,
+            admin: true,
+        },
+    )?;
+    tracing::warn!(
+        config = %config.path.display(),
+        password_file = %pw_path.display(),
+        "no users configured: created user \"admin\"; its password is in the password file"
+    );
+    // Load again so that what runs is exactly what the file now says.
+    let mut ov = overrides.clone();
+    ov.config = Some(config.path.clone());
+    ov.data_dir = Some(config.data_dir.clone());
+    Ok(Config::load(&ov)?)
+}
+
+/// Creates the data dir, owner-only, if it does not exist yet (an existing
+/// one keeps the mode its owner gave it).
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|source| ServerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    use std::io::Write;
+    let err = |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_waits_for_quiet_and_closed_connections() {
+        let activity = Arc::new(Activity::new());
+        let idle = Arc::new(Notify::new());
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        activity.open_connections.store(1, Ordering::Relaxed);
+        let timer = tokio::spawn(idle_timer(
+            activity.clone(),
+            Duration::from_secs(60),
+            idle.clone(),
+            stop_rx,
+        ));
+        // Quiet, but a connection is open: no exit.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!timer.is_finished());
+        // Activity resets the clock.
+        activity.open_connections.store(0, Ordering::Relaxed);
+        activity.record();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!timer.is_finished());
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        assert!(timer.is_finished(), "fires once quiet for the timeout");
+        // The notification is stored for the accept loop.
+        tokio::time::timeout(Duration::from_secs(1), idle.notified())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_ends_on_stop() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let timer = tokio::spawn(idle_timer(
+            Arc::new(Activity::new()),
+            Duration::from_secs(3600),
+            Arc::new(Notify::new()),
+            stop_rx,
+        ));
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), timer)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_at_most_once_a_minute() {
+        let a = Activity::new();
+        tokio::time::sleep(BEAT_INTERVAL).await;
+        a.record();
+        // The first record after a minute beats...
+        tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+            .await
+            .unwrap();
+        // ...then nothing until a minute later.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        a.record();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        a.record();
+        tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn heartbeat_failure_is_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be written as a file: every beat fails.
+        let path = dir.path().to_path_buf();
+        let activity = Arc::new(Activity::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(heartbeat(activity.clone(), path, stop_rx));
+        activity.beat.notify_one();
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished());
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,387 @@
+//! `GET /login` (the form), `POST /login` (check a password, start a
+//! session) and `POST /logout`.
+//!
+//! Order of a login: parse and bound the input, refuse banned users and IPs
+//! (429, before any hashing), take a hashing slot (503 when none is free),
+//! verify (unknown users against a dummy hash, so they take as long), then
+//! either count the failure (possibly banning) or create a fresh session.
+//! The token always comes from the store, never from the client.
+
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{ClientIp, clear_cookie, cookie_hash, session_cookie};
+use super::password::HashError;
+use super::redirect::safe_redirect;
+use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
+use crate::store::{
+    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, now_ms,
+};
+
+/// Longest password accepted (argon2 would take any length; the body limit
+/// bounds it anyway, this keeps the message clear).
+pub const MAX_PASSWORD: usize = 1024;
+
+/// The one message for every failed login: no hint whether the user exists.
+pub const FAILED: &str = "Wrong username or password.";
+
+/// A password. `Debug` never prints it.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A checkbox (`on`) or a JSON boolean.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+impl Flag {
+    fn is_set(&self) -> bool {
+        match self {
+            Flag::Bool(b) => *b,
+            Flag::Text(s) => matches!(s.as_str(), "on" | "true" | "1" | "yes"),
+        }
+    }
+}
+
+/// The login form or JSON body.
+#[derive(Deserialize, Debug)]
+pub struct LoginInput {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: Password,
+    #[serde(default)]
+    remember_me: Option<Flag>,
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct FormQuery {
+    rd: Option<String>,
+}
+
+/// Renders the login page.
+fn page(status: StatusCode, error: Option<&str>, username: &str, rd: &str) -> Response {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = assets::LOGIN_HTML
+        .replace("{{error}}", &error)
+        .replace("{{username}}", &escape(username))
+        .replace("{{rd}}", &escape(rd));
+    html(status, body)
+}
+
+/// `GET /login`.
+pub async fn form(Query(q): Query<FormQuery>) -> Response {
+    let rd = q.rd.unwrap_or_default();
+    let rd = if rd.len() > super::redirect::MAX_RD {
+        ""
+    } else {
+        &rd
+    };
+    page(StatusCode::OK, None, "", rd)
+}
+
+#[derive(Serialize)]
+struct LoginOk<'a> {
+    user: &'a str,
+    session: String,
+    redirect: &'a str,
+}
+
+/// Reads the body as JSON or as a form, with the body limit applied.
+async fn parse(state: &AppState, req: Request) -> Result<LoginInput, ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let input = if ct.starts_with("application/json") {
+        Json::<LoginInput>::from_request(req, state)
+            .await
+            .map(|Json(i)| i)
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))?
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        axum::Form::<LoginInput>::from_request(req, state)
+            .await
+            .map(|axum::Form(i)| i)
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send application/x-www-form-urlencoded or application/json",
+        ));
+    };
+    if input.username.is_empty() || input.password.0.is_empty() {
+        return Err(ApiError::bad_request("username and password are required"));
+    }
+    if input.username.len() > MAX_USER || input.username.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("username too long or malformed"));
+    }
+    if input.password.0.len() > MAX_PASSWORD {
+        return Err(ApiError::bad_request("password too long"));
+    }
+    Ok(input)
+}
+
+/// `POST /login`.
+pub async fn submit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let json = wants_json(&headers);
+    let input = match parse(&state, req).await {
+        Ok(i) => i,
+        Err(e) if json => return e.into_response(),
+        Err(e) => return page(e.status, Some(&e.message), "", ""),
+    };
+    match attempt(&state, ip, &headers, input).await {
+        Ok(res) => res,
+        Err((e, username, rd)) if !json => {
+            let mut res = page(e.status, Some(&e.message), &username, &rd);
+            if let Some(s) = e.retry_after {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            res
+        }
+        Err((e, _, _)) => e.into_response(),
+    }
+}
+
+type Failure = (ApiError, String, String);
+
+async fn attempt(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    input: LoginInput,
+) -> Result<Response, Failure> {
+    let LoginInput {
+        username,
+        password,
+        remember_me,
+        rd,
+    } = input;
+    let rd = rd.unwrap_or_default();
+    let fail = |e: ApiError| (e, username.clone(), rd.clone());
+    let ua = user_agent(headers);
+    let now = now_ms();
+    let m = &state.metrics;
+
+    // Bans first: a banned user or IP costs one read, no hashing.
+    let mut subjects = vec![BanSubject::User(username.clone())];
+    subjects.extend(ip.map(BanSubject::Ip));
+    for subject in &subjects {
+        match state.store.ban(subject, now) {
+            Ok(Some(ban)) => {
+                m.login_rejected.inc();
+                let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
+                audit(
+                    state,
+                    NewEvent::now(EventKind::LoginRejected)
+                        .user(username.clone())
+                        .ip(ip)
+                        .user_agent(ua.clone())
+                        .detail("reason", "banned"),
+                )
+                .await;
+                tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login refused: banned");
+                return Err(fail(
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many failed attempts. Try again later.",
+                    )
+                    .retry_after(secs),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(fail(ApiError::internal("ban lookup failed", &e))),
+        }
+    }
+
+    let users = state.users();
+    let user = users.get(&username).cloned();
+    let ok = match state
+        .hasher
+        .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(HashError::Busy) => {
+            m.login_busy.inc();
+            return Err(fail(
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy. Try again in a moment.",
+                )
+                .retry_after(1),
+            ));
+        }
+        Err(e) => return Err(fail(ApiError::internal("password check failed", &e))),
+    };
+
+    let Some(user) = user.filter(|_| ok) else {
+        m.login_failure.inc();
+        // One line per failure for fail2ban; the IP comes first and the user
+        // is quoted so that a crafted name cannot forge the IP field.
+        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login failed");
+        audit(
+            state,
+            NewEvent::now(EventKind::LoginFailure)
+                .user(username.clone())
+                .ip(ip)
+                .user_agent(ua.clone()),
+        )
+        .await;
+        regulate(state, &subjects, ip, now).await;
+        return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
+    };
+
+    // Success: a fresh session; the old one (if any) ends, so a token planted
+    // before login never becomes an authenticated one.
+    state.regulator.clear(&BanSubject::User(user.name.clone()));
+    let s = &state.config.file.session;
+    let remember = remember_me.is_some_and(|f| f.is_set());
+    let created = state
+        .writer
+        .create_session(NewSession {
+            user: user.name.clone(),
+            remember_me: remember,
+            idle_ttl_ms: s.idle_secs * 1000,
+            absolute_ttl_ms: if remember {
+                s.remember_me_secs
+            } else {
+                s.absolute_secs
+            } * 1000,
+            max_per_user: s.max_per_user,
+            ip,
+            user_agent: ua.clone(),
+            now_ms: now,
+        })
+        .await
+        .map_err(|e| fail(ApiError::internal("creating a session failed", &e)))?;
+    if let Some(old) = cookie_hash(state, headers) {
+        let _ = state.writer.submit_nowait(Op::RevokeByToken {
+            hash: old,
+            reason: RevokeReason::Logout,
+            ip,
+            now_ms: now,
+        });
+    }
+    m.login_success.inc();
+    audit(
+        state,
+        NewEvent::now(EventKind::LoginSuccess)
+            .user(user.name.clone())
+            .ip(ip)
+            .user_agent(ua)
+            .session(created.session.id),
+    )
+    .await;
+    tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login succeeded");
+
+    let max_age = remember.then_some(s.remember_me_secs);
+    let cookie = session_cookie(&state.config, &created.token, max_age);
+    let target = safe_redirect(&state.config, headers, &rd).unwrap_or_else(|| "/".into());
+    let mut res = if super::wants_json(headers) {
+        Json(LoginOk {
+            user: &user.name,
+            session: created.session.id.to_string(),
+            redirect: &target,
+        })
+        .into_response()
+    } else {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/")),
+        );
+        r
+    };
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// Counts a failure against the user and the IP, and stores a ban when a
+/// limit is reached.
+async fn regulate(state: &AppState, subjects: &[BanSubject], ip: Option<IpAddr>, now: u64) {
+    for subject in subjects {
+        if let Some(until) = state.regulator.record_failure(subject.clone(), now) {
+            state.metrics.bans_added.inc();
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
+            let op = Op::AddBan {
+                subject: subject.clone(),
+                until_ms: until,
+                reason: "too many failed logins".into(),
+                ip,
+                now_ms: now,
+            };
+            if let Err(e) = state.writer.submit(op).await {
+                tracing::error!(error = %e, "storing a ban failed");
+            }
+        }
+    }
+}
+
+/// Appends an audit event and waits until it is durable. A failure is
+/// logged: the request's answer does not depend on it.
+pub async fn audit(state: &AppState, ev: NewEvent) {
+    if let Err(e) = state.writer.append(ev).await {
+        tracing::error!(error = %e, "audit append failed");
+    }
+}
+
+/// `POST /logout`: ends the session, clears the cookie, back to the form.
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(hash) = cookie_hash(&state, &headers) {
+        let op = Op::RevokeByToken {
+            hash,
+            reason: RevokeReason::Logout,
+            ip,
+            now_ms: now_ms(),
+        };
+        if let Err(e) = state.writer.submit(op).await {
+            return ApiError::internal("logout failed", &e).into_response();
+        }
+    }
+    let mut res = if wants_json(&headers) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/login"));
+        r
+    };
+    res.headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie(&state.config));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,274 @@
+//! Counters and the `GET /metrics` endpoint (Prometheus text format, written
+//! by hand), served only when `metrics = true`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::store::now_ms;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A fixed-bucket histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds; the implicit last bucket is +Inf.
+    bounds: &'static [u64],
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [u64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: u64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+}
+
+/// The server's own counters.
+#[derive(Debug)]
+pub struct Metrics {
+    pub login_success: Counter,
+    pub login_failure: Counter,
+    /// Refused because of a ban.
+    pub login_rejected: Counter,
+    /// Refused because the hashing pool was full.
+    pub login_busy: Counter,
+    pub bans_added: Counter,
+    pub verify_ok: Counter,
+    pub verify_denied: Counter,
+    pub verify_error: Counter,
+    /// Microseconds per verify.
+    pub verify_micros: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            login_success: Counter::default(),
+            login_failure: Counter::default(),
+            login_rejected: Counter::default(),
+            login_busy: Counter::default(),
+            bans_added: Counter::default(),
+            verify_ok: Counter::default(),
+            verify_denied: Counter::default(),
+            verify_error: Counter::default(),
+            verify_micros: Histogram::new(&[
+                25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000,
+            ]),
+        }
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+#[allow(clippy::too_many_arguments)] // one call per field of the text format
+/// Writes one histogram; `scale` divides values (microseconds to seconds).
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[u64],
+    counts: &[AtomicU64],
+    sum: u64,
+    count: u64,
+    scale: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cum = 0;
+    for (i, b) in bounds.iter().enumerate() {
+        cum += counts[i].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / scale);
+    }
+    cum += counts[bounds.len()].load(Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(out, "{name}_sum {}", sum as f64 / scale);
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
+/// Writes a histogram of the writer (a different type with the same fields).
+macro_rules! store_histogram {
+    ($out:expr, $name:expr, $help:expr, $h:expr, $scale:expr $(,)?) => {
+        histogram(
+            $out,
+            $name,
+            $help,
+            $h.bounds,
+            &$h.counts,
+            $h.sum.load(Relaxed),
+            $h.count.load(Relaxed),
+            $scale,
+        )
+    };
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if !state.config.file.metrics {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "metrics are disabled"));
+    }
+    let m = &state.metrics;
+    let mut out = String::with_capacity(4096);
+    counter(
+        &mut out,
+        "gatehouse_login_attempts_total",
+        "Login attempts by outcome.",
+        &[
+            ("{outcome=\"success\"}", m.login_success.get()),
+            ("{outcome=\"failure\"}", m.login_failure.get()),
+            ("{outcome=\"banned\"}", m.login_rejected.get()),
+            ("{outcome=\"busy\"}", m.login_busy.get()),
+        ],
+    );
+    counter(
+        &mut out,
+        "gatehouse_verify_requests_total",
+        "Forward-auth checks by result.",
+        &[
+            ("{result=\"ok\"}", m.verify_ok.get()),
+            ("{result=\"denied\"}", m.verify_denied.get()),
+            ("{result=\"error\"}", m.verify_error.get()),
+        ],
+    );
+    let h = &m.verify_micros;
+    histogram(
+        &mut out,
+        "gatehouse_verify_duration_seconds",
+        "Time to answer a forward-auth check.",
+        h.bounds,
+        &h.counts,
+        h.sum.load(Relaxed),
+        h.count.load(Relaxed),
+        1e6,
+    );
+    counter(
+        &mut out,
+        "gatehouse_bans_added_total",
+        "Bans added by regulation since start.",
+        &[("", m.bans_added.get())],
+    );
+    let store = state.store.clone();
+    let now = now_ms();
+    let facts = tokio::task::spawn_blocking(move || {
+        let stats = store.stats()?;
+        let bans = store.bans(now)?.len() as u64;
+        Ok::<_, crate::store::StoreError>((stats, bans))
+    })
+    .await
+    .map_err(|e| ApiError::internal("metrics task failed", &e))?
+    .map_err(|e| ApiError::internal("reading store stats failed", &e))?;
+    let (stats, bans) = facts;
+    gauge(
+        &mut out,
+        "gatehouse_sessions",
+        "Session rows in the store (live and not yet swept).",
+        stats.sessions,
+    );
+    gauge(&mut out, "gatehouse_active_bans", "Bans in force.", bans);
+    gauge(
+        &mut out,
+        "gatehouse_audit_events",
+        "Audit events stored.",
+        stats.events,
+    );
+    let ws = state.writer.stats();
+    counter(
+        &mut out,
+        "gatehouse_writer_ops_total",
+        "Write operations committed (audit events, sessions, bans).",
+        &[("", ws.ops.load(Relaxed))],
+    );
+    counter(
+        &mut out,
+        "gatehouse_writer_commits_total",
+        "Write batches by result.",
+        &[
+            ("{result=\"ok\"}", ws.commits.load(Relaxed)),
+            ("{result=\"failed\"}", ws.failed_commits.load(Relaxed)),
+        ],
+    );
+    counter(
+        &mut out,
+        "gatehouse_writer_dropped_total",
+        "Fire-and-forget writes dropped because the queue was full.",
+        &[("", ws.dropped.load(Relaxed))],
+    );
+    store_histogram!(
+        &mut out,
+        "gatehouse_writer_batch_size",
+        "Operations per commit.",
+        &ws.batch_size,
+        1.0,
+    );
+    store_histogram!(
+        &mut out,
+        "gatehouse_writer_commit_duration_seconds",
+        "Time from begin to durable commit.",
+        &ws.commit_micros,
+        1e6,
+    );
+    gauge(
+        &mut out,
+        "gatehouse_writer_queue_depth",
+        "Writes waiting for the writer.",
+        state.writer.queue_depth() as u64,
+    );
+    gauge(
+        &mut out,
+        "gatehouse_hashing_in_use",
+        "Password hashing slots busy.",
+        state.hasher.in_use() as u64,
+    );
+    gauge(
+        &mut out,
+        "gatehouse_open_connections",
+        "Open client connections.",
+        state.activity.open_connections() as u64,
+    );
+    let mut res = (StatusCode::OK, out).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(res)
+}

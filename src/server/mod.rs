@@ -1,0 +1,308 @@
+//! The HTTP server: shared state, the router and the response helpers every
+//! handler uses.
+//!
+//! [`AppState`] is one `Arc`, cloned per request. It holds the store (reads on
+//! the request's own thread, no locks), the writer (all writes), the hashing
+//! pool, the regulator and the metrics. Users sit behind a `RwLock<Arc<..>>`
+//! that a reload swaps whole, so a request sees one consistent set.
+
+pub mod admin;
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod lifecycle;
+pub mod login;
+pub mod metrics;
+pub mod password;
+pub mod redirect;
+pub mod regulation;
+pub mod sessions;
+pub mod verify;
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Serialize;
+
+use crate::config::{Config, Users};
+use crate::store::{Store, Writer};
+
+pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
+
+/// State shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// Settings fixed at start. `config.users` is the start-up set; use
+    /// [`AppState::users`] for the current one.
+    pub config: Config,
+    /// Current users, replaced whole by a reload.
+    users: RwLock<Users>,
+    pub store: Store,
+    pub writer: Writer,
+    pub hasher: password::Hasher,
+    pub regulator: regulation::Regulator,
+    pub metrics: metrics::Metrics,
+    pub activity: Arc<Activity>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Store,
+        writer: Writer,
+        hasher: password::Hasher,
+        activity: Arc<Activity>,
+    ) -> Self {
+        let regulator = regulation::Regulator::new(config.file.regulation.clone());
+        AppState {
+            inner: Arc::new(Inner {
+                users: RwLock::new(config.users.clone()),
+                config,
+                store,
+                writer,
+                hasher,
+                regulator,
+                metrics: metrics::Metrics::default(),
+                activity,
+            }),
+        }
+    }
+
+    /// The current users.
+    pub fn users(&self) -> Users {
+        self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the users (a reload). Sessions are untouched; a session whose
+    /// user disappeared is refused at its next check.
+    pub fn set_users(&self, users: Users) {
+        *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
+    }
+}
+
+/// Builds the router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.file.limits;
+    let login_limit = limits.login_body_bytes;
+    let body_limit = limits.body_bytes;
+    let timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
+    let login = Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .layer(DefaultBodyLimit::max(login_limit));
+    Router::new()
+        .merge(login)
+        .route("/", get(home))
+        .route("/logout", post(login::logout))
+        .route("/auth/verify", get(verify::verify))
+        .route("/api/v1/session", get(sessions::whoami))
+        .route("/api/v1/sessions", get(sessions::list))
+        .route("/api/v1/sessions/{id}", delete(sessions::revoke_one))
+        .route(
+            "/api/v1/sessions/revoke-others",
+            post(sessions::revoke_others),
+        )
+        .route("/api/v1/sessions/revoke-all", post(sessions::revoke_all))
+        .route("/sessions", get(sessions::page))
+        .route("/sessions/revoke", post(sessions::page_revoke))
+        .route(
+            "/sessions/revoke-others",
+            post(sessions::page_revoke_others),
+        )
+        .route("/api/v1/audit", get(audit::query))
+        .route("/healthz", get(lifecycle::healthz))
+        .route("/metrics", get(metrics::render))
+        .route("/robots.txt", get(assets::robots))
+        .route("/security.txt", get(assets::security))
+        .route("/.well-known/security.txt", get(assets::security))
+        .route("/assets/style.css", get(assets::style))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::csrf_guard,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            body_limit.max(login_limit),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            lifecycle::track_activity,
+        ))
+        // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `GET /`: the sessions page is gatehouse's home (it sends anonymous
+/// visitors on to the login form).
+async fn home() -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/sessions"));
+    r
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such page")
+}
+
+/// An error answer: a status and a short reason that leaks no internals.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "not signed in")
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "not allowed")
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A failure of ours (store, writer); the details go to the log only.
+    pub fn internal(what: &str, e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{what}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable, try again",
+        )
+        .retry_after(1)
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            Json(ErrorBody {
+                error: &self.message,
+            }),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+/// Whether the client asked for JSON.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// Content-Security-Policy of every HTML page: own styles, no scripts, no framing.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers every HTML page carries.
+pub fn html_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// An HTML response with the security headers.
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    html_headers(res.headers_mut());
+    res
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A user agent header, bounded, for session records and audit events.
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| crate::store::truncate(s.to_string(), crate::store::MAX_USER_AGENT))
+}
+
+/// Formats an optional IP for log lines.
+pub fn ip_str(ip: Option<IpAddr>) -> String {
+    ip.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
+}

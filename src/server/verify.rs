@@ -1,0 +1,92 @@
+//! `GET /auth/verify`: the forward-auth check for nginx `auth_request`,
+//! Caddy `forward_auth` and Traefik `ForwardAuth`.
+//!
+//! This is the hot path: one read transaction, no write, no lock, no
+//! hashing. A stale session is touched fire-and-forget (see
+//! [`super::auth::lookup`]).
+
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::lookup;
+use super::redirect::original_url;
+use super::{ApiError, AppState};
+
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    /// `1`: answer an anonymous request with a redirect to the login page
+    /// instead of 401 (for proxies that pass the answer to the browser).
+    redirect: Option<String>,
+}
+
+/// `GET /auth/verify`.
+pub async fn verify(
+    State(state): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let start = Instant::now();
+    let res = match lookup(&state, &headers) {
+        Ok(Some(a)) => {
+            state.metrics.verify_ok.inc();
+            let mut r = StatusCode::OK.into_response();
+            let h = r.headers_mut();
+            // Names are validated at config load: no control characters.
+            if let Ok(v) = HeaderValue::from_str(&a.user.name) {
+                h.insert("remote-user", v);
+            }
+            if a.user.admin {
+                h.insert("remote-groups", HeaderValue::from_static("admin"));
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(None) => {
+            state.metrics.verify_denied.inc();
+            if q.redirect
+                .as_deref()
+                .is_some_and(|v| v == "1" || v == "true")
+            {
+                let login = login_url(&state, original_url(&headers).as_deref());
+                let mut r = StatusCode::FOUND.into_response();
+                if let Ok(v) = HeaderValue::from_str(&login) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            } else {
+                ApiError::unauthorized().into_response()
+            }
+        }
+        Err(e) => {
+            state.metrics.verify_error.inc();
+            e.into_response()
+        }
+    };
+    state
+        .metrics
+        .verify_micros
+        .observe(start.elapsed().as_micros() as u64);
+    res
+}
+
+/// The login page URL with `rd` set: absolute on the public origin when one
+/// is configured (the browser is on another host), else a path.
+pub fn login_url(state: &AppState, rd: Option<&str>) -> String {
+    let base = match &state.config.public_origin {
+        Some(o) => format!("{}/login", o.as_str().trim_end_matches('/')),
+        None => "/login".to_string(),
+    };
+    match rd {
+        Some(rd) => {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", rd)
+                .finish();
+            format!("{base}?{q}")
+        }
+        None => base,
+    }
+}

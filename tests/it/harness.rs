@@ -1,0 +1,151 @@
+//! `TestServer`: starts `gatehouse` in-process on port 0 with a temp data
+//! dir and cheap argon2 parameters; stops it on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use gatehouse::config::{Argon2Settings, Config, Overrides};
+use gatehouse::server::{Exit, Reloader, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ALICE_PW: &str = "alice-secret-pw";
+pub const BOB_PW: &str = "bob-secret-pw";
+
+fn cheap() -> Argon2Settings {
+    Argon2Settings {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
+fn hashes() -> &'static (String, String) {
+    static H: OnceLock<(String, String)> = OnceLock::new();
+    H.get_or_init(|| {
+        let h = |p| gatehouse::server::password::hash_password(p, &cheap()).unwrap();
+        (h(ALICE_PW), h(BOB_PW))
+    })
+}
+
+/// Config text with alice (admin) and bob, cheap hashing, and `extra`
+/// top-level settings (put before any table).
+pub fn config_text(extra: &str, sections: &str) -> String {
+    let (a, b) = hashes();
+    format!(
+        "bind = \"127.0.0.1:0\"\nmetrics = true\nshutdown_grace_secs = 5\n{extra}\n\
+         [argon2]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\n{sections}\n\
+         [[users]]\nname = \"alice\"\npassword_hash = \"{a}\"\nadmin = true\n\n\
+         [[users]]\nname = \"bob\"\npassword_hash = \"{b}\"\n"
+    )
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub dir: PathBuf,
+    pub reloader: Reloader,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<Exit, gatehouse::server::ServerError>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server in a fresh temp dir.
+    pub async fn start(config: &str) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, config).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on `dir`, writing `config` as its config file first.
+    pub async fn start_in(dir: &Path, config: &str) -> TestServer {
+        std::fs::write(dir.join("gatehouse.toml"), config).unwrap();
+        let ov = Overrides {
+            config: Some(dir.join("gatehouse.toml")),
+            data_dir: Some(dir.to_path_buf()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&ov).unwrap();
+        let server = Server::bind(config, ov).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let reloader = server.reloader();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            url: format!("http://{addr}"),
+            dir: dir.to_path_buf(),
+            reloader,
+            stop: Some(tx),
+            handle: Some(handle),
+            _tmp: None,
+        }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// Asks for shutdown and waits until the server has closed everything.
+    pub async fn stop(mut self) -> Exit {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits for the server to stop by itself (idle timeout).
+    pub async fn wait(&mut self) -> Exit {
+        let h = self.handle.take().expect("not yet waited for");
+        tokio::time::timeout(std::time::Duration::from_secs(60), h)
+            .await
+            .expect("server did not stop")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A browser-like client: cookie jar, no redirects followed.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// Logs in with a form post; returns the response.
+pub async fn login(
+    c: &reqwest::Client,
+    s: &TestServer,
+    user: &str,
+    pw: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("username", user), ("password", pw)];
+    form.extend_from_slice(extra);
+    c.post(s.at("/login")).form(&form).send().await.unwrap()
+}
+
+/// The `Set-Cookie` header of a response.
+pub fn set_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,173 @@
+//! Oversized and malformed input gets a 4xx with a short reason.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_and_headers_are_bounded() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = client();
+
+    let big = "a".repeat(20 * 1024);
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", "bob"), ("password", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let r = c
+        .post(s.at("/login"))
+        .body("x")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let r = c
+        .post(s.at("/login"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let msg: serde_json::Value = r.json().await.unwrap();
+    assert!(!msg["error"].as_str().unwrap().is_empty());
+
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let long_name = "u".repeat(500);
+    let r = c
+        .post(s.at("/login"))
+        .form(&[("username", long_name.as_str()), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A request head larger than the limit.
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(40 * 1024)
+    );
+    let out = raw(s.addr, huge.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let s = TestServer::start(&config_text("", "[limits]\nheader_read_timeout_secs = 1\n")).await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    // The server closes the connection (possibly with a 408) instead of waiting forever.
+    let done = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut out)).await;
+    assert!(done.is_ok(), "connection still open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let s = TestServer::start(&config_text("", "[limits]\nmax_connections = 1\n")).await;
+    // One client holds the only slot with a half-sent request.
+    let mut first = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The next one waits in the backlog and is not served meanwhile.
+    let second = tokio::spawn(raw(
+        s.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "served past the connection cap");
+    // Once the slot frees, it is served.
+    drop(first);
+    let out = second.await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hashing_pool_answers_503_and_verify_does_not_wait() {
+    // One hashing slot, no queue, and a deliberately slow hash for carol.
+    let slow = gatehouse::server::password::hash_password(
+        "carol-pw",
+        &gatehouse::config::Argon2Settings {
+            memory_kib: 65_536,
+            iterations: 4,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let mut text = config_text("", "[limits]\nhash_workers = 1\nhash_queue = 0\n");
+    text.push_str(&format!(
+        "\n[[users]]\nname = \"carol\"\npassword_hash = \"{slow}\"\n"
+    ));
+    let s = TestServer::start(&text).await;
+    let bob = client();
+    login(&bob, &s, "bob", BOB_PW, &[]).await;
+
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let c = client();
+            let url = s.at("/login");
+            tokio::spawn(async move {
+                c.post(url)
+                    .form(&[("username", "carol"), ("password", "carol-pw")])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // Session checks are answered while the logins hash.
+    assert_eq!(
+        bob.get(s.at("/auth/verify")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let mut busy = 0;
+    let mut ok = 0;
+    for l in logins {
+        let r = l.await.unwrap();
+        match r.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                busy += 1;
+            }
+            StatusCode::SEE_OTHER => ok += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1, "at least the first login hashes");
+    assert!(
+        busy >= 1,
+        "six simultaneous slow logins on one slot: some are refused"
+    );
+}
