@@ -230,6 +230,16 @@ pub struct FileConfig {
     pub idle_timeout_secs: u64,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Audit events older than this many days are removed (after archiving,
+    /// see `archive_pruned_events`). Unset: keep every event forever.
+    pub audit_retention_days: Option<u64>,
+    /// Append events to `<data-dir>/archive/audit-YYYY-MM.jsonl.zst` before
+    /// retention removes them.
+    pub archive_pruned_events: bool,
+    /// How often the retention pass runs.
+    pub retention_interval_secs: u64,
+    /// redb page cache, in MiB: memory stays flat whatever the data size.
+    pub cache_mib: usize,
     pub session: SessionSettings,
     pub regulation: RegulationSettings,
     pub limits: LimitSettings,
@@ -252,6 +262,10 @@ impl Default for FileConfig {
             metrics: false,
             idle_timeout_secs: 0,
             shutdown_grace_secs: 10,
+            audit_retention_days: None,
+            archive_pruned_events: true,
+            retention_interval_secs: 3600,
+            cache_mib: 64,
             session: SessionSettings::default(),
             regulation: RegulationSettings::default(),
             limits: LimitSettings::default(),
@@ -445,6 +459,11 @@ impl Config {
             ("session.absolute_secs", s.absolute_secs),
             ("session.remember_me_secs", s.remember_me_secs),
             ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("retention_interval_secs", file.retention_interval_secs),
+            (
+                "audit_retention_days",
+                file.audit_retention_days.unwrap_or(1),
+            ),
             ("regulation.window_secs", file.regulation.window_secs),
             ("regulation.ban_secs", file.regulation.ban_secs),
             (
@@ -467,6 +486,7 @@ impl Config {
             ("limits.login_body_bytes", file.limits.login_body_bytes),
             ("limits.body_bytes", file.limits.body_bytes),
             ("limits.max_connections", file.limits.max_connections),
+            ("cache_mib", file.cache_mib),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be greater than 0".into()));

@@ -3,7 +3,9 @@
 //! is then the only writer of the database). Whoever can open the socket is
 //! the operator: the file mode is the access control.
 //!
-//! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`.
+//! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`,
+//! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
+//! `backup.created` event for a snapshot `auditctl backup` just took).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::AppState;
-use crate::store::{BanSubject, Op, OpOutput, now_ms};
+use crate::store::{BanSubject, EventKind, NewEvent, Op, OpOutput, now_ms};
 
 /// Name of the socket in the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -51,6 +53,7 @@ pub async fn serve(
     let router = Router::new()
         .route("/bans", get(list))
         .route("/bans/lift", post(lift))
+        .route("/events/backup", post(backup_created))
         .with_state(state);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let mut conns = tokio::task::JoinSet::new();
@@ -126,6 +129,35 @@ async fn lift(State(state): State<AppState>, Query(q): Query<LiftQuery>) -> (Sta
     match state.writer.submit(op).await {
         Ok(OpOutput::BanLifted(true)) => (StatusCode::OK, format!("lifted the ban on {subject}\n")),
         Ok(_) => (StatusCode::OK, format!("no ban on {subject}\n")),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+#[derive(Deserialize)]
+struct BackupQuery {
+    path: String,
+    bytes: u64,
+    events: u64,
+    chain_head: String,
+}
+
+/// Records `backup.created` on behalf of `auditctl backup`, which cannot write
+/// while the server holds the file.
+async fn backup_created(
+    State(state): State<AppState>,
+    Query(q): Query<BackupQuery>,
+) -> (StatusCode, String) {
+    let ev = NewEvent::now(EventKind::BackupCreated)
+        .detail("path", q.path)
+        .detail("bytes", q.bytes.to_string())
+        .detail("events", q.events.to_string())
+        .detail("chain_head", q.chain_head)
+        .detail("by", "auditctl");
+    match state.writer.append(ev).await {
+        Ok(id) => (
+            StatusCode::OK,
+            format!("recorded backup.created as event {id}\n"),
+        ),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -230,7 +230,10 @@ impl Server {
             config = create_first_admin(config, &overrides)?;
         }
         let db = config.db_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db, &StoreOptions::default()))
+        let opts = StoreOptions {
+            cache_bytes: config.file.cache_mib.saturating_mul(1024 * 1024),
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open(&db, &opts))
             .await
             .map_err(|e| ServerError::Io {
                 path: config.db_path(),
@@ -283,6 +286,9 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(sweeper(state.clone(), stop_rx.clone()));
+        if let Some(days) = cfg.file.audit_retention_days {
+            tasks.spawn(retention(state.clone(), days, stop_rx.clone()));
+        }
         tasks.spawn(heartbeat(
             state.activity.clone(),
             cfg.data_dir.join(HEARTBEAT_FILE),
@@ -454,6 +460,42 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Removes audit events older than `days` (archiving them first unless
+/// disabled) at start and then every `retention_interval_secs`. Each batch is
+/// its own short write, so logins never wait behind a long transaction.
+/// Errors are logged and retried next tick.
+async fn retention(state: AppState, days: u64, mut stop: watch::Receiver<bool>) {
+    let cfg = &state.config.file;
+    let keep = Duration::from_secs(days.saturating_mul(86_400));
+    let archive = cfg
+        .archive_pruned_events
+        .then(|| state.config.data_dir.join("archive"));
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.retention_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let pass = crate::retention::run_retention_pass(
+            &state.store,
+            &state.writer,
+            archive.as_deref(),
+            keep,
+            crate::store::now_us(),
+        );
+        // A pass stops between batches when the server stops.
+        tokio::select! {
+            r = pass => match r {
+                Ok(r) if r.pruned > 0 => tracing::info!(pruned = r.pruned, "audit retention pass"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "audit retention failed; retrying next tick"),
+            },
+            _ = stop.changed() => return,
         }
     }
 }

@@ -9,5 +9,6 @@ mod harness;
 mod lifecycle;
 mod limits;
 mod nginx;
+mod operations;
 mod regulation;
 mod signals;

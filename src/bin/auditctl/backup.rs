@@ -44,11 +44,34 @@ fn record(path: &Path, r: &BackupReport) {
             }
             let _ = store.close();
         }
-        Err(OpenError::Locked(_)) => println!(
-            "note: a server holds the database for writing, so auditctl did not record a \
-             backup.created event (only the server writes while it runs); the snapshot is complete"
-        ),
+        Err(OpenError::Locked(_)) => record_through_server(path, r),
         Err(e) => println!("note: could not record the backup.created event: {e}"),
+    }
+}
+
+/// While a server runs it is the only writer: ask it, over its admin socket
+/// beside the database, to record the event.
+fn record_through_server(db: &Path, r: &BackupReport) {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let q = serde_urlencoded::to_string([
+        ("path", r.path.display().to_string()),
+        ("bytes", r.bytes.to_string()),
+        ("events", r.check.events.to_string()),
+        ("chain_head", r.check.chain_head.clone()),
+    ])
+    .unwrap_or_default();
+    match gatehouse::server::admin::request(dir, "POST", &format!("/events/backup?{q}")) {
+        Ok(Some((200, _))) => {
+            println!("recorded a backup.created event through the running server")
+        }
+        Ok(Some((code, body))) => println!(
+            "note: the server did not record the backup.created event ({code}: {}); the snapshot is complete",
+            body.trim()
+        ),
+        Ok(None) | Err(_) => println!(
+            "note: a server holds the database but its admin socket did not answer, so auditctl \
+             did not record a backup.created event; the snapshot is complete"
+        ),
     }
 }
 
