@@ -18,6 +18,14 @@ pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
 /// Name of the database file inside the data dir.
 pub const DB_FILE: &str = "gatehouse.redb";
 
+/// Longest lifetime, timeout or interval accepted, in seconds (ten years).
+pub const MAX_SECS: u64 = 10 * 365 * 86_400;
+/// Largest count setting accepted (connections, sessions per user, tracked
+/// subjects, queue lengths).
+pub const MAX_COUNT: usize = 1_000_000;
+/// Largest byte size setting accepted (bodies, request heads): 64 MiB.
+pub const MAX_BYTES: usize = 64 << 20;
+
 /// Loading or validating the configuration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -472,6 +480,66 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0".into()));
             }
         }
+        // Upper bounds: every lifetime is turned into milliseconds and added
+        // to the clock, and every count sizes a semaphore or a buffer. Values
+        // past these bounds are typos, and would overflow or panic at run time.
+        for (field, v) in [
+            ("session.idle_secs", s.idle_secs),
+            ("session.absolute_secs", s.absolute_secs),
+            ("session.remember_me_secs", s.remember_me_secs),
+            ("session.touch_interval_secs", s.touch_interval_secs),
+            ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("regulation.window_secs", file.regulation.window_secs),
+            ("regulation.ban_secs", file.regulation.ban_secs),
+            (
+                "limits.header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                file.limits.request_timeout_secs,
+            ),
+            ("idle_timeout_secs", file.idle_timeout_secs),
+            ("shutdown_grace_secs", file.shutdown_grace_secs),
+        ] {
+            if v > MAX_SECS {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {MAX_SECS} (ten years)"),
+                ));
+            }
+        }
+        for (field, v, max) in [
+            ("session.max_per_user", s.max_per_user, MAX_COUNT),
+            (
+                "regulation.max_failures",
+                file.regulation.max_failures,
+                MAX_COUNT,
+            ),
+            (
+                "regulation.max_tracked",
+                file.regulation.max_tracked,
+                MAX_COUNT,
+            ),
+            (
+                "limits.max_connections",
+                file.limits.max_connections,
+                MAX_COUNT,
+            ),
+            ("limits.hash_workers", file.limits.hash_workers, 1024),
+            ("limits.hash_queue", file.limits.hash_queue, MAX_COUNT),
+            (
+                "limits.login_body_bytes",
+                file.limits.login_body_bytes,
+                MAX_BYTES,
+            ),
+            ("limits.body_bytes", file.limits.body_bytes, MAX_BYTES),
+            ("limits.header_bytes", file.limits.header_bytes, MAX_BYTES),
+        ] {
+            if v > max {
+                return Err(invalid(field, format!("must be at most {max}")));
+            }
+        }
         if file.limits.header_bytes < 8192 {
             return Err(invalid(
                 "limits.header_bytes",
@@ -544,7 +612,8 @@ fn validate_users(
 /// Parses config text, turning TOML errors into file:line:column messages.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str::<FileConfig>(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        // Every error names a line: without a span, the file's first.
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError::Parse {
             path: path.to_path_buf(),
             line,
@@ -554,12 +623,15 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// 1-based line and column of byte offset `at` in `text`.
+/// 1-based line and column of byte offset `at` in `text`. Works on bytes, so
+/// an offset inside a multi-byte character cannot panic; the column counts bytes.
 fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| at - i).unwrap_or(at + 1);
+    let before = &text.as_bytes()[..at.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = match before.iter().rposition(|b| *b == b'\n') {
+        Some(i) => before.len() - i,
+        None => before.len() + 1,
+    };
     (line, col)
 }
 
@@ -712,5 +784,144 @@ mod tests {
         let f = parse_file(&p, &text).unwrap();
         assert!(f.metrics);
         assert_eq!(f.users, vec![u]);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys of every section, so that generated files reach validation.
+        const KEYS: &[(&str, &str)] = &[
+            ("", "bind"),
+            ("", "public_origin"),
+            ("", "cookie_name"),
+            ("", "cookie_domain"),
+            ("", "secure_cookies"),
+            ("", "trusted_proxies"),
+            ("", "allowed_redirect_domains"),
+            ("", "idle_timeout_secs"),
+            ("", "shutdown_grace_secs"),
+            ("session", "idle_secs"),
+            ("session", "absolute_secs"),
+            ("session", "remember_me_secs"),
+            ("session", "max_per_user"),
+            ("session", "touch_interval_secs"),
+            ("regulation", "max_failures"),
+            ("regulation", "window_secs"),
+            ("regulation", "ban_secs"),
+            ("regulation", "max_tracked"),
+            ("limits", "login_body_bytes"),
+            ("limits", "body_bytes"),
+            ("limits", "header_bytes"),
+            ("limits", "max_connections"),
+            ("limits", "hash_workers"),
+            ("limits", "hash_queue"),
+            ("argon2", "memory_kib"),
+            ("argon2", "iterations"),
+            ("argon2", "parallelism"),
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|v| v.to_string()),
+                (0u64..100_000).prop_map(|v| v.to_string()),
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<bool>().prop_map(|v| v.to_string()),
+                ".{0,20}".prop_map(|v| format!("{v:?}")),
+                Just("\"127.0.0.1:0\"".to_string()),
+                Just("\"https://auth.example.com\"".to_string()),
+                Just("[\"10.0.0.0/8\", \"::1\"]".to_string()),
+                Just("1e999".to_string()),
+                Just("[".to_string()),
+            ]
+        }
+
+        /// A file of real keys with random values, in random sections.
+        fn file() -> impl Strategy<Value = String> {
+            proptest::collection::vec((0..KEYS.len(), value()), 0..12).prop_map(|kvs| {
+                let mut top = String::new();
+                let mut sections: HashMap<&str, String> = HashMap::new();
+                for (i, v) in kvs {
+                    let (sec, key) = KEYS[i];
+                    let line = format!("{key} = {v}\n");
+                    if sec.is_empty() {
+                        top.push_str(&line);
+                    } else {
+                        sections.entry(sec).or_default().push_str(&line);
+                    }
+                }
+                for (sec, body) in sections {
+                    top.push_str(&format!("[{sec}]\n{body}"));
+                }
+                top
+            })
+        }
+
+        fn check(text: &str) {
+            match load_text(text) {
+                Ok(c) => {
+                    // A valid config never overflows where it is used.
+                    let s = &c.file.session;
+                    for secs in [s.idle_secs, s.absolute_secs, s.remember_me_secs] {
+                        assert!(
+                            secs.checked_mul(1000)
+                                .and_then(|ms| ms.checked_add(u64::MAX / 2))
+                                .is_some()
+                        );
+                    }
+                    assert!(c.file.limits.max_connections <= MAX_COUNT);
+                    assert!(u32::try_from(c.file.limits.header_bytes).is_ok());
+                }
+                Err(ConfigError::Parse { line, .. }) => {
+                    // Parse errors name a line of the file.
+                    assert!(
+                        line >= 1 && line <= text.lines().count().max(1) + 1,
+                        "line {line}"
+                    );
+                }
+                Err(ConfigError::Invalid { field, .. }) => assert!(!field.is_empty()),
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+
+        proptest! {
+            /// Arbitrary text: an error naming a line, never a panic.
+            #[test]
+            fn random_text_never_panics(text in "(?s).{0,300}") {
+                check(&text);
+            }
+
+            /// Real keys with random values reach validation: a valid config,
+            /// or an error naming the line or the field.
+            #[test]
+            fn random_settings_are_valid_or_named(text in file()) {
+                check(&text);
+            }
+        }
+
+        #[test]
+        fn huge_values_are_refused() {
+            for (text, field) in [
+                (
+                    "[session]\nidle_secs = 18446744073709551615",
+                    "session.idle_secs",
+                ),
+                (
+                    "[limits]\nmax_connections = 18446744073709551615",
+                    "limits.max_connections",
+                ),
+                ("[limits]\nheader_bytes = 4294967396", "limits.header_bytes"),
+                ("[limits]\nhash_workers = 100000", "limits.hash_workers"),
+            ] {
+                let e = load_text(text).unwrap_err().to_string();
+                assert!(e.contains(field), "{e}");
+            }
+        }
+
+        #[test]
+        fn errors_inside_multibyte_text_name_a_line() {
+            let e = load_text("# é\ncookie_name = \"ü\" x").unwrap_err();
+            assert!(e.to_string().starts_with("g.toml:2:"), "{e}");
+        }
     }
 }
