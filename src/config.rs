@@ -226,7 +226,8 @@ pub struct FileConfig {
     pub public_origin: Option<String>,
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
-    pub secure_cookies: bool,
+    /// Add `Secure` to the cookie. Unset: on when `public_origin` is https.
+    pub secure_cookies: Option<bool>,
     /// Hosts (and their subdomains) that `rd` may point to besides this one.
     pub allowed_redirect_domains: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed. IPs or CIDR blocks.
@@ -253,7 +254,7 @@ impl Default for FileConfig {
             public_origin: None,
             cookie_name: "gatehouse_session".into(),
             cookie_domain: None,
-            secure_cookies: false,
+            secure_cookies: None,
             allowed_redirect_domains: Vec::new(),
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
@@ -378,7 +379,7 @@ impl Config {
             file.public_origin = Some(v.clone());
         }
         if let Some(v) = ov.secure_cookies {
-            file.secure_cookies = v;
+            file.secure_cookies = Some(v);
         }
         if let Some(v) = ov.metrics {
             file.metrics = v;
@@ -446,6 +447,25 @@ impl Config {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
         {
             return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
+        }
+        // Browsers drop prefixed cookies that break the prefix's rules; refuse
+        // such a setting here instead of failing every login silently.
+        let secure = file.secure_cookies.unwrap_or_else(|| {
+            public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
+        });
+        if file.cookie_name.starts_with("__Host-") && (!secure || file.cookie_domain.is_some()) {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Host-` cookie needs secure_cookies and no cookie_domain".into(),
+            ));
+        }
+        if file.cookie_name.starts_with("__Secure-") && !secure {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Secure-` cookie needs secure_cookies".into(),
+            ));
         }
         let s = &file.session;
         for (field, v) in [
@@ -559,6 +579,33 @@ impl Config {
             users: Arc::new(users),
             file,
         })
+    }
+
+    /// Whether the session cookie carries `Secure`: as configured, else
+    /// whenever the public origin is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.file.secure_cookies.unwrap_or_else(|| {
+            self.public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
+        })
+    }
+
+    /// The session cookie's name. With `Secure` and no `Domain`, the
+    /// configured name gets the `__Host-` prefix: browsers then accept that
+    /// cookie only from this host, over HTTPS, with `Path=/`, so neither a
+    /// sibling subdomain nor a plain-HTTP page can plant or shadow it.
+    pub fn cookie_name(&self) -> String {
+        let name = &self.file.cookie_name;
+        if self.secure_cookies()
+            && self.file.cookie_domain.is_none()
+            && !name.starts_with("__Host-")
+            && !name.starts_with("__Secure-")
+        {
+            format!("__Host-{name}")
+        } else {
+            name.clone()
+        }
     }
 
     /// Path of the database file.
@@ -784,6 +831,34 @@ mod tests {
         let f = parse_file(&p, &text).unwrap();
         assert!(f.metrics);
         assert_eq!(f.users, vec![u]);
+    }
+
+    #[test]
+    fn cookie_name_prefix_and_secure_default() {
+        let c = load_text("").unwrap();
+        assert!(!c.secure_cookies());
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let c = load_text("public_origin = \"https://auth.example.com\"").unwrap();
+        assert!(c.secure_cookies());
+        assert_eq!(c.cookie_name(), "__Host-gatehouse_session");
+        let c =
+            load_text("public_origin = \"https://a.example.com\"\ncookie_domain = \"example.com\"")
+                .unwrap();
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let c =
+            load_text("public_origin = \"https://a.example.com\"\nsecure_cookies = false").unwrap();
+        assert!(!c.secure_cookies());
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let e = load_text("cookie_name = \"__Host-x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cookie_name"), "{e}");
+        let e =
+            load_text("secure_cookies = true\ncookie_name = \"__Host-x\"\ncookie_domain = \"a.b\"")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("cookie_name"), "{e}");
+        assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
     }
 
     mod prop {

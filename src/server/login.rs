@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ClientIp, clear_cookie, cookie_hash, session_cookie};
+use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
 use super::password::HashError;
 use super::redirect::safe_redirect;
 use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
@@ -319,7 +319,10 @@ async fn attempt(
         );
         r
     };
-    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    if let Some(stale) = clear_host_only_cookie(&state.config) {
+        res.headers_mut().append(header::SET_COOKIE, stale);
+    }
+    res.headers_mut().append(header::SET_COOKIE, cookie);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
@@ -379,8 +382,11 @@ pub async fn logout(
             .insert(header::LOCATION, HeaderValue::from_static("/login"));
         r
     };
+    if let Some(stale) = clear_host_only_cookie(&state.config) {
+        res.headers_mut().append(header::SET_COOKIE, stale);
+    }
     res.headers_mut()
-        .insert(header::SET_COOKIE, clear_cookie(&state.config));
+        .append(header::SET_COOKIE, clear_cookie(&state.config));
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
