@@ -10,6 +10,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod extract;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
