@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
+use gatehouse::server::login::MAX_PASSWORD;
 use gatehouse::server::{Server, admin};
 use gatehouse::store::{BanSubject, Op, OpOutput, Store, StoreOptions, now_ms};
 
@@ -161,6 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Passwords shorter than this get a warning from `hash-password` (ASVS
+/// 2.1.1 asks for at least 12 characters).
+const MIN_PASSWORD_CHARS: usize = 12;
+
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     let pw = if stdin.is_terminal() {
@@ -172,15 +177,26 @@ fn read_password() -> anyhow::Result<String> {
         a
     } else {
         let mut s = String::new();
+        // One byte past the limit (plus a line ending) is enough to tell
+        // "too long" from "fits": never truncate silently.
         stdin
             .lock()
-            .take(4096)
+            .take(MAX_PASSWORD as u64 + 3)
             .read_to_string(&mut s)
             .context("reading the password from stdin")?;
         s.trim_end_matches(['\r', '\n']).to_string()
     };
     if pw.is_empty() {
         bail!("empty password");
+    }
+    // The login form refuses longer passwords: a hash of one could never be used.
+    if pw.len() > MAX_PASSWORD {
+        bail!("password longer than {MAX_PASSWORD} bytes");
+    }
+    if pw.chars().count() < MIN_PASSWORD_CHARS {
+        eprintln!(
+            "warning: a password shorter than {MIN_PASSWORD_CHARS} characters is easy to guess"
+        );
     }
     Ok(pw)
 }

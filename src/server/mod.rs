@@ -92,10 +92,44 @@ impl AppState {
         self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the users (a reload). Sessions are untouched; a session whose
-    /// user disappeared is refused at its next check.
+    /// Replaces the users. A session whose user disappeared is refused at
+    /// its next check; use [`AppState::replace_users`] to also end sessions.
     pub fn set_users(&self, users: Users) {
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
+    }
+
+    /// Replaces the users (a reload) and ends every session of a user who
+    /// was removed or whose password hash changed. So a password change
+    /// signs out the old sessions, and a name that is removed and later
+    /// added again (perhaps for someone else) never inherits live sessions.
+    /// Returns the users whose sessions were ended.
+    pub async fn replace_users(&self, users: Users) -> Vec<String> {
+        let old = self.users();
+        self.set_users(users.clone());
+        let mut changed: Vec<String> = old
+            .values()
+            .filter(|u| {
+                users
+                    .get(&u.name)
+                    .is_none_or(|n| n.password_hash != u.password_hash)
+            })
+            .map(|u| u.name.clone())
+            .collect();
+        changed.sort();
+        for user in &changed {
+            let op = crate::store::Op::RevokeUser {
+                user: user.clone(),
+                keep: None,
+                reason: crate::store::RevokeReason::UserChanged,
+                actor: None,
+                ip: None,
+                now_ms: crate::store::now_ms(),
+            };
+            if let Err(e) = self.writer.submit(op).await {
+                tracing::error!(error = %e, user = ?user, "ending the sessions of a changed user failed");
+            }
+        }
+        changed
     }
 }
 

@@ -220,6 +220,8 @@ pub enum RevokeReason {
     ByUser,
     ByAdmin,
     RevokeOthers,
+    /// The user was removed from the config or their password hash changed.
+    UserChanged,
 }
 
 impl RevokeReason {
@@ -229,6 +231,7 @@ impl RevokeReason {
             RevokeReason::ByUser => "user",
             RevokeReason::ByAdmin => "admin",
             RevokeReason::RevokeOthers => "revoke_others",
+            RevokeReason::UserChanged => "user_changed",
         }
     }
 }
