@@ -608,6 +608,31 @@ impl Config {
         }
     }
 
+    /// Users whose hash is not argon2id at the `[argon2]` cost. A login
+    /// for an unknown name is checked against a dummy hash at that cost, so
+    /// a failed login for one of these users takes a different time than
+    /// one for a name that does not exist, which tells that the name exists.
+    pub fn users_with_other_cost(&self) -> Vec<String> {
+        let a = &self.file.argon2;
+        let mut odd: Vec<String> = self
+            .users
+            .values()
+            .filter(|u| {
+                let Ok(h) = argon2::PasswordHash::new(&u.password_hash) else {
+                    return true;
+                };
+                let param = |name: &str| h.params.get_decimal(name);
+                h.algorithm.as_str() != "argon2id"
+                    || param("m") != Some(a.memory_kib)
+                    || param("t") != Some(a.iterations)
+                    || param("p") != Some(a.parallelism)
+            })
+            .map(|u| u.name.clone())
+            .collect();
+        odd.sort();
+        odd
+    }
+
     /// Path of the database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)
@@ -831,6 +856,18 @@ mod tests {
         let f = parse_file(&p, &text).unwrap();
         assert!(f.metrics);
         assert_eq!(f.users, vec![u]);
+    }
+
+    #[test]
+    fn users_hashed_at_another_cost_are_named() {
+        // HASH is m=19456,t=2,p=1: the default cost.
+        let one = format!("[[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\n");
+        assert!(load_text(&one).unwrap().users_with_other_cost().is_empty());
+        let cheap = format!("[argon2]\nmemory_kib = 64\niterations = 1\n{one}");
+        assert_eq!(
+            load_text(&cheap).unwrap().users_with_other_cost(),
+            ["alice"]
+        );
     }
 
     #[test]

@@ -132,6 +132,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(&ov)?;
             init_logs(config.file.log_format);
+            let odd = config.users_with_other_cost();
+            if !odd.is_empty() {
+                tracing::warn!(
+                    users = ?odd,
+                    "password hashes not at the [argon2] cost: a failed login for these users takes another time than for an unknown name; rehash them with `gatehouse hash-password`"
+                );
+            }
             serve(config, ov)
         }
         Command::HashPassword { loc } => {

@@ -475,6 +475,18 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_password() {
+        let i = run(
+            "application/x-www-form-urlencoded",
+            b"username=bob&password=correct-horse-battery".to_vec(),
+            16384,
+        )
+        .unwrap();
+        let d = format!("{i:?}");
+        assert!(d.contains("bob") && !d.contains("correct-horse"), "{d}");
+    }
+
+    #[test]
     fn refusals() {
         let e = run(
             "application/json",
