@@ -273,7 +273,7 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
         BansCommand::Lift { user, ip } => {
             let subject = match (user, ip) {
                 (Some(u), _) => BanSubject::User(u),
-                (None, Some(ip)) => BanSubject::Ip(ip),
+                (None, Some(ip)) => BanSubject::ip(ip),
                 (None, None) => bail!("give --user or --ip"),
             };
             let query = match &subject {

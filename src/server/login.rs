@@ -191,7 +191,7 @@ async fn attempt(
 
     // Bans first: a banned user or IP costs one read, no hashing.
     let mut subjects = vec![BanSubject::User(username.clone())];
-    subjects.extend(ip.map(BanSubject::Ip));
+    subjects.extend(ip.map(BanSubject::ip));
     for subject in &subjects {
         match state.store.ban(subject, now) {
             Ok(Some(ban)) => {

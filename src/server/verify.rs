@@ -92,3 +92,26 @@ pub fn login_url(state: &AppState, rd: Option<&str>) -> String {
         None => base,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wants_redirect;
+    use proptest::prelude::*;
+
+    #[test]
+    fn redirect_flag() {
+        assert!(wants_redirect(Some("redirect=1")));
+        assert!(wants_redirect(Some("x=%FF&redirect=true")));
+        assert!(!wants_redirect(Some("redirect=0")));
+        assert!(!wants_redirect(Some("redirect=%FF")));
+        assert!(!wants_redirect(None));
+    }
+
+    proptest! {
+        /// Any query: a yes or a no, never a panic.
+        #[test]
+        fn random_verify_queries(q in "(?s).{0,200}") {
+            let _ = wants_redirect(Some(&q));
+        }
+    }
+}

@@ -824,3 +824,43 @@ async fn unknown_users_take_a_hashing_slot_like_known_ones() {
         b.replace("value=\"nobody\"", "")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_client_cannot_spread_guesses_over_its_network() {
+    let s = TestServer::start(&config_text(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        "[regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 900\n",
+    ))
+    .await;
+    let post = |from: &'static str, user: &'static str, pw: &'static str| {
+        let url = s.at("/login");
+        async move {
+            bare()
+                .post(url)
+                .header("x-forwarded-for", from)
+                .form(&[("username", user), ("password", pw)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Three guesses at three different names, each from another address of
+    // one /64: no user reaches the limit, the network does.
+    for (from, user) in [
+        ("2001:db8:1:2::1", "u1"),
+        ("2001:db8:1:2::2", "u2"),
+        ("2001:db8:1:2:ffff::3", "u3"),
+    ] {
+        assert_eq!(post(from, user, "guess").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        post("2001:db8:1:2::99", "bob", BOB_PW).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another network is not affected.
+    assert_eq!(
+        post("2001:db8:1:3::1", "bob", BOB_PW).await,
+        StatusCode::SEE_OTHER
+    );
+}
