@@ -99,23 +99,34 @@ impl AppState {
     }
 
     /// Replaces the users (a reload) and ends every session of a user who
-    /// was removed or whose password hash changed. So a password change
-    /// signs out the old sessions, and a name that is removed and later
-    /// added again (perhaps for someone else) never inherits live sessions.
+    /// was removed, whose password hash changed, or who was just added. So
+    /// a password change signs out the old sessions, and a name that comes
+    /// back (perhaps for someone else, perhaps after being removed while the
+    /// server was stopped) never inherits sessions from before.
     /// Returns the users whose sessions were ended.
     pub async fn replace_users(&self, users: Users) -> Vec<String> {
         let old = self.users();
         self.set_users(users.clone());
-        let mut changed: Vec<String> = old
-            .values()
-            .filter(|u| {
-                users
-                    .get(&u.name)
-                    .is_none_or(|n| n.password_hash != u.password_hash)
-            })
+        let removed_or_changed = old.values().filter(|u| {
+            users
+                .get(&u.name)
+                .is_none_or(|n| n.password_hash != u.password_hash)
+        });
+        let now = crate::store::now_ms();
+        // A newly added name should have no sessions; any it has are leftovers.
+        let added = users.values().filter(|u| {
+            !old.contains_key(&u.name)
+                && self
+                    .store
+                    .sessions_of(&u.name, now)
+                    .map_or(true, |s| !s.is_empty())
+        });
+        let mut changed: Vec<String> = removed_or_changed
+            .chain(added)
             .map(|u| u.name.clone())
             .collect();
         changed.sort();
+        changed.dedup();
         for user in &changed {
             let op = crate::store::Op::RevokeUser {
                 user: user.clone(),

@@ -554,9 +554,18 @@ async fn duplicate_session_cookies_are_not_believed() {
     still_up(&s).await;
 }
 
+/// A config text without bob.
+fn config_without_bob(text: &str) -> String {
+    text.split("[[users]]\nname = \"bob\"")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_or_changed_users_lose_their_sessions_for_good() {
-    let s = TestServer::start(&config_text("", "")).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path(), &config_text("", "")).await;
     let path = s.dir.join("gatehouse.toml");
     let good = std::fs::read_to_string(&path).unwrap();
     let bob = login_token(&s, "bob", BOB_PW).await;
@@ -612,6 +621,25 @@ async fn removed_or_changed_users_lose_their_sessions_for_good() {
     let fresh = login_token(&s, "alice", "a new password for alice").await;
     // A reload that changes nothing keeps sessions.
     s.reloader.reload().await.unwrap();
+    assert_eq!(verify_with(&s, &cookie(&fresh)).await, StatusCode::OK);
+
+    // Removed while the server is stopped, then added back by a reload:
+    // the sessions from before stay dead.
+    let bob = login_token(&s, "bob", BOB_PW).await;
+    let dir = s.dir.clone();
+    s.stop().await;
+    std::fs::write(&path, &config_without_bob(&changed)).unwrap();
+    let s = TestServer::start_in(&dir, &std::fs::read_to_string(&path).unwrap()).await;
+    assert_eq!(
+        verify_with(&s, &cookie(&bob)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    std::fs::write(&path, &changed).unwrap();
+    s.reloader.reload().await.unwrap();
+    assert_eq!(
+        verify_with(&s, &cookie(&bob)).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(verify_with(&s, &cookie(&fresh)).await, StatusCode::OK);
 
     // The audit trail says why.
