@@ -628,7 +628,7 @@ async fn removed_or_changed_users_lose_their_sessions_for_good() {
     let bob = login_token(&s, "bob", BOB_PW).await;
     let dir = s.dir.clone();
     s.stop().await;
-    std::fs::write(&path, &config_without_bob(&changed)).unwrap();
+    std::fs::write(&path, config_without_bob(&changed)).unwrap();
     let s = TestServer::start_in(&dir, &std::fs::read_to_string(&path).unwrap()).await;
     assert_eq!(
         verify_with(&s, &cookie(&bob)).await,
