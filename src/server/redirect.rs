@@ -51,6 +51,12 @@ pub fn safe_redirect(config: &Config, headers: &HeaderMap, rd: &str) -> Option<S
             out.push('#');
             out.push_str(f);
         }
+        // Dot segments can leave a path that starts with `//` (`/.//evil.com`
+        // resolves to the path `//evil.com`): sent as it is, that would be a
+        // protocol-relative URL to another host.
+        if out.starts_with("//") {
+            return None;
+        }
         return Some(out);
     }
     let url = url::Url::parse(rd).ok()?;
@@ -351,6 +357,9 @@ mod tests {
                 Some("/%0d%0aSet-Cookie:x")
             );
             for rd in [
+                "/.//evil.com",
+                "/a/..//evil.com",
+                "/%2e//evil.com",
                 "/\\evil.com",
                 "/\tevil",
                 "/x\r\nSet-Cookie: a=b",

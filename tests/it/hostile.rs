@@ -318,6 +318,9 @@ async fn redirects_never_leave_the_site() {
     for rd in [
         "//evil.example/",
         "///evil.example/",
+        "/.//evil.example/",
+        "/a/..//evil.example/",
+        "/%2e//evil.example/",
         "/\\evil.example",
         "\\\\evil.example",
         "/\\/evil.example",
