@@ -44,9 +44,11 @@ pub enum ConfigError {
         message: String,
     },
     /// A value parsed but makes no sense (for example a zero lifetime).
-    #[error("{path}: invalid setting `{field}`: {reason}")]
+    /// `line` is where the setting is written, when it is in the file.
+    #[error("{}: invalid setting `{field}`: {reason}", at(path, *line))]
     Invalid {
         path: PathBuf,
+        line: Option<usize>,
         field: String,
         reason: String,
     },
@@ -55,6 +57,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// `path` or `path:line`.
+fn at(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// Log line format.
@@ -366,6 +376,17 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let mut file = parse_file(&path, &text)?;
+        // Values from flags and the environment are not in the file: a
+        // validation error about them names no line.
+        let overridden: Vec<&str> = [
+            ("bind", ov.bind.is_some()),
+            ("idle_timeout_secs", ov.idle_timeout_secs.is_some()),
+            ("public_origin", ov.public_origin.is_some()),
+            ("secure_cookies", ov.secure_cookies.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
         if let Some(v) = &ov.bind {
             file.bind = v.clone();
         }
@@ -389,7 +410,10 @@ impl Config {
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or(default_dir);
-        Config::from_file(path, data_dir, file)
+        Config::from_file(path, data_dir, file).map_err(|e| match &e {
+            ConfigError::Invalid { field, .. } if overridden.contains(&field.as_str()) => e,
+            _ => locate(e, &text),
+        })
     }
 
     /// Validates a parsed file.
@@ -400,6 +424,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let invalid = |field: &str, reason: String| ConfigError::Invalid {
             path: path.clone(),
+            line: None,
             field: field.into(),
             reason,
         };
@@ -652,6 +677,7 @@ fn validate_users(
     for (i, u) in users.iter().enumerate() {
         let invalid = |field: &str, reason: String| ConfigError::Invalid {
             path: path.to_path_buf(),
+            line: None,
             field: format!("users[{i}].{field}"),
             reason,
         };
@@ -679,6 +705,87 @@ fn validate_users(
         }
     }
     Ok(map)
+}
+
+/// Adds the line of the offending setting to a validation error, when the
+/// file holds that setting (best effort: `[table]` and `[[users]]` headers
+/// and `key = value` lines; dotted or inline keys are not found).
+fn locate(e: ConfigError, text: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            path,
+            line: None,
+            field,
+            reason,
+        } => ConfigError::Invalid {
+            line: field_line(text, &field),
+            path,
+            field,
+            reason,
+        },
+        e => e,
+    }
+}
+
+/// 1-based line of setting `field` (`bind`, `session.idle_secs`,
+/// `trusted_proxies[2]`, `users[1].name`, or a whole table such as `argon2`).
+pub fn field_line(text: &str, field: &str) -> Option<usize> {
+    // Split the field into a table (with the index of a `[[users]]` entry)
+    // and a key.
+    let (table, index, key) = match field.split_once('.') {
+        Some((t, k)) => match t.split_once('[') {
+            Some((t, i)) => (
+                Some(t),
+                i.trim_end_matches(']').parse::<usize>().ok(),
+                Some(k),
+            ),
+            None => (Some(t), None, Some(k)),
+        },
+        None => {
+            let key = field.split('[').next().unwrap_or(field);
+            if text.lines().any(|l| header(l) == Some(key)) {
+                (Some(key), None, None)
+            } else {
+                (None, None, Some(key))
+            }
+        }
+    };
+    let mut current: Option<&str> = None;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut current_index = 0;
+    for (n, l) in text.lines().enumerate() {
+        if let Some(h) = header(l) {
+            current = Some(h);
+            let c = seen.entry(h).or_insert(0);
+            current_index = *c;
+            *c += 1;
+            if key.is_none() && Some(h) == table {
+                return Some(n + 1);
+            }
+            continue;
+        }
+        let Some(key) = key else { continue };
+        if current != table || index.is_some_and(|i| i != current_index) {
+            continue;
+        }
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// The table name of a `[table]` or `[[table]]` header line.
+fn header(line: &str) -> Option<&str> {
+    let t = line.trim();
+    let t = t.split('#').next().unwrap_or(t).trim();
+    let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+    inner
+        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        .map(str::trim)
 }
 
 /// Parses config text, turning TOML errors into file:line:column messages.
@@ -763,7 +870,37 @@ mod tests {
 
     fn load_text(text: &str) -> Result<Config, ConfigError> {
         let file = parse_file(Path::new("g.toml"), text)?;
-        Config::from_file("g.toml".into(), "d".into(), file)
+        Config::from_file("g.toml".into(), "d".into(), file).map_err(|e| locate(e, text))
+    }
+
+    #[test]
+    fn validation_errors_name_the_line() {
+        let e = load_text("metrics = true\n[session]\nmax_per_user = 3\nidle_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.toml:4: invalid setting `session.idle_secs`"),
+            "{e}"
+        );
+        let e = load_text("bind = \"x\"").unwrap_err().to_string();
+        assert!(e.starts_with("g.toml:1: invalid setting `bind`"), "{e}");
+        let two = format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n\n[[users]]\nname = \"b c\"\npassword_hash = \"{HASH}\"\n"
+        );
+        let e = load_text(&two).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.toml:6: invalid setting `users[1].name`"),
+            "{e}"
+        );
+        let e = load_text("[argon2]\nmemory_kib = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("g.toml:1: invalid setting `argon2`"), "{e}");
+        assert_eq!(field_line("x = 1", "trusted_proxies[0]"), None);
+        assert_eq!(
+            field_line("a=1\ntrusted_proxies = [\"x\"]", "trusted_proxies[0]"),
+            Some(2)
+        );
     }
 
     #[test]
@@ -991,7 +1128,21 @@ mod tests {
                         "line {line}"
                     );
                 }
-                Err(ConfigError::Invalid { field, .. }) => assert!(!field.is_empty()),
+                Err(ConfigError::Invalid { field, line, .. }) => {
+                    assert!(!field.is_empty());
+                    // A setting written as `key = value` in the file is located.
+                    let key = field.rsplit('.').next().unwrap().split('[').next().unwrap();
+                    if let Some(l) = line {
+                        assert!(text.lines().nth(l - 1).is_some(), "line {l}");
+                    } else {
+                        assert!(
+                            !text
+                                .lines()
+                                .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                            "{field} not located in {text:?}"
+                        );
+                    }
+                }
                 Err(e) => panic!("unexpected error {e}"),
             }
         }
