@@ -18,6 +18,14 @@ pub const DEFAULT_CONFIG_FILE: &str = "gatehouse.toml";
 /// Name of the database file inside the data dir.
 pub const DB_FILE: &str = "gatehouse.redb";
 
+/// Longest lifetime, timeout or interval accepted, in seconds (ten years).
+pub const MAX_SECS: u64 = 10 * 365 * 86_400;
+/// Largest count setting accepted (connections, sessions per user, tracked
+/// subjects, queue lengths).
+pub const MAX_COUNT: usize = 1_000_000;
+/// Largest byte size setting accepted (bodies, request heads): 64 MiB.
+pub const MAX_BYTES: usize = 64 << 20;
+
 /// Loading or validating the configuration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,9 +44,11 @@ pub enum ConfigError {
         message: String,
     },
     /// A value parsed but makes no sense (for example a zero lifetime).
-    #[error("{path}: invalid setting `{field}`: {reason}")]
+    /// `line` is where the setting is written, when it is in the file.
+    #[error("{}: invalid setting `{field}`: {reason}", at(path, *line))]
     Invalid {
         path: PathBuf,
+        line: Option<usize>,
         field: String,
         reason: String,
     },
@@ -47,6 +57,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// `path` or `path:line`.
+fn at(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", path.display()),
+        None => path.display().to_string(),
+    }
 }
 
 /// Log line format.
@@ -218,7 +236,8 @@ pub struct FileConfig {
     pub public_origin: Option<String>,
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
-    pub secure_cookies: bool,
+    /// Add `Secure` to the cookie. Unset: on when `public_origin` is https.
+    pub secure_cookies: Option<bool>,
     /// Hosts (and their subdomains) that `rd` may point to besides this one.
     pub allowed_redirect_domains: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed. IPs or CIDR blocks.
@@ -255,7 +274,7 @@ impl Default for FileConfig {
             public_origin: None,
             cookie_name: "gatehouse_session".into(),
             cookie_domain: None,
-            secure_cookies: false,
+            secure_cookies: None,
             allowed_redirect_domains: Vec::new(),
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
@@ -371,6 +390,17 @@ impl Config {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let mut file = parse_file(&path, &text)?;
+        // Values from flags and the environment are not in the file: a
+        // validation error about them names no line.
+        let overridden: Vec<&str> = [
+            ("bind", ov.bind.is_some()),
+            ("idle_timeout_secs", ov.idle_timeout_secs.is_some()),
+            ("public_origin", ov.public_origin.is_some()),
+            ("secure_cookies", ov.secure_cookies.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
         if let Some(v) = &ov.bind {
             file.bind = v.clone();
         }
@@ -384,7 +414,7 @@ impl Config {
             file.public_origin = Some(v.clone());
         }
         if let Some(v) = ov.secure_cookies {
-            file.secure_cookies = v;
+            file.secure_cookies = Some(v);
         }
         if let Some(v) = ov.metrics {
             file.metrics = v;
@@ -394,7 +424,10 @@ impl Config {
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or(default_dir);
-        Config::from_file(path, data_dir, file)
+        Config::from_file(path, data_dir, file).map_err(|e| match &e {
+            ConfigError::Invalid { field, .. } if overridden.contains(&field.as_str()) => e,
+            _ => locate(e, &text),
+        })
     }
 
     /// Validates a parsed file.
@@ -405,6 +438,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let invalid = |field: &str, reason: String| ConfigError::Invalid {
             path: path.clone(),
+            line: None,
             field: field.into(),
             reason,
         };
@@ -453,6 +487,25 @@ impl Config {
         {
             return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
         }
+        // Browsers drop prefixed cookies that break the prefix's rules; refuse
+        // such a setting here instead of failing every login silently.
+        let secure = file.secure_cookies.unwrap_or_else(|| {
+            public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
+        });
+        if file.cookie_name.starts_with("__Host-") && (!secure || file.cookie_domain.is_some()) {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Host-` cookie needs secure_cookies and no cookie_domain".into(),
+            ));
+        }
+        if file.cookie_name.starts_with("__Secure-") && !secure {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Secure-` cookie needs secure_cookies".into(),
+            ));
+        }
         let s = &file.session;
         for (field, v) in [
             ("session.idle_secs", s.idle_secs),
@@ -492,6 +545,66 @@ impl Config {
                 return Err(invalid(field, "must be greater than 0".into()));
             }
         }
+        // Upper bounds: every lifetime is turned into milliseconds and added
+        // to the clock, and every count sizes a semaphore or a buffer. Values
+        // past these bounds are typos, and would overflow or panic at run time.
+        for (field, v) in [
+            ("session.idle_secs", s.idle_secs),
+            ("session.absolute_secs", s.absolute_secs),
+            ("session.remember_me_secs", s.remember_me_secs),
+            ("session.touch_interval_secs", s.touch_interval_secs),
+            ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("regulation.window_secs", file.regulation.window_secs),
+            ("regulation.ban_secs", file.regulation.ban_secs),
+            (
+                "limits.header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                file.limits.request_timeout_secs,
+            ),
+            ("idle_timeout_secs", file.idle_timeout_secs),
+            ("shutdown_grace_secs", file.shutdown_grace_secs),
+        ] {
+            if v > MAX_SECS {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {MAX_SECS} (ten years)"),
+                ));
+            }
+        }
+        for (field, v, max) in [
+            ("session.max_per_user", s.max_per_user, MAX_COUNT),
+            (
+                "regulation.max_failures",
+                file.regulation.max_failures,
+                MAX_COUNT,
+            ),
+            (
+                "regulation.max_tracked",
+                file.regulation.max_tracked,
+                MAX_COUNT,
+            ),
+            (
+                "limits.max_connections",
+                file.limits.max_connections,
+                MAX_COUNT,
+            ),
+            ("limits.hash_workers", file.limits.hash_workers, 1024),
+            ("limits.hash_queue", file.limits.hash_queue, MAX_COUNT),
+            (
+                "limits.login_body_bytes",
+                file.limits.login_body_bytes,
+                MAX_BYTES,
+            ),
+            ("limits.body_bytes", file.limits.body_bytes, MAX_BYTES),
+            ("limits.header_bytes", file.limits.header_bytes, MAX_BYTES),
+        ] {
+            if v > max {
+                return Err(invalid(field, format!("must be at most {max}")));
+            }
+        }
         if file.limits.header_bytes < 8192 {
             return Err(invalid(
                 "limits.header_bytes",
@@ -513,6 +626,58 @@ impl Config {
         })
     }
 
+    /// Whether the session cookie carries `Secure`: as configured, else
+    /// whenever the public origin is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.file.secure_cookies.unwrap_or_else(|| {
+            self.public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
+        })
+    }
+
+    /// The session cookie's name. With `Secure` and no `Domain`, the
+    /// configured name gets the `__Host-` prefix: browsers then accept that
+    /// cookie only from this host, over HTTPS, with `Path=/`, so neither a
+    /// sibling subdomain nor a plain-HTTP page can plant or shadow it.
+    pub fn cookie_name(&self) -> String {
+        let name = &self.file.cookie_name;
+        if self.secure_cookies()
+            && self.file.cookie_domain.is_none()
+            && !name.starts_with("__Host-")
+            && !name.starts_with("__Secure-")
+        {
+            format!("__Host-{name}")
+        } else {
+            name.clone()
+        }
+    }
+
+    /// Users whose hash is not argon2id at the `[argon2]` cost. A login
+    /// for an unknown name is checked against a dummy hash at that cost, so
+    /// a failed login for one of these users takes a different time than
+    /// one for a name that does not exist, which tells that the name exists.
+    pub fn users_with_other_cost(&self) -> Vec<String> {
+        let a = &self.file.argon2;
+        let mut odd: Vec<String> = self
+            .users
+            .values()
+            .filter(|u| {
+                let Ok(h) = argon2::PasswordHash::new(&u.password_hash) else {
+                    return true;
+                };
+                let param = |name: &str| h.params.get_decimal(name);
+                h.algorithm.as_str() != "argon2id"
+                    || param("m") != Some(a.memory_kib)
+                    || param("t") != Some(a.iterations)
+                    || param("p") != Some(a.parallelism)
+            })
+            .map(|u| u.name.clone())
+            .collect();
+        odd.sort();
+        odd
+    }
+
     /// Path of the database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)
@@ -532,6 +697,7 @@ fn validate_users(
     for (i, u) in users.iter().enumerate() {
         let invalid = |field: &str, reason: String| ConfigError::Invalid {
             path: path.to_path_buf(),
+            line: None,
             field: format!("users[{i}].{field}"),
             reason,
         };
@@ -561,10 +727,92 @@ fn validate_users(
     Ok(map)
 }
 
+/// Adds the line of the offending setting to a validation error, when the
+/// file holds that setting (best effort: `[table]` and `[[users]]` headers
+/// and `key = value` lines; dotted or inline keys are not found).
+fn locate(e: ConfigError, text: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            path,
+            line: None,
+            field,
+            reason,
+        } => ConfigError::Invalid {
+            line: field_line(text, &field),
+            path,
+            field,
+            reason,
+        },
+        e => e,
+    }
+}
+
+/// 1-based line of setting `field` (`bind`, `session.idle_secs`,
+/// `trusted_proxies[2]`, `users[1].name`, or a whole table such as `argon2`).
+pub fn field_line(text: &str, field: &str) -> Option<usize> {
+    // Split the field into a table (with the index of a `[[users]]` entry)
+    // and a key.
+    let (table, index, key) = match field.split_once('.') {
+        Some((t, k)) => match t.split_once('[') {
+            Some((t, i)) => (
+                Some(t),
+                i.trim_end_matches(']').parse::<usize>().ok(),
+                Some(k),
+            ),
+            None => (Some(t), None, Some(k)),
+        },
+        None => {
+            let key = field.split('[').next().unwrap_or(field);
+            if text.lines().any(|l| header(l) == Some(key)) {
+                (Some(key), None, None)
+            } else {
+                (None, None, Some(key))
+            }
+        }
+    };
+    let mut current: Option<&str> = None;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut current_index = 0;
+    for (n, l) in text.lines().enumerate() {
+        if let Some(h) = header(l) {
+            current = Some(h);
+            let c = seen.entry(h).or_insert(0);
+            current_index = *c;
+            *c += 1;
+            if key.is_none() && Some(h) == table {
+                return Some(n + 1);
+            }
+            continue;
+        }
+        let Some(key) = key else { continue };
+        if current != table || index.is_some_and(|i| i != current_index) {
+            continue;
+        }
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// The table name of a `[table]` or `[[table]]` header line.
+fn header(line: &str) -> Option<&str> {
+    let t = line.trim();
+    let t = t.split('#').next().unwrap_or(t).trim();
+    let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+    inner
+        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        .map(str::trim)
+}
+
 /// Parses config text, turning TOML errors into file:line:column messages.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str::<FileConfig>(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        // Every error names a line: without a span, the file's first.
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError::Parse {
             path: path.to_path_buf(),
             line,
@@ -574,12 +822,15 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// 1-based line and column of byte offset `at` in `text`.
+/// 1-based line and column of byte offset `at` in `text`. Works on bytes, so
+/// an offset inside a multi-byte character cannot panic; the column counts bytes.
 fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| at - i).unwrap_or(at + 1);
+    let before = &text.as_bytes()[..at.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = match before.iter().rposition(|b| *b == b'\n') {
+        Some(i) => before.len() - i,
+        None => before.len() + 1,
+    };
     (line, col)
 }
 
@@ -639,7 +890,37 @@ mod tests {
 
     fn load_text(text: &str) -> Result<Config, ConfigError> {
         let file = parse_file(Path::new("g.toml"), text)?;
-        Config::from_file("g.toml".into(), "d".into(), file)
+        Config::from_file("g.toml".into(), "d".into(), file).map_err(|e| locate(e, text))
+    }
+
+    #[test]
+    fn validation_errors_name_the_line() {
+        let e = load_text("metrics = true\n[session]\nmax_per_user = 3\nidle_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.toml:4: invalid setting `session.idle_secs`"),
+            "{e}"
+        );
+        let e = load_text("bind = \"x\"").unwrap_err().to_string();
+        assert!(e.starts_with("g.toml:1: invalid setting `bind`"), "{e}");
+        let two = format!(
+            "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n\n[[users]]\nname = \"b c\"\npassword_hash = \"{HASH}\"\n"
+        );
+        let e = load_text(&two).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.toml:6: invalid setting `users[1].name`"),
+            "{e}"
+        );
+        let e = load_text("[argon2]\nmemory_kib = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("g.toml:1: invalid setting `argon2`"), "{e}");
+        assert_eq!(field_line("x = 1", "trusted_proxies[0]"), None);
+        assert_eq!(
+            field_line("a=1\ntrusted_proxies = [\"x\"]", "trusted_proxies[0]"),
+            Some(2)
+        );
     }
 
     #[test]
@@ -732,5 +1013,198 @@ mod tests {
         let f = parse_file(&p, &text).unwrap();
         assert!(f.metrics);
         assert_eq!(f.users, vec![u]);
+    }
+
+    #[test]
+    fn users_hashed_at_another_cost_are_named() {
+        // HASH is m=19456,t=2,p=1: the default cost.
+        let one = format!("[[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\n");
+        assert!(load_text(&one).unwrap().users_with_other_cost().is_empty());
+        let cheap = format!("[argon2]\nmemory_kib = 64\niterations = 1\n{one}");
+        assert_eq!(
+            load_text(&cheap).unwrap().users_with_other_cost(),
+            ["alice"]
+        );
+    }
+
+    #[test]
+    fn cookie_name_prefix_and_secure_default() {
+        let c = load_text("").unwrap();
+        assert!(!c.secure_cookies());
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let c = load_text("public_origin = \"https://auth.example.com\"").unwrap();
+        assert!(c.secure_cookies());
+        assert_eq!(c.cookie_name(), "__Host-gatehouse_session");
+        let c =
+            load_text("public_origin = \"https://a.example.com\"\ncookie_domain = \"example.com\"")
+                .unwrap();
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let c =
+            load_text("public_origin = \"https://a.example.com\"\nsecure_cookies = false").unwrap();
+        assert!(!c.secure_cookies());
+        assert_eq!(c.cookie_name(), "gatehouse_session");
+        let e = load_text("cookie_name = \"__Host-x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cookie_name"), "{e}");
+        let e =
+            load_text("secure_cookies = true\ncookie_name = \"__Host-x\"\ncookie_domain = \"a.b\"")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("cookie_name"), "{e}");
+        assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys of every section, so that generated files reach validation.
+        const KEYS: &[(&str, &str)] = &[
+            ("", "bind"),
+            ("", "public_origin"),
+            ("", "cookie_name"),
+            ("", "cookie_domain"),
+            ("", "secure_cookies"),
+            ("", "trusted_proxies"),
+            ("", "allowed_redirect_domains"),
+            ("", "idle_timeout_secs"),
+            ("", "shutdown_grace_secs"),
+            ("session", "idle_secs"),
+            ("session", "absolute_secs"),
+            ("session", "remember_me_secs"),
+            ("session", "max_per_user"),
+            ("session", "touch_interval_secs"),
+            ("regulation", "max_failures"),
+            ("regulation", "window_secs"),
+            ("regulation", "ban_secs"),
+            ("regulation", "max_tracked"),
+            ("limits", "login_body_bytes"),
+            ("limits", "body_bytes"),
+            ("limits", "header_bytes"),
+            ("limits", "max_connections"),
+            ("limits", "hash_workers"),
+            ("limits", "hash_queue"),
+            ("argon2", "memory_kib"),
+            ("argon2", "iterations"),
+            ("argon2", "parallelism"),
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|v| v.to_string()),
+                (0u64..100_000).prop_map(|v| v.to_string()),
+                any::<i64>().prop_map(|v| v.to_string()),
+                any::<bool>().prop_map(|v| v.to_string()),
+                ".{0,20}".prop_map(|v| format!("{v:?}")),
+                Just("\"127.0.0.1:0\"".to_string()),
+                Just("\"https://auth.example.com\"".to_string()),
+                Just("[\"10.0.0.0/8\", \"::1\"]".to_string()),
+                Just("1e999".to_string()),
+                Just("[".to_string()),
+            ]
+        }
+
+        /// A file of real keys with random values, in random sections.
+        fn file() -> impl Strategy<Value = String> {
+            proptest::collection::vec((0..KEYS.len(), value()), 0..12).prop_map(|kvs| {
+                let mut top = String::new();
+                let mut sections: HashMap<&str, String> = HashMap::new();
+                for (i, v) in kvs {
+                    let (sec, key) = KEYS[i];
+                    let line = format!("{key} = {v}\n");
+                    if sec.is_empty() {
+                        top.push_str(&line);
+                    } else {
+                        sections.entry(sec).or_default().push_str(&line);
+                    }
+                }
+                for (sec, body) in sections {
+                    top.push_str(&format!("[{sec}]\n{body}"));
+                }
+                top
+            })
+        }
+
+        fn check(text: &str) {
+            match load_text(text) {
+                Ok(c) => {
+                    // A valid config never overflows where it is used.
+                    let s = &c.file.session;
+                    for secs in [s.idle_secs, s.absolute_secs, s.remember_me_secs] {
+                        assert!(
+                            secs.checked_mul(1000)
+                                .and_then(|ms| ms.checked_add(u64::MAX / 2))
+                                .is_some()
+                        );
+                    }
+                    assert!(c.file.limits.max_connections <= MAX_COUNT);
+                    assert!(u32::try_from(c.file.limits.header_bytes).is_ok());
+                }
+                Err(ConfigError::Parse { line, .. }) => {
+                    // Parse errors name a line of the file.
+                    assert!(
+                        line >= 1 && line <= text.lines().count().max(1) + 1,
+                        "line {line}"
+                    );
+                }
+                Err(ConfigError::Invalid { field, line, .. }) => {
+                    assert!(!field.is_empty());
+                    // A setting written as `key = value` in the file is located.
+                    let key = field.rsplit('.').next().unwrap().split('[').next().unwrap();
+                    if let Some(l) = line {
+                        assert!(text.lines().nth(l - 1).is_some(), "line {l}");
+                    } else {
+                        assert!(
+                            !text
+                                .lines()
+                                .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                            "{field} not located in {text:?}"
+                        );
+                    }
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+
+        proptest! {
+            /// Arbitrary text: an error naming a line, never a panic.
+            #[test]
+            fn random_text_never_panics(text in "(?s).{0,300}") {
+                check(&text);
+            }
+
+            /// Real keys with random values reach validation: a valid config,
+            /// or an error naming the line or the field.
+            #[test]
+            fn random_settings_are_valid_or_named(text in file()) {
+                check(&text);
+            }
+        }
+
+        #[test]
+        fn huge_values_are_refused() {
+            for (text, field) in [
+                (
+                    "[session]\nidle_secs = 18446744073709551615",
+                    "session.idle_secs",
+                ),
+                (
+                    "[limits]\nmax_connections = 18446744073709551615",
+                    "limits.max_connections",
+                ),
+                ("[limits]\nheader_bytes = 4294967396", "limits.header_bytes"),
+                ("[limits]\nhash_workers = 100000", "limits.hash_workers"),
+            ] {
+                let e = load_text(text).unwrap_err().to_string();
+                assert!(e.contains(field), "{e}");
+            }
+        }
+
+        #[test]
+        fn errors_inside_multibyte_text_name_a_line() {
+            let e = load_text("# é\ncookie_name = \"ü\" x").unwrap_err();
+            assert!(e.to_string().starts_with("g.toml:2:"), "{e}");
+        }
     }
 }

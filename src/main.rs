@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
+use gatehouse::server::login::MAX_PASSWORD;
 use gatehouse::server::{Server, admin};
 use gatehouse::store::{BanSubject, Op, OpOutput, Store, StoreOptions, now_ms};
 
@@ -131,6 +132,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(&ov)?;
             init_logs(config.file.log_format);
+            let odd = config.users_with_other_cost();
+            if !odd.is_empty() {
+                tracing::warn!(
+                    users = ?odd,
+                    "password hashes not at the [argon2] cost: a failed login for these users takes another time than for an unknown name; rehash them with `gatehouse hash-password`"
+                );
+            }
             serve(config, ov)
         }
         Command::HashPassword { loc } => {
@@ -161,6 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Passwords shorter than this get a warning from `hash-password` (ASVS
+/// 2.1.1 asks for at least 12 characters).
+const MIN_PASSWORD_CHARS: usize = 12;
+
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     let pw = if stdin.is_terminal() {
@@ -172,15 +184,26 @@ fn read_password() -> anyhow::Result<String> {
         a
     } else {
         let mut s = String::new();
+        // One byte past the limit (plus a line ending) is enough to tell
+        // "too long" from "fits": never truncate silently.
         stdin
             .lock()
-            .take(4096)
+            .take(MAX_PASSWORD as u64 + 3)
             .read_to_string(&mut s)
             .context("reading the password from stdin")?;
         s.trim_end_matches(['\r', '\n']).to_string()
     };
     if pw.is_empty() {
         bail!("empty password");
+    }
+    // The login form refuses longer passwords: a hash of one could never be used.
+    if pw.len() > MAX_PASSWORD {
+        bail!("password longer than {MAX_PASSWORD} bytes");
+    }
+    if pw.chars().count() < MIN_PASSWORD_CHARS {
+        eprintln!(
+            "warning: a password shorter than {MIN_PASSWORD_CHARS} characters is easy to guess"
+        );
     }
     Ok(pw)
 }
@@ -250,7 +273,7 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
         BansCommand::Lift { user, ip } => {
             let subject = match (user, ip) {
                 (Some(u), _) => BanSubject::User(u),
-                (None, Some(ip)) => BanSubject::Ip(ip),
+                (None, Some(ip)) => BanSubject::ip(ip),
                 (None, None) => bail!("give --user or --ip"),
             };
             let query = match &subject {

@@ -117,7 +117,7 @@ struct LiftQuery {
 async fn lift(State(state): State<AppState>, Query(q): Query<LiftQuery>) -> (StatusCode, String) {
     let subject = match (q.user, q.ip) {
         (Some(u), None) => BanSubject::User(u),
-        (None, Some(ip)) => BanSubject::Ip(ip),
+        (None, Some(ip)) => BanSubject::ip(ip),
         _ => return (StatusCode::BAD_REQUEST, "give user or ip\n".into()),
     };
     let op = Op::LiftBan {

@@ -72,22 +72,39 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// The value of cookie `name`, if the request carries it once or more (the
-/// first wins).
+/// Most `name=value` pairs looked at in a request's cookies.
+const MAX_COOKIE_PAIRS: usize = 256;
+
+/// The value of cookie `name`. A request carrying it several times with
+/// different values is ambiguous (one may have been planted for a wider
+/// domain or a longer path by a sibling host): then none is believed.
+/// Header values that are not visible ASCII are skipped.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found: Option<&str> = None;
+    let pairs = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .take(MAX_COOKIE_PAIRS)
+        .filter_map(|kv| kv.trim().split_once('='));
+    for (k, v) in pairs {
+        if k.trim() != name {
+            continue;
+        }
+        let v = v.trim().trim_matches('"');
+        match found {
+            None => found = Some(v),
+            Some(f) if f == v => {}
+            Some(_) => return None,
+        }
+    }
+    found
 }
 
 /// The token hash of the request's session cookie, if it is well formed.
 pub fn cookie_hash(state: &AppState, headers: &HeaderMap) -> Option<TokenHash> {
-    cookie(headers, &state.config.file.cookie_name)
+    cookie(headers, &state.config.cookie_name())
         .and_then(SessionToken::parse)
         .map(|t| t.hash())
 }
@@ -150,7 +167,7 @@ impl FromRequestParts<AppState> for Authed {
 pub fn session_cookie(config: &Config, token: &SessionToken, max_age: Option<u64>) -> HeaderValue {
     let mut c = format!(
         "{}={}; Path=/; HttpOnly; SameSite=Lax",
-        config.file.cookie_name,
+        config.cookie_name(),
         token.expose()
     );
     if let Some(age) = max_age {
@@ -164,10 +181,27 @@ pub fn session_cookie(config: &Config, token: &SessionToken, max_age: Option<u64
 pub fn clear_cookie(config: &Config) -> HeaderValue {
     let mut c = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        config.file.cookie_name
+        config.cookie_name()
     );
     cookie_tail(config, &mut c);
     HeaderValue::from_str(&c).expect("cookie built from validated parts")
+}
+
+/// With a `Domain` configured, a `Set-Cookie` that removes a host-only
+/// cookie of the same name (left from before `cookie_domain` was set).
+/// Without it the browser would send two session cookies, which
+/// [`cookie`] refuses as ambiguous. Send it before the session cookie: when
+/// this host is the domain itself the two name one cookie, and the later wins.
+pub fn clear_host_only_cookie(config: &Config) -> Option<HeaderValue> {
+    config.file.cookie_domain.as_ref()?;
+    let mut c = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        config.cookie_name()
+    );
+    if config.secure_cookies() {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).ok()
 }
 
 fn cookie_tail(config: &Config, c: &mut String) {
@@ -175,7 +209,7 @@ fn cookie_tail(config: &Config, c: &mut String) {
         c.push_str("; Domain=");
         c.push_str(d);
     }
-    if config.file.secure_cookies {
+    if config.secure_cookies() {
         c.push_str("; Secure");
     }
 }
@@ -324,7 +358,7 @@ mod tests {
         let s = v.to_str().unwrap();
         assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && s.contains("Path=/"));
         assert!(!s.contains("Max-Age") && !s.contains("Secure"));
-        c.file.secure_cookies = true;
+        c.file.secure_cookies = Some(true);
         c.file.cookie_domain = Some("example.com".into());
         let s = session_cookie(&c, &t, Some(60))
             .to_str()
@@ -333,5 +367,163 @@ mod tests {
         assert!(
             s.contains("; Secure") && s.contains("Max-Age=60") && s.contains("Domain=example.com")
         );
+    }
+
+    #[test]
+    fn duplicate_session_cookies_are_ambiguous() {
+        let t = SessionToken::generate().expose();
+        let u = SessionToken::generate().expose();
+        let same = headers(&[("cookie", &format!("s={t}; s={t}"))]);
+        assert_eq!(cookie(&same, "s"), Some(t.as_str()));
+        let two = headers(&[("cookie", &format!("s={t}; s={u}"))]);
+        assert_eq!(cookie(&two, "s"), None);
+        let split = headers(&[("cookie", &format!("s={t}")), ("cookie", &format!("s={u}"))]);
+        assert_eq!(cookie(&split, "s"), None);
+        // A prefixed name is another cookie.
+        let other = headers(&[("cookie", &format!("__Host-s={u}; s={t}"))]);
+        assert_eq!(cookie(&other, "s"), Some(t.as_str()));
+    }
+
+    #[test]
+    fn secure_cookie_without_domain_gets_the_host_prefix() {
+        let mut c = config(&[], Some("https://auth.example.com"));
+        let t = SessionToken::generate();
+        let s = session_cookie(&c, &t, None).to_str().unwrap().to_string();
+        assert!(s.starts_with("__Host-gatehouse_session="), "{s}");
+        assert!(
+            s.contains("; Secure") && s.contains("Path=/") && !s.contains("Domain"),
+            "{s}"
+        );
+        assert!(clear_cookie(&c).to_str().unwrap().starts_with("__Host-"));
+        assert!(clear_host_only_cookie(&c).is_none());
+        c.file.cookie_domain = Some("example.com".into());
+        let s = session_cookie(&c, &t, None).to_str().unwrap().to_string();
+        assert!(
+            s.starts_with("gatehouse_session=") && s.contains("Domain=example.com"),
+            "{s}"
+        );
+        let stale = clear_host_only_cookie(&c).unwrap();
+        let stale = stale.to_str().unwrap();
+        assert!(
+            stale.contains("Max-Age=0") && !stale.contains("Domain"),
+            "{stale}"
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cookie header text: real pairs, junk, quotes, separators, and
+        /// sometimes a real token.
+        fn cookie_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("gatehouse_session=".to_string()),
+                Just("; ".to_string()),
+                Just(";".to_string()),
+                Just("=".to_string()),
+                Just("\"".to_string()),
+                Just(" ".to_string()),
+                Just("__Host-gatehouse_session=".to_string()),
+                any::<[u8; 32]>().prop_map(|_| SessionToken::generate().expose()),
+                "[A-Za-z0-9_-]{0,50}",
+                "[ -~]{0,20}",
+            ];
+            proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            /// Any Cookie headers: no panic; an answer is a value that was in
+            /// the header, and a token that parses is exactly 43 base64url
+            /// characters that round-trip.
+            #[test]
+            fn cookie_parsing_never_panics(
+                values in proptest::collection::vec(cookie_text(), 0..4),
+                raw in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..2),
+            ) {
+                let mut h = HeaderMap::new();
+                for v in &values {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        h.append(header::COOKIE, v);
+                    }
+                }
+                for r in &raw {
+                    if let Ok(v) = HeaderValue::from_bytes(r) {
+                        h.append(header::COOKIE, v);
+                    }
+                }
+                if let Some(v) = cookie(&h, "gatehouse_session") {
+                    prop_assert!(values.iter().any(|x| x.contains(v)) || raw.iter().any(|r| r.windows(v.len().max(1)).any(|w| w == v.as_bytes())));
+                    if let Some(t) = SessionToken::parse(v) {
+                        prop_assert_eq!(t.expose(), v);
+                    }
+                }
+            }
+
+            /// Token parsing: random strings never panic; a parsed token has
+            /// exactly one spelling (its own encoding).
+            #[test]
+            fn token_parsing_is_strict(s in "(?s).{0,64}", last in "[A-Za-z0-9_-]") {
+                if let Some(t) = SessionToken::parse(&s) {
+                    prop_assert_eq!(t.expose(), s);
+                }
+                let t = SessionToken::generate();
+                let e = t.expose();
+                prop_assert_eq!(SessionToken::parse(&e).map(|p| p.hash()), Some(t.hash()));
+                // Another last character is another token or no token, never
+                // a second spelling of this one (no spare bits accepted).
+                let other = format!("{}{last}", &e[..42]);
+                if let Some(p) = SessionToken::parse(&other) {
+                    prop_assert_eq!(p.expose(), other);
+                }
+            }
+
+            /// X-Forwarded-For: the peer when it is not trusted; through a
+            /// trusted peer, the peer or an address from the header, never
+            /// a panic.
+            #[test]
+            fn forwarded_for_picks_peer_or_listed_hop(
+                values in proptest::collection::vec("[0-9a-fA-F.:, \\[\\]a-z]{0,60}", 0..4),
+                peer_trusted in any::<bool>(),
+                hops in proptest::collection::vec(any::<u32>(), 0..20),
+            ) {
+                let c = config(&["10.0.0.0/8", "127.0.0.1"], None);
+                let peer: IpAddr = if peer_trusted { "127.0.0.1" } else { "9.9.9.9" }.parse().unwrap();
+                let mut h = HeaderMap::new();
+                let listed: Vec<String> = hops.iter().map(|n| std::net::Ipv4Addr::from(*n).to_string()).collect();
+                h.append("x-forwarded-for", HeaderValue::from_str(&listed.join(", ")).unwrap());
+                for v in &values {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        h.append("x-forwarded-for", v);
+                    }
+                }
+                let got = client_ip(&c, Some(peer), &h).unwrap();
+                if peer_trusted {
+                    // The answer is the peer or one of the listed hops.
+                    let listed = h
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .flat_map(|v| v.to_str().unwrap().split(','))
+                        .filter_map(|hop| parse_hop(hop.trim()))
+                        .any(|ip| canonical_ip(ip) == got);
+                    prop_assert!(got == peer || listed, "{got}");
+                } else {
+                    prop_assert_eq!(got, peer);
+                }
+            }
+
+            /// Origin/Referer checks never panic on any header text.
+            #[test]
+            fn same_origin_never_panics(origin in "(?s).{0,60}", host in "(?s).{0,30}", referer in "(?s).{0,60}") {
+                let c = config(&[], Some("https://auth.example.com"));
+                let mut h = HeaderMap::new();
+                for (k, v) in [("origin", &origin), ("host", &host), ("referer", &referer)] {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        h.insert(k, v);
+                    }
+                }
+                let _ = same_origin(&c, &h);
+            }
+        }
     }
 }

@@ -195,7 +195,7 @@ impl Reloader {
         match Config::load(&self.overrides) {
             Ok(new) => {
                 let n = new.users.len();
-                state.set_users(new.users.clone());
+                state.replace_users(new.users.clone()).await;
                 tracing::info!(users = n, path = %new.path.display(), "config reloaded");
                 super::login::audit(
                     &state,

@@ -10,12 +10,12 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{ClientIp, clear_cookie, cookie_hash, session_cookie};
+use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
 use super::password::HashError;
 use super::redirect::safe_redirect;
 use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
@@ -88,8 +88,10 @@ fn page(status: StatusCode, error: Option<&str>, username: &str, rd: &str) -> Re
     html(status, body)
 }
 
-/// `GET /login`.
-pub async fn form(Query(q): Query<FormQuery>) -> Response {
+/// `GET /login`. A malformed query shows the form without `rd`.
+pub async fn form(RawQuery(query): RawQuery) -> Response {
+    let q: FormQuery = super::extract::parse_query(query.as_deref().unwrap_or(""))
+        .unwrap_or(FormQuery { rd: None });
     let rd = q.rd.unwrap_or_default();
     let rd = if rd.len() > super::redirect::MAX_RD {
         ""
@@ -107,7 +109,7 @@ struct LoginOk<'a> {
 }
 
 /// Reads the body as JSON or as a form, with the body limit applied.
-async fn parse(state: &AppState, req: Request) -> Result<LoginInput, ApiError> {
+async fn parse<S: Send + Sync>(state: &S, req: Request) -> Result<LoginInput, ApiError> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -115,15 +117,13 @@ async fn parse(state: &AppState, req: Request) -> Result<LoginInput, ApiError> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let input = if ct.starts_with("application/json") {
-        Json::<LoginInput>::from_request(req, state)
+        super::extract::Json::<LoginInput>::from_request(req, state)
             .await
-            .map(|Json(i)| i)
-            .map_err(|r| ApiError::new(r.status(), r.body_text()))?
+            .map(|super::extract::Json(i)| i)?
     } else if ct.starts_with("application/x-www-form-urlencoded") {
-        axum::Form::<LoginInput>::from_request(req, state)
+        super::extract::Form::<LoginInput>::from_request(req, state)
             .await
-            .map(|axum::Form(i)| i)
-            .map_err(|r| ApiError::new(r.status(), r.body_text()))?
+            .map(|super::extract::Form(i)| i)?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -191,7 +191,7 @@ async fn attempt(
 
     // Bans first: a banned user or IP costs one read, no hashing.
     let mut subjects = vec![BanSubject::User(username.clone())];
-    subjects.extend(ip.map(BanSubject::Ip));
+    subjects.extend(ip.map(BanSubject::ip));
     for subject in &subjects {
         match state.store.ban(subject, now) {
             Ok(Some(ban)) => {
@@ -319,7 +319,10 @@ async fn attempt(
         );
         r
     };
-    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    if let Some(stale) = clear_host_only_cookie(&state.config) {
+        res.headers_mut().append(header::SET_COOKIE, stale);
+    }
+    res.headers_mut().append(header::SET_COOKIE, cookie);
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
@@ -379,9 +382,137 @@ pub async fn logout(
             .insert(header::LOCATION, HeaderValue::from_static("/login"));
         r
     };
+    if let Some(stale) = clear_host_only_cookie(&state.config) {
+        res.headers_mut().append(header::SET_COOKIE, stale);
+    }
     res.headers_mut()
-        .insert(header::SET_COOKIE, clear_cookie(&state.config));
+        .append(header::SET_COOKIE, clear_cookie(&state.config));
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use proptest::prelude::*;
+
+    fn run(ct: &str, body: Vec<u8>, limit: usize) -> Result<LoginInput, ApiError> {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The route's limit, as the router applies it.
+            let req = {
+                let (parts, body) = req.into_parts();
+                let body = Body::new(http_body_util::Limited::new(body, limit));
+                Request::from_parts(parts, body)
+            };
+            parse(&(), req).await
+        })
+    }
+
+    /// Checks an answer: an accepted input is within bounds; a refusal is a
+    /// 4xx whose message does not repeat the password.
+    fn check(r: Result<LoginInput, ApiError>, password: &str) {
+        match r {
+            Ok(i) => {
+                assert!(!i.username.is_empty() && i.username.len() <= MAX_USER);
+                assert!(!i.username.chars().any(char::is_control));
+                assert!(!i.password.0.is_empty() && i.password.0.len() <= MAX_PASSWORD);
+                assert!(!format!("{i:?}").contains(&i.password.0) || i.password.0.len() < 4);
+            }
+            Err(e) => {
+                assert!(e.status.is_client_error(), "{}", e.status);
+                if password.len() >= 4 {
+                    assert!(!e.message.contains(password), "{}", e.message);
+                }
+            }
+        }
+    }
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z]{1,10}",
+            "(?s).{0,40}",
+            ".{120,140}",
+            Just("a\r\nSet-Cookie: x=y".to_string()),
+            Just("x".repeat(MAX_PASSWORD + 1)),
+        ]
+    }
+
+    proptest! {
+        /// Form bodies built from random fields, and random bytes.
+        #[test]
+        fn form_bodies(user in field(), pw in field(), extra in "[a-z_=&%0-9A-F]{0,30}", raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("username", &user)
+                .append_pair("password", &pw)
+                .finish() + "&" + &extra;
+            check(run("application/x-www-form-urlencoded", body.into_bytes(), 16384), &pw);
+            check(run("application/x-www-form-urlencoded", raw, 16384), "");
+        }
+
+        /// JSON bodies with random values of random types, and random bytes.
+        #[test]
+        fn json_bodies(
+            user in prop_oneof![field().prop_map(serde_json::Value::from), any::<i64>().prop_map(serde_json::Value::from), Just(serde_json::Value::Null), Just(serde_json::json!(["a"]))],
+            pw in field(),
+            remember in prop_oneof![any::<bool>().prop_map(serde_json::Value::from), "[a-z]{0,5}".prop_map(serde_json::Value::from), any::<u8>().prop_map(serde_json::Value::from)],
+            raw in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let body = serde_json::json!({"username": user, "password": pw, "remember_me": remember});
+            check(run("application/json", body.to_string().into_bytes(), 16384), &pw);
+            check(run("application/json", raw, 16384), "");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let i = run(
+            "application/x-www-form-urlencoded",
+            b"username=bob&password=correct-horse-battery".to_vec(),
+            16384,
+        )
+        .unwrap();
+        let d = format!("{i:?}");
+        assert!(d.contains("bob") && !d.contains("correct-horse"), "{d}");
+    }
+
+    #[test]
+    fn refusals() {
+        let e = run(
+            "application/json",
+            br#"{"username": 5, "password": "hunter2-secret"}"#.to_vec(),
+            16384,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(!e.message.contains("hunter2"));
+        let e = run(
+            "application/json",
+            b"{\"username\": \"a\", \"password\": 123456789}".to_vec(),
+            16384,
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("123456789"), "{}", e.message);
+        let e = run("application/json", vec![b'{'; 100], 50).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let e = run("text/plain", b"x".to_vec(), 50).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let e = run(
+            "application/x-www-form-urlencoded",
+            b"username=a%0d%0ab&password=x".to_vec(),
+            50,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod extract;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
@@ -91,10 +92,55 @@ impl AppState {
         self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the users (a reload). Sessions are untouched; a session whose
-    /// user disappeared is refused at its next check.
+    /// Replaces the users. A session whose user disappeared is refused at
+    /// its next check; use [`AppState::replace_users`] to also end sessions.
     pub fn set_users(&self, users: Users) {
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
+    }
+
+    /// Replaces the users (a reload) and ends every session of a user who
+    /// was removed, whose password hash changed, or who was just added. So
+    /// a password change signs out the old sessions, and a name that comes
+    /// back (perhaps for someone else, perhaps after being removed while the
+    /// server was stopped) never inherits sessions from before.
+    /// Returns the users whose sessions were ended.
+    pub async fn replace_users(&self, users: Users) -> Vec<String> {
+        let old = self.users();
+        self.set_users(users.clone());
+        let removed_or_changed = old.values().filter(|u| {
+            users
+                .get(&u.name)
+                .is_none_or(|n| n.password_hash != u.password_hash)
+        });
+        let now = crate::store::now_ms();
+        // A newly added name should have no sessions; any it has are leftovers.
+        let added = users.values().filter(|u| {
+            !old.contains_key(&u.name)
+                && self
+                    .store
+                    .sessions_of(&u.name, now)
+                    .map_or(true, |s| !s.is_empty())
+        });
+        let mut changed: Vec<String> = removed_or_changed
+            .chain(added)
+            .map(|u| u.name.clone())
+            .collect();
+        changed.sort();
+        changed.dedup();
+        for user in &changed {
+            let op = crate::store::Op::RevokeUser {
+                user: user.clone(),
+                keep: None,
+                reason: crate::store::RevokeReason::UserChanged,
+                actor: None,
+                ip: None,
+                now_ms: crate::store::now_ms(),
+            };
+            if let Err(e) = self.writer.submit(op).await {
+                tracing::error!(error = %e, user = ?user, "ending the sessions of a changed user failed");
+            }
+        }
+        changed
     }
 }
 

@@ -13,7 +13,12 @@ use crate::config::Config;
 /// Longest `rd` accepted.
 pub const MAX_RD: usize = 2048;
 
-/// Returns `rd` when it is safe to redirect to, else `None`.
+/// Origin that relative `rd` values are resolved against to check them.
+const PLACEHOLDER: &str = "https://gatehouse.invalid/";
+
+/// Returns `rd` when it is safe to redirect to, else `None`. The result is
+/// printable ASCII (a valid header value) and, resolved against this site,
+/// lands on this site, the public origin's host or an allowed domain.
 pub fn safe_redirect(config: &Config, headers: &HeaderMap, rd: &str) -> Option<String> {
     if rd.is_empty()
         || rd.len() > MAX_RD
@@ -24,8 +29,35 @@ pub fn safe_redirect(config: &Config, headers: &HeaderMap, rd: &str) -> Option<S
         return None;
     }
     if rd.starts_with('/') {
-        // `//host` and `/\host` are protocol-relative URLs to another site.
-        return (!rd.starts_with("//")).then(|| rd.to_string());
+        // `//host` is a protocol-relative URL to another site (`/\host` too,
+        // but backslashes are refused above).
+        if rd.starts_with("//") {
+            return None;
+        }
+        // Resolve it as a browser would, against a placeholder origin; it
+        // must stay there. The serialised form is percent-encoded ASCII, so
+        // it is always a valid `Location` value.
+        let base = url::Url::parse(PLACEHOLDER).expect("constant URL");
+        let u = base.join(rd).ok()?;
+        if u.origin() != base.origin() || !u.username().is_empty() || u.password().is_some() {
+            return None;
+        }
+        let mut out = u.path().to_string();
+        if let Some(q) = u.query() {
+            out.push('?');
+            out.push_str(q);
+        }
+        if let Some(f) = u.fragment() {
+            out.push('#');
+            out.push_str(f);
+        }
+        // Dot segments can leave a path that starts with `//` (`/.//evil.com`
+        // resolves to the path `//evil.com`): sent as it is, that would be a
+        // protocol-relative URL to another host.
+        if out.starts_with("//") {
+            return None;
+        }
+        return Some(out);
     }
     let url = url::Url::parse(rd).ok()?;
     if !matches!(url.scheme(), "http" | "https")
@@ -185,5 +217,162 @@ mod tests {
         assert_eq!(original_url(&h).as_deref(), Some("https://o.example.com/z"));
         h.insert("x-original-url", HeaderValue::from_static("javascript:x"));
         assert_eq!(original_url(&h), None);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces that redirect tricks are made of.
+        const PIECES: &[&str] = &[
+            "/",
+            "//",
+            "\\",
+            "/\\",
+            "\\\\",
+            "https:",
+            "http:",
+            "https://",
+            "HTTPS://",
+            "http:/",
+            "javascript:",
+            "data:",
+            "ftp://",
+            " ",
+            "\t",
+            "\r\n",
+            "%0d%0a",
+            "%0D%0A",
+            "%2f",
+            "%2F",
+            "%5c",
+            "%09",
+            "%00",
+            "@",
+            ":",
+            ":443",
+            "?",
+            "#",
+            ".",
+            "..",
+            "../",
+            "evil.com",
+            "auth.example.com",
+            "apps.example.org",
+            "wiki.apps.example.org",
+            "gate.local",
+            "gate.local:8080",
+            "user:pw@",
+            "auth.example.com@",
+            "\u{3002}",
+            "\u{ff0f}",
+            "ｅｖｉｌ",
+            "\u{202e}",
+            "[::1]",
+            "127.0.0.1",
+            "0x7f.1",
+            "%40",
+            "a",
+            "x=1",
+            "&",
+        ];
+
+        fn tricky() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::collection::vec(proptest::sample::select(PIECES), 1..8)
+                    .prop_map(|v| v.concat()),
+                "(?s).{0,40}",
+                "[/\\\\]{0,3}[a-z.:@%0-9]{0,20}",
+            ]
+        }
+
+        fn allowed_host(h: &str) -> bool {
+            h == "gate.local"
+                || h == "auth.example.com"
+                || h == "apps.example.org"
+                || h.ends_with(".apps.example.org")
+        }
+
+        proptest! {
+            /// Whatever `rd` is, an accepted one lands, as a browser resolves
+            /// it from the login page, on this site or an allowed host, and
+            /// is a clean header value.
+            #[test]
+            fn accepted_redirects_stay_on_allowed_hosts(rd in tricky()) {
+                let c = config();
+                let h = host("gate.local:8080");
+                if let Some(out) = safe_redirect(&c, &h, &rd) {
+                    prop_assert!(HeaderValue::from_str(&out).is_ok(), "{out:?}");
+                    prop_assert!(out.bytes().all(|b| b.is_ascii_graphic()), "{out:?}");
+                    prop_assert!(!out.starts_with("//"), "{out:?}");
+                    let page = url::Url::parse("http://gate.local:8080/login").unwrap();
+                    let landed = page.join(&out).unwrap();
+                    prop_assert!(matches!(landed.scheme(), "http" | "https"));
+                    prop_assert!(landed.username().is_empty() && landed.password().is_none());
+                    let lh = landed.host_str().unwrap_or("");
+                    prop_assert!(allowed_host(lh), "{rd:?} -> {out:?} lands on {lh:?}");
+                    // An accepted value is stable: checking it again keeps it.
+                    prop_assert_eq!(safe_redirect(&c, &h, &out), Some(out.clone()));
+                }
+            }
+
+            /// The reported original URL is absent or an http(s) URL.
+            #[test]
+            fn original_url_is_http_or_nothing(
+                xo in proptest::option::of(tricky()),
+                proto in proptest::option::of(tricky()),
+                fhost in proptest::option::of(tricky()),
+                uri in proptest::option::of(tricky()),
+            ) {
+                let mut h = HeaderMap::new();
+                for (name, v) in [
+                    ("x-original-url", xo),
+                    ("x-forwarded-proto", proto),
+                    ("x-forwarded-host", fhost),
+                    ("x-forwarded-uri", uri),
+                ] {
+                    if let Some(v) = v.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        h.insert(name, v);
+                    }
+                }
+                if let Some(u) = original_url(&h) {
+                    let parsed = url::Url::parse(&u).unwrap();
+                    prop_assert!(matches!(parsed.scheme(), "http" | "https"));
+                    prop_assert!(HeaderValue::from_str(&u).is_ok());
+                }
+            }
+        }
+
+        #[test]
+        fn relative_paths_are_normalised_and_encoded() {
+            let c = config();
+            let h = HeaderMap::new();
+            assert_eq!(safe_redirect(&c, &h, "/a/../b").as_deref(), Some("/b"));
+            assert_eq!(
+                safe_redirect(&c, &h, "/ü?q=ü").as_deref(),
+                Some("/%C3%BC?q=%C3%BC")
+            );
+            assert_eq!(
+                safe_redirect(&c, &h, "/%0d%0aSet-Cookie:x").as_deref(),
+                Some("/%0d%0aSet-Cookie:x")
+            );
+            for rd in [
+                "/.//evil.com",
+                "/a/..//evil.com",
+                "/%2e//evil.com",
+                "/\\evil.com",
+                "/\tevil",
+                "/x\r\nSet-Cookie: a=b",
+                "https:evil.com",
+                "https:/evil.com",
+                "http://gate.local:8080@evil.com/",
+            ] {
+                assert_eq!(
+                    safe_redirect(&c, &host("gate.local:8080"), rd),
+                    None,
+                    "{rd}"
+                );
+            }
+        }
     }
 }

@@ -5,12 +5,14 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Authed, ClientIp, lookup};
+use super::extract::{Form, Query};
 use super::{ApiError, AppState, assets, escape, html};
 use crate::store::{Op, OpOutput, PublicId, RevokeReason, Session, now_ms};
 
@@ -133,9 +135,11 @@ pub async fn revoke_one(
     State(state): State<AppState>,
     me: Authed,
     ClientIp(ip): ClientIp,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     Query(q): Query<UserQuery>,
 ) -> Result<Response, ApiError> {
+    // An id that is not even UTF-8 is as malformed as any other.
+    let Path(id) = id.map_err(|_| ApiError::bad_request("malformed session id"))?;
     let (user, by_admin) = target(&me, &q)?;
     if revoke_id(&state, &me, user, by_admin, &id, ip).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -290,7 +294,7 @@ pub async fn page_revoke(
     State(state): State<AppState>,
     me: Authed,
     ClientIp(ip): ClientIp,
-    axum::Form(f): axum::Form<RevokeForm>,
+    Form(f): Form<RevokeForm>,
 ) -> Result<Response, ApiError> {
     let user = me.user.name.clone();
     revoke_id(&state, &me, user, false, &f.id, ip).await?;

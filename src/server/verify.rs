@@ -7,26 +7,31 @@
 
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::auth::lookup;
 use super::redirect::original_url;
 use super::{ApiError, AppState};
 
-#[derive(Deserialize)]
-pub struct VerifyQuery {
-    /// `1`: answer an anonymous request with a redirect to the login page
-    /// instead of 401 (for proxies that pass the answer to the browser).
-    redirect: Option<String>,
+/// Whether the query asks for a redirect to the login page instead of 401
+/// (`redirect=1` or `redirect=true`, for proxies that pass the answer on to
+/// the browser). Read leniently: whatever else the query holds, verify
+/// answers 200, 401 or 302, never 400, because a proxy turns any other
+/// status into an error page for the protected app.
+pub fn wants_redirect(query: Option<&str>) -> bool {
+    let Some(q) = query.filter(|q| q.len() <= super::extract::MAX_QUERY) else {
+        return false;
+    };
+    url::form_urlencoded::parse(q.as_bytes())
+        .any(|(k, v)| k == "redirect" && (v == "1" || v == "true"))
 }
 
 /// `GET /auth/verify`.
 pub async fn verify(
     State(state): State<AppState>,
-    Query(q): Query<VerifyQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let start = Instant::now();
@@ -47,10 +52,7 @@ pub async fn verify(
         }
         Ok(None) => {
             state.metrics.verify_denied.inc();
-            if q.redirect
-                .as_deref()
-                .is_some_and(|v| v == "1" || v == "true")
-            {
+            if wants_redirect(query.as_deref()) {
                 let login = login_url(&state, original_url(&headers).as_deref());
                 let mut r = StatusCode::FOUND.into_response();
                 if let Ok(v) = HeaderValue::from_str(&login) {
@@ -88,5 +90,28 @@ pub fn login_url(state: &AppState, rd: Option<&str>) -> String {
             format!("{base}?{q}")
         }
         None => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_redirect;
+    use proptest::prelude::*;
+
+    #[test]
+    fn redirect_flag() {
+        assert!(wants_redirect(Some("redirect=1")));
+        assert!(wants_redirect(Some("x=%FF&redirect=true")));
+        assert!(!wants_redirect(Some("redirect=0")));
+        assert!(!wants_redirect(Some("redirect=%FF")));
+        assert!(!wants_redirect(None));
+    }
+
+    proptest! {
+        /// Any query: a yes or a no, never a panic.
+        #[test]
+        fn random_verify_queries(q in "(?s).{0,200}") {
+            let _ = wants_redirect(Some(&q));
+        }
     }
 }

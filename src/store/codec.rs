@@ -29,12 +29,51 @@ mod tests {
     use crate::store::records::{EventRecord, SessionRecord};
     use proptest::prelude::*;
 
+    fn all_kinds(bytes: &[u8]) {
+        use crate::store::records::{BanRecord, ChainAnchor, ChainHead};
+        let _ = decode::<SessionRecord>("sessions", bytes);
+        let _ = decode::<EventRecord>("events", bytes);
+        let _ = decode::<BanRecord>("bans", bytes);
+        let _ = decode::<ChainHead>("meta", bytes);
+        let _ = decode::<ChainAnchor>("meta", bytes);
+    }
+
+    fn valid_event() -> Vec<u8> {
+        encode(&EventRecord {
+            kind: "login.failure".into(),
+            user: Some("alice".into()),
+            ip: Some("203.0.113.7".parse().unwrap()),
+            user_agent: Some("curl/8".into()),
+            session: Some("l-MK7ZLO7NltevKMi9pK2w".into()),
+            details: vec![("reason".into(), "banned".into())],
+            prev_hash: [9; 32],
+        })
+    }
+
     proptest! {
         /// Random bytes never panic the decoder: they decode or yield `Corrupt`.
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode::<SessionRecord>("sessions", &bytes);
-            let _ = decode::<EventRecord>("events", &bytes);
+            all_kinds(&bytes);
+        }
+
+        /// A valid record with bytes changed, cut or appended (including
+        /// huge length prefixes): decoded or `Corrupt`, never a panic or a
+        /// huge allocation.
+        #[test]
+        fn damaged_records_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            cut in any::<usize>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut b = valid_event();
+            for (at, v) in edits {
+                let i = at % b.len();
+                b[i] = v;
+            }
+            b.truncate(cut % (b.len() + 1));
+            b.extend_from_slice(&tail);
+            all_kinds(&b);
         }
     }
 

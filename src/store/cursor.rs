@@ -105,5 +105,25 @@ mod tests {
         fn random_strings_never_panic(s in ".{0,100}") {
             let _ = decode(&s, &EventFilter::default());
         }
+
+        /// A cursor decodes to its own id under its own filter, and an
+        /// edited cursor (any byte changed) never decodes to another id.
+        #[test]
+        fn edited_cursors_never_move(
+            id in any::<u64>(),
+            user in proptest::option::of("[a-z]{1,8}"),
+            at in 0usize..LEN,
+            flip in 1u8..=255,
+        ) {
+            let f = EventFilter { user, ..Default::default() };
+            let c = encode(id, &f);
+            prop_assert_eq!(decode(&c, &f), Ok(id));
+            let mut bytes = B64.decode(&c).unwrap();
+            bytes[at] ^= flip;
+            let edited = B64.encode(&bytes);
+            prop_assert!(decode(&edited, &f).is_err());
+            let other = EventFilter { user: Some("zz-other".into()), ..Default::default() };
+            prop_assert_eq!(decode(&c, &other), Err(CursorError::Mismatch));
+        }
     }
 }

@@ -220,6 +220,8 @@ pub enum RevokeReason {
     ByUser,
     ByAdmin,
     RevokeOthers,
+    /// The user was removed from the config or their password hash changed.
+    UserChanged,
 }
 
 impl RevokeReason {
@@ -229,6 +231,7 @@ impl RevokeReason {
             RevokeReason::ByUser => "user",
             RevokeReason::ByAdmin => "admin",
             RevokeReason::RevokeOthers => "revoke_others",
+            RevokeReason::UserChanged => "user_changed",
         }
     }
 }
@@ -508,6 +511,21 @@ pub enum BanSubject {
 }
 
 impl BanSubject {
+    /// The ban subject for a client address. IPv4-mapped addresses count as
+    /// IPv4, and an IPv6 address counts as its /64 network: one subscriber
+    /// usually holds a whole /64, so counting single addresses would let a
+    /// single client spread its guesses over 2^64 of them.
+    pub fn ip(ip: IpAddr) -> Self {
+        let ip = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            },
+            v4 => v4,
+        };
+        BanSubject::Ip(ip)
+    }
+
     pub(crate) fn key(&self) -> String {
         match self {
             BanSubject::User(u) => format!("u:{u}"),
@@ -650,5 +668,18 @@ mod tests {
         ] {
             assert_eq!(BanSubject::from_key(&s.key()), Some(s));
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_slash_64() {
+        let ip = |s: &str| BanSubject::ip(s.parse().unwrap());
+        assert_eq!(
+            ip("2001:db8:1:2::1"),
+            ip("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(ip("2001:db8:1:2::1").to_string(), "ip 2001:db8:1:2::");
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.7"), ip("192.0.2.7"));
+        assert_ne!(ip("192.0.2.7"), ip("192.0.2.8"));
     }
 }

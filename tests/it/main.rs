@@ -6,6 +6,7 @@ mod auditctl;
 mod crash;
 mod flow;
 mod harness;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod nginx;
