@@ -4,6 +4,7 @@
 
 mod auditctl;
 mod crash;
+mod crash_server;
 mod flow;
 mod harness;
 mod lifecycle;
