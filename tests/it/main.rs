@@ -5,6 +5,7 @@
 mod auditctl;
 mod crash;
 mod crash_server;
+mod disk_full;
 mod flow;
 mod harness;
 mod lifecycle;
