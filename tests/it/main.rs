@@ -3,6 +3,7 @@
 //! drive it with a real HTTP client.
 
 mod auditctl;
+mod backup_load;
 mod crash;
 mod crash_server;
 mod disk_full;
