@@ -364,11 +364,20 @@ impl Server {
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = builder.clone();
             let watcher = graceful.watcher();
+            let head_timeout = Duration::from_secs(l.header_read_timeout_secs);
             conns.spawn(async move {
                 let _guard = ConnGuard {
                     activity,
                     _permit: permit,
                 };
+                // hyper's header timeout starts only once the HTTP version is
+                // known; a client that connects and sends nothing would hold
+                // its connection slot forever (and enough of them, every
+                // slot). So the first bytes get the same deadline.
+                if !first_bytes(&stream, head_timeout).await {
+                    tracing::debug!(%peer, "no request head in time; closing");
+                    return;
+                }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -417,6 +426,35 @@ impl Server {
         }
         tracing::info!("gatehouse stopped");
         Ok(exit)
+    }
+}
+
+/// Waits until the client has sent enough for hyper to tell HTTP/1 from
+/// HTTP/2 (the first bytes, or all 24 of an HTTP/2 preface), for at most
+/// `limit`. False when the time runs out or the client closes first.
+async fn first_bytes(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n >= H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of an HTTP/2 preface: `peek` would return the same bytes at
+        // once, so wait a little for the rest (still within the deadline).
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(10)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod backup_load;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod floods;
 mod flow;
 mod harness;
 mod lifecycle;
