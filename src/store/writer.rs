@@ -257,7 +257,7 @@ impl WriterTask {
 
 /// How often a writer whose file could not be reopened tries again while no
 /// write arrives (reads fail until it succeeds).
-const REOPEN_RETRY: Duration = Duration::from_millis(250);
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Waits for the next message. While the store needs reopening, polls instead
 /// of blocking and retries the reopen every [`REOPEN_RETRY`], so that reads
