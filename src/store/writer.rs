@@ -263,14 +263,19 @@ const REOPEN_RETRY: Duration = Duration::from_secs(1);
 /// of blocking and retries the reopen every [`REOPEN_RETRY`], so that reads
 /// work again once the file can be opened even if no write comes.
 fn next_msg(store: &Store, rx: &mut mpsc::Receiver<Msg>, needs_reopen: &mut bool) -> Option<Msg> {
-    // Bounded only by the queue's life: each turn sleeps, so this never spins.
+    // Bounded only by the queue's life: each turn sleeps, so this never spins;
+    // a write arriving meanwhile waits at most one short turn.
+    let mut last_try = Instant::now();
     while *needs_reopen {
         match rx.try_recv() {
             Ok(m) => return Some(m),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) => {
-                std::thread::sleep(REOPEN_RETRY);
-                try_reopen(store, needs_reopen);
+                std::thread::sleep(Duration::from_millis(20));
+                if last_try.elapsed() >= REOPEN_RETRY {
+                    last_try = Instant::now();
+                    try_reopen(store, needs_reopen);
+                }
             }
         }
     }
