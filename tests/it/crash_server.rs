@@ -327,6 +327,7 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
     let mut checked_upto = 0usize;
     let mut tally = BackupTally::default();
     let mut max_restart = Duration::ZERO;
+    let mut early_kills = 0;
     let cycles = cycles();
     let mut server = Proc::start(&dir).await.expect("first start");
     wait_healthy(&server).await;
@@ -375,6 +376,28 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
             check_backup(child, &dest, &mut tally).await;
         }
 
+        // Every fourth cycle the restart itself is killed early, while it
+        // opens (and repairs) the file, before it listens.
+        if cycle % 4 == 3 {
+            let mut early = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(["serve", "--data-dir"])
+                .arg(&dir)
+                .args(["--bind", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+            early.start_kill().unwrap();
+            tokio::time::timeout(WAIT, early.wait())
+                .await
+                .expect("killed server not reaped")
+                .unwrap();
+            early_kills += 1;
+        }
+
         // Restart; it must come back by itself.
         let start = Instant::now();
         server = match Proc::start(&dir).await {
@@ -418,6 +441,12 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
             );
         }
         checked_upto = acked_now.len();
+        if cycles > 20 && (cycle + 1) % 20 == 0 {
+            eprintln!(
+                "crash_server: {} of {cycles} cycles, {checked_upto} sessions so far",
+                cycle + 1
+            );
+        }
     }
 
     // The end: every session ever acknowledged verifies.
@@ -436,8 +465,9 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
     drop(store);
     server.kill().await;
     eprintln!(
-        "crash_server: {cycles} cycles, {events} events, {} acknowledged sessions checked, \
-         backups during kills: {} complete + {} failed cleanly, slowest restart {:?}, lost=0",
+        "crash_server: {cycles} cycles ({early_kills} more kills during start-up), {events} events, \
+         {} acknowledged sessions checked, backups during kills: {} complete + {} failed cleanly, \
+         slowest restart {:?}, lost=0",
         all.len(),
         tally.ok,
         tally.failed_cleanly,
