@@ -355,11 +355,22 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let activity = state.activity.clone();
             activity.open_connections.fetch_add(1, Ordering::Relaxed);
+            let conn_idle = Arc::new(ConnIdle::new());
+            let in_flight = conn_idle.clone();
             let svc = router
                 .clone()
                 .map_request(move |mut req: Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     req
+                })
+                .map_future(move |fut| {
+                    // Held from the request's dispatch until its response.
+                    let busy = InFlight::enter(in_flight.clone());
+                    async move {
+                        let res = fut.await;
+                        drop(busy);
+                        res
+                    }
                 });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = builder.clone();
@@ -379,8 +390,20 @@ impl Server {
                     return;
                 }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                // hyper closes idle HTTP/1 connections through the header
+                // timeout, but an HTTP/2 connection with no stream open has
+                // no deadline at all. So any connection without a request in
+                // progress for that long is closed here; a request in
+                // progress is bounded by the request timeout instead.
+                tokio::select! {
+                    r = watcher.watch(conn) => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
+                    }
+                    _ = conn_idle.expired(head_timeout) => {
+                        tracing::debug!(%peer, "connection idle too long; closing");
+                    }
                 }
             });
         };
@@ -426,6 +449,64 @@ impl Server {
         }
         tracing::info!("gatehouse stopped");
         Ok(exit)
+    }
+}
+
+/// Requests in progress on one connection, and when the last one ended.
+struct ConnIdle {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `start` when a request last began or ended.
+    last_ms: AtomicU64,
+}
+
+impl ConnIdle {
+    fn new() -> Self {
+        ConnIdle {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Completes once no request has been in progress for `limit`.
+    async fn expired(&self, limit: Duration) {
+        loop {
+            let idle_for = Duration::from_millis(
+                (self.start.elapsed().as_millis() as u64)
+                    .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            );
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(limit).await;
+            } else if idle_for >= limit {
+                return;
+            } else {
+                tokio::time::sleep(limit - idle_for).await;
+            }
+        }
+    }
+}
+
+/// Marks a request in progress on its connection until dropped.
+struct InFlight(Arc<ConnIdle>);
+
+impl InFlight {
+    fn enter(c: Arc<ConnIdle>) -> Self {
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        c.mark();
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.mark();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -256,3 +256,28 @@ async fn a_full_writer_queue_pushes_back_and_loses_nothing() {
          completed, lost=0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_do_not_hold_the_slots() {
+    let cap = 4;
+    let s = TestServer::start(&config_text(
+        "",
+        &format!("[limits]\nmax_connections = {cap}\nheader_read_timeout_secs = 1\n"),
+    ))
+    .await;
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame,
+    // then silence. The sockets are never read, so pings go unanswered.
+    let mut idle = Vec::new();
+    for _ in 0..cap {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        idle.push(c);
+    }
+    let out = tokio::time::timeout(WAIT, raw_get(s.addr, "/healthz"))
+        .await
+        .expect("idle HTTP/2 connections held every slot");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    drop(idle);
+}
