@@ -145,6 +145,20 @@ async fn a_full_disk_fails_writes_cleanly_and_the_server_recovers() {
         );
     }
 
+    // A backup onto the full disk fails with a clear error and leaves
+    // neither the destination nor its temporary file behind.
+    let dest = dir.join("snap.redb");
+    let (code, out, err) = auditctl(&dir, &["backup", dest.to_str().unwrap()]).await;
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("auditctl: error:"), "{err}");
+    assert!(!dest.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // Space returns: the server works again without a restart.
     std::fs::remove_file(&filler).unwrap();
     let start = Instant::now();
