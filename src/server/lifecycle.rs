@@ -361,23 +361,55 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let activity = state.activity.clone();
             activity.open_connections.fetch_add(1, Ordering::Relaxed);
+            let conn_idle = Arc::new(ConnIdle::new());
+            let in_flight = conn_idle.clone();
             let svc = router
                 .clone()
                 .map_request(move |mut req: Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     req
+                })
+                .map_future(move |fut| {
+                    // Held from the request's dispatch until its response.
+                    let busy = InFlight::enter(in_flight.clone());
+                    async move {
+                        let res = fut.await;
+                        drop(busy);
+                        res
+                    }
                 });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = builder.clone();
             let watcher = graceful.watcher();
+            let head_timeout = Duration::from_secs(l.header_read_timeout_secs);
             conns.spawn(async move {
                 let _guard = ConnGuard {
                     activity,
                     _permit: permit,
                 };
+                // hyper's header timeout starts only once the HTTP version is
+                // known; a client that connects and sends nothing would hold
+                // its connection slot forever (and enough of them, every
+                // slot). So the first bytes get the same deadline.
+                if !first_bytes(&stream, head_timeout).await {
+                    tracing::debug!(%peer, "no request head in time; closing");
+                    return;
+                }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                // hyper closes idle HTTP/1 connections through the header
+                // timeout, but an HTTP/2 connection with no stream open has
+                // no deadline at all. So any connection without a request in
+                // progress for that long is closed here; a request in
+                // progress is bounded by the request timeout instead.
+                tokio::select! {
+                    r = watcher.watch(conn) => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
+                    }
+                    _ = conn_idle.expired(head_timeout) => {
+                        tracing::debug!(%peer, "connection idle too long; closing");
+                    }
                 }
             });
         };
@@ -423,6 +455,93 @@ impl Server {
         }
         tracing::info!("gatehouse stopped");
         Ok(exit)
+    }
+}
+
+/// Requests in progress on one connection, and when the last one ended.
+struct ConnIdle {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `start` when a request last began or ended.
+    last_ms: AtomicU64,
+}
+
+impl ConnIdle {
+    fn new() -> Self {
+        ConnIdle {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Completes once no request has been in progress for `limit`.
+    async fn expired(&self, limit: Duration) {
+        loop {
+            let idle_for = Duration::from_millis(
+                (self.start.elapsed().as_millis() as u64)
+                    .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            );
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(limit).await;
+            } else if idle_for >= limit {
+                return;
+            } else {
+                tokio::time::sleep(limit - idle_for).await;
+            }
+        }
+    }
+}
+
+/// Marks a request in progress on its connection until dropped.
+struct InFlight(Arc<ConnIdle>);
+
+impl InFlight {
+    fn enter(c: Arc<ConnIdle>) -> Self {
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        c.mark();
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.mark();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits until the client has sent enough for hyper to tell HTTP/1 from
+/// HTTP/2 (the first bytes, or all 24 of an HTTP/2 preface), for at most
+/// `limit`. False when the time runs out or the client closes first.
+async fn first_bytes(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n >= H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of an HTTP/2 preface: `peek` would return the same bytes at
+        // once, so wait a little for the rest (still within the deadline).
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(10)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
     }
 }
 

@@ -263,22 +263,32 @@ async fn attempt(
     state.regulator.clear(&BanSubject::User(user.name.clone()));
     let s = &state.config.file.session;
     let remember = remember_me.is_some_and(|f| f.is_set());
+    // The session and its `login.success` event commit together: a 303 (or
+    // 200) means both are durable. When the disk is full or failing, the
+    // client gets a 503 and no cookie, and nothing half-done is left.
+    let event = NewEvent::now(EventKind::LoginSuccess)
+        .user(user.name.clone())
+        .ip(ip)
+        .user_agent(ua.clone());
     let created = state
         .writer
-        .create_session(NewSession {
-            user: user.name.clone(),
-            remember_me: remember,
-            idle_ttl_ms: s.idle_secs * 1000,
-            absolute_ttl_ms: if remember {
-                s.remember_me_secs
-            } else {
-                s.absolute_secs
-            } * 1000,
-            max_per_user: s.max_per_user,
-            ip,
-            user_agent: ua.clone(),
-            now_ms: now,
-        })
+        .create_session_audited(
+            NewSession {
+                user: user.name.clone(),
+                remember_me: remember,
+                idle_ttl_ms: s.idle_secs * 1000,
+                absolute_ttl_ms: if remember {
+                    s.remember_me_secs
+                } else {
+                    s.absolute_secs
+                } * 1000,
+                max_per_user: s.max_per_user,
+                ip,
+                user_agent: ua.clone(),
+                now_ms: now,
+            },
+            event,
+        )
         .await
         .map_err(|e| fail(ApiError::internal("creating a session failed", &e)))?;
     if let Some(old) = cookie_hash(state, headers) {
@@ -290,15 +300,6 @@ async fn attempt(
         });
     }
     m.login_success.inc();
-    audit(
-        state,
-        NewEvent::now(EventKind::LoginSuccess)
-            .user(user.name.clone())
-            .ip(ip)
-            .user_agent(ua)
-            .session(created.session.id),
-    )
-    .await;
     tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login succeeded");
 
     let max_age = remember.then_some(s.remember_me_secs);

@@ -46,30 +46,66 @@ pub enum OpenError {
 /// A read or a write inside the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// redb reported an error (I/O, full disk, closed database).
+    /// redb reported an error other than I/O (a closed database, a bug).
     #[error("storage error: {0}")]
     Storage(String),
+    /// Reading or writing the file failed (a full disk, a failing device).
+    /// redb then refuses every later operation on that handle, so the writer
+    /// reopens the file ([`super::Store::reopen`]) before the next batch.
+    #[error("storage I/O error: {0}")]
+    Io(String),
     /// A stored value could not be decoded.
     #[error("corrupt value in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 }
 
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(_) | redb::StorageError::PreviousIo => {
+                StoreError::Io(e.to_string())
+            }
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The errors that wrap a [`redb::StorageError`] keep its I/O classification.
 macro_rules! storage_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Storage(e.to_string()) }
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(s) => s.into(),
+                    other => StoreError::Storage(other.to_string()),
+                }
+            }
         }
     )*};
 }
 storage_from!(
-    redb::Error,
-    redb::TableError,
-    redb::StorageError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::DatabaseError,
-    redb::CompactionError
+    TableError,
+    TransactionError,
+    CommitError,
+    DatabaseError,
+    CompactionError
 );
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Io(e.to_string()),
+            other => StoreError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database handle must be reopened before it works again.
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+    }
+}
 
 impl From<gatehouse_migrations::MigrationError> for StoreError {
     fn from(e: gatehouse_migrations::MigrationError) -> Self {

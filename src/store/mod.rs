@@ -31,7 +31,7 @@ mod types;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -78,8 +78,16 @@ enum Db {
 }
 
 struct Inner {
-    db: Db,
+    /// The open database. `None` only while [`Store::reopen`] replaces a
+    /// handle that an I/O error made unusable: redb then fails every later
+    /// read and write with "previous I/O error" until the file is closed and
+    /// opened again. Each operation clones the `Arc` under the read lock (an
+    /// uncontended atomic, never held across I/O), so a reopen waits for no
+    /// reader and no reader waits for a reopen.
+    db: RwLock<Option<Arc<Db>>>,
     path: PathBuf,
+    read_only: bool,
+    opts: StoreOptions,
 }
 
 /// A handle on the database. Cheap to clone; all clones share one file.
@@ -152,6 +160,74 @@ impl Store {
                 reason: format!("cannot create directory {}: {e}", dir.display()),
             })?;
         }
+        let db = open_rw(path, opts)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: RwLock::new(Some(Arc::new(Db::Rw(db)))),
+                path: path.to_path_buf(),
+                read_only: false,
+                opts: opts.clone(),
+            }),
+        })
+    }
+
+    /// Closes the database handle and opens the file again (redb repairs it
+    /// if the last commit did not complete). The writer calls this after an
+    /// I/O error, which leaves a redb handle failing every later operation:
+    /// without it a full disk would stop the server for good, even after
+    /// space returns. Only the owner of write transactions (the writer
+    /// thread) may call it. On failure the store stays closed and every
+    /// operation fails with [`StoreError::Io`] until a later call succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::Storage("the store is open read-only".into()));
+        }
+        let old = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut old) = old {
+            // Readers hold clones only for the length of one read; wait for
+            // them (bounded) so that the file lock is released by `close`.
+            let mut closed = false;
+            for _ in 0..2_000 {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        let r = match db {
+                            Db::Rw(db) => db.close(),
+                            Db::Ro(db) => db.close(),
+                        };
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "closing the failed database handle");
+                        }
+                        closed = true;
+                        break;
+                    }
+                    Err(still_shared) => {
+                        old = still_shared;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+            if !closed {
+                // The last reader closes it on drop; the open below then
+                // fails as locked and is retried by the next call.
+                tracing::warn!("the failed database handle is still in use");
+            }
+        }
+        let db = open_rw(&self.inner.path, &self.inner.opts)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db::Rw(db)));
+        tracing::info!(path = %self.inner.path.display(), "database reopened");
+        Ok(())
+    }
+}
+
+/// Opens (creating if needed) the file for writing and upgrades its schema.
+fn open_rw(path: &Path, opts: &StoreOptions) -> Result<Database, OpenError> {
+    {
         let db = builder(opts)
             .create(path)
             .map_err(|e| open_error(path, e))?;
@@ -174,14 +250,11 @@ impl Store {
                 });
             }
         }
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db: Db::Rw(db),
-                path: path.to_path_buf(),
-            }),
-        })
+        Ok(db)
     }
+}
 
+impl Store {
     /// Opens an existing database read-only, beside a running server or not.
     /// Never writes to the file and never blocks the writer.
     pub fn open_read_only(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
@@ -213,8 +286,10 @@ impl Store {
         }
         Ok(Store {
             inner: Arc::new(Inner {
-                db: Db::Ro(db),
+                db: RwLock::new(Some(Arc::new(Db::Ro(db)))),
                 path: path.to_path_buf(),
+                read_only: true,
+                opts: opts.clone(),
             }),
         })
     }
@@ -224,19 +299,32 @@ impl Store {
     }
 
     pub fn is_read_only(&self) -> bool {
-        matches!(self.inner.db, Db::Ro(_))
+        self.inner.read_only
+    }
+
+    /// The current database handle (see [`Inner::db`]).
+    fn db(&self) -> Result<Arc<Db>, StoreError> {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Io("the database is closed after an I/O error; reopening".into())
+            })
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(match &self.inner.db {
+        Ok(match &*self.db()? {
             Db::Rw(db) => db.begin_read()?,
             Db::Ro(db) => db.begin_read()?,
         })
     }
 
-    fn writable(&self) -> Result<&Database, StoreError> {
-        match &self.inner.db {
-            Db::Rw(db) => Ok(db),
+    fn writable(&self) -> Result<Arc<Db>, StoreError> {
+        let db = self.db()?;
+        match &*db {
+            Db::Rw(_) => Ok(db),
             Db::Ro(_) => Err(StoreError::Storage("the store is open read-only".into())),
         }
     }
@@ -262,6 +350,9 @@ impl Store {
 
     fn try_batch(&self, ops: &[Op]) -> Result<Vec<OpOutput>, StoreError> {
         let db = self.writable()?;
+        let Db::Rw(db) = &*db else {
+            unreachable!("writable() returns a writable handle")
+        };
         let txn = db.begin_write()?;
         let mut outs = Vec::with_capacity(ops.len());
         {
@@ -278,6 +369,9 @@ impl Store {
     /// Applies one operation in its own durable transaction.
     pub fn apply(&self, op: Op) -> Result<OpOutput, StoreError> {
         let db = self.writable()?;
+        let Db::Rw(db) = &*db else {
+            unreachable!("writable() returns a writable handle")
+        };
         let txn = db.begin_write()?;
         let out = {
             let mut tx = txn::Tx::open(&txn)?;
@@ -432,7 +526,7 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.read()?;
         let events = txn.open_table(EVENTS)?;
-        let schema_version = match &self.inner.db {
+        let schema_version = match &*self.db()? {
             Db::Rw(db) => gatehouse_migrations::version_of(db)?,
             Db::Ro(db) => gatehouse_migrations::version_of(db)?,
         };
@@ -460,9 +554,15 @@ impl Store {
     /// (and leaves closing to the last handle's drop) if other clones remain.
     pub fn close(self) -> Result<(), StoreError> {
         match Arc::try_unwrap(self.inner) {
-            Ok(inner) => match inner.db {
-                Db::Rw(db) => Ok(db.close()?),
-                Db::Ro(db) => Ok(db.close()?),
+            Ok(inner) => match inner.db.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                None => Ok(()),
+                Some(db) => match Arc::try_unwrap(db) {
+                    Ok(Db::Rw(db)) => Ok(db.close()?),
+                    Ok(Db::Ro(db)) => Ok(db.close()?),
+                    // A read in progress on another thread holds it; it
+                    // closes when that read ends.
+                    Err(_) => Ok(()),
+                },
             },
             Err(arc) => Err(StoreError::Storage(format!(
                 "store still in use by {} other handles; it closes when the last one is dropped",

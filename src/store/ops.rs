@@ -14,6 +14,15 @@ use super::types::*;
 pub enum Op {
     Append(NewEvent),
     CreateSession(NewSession),
+    /// Creates a session and appends `event` (given the new session's public
+    /// id) in the same transaction: a sign-in is acknowledged only when both
+    /// its session and its audit record are durable, never one without the
+    /// other.
+    CreateSessionAudited {
+        // Boxed: keeps `Op`, and so every queue slot, small.
+        new: Box<NewSession>,
+        event: NewEvent,
+    },
     Touch {
         hash: TokenHash,
         now_ms: u64,
@@ -86,6 +95,7 @@ impl Op {
         match self {
             Op::Append(_) => "append",
             Op::CreateSession(_) => "create_session",
+            Op::CreateSessionAudited { .. } => "create_session_audited",
             Op::Touch { .. } => "touch",
             Op::RevokeByToken { .. } => "revoke_by_token",
             Op::RevokeById { .. } => "revoke_by_id",
@@ -101,6 +111,11 @@ impl Op {
         Ok(match self {
             Op::Append(ev) => OpOutput::Appended(tx.append_event(ev)?),
             Op::CreateSession(new) => OpOutput::Created(tx.create_session(new)?),
+            Op::CreateSessionAudited { new, event } => {
+                let created = tx.create_session(*new)?;
+                tx.append_event(event.session(created.session.id))?;
+                OpOutput::Created(created)
+            }
             Op::Touch { hash, now_ms } => OpOutput::Touched(tx.touch_session(hash, now_ms)?),
             Op::RevokeByToken {
                 hash,

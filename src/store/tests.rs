@@ -303,9 +303,8 @@ fn corrupt_values_and_cursors_are_errors_not_panics() {
     append_all(&store, [NewEvent::at(EventKind::Logout, 5).user("alice")]);
     // Damage both rows in place.
     {
-        let Db::Rw(db) = &store.inner.db else {
-            unreachable!()
-        };
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
         let txn = db.begin_write().unwrap();
         {
             let mut s = txn.open_table(SESSIONS).unwrap();
@@ -530,9 +529,8 @@ fn v1_fixture_opens_and_upgrades() {
 fn newer_schema_is_refused_naming_both_versions() {
     let (dir, store) = temp_store();
     {
-        let Db::Rw(db) = &store.inner.db else {
-            unreachable!()
-        };
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
@@ -550,4 +548,48 @@ fn newer_schema_is_refused_naming_both_versions() {
         msg.contains('9') && msg.contains(&gatehouse_migrations::LATEST.to_string()),
         "{msg}"
     );
+}
+
+#[test]
+fn a_session_and_its_audit_event_commit_together() {
+    let (_d, store) = temp_store();
+    let out = store
+        .apply(Op::CreateSessionAudited {
+            new: Box::new(new_session("alice", 1_000)),
+            event: NewEvent::at(EventKind::LoginSuccess, 1_000_000).user("alice"),
+        })
+        .unwrap();
+    let OpOutput::Created(c) = out else {
+        panic!("{out:?}")
+    };
+    let page = store
+        .query_events(
+            &EventFilter {
+                kinds: vec![EventKind::LoginSuccess],
+                ..EventFilter::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(
+        page.events[0].session.as_deref(),
+        Some(c.session.id.to_string().as_str())
+    );
+    assert!(store.check().unwrap().is_ok());
+}
+
+#[test]
+fn reopen_keeps_everything_and_serves_again() {
+    let (_d, store) = temp_store();
+    let c = create(&store, new_session("alice", 1_000));
+    let reader = store.clone();
+    store.reopen().unwrap();
+    // Clones share the new handle: reads and writes work, nothing is lost.
+    assert!(reader.session(&c.token, 1_001).unwrap().is_some());
+    append_all(&store, [NewEvent::at(EventKind::Logout, 5).user("alice")]);
+    assert!(reader.check().unwrap().is_ok());
+    drop(reader);
+    store.close().unwrap();
 }

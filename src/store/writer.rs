@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -189,6 +189,25 @@ impl Writer {
         }
     }
 
+    /// Creates a session and appends `event` for it in one durable commit
+    /// (see [`Op::CreateSessionAudited`]).
+    pub async fn create_session_audited(
+        &self,
+        new: NewSession,
+        event: NewEvent,
+    ) -> Result<CreatedSession, WriteError> {
+        match self
+            .submit(Op::CreateSessionAudited {
+                new: Box::new(new),
+                event,
+            })
+            .await?
+        {
+            OpOutput::Created(c) => Ok(c),
+            other => unreachable_output("create_session_audited", other),
+        }
+    }
+
     /// Slides a session's idle deadline, fire and forget: a dropped touch only
     /// means the deadline moves at the next one.
     pub fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
@@ -236,13 +255,50 @@ impl WriterTask {
     }
 }
 
+/// How often a writer whose file could not be reopened tries again while no
+/// write arrives (reads fail until it succeeds).
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Waits for the next message. While the store needs reopening, polls instead
+/// of blocking and retries the reopen every [`REOPEN_RETRY`], so that reads
+/// work again once the file can be opened even if no write comes.
+fn next_msg(store: &Store, rx: &mut mpsc::Receiver<Msg>, needs_reopen: &mut bool) -> Option<Msg> {
+    // Bounded only by the queue's life: each turn sleeps, so this never spins;
+    // a write arriving meanwhile waits at most one short turn.
+    let mut last_try = Instant::now();
+    while *needs_reopen {
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(20));
+                if last_try.elapsed() >= REOPEN_RETRY {
+                    last_try = Instant::now();
+                    try_reopen(store, needs_reopen);
+                }
+            }
+        }
+    }
+    rx.blocking_recv()
+}
+
+fn try_reopen(store: &Store, needs_reopen: &mut bool) {
+    match store.reopen() {
+        Ok(()) => *needs_reopen = false,
+        Err(e) => tracing::error!(error = %e, "reopening the database failed; retrying"),
+    }
+}
+
 fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {
     let mut ops: Vec<Op> = Vec::with_capacity(max_batch);
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(max_batch);
     let mut stopping = false;
+    // Set after an I/O error: redb fails every later operation on that handle
+    // (reads too) until the file is closed and opened again.
+    let mut needs_reopen = false;
     loop {
         if !stopping {
-            match rx.blocking_recv() {
+            match next_msg(&store, &mut rx, &mut needs_reopen) {
                 Some(Msg::Op(op, reply)) => {
                     ops.push(op);
                     replies.push(reply);
@@ -272,9 +328,20 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &Writ
             }
             continue;
         }
+        if needs_reopen {
+            // Still closed: one more try before this batch (it fails fast if
+            // the file cannot be opened yet).
+            try_reopen(&store, &mut needs_reopen);
+        }
         let n = ops.len();
         let start = Instant::now();
         let results = store.apply_batch(std::mem::take(&mut ops));
+        if results.iter().any(|r| r.as_ref().is_err_and(|e| e.is_io())) {
+            // Reopen now rather than at the next write: until then every
+            // session check would fail too.
+            needs_reopen = true;
+            try_reopen(&store, &mut needs_reopen);
+        }
         let micros = start.elapsed().as_micros() as u64;
         stats.commit_micros.observe(micros);
         stats.batch_size.observe(n as u64);

@@ -3,7 +3,11 @@
 //! drive it with a real HTTP client.
 
 mod auditctl;
+mod backup_load;
 mod crash;
+mod crash_server;
+mod disk_full;
+mod floods;
 mod flow;
 mod harness;
 mod hostile;

@@ -1,0 +1,500 @@
+//! Crash durability of the real server: `gatehouse serve` runs as a child
+//! process under steady load (logins, session checks, logouts, the expiry
+//! sweeper, now and then an `auditctl backup`) and is killed with SIGKILL at
+//! random moments, then restarted. After every restart:
+//!
+//! - `/healthz` answers again;
+//! - every acknowledged login (a `303` with a session cookie) still holds a
+//!   session that `/auth/verify` accepts, and its `login.success` event is in
+//!   the audit trail;
+//! - `auditctl verify` passes (indexes and hash chain);
+//! - a backup that reported success is a complete, checked snapshot, and one
+//!   that failed left nothing at its destination.
+//!
+//! `GATEHOUSE_CRASH_CYCLES` sets the number of kill/restart cycles (default
+//! 12; the long mode in `docs/reliability.md` uses 200).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gatehouse::store::{EventFilter, EventKind, SessionToken, Store, StoreOptions, now_ms, now_us};
+use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::harness::{ALICE_PW, BOB_PW, config_text};
+
+/// Upper bound of every wait in this file.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+fn cycles() -> usize {
+    std::env::var("GATEHOUSE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+/// xorshift64*: enough randomness to pick kill moments.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The config of the crash test: alice's remember-me sessions are the ones
+/// checked; bob's ordinary sessions end after a second of idleness so that the
+/// sweeper (every second) always has work when a kill lands.
+pub fn crash_config() -> String {
+    config_text(
+        "",
+        "[session]\nidle_secs = 1\nsweep_interval_secs = 1\nmax_per_user = 1000000\n\n\
+         [regulation]\nmax_failures = 1000000\n",
+    )
+}
+
+/// A `gatehouse serve` child process.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+    /// Log lines the server wrote, kept for failure messages.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts the binary on `dir` (config already written) on a free loopback
+    /// port and waits until it listens. `None` when it exits first (the
+    /// caller decides whether that is an error); the log is returned then.
+    pub async fn start(dir: &Path) -> Result<Proc, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let found = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().unwrap().push(line.clone());
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["fields"]["message"] == "gatehouse listening" {
+                    return v["fields"]["addr"].as_str().map(str::to_string);
+                }
+            }
+            None
+        })
+        .await
+        .map_err(|_| "the server did not listen in time".to_string())?;
+        let Some(addr) = found else {
+            let _ = child.wait().await;
+            return Err(log.lock().unwrap().join("\n"));
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        let keep = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = keep.lock().unwrap();
+                if l.len() < 10_000 {
+                    l.push(line);
+                }
+            }
+        });
+        Ok(Proc {
+            child,
+            url: format!("http://{addr}"),
+            log,
+        })
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// SIGKILL, then reap.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("killed server not reaped")
+            .unwrap();
+    }
+
+    /// Log lines containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Polls `/healthz` until it answers 200, bounded by [`WAIT`]; returns how long it took.
+pub async fn wait_healthy(p: &Proc) -> Duration {
+    let c = plain_client();
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if let Ok(r) = c.get(p.at("/healthz")).send().await
+            && r.status() == StatusCode::OK
+        {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/healthz did not answer within {WAIT:?}");
+}
+
+/// No cookie jar, no redirects, short timeouts: requests in flight when the
+/// server dies fail instead of hanging.
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The session token in a `Set-Cookie` header.
+pub fn token_of(r: &reqwest::Response) -> Option<String> {
+    let v = r.headers().get("set-cookie")?.to_str().ok()?;
+    let rest = v.strip_prefix("gatehouse_session=")?;
+    Some(rest.split(';').next()?.to_string())
+}
+
+/// A form login; `Some(token)` only for an acknowledged one (`303` + cookie).
+pub async fn form_login(
+    c: &reqwest::Client,
+    url: &str,
+    user: &str,
+    pw: &str,
+    remember: bool,
+) -> Option<String> {
+    let mut form = vec![("username", user), ("password", pw)];
+    if remember {
+        form.push(("remember_me", "on"));
+    }
+    let r = c
+        .post(format!("{url}/login"))
+        .form(&form)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != StatusCode::SEE_OTHER {
+        return None;
+    }
+    token_of(&r)
+}
+
+pub async fn verify_status(c: &reqwest::Client, url: &str, token: &str) -> Option<StatusCode> {
+    c.get(format!("{url}/auth/verify"))
+        .header("cookie", format!("gatehouse_session={token}"))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
+}
+
+/// Public ids of every `login.success` event of `user`.
+pub fn login_success_ids(store: &Store, user: &str) -> HashSet<String> {
+    let filter = EventFilter {
+        user: Some(user.into()),
+        kinds: vec![EventKind::LoginSuccess],
+        ..EventFilter::default()
+    };
+    let mut ids = HashSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100_000 {
+        let page = store
+            .query_events(&filter, 1000, cursor.as_deref())
+            .unwrap();
+        ids.extend(page.events.iter().filter_map(|e| e.session.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ids
+}
+
+/// Runs `auditctl` with `args` on `dir`; returns (exit code, stdout, stderr).
+pub async fn auditctl(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_auditctl"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("auditctl did not finish")
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The load: logins, checks and logouts from a few concurrent clients until
+/// `stop`, recording acknowledged alice sessions into `acked`.
+async fn load(url: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>, seed: u64) {
+    let c = plain_client();
+    let mut rng = Rng(seed | 1);
+    let mut mine: Vec<String> = Vec::new();
+    for i in 0u64..1_000_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match i % 5 {
+            // bob: an ordinary session, soon idle-expired (sweeper work),
+            // sometimes logged out at once (a `logout` event).
+            0 => {
+                if let Some(t) = form_login(&c, &url, "bob", BOB_PW, false).await
+                    && rng.below(2) == 0
+                {
+                    let _ = c
+                        .post(format!("{url}/logout"))
+                        .header("cookie", format!("gatehouse_session={t}"))
+                        .send()
+                        .await;
+                }
+            }
+            // A failed login: a `login.failure` event.
+            1 if rng.below(3) == 0 => {
+                let _ = form_login(&c, &url, "alice", "wrong password", false).await;
+            }
+            _ => match form_login(&c, &url, "alice", ALICE_PW, true).await {
+                Some(t) => {
+                    acked.lock().await.push(t.clone());
+                    mine.push(t);
+                }
+                // Refused (busy) or the server is gone.
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+        }
+        // A forward-auth check of one of this client's sessions: the hot
+        // path runs all the time, as behind a proxy.
+        if !mine.is_empty() {
+            let t = &mine[rng.below(mine.len() as u64) as usize];
+            if let Some(s) = verify_status(&c, &url, t).await {
+                assert_eq!(s, StatusCode::OK, "an acknowledged session was refused");
+            }
+        }
+    }
+}
+
+/// How a backup taken while the server was killed ended.
+#[derive(Default)]
+struct BackupTally {
+    ok: usize,
+    failed_cleanly: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_logins_survive_sigkill_of_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(dir.join("gatehouse.toml"), crash_config()).unwrap();
+    let db = dir.join("gatehouse.redb");
+
+    let mut rng = Rng(now_us() | 1);
+    let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut checked_upto = 0usize;
+    let mut tally = BackupTally::default();
+    let mut max_restart = Duration::ZERO;
+    let mut early_kills = 0;
+    let cycles = cycles();
+    let mut server = Proc::start(&dir).await.expect("first start");
+    wait_healthy(&server).await;
+
+    for cycle in 0..cycles {
+        // Load for a random while, then SIGKILL.
+        let stop = Arc::new(AtomicBool::new(false));
+        let drivers: Vec<_> = (0..3)
+            .map(|k| {
+                tokio::spawn(load(
+                    server.url.clone(),
+                    stop.clone(),
+                    acked.clone(),
+                    rng.next() ^ k,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + rng.below(1200))).await;
+        // Every third cycle the kill lands while `auditctl backup` runs.
+        let backup = if cycle % 3 == 1 {
+            let dest = backups.join(format!("snap-{cycle}.redb"));
+            let child = Command::new(env!("CARGO_BIN_EXE_auditctl"))
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("backup")
+                .arg(&dest)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+            Some((child, dest))
+        } else {
+            None
+        };
+        server.kill().await;
+        stop.store(true, Ordering::Relaxed);
+        for d in drivers {
+            tokio::time::timeout(WAIT, d)
+                .await
+                .expect("a load driver hung after the kill")
+                .unwrap();
+        }
+        if let Some((child, dest)) = backup {
+            check_backup(child, &dest, &mut tally).await;
+        }
+
+        // Every fourth cycle the restart itself is killed early, while it
+        // opens (and repairs) the file, before it listens.
+        if cycle % 4 == 3 {
+            let mut early = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(["serve", "--data-dir"])
+                .arg(&dir)
+                .args(["--bind", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+            early.start_kill().unwrap();
+            tokio::time::timeout(WAIT, early.wait())
+                .await
+                .expect("killed server not reaped")
+                .unwrap();
+            early_kills += 1;
+        }
+
+        // Restart; it must come back by itself.
+        let start = Instant::now();
+        server = match Proc::start(&dir).await {
+            Ok(p) => p,
+            Err(log) => panic!("cycle {cycle}: restart failed:\n{log}"),
+        };
+        wait_healthy(&server).await;
+        max_restart = max_restart.max(start.elapsed());
+
+        // auditctl beside the running server: integrity and chain.
+        let (code, out, err) = auditctl(&dir, &["verify"]).await;
+        assert_eq!(code, Some(0), "cycle {cycle}: verify failed:\n{out}\n{err}");
+
+        // Every acknowledged session is there, with its login.success event.
+        let acked_now = acked.lock().await.clone();
+        let store = Store::open_read_only(&db, &StoreOptions::default()).unwrap();
+        let logged = login_success_ids(&store, "alice");
+        for t in &acked_now {
+            let token = SessionToken::parse(t).unwrap();
+            let s = store
+                .session(&token, now_ms())
+                .unwrap()
+                .unwrap_or_else(|| panic!("cycle {cycle}: an acknowledged session was lost"));
+            assert!(
+                logged.contains(&s.id.to_string()),
+                "cycle {cycle}: login.success of an acknowledged session was lost"
+            );
+        }
+        drop(store);
+        // ...and the running server accepts them: this cycle's all, plus a sample.
+        let c = plain_client();
+        let mut sample: Vec<&String> = acked_now[checked_upto..].iter().collect();
+        for _ in 0..16.min(checked_upto) {
+            sample.push(&acked_now[rng.below(checked_upto as u64) as usize]);
+        }
+        for t in sample {
+            assert_eq!(
+                verify_status(&c, &server.url, t).await,
+                Some(StatusCode::OK),
+                "cycle {cycle}: /auth/verify refused an acknowledged session"
+            );
+        }
+        checked_upto = acked_now.len();
+        if cycles > 20 && (cycle + 1) % 20 == 0 {
+            eprintln!(
+                "crash_server: {} of {cycles} cycles, {checked_upto} sessions so far",
+                cycle + 1
+            );
+        }
+    }
+
+    // The end: every session ever acknowledged verifies.
+    let all = acked.lock().await.clone();
+    let c = plain_client();
+    for t in &all {
+        assert_eq!(
+            verify_status(&c, &server.url, t).await,
+            Some(StatusCode::OK)
+        );
+    }
+    let (code, out, _) = auditctl(&dir, &["verify"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let store = Store::open_read_only(&db, &StoreOptions::default()).unwrap();
+    let events = store.stats().unwrap().events;
+    drop(store);
+    server.kill().await;
+    eprintln!(
+        "crash_server: {cycles} cycles ({early_kills} more kills during start-up), {events} events, \
+         {} acknowledged sessions checked, backups during kills: {} complete + {} failed cleanly, \
+         slowest restart {:?}, lost=0",
+        all.len(),
+        tally.ok,
+        tally.failed_cleanly,
+        max_restart
+    );
+    assert!(!all.is_empty(), "no login was acknowledged");
+}
+
+/// A backup racing a kill either completed (a full, checked snapshot) or
+/// failed and left nothing at its destination.
+async fn check_backup(child: Child, dest: &PathBuf, tally: &mut BackupTally) {
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("auditctl backup hung after the server died")
+        .unwrap();
+    if out.status.success() {
+        let snap = Store::open_read_only(dest, &StoreOptions::default()).unwrap();
+        let report = snap.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        snap.close().unwrap();
+        tally.ok += 1;
+    } else {
+        assert!(
+            !dest.exists(),
+            "a failed backup left a file at its destination: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tally.failed_cleanly += 1;
+    }
+}
