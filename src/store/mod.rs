@@ -31,7 +31,8 @@ mod types;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -88,6 +89,47 @@ struct Inner {
     path: PathBuf,
     read_only: bool,
     opts: StoreOptions,
+    /// Bumped after every commit made through this handle (before the writer
+    /// acknowledges it), and on reopen.
+    generation: AtomicU64,
+    /// The `sessions` table of one read snapshot, shared by session lookups
+    /// while `generation` is unchanged. Beginning a read transaction in redb's
+    /// single-writer mode takes file-lock system calls; the forward-auth hot
+    /// path reuses the snapshot instead. Only a writable handle caches: this
+    /// process makes every commit, so a snapshot taken at the current
+    /// generation is the latest state, and a lookup that starts after a write
+    /// was acknowledged always sees it.
+    sessions_snapshot: Mutex<Option<SessionsSnapshot>>,
+}
+
+struct SessionsSnapshot {
+    generation: u64,
+    table: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
+}
+
+impl Inner {
+    fn new(db: Db, path: &Path, read_only: bool, opts: &StoreOptions) -> Self {
+        Inner {
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            read_only,
+            opts: opts.clone(),
+            generation: AtomicU64::new(0),
+            sessions_snapshot: Mutex::new(None),
+        }
+    }
+
+    /// Marks the cached snapshot stale and drops it: a snapshot kept alive
+    /// would stop redb from reusing the pages that later commits free.
+    fn committed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        let stale = self
+            .sessions_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(stale);
+    }
 }
 
 /// A handle on the database. Cheap to clone; all clones share one file.
@@ -162,12 +204,7 @@ impl Store {
         }
         let db = open_rw(path, opts)?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                db: RwLock::new(Some(Arc::new(Db::Rw(db)))),
-                path: path.to_path_buf(),
-                read_only: false,
-                opts: opts.clone(),
-            }),
+            inner: Arc::new(Inner::new(Db::Rw(db), path, false, opts)),
         })
     }
 
@@ -182,6 +219,8 @@ impl Store {
         if self.inner.read_only {
             return Err(StoreError::Storage("the store is open read-only".into()));
         }
+        // The cached snapshot belongs to the failed handle.
+        self.inner.committed();
         let old = self
             .inner
             .db
@@ -220,6 +259,7 @@ impl Store {
         let db = open_rw(&self.inner.path, &self.inner.opts)
             .map_err(|e| StoreError::Io(e.to_string()))?;
         *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db::Rw(db)));
+        self.inner.committed();
         tracing::info!(path = %self.inner.path.display(), "database reopened");
         Ok(())
     }
@@ -285,12 +325,7 @@ impl Store {
             });
         }
         Ok(Store {
-            inner: Arc::new(Inner {
-                db: RwLock::new(Some(Arc::new(Db::Ro(db)))),
-                path: path.to_path_buf(),
-                read_only: true,
-                opts: opts.clone(),
-            }),
+            inner: Arc::new(Inner::new(Db::Ro(db), path, true, opts)),
         })
     }
 
@@ -362,7 +397,9 @@ impl Store {
             }
             tx.finish()?;
         }
-        txn.commit()?;
+        let committed = txn.commit();
+        self.inner.committed();
+        committed?;
         Ok(outs)
     }
 
@@ -379,7 +416,9 @@ impl Store {
             tx.finish()?;
             out
         };
-        txn.commit()?;
+        let committed = txn.commit();
+        self.inner.committed();
+        committed?;
         Ok(out)
     }
 
@@ -401,8 +440,7 @@ impl Store {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        let txn = self.read()?;
-        let t = txn.open_table(SESSIONS)?;
+        let t = self.sessions_table()?;
         let Some(g) = t.get(hash.0)? else {
             return Ok(None);
         };
@@ -411,6 +449,33 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(sessions::to_session(rec)))
+    }
+
+    /// The `sessions` table at the latest commit: the shared snapshot when it
+    /// is current (see [`Inner::sessions_snapshot`]), else a fresh one.
+    fn sessions_table(
+        &self,
+    ) -> Result<Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>, StoreError> {
+        if self.inner.read_only {
+            return Ok(Arc::new(self.read()?.open_table(SESSIONS)?));
+        }
+        // Read before taking the snapshot: a commit racing this lookup makes
+        // the cached generation stale, never a stale snapshot current.
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut cached = self
+            .inner
+            .sessions_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.as_ref().filter(|s| s.generation == generation) {
+            return Ok(s.table.clone());
+        }
+        let table = Arc::new(self.read()?.open_table(SESSIONS)?);
+        *cached = Some(SessionsSnapshot {
+            generation,
+            table: table.clone(),
+        });
+        Ok(table)
     }
 
     /// A user's live sessions, newest first.
@@ -553,6 +618,7 @@ impl Store {
     /// Closes the database, flushing it and releasing the file lock. Fails
     /// (and leaves closing to the last handle's drop) if other clones remain.
     pub fn close(self) -> Result<(), StoreError> {
+        self.inner.committed();
         match Arc::try_unwrap(self.inner) {
             Ok(inner) => match inner.db.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 None => Ok(()),

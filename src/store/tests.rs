@@ -593,3 +593,37 @@ fn reopen_keeps_everything_and_serves_again() {
     drop(reader);
     store.close().unwrap();
 }
+
+#[test]
+fn session_lookups_see_every_acknowledged_write_at_once() {
+    let (_d, store) = temp_store();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let now = now_ms();
+        let mut n = new_session("alice", now);
+        n.idle_ttl_ms = 60_000;
+        n.absolute_ttl_ms = 60_000;
+        let a = writer.create_session(n.clone()).await.unwrap();
+        // This lookup caches the snapshot...
+        assert!(store.session(&a.token, now).unwrap().is_some());
+        // ...which a later commit must not leave in use.
+        let b = writer.create_session(n.clone()).await.unwrap();
+        assert!(store.session(&b.token, now).unwrap().is_some());
+        writer
+            .submit(Op::RevokeByToken {
+                hash: a.token.hash(),
+                reason: RevokeReason::ByUser,
+                ip: None,
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        assert!(store.session(&a.token, now).unwrap().is_none());
+        assert!(store.session(&b.token, now).unwrap().is_some());
+        drop(writer);
+        task.shutdown().await.unwrap();
+    });
+}
