@@ -103,6 +103,9 @@ pub struct Report {
     pub gh_append_256: Option<(f64, f64)>,
     #[serde(skip)]
     pub bytes_1m: Option<(f64, f64)>,
+    /// (size, p50) of the always-full newest-100 page.
+    #[serde(skip)]
+    pub full_page: Vec<(usize, f64)>,
 }
 
 impl Report {

@@ -103,3 +103,38 @@ pub fn short(n: usize) -> String {
         n.to_string()
     }
 }
+
+/// Runs `f` and `g` alternately `n` times each and summarises each one's
+/// latency. Alternating call by call makes both see the same machine: on a
+/// box shared with other work, a burst of load hits both sides alike.
+pub fn sample2<A, B>(
+    n: usize,
+    mut f: impl FnMut(usize) -> A,
+    mut g: impl FnMut(usize) -> B,
+) -> (Lat, Lat) {
+    let mut a = Vec::with_capacity(n);
+    let mut b = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        std::hint::black_box(f(i));
+        a.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(g(i));
+        b.push(t.elapsed());
+    }
+    (Lat::of(&mut a), Lat::of(&mut b))
+}
+
+/// The median of some numbers (NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
