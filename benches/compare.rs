@@ -1063,6 +1063,31 @@ fn redb_diagnostics(path: &Path, events: usize, sql_bytes: u64, rep: &mut Report
         ));
         w.abort().expect("abort");
     }
+    {
+        use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+        let r = db.begin_read().expect("read txn");
+        let mut per = Vec::new();
+        for h in r.list_tables().expect("tables") {
+            let t = r.open_untyped_table(h).expect("table");
+            let st = t.stats().expect("table stats");
+            let used = st.stored_bytes() + st.metadata_bytes();
+            let total = used + st.fragmented_bytes();
+            if total > 1_000_000 {
+                per.push(format!(
+                    "{} {:.0} MB stored+meta, {:.0} MB unused in pages ({:.0}% full)",
+                    t.name(),
+                    used as f64 / 1e6,
+                    st.fragmented_bytes() as f64 / 1e6,
+                    100.0 * used as f64 / total as f64
+                ));
+            }
+        }
+        rep.note(format!(
+            "redb tables at {} events: {}",
+            short(events),
+            per.join("; ")
+        ));
+    }
     let t = Instant::now();
     db.compact().expect("compact");
     let took = t.elapsed();

@@ -68,7 +68,7 @@ pub fn naive(path: &Path, user: &str, limit: usize) -> Vec<JsonEvent> {
         .into_iter()
         .filter(|e| e.user.as_deref() == Some(user))
         .collect();
-    mine.sort_by(|a, b| b.id.cmp(&a.id));
+    mine.sort_by_key(|e| std::cmp::Reverse(e.id));
     mine.truncate(limit);
     mine
 }

@@ -242,8 +242,7 @@ impl Sql {
         kind: &'static str,
         user: &str,
         public_id: &[u8],
-        ip: Option<String>,
-        ua: Option<String>,
+        (ip, ua): (Option<String>, Option<String>),
         details: &str,
         now_ms: u64,
     ) -> rusqlite::Result<u64> {
@@ -284,7 +283,7 @@ impl Sql {
         for (hash, pid, deadline) in existing {
             if deadline as u64 <= now {
                 self.delete_session(&hash)?;
-                self.session_event("session.expired", &new.user, &pid, None, None, "{}", now)?;
+                self.session_event("session.expired", &new.user, &pid, (None, None), "{}", now)?;
                 remaining -= 1;
             } else {
                 live.push((hash, pid));
@@ -300,8 +299,7 @@ impl Sql {
                 "session.evicted",
                 &new.user,
                 &pid,
-                None,
-                None,
+                (None, None),
                 &details,
                 now,
             )?;
@@ -337,8 +335,7 @@ impl Sql {
             "session.created",
             &new.user,
             &pid,
-            ip,
-            new.user_agent.clone(),
+            (ip, new.user_agent.clone()),
             &details,
             now,
         )?;
@@ -359,8 +356,7 @@ impl Sql {
                     "logout",
                     &user,
                     &pid,
-                    None,
-                    None,
+                    (None, None),
                     r#"{"reason":"logout"}"#,
                     now_ms,
                 )?;
@@ -392,8 +388,7 @@ impl Sql {
                 "session.expired",
                 &user,
                 &pid,
-                None,
-                None,
+                (None, None),
                 r#"{"reason":"idle"}"#,
                 now_ms,
             )?;
