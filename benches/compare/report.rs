@@ -56,6 +56,8 @@ pub struct Row {
     pub unit: Unit,
     pub better: Better,
     pub note: String,
+    /// gatehouse's advantage (see [`Row::ratio`]), stored for JSON readers.
+    pub ratio: Option<f64>,
 }
 
 impl Row {
@@ -121,7 +123,7 @@ impl Report {
         better: Better,
         note: impl Into<String>,
     ) {
-        let row = Row {
+        let mut row = Row {
             figure,
             measure: measure.into(),
             gatehouse,
@@ -130,7 +132,9 @@ impl Report {
             unit,
             better,
             note: note.into(),
+            ratio: None,
         };
+        row.ratio = row.ratio();
         println!("{}", table_line(&row));
         self.rows.push(row);
     }
