@@ -166,7 +166,10 @@ fn main() {
             "cargo bench --bench compare -- --{}{}",
             p.mode,
             only.as_ref()
-                .map(|o| format!(" --only {o:?}"))
+                .map(|o| {
+                    let list: Vec<String> = o.iter().map(|f| f.to_string()).collect();
+                    format!(" --only {}", list.join(","))
+                })
                 .unwrap_or_default()
         ),
         machine: machine_facts(),
