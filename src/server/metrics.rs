@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::store::now_ms;
+use crate::store::{Histogram, now_ms};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -21,38 +21,6 @@ impl Counter {
     }
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
-    }
-}
-
-/// A fixed-bucket histogram.
-#[derive(Debug)]
-pub struct Histogram {
-    /// Upper bounds; the implicit last bucket is +Inf.
-    bounds: &'static [u64],
-    counts: Vec<AtomicU64>,
-    sum: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [u64]) -> Self {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, v: u64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|&b| v <= b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Relaxed);
-        self.sum.fetch_add(v, Relaxed);
-        self.count.fetch_add(1, Relaxed);
     }
 }
 

@@ -49,7 +49,7 @@ pub use ops::{Op, OpOutput};
 pub use prune::PruneReport;
 pub use sessions::SweepReport;
 pub use types::*;
-pub use writer::{Writer, WriterConfig, WriterStats, WriterTask};
+pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 
 use codec::decode;
 use records::SessionRecord;

@@ -37,7 +37,8 @@ impl Default for WriterConfig {
     }
 }
 
-/// A fixed-bucket histogram with atomic counters.
+/// A fixed-bucket histogram with atomic counters (Prometheus style: each
+/// bucket counts observations at or below its bound; the last is +Inf).
 #[derive(Debug)]
 pub struct Histogram {
     /// Upper bounds of the buckets (the last bucket is +Inf).
@@ -48,7 +49,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn new(bounds: &'static [u64]) -> Self {
+    pub fn new(bounds: &'static [u64]) -> Self {
         Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
