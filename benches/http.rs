@@ -79,7 +79,12 @@ struct Row {
     ratio: Option<f64>,
 }
 
-fn row(figure: impl Into<String>, g: impl Into<String>, c: impl Into<String>, ratio: Option<f64>) -> Row {
+fn row(
+    figure: impl Into<String>,
+    g: impl Into<String>,
+    c: impl Into<String>,
+    ratio: Option<f64>,
+) -> Row {
     Row {
         figure: figure.into(),
         gatehouse: g.into(),
@@ -121,7 +126,10 @@ fn main() {
     let p = Params::new(full);
     let mode = if full { "full" } else { "quick" };
     let started = Instant::now();
-    eprintln!("http bench ({mode}); machine: {}", machine().replace('\n', "; "));
+    eprintln!(
+        "http bench ({mode}); machine: {}",
+        machine().replace('\n', "; ")
+    );
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
@@ -130,17 +138,33 @@ fn main() {
     raw.insert("machine".into(), json!(machine()));
     raw.insert("loadavg_start".into(), json!(loadavg()));
 
-    let f6 = rt.block_on(fig6(&p, &mut rows));
-    raw.insert("fig6".into(), f6);
-    let f7 = rt.block_on(fig7(&p, &mut rows));
-    raw.insert("fig7".into(), f7);
-    let f8 = rt.block_on(fig8(&p, &mut rows));
-    raw.insert("fig8".into(), f8);
+    // `--only 6,8` runs a subset (for profiling) and writes no files.
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let run = |n: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == n));
+    if run("6") {
+        let f6 = rt.block_on(fig6(&p, &mut rows));
+        raw.insert("fig6".into(), f6);
+    }
+    if run("7") {
+        let f7 = rt.block_on(fig7(&p, &mut rows));
+        raw.insert("fig7".into(), f7);
+    }
+    if run("8") {
+        let f8 = rt.block_on(fig8(&p, &mut rows));
+        raw.insert("fig8".into(), f8);
+    }
     raw.insert("loadavg_end".into(), json!(loadavg()));
     raw.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
 
     let md = table(&rows, mode);
     println!("{md}");
+    if only.is_some() {
+        eprintln!("--only: results not written");
+        return;
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results");
     std::fs::create_dir_all(&dir).expect("bench-results dir");
     std::fs::write(dir.join("http.md"), &md).expect("write http.md");
@@ -169,7 +193,10 @@ fn table(rows: &[Row], mode: &str) -> String {
     );
     s.push_str("| figure | gatehouse | competitor | ratio |\n| --- | --- | --- | --- |\n");
     for r in rows {
-        let ratio = r.ratio.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into());
+        let ratio = r
+            .ratio
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or_else(|| "-".into());
         s.push_str(&format!(
             "| {} | {} | {} | {} |\n",
             r.figure, r.gatehouse, r.competitor, ratio
@@ -373,7 +400,8 @@ fn get_req(path: &str, cookie: Option<&str>) -> Vec<u8> {
     let c = cookie
         .map(|c| format!("Cookie: gatehouse_session={c}\r\n"))
         .unwrap_or_default();
-    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{c}Accept: application/json\r\n\r\n").into_bytes()
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{c}Accept: application/json\r\n\r\n")
+        .into_bytes()
 }
 
 fn login_req(user: &str, pw: &str) -> Vec<u8> {
@@ -432,7 +460,7 @@ async fn load(addr: SocketAddr, path: &str, cookie: &str, secs: u64) -> Load {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         parse_wrk(&text).unwrap_or_else(|| panic!("cannot parse wrk output:\n{text}"))
     } else {
-        let (rps, lat, _) = builtin_load(addr, get_req(path, Some(cookie)), 64, secs).await;
+        let (rps, lat, _) = builtin_load(addr, get_req(path, Some(cookie)), 64, secs, None).await;
         Load {
             rps,
             p50_us: pct(&lat, 50.0),
@@ -484,6 +512,7 @@ async fn builtin_load(
     req: Vec<u8>,
     conns: usize,
     secs: u64,
+    backoff: Option<Duration>,
 ) -> (f64, Vec<u32>, std::collections::BTreeMap<u16, u64>) {
     let req = Arc::new(req);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -506,6 +535,14 @@ async fn builtin_load(
                 *by.entry(st).or_insert(0u64) += 1;
                 if st == 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                } else if let (Some(b), 429 | 503) = (backoff, st) {
+                    // A client honouring `Retry-After` (capped).
+                    if tokio::time::timeout_at(deadline.into(), tokio::time::sleep(b))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
             }
             (lat, by)
@@ -545,7 +582,10 @@ fn fmt_us(us: f64) -> String {
 // ------------------------------------------------------------------ figure 6
 
 async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
-    eprintln!("figure 6: /auth/verify vs a plain axum handler ({} s each)", p.load_secs);
+    eprintln!(
+        "figure 6: /auth/verify vs a plain axum handler ({} s each)",
+        p.load_secs
+    );
     if !wrk_available() {
         eprintln!(
             "  wrk not found; install it with `apt-get install -y wrk` for the reference figures. \
@@ -557,7 +597,10 @@ async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
     let cookie = login(gh.addr, "alice", PASSWORD).await;
     // Sanity: the cookie is accepted.
     let mut c = Conn::new(gh.addr);
-    let st = c.send(&get_req("/auth/verify", Some(&cookie))).await.unwrap();
+    let st = c
+        .send(&get_req("/auth/verify", Some(&cookie)))
+        .await
+        .unwrap();
     assert_eq!(st, 200, "verify with the bench cookie: {}", c.head);
     let (plain_addr, plain_stop) = start_plain().await;
 
@@ -571,7 +614,10 @@ async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
 
     let tool = g.tool;
     rows.push(row(
-        format!("6 verify req/s ({tool}, 2 threads, 64 conns, {} s)", p.load_secs),
+        format!(
+            "6 verify req/s ({tool}, 2 threads, 64 conns, {} s)",
+            p.load_secs
+        ),
         format!("{:.0}", g.rps),
         format!("{:.0} (plain axum)", b.rps),
         Some(g.rps / b.rps),
@@ -621,7 +667,12 @@ fn single_hash_ms() -> f64 {
 }
 
 /// Sequential probes of `path` on one connection, every 5 ms, until `stop`.
-async fn probe(addr: SocketAddr, path: &'static str, cookie: String, stop: Arc<AtomicBool>) -> Vec<u32> {
+async fn probe(
+    addr: SocketAddr,
+    path: &'static str,
+    cookie: String,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
     let req = get_req(path, Some(&cookie));
     let mut c = Conn::new(addr);
     let mut lat = Vec::new();
@@ -645,12 +696,24 @@ struct Flood {
 }
 
 /// 200 wrong-password logins at once for `secs`, with probes running.
-async fn flood(addr: SocketAddr, cookie: &str, secs: u64) -> Flood {
+async fn flood(addr: SocketAddr, cookie: &str, secs: u64, backoff: Option<Duration>) -> Flood {
     let stop = Arc::new(AtomicBool::new(false));
-    let pv = tokio::spawn(probe(addr, "/auth/verify", cookie.to_string(), stop.clone()));
+    let pv = tokio::spawn(probe(
+        addr,
+        "/auth/verify",
+        cookie.to_string(),
+        stop.clone(),
+    ));
     let ph = tokio::spawn(probe(addr, "/healthz", cookie.to_string(), stop.clone()));
     let t = Instant::now();
-    let (_, _, by) = builtin_load(addr, login_req("alice", "wrong password"), 200, secs).await;
+    let (_, _, by) = builtin_load(
+        addr,
+        login_req("alice", "wrong password"),
+        200,
+        secs,
+        backoff,
+    )
+    .await;
     let secs = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     Flood {
@@ -663,7 +726,12 @@ async fn flood(addr: SocketAddr, cookie: &str, secs: u64) -> Flood {
 
 async fn idle_probe(addr: SocketAddr, cookie: &str, secs: u64) -> (Vec<u32>, Vec<u32>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let pv = tokio::spawn(probe(addr, "/auth/verify", cookie.to_string(), stop.clone()));
+    let pv = tokio::spawn(probe(
+        addr,
+        "/auth/verify",
+        cookie.to_string(),
+        stop.clone(),
+    ));
     let ph = tokio::spawn(probe(addr, "/healthz", cookie.to_string(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
@@ -684,43 +752,100 @@ async fn fig7(p: &Params, rows: &mut Vec<Row>) -> Value {
         .unwrap()
         .unwrap();
 
-    // Raised regulation limit: every wrong login is hashed.
+    // Raised regulation limit: every wrong login is hashed. Three runs:
+    // clients retrying at once, clients honouring `Retry-After` (1 s), and
+    // at once again with one hashing slot (`hash_workers = 1`).
     let raised = "[regulation]\nmax_failures = 100000000\nmax_tracked = 100000\n";
-    let gh = start_gatehouse(&config_text(&hash, false, "", raised)).await;
-    let cookie = login(gh.addr, "alice", PASSWORD).await;
-    let (idle_v, idle_h) = idle_probe(gh.addr, &cookie, 2).await;
-    let f = flood(gh.addr, &cookie, p.flood_secs).await;
-    gh.stop().await;
-    let r401 = rate(&f, 401);
-    eprintln!(
-        "  raised limit: {:?} in {:.1} s; verify p99 idle {} flood {}",
-        f.by,
-        f.secs,
-        fmt_us(pct(&idle_v, 99.0)),
-        fmt_us(pct(&f.verify, 99.0))
-    );
+    let variants: [(&str, String, Option<Duration>); 3] = [
+        ("at once", raised.to_string(), None),
+        (
+            "Retry-After honoured",
+            raised.to_string(),
+            Some(Duration::from_secs(1)),
+        ),
+        (
+            "at once, hash_workers = 1",
+            format!("{raised}\n[limits]\nhash_workers = 1\n"),
+            None,
+        ),
+    ];
+    let lat = |v: &Vec<u32>| json!({"n": v.len(), "p50_us": pct(v, 50.0), "p99_us": pct(v, 99.0)});
+    let mut runs = Vec::new();
+    let mut idle = None;
+    for (name, sections, backoff) in variants {
+        let gh = start_gatehouse(&config_text(&hash, false, "", &sections)).await;
+        let cookie = login(gh.addr, "alice", PASSWORD).await;
+        if idle.is_none() {
+            idle = Some(idle_probe(gh.addr, &cookie, 2).await);
+        }
+        let f = flood(gh.addr, &cookie, p.flood_secs, backoff).await;
+        gh.stop().await;
+        eprintln!(
+            "  raised limit, {name}: {:?} in {:.1} s; verify p99 {}, healthz p99 {}",
+            f.by,
+            f.secs,
+            fmt_us(pct(&f.verify, 99.0)),
+            fmt_us(pct(&f.health, 99.0))
+        );
+        runs.push((name, f));
+    }
+    let (idle_v, idle_h) = idle.unwrap();
 
     // Default regulation: the flooding IP and user are banned after 5 failures.
     let gd = start_gatehouse(&config_text(&hash, false, "", "")).await;
     let cookie_d = login(gd.addr, "alice", PASSWORD).await;
-    let d = flood(gd.addr, &cookie_d, p.default_flood_secs).await;
+    let d = flood(gd.addr, &cookie_d, p.default_flood_secs, None).await;
     gd.stop().await;
     eprintln!("  default regulation: {:?} in {:.1} s", d.by, d.secs);
 
     rows.push(row(
-        format!("7 wrong logins hashed (401/s), max_failures raised, {} s", p.flood_secs),
-        format!("{r401:.1}/s"),
-        format!("{limit:.1}/s argon2 limit ({} cores / {hash_ms:.1} ms)", cores()),
-        Some(r401 / limit),
-    ));
-    rows.push(row(
-        "7 flood answers 429/s and 503/s (raised limit)",
-        format!("429: {:.0}/s, 503: {:.0}/s", rate(&f, 429), rate(&f, 503)),
+        "7 argon2 limit of the machine",
         "-",
+        format!("{limit:.1}/s ({} cores / {hash_ms:.1} ms a hash)", cores()),
         None,
     ));
+    let mut raised_json = Vec::new();
+    for (name, f) in &runs {
+        rows.push(row(
+            format!(
+                "7 flood ({name}, max_failures raised, {} s): 401/s vs argon2 limit; 429/s, 503/s",
+                p.flood_secs
+            ),
+            format!(
+                "{:.1}/s (429: {:.0}/s, 503: {:.0}/s)",
+                rate(f, 401),
+                rate(f, 429),
+                rate(f, 503)
+            ),
+            format!("{limit:.1}/s"),
+            Some(rate(f, 401) / limit),
+        ));
+        for (path, idle, busy) in [
+            ("/auth/verify", &idle_v, &f.verify),
+            ("/healthz", &idle_h, &f.health),
+        ] {
+            rows.push(row(
+                format!("7 {path} p50 / p99 during flood ({name}) vs idle"),
+                format!("{} / {}", fmt_us(pct(busy, 50.0)), fmt_us(pct(busy, 99.0))),
+                format!(
+                    "{} / {} idle",
+                    fmt_us(pct(idle, 50.0)),
+                    fmt_us(pct(idle, 99.0))
+                ),
+                Some(pct(busy, 99.0) / pct(idle, 99.0)),
+            ));
+        }
+        raised_json.push(json!({
+            "variant": name, "max_failures": 100000000u64, "secs": f.secs, "by_status": f.by,
+            "rate_401": rate(f, 401), "rate_429": rate(f, 429), "rate_503": rate(f, 503),
+            "verify_flood": lat(&f.verify), "healthz_flood": lat(&f.health),
+        }));
+    }
     rows.push(row(
-        format!("7 default regulation ({} s): 401/s, 429/s, 503/s", p.default_flood_secs),
+        format!(
+            "7 flood, default regulation ({} s): 401/s, 429/s, 503/s",
+            p.default_flood_secs
+        ),
         format!(
             "{:.1}/s, {:.0}/s, {:.0}/s",
             rate(&d, 401),
@@ -730,26 +855,10 @@ async fn fig7(p: &Params, rows: &mut Vec<Row>) -> Value {
         "-",
         None,
     ));
-    for (name, idle, busy) in [
-        ("/auth/verify", &idle_v, &f.verify),
-        ("/healthz", &idle_h, &f.health),
-    ] {
-        rows.push(row(
-            format!("7 {name} p50 / p99 during flood (vs idle)"),
-            format!("{} / {}", fmt_us(pct(busy, 50.0)), fmt_us(pct(busy, 99.0))),
-            format!("{} / {} idle", fmt_us(pct(idle, 50.0)), fmt_us(pct(idle, 99.0))),
-            Some(pct(busy, 99.0) / pct(idle, 99.0)),
-        ));
-    }
-    let lat = |v: &Vec<u32>| json!({"n": v.len(), "p50_us": pct(v, 50.0), "p99_us": pct(v, 99.0)});
     json!({
         "argon2_single_hash_ms": hash_ms, "cores": cores(), "argon2_limit_per_s": limit,
-        "raised": {
-            "max_failures": 100000000u64, "secs": f.secs, "by_status": f.by,
-            "rate_401": r401, "rate_429": rate(&f, 429), "rate_503": rate(&f, 503),
-            "verify_idle": lat(&idle_v), "healthz_idle": lat(&idle_h),
-            "verify_flood": lat(&f.verify), "healthz_flood": lat(&f.health),
-        },
+        "verify_idle": lat(&idle_v), "healthz_idle": lat(&idle_h),
+        "raised": raised_json,
         "default": {
             "secs": d.secs, "by_status": d.by,
             "rate_401": rate(&d, 401), "rate_429": rate(&d, 429), "rate_503": rate(&d, 503),
@@ -901,12 +1010,22 @@ async fn audit_pages(c: &mut Conn, cookie: &str, query: &str, pages: usize) -> (
             Some(cur) => format!("/api/v1/audit?{query}&cursor={cur}"),
             None => format!("/api/v1/audit?{query}"),
         };
-        let st = c.send(&get_req(&path, Some(cookie))).await.expect("audit query");
-        assert_eq!(st, 200, "audit query {path}: {}", String::from_utf8_lossy(&c.body));
+        let st = c
+            .send(&get_req(&path, Some(cookie)))
+            .await
+            .expect("audit query");
+        assert_eq!(
+            st,
+            200,
+            "audit query {path}: {}",
+            String::from_utf8_lossy(&c.body)
+        );
         let v: Value = serde_json::from_slice(&c.body).expect("audit json");
         n += v["events"].as_array().map_or(0, |a| a.len());
         match v["next_cursor"].as_str() {
-            Some(cur) => cursor = Some(url::form_urlencoded::byte_serialize(cur.as_bytes()).collect()),
+            Some(cur) => {
+                cursor = Some(url::form_urlencoded::byte_serialize(cur.as_bytes()).collect())
+            }
             None => break,
         }
     }
@@ -929,11 +1048,7 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
     let file_before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let hash = hash_password(PASSWORD, &cheap()).unwrap();
     // Sweep at start (the first tick is immediate), default cache.
-    std::fs::write(
-        dir.join("gatehouse.toml"),
-        config_text(&hash, true, "", ""),
-    )
-    .unwrap();
+    std::fs::write(dir.join("gatehouse.toml"), config_text(&hash, true, "", "")).unwrap();
 
     let exe = std::env::current_exe().expect("current exe");
     let mut child = tokio::process::Command::new(exe)
@@ -984,15 +1099,27 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
     let queries: [(&str, &str, usize); 5] = [
         ("newest 100 of one user", "user=u17&limit=100", 1),
         ("one user, all pages of 1000", "user=u17&limit=1000", 1000),
-        ("one kind, 50 pages of 1000", "kind=login.failure&limit=1000", 50),
+        (
+            "one kind, 50 pages of 1000",
+            "kind=login.failure&limit=1000",
+            50,
+        ),
         ("all, 100 pages of 1000", "limit=1000", 100),
-        ("filter scan: ip + outcome", "ip=10.0.3.7&outcome=failure&limit=100", 20),
+        (
+            "filter scan: ip + outcome",
+            "ip=10.0.3.7&outcome=failure&limit=100",
+            20,
+        ),
     ];
     let mut qres = Vec::new();
     for (name, q, pages) in queries {
         let (n, ms) = audit_pages(&mut c, &cookie, q, pages).await;
         let (hwm, rss) = proc_status(pid);
-        eprintln!("  audit {name}: {n} events in {ms:.1} ms; VmHWM {} VmRSS {}", mib_kb(hwm), mib_kb(rss));
+        eprintln!(
+            "  audit {name}: {n} events in {ms:.1} ms; VmHWM {} VmRSS {}",
+            mib_kb(hwm),
+            mib_kb(rss)
+        );
         qres.push(json!({"query": q, "name": name, "events": n, "ms": ms, "vmhwm_kb": hwm, "vmrss_kb": rss}));
     }
     let (hwm_end, rss_end) = proc_status(pid);
@@ -1021,7 +1148,7 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
             mib_kb(rss_sweep),
             mib_kb(rss_end)
         ),
-        format!("redb cache 64 MiB"),
+        "redb cache 64 MiB",
         None,
     ));
     rows.push(row(
