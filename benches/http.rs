@@ -296,6 +296,29 @@ async fn start_plain() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
 
 // ------------------------------------------------------------------ a tiny HTTP/1.1 client
 
+/// Load clients and probes run on their own runtime (own worker threads), so
+/// that they never queue behind the in-process server's tasks or the other
+/// way round; they still share the machine's cores with it.
+fn clients() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-client")
+            .enable_all()
+            .build()
+            .expect("client runtime")
+    })
+}
+
+/// Runs `f` on the client runtime.
+async fn on_clients<F: std::future::Future + Send + 'static>(f: F) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    clients().spawn(f).await.expect("client task")
+}
+
 /// One keep-alive connection. Enough HTTP/1.1 for the answers gatehouse and
 /// axum give here (`Content-Length` bodies).
 struct Conn {
@@ -460,7 +483,14 @@ async fn load(addr: SocketAddr, path: &str, cookie: &str, secs: u64) -> Load {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         parse_wrk(&text).unwrap_or_else(|| panic!("cannot parse wrk output:\n{text}"))
     } else {
-        let (rps, lat, _) = builtin_load(addr, get_req(path, Some(cookie)), 64, secs, None).await;
+        let (rps, lat, _) = on_clients(builtin_load(
+            addr,
+            get_req(path, Some(cookie)),
+            64,
+            secs,
+            None,
+        ))
+        .await;
         Load {
             rps,
             p50_us: pct(&lat, 50.0),
@@ -607,6 +637,8 @@ async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
     // Warm up both, then measure one after the other.
     let _ = load(gh.addr, "/auth/verify", &cookie, 1).await;
     let g = load(gh.addr, "/auth/verify", &cookie, p.load_secs).await;
+    // The same server stack on a route that reads no session.
+    let h = load(gh.addr, "/healthz", &cookie, p.load_secs).await;
     let _ = load(plain_addr, "/auth/verify", &cookie, 1).await;
     let b = load(plain_addr, "/auth/verify", &cookie, p.load_secs).await;
     let _ = plain_stop.send(());
@@ -621,6 +653,12 @@ async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
         format!("{:.0}", g.rps),
         format!("{:.0} (plain axum)", b.rps),
         Some(g.rps / b.rps),
+    ));
+    rows.push(row(
+        "6 /healthz req/s (same gatehouse stack, no session read)",
+        format!("{:.0}", h.rps),
+        format!("{:.0} (plain axum)", b.rps),
+        Some(h.rps / b.rps),
     ));
     rows.push(row(
         "6 verify latency p50",
@@ -645,6 +683,7 @@ async fn fig6(p: &Params, rows: &mut Vec<Row>) -> Value {
         "tool": tool, "secs": p.load_secs, "threads": 2, "connections": 64,
         "verify": {"rps": g.rps, "p50_us": g.p50_us, "p99_us": g.p99_us},
         "plain": {"rps": b.rps, "p50_us": b.p50_us, "p99_us": b.p99_us},
+        "healthz": {"rps": h.rps, "p50_us": h.p50_us, "p99_us": h.p99_us},
         "ratio_rps": g.rps / b.rps,
     })
 }
