@@ -1071,26 +1071,27 @@ async fn audit_pages(c: &mut Conn, cookie: &str, query: &str, pages: usize) -> (
     (n, t.elapsed().as_secs_f64() * 1e3)
 }
 
-async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
-    eprintln!(
-        "figure 8: memory with {} sessions and {} events",
-        p.sessions, p.events
-    );
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_path_buf();
-    let db = dir.join("gatehouse.redb");
-    let (sessions, events) = (p.sessions, p.events);
-    let db2 = db.clone();
-    let (live, expired) = tokio::task::spawn_blocking(move || fill(&db2, sessions, events))
-        .await
-        .unwrap();
-    let file_before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-    let hash = hash_password(PASSWORD, &cheap()).unwrap();
-    // Sweep at start (the first tick is immediate), default cache.
-    std::fs::write(dir.join("gatehouse.toml"), config_text(&hash, true, "", "")).unwrap();
+/// What one server child measured.
+struct ChildRun {
+    open_secs: f64,
+    sweep_secs: f64,
+    rss_started: u64,
+    hwm_sweep: u64,
+    rss_sweep: u64,
+    hwm_end: u64,
+    rss_end: u64,
+    queries: Vec<Value>,
+}
 
+/// Starts a server child on `dir`, waits for the start-up sweep, runs the
+/// audit queries and stops it, sampling `/proc/<pid>/status` on the way.
+async fn run_child(dir: &Path, live: u64, arena_max: Option<&str>) -> ChildRun {
     let exe = std::env::current_exe().expect("current exe");
-    let mut child = tokio::process::Command::new(exe)
+    let mut cmd = tokio::process::Command::new(exe);
+    if let Some(n) = arena_max {
+        cmd.env("MALLOC_ARENA_MAX", n);
+    }
+    let mut child = cmd
         .arg("--serve-child")
         .arg(&dir)
         .stdin(Stdio::piped())
@@ -1164,6 +1165,49 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
     let (hwm_end, rss_end) = proc_status(pid);
     drop(child.stdin.take());
     let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    ChildRun {
+        open_secs,
+        sweep_secs,
+        rss_started,
+        hwm_sweep,
+        rss_sweep,
+        hwm_end,
+        rss_end,
+        queries: qres,
+    }
+}
+
+async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
+    eprintln!(
+        "figure 8: memory with {} sessions and {} events",
+        p.sessions, p.events
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let db = dir.join("gatehouse.redb");
+    let (sessions, events) = (p.sessions, p.events);
+    let db2 = db.clone();
+    let (live, expired) = tokio::task::spawn_blocking(move || fill(&db2, sessions, events))
+        .await
+        .unwrap();
+    let file_before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let hash = hash_password(PASSWORD, &cheap()).unwrap();
+    // Sweep at start (the first tick is immediate), default cache.
+    std::fs::write(dir.join("gatehouse.toml"), config_text(&hash, true, "", "")).unwrap();
+
+    let r = run_child(&dir, live, None).await;
+    // The same with glibc limited to two malloc arenas.
+    let r2 = run_child(&dir, live, Some("2")).await;
+    let ChildRun {
+        open_secs,
+        sweep_secs,
+        rss_started,
+        hwm_sweep,
+        rss_sweep,
+        hwm_end,
+        rss_end,
+        queries: qres,
+    } = r;
     let file_after = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
 
     let target_kb = 100 * 1024;
@@ -1178,6 +1222,12 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
             file_after as f64 / 1048576.0
         ),
         Some(hwm_end as f64 / target_kb as f64),
+    ));
+    rows.push(row(
+        "8 peak RSS, the same with MALLOC_ARENA_MAX=2",
+        mib_kb(r2.hwm_end),
+        "target < 100 MiB",
+        Some(r2.hwm_end as f64 / target_kb as f64),
     ));
     rows.push(row(
         "8 RSS after start / after sweep / after queries",
@@ -1202,6 +1252,7 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
         "open_secs": open_secs, "sweep_secs": sweep_secs,
         "vmrss_started_kb": rss_started, "vmhwm_sweep_kb": hwm_sweep, "vmrss_sweep_kb": rss_sweep,
         "vmhwm_end_kb": hwm_end, "vmrss_end_kb": rss_end, "queries": qres,
+        "malloc_arena_max_2": {"vmhwm_end_kb": r2.hwm_end, "vmrss_end_kb": r2.rss_end, "queries": r2.queries},
         "full": p.full,
     })
 }
