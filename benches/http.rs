@@ -1093,7 +1093,7 @@ async fn run_child(dir: &Path, live: u64, arena_max: Option<&str>) -> ChildRun {
     }
     let mut child = cmd
         .arg("--serve-child")
-        .arg(&dir)
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
