@@ -36,6 +36,8 @@ const PASSWORD: &str = "bench-password-123";
 #[derive(Clone, Copy)]
 struct Params {
     full: bool,
+    /// Figure 8: `cache_mib` of the server (`--cache-mib N`; default 64).
+    cache_mib: u64,
     /// Figure 6: seconds per wrk run.
     load_secs: u64,
     /// Figure 7: seconds of flood (raised regulation limit).
@@ -52,6 +54,7 @@ impl Params {
         if full {
             Params {
                 full,
+                cache_mib: 64,
                 load_secs: 10,
                 flood_secs: 15,
                 default_flood_secs: 5,
@@ -61,6 +64,7 @@ impl Params {
         } else {
             Params {
                 full,
+                cache_mib: 64,
                 load_secs: 5,
                 flood_secs: 8,
                 default_flood_secs: 3,
@@ -123,7 +127,15 @@ fn main() {
         return;
     }
     let full = args.iter().any(|a| a == "--full");
-    let p = Params::new(full);
+    let mut p = Params::new(full);
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--cache-mib")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+    {
+        p.cache_mib = n;
+    }
     let mode = if full { "full" } else { "quick" };
     let started = Instant::now();
     eprintln!(
@@ -1223,8 +1235,14 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
         .unwrap();
     let file_before = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     let hash = hash_password(PASSWORD, &cheap()).unwrap();
-    // Sweep at start (the first tick is immediate), default cache.
-    std::fs::write(dir.join("gatehouse.toml"), config_text(&hash, true, "", "")).unwrap();
+    // Sweep at start (the first tick is immediate); default cache unless
+    // `--cache-mib` says otherwise.
+    let extra = format!("cache_mib = {}", p.cache_mib);
+    std::fs::write(
+        dir.join("gatehouse.toml"),
+        config_text(&hash, true, &extra, ""),
+    )
+    .unwrap();
 
     let r = run_child(&dir, live, None).await;
     // The same with glibc limited to two malloc arenas, with as many expired
@@ -1273,7 +1291,7 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
             mib_kb(rss_sweep),
             mib_kb(rss_end)
         ),
-        "redb cache 64 MiB",
+        format!("redb cache {} MiB", p.cache_mib),
         None,
     ));
     rows.push(row(
@@ -1289,6 +1307,6 @@ async fn fig8(p: &Params, rows: &mut Vec<Row>) -> Value {
         "vmrss_started_kb": rss_started, "vmhwm_sweep_kb": hwm_sweep, "vmrss_sweep_kb": rss_sweep,
         "vmhwm_end_kb": hwm_end, "vmrss_end_kb": rss_end, "queries": qres,
         "malloc_arena_max_2": {"sweep_secs": r2.sweep_secs, "vmhwm_sweep_kb": r2.hwm_sweep, "vmhwm_end_kb": r2.hwm_end, "vmrss_end_kb": r2.rss_end, "queries": r2.queries},
-        "full": p.full,
+        "full": p.full, "cache_mib": p.cache_mib,
     })
 }
