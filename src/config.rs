@@ -284,7 +284,7 @@ impl Default for FileConfig {
             audit_retention_days: None,
             archive_pruned_events: true,
             retention_interval_secs: 3600,
-            cache_mib: 64,
+            cache_mib: 32,
             session: SessionSettings::default(),
             regulation: RegulationSettings::default(),
             limits: LimitSettings::default(),

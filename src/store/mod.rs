@@ -56,7 +56,7 @@ use records::SessionRecord;
 use tables::*;
 
 /// Default size of redb's page cache: memory stays flat whatever the data size.
-pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How to open the store.
 #[derive(Debug, Clone)]
