@@ -115,7 +115,12 @@ impl Activity {
     /// wakes the heartbeat task.
     pub fn record(&self) {
         let now = self.elapsed_ms();
-        self.last_activity.fetch_max(now, Ordering::Relaxed);
+        // A plain load first: under load most requests fall in a millisecond
+        // already recorded, and skipping the read-modify-write keeps the
+        // cache line shared between cores.
+        if self.last_activity.load(Ordering::Relaxed) < now {
+            self.last_activity.fetch_max(now, Ordering::Relaxed);
+        }
         let last = self.last_beat.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= BEAT_INTERVAL.as_millis() as u64
             && self

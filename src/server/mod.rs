@@ -153,11 +153,19 @@ pub fn router(state: AppState) -> Router {
     let login = Router::new()
         .route("/login", get(login::form).post(login::submit))
         .layer(DefaultBodyLimit::max(login_limit));
-    Router::new()
+    // The forward-auth check runs on every request to every protected app.
+    // These two handlers read no body, change nothing and never wait on I/O
+    // they do not bound themselves (one in-memory store read, atomics), so
+    // they skip the layers that only matter for bodies, state-changing posts
+    // and slow handlers: the CSRF guard, the body limits and the per-request
+    // timer.
+    let hot = Router::new()
+        .route("/auth/verify", get(verify::verify))
+        .route("/healthz", get(lifecycle::healthz));
+    let rest = Router::new()
         .merge(login)
         .route("/", get(home))
         .route("/logout", post(login::logout))
-        .route("/auth/verify", get(verify::verify))
         .route("/api/v1/session", get(sessions::whoami))
         .route("/api/v1/sessions", get(sessions::list))
         .route("/api/v1/sessions/{id}", delete(sessions::revoke_one))
@@ -173,7 +181,6 @@ pub fn router(state: AppState) -> Router {
             post(sessions::page_revoke_others),
         )
         .route("/api/v1/audit", get(audit::query))
-        .route("/healthz", get(lifecycle::healthz))
         .route("/metrics", get(metrics::render))
         .route("/robots.txt", get(assets::robots))
         .route("/security.txt", get(assets::security))
@@ -191,7 +198,8 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ))
+        ));
+    hot.merge(rest)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             lifecycle::track_activity,
