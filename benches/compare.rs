@@ -1462,18 +1462,9 @@ fn session_figures(p: &Params, rt: &Runtime, dir: &Path, rep: &mut Report) {
                 live_picks.clone(),
             );
             std::thread::spawn(move || {
-                let mut lats = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let s = store
-                        .session(&toks[picks[i % picks.len()]], t1)
-                        .expect("validate");
-                    lats.push(t.elapsed());
-                    assert!(s.is_some());
-                    i += 1;
-                }
-                Lat::of(&mut lats)
+                validate_until(&stop, &picks, |i| {
+                    store.session(&toks[i], t1).expect("validate").is_some()
+                })
             })
         };
         let t = Instant::now();
@@ -1507,18 +1498,9 @@ fn session_figures(p: &Params, rt: &Runtime, dir: &Path, rep: &mut Report) {
             let path = dir.join("sessions.sqlite");
             std::thread::spawn(move || {
                 let r = Sql::open(&path, SqlSync::Full);
-                let mut lats = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let s = r
-                        .session(&toks[picks[i % picks.len()]], t1)
-                        .expect("validate");
-                    lats.push(t.elapsed());
-                    assert!(s.is_some());
-                    i += 1;
-                }
-                Lat::of(&mut lats)
+                validate_until(&stop, &picks, |i| {
+                    r.session(&toks[i], t1).expect("validate").is_some()
+                })
             })
         };
         let t = Instant::now();
@@ -1649,4 +1631,20 @@ fn targets(rep: &mut Report) {
             g <= s,
         );
     }
+}
+
+/// Validates the picked sessions in turn until `stop` is set, asserting each
+/// is live, and returns the latency distribution: the reader that runs beside
+/// a sweep, for either store.
+fn validate_until(stop: &AtomicBool, picks: &[usize], validate: impl Fn(usize) -> bool) -> Lat {
+    let mut lats = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let live = validate(picks[i % picks.len()]);
+        lats.push(t.elapsed());
+        assert!(live);
+        i += 1;
+    }
+    Lat::of(&mut lats)
 }
