@@ -627,3 +627,31 @@ fn session_lookups_see_every_acknowledged_write_at_once() {
         task.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn repeated_touches_of_one_session_queue_once() {
+    let (_d, store) = temp_store();
+    let c = create(&store, new_session("alice", 1_000));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A queue of 8: without coalescing, 100 touches of one session
+        // would fill it and the rest would be refused as busy.
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            WriterConfig {
+                queue_capacity: 8,
+                max_batch: 8,
+            },
+        );
+        for i in 0..100 {
+            writer.touch(c.token.hash(), 1_100 + i).unwrap();
+        }
+        assert!(writer.queue_depth() <= 1);
+        drop(writer);
+        task.shutdown().await.unwrap();
+    });
+    // The queued touch moved the idle deadline from 2,000 to 2,100.
+    assert!(store.session(&c.token, 2_050).unwrap().is_some());
+}

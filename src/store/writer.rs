@@ -7,8 +7,9 @@
 //! [`WriteError::Busy`]; it never grows. Shutdown closes the queue, drains and
 //! commits what was accepted, and ends the thread.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -112,7 +113,13 @@ pub struct Writer {
     tx: mpsc::Sender<Msg>,
     stats: Arc<WriterStats>,
     capacity: usize,
+    /// Sessions with a touch waiting in the queue. A session checked many
+    /// times before its touch commits queues one touch, not one per check.
+    /// Bounded by the queue: an entry exists only while its op is queued.
+    pending_touches: PendingTouches,
 }
+
+type PendingTouches = Arc<Mutex<HashSet<TokenHash>>>;
 
 /// The writer thread, owned by whoever started it; [`WriterTask::shutdown`]
 /// drains and stops it.
@@ -127,16 +134,19 @@ impl Writer {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
+        let pending_touches = PendingTouches::default();
+        let thread_pending = pending_touches.clone();
         let max_batch = config.max_batch.max(1);
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
-            .spawn(move || run(store, rx, max_batch, &thread_stats))
+            .spawn(move || run(store, rx, max_batch, &thread_stats, &thread_pending))
             .expect("spawning the writer thread");
         (
             Writer {
                 tx: tx.clone(),
                 stats,
                 capacity: config.queue_capacity.max(1),
+                pending_touches,
             },
             WriterTask { tx, thread },
         )
@@ -212,7 +222,19 @@ impl Writer {
     /// Slides a session's idle deadline, fire and forget: a dropped touch only
     /// means the deadline moves at the next one.
     pub fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
-        self.submit_nowait(Op::Touch { hash, now_ms })
+        let mut pending = self
+            .pending_touches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !pending.insert(hash) {
+            // One is already queued; it moves the deadline to about now.
+            return Ok(());
+        }
+        let sent = self.submit_nowait(Op::Touch { hash, now_ms });
+        if sent.is_err() {
+            pending.remove(&hash);
+        }
+        sent
     }
 
     /// Removes up to `limit` expired sessions and bans in one commit.
@@ -290,7 +312,13 @@ fn try_reopen(store: &Store, needs_reopen: &mut bool) {
     }
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &WriterStats) {
+fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    stats: &WriterStats,
+    pending_touches: &Mutex<HashSet<TokenHash>>,
+) {
     let mut ops: Vec<Op> = Vec::with_capacity(max_batch);
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(max_batch);
     let mut stopping = false;
@@ -333,6 +361,16 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: &Writ
             // Still closed: one more try before this batch (it fails fast if
             // the file cannot be opened yet).
             try_reopen(&store, &mut needs_reopen);
+        }
+        {
+            // Dequeued touches are no longer pending: a check from now on may
+            // queue a new one.
+            let mut pending = pending_touches.lock().unwrap_or_else(|p| p.into_inner());
+            for op in &ops {
+                if let Op::Touch { hash, .. } = op {
+                    pending.remove(hash);
+                }
+            }
         }
         let n = ops.len();
         let start = Instant::now();
