@@ -15,6 +15,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 mod v0001_initial;
 mod v0002_kind_index_and_bans;
+mod v0003_compact_audit;
+
+pub use v0003_compact_audit::KIND_CODES;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -24,7 +27,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 3;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -44,6 +47,11 @@ const STEPS: &[Step] = &[
         version: 2,
         name: "audit index by kind, bans table",
         apply: v0002_kind_index_and_bans::apply,
+    },
+    Step {
+        version: 3,
+        name: "one-byte audit kinds, 8-byte chain links, fixed-width kind index",
+        apply: v0003_compact_audit::apply,
     },
 ];
 

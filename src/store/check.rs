@@ -8,9 +8,10 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::codec::decode;
 use super::error::StoreError;
-use super::events::chain_hash;
+use super::events::{chain_hash, link_of};
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
+use super::types::EventKind;
 
 /// Most problems listed in a report; the count is always exact.
 const MAX_LISTED: usize = 20;
@@ -144,13 +145,13 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
             r.first_bad_event.get_or_insert(id);
             r.problem(format!("event {id} is out of order"));
         }
-        if rec.prev_hash != expected && r.first_bad_event.is_none() {
+        if rec.link != link_of(&expected) && r.first_bad_event.is_none() {
             r.first_bad_event = Some(id);
             r.problem(format!(
                 "hash chain broken at event {id}: an event before it was changed, removed or reordered"
             ));
         }
-        expected = chain_hash(id, v.value());
+        expected = chain_hash(&expected, id, v.value());
         last_id = id;
         if let Some(u) = rec.user.as_deref() {
             with_user += 1;
@@ -159,7 +160,10 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
             }
         }
         kinds += 1;
-        if ev_kind.get((rec.kind.as_str(), id))?.is_none() {
+        if EventKind::from_code(rec.kind).is_none() {
+            r.problem(format!("event {id} has unknown kind code {}", rec.kind));
+        }
+        if ev_kind.get((rec.kind, id))?.is_none() {
             r.problem(format!("event {id} missing from events_by_kind"));
         }
     }

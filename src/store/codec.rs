@@ -40,13 +40,13 @@ mod tests {
 
     fn valid_event() -> Vec<u8> {
         encode(&EventRecord {
-            kind: "login.failure".into(),
+            kind: 2,
+            link: [9; 8],
             user: Some("alice".into()),
             ip: Some("203.0.113.7".parse().unwrap()),
             user_agent: Some("curl/8".into()),
             session: Some("l-MK7ZLO7NltevKMi9pK2w".into()),
             details: vec![("reason".into(), "banned".into())],
-            prev_hash: [9; 32],
         })
     }
 
@@ -80,13 +80,13 @@ mod tests {
     #[test]
     fn truncated_record_is_an_error() {
         let rec = EventRecord {
-            kind: "login.success".into(),
+            kind: 1,
+            link: [7; 8],
             user: Some("alice".into()),
             ip: None,
             user_agent: None,
             session: None,
             details: vec![],
-            prev_hash: [7; 32],
         };
         let bytes = encode(&rec);
         let err = decode::<EventRecord>("events", &bytes[..bytes.len() - 5]).unwrap_err();

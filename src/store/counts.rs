@@ -66,26 +66,28 @@ impl Store {
         let by_user = txn.open_table(EVENTS_BY_USER)?;
         let mut out = AuditCounts::default();
 
-        let mut current: Option<(String, u64)> = None;
+        // The index sorts by kind code: one run of entries per kind.
+        let mut run: Option<(u8, u64)> = None;
         for row in by_kind.iter()? {
             let (k, _) = row?;
-            let kind = k.value().0;
-            match &mut current {
-                Some((name, n)) if name == kind => *n += 1,
+            let code = k.value().0;
+            match &mut run {
+                Some((c, n)) if *c == code => *n += 1,
                 _ => {
-                    if let Some(done) = current.take() {
+                    if let Some(done) = run.take() {
                         tally_kind(&mut out, done);
                     }
-                    current = Some((kind.to_string(), 1));
+                    run = Some((code, 1));
                 }
             }
         }
-        if let Some(done) = current.take() {
+        if let Some(done) = run.take() {
             tally_kind(&mut out, done);
         }
         out.by_kind
             .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 
+        let mut current: Option<(String, u64)> = None;
         let mut top_n = TopN {
             n: top,
             heap: BinaryHeap::new(),
@@ -116,10 +118,10 @@ impl Store {
     }
 }
 
-fn tally_kind(out: &mut AuditCounts, (name, n): (String, u64)) {
-    match name.parse::<EventKind>() {
-        Ok(k) => out.by_kind.push((k, n)),
-        Err(_) => out.unknown_kinds += n,
+fn tally_kind(out: &mut AuditCounts, (code, n): (u8, u64)) {
+    match EventKind::from_code(code) {
+        Some(k) => out.by_kind.push((k, n)),
+        None => out.unknown_kinds += n,
     }
 }
 

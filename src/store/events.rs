@@ -18,13 +18,21 @@ use super::types::*;
 /// into a scan of the whole table.
 pub const MAX_SCAN: usize = 20_000;
 
-/// Hash of one event as it is chained: SHA-256 over its id and stored bytes
-/// (which include the previous hash).
-pub(crate) fn chain_hash(id: u64, stored: &[u8]) -> [u8; 32] {
+/// Hash of one event as it is chained: SHA-256 over the previous hash (the
+/// anchor's for the oldest kept event), the id and the stored bytes.
+pub(crate) fn chain_hash(prev: &[u8; 32], id: u64, stored: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
+    h.update(prev);
     h.update(id.to_be_bytes());
     h.update(stored);
     h.finalize().into()
+}
+
+/// The stored link to a previous chain hash: its first 8 bytes.
+pub(crate) fn link_of(hash: &[u8; 32]) -> [u8; 8] {
+    let mut link = [0; 8];
+    link.copy_from_slice(&hash[..8]);
+    link
 }
 
 fn sanitize(mut ev: NewEvent) -> NewEvent {
@@ -48,23 +56,23 @@ impl Tx<'_> {
             id = self.head.last_id + 1;
         }
         let rec = EventRecord {
-            kind: ev.kind.as_str().to_string(),
+            kind: ev.kind.code(),
+            link: link_of(&self.head.hash),
             user: ev.user,
             ip: ev.ip,
             user_agent: ev.user_agent,
             session: ev.session.map(|s| s.to_string()),
             details: ev.details,
-            prev_hash: self.head.hash,
         };
         let bytes = encode(&rec);
         self.events.insert(id, bytes.as_slice())?;
         if let Some(user) = rec.user.as_deref() {
             self.events_by_user.insert((user, id), ())?;
         }
-        self.events_by_kind.insert((rec.kind.as_str(), id), ())?;
+        self.events_by_kind.insert((rec.kind, id), ())?;
         self.head = ChainHead {
             last_id: id,
-            hash: chain_hash(id, &bytes),
+            hash: chain_hash(&self.head.hash, id, &bytes),
             appended: self.head.appended + 1,
         };
         Ok(EventId(id))
@@ -73,9 +81,9 @@ impl Tx<'_> {
 
 pub(crate) fn to_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
     let rec: EventRecord = decode("events", bytes)?;
-    let kind = rec.kind.parse().map_err(|reason| StoreError::Corrupt {
+    let kind = EventKind::from_code(rec.kind).ok_or_else(|| StoreError::Corrupt {
         table: "events",
-        reason,
+        reason: format!("event {id}: unknown kind code {}", rec.kind),
     })?;
     Ok(Event {
         id: EventId(id),
@@ -198,7 +206,7 @@ pub(crate) fn query(
         for k in kinds {
             let it: IdIter<'_> = Box::new(
                 by_kind
-                    .range((k.as_str(), lo)..(k.as_str(), hi))?
+                    .range((k.code(), lo)..(k.code(), hi))?
                     .rev()
                     .map(|r| r.map(|(k, _)| k.value().1)),
             );

@@ -13,7 +13,7 @@ use super::Store;
 use super::check::read_head;
 use super::codec::{decode, encode};
 use super::error::StoreError;
-use super::events::{chain_hash, to_event};
+use super::events::{chain_hash, link_of, to_event};
 use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
@@ -69,15 +69,15 @@ impl Tx<'_> {
         let mut expected = anchor.hash;
         for (id, bytes) in &batch {
             let rec: EventRecord = decode("events", bytes)?;
-            if rec.prev_hash != expected {
+            if rec.link != link_of(&expected) {
                 return Err(chain_broken(*id));
             }
-            expected = chain_hash(*id, bytes);
+            expected = chain_hash(&expected, *id, bytes);
             self.events.remove(*id)?;
             if let Some(u) = rec.user.as_deref() {
                 self.events_by_user.remove((u, *id))?;
             }
-            self.events_by_kind.remove((rec.kind.as_str(), *id))?;
+            self.events_by_kind.remove((rec.kind, *id))?;
         }
         anchor = ChainAnchor {
             hash: expected,
@@ -108,10 +108,10 @@ impl Store {
             let (k, v) = row?;
             let (id, bytes) = (k.value(), v.value());
             let rec: EventRecord = decode("events", bytes)?;
-            if rec.prev_hash != expected {
+            if rec.link != link_of(&expected) {
                 return Err(chain_broken(id));
             }
-            expected = chain_hash(id, bytes);
+            expected = chain_hash(&expected, id, bytes);
             out.push(to_event(id, bytes)?);
         }
         Ok(out)

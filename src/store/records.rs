@@ -41,15 +41,18 @@ impl SessionRecord {
 /// A row of `events`. The timestamp is not stored: it is the high bits of the id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventRecord {
-    pub kind: String,
+    /// `EventKind::code`: one byte instead of the name.
+    pub kind: u8,
+    /// First 8 bytes of the previous event's chain hash (or of the anchor for
+    /// the oldest kept event). It locates a break; the 256-bit chain hash,
+    /// which covers the whole previous hash, detects one.
+    pub link: [u8; 8],
     pub user: Option<String>,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     /// Public id of the session concerned.
     pub session: Option<String>,
     pub details: Vec<(String, String)>,
-    /// Hash of the previous event (or the chain anchor for the first one).
-    pub prev_hash: [u8; 32],
 }
 
 /// A row of `bans`.

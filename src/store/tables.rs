@@ -10,7 +10,7 @@
 //! | `sessions_by_expiry` | (deadline ms, token hash) | () |
 //! | `events` | event id | event record |
 //! | `events_by_user` | (user, event id) | () |
-//! | `events_by_kind` | (kind, event id) | () |
+//! | `events_by_kind` | (kind code, event id) | () |
 //! | `bans` | `u:<user>` or `i:<ip>` | ban record |
 //!
 //! Invariant: every row of `sessions` has exactly one entry in each of its two
@@ -33,7 +33,7 @@ pub const SESSIONS_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
     TableDefinition::new("sessions_by_expiry");
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub const EVENTS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_user");
-pub const EVENTS_BY_KIND: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_kind");
+pub const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("events_by_kind");
 pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
 
 /// `meta` key of the audit chain head (last event id and its hash).

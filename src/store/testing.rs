@@ -59,8 +59,7 @@ pub fn delete_event(path: &Path, id: u64) -> Result<bool, StoreError> {
                 if let Some(u) = rec.user.as_deref() {
                     txn.open_table(EVENTS_BY_USER)?.remove((u, id))?;
                 }
-                txn.open_table(EVENTS_BY_KIND)?
-                    .remove((rec.kind.as_str(), id))?;
+                txn.open_table(EVENTS_BY_KIND)?.remove((rec.kind, id))?;
                 true
             }
             None => false,

@@ -419,74 +419,202 @@ fn bans_are_active_until_they_run_out_and_are_audited() {
 #[test]
 #[ignore]
 fn write_v1_fixture() {
-    use super::codec::encode;
-    use super::events::chain_hash;
-    use super::records::{ChainHead, EventRecord, SessionRecord};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.redb");
     let _ = std::fs::remove_file(&path);
-    let db = redb::Database::create(&path).unwrap();
-    gatehouse_migrations::migrate_to(&db, 1).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut sessions = txn.open_table(SESSIONS).unwrap();
-        let mut by_user = txn.open_table(SESSIONS_BY_USER).unwrap();
-        let mut by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).unwrap();
-        for (i, user) in ["alice", "bob"].into_iter().enumerate() {
-            let hash = [i as u8 + 1; 32];
-            let rec = SessionRecord {
-                public_id: [i as u8 + 10; 16],
-                user: user.into(),
-                created_ms: 1_700_000_000_000,
-                last_seen_ms: 1_700_000_000_000,
-                idle_ttl_ms: None,
-                absolute_deadline_ms: u64::MAX / 2,
-                remember_me: true,
-                ip: None,
-                user_agent: Some("fixture".into()),
-            };
-            sessions.insert(hash, encode(&rec).as_slice()).unwrap();
-            by_user.insert((user, rec.created_ms, hash), ()).unwrap();
-            by_expiry.insert((rec.deadline_ms(), hash), ()).unwrap();
-        }
-        let mut events = txn.open_table(EVENTS).unwrap();
-        let mut by_user = txn.open_table(EVENTS_BY_USER).unwrap();
-        let mut head = ChainHead::default();
-        for (i, (kind, user)) in [
+    legacy::write(
+        &path,
+        1,
+        &[
             ("server.started", None),
             ("login.success", Some("alice")),
             ("login.failure", Some("bob")),
             ("session.created", Some("alice")),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let id = EventId::from_micros(1_700_000_000_000_000 + i as u64).0;
-            let rec = EventRecord {
-                kind: kind.into(),
-                user: user.map(Into::into),
-                ip: Some("127.0.0.1".parse().unwrap()),
-                user_agent: None,
-                session: None,
-                details: vec![],
-                prev_hash: head.hash,
-            };
-            let bytes = encode(&rec);
-            events.insert(id, bytes.as_slice()).unwrap();
-            if let Some(u) = user {
-                by_user.insert((u, id), ()).unwrap();
-            }
-            head = ChainHead {
-                last_id: id,
-                hash: chain_hash(id, &bytes),
-                appended: head.appended + 1,
-            };
-        }
-        txn.open_table(META)
-            .unwrap()
-            .insert(CHAIN_HEAD_KEY, encode(&head).as_slice())
-            .unwrap();
+        ],
+        None,
+    );
+}
+
+/// Databases as schemas 1 and 2 wrote them (both share one event layout),
+/// built with frozen copies of that layout so the upgrade path is tested
+/// against what old releases really left on disk.
+mod legacy {
+    use super::*;
+    use crate::store::codec::encode;
+    use crate::store::records::{ChainHead, SessionRecord};
+    use sha2::{Digest, Sha256};
+
+    #[derive(serde::Serialize)]
+    struct EventRecordV1 {
+        kind: String,
+        user: Option<String>,
+        ip: Option<std::net::IpAddr>,
+        user_agent: Option<String>,
+        session: Option<String>,
+        details: Vec<(String, String)>,
+        prev_hash: [u8; 32],
     }
-    txn.commit().unwrap();
+
+    fn chain_hash(id: u64, stored: &[u8]) -> [u8; 32] {
+        Sha256::new()
+            .chain_update(id.to_be_bytes())
+            .chain_update(stored)
+            .finalize()
+            .into()
+    }
+
+    /// Event ids are these microseconds plus the event's position.
+    pub const BASE_US: u64 = 1_700_000_000_000_000;
+
+    /// Writes a file at `version` (1 or 2) with two sessions and `events`
+    /// chained in order. `forge`: the position of an event whose stored bytes
+    /// are changed after the chain was computed, as a tamperer would.
+    pub fn write(
+        path: &std::path::Path,
+        version: u32,
+        events: &[(&str, Option<&str>)],
+        forge: Option<usize>,
+    ) {
+        let db = redb::Database::create(path).unwrap();
+        gatehouse_migrations::migrate_to(&db, version).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut sessions = txn.open_table(SESSIONS).unwrap();
+            let mut by_user = txn.open_table(SESSIONS_BY_USER).unwrap();
+            let mut by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).unwrap();
+            for (i, user) in ["alice", "bob"].into_iter().enumerate() {
+                let hash = [i as u8 + 1; 32];
+                let rec = SessionRecord {
+                    public_id: [i as u8 + 10; 16],
+                    user: user.into(),
+                    created_ms: 1_700_000_000_000,
+                    last_seen_ms: 1_700_000_000_000,
+                    idle_ttl_ms: None,
+                    absolute_deadline_ms: u64::MAX / 2,
+                    remember_me: true,
+                    ip: None,
+                    user_agent: Some("fixture".into()),
+                };
+                sessions.insert(hash, encode(&rec).as_slice()).unwrap();
+                by_user.insert((user, rec.created_ms, hash), ()).unwrap();
+                by_expiry.insert((rec.deadline_ms(), hash), ()).unwrap();
+            }
+            let mut table = txn.open_table(EVENTS).unwrap();
+            let mut by_user = txn.open_table(EVENTS_BY_USER).unwrap();
+            let by_kind_v2: redb::TableDefinition<(&str, u64), ()> =
+                redb::TableDefinition::new("events_by_kind");
+            let mut by_kind = (version >= 2).then(|| txn.open_table(by_kind_v2).unwrap());
+            let mut head = ChainHead::default();
+            for (i, &(kind, user)) in events.iter().enumerate() {
+                let id = EventId::from_micros(BASE_US + i as u64).0;
+                let mut rec = EventRecordV1 {
+                    kind: kind.into(),
+                    user: user.map(Into::into),
+                    ip: Some("127.0.0.1".parse().unwrap()),
+                    user_agent: None,
+                    session: None,
+                    details: vec![],
+                    prev_hash: head.hash,
+                };
+                let bytes = encode(&rec);
+                head = ChainHead {
+                    last_id: id,
+                    hash: chain_hash(id, &bytes),
+                    appended: head.appended + 1,
+                };
+                if forge == Some(i) {
+                    rec.details.push(("forged".into(), "yes".into()));
+                }
+                table.insert(id, encode(&rec).as_slice()).unwrap();
+                if let Some(u) = user {
+                    by_user.insert((u, id), ()).unwrap();
+                }
+                if let Some(t) = by_kind.as_mut() {
+                    t.insert((kind, id), ()).unwrap();
+                }
+            }
+            txn.open_table(META)
+                .unwrap()
+                .insert(CHAIN_HEAD_KEY, encode(&head).as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+}
+
+/// Upgrading a schema 2 file keeps every event, rebuilds the kind index on
+/// codes, and re-chains it: a sound chain verifies, and a forged event is
+/// still found at the same place after the upgrade.
+#[test]
+fn v2_upgrade_keeps_events_and_chain_breaks() {
+    let events: Vec<(&str, Option<&str>)> = (0..50)
+        .map(|i| match i % 3 {
+            0 => ("login.failure", Some("bob")),
+            1 => ("login.success", Some("alice")),
+            _ => ("server.started", None),
+        })
+        .collect();
+    let last = EventId::from_micros(legacy::BASE_US + 49).0;
+    for (forge, drop_newest) in [(None, false), (Some(20), false), (None, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.redb");
+        legacy::write(&path, 2, &events, forge);
+        if drop_newest {
+            // The newest event removed with its index entries: only the head
+            // tells, and must still tell after the upgrade.
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(EVENTS).unwrap().remove(last).unwrap();
+            let by_kind_v2: redb::TableDefinition<(&str, u64), ()> =
+                redb::TableDefinition::new("events_by_kind");
+            txn.open_table(by_kind_v2)
+                .unwrap()
+                .remove(("login.success", last))
+                .unwrap();
+            txn.open_table(EVENTS_BY_USER)
+                .unwrap()
+                .remove(("alice", last))
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let sound = forge.is_none() && !drop_newest;
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        assert_eq!(store.stats().unwrap().schema_version, 3);
+        let failures = store
+            .query_events(
+                &EventFilter {
+                    kinds: vec![EventKind::LoginFailure],
+                    ..Default::default()
+                },
+                100,
+                None,
+            )
+            .unwrap();
+        assert_eq!(failures.events.len(), 17);
+        assert!(
+            failures
+                .events
+                .iter()
+                .all(|e| e.user.as_deref() == Some("bob"))
+        );
+        let report = store.check().unwrap();
+        assert_eq!(report.events, 50 - u64::from(drop_newest));
+        assert_eq!(report.is_ok(), sound, "{:?}", report.problems);
+        if let Some(at) = forge {
+            let next = EventId::from_micros(legacy::BASE_US + at as u64 + 1).0;
+            assert_eq!(report.first_bad_event, Some(next), "{report:?}");
+        }
+        if drop_newest {
+            assert!(
+                report.problems.iter().any(|p| p.contains("head")),
+                "{:?}",
+                report.problems
+            );
+        }
+        // New events chain onto the upgraded ones.
+        append_all(&store, [NewEvent::now(EventKind::Logout).user("alice")]);
+        let after = store.check().unwrap();
+        assert_eq!(after.is_ok(), sound, "{:?}", after.problems);
+    }
 }
 
 #[test]

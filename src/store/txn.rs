@@ -16,7 +16,7 @@ pub(crate) struct Tx<'t> {
     pub sessions_by_expiry: Table<'t, (u64, HashKey), ()>,
     pub events: Table<'t, u64, &'static [u8]>,
     pub events_by_user: Table<'t, (&'static str, u64), ()>,
-    pub events_by_kind: Table<'t, (&'static str, u64), ()>,
+    pub events_by_kind: Table<'t, (u8, u64), ()>,
     pub bans: Table<'t, &'static str, &'static [u8]>,
     pub meta: Table<'t, &'static str, &'static [u8]>,
     pub head: ChainHead,

@@ -319,6 +319,37 @@ impl EventKind {
         }
     }
 
+    /// The one-byte code stored in event records and the kind index. Codes are
+    /// part of the file format (schema 3, `gatehouse_migrations::KIND_CODES`):
+    /// a new kind takes the next free code, an old code is never reused.
+    pub fn code(self) -> u8 {
+        match self {
+            EventKind::LoginSuccess => 1,
+            EventKind::LoginFailure => 2,
+            EventKind::LoginRejected => 3,
+            EventKind::Logout => 4,
+            EventKind::SessionCreated => 5,
+            EventKind::SessionRevoked => 6,
+            EventKind::SessionExpired => 7,
+            EventKind::SessionEvicted => 8,
+            EventKind::BanAdded => 9,
+            EventKind::BanLifted => 10,
+            EventKind::ServerStarted => 11,
+            EventKind::ServerStopped => 12,
+            EventKind::BackupCreated => 13,
+            EventKind::ConfigReloaded => 14,
+            EventKind::RetentionPruned => 15,
+        }
+    }
+
+    /// The kind stored as `code`, if this build knows it.
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        // Codes are 1..=15 in `ALL` order; the unit test below holds them to it.
+        EventKind::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
+    }
+
     /// The outcome this kind records, if it is a success or failure at all.
     pub fn outcome(self) -> Option<Outcome> {
         match self {
@@ -575,6 +606,24 @@ mod tests {
         assert_eq!(back.hash(), t.hash());
         assert!(!format!("{t:?}").contains(&s));
         assert!(!format!("{:?}", t.hash()).contains(&s));
+    }
+
+    /// The stored kind codes are the ones schema 3 wrote, and they round-trip.
+    #[test]
+    fn kind_codes_match_the_schema() {
+        let mut schema = gatehouse_migrations::KIND_CODES.to_vec();
+        schema.sort_by_key(|&(_, c)| c);
+        let ours: Vec<(&str, u8)> = EventKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.code()))
+            .collect();
+        assert_eq!(ours, schema);
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(EventKind::from_code(0), None);
+        assert_eq!(EventKind::from_code(16), None);
+        assert_eq!(EventKind::from_code(255), None);
     }
 
     #[test]

@@ -244,7 +244,13 @@ fn sessions_and_stats() {
     let o = live.auditctl(&["stats", "--top", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("schema      version 2"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "schema      version {}",
+            gatehouse_migrations::LATEST
+        )),
+        "{out}"
+    );
     assert!(
         out.contains("login.failure") && out.contains("266"),
         "{out}"
