@@ -1,13 +1,22 @@
-//! Version 3: a smaller audit record and a fixed-width kind index.
+//! Version 3: audit records stored in per-user buckets, smaller records, and a
+//! fixed-width kind index.
 //!
-//! Frozen. Changes as of version 3:
-//! - `events` values: the kind is a one-byte code ([`KIND_CODES`]) instead of
-//!   its name, and the 32-byte hash of the previous event becomes an 8-byte
-//!   `link` (the first 8 bytes of the previous chain hash). The chain hash
-//!   itself stays 256 bits, now over the previous hash, the id and the stored
-//!   bytes: `h(i) = SHA-256(h(i-1) || id(i) as big-endian u64 || record(i))`.
-//!   The link only says where a break is; the head says whether there is one.
-//! - `events_by_kind`: `(kind code, event id)` -> `()`, rebuilt from the events.
+//! Frozen. The three audit tables of versions 1-2 (`events`, `events_by_user`,
+//! `events_by_kind`) are replaced by:
+//! - `audit_events`: event id -> user name (empty for none): the time order;
+//! - `audit_by_user`: `(user name, id of the bucket's first event)` -> bucket:
+//!   the user's records, oldest first, each `varint(id - first id)
+//!   varint(len) record`; a bucket grows by appending until one more record
+//!   would take it past `3968 - user name length` bytes;
+//! - `audit_by_kind`: `(kind code, event id)` -> `()`.
+//!
+//! Records: the kind is a one-byte code ([`KIND_CODES`]) instead of its name;
+//! the user is the bucket's key; the 32-byte hash of the previous event becomes
+//! an 8-byte `link` (the first 8 bytes of the previous chain hash). The chain
+//! hash stays 256 bits, now over the previous hash, the id, the user and the
+//! record: `h(i) = SHA-256(h(i-1) || id as big-endian u64 || user length as
+//! big-endian u32 || user || record)`. The link says where a break is; the
+//! head says whether there is one.
 //!
 //! Every event is rewritten in one pass, oldest first. The chain is re-hashed
 //! from the anchor (whose stored hash stays the starting value), and a break in
@@ -21,9 +30,12 @@ use sha2::{Digest, Sha256};
 
 use crate::{META, MigrationError};
 
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const EVENTS_BY_KIND_V2: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_kind");
-const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("events_by_kind");
+const OLD_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const OLD_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_user");
+const OLD_BY_KIND: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_kind");
+const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
+const BY_USER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit_by_user");
+const BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("audit_by_kind");
 const CHAIN_HEAD_KEY: &str = "chain_head";
 const CHAIN_ANCHOR_KEY: &str = "chain_anchor";
 
@@ -65,7 +77,6 @@ struct EventRecordV2 {
 struct EventRecordV3 {
     kind: u8,
     link: [u8; 8],
-    user: Option<String>,
     ip: Option<std::net::IpAddr>,
     user_agent: Option<String>,
     session: Option<String>,
@@ -107,12 +118,55 @@ fn v2_hash(id: u64, stored: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn v3_hash(prev: &[u8; 32], id: u64, stored: &[u8]) -> [u8; 32] {
+fn v3_hash(prev: &[u8; 32], id: u64, user: &str, record: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(id.to_be_bytes());
-    h.update(stored);
+    h.update((user.len() as u32).to_be_bytes());
+    h.update(user.as_bytes());
+    h.update(record);
     h.finalize().into()
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn push_entry(buf: &mut Vec<u8>, offset: u64, record: &[u8]) {
+    put_varint(buf, offset);
+    put_varint(buf, record.len() as u64);
+    buf.extend_from_slice(record);
+}
+
+/// Appends `record` to the newest bucket of `user`, or starts one.
+fn add_to_bucket(
+    by_user: &mut redb::Table<(&str, u64), &[u8]>,
+    user: &str,
+    id: u64,
+    record: &[u8],
+) -> Result<(), MigrationError> {
+    let newest = by_user
+        .range((user, 0)..=(user, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map(|(k, v)| (k.value().1, v.value().to_vec()));
+    if let Some((first, mut buf)) = newest {
+        let mut entry = Vec::with_capacity(record.len() + 12);
+        push_entry(&mut entry, id - first, record);
+        if buf.len() + entry.len() <= 3_968usize.saturating_sub(user.len()) {
+            buf.extend_from_slice(&entry);
+            by_user.insert((user, first), buf.as_slice())?;
+            return Ok(());
+        }
+    }
+    let mut buf = Vec::with_capacity(record.len() + 12);
+    push_entry(&mut buf, 0, record);
+    by_user.insert((user, id), buf.as_slice())?;
+    Ok(())
 }
 
 pub(crate) fn apply(txn: &WriteTransaction) -> Result<(), MigrationError> {
@@ -128,10 +182,10 @@ pub(crate) fn apply(txn: &WriteTransaction) -> Result<(), MigrationError> {
         None => ChainAnchor::default(),
     };
 
-    // Only the kind index changes type; delete it before opening it anew.
-    txn.delete_table(EVENTS_BY_KIND_V2)?;
+    let old_events = txn.open_table(OLD_EVENTS)?;
     let mut events = txn.open_table(EVENTS)?;
-    let mut by_kind = txn.open_table(EVENTS_BY_KIND)?;
+    let mut by_user = txn.open_table(BY_USER)?;
+    let mut by_kind = txn.open_table(BY_KIND)?;
 
     let mut old_expected = anchor.hash;
     let mut new_hash = anchor.hash;
@@ -141,7 +195,7 @@ pub(crate) fn apply(txn: &WriteTransaction) -> Result<(), MigrationError> {
         if last_id == Some(u64::MAX) {
             break;
         }
-        let chunk: Vec<(u64, Vec<u8>)> = events
+        let chunk: Vec<(u64, Vec<u8>)> = old_events
             .range(start..)?
             .take(CHUNK)
             .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
@@ -161,22 +215,27 @@ pub(crate) fn apply(txn: &WriteTransaction) -> Result<(), MigrationError> {
                 link = link.map(|b| !b);
             }
             old_expected = v2_hash(id, &old_bytes);
+            let user = old.user.unwrap_or_default();
             let rec = EventRecordV3 {
                 kind,
                 link,
-                user: old.user,
                 ip: old.ip,
                 user_agent: old.user_agent,
                 session: old.session,
                 details: old.details,
             };
             let bytes = postcard::to_stdvec(&rec).map_err(|e| corrupt("events", e.to_string()))?;
-            new_hash = v3_hash(&new_hash, id, &bytes);
-            events.insert(id, bytes.as_slice())?;
+            new_hash = v3_hash(&new_hash, id, &user, &bytes);
+            events.insert(id, user.as_str())?;
+            add_to_bucket(&mut by_user, &user, id, &bytes)?;
             by_kind.insert((kind, id), ())?;
         }
         last_id = Some(end);
     }
+    drop(old_events);
+    txn.delete_table(OLD_EVENTS)?;
+    txn.delete_table(OLD_BY_USER)?;
+    txn.delete_table(OLD_BY_KIND)?;
 
     if let (Some(mut head), Some(newest)) = (head, last_id) {
         let old_consistent = head.hash == old_expected && head.last_id == newest;

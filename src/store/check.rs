@@ -6,9 +6,10 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableTable};
 
+use super::bucket;
 use super::codec::decode;
 use super::error::StoreError;
-use super::events::{chain_hash, link_of};
+use super::events::{Lookup, chain_hash, link_of};
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
 use super::types::EventKind;
@@ -118,7 +119,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
         ));
     }
 
-    // Events, their indexes and the chain.
+    // Events: the time order, the chain, and the kind index, in id order.
     let (head, anchor) = read_head(txn)?;
     r.events_appended = head.appended;
     r.events_pruned = anchor.pruned;
@@ -126,14 +127,33 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     let events = txn.open_table(EVENTS)?;
     let ev_user = txn.open_table(EVENTS_BY_USER)?;
     let ev_kind = txn.open_table(EVENTS_BY_KIND)?;
+    let mut lookup = Lookup::new(&events, &ev_user);
     let mut expected = anchor.hash;
     let mut last_id = anchor.pruned_through;
-    let (mut with_user, mut kinds) = (0u64, 0u64);
     for row in events.iter()? {
         let (k, v) = row?;
-        let id = k.value();
+        let (id, user) = (k.value(), v.value());
         r.events += 1;
-        let rec: EventRecord = match decode("events", v.value()) {
+        if id <= last_id {
+            r.first_bad_event.get_or_insert(id);
+            r.problem(format!("event {id} is out of order"));
+        }
+        let found = match lookup.find(id, Some(user)) {
+            Ok(found) => found,
+            Err(e) => {
+                r.first_bad_event.get_or_insert(id);
+                r.problem(format!("event {id}: {e}"));
+                continue;
+            }
+        };
+        let Some((_, record)) = found else {
+            r.first_bad_event.get_or_insert(id);
+            r.problem(format!(
+                "event {id} has no record in the buckets of {user:?}"
+            ));
+            continue;
+        };
+        let rec: EventRecord = match decode("events", record) {
             Ok(rec) => rec,
             Err(e) => {
                 r.first_bad_event.get_or_insert(id);
@@ -141,30 +161,19 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
                 continue;
             }
         };
-        if id <= last_id {
-            r.first_bad_event.get_or_insert(id);
-            r.problem(format!("event {id} is out of order"));
-        }
         if rec.link != link_of(&expected) && r.first_bad_event.is_none() {
             r.first_bad_event = Some(id);
             r.problem(format!(
                 "hash chain broken at event {id}: an event before it was changed, removed or reordered"
             ));
         }
-        expected = chain_hash(&expected, id, v.value());
+        expected = chain_hash(&expected, id, user, record);
         last_id = id;
-        if let Some(u) = rec.user.as_deref() {
-            with_user += 1;
-            if ev_user.get((u, id))?.is_none() {
-                r.problem(format!("event {id} missing from events_by_user"));
-            }
-        }
-        kinds += 1;
         if EventKind::from_code(rec.kind).is_none() {
             r.problem(format!("event {id} has unknown kind code {}", rec.kind));
         }
         if ev_kind.get((rec.kind, id))?.is_none() {
-            r.problem(format!("event {id} missing from events_by_kind"));
+            r.problem(format!("event {id} missing from the kind index"));
         }
     }
     if r.first_bad_event.is_none()
@@ -188,15 +197,51 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
             head.appended, anchor.pruned, r.events
         ));
     }
-    let n = ev_user.len_entries()?;
-    if n != with_user {
+
+    // Buckets: well formed, disjoint and in order per user, and every record
+    // in them is an event of that user in the time order.
+    let mut in_buckets = 0u64;
+    let mut prev: Option<(String, u64)> = None;
+    for row in ev_user.iter()? {
+        let (k, v) = row?;
+        let (user, first) = k.value();
+        let entries = match bucket::parse(first, v.value()) {
+            Ok(e) => e,
+            Err(e) => {
+                r.problem(e.to_string());
+                continue;
+            }
+        };
+        if let Some((pu, plast)) = &prev
+            && pu == user
+            && *plast >= first
+        {
+            r.problem(format!("buckets of {user:?} overlap at event {first}"));
+        }
+        for e in &entries {
+            in_buckets += 1;
+            match events.get(e.id)? {
+                Some(g) if g.value() == user => {}
+                _ => r.problem(format!(
+                    "event {} in a bucket of {user:?} is not an event of that user",
+                    e.id
+                )),
+            }
+        }
+        prev = entries.last().map(|e| (user.to_string(), e.id));
+    }
+    if in_buckets != r.events {
         r.problem(format!(
-            "events_by_user has {n} entries for {with_user} events with a user"
+            "buckets hold {in_buckets} records for {} events",
+            r.events
         ));
     }
     let n = ev_kind.len_entries()?;
-    if n != kinds {
-        r.problem(format!("events_by_kind has {n} entries for {kinds} events"));
+    if n != r.events {
+        r.problem(format!(
+            "the kind index has {n} entries for {} events",
+            r.events
+        ));
     }
     r.bans = txn.open_table(BANS)?.len_entries()?;
     Ok(r)

@@ -42,7 +42,6 @@ mod tests {
         encode(&EventRecord {
             kind: 2,
             link: [9; 8],
-            user: Some("alice".into()),
             ip: Some("203.0.113.7".parse().unwrap()),
             user_agent: Some("curl/8".into()),
             session: Some("l-MK7ZLO7NltevKMi9pK2w".into()),
@@ -82,7 +81,6 @@ mod tests {
         let rec = EventRecord {
             kind: 1,
             link: [7; 8],
-            user: Some("alice".into()),
             ip: None,
             user_agent: None,
             session: None,

@@ -1,14 +1,16 @@
 //! Audit counts for `auditctl stats`: events per kind and the busiest users,
-//! counted from the two secondary indexes in one read snapshot. The scan reads
-//! index keys only and keeps at most `top` users in memory, so memory stays
-//! flat whatever the number of events or users.
+//! counted from the kind index and the user buckets in one read snapshot. The
+//! scan reads index keys and bucket entry headers (never a record) and keeps
+//! at most `top` users in memory, so memory stays flat whatever the number of
+//! events or users.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use super::Store;
+use super::bucket;
 use super::error::StoreError;
 use super::tables::*;
 use super::types::EventKind;
@@ -61,7 +63,6 @@ impl Store {
     /// Cost: one pass over the keys of both audit indexes.
     pub fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
         let txn = self.read()?;
-        let events = txn.open_table(EVENTS)?.len()?;
         let by_kind = txn.open_table(EVENTS_BY_KIND)?;
         let by_user = txn.open_table(EVENTS_BY_USER)?;
         let mut out = AuditCounts::default();
@@ -92,19 +93,24 @@ impl Store {
             n: top,
             heap: BinaryHeap::new(),
         };
-        let mut with_user = 0u64;
+        // Buckets sort by user: one run of buckets per user. The empty name
+        // holds the events without a user.
         for row in by_user.iter()? {
-            let (k, _) = row?;
-            let user = k.value().0;
-            with_user += 1;
+            let (k, v) = row?;
+            let (user, first) = k.value();
+            let n = bucket::parse(first, v.value())?.len() as u64;
+            if user.is_empty() {
+                out.without_user += n;
+                continue;
+            }
             match &mut current {
-                Some((name, n)) if name == user => *n += 1,
+                Some((name, total)) if name == user => *total += n,
                 _ => {
-                    if let Some((u, n)) = current.take() {
+                    if let Some((u, total)) = current.take() {
                         out.users += 1;
-                        top_n.push(u, n);
+                        top_n.push(u, total);
                     }
-                    current = Some((user.to_string(), 1));
+                    current = Some((user.to_string(), n));
                 }
             }
         }
@@ -113,7 +119,6 @@ impl Store {
             top_n.push(u, n);
         }
         out.top_users = top_n.into_sorted();
-        out.without_user = events.saturating_sub(with_user);
         Ok(out)
     }
 }

@@ -1,10 +1,11 @@
-//! Audit events: append (with hash chain and indexes, in the caller's write
-//! transaction) and keyset-paginated queries that scan an index newest first
-//! and stop as soon as the page is full.
+//! Audit events: append (with hash chain, user bucket and indexes, in the
+//! caller's write transaction), lookups of single events, and keyset-paginated
+//! queries that scan newest first and stop as soon as the page is full.
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 use sha2::{Digest, Sha256};
 
+use super::bucket::{self, Entry};
 use super::codec::{decode, encode};
 use super::cursor;
 use super::error::{QueryError, StoreError};
@@ -13,18 +14,21 @@ use super::tables::*;
 use super::txn::Tx;
 use super::types::*;
 
-/// Most index entries one page may examine before it returns what it has, with
-/// a cursor to continue: a filter that matches rarely never turns one request
+/// Most events one page may examine before it returns what it has, with a
+/// cursor to continue: a filter that matches rarely never turns one request
 /// into a scan of the whole table.
 pub const MAX_SCAN: usize = 20_000;
 
 /// Hash of one event as it is chained: SHA-256 over the previous hash (the
-/// anchor's for the oldest kept event), the id and the stored bytes.
-pub(crate) fn chain_hash(prev: &[u8; 32], id: u64, stored: &[u8]) -> [u8; 32] {
+/// anchor's for the oldest kept event), the id, the user name (length first;
+/// empty for none) and the stored record.
+pub(crate) fn chain_hash(prev: &[u8; 32], id: u64, user: &str, record: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(id.to_be_bytes());
-    h.update(stored);
+    h.update((user.len() as u32).to_be_bytes());
+    h.update(user.as_bytes());
+    h.update(record);
     h.finalize().into()
 }
 
@@ -36,7 +40,11 @@ pub(crate) fn link_of(hash: &[u8; 32]) -> [u8; 8] {
 }
 
 fn sanitize(mut ev: NewEvent) -> NewEvent {
-    ev.user = ev.user.map(|u| truncate(u, MAX_USER));
+    // The empty name is the bucket of events without a user.
+    ev.user = ev
+        .user
+        .filter(|u| !u.is_empty())
+        .map(|u| truncate(u, MAX_USER));
     ev.user_agent = ev.user_agent.map(|u| truncate(u, MAX_USER_AGENT));
     ev.details.truncate(MAX_DETAILS);
     for (k, v) in ev.details.iter_mut() {
@@ -47,39 +55,61 @@ fn sanitize(mut ev: NewEvent) -> NewEvent {
 }
 
 impl Tx<'_> {
-    /// Appends an event: assigns the next id (never below the chain head), links
-    /// it to the previous event's hash, and writes its index entries.
+    /// Appends an event: assigns the next id (never below the chain head),
+    /// links it to the previous event's hash, adds it to its user's newest
+    /// bucket (or starts one) and writes its index entries.
     pub fn append_event(&mut self, ev: NewEvent) -> Result<EventId, StoreError> {
         let ev = sanitize(ev);
         let mut id = EventId::from_micros(ev.at_us).0;
         if id <= self.head.last_id {
             id = self.head.last_id + 1;
         }
+        let user = ev.user.unwrap_or_default();
         let rec = EventRecord {
             kind: ev.kind.code(),
             link: link_of(&self.head.hash),
-            user: ev.user,
             ip: ev.ip,
             user_agent: ev.user_agent,
             session: ev.session.map(|s| s.to_string()),
             details: ev.details,
         };
         let bytes = encode(&rec);
-        self.events.insert(id, bytes.as_slice())?;
-        if let Some(user) = rec.user.as_deref() {
-            self.events_by_user.insert((user, id), ())?;
-        }
+        self.add_to_bucket(&user, id, &bytes)?;
+        self.events.insert(id, user.as_str())?;
         self.events_by_kind.insert((rec.kind, id), ())?;
         self.head = ChainHead {
             last_id: id,
-            hash: chain_hash(&self.head.hash, id, &bytes),
+            hash: chain_hash(&self.head.hash, id, &user, &bytes),
             appended: self.head.appended + 1,
         };
         Ok(EventId(id))
     }
+
+    fn add_to_bucket(&mut self, user: &str, id: u64, record: &[u8]) -> Result<(), StoreError> {
+        let newest = self
+            .events_by_user
+            .range((user, 0)..=(user, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map(|(k, v)| (k.value().1, v.value().to_vec()));
+        if let Some((first, mut buf)) = newest {
+            // Ids only grow, so the new event belongs after every stored one.
+            let offset = id - first;
+            if buf.len() + bucket::entry_len(offset, record.len()) <= bucket::capacity(user) {
+                bucket::push(&mut buf, offset, record);
+                self.events_by_user.insert((user, first), buf.as_slice())?;
+                return Ok(());
+            }
+        }
+        let mut buf = Vec::with_capacity(bucket::entry_len(0, record.len()));
+        bucket::push(&mut buf, 0, record);
+        self.events_by_user.insert((user, id), buf.as_slice())?;
+        Ok(())
+    }
 }
 
-pub(crate) fn to_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+/// Builds the public event from its id, user (empty: none) and stored record.
+pub(crate) fn to_event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, StoreError> {
     let rec: EventRecord = decode("events", bytes)?;
     let kind = EventKind::from_code(rec.kind).ok_or_else(|| StoreError::Corrupt {
         table: "events",
@@ -89,12 +119,90 @@ pub(crate) fn to_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
         id: EventId(id),
         time_us: EventId(id).micros(),
         kind,
-        user: rec.user,
+        user: (!user.is_empty()).then(|| user.to_string()),
         ip: rec.ip,
         user_agent: rec.user_agent,
         session: rec.session,
         details: rec.details,
     })
+}
+
+/// The bucket a lookup read last, parsed.
+struct Cached {
+    user: String,
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Finds single events by id in one snapshot (read or write). Keeps the last
+/// bucket it read, so walking the trail in time order reads each bucket once
+/// per run of its user's events.
+pub(crate) struct Lookup<'t, E, U> {
+    events: &'t E,
+    by_user: &'t U,
+    cached: Option<Cached>,
+}
+
+impl<'t, E, U> Lookup<'t, E, U>
+where
+    E: ReadableTable<u64, &'static str>,
+    U: ReadableTable<(&'static str, u64), &'static [u8]>,
+{
+    pub fn new(events: &'t E, by_user: &'t U) -> Self {
+        Lookup {
+            events,
+            by_user,
+            cached: None,
+        }
+    }
+
+    /// The user (empty: none) and stored record of event `id`, if both exist.
+    /// Pass `user` when the caller already read it from `events`.
+    pub fn find(
+        &mut self,
+        id: u64,
+        user: Option<&str>,
+    ) -> Result<Option<(&str, &[u8])>, StoreError> {
+        let read;
+        let user = match user {
+            Some(u) => u,
+            None => match self.events.get(id)? {
+                Some(g) => {
+                    read = g.value().to_string();
+                    read.as_str()
+                }
+                None => return Ok(None),
+            },
+        };
+        let hit = self.cached.as_ref().is_some_and(|c| {
+            c.user == user
+                && c.entries.first().is_some_and(|e| e.id <= id)
+                && c.entries.last().is_some_and(|e| e.id >= id)
+        });
+        if !hit {
+            self.cached = None;
+            let Some(row) = self.by_user.range((user, 0)..=(user, id))?.next_back() else {
+                return Ok(None);
+            };
+            let (k, v) = row?;
+            let bytes = v.value().to_vec();
+            let entries = bucket::parse(k.value().1, &bytes)?;
+            self.cached = Some(Cached {
+                user: user.to_string(),
+                bytes,
+                entries,
+            });
+        }
+        let Some(c) = self.cached.as_ref() else {
+            return Ok(None);
+        };
+        Ok(c.entries.binary_search_by_key(&id, |e| e.id).ok().map(|i| {
+            (
+                c.user.as_str(),
+                &c.bytes[c.entries[i].start..c.entries[i].end],
+            )
+        }))
+    }
 }
 
 /// The kinds a query must match, after combining `kinds` and `outcome`.
@@ -155,6 +263,58 @@ impl Iterator for MergeDesc<'_> {
     }
 }
 
+/// Collects one page from the events a plan offers, newest first.
+struct Collect<'f> {
+    filter: &'f EventFilter,
+    kinds: Option<&'f [EventKind]>,
+    /// The plan does not guarantee the kind: check it per event.
+    check_kind: bool,
+    /// The plan alone decides a match (no per-event filter is left), so a
+    /// further event proves a next page without being read.
+    index_decides: bool,
+    limit: usize,
+    scanned: usize,
+    out: Vec<Event>,
+    next_cursor: Option<u64>,
+}
+
+impl Collect<'_> {
+    /// Called before an event is read: true when the page is already done.
+    fn done_before(&mut self, id: u64) -> bool {
+        if self.index_decides && self.out.len() == self.limit {
+            self.next_cursor = Some(self.out.last().map_or(id, |e| e.id.0));
+            return true;
+        }
+        false
+    }
+
+    /// Offers one event (its id was examined). True when the page is done.
+    fn offer(&mut self, id: u64, user: &str, record: &[u8]) -> Result<bool, StoreError> {
+        let ev = to_event(id, user, record)?;
+        let kind_ok = !self.check_kind || self.kinds.is_none_or(|k| k.contains(&ev.kind));
+        if kind_ok && self.filter.ip.is_none_or(|ip| ev.ip == Some(ip)) {
+            if self.out.len() == self.limit {
+                // A further match exists, so there is a next page.
+                self.next_cursor = Some(self.out.last().map_or(id, |e| e.id.0));
+                return Ok(true);
+            }
+            self.out.push(ev);
+        }
+        Ok(self.budget_spent(id))
+    }
+
+    /// Counts one examined id; true when the scan budget is spent (the next
+    /// page then continues below it).
+    fn budget_spent(&mut self, id: u64) -> bool {
+        self.scanned += 1;
+        if self.scanned >= MAX_SCAN {
+            self.next_cursor = Some(id);
+            return true;
+        }
+        false
+    }
+}
+
 /// Runs an audit query against one read snapshot. `limit` is clamped to
 /// `1..=MAX_LIMIT`.
 pub(crate) fn query(
@@ -179,7 +339,8 @@ pub(crate) fn query(
         events: Vec::new(),
         next_cursor: None,
     };
-    if lo >= hi {
+    // No event has the empty user name: that bucket holds events without one.
+    if lo >= hi || filter.user.as_deref() == Some("") {
         return Ok(empty);
     }
     let kinds = wanted_kinds(filter);
@@ -191,83 +352,81 @@ pub(crate) fn query(
     let by_user = txn.open_table(EVENTS_BY_USER).map_err(StoreError::from)?;
     let by_kind = txn.open_table(EVENTS_BY_KIND).map_err(StoreError::from)?;
 
-    // Plan: the user index when a user is given (kinds checked per row), else the
-    // kind index (merged across kinds), else the events table itself.
+    // Plan: the user's buckets when a user is given (kinds checked per event),
+    // else the kind index (merged across kinds), else the time order itself.
     let user_plan = filter.user.is_some();
-    let ids: IdIter<'_> = if let Some(user) = filter.user.as_deref() {
-        Box::new(
-            by_user
-                .range((user, lo)..(user, hi))?
-                .rev()
-                .map(|r| r.map(|(k, _)| k.value().1)),
-        )
-    } else if let Some(kinds) = &kinds {
-        let mut heads = Vec::with_capacity(kinds.len());
-        for k in kinds {
-            let it: IdIter<'_> = Box::new(
-                by_kind
-                    .range((k.code(), lo)..(k.code(), hi))?
-                    .rev()
-                    .map(|r| r.map(|(k, _)| k.value().1)),
-            );
-            heads.push((None, it));
-        }
-        Box::new(MergeDesc {
-            heads,
-            primed: false,
-        })
-    } else {
-        Box::new(
-            events
-                .range(lo..hi)?
-                .rev()
-                .map(|r| r.map(|(k, _)| k.value())),
-        )
+    let mut c = Collect {
+        filter,
+        kinds: kinds.as_deref(),
+        check_kind: user_plan,
+        index_decides: filter.ip.is_none() && !(user_plan && kinds.is_some()),
+        limit,
+        scanned: 0,
+        out: Vec::with_capacity(limit.min(128)),
+        next_cursor: None,
     };
-
-    let mut out: Vec<Event> = Vec::with_capacity(limit.min(128));
-    let mut scanned = 0usize;
-    for id in ids {
-        let id = id?;
-        scanned += 1;
-        let Some(bytes) = events.get(id)? else {
-            continue;
-        };
-        let ev = to_event(id, bytes.value())?;
-        if event_matches(&ev, filter, kinds.as_deref(), user_plan) {
-            if out.len() == limit {
-                // A further match exists, so there is a next page.
-                let last = out.last().map(|e| e.id.0).unwrap_or(id);
-                return Ok(EventPage {
-                    events: out,
-                    next_cursor: Some(cursor::encode(last, filter)),
-                });
+    if let Some(user) = filter.user.as_deref() {
+        'buckets: for row in by_user.range((user, 0)..(user, hi))?.rev() {
+            let (k, v) = row?;
+            let first = k.value().1;
+            let bytes = v.value();
+            for e in bucket::parse(first, bytes)?.iter().rev() {
+                if e.id >= hi {
+                    continue;
+                }
+                if e.id < lo
+                    || c.done_before(e.id)
+                    || c.offer(e.id, user, &bytes[e.start..e.end])?
+                {
+                    break 'buckets;
+                }
             }
-            out.push(ev);
+            if first <= lo {
+                break;
+            }
         }
-        if scanned >= MAX_SCAN {
-            // Budget spent: continue below the last examined id next time.
-            return Ok(EventPage {
-                events: out,
-                next_cursor: Some(cursor::encode(id, filter)),
-            });
+    } else {
+        let ids: IdIter<'_> = if let Some(kinds) = &kinds {
+            let mut heads = Vec::with_capacity(kinds.len());
+            for k in kinds {
+                let it: IdIter<'_> = Box::new(
+                    by_kind
+                        .range((k.code(), lo)..(k.code(), hi))?
+                        .rev()
+                        .map(|r| r.map(|(k, _)| k.value().1)),
+                );
+                heads.push((None, it));
+            }
+            Box::new(MergeDesc {
+                heads,
+                primed: false,
+            })
+        } else {
+            Box::new(
+                events
+                    .range(lo..hi)?
+                    .rev()
+                    .map(|r| r.map(|(k, _)| k.value())),
+            )
+        };
+        let mut lookup = Lookup::new(&events, &by_user);
+        for id in ids {
+            let id = id?;
+            if c.done_before(id) {
+                break;
+            }
+            let done = match lookup.find(id, None)? {
+                Some((user, record)) => c.offer(id, user, record)?,
+                // An index entry without its event: `check` reports it.
+                None => c.budget_spent(id),
+            };
+            if done {
+                break;
+            }
         }
     }
     Ok(EventPage {
-        events: out,
-        next_cursor: None,
+        next_cursor: c.next_cursor.map(|id| cursor::encode(id, filter)),
+        events: c.out,
     })
-}
-
-fn event_matches(
-    ev: &Event,
-    filter: &EventFilter,
-    kinds: Option<&[EventKind]>,
-    user_plan: bool,
-) -> bool {
-    // The kind index guarantees the kind unless the user index (or the table) was scanned.
-    if user_plan && kinds.is_some_and(|k| !k.contains(&ev.kind)) {
-        return false;
-    }
-    filter.ip.is_none_or(|ip| ev.ip == Some(ip))
 }

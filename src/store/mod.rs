@@ -13,6 +13,7 @@
 
 mod backup;
 mod bans;
+mod bucket;
 mod check;
 mod codec;
 mod counts;
@@ -545,13 +546,23 @@ impl Store {
     pub fn events_after(&self, after: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
         let txn = self.read()?;
         let t = txn.open_table(EVENTS)?;
+        let by_user = txn.open_table(EVENTS_BY_USER)?;
+        let mut lookup = events::Lookup::new(&t, &by_user);
         let mut out = Vec::new();
         if after.0 == u64::MAX {
             return Ok(out);
         }
         for row in t.range(after.0 + 1..)?.take(limit) {
             let (k, v) = row?;
-            out.push(events::to_event(k.value(), v.value())?);
+            let id = k.value();
+            // An event without its record is a damaged file: `check` names it.
+            let Some((user, record)) = lookup.find(id, Some(v.value()))? else {
+                return Err(StoreError::Corrupt {
+                    table: "events",
+                    reason: format!("event {id} has no record"),
+                });
+            };
+            out.push(events::to_event(id, user, record)?);
         }
         Ok(out)
     }

@@ -35,9 +35,19 @@ enum Step {
     RevokeUser {
         user: usize,
     },
+    /// `n` events in one batch, each with a detail of `pad` bytes, so that
+    /// buckets fill and roll over within one transaction and across them.
     Append {
         user: Option<usize>,
         kind: usize,
+        n: usize,
+        pad: usize,
+    },
+    /// Retention: remove up to `limit` of the oldest events, up to the
+    /// `nth` (modulo the count) event in id order.
+    Prune {
+        nth: usize,
+        limit: usize,
     },
     Advance {
         ms: u64,
@@ -58,7 +68,9 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..16usize).prop_map(|token| Step::Touch { token }),
         1 => (0..16usize).prop_map(|token| Step::Revoke { token }),
         1 => (0..USERS.len()).prop_map(|user| Step::RevokeUser { user }),
-        3 => (proptest::option::of(0..USERS.len()), 0..KINDS.len()).prop_map(|(user, kind)| Step::Append { user, kind }),
+        3 => (proptest::option::of(0..USERS.len()), 0..KINDS.len(), 1..12usize, 0..700usize)
+            .prop_map(|(user, kind, n, pad)| Step::Append { user, kind, n, pad }),
+        1 => (any::<usize>(), 1..30usize).prop_map(|(nth, limit)| Step::Prune { nth, limit }),
         2 => (0..1_500u64).prop_map(|ms| Step::Advance { ms }),
         1 => (1..4usize).prop_map(|limit| Step::Sweep { limit }),
         2 => (proptest::option::of(0..USERS.len()), proptest::option::of(0..KINDS.len()), 1..5usize)
@@ -237,16 +249,43 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     other => panic!("{other:?}"),
                 }
             }
-            Step::Append { user, kind } => {
+            Step::Append { user, kind, n, pad } => {
                 let kind = KINDS[kind];
                 let user = user.map(|u| USERS[u]);
-                let mut ev = NewEvent::at(kind, now * 1000);
-                ev.user = user.map(str::to_string);
-                let out = store.apply(Op::Append(ev)).unwrap();
-                model.event(kind, user, now * 1000);
-                match out {
-                    OpOutput::Appended(id) => prop_assert_eq!(id.0, model.last_id),
-                    other => panic!("{other:?}"),
+                let ops = (0..n)
+                    .map(|_| {
+                        let mut ev = NewEvent::at(kind, now * 1000).detail("pad", "x".repeat(pad));
+                        ev.user = user.map(str::to_string);
+                        Op::Append(ev)
+                    })
+                    .collect();
+                for out in store.apply_batch(ops) {
+                    model.event(kind, user, now * 1000);
+                    match out.unwrap() {
+                        OpOutput::Appended(id) => prop_assert_eq!(id.0, model.last_id),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            Step::Prune { nth, limit } => {
+                if !model.events.is_empty() {
+                    let through = model.events[nth % model.events.len()].0;
+                    let due = model.events.iter().filter(|e| e.0 <= through).count();
+                    let removed = due.min(limit);
+                    model.events.drain(..removed);
+                    let out = store
+                        .apply(Op::Prune {
+                            through: EventId(through),
+                            limit,
+                        })
+                        .unwrap();
+                    match out {
+                        OpOutput::Pruned(r) => {
+                            prop_assert_eq!(r.pruned, removed as u64);
+                            prop_assert_eq!(r.more, due > limit);
+                        }
+                        other => panic!("{other:?}"),
+                    }
                 }
             }
             Step::Advance { ms } => now += ms,
@@ -345,6 +384,11 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         prop_assert!(report.is_ok(), "{:?}", report.problems);
         prop_assert_eq!(report.sessions, model.sessions.len() as u64);
         prop_assert_eq!(report.events, model.events.len() as u64);
+        // Every event in time order, with its user and kind, from the buckets.
+        let all = store.events_after(EventId(0), 10_000).unwrap();
+        let got: Vec<(u64, EventKind, Option<String>)> =
+            all.into_iter().map(|e| (e.id.0, e.kind, e.user)).collect();
+        prop_assert_eq!(&got, &model.events);
     }
     Ok(())
 }

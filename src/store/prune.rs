@@ -7,13 +7,16 @@
 //! (or to the event removed before it). If the chain is already broken among
 //! the events to remove, nothing is removed and the error names the event.
 
+use std::collections::BTreeMap;
+
 use redb::ReadableTable;
 
 use super::Store;
+use super::bucket;
 use super::check::read_head;
 use super::codec::{decode, encode};
 use super::error::StoreError;
-use super::events::{chain_hash, link_of, to_event};
+use super::events::{Lookup, chain_hash, link_of, to_event};
 use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
@@ -41,56 +44,91 @@ fn chain_broken(id: u64) -> StoreError {
 
 impl Tx<'_> {
     /// Removes up to `limit` of the oldest events with ids at or below
-    /// `through`, with their index entries, and moves the chain anchor to the
-    /// newest one removed.
+    /// `through`, with their records and index entries, and moves the chain
+    /// anchor to the newest one removed.
     pub fn prune_events(
         &mut self,
         through: EventId,
         limit: usize,
     ) -> Result<PruneReport, StoreError> {
         let limit = limit.max(1);
-        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut more = false;
-        for row in self.events.range(..=through.0)? {
-            let (k, v) = row?;
-            if batch.len() == limit {
-                more = true;
-                break;
-            }
-            batch.push((k.value(), v.value().to_vec()));
-        }
-        let Some((last_id, _)) = batch.last().cloned() else {
+        let mut rows: Vec<(u64, String)> = self
+            .events
+            .range(..=through.0)?
+            .take(limit + 1)
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_string())))
+            .collect::<Result<_, _>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let Some(&(last_id, _)) = rows.last() else {
             return Ok(PruneReport::default());
         };
-        let mut anchor: ChainAnchor = match self.meta.get(CHAIN_ANCHOR_KEY)? {
+        let anchor: ChainAnchor = match self.meta.get(CHAIN_ANCHOR_KEY)? {
             Some(g) => decode("meta", g.value())?,
             None => ChainAnchor::default(),
         };
         let mut expected = anchor.hash;
-        for (id, bytes) in &batch {
-            let rec: EventRecord = decode("events", bytes)?;
-            if rec.link != link_of(&expected) {
-                return Err(chain_broken(*id));
+        let mut kinds = Vec::with_capacity(rows.len());
+        {
+            let mut lookup = Lookup::new(&self.events, &self.events_by_user);
+            for (id, user) in &rows {
+                let Some((_, record)) = lookup.find(*id, Some(user))? else {
+                    return Err(chain_broken(*id));
+                };
+                let rec: EventRecord = decode("events", record)?;
+                if rec.link != link_of(&expected) {
+                    return Err(chain_broken(*id));
+                }
+                expected = chain_hash(&expected, *id, user, record);
+                kinds.push(rec.kind);
             }
-            expected = chain_hash(&expected, *id, bytes);
-            self.events.remove(*id)?;
-            if let Some(u) = rec.user.as_deref() {
-                self.events_by_user.remove((u, *id))?;
-            }
-            self.events_by_kind.remove((rec.kind, *id))?;
         }
-        anchor = ChainAnchor {
+        // Ids ascend, so the last one seen per user is that user's newest removed.
+        let mut newest_of: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((id, user), kind) in rows.iter().zip(kinds) {
+            self.events.remove(*id)?;
+            self.events_by_kind.remove((kind, *id))?;
+            newest_of.insert(user, *id);
+        }
+        for (user, newest) in newest_of {
+            self.drop_oldest_records(user, newest)?;
+        }
+        let anchor = ChainAnchor {
             hash: expected,
             pruned_through: last_id,
-            pruned: anchor.pruned + batch.len() as u64,
+            pruned: anchor.pruned + rows.len() as u64,
         };
         self.meta
             .insert(CHAIN_ANCHOR_KEY, encode(&anchor).as_slice())?;
         Ok(PruneReport {
-            pruned: batch.len() as u64,
+            pruned: rows.len() as u64,
             through: Some(EventId(last_id)),
             more,
         })
+    }
+
+    /// Removes the records of `user` with ids up to `through` from the front
+    /// of their buckets: whole buckets go, a partly kept one is re-keyed by
+    /// its first kept event.
+    fn drop_oldest_records(&mut self, user: &str, through: u64) -> Result<(), StoreError> {
+        loop {
+            let oldest = self
+                .events_by_user
+                .range((user, 0)..=(user, through))?
+                .next()
+                .transpose()?
+                .map(|(k, v)| (k.value().1, v.value().to_vec()));
+            let Some((first, bytes)) = oldest else {
+                return Ok(());
+            };
+            let entries = bucket::parse(first, &bytes)?;
+            let keep = entries.partition_point(|e| e.id <= through);
+            self.events_by_user.remove((user, first))?;
+            if let Some((key, rest)) = bucket::rebuild(&bytes, &entries[keep..]) {
+                self.events_by_user.insert((user, key), rest.as_slice())?;
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -101,18 +139,23 @@ impl Store {
     pub fn oldest_events(&self, below: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
         let txn = self.read()?;
         let (_, anchor) = read_head(&txn)?;
-        let t = txn.open_table(EVENTS)?;
+        let events = txn.open_table(EVENTS)?;
+        let by_user = txn.open_table(EVENTS_BY_USER)?;
+        let mut lookup = Lookup::new(&events, &by_user);
         let mut expected = anchor.hash;
         let mut out = Vec::new();
-        for row in t.range(..below.0)?.take(limit) {
+        for row in events.range(..below.0)?.take(limit) {
             let (k, v) = row?;
-            let (id, bytes) = (k.value(), v.value());
-            let rec: EventRecord = decode("events", bytes)?;
+            let (id, user) = (k.value(), v.value());
+            let Some((_, record)) = lookup.find(id, Some(user))? else {
+                return Err(chain_broken(id));
+            };
+            let rec: EventRecord = decode("events", record)?;
             if rec.link != link_of(&expected) {
                 return Err(chain_broken(id));
             }
-            expected = chain_hash(&expected, id, bytes);
-            out.push(to_event(id, bytes)?);
+            expected = chain_hash(&expected, id, user, record);
+            out.push(to_event(id, user, record)?);
         }
         Ok(out)
     }

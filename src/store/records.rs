@@ -38,7 +38,8 @@ impl SessionRecord {
     }
 }
 
-/// A row of `events`. The timestamp is not stored: it is the high bits of the id.
+/// One event as stored in its user's bucket. The timestamp is not stored (it
+/// is the high bits of the id), nor is the user (it is the bucket's key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventRecord {
     /// `EventKind::code`: one byte instead of the name.
@@ -47,7 +48,6 @@ pub(crate) struct EventRecord {
     /// the oldest kept event). It locates a break; the 256-bit chain hash,
     /// which covers the whole previous hash, detects one.
     pub link: [u8; 8],
-    pub user: Option<String>,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     /// Public id of the session concerned.

@@ -8,16 +8,17 @@
 //! | `sessions` | SHA-256 of the cookie token | session record |
 //! | `sessions_by_user` | (user, created ms, token hash) | () |
 //! | `sessions_by_expiry` | (deadline ms, token hash) | () |
-//! | `events` | event id | event record |
-//! | `events_by_user` | (user, event id) | () |
-//! | `events_by_kind` | (kind code, event id) | () |
+//! | `audit_events` | event id | user name (empty: none) |
+//! | `audit_by_user` | (user name, id of the bucket's first event) | bucket of event records (`bucket.rs`) |
+//! | `audit_by_kind` | (kind code, event id) | () |
 //! | `bans` | `u:<user>` or `i:<ip>` | ban record |
 //!
 //! Invariant: every row of `sessions` has exactly one entry in each of its two
-//! indexes, and every index entry points at an existing row; the same holds for
-//! `events` and its indexes (an event without a user has no `events_by_user`
-//! entry). Every function that writes one of them writes the others in the same
-//! transaction.
+//! indexes, and every index entry points at an existing row. Every event has
+//! exactly one row in `audit_events` (its time order), one record in a bucket
+//! of its user in `audit_by_user` (where the record itself lives), and one
+//! entry in `audit_by_kind`. Every function that writes one of them writes the
+//! others in the same transaction.
 
 use redb::TableDefinition;
 
@@ -31,9 +32,10 @@ pub const SESSIONS_BY_USER: TableDefinition<(&str, u64, HashKey), ()> =
     TableDefinition::new("sessions_by_user");
 pub const SESSIONS_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
     TableDefinition::new("sessions_by_expiry");
-pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-pub const EVENTS_BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("events_by_user");
-pub const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("events_by_kind");
+pub const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
+pub const EVENTS_BY_USER: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("audit_by_user");
+pub const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("audit_by_kind");
 pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
 
 /// `meta` key of the audit chain head (last event id and its hash).

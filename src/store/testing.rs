@@ -7,6 +7,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable};
 
+use super::bucket;
 use super::codec::{decode, encode};
 use super::error::StoreError;
 use super::records::EventRecord;
@@ -16,8 +17,30 @@ fn open(path: &Path) -> Result<Database, StoreError> {
     Ok(Database::open(path)?)
 }
 
-/// Rewrites one event's details in place (its row only, as a tamperer would),
-/// leaving the hash chain to notice. Returns false when there is no such event.
+/// The bucket of `user` that holds event `id`: its key and bytes.
+fn bucket_of(
+    txn: &redb::WriteTransaction,
+    id: u64,
+) -> Result<Option<(String, u64, Vec<u8>)>, StoreError> {
+    let Some(user) = txn
+        .open_table(EVENTS)?
+        .get(id)?
+        .map(|g| g.value().to_string())
+    else {
+        return Ok(None);
+    };
+    let t = txn.open_table(EVENTS_BY_USER)?;
+    let found = t
+        .range((user.as_str(), 0)..=(user.as_str(), id))?
+        .next_back()
+        .transpose()?
+        .map(|(k, v)| (k.value().1, v.value().to_vec()));
+    Ok(found.map(|(first, bytes)| (user, first, bytes)))
+}
+
+/// Rewrites one event's details in place (its record only, as a tamperer
+/// would), leaving the hash chain to notice. Returns false when there is no
+/// such event.
 pub fn edit_event_details(
     path: &Path,
     id: u64,
@@ -26,47 +49,55 @@ pub fn edit_event_details(
 ) -> Result<bool, StoreError> {
     let db = open(path)?;
     let txn = db.begin_write()?;
-    let found = {
-        let mut t = txn.open_table(EVENTS)?;
-        let rec = match t.get(id)? {
-            Some(g) => Some(decode::<EventRecord>("events", g.value())?),
-            None => None,
-        };
-        match rec {
-            Some(mut rec) => {
-                rec.details.push((key.to_string(), value.to_string()));
-                t.insert(id, encode(&rec).as_slice())?;
-                true
-            }
-            None => false,
-        }
+    let Some((user, first, bytes)) = bucket_of(&txn, id)? else {
+        return Ok(false);
     };
+    let entries = bucket::parse(first, &bytes)?;
+    let mut buf = Vec::with_capacity(bytes.len() + 64);
+    let mut found = false;
+    for e in &entries {
+        let record = &bytes[e.start..e.end];
+        if e.id == id {
+            let mut rec: EventRecord = decode("events", record)?;
+            rec.details.push((key.to_string(), value.to_string()));
+            bucket::push(&mut buf, e.id - first, &encode(&rec));
+            found = true;
+        } else {
+            bucket::push(&mut buf, e.id - first, record);
+        }
+    }
+    txn.open_table(EVENTS_BY_USER)?
+        .insert((user.as_str(), first), buf.as_slice())?;
     txn.commit()?;
     Ok(found)
 }
 
-/// Deletes one event row and its index entries (as a careful tamperer would),
-/// leaving the hash chain to notice. Returns false when there is no such event.
+/// Deletes one event with its record and index entries (as a careful
+/// tamperer would), leaving the hash chain to notice. Returns false when
+/// there is no such event.
 pub fn delete_event(path: &Path, id: u64) -> Result<bool, StoreError> {
     let db = open(path)?;
     let txn = db.begin_write()?;
-    let found = {
-        let mut t = txn.open_table(EVENTS)?;
-        let removed = t.remove(id)?.map(|g| g.value().to_vec());
-        match removed {
-            Some(bytes) => {
-                let rec: EventRecord = decode("events", &bytes)?;
-                if let Some(u) = rec.user.as_deref() {
-                    txn.open_table(EVENTS_BY_USER)?.remove((u, id))?;
-                }
-                txn.open_table(EVENTS_BY_KIND)?.remove((rec.kind, id))?;
-                true
-            }
-            None => false,
-        }
+    let Some((user, first, bytes)) = bucket_of(&txn, id)? else {
+        return Ok(false);
     };
+    let mut entries = bucket::parse(first, &bytes)?;
+    let Some(at) = entries.iter().position(|e| e.id == id) else {
+        return Ok(false);
+    };
+    let rec: EventRecord = decode("events", &bytes[entries[at].start..entries[at].end])?;
+    entries.remove(at);
+    {
+        let mut t = txn.open_table(EVENTS_BY_USER)?;
+        t.remove((user.as_str(), first))?;
+        if let Some((key, rest)) = bucket::rebuild(&bytes, &entries) {
+            t.insert((user.as_str(), key), rest.as_slice())?;
+        }
+    }
+    txn.open_table(EVENTS)?.remove(id)?;
+    txn.open_table(EVENTS_BY_KIND)?.remove((rec.kind, id))?;
     txn.commit()?;
-    Ok(found)
+    Ok(true)
 }
 
 /// A database held open in redb's exclusive-writer mode, as a tool that

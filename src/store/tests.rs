@@ -310,9 +310,21 @@ fn corrupt_values_and_cursors_are_errors_not_panics() {
             let mut s = txn.open_table(SESSIONS).unwrap();
             s.insert(c.token.hash().0, [0xffu8, 0xff, 0xff].as_slice())
                 .unwrap();
-            let mut e = txn.open_table(EVENTS).unwrap();
-            let id = e.first().unwrap().unwrap().0.value();
-            e.insert(id, [0x01u8].as_slice()).unwrap();
+            // The event's record (in alice's bucket) becomes one bad byte.
+            let id = txn
+                .open_table(EVENTS)
+                .unwrap()
+                .first()
+                .unwrap()
+                .unwrap()
+                .0
+                .value();
+            let mut bucket = Vec::new();
+            super::bucket::push(&mut bucket, 0, &[0x01]);
+            txn.open_table(EVENTS_BY_USER)
+                .unwrap()
+                .insert(("alice", id), bucket.as_slice())
+                .unwrap();
         }
         txn.commit().unwrap();
     }
@@ -462,6 +474,13 @@ mod legacy {
             .into()
     }
 
+    /// The audit tables as schemas 1 and 2 defined them.
+    pub const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+    pub const EVENTS_BY_USER: redb::TableDefinition<(&str, u64), ()> =
+        redb::TableDefinition::new("events_by_user");
+    pub const EVENTS_BY_KIND: redb::TableDefinition<(&str, u64), ()> =
+        redb::TableDefinition::new("events_by_kind");
+
     /// Event ids are these microseconds plus the event's position.
     pub const BASE_US: u64 = 1_700_000_000_000_000;
 
@@ -500,9 +519,7 @@ mod legacy {
             }
             let mut table = txn.open_table(EVENTS).unwrap();
             let mut by_user = txn.open_table(EVENTS_BY_USER).unwrap();
-            let by_kind_v2: redb::TableDefinition<(&str, u64), ()> =
-                redb::TableDefinition::new("events_by_kind");
-            let mut by_kind = (version >= 2).then(|| txn.open_table(by_kind_v2).unwrap());
+            let mut by_kind = (version >= 2).then(|| txn.open_table(EVENTS_BY_KIND).unwrap());
             let mut head = ChainHead::default();
             for (i, &(kind, user)) in events.iter().enumerate() {
                 let id = EventId::from_micros(BASE_US + i as u64).0;
@@ -563,14 +580,15 @@ fn v2_upgrade_keeps_events_and_chain_breaks() {
             // tells, and must still tell after the upgrade.
             let db = redb::Database::open(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(EVENTS).unwrap().remove(last).unwrap();
-            let by_kind_v2: redb::TableDefinition<(&str, u64), ()> =
-                redb::TableDefinition::new("events_by_kind");
-            txn.open_table(by_kind_v2)
+            txn.open_table(legacy::EVENTS)
+                .unwrap()
+                .remove(last)
+                .unwrap();
+            txn.open_table(legacy::EVENTS_BY_KIND)
                 .unwrap()
                 .remove(("login.success", last))
                 .unwrap();
-            txn.open_table(EVENTS_BY_USER)
+            txn.open_table(legacy::EVENTS_BY_USER)
                 .unwrap()
                 .remove(("alice", last))
                 .unwrap();
