@@ -789,6 +789,7 @@ fn repeated_touches_of_one_session_queue_once() {
             WriterConfig {
                 queue_capacity: 8,
                 max_batch: 8,
+                ..WriterConfig::default()
             },
         );
         for i in 0..100 {

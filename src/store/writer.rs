@@ -27,6 +27,12 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     /// Most operations committed together.
     pub max_batch: usize,
+    /// Longest wait for more operations before a commit, used only while
+    /// fewer are waiting than the previous commit carried: callers that were
+    /// just acknowledged are usually about to send their next write, and one
+    /// commit (two fsyncs) for all of them beats two commits. A lone writer
+    /// (previous batch of one) never waits.
+    pub linger: Duration,
 }
 
 impl Default for WriterConfig {
@@ -34,6 +40,7 @@ impl Default for WriterConfig {
         WriterConfig {
             queue_capacity: 4096,
             max_batch: 1024,
+            linger: Duration::from_millis(1),
         }
     }
 }
@@ -136,10 +143,13 @@ impl Writer {
         let thread_stats = stats.clone();
         let pending_touches = PendingTouches::default();
         let thread_pending = pending_touches.clone();
-        let max_batch = config.max_batch.max(1);
+        let batching = Batching {
+            max: config.max_batch.max(1),
+            linger: config.linger,
+        };
         let thread = std::thread::Builder::new()
             .name("gatehouse-writer".into())
-            .spawn(move || run(store, rx, max_batch, &thread_stats, &thread_pending))
+            .spawn(move || run(store, rx, batching, &thread_stats, &thread_pending))
             .expect("spawning the writer thread");
         (
             Writer {
@@ -312,15 +322,27 @@ fn try_reopen(store: &Store, needs_reopen: &mut bool) {
     }
 }
 
+/// How the writer forms batches (from `WriterConfig`).
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    max: usize,
+    linger: Duration,
+}
+
+/// Polling interval while lingering: short against a commit's fsyncs.
+const LINGER_POLL: Duration = Duration::from_micros(50);
+
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Msg>,
-    max_batch: usize,
+    batching: Batching,
     stats: &WriterStats,
     pending_touches: &Mutex<HashSet<TokenHash>>,
 ) {
+    let max_batch = batching.max;
     let mut ops: Vec<Op> = Vec::with_capacity(max_batch);
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(max_batch);
+    let mut last_batch = 0usize;
     let mut stopping = false;
     // Set after an I/O error: redb fails every later operation on that handle
     // (reads too) until the file is closed and opened again.
@@ -338,15 +360,27 @@ fn run(
                 }
             }
         }
-        while ops.len() < max_batch {
+        let target = last_batch.min(max_batch);
+        let linger_until = (target > 1 && !stopping).then(|| Instant::now() + batching.linger);
+        loop {
             match rx.try_recv() {
                 Ok(Msg::Op(op, reply)) => {
                     ops.push(op);
                     replies.push(reply);
+                    if ops.len() >= max_batch {
+                        break;
+                    }
                 }
                 Ok(Msg::Shutdown) => {
                     stopping = true;
                     rx.close();
+                }
+                Err(mpsc::error::TryRecvError::Empty)
+                    if !stopping
+                        && ops.len() < target
+                        && linger_until.is_some_and(|t| Instant::now() < t) =>
+                {
+                    std::thread::sleep(LINGER_POLL);
                 }
                 Err(_) => break,
             }
@@ -373,6 +407,7 @@ fn run(
             }
         }
         let n = ops.len();
+        last_batch = n;
         let start = Instant::now();
         let results = store.apply_batch(std::mem::take(&mut ops));
         if results.iter().any(|r| r.as_ref().is_err_and(|e| e.is_io())) {

@@ -188,6 +188,7 @@ async fn a_full_writer_queue_pushes_back_and_loses_nothing() {
         WriterConfig {
             queue_capacity: cap,
             max_batch: 4,
+            ..WriterConfig::default()
         },
     );
 
