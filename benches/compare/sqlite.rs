@@ -4,16 +4,17 @@
 //! `WITHOUT ROWID` sessions table keyed by token hash with indexes on user and
 //! expiry, an audit table with indexes on (user, ts) and (kind, ts), keyset
 //! pagination over the (user, ts) index, and a single writer thread that
-//! batches whatever is queued into one transaction (the same group commit
-//! gatehouse does), or commits each operation alone.
+//! batches whatever is queued into one transaction, lingering like
+//! gatehouse's writer (the same group commit), or commits each operation alone.
 //!
 //! Session and audit operations do the same work as gatehouse's: creating a
 //! session enforces the per-user cap and records a `session.created` event,
 //! revoking records a `logout` event, sweeping records a `session.expired`
 //! event per removed session. gatehouse additionally keeps a SHA-256 hash chain
-//! over the audit trail (32 bytes and one hash per event); SQLite does not.
+//! over the audit trail (an 8-byte link and one hash per event); SQLite does not.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -551,16 +552,31 @@ fn apply(sql: &mut Sql, op: SqlOp) -> SqlOut {
     }
 }
 
+/// The batching policy of gatehouse's writer (`WriterConfig::linger`), so
+/// that both stores batch alike: while fewer operations wait than the last
+/// commit carried, wait up to 1 ms for the callers it just acknowledged.
+const LINGER: Duration = Duration::from_millis(1);
+const LINGER_POLL: Duration = Duration::from_micros(50);
+
 fn run(mut sql: Sql, mut rx: mpsc::Receiver<Req>, max_batch: usize) -> Sql {
     let mut batch: Vec<Req> = Vec::with_capacity(max_batch);
+    let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
+        let target = last_batch.min(max_batch);
+        let until = Instant::now() + LINGER;
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
+                Err(mpsc::error::TryRecvError::Empty)
+                    if target > 1 && batch.len() < target && Instant::now() < until =>
+                {
+                    std::thread::sleep(LINGER_POLL);
+                }
                 Err(_) => break,
             }
         }
+        last_batch = batch.len();
         sql.begin();
         let mut outs = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
