@@ -47,7 +47,15 @@ pub(crate) struct Entry {
 /// Parses every entry of the bucket keyed `first`, oldest first, checking the
 /// invariants above that one bucket can break on its own.
 pub(crate) fn parse(first: u64, bytes: &[u8]) -> Result<Vec<Entry>, StoreError> {
-    let mut out: Vec<Entry> = Vec::with_capacity(bytes.len() / 96 + 1);
+    let mut out = Vec::new();
+    parse_into(first, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// `parse` into a caller's buffer (cleared first), so a scan over many
+/// buckets allocates once.
+pub(crate) fn parse_into(first: u64, bytes: &[u8], out: &mut Vec<Entry>) -> Result<(), StoreError> {
+    out.clear();
     let mut at = 0usize;
     let corrupt = |why: &str| StoreError::Corrupt {
         table: "events_by_user",
@@ -75,7 +83,7 @@ pub(crate) fn parse(first: u64, bytes: &[u8]) -> Result<Vec<Entry>, StoreError> 
         out.push(Entry { id, start: at, end });
         at = end;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Re-encodes `entries` of `bytes` (in order) as a new bucket keyed by the

@@ -366,11 +366,13 @@ pub(crate) fn query(
         next_cursor: None,
     };
     if let Some(user) = filter.user.as_deref() {
+        let mut entries = Vec::new();
         'buckets: for row in by_user.range((user, 0)..(user, hi))?.rev() {
             let (k, v) = row?;
             let first = k.value().1;
             let bytes = v.value();
-            for e in bucket::parse(first, bytes)?.iter().rev() {
+            bucket::parse_into(first, bytes, &mut entries)?;
+            for e in entries.iter().rev() {
                 if e.id >= hi {
                     continue;
                 }

@@ -802,3 +802,49 @@ fn repeated_touches_of_one_session_queue_once() {
     // The queued touch moved the idle deadline from 2,000 to 2,100.
     assert!(store.session(&c.token, 2_050).unwrap().is_some());
 }
+
+/// Times the upgrade of a large schema 2 file and reports the peak memory of
+/// the process. A measurement, not a check: run it with
+/// `cargo test --release --lib upgrade_of_a_large_file -- --ignored --nocapture`
+/// (`GATEHOUSE_UPGRADE_EVENTS`, default 1,000,000).
+#[test]
+#[ignore]
+fn upgrade_of_a_large_file() {
+    let n: usize = std::env::var("GATEHOUSE_UPGRADE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let users: Vec<String> = (0..1_000).map(|i| format!("user{i:04}")).collect();
+    let events: Vec<(&str, Option<&str>)> = (0..n)
+        .map(|i| {
+            (
+                "login.success",
+                Some(users[(i * 7919) % users.len()].as_str()),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    legacy::write(&path, 2, &events, None);
+    let hwm = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    eprintln!("{n} events written at schema 2; {}", hwm());
+    // Reset the peak so the next reading is the upgrade's own (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let t = std::time::Instant::now();
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    eprintln!(
+        "upgraded to schema 3 in {:.1} s; {}",
+        t.elapsed().as_secs_f64(),
+        hwm()
+    );
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.events, n as u64);
+}
