@@ -554,7 +554,8 @@ fn apply(sql: &mut Sql, op: SqlOp) -> SqlOut {
 
 /// The batching policy of gatehouse's writer (`WriterConfig::linger`), so
 /// that both stores batch alike: while fewer operations wait than the last
-/// commit carried, wait up to 1 ms for the callers it just acknowledged.
+/// commit carried and each poll brings more, wait up to 1 ms for the callers
+/// it just acknowledged.
 const LINGER: Duration = Duration::from_millis(1);
 const LINGER_POLL: Duration = Duration::from_micros(50);
 
@@ -565,12 +566,17 @@ fn run(mut sql: Sql, mut rx: mpsc::Receiver<Req>, max_batch: usize) -> Sql {
         batch.push(first);
         let target = last_batch.min(max_batch);
         let until = Instant::now() + LINGER;
+        let mut before_poll: Option<usize> = None;
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(mpsc::error::TryRecvError::Empty)
-                    if target > 1 && batch.len() < target && Instant::now() < until =>
+                    if target > 1
+                        && batch.len() < target
+                        && before_poll.is_none_or(|n| batch.len() > n)
+                        && Instant::now() < until =>
                 {
+                    before_poll = Some(batch.len());
                     std::thread::sleep(LINGER_POLL);
                 }
                 Err(_) => break,

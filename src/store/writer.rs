@@ -28,10 +28,11 @@ pub struct WriterConfig {
     /// Most operations committed together.
     pub max_batch: usize,
     /// Longest wait for more operations before a commit, used only while
-    /// fewer are waiting than the previous commit carried: callers that were
-    /// just acknowledged are usually about to send their next write, and one
-    /// commit (two fsyncs) for all of them beats two commits. A lone writer
-    /// (previous batch of one) never waits.
+    /// fewer are waiting than the previous commit carried and each 50 us poll
+    /// brings more: callers that were just acknowledged are usually about to
+    /// send their next write, and one commit (two fsyncs) for all of them
+    /// beats two commits. A lone writer (previous batch of one) and a steady
+    /// trickle of writes never wait more than one poll.
     pub linger: Duration,
 }
 
@@ -362,6 +363,9 @@ fn run(
         }
         let target = last_batch.min(max_batch);
         let linger_until = (target > 1 && !stopping).then(|| Instant::now() + batching.linger);
+        // Lingering goes on only while each poll brings more operations:
+        // callers that resubmit at once keep arriving, a steady trickle does not.
+        let mut before_poll: Option<usize> = None;
         loop {
             match rx.try_recv() {
                 Ok(Msg::Op(op, reply)) => {
@@ -378,8 +382,10 @@ fn run(
                 Err(mpsc::error::TryRecvError::Empty)
                     if !stopping
                         && ops.len() < target
+                        && before_poll.is_none_or(|n| ops.len() > n)
                         && linger_until.is_some_and(|t| Instant::now() < t) =>
                 {
+                    before_poll = Some(ops.len());
                     std::thread::sleep(LINGER_POLL);
                 }
                 Err(_) => break,
