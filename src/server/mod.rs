@@ -20,6 +20,7 @@ pub mod regulation;
 pub mod sessions;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use crate::config::{Config, Users};
+use crate::config::{Config, UserEntry, Users};
 use crate::store::{Store, Writer};
 
 pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
@@ -49,6 +50,8 @@ pub struct Inner {
     pub config: Config,
     /// Current users, replaced whole by a reload.
     users: RwLock<Users>,
+    /// The session cookie's name (`Config::cookie_name`), fixed at start.
+    pub cookie_name: String,
     pub store: Store,
     pub writer: Writer,
     pub hasher: password::Hasher,
@@ -76,6 +79,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 users: RwLock::new(config.users.clone()),
+                cookie_name: config.cookie_name(),
                 config,
                 store,
                 writer,
@@ -90,6 +94,11 @@ impl AppState {
     /// The current users.
     pub fn users(&self) -> Users {
         self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the current users without cloning the set.
+    pub fn with_users<T>(&self, f: impl FnOnce(&HashMap<String, UserEntry>) -> T) -> T {
+        f(&self.users.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Replaces the users. A session whose user disappeared is refused at
