@@ -324,10 +324,16 @@ impl Server {
 
         let l = &cfg.file.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // No hyper header timer: it arms and clears a timer for every request
+        // head. The same bound comes once per connection from `ConnIdle`
+        // below: a connection with no request in progress for
+        // `header_read_timeout_secs` (counted from the connection's start or
+        // from the end of its last request) is closed, so a request head
+        // must arrive whole within that time.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+            .header_read_timeout(None)
             .max_buf_size(l.header_bytes);
         builder
             .http2()
@@ -392,20 +398,22 @@ impl Server {
                     activity,
                     _permit: permit,
                 };
-                // hyper's header timeout starts only once the HTTP version is
-                // known; a client that connects and sends nothing would hold
-                // its connection slot forever (and enough of them, every
-                // slot). So the first bytes get the same deadline.
+                // The HTTP version is known only once the first bytes are in;
+                // a client that connects and sends nothing would hold its
+                // connection slot forever (and enough of them, every slot).
+                // So the first bytes get the head deadline as well.
                 if !first_bytes(&stream, head_timeout).await {
                     tracing::debug!(%peer, "no request head in time; closing");
                     return;
                 }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                // hyper closes idle HTTP/1 connections through the header
-                // timeout, but an HTTP/2 connection with no stream open has
-                // no deadline at all. So any connection without a request in
-                // progress for that long is closed here; a request in
-                // progress is bounded by the request timeout instead.
+                // The head deadline of both versions: any connection without
+                // a request in progress for `head_timeout` is closed, whether
+                // it is idle between requests, dribbling an HTTP/1 request
+                // head (a request counts as in progress only once its head
+                // is parsed) or holding an HTTP/2 connection with no stream
+                // open. A request in progress is bounded by the request
+                // timeout instead.
                 tokio::select! {
                     r = watcher.watch(conn) => {
                         if let Err(e) = r {
