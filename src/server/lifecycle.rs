@@ -156,11 +156,10 @@ impl Default for Activity {
     }
 }
 
-/// Middleware: every request but `/healthz` is activity.
+/// Middleware: a request is activity. Every route has it but `/healthz`
+/// (not activity) and `/auth/verify` (which records its own).
 pub async fn track_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() != "/healthz" {
-        state.activity.record();
-    }
+    state.activity.record();
     next.run(req).await
 }
 

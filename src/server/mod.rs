@@ -167,7 +167,9 @@ pub fn router(state: AppState) -> Router {
     // they do not bound themselves (one in-memory store read, atomics), so
     // they skip the layers that only matter for bodies, state-changing posts
     // and slow handlers: the CSRF guard, the body limits and the per-request
-    // timer.
+    // timer. They also skip the activity middleware (`/healthz` is not
+    // activity; `verify` records its own) and the request trace layer, each
+    // a boxed service and a boxed future per request.
     let hot = Router::new()
         .route("/auth/verify", get(verify::verify))
         .route("/healthz", get(lifecycle::healthz));
@@ -207,15 +209,14 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ));
-    hot.merge(rest)
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             lifecycle::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    hot.merge(rest).with_state(state)
 }
 
 /// `GET /`: the sessions page is gatehouse's home (it sends anonymous

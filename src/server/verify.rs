@@ -35,6 +35,8 @@ const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
+    // Outside the activity middleware (see `router`).
+    state.activity.record();
     check(&state, req.uri().query(), req.headers())
 }
 
