@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::Service;
 
 use super::password::{self, Hasher};
 use super::{AppState, Inner};
@@ -171,6 +171,11 @@ struct Health {
 
 /// `GET /healthz`: no auth, not activity.
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    health(&state)
+}
+
+/// The `/healthz` answer.
+pub fn health(state: &AppState) -> Response {
     let last = state.activity.last_beat_ms();
     let alive = now_ms().saturating_sub(last) < BEAT_EXPIRY.as_millis() as u64;
     axum::Json(Health {
@@ -373,21 +378,28 @@ impl Server {
             activity.open_connections.fetch_add(1, Ordering::Relaxed);
             let conn_idle = Arc::new(ConnIdle::new());
             let in_flight = conn_idle.clone();
-            let svc = router
-                .clone()
-                .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req
-                })
-                .map_future(move |fut| {
-                    // Held from the request's dispatch until its response.
-                    let busy = InFlight::enter(in_flight.clone());
-                    async move {
-                        let res = fut.await;
-                        drop(busy);
-                        res
+            let conn_state = state.clone();
+            let mut conn_router = router.clone();
+            let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                // Held from the request's dispatch until its response.
+                let busy = InFlight::enter(in_flight.clone());
+                let routed = match super::answer_hot(&conn_state, &req) {
+                    Some(res) => Ok(res),
+                    None => {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        // The router is always ready (it has no back-pressure).
+                        Err(conn_router.call(req))
                     }
-                });
+                };
+                async move {
+                    let res = match routed {
+                        Ok(res) => res,
+                        Err(fut) => fut.await?,
+                    };
+                    drop(busy);
+                    Ok::<_, std::convert::Infallible>(res)
+                }
+            });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = builder.clone();
             let watcher = graceful.watcher();

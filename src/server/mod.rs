@@ -153,6 +153,24 @@ impl AppState {
     }
 }
 
+/// The answer to a request for one of the hot routes, made on the spot
+/// without the router: `GET /auth/verify` and `GET /healthz` (exact paths, as
+/// the router matches them). `None` for every other request, which goes to
+/// [`router`]; that has the same two routes too, for `HEAD` and the 405 of
+/// other methods. Sparing the router its route lookup, per-request service
+/// clone and boxed future matters only here, on the request every protected
+/// page load makes.
+pub fn answer_hot<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    match req.uri().path() {
+        "/auth/verify" => Some(verify::answer(state, req)),
+        "/healthz" => Some(lifecycle::health(state)),
+        _ => None,
+    }
+}
+
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.file.limits;

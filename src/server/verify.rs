@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::lookup_with;
@@ -35,9 +35,14 @@ const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
-    // Outside the activity middleware (see `router`).
+    answer(&state, &req)
+}
+
+/// The answer to a forward-auth request. Counts it as activity: the route
+/// is outside the activity middleware (see `super::router`).
+pub fn answer<B>(state: &AppState, req: &http::Request<B>) -> Response {
     state.activity.record();
-    check(&state, req.uri().query(), req.headers())
+    check(state, req.uri().query(), req.headers())
 }
 
 /// The answer to a forward-auth check with this query and these headers.
