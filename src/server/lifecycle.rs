@@ -381,23 +381,31 @@ impl Server {
             let conn_state = state.clone();
             let mut conn_router = router.clone();
             let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                // Held from the request's dispatch until its response.
-                let busy = InFlight::enter(in_flight.clone());
                 let routed = match super::answer_hot(&conn_state, &req) {
-                    Some(res) => Ok(res),
+                    // Answered within this call, which runs inside the
+                    // connection's own task: the idle check never sees it in
+                    // progress, so marking the activity once is enough.
+                    Some(res) => {
+                        in_flight.mark();
+                        Ok(res)
+                    }
                     None => {
+                        // Held from the request's dispatch until its response.
+                        let busy = InFlight::enter(in_flight.clone());
                         req.extensions_mut().insert(ConnectInfo(peer));
                         // The router is always ready (it has no back-pressure).
-                        Err(conn_router.call(req))
+                        Err((busy, conn_router.call(req)))
                     }
                 };
                 async move {
-                    let res = match routed {
-                        Ok(res) => res,
-                        Err(fut) => fut.await?,
-                    };
-                    drop(busy);
-                    Ok::<_, std::convert::Infallible>(res)
+                    match routed {
+                        Ok(res) => Ok(res),
+                        Err((busy, fut)) => {
+                            let res = fut.await;
+                            drop(busy);
+                            res
+                        }
+                    }
                 }
             });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
