@@ -104,7 +104,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The token hash of the request's session cookie, if it is well formed.
 pub fn cookie_hash(state: &AppState, headers: &HeaderMap) -> Option<TokenHash> {
-    cookie(headers, &state.config.cookie_name())
+    cookie(headers, &state.cookie_name)
         .and_then(SessionToken::parse)
         .map(|t| t.hash())
 }
@@ -127,6 +127,21 @@ impl Authed {
 /// longer in the config. Slides the idle deadline (fire and forget) when the
 /// last recorded use is older than the touch interval.
 pub fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, ApiError> {
+    lookup_with(state, headers, |session, hash, user| Authed {
+        session,
+        hash,
+        user: user.clone(),
+    })
+}
+
+/// [`lookup`], handing the session, its hash and the user's current entry to
+/// `f` instead of cloning the entry. `f` runs under the users read lock, so
+/// it must be short and must not reach for the users again.
+pub fn lookup_with<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    f: impl FnOnce(Session, TokenHash, &UserEntry) -> T,
+) -> Result<Option<T>, ApiError> {
     let Some(hash) = cookie_hash(state, headers) else {
         return Ok(None);
     };
@@ -136,23 +151,23 @@ pub fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, A
         Ok(None) => return Ok(None),
         Err(e) => return Err(ApiError::internal("session lookup failed", &e)),
     };
-    let Some(user) = state.users().get(&session.user).cloned() else {
-        return Ok(None);
-    };
     let interval = state.config.file.session.touch_interval_secs * 1000;
     // Remember-me sessions are touched too: their deadline does not move,
     // but `last_seen` keeps the sessions list truthful.
-    if now.saturating_sub(session.last_seen_ms) >= interval {
+    let stale = now.saturating_sub(session.last_seen_ms) >= interval;
+    let Some(out) = state.with_users(|users| {
+        let user = users.get(&session.user)?;
+        Some(f(session, hash, user))
+    }) else {
+        return Ok(None);
+    };
+    if stale {
         // A dropped touch (queue full) only delays the slide to the next check.
         if let Err(e) = state.writer.touch(hash, now) {
             tracing::debug!(error = %e, "session touch dropped");
         }
     }
-    Ok(Some(Authed {
-        session,
-        hash,
-        user,
-    }))
+    Ok(Some(out))
 }
 
 impl FromRequestParts<AppState> for Authed {

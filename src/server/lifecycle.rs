@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::Service;
 
 use super::password::{self, Hasher};
 use super::{AppState, Inner};
@@ -156,11 +156,10 @@ impl Default for Activity {
     }
 }
 
-/// Middleware: every request but `/healthz` is activity.
+/// Middleware: a request is activity. Every route has it but `/healthz`
+/// (not activity) and `/auth/verify` (which records its own).
 pub async fn track_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() != "/healthz" {
-        state.activity.record();
-    }
+    state.activity.record();
     next.run(req).await
 }
 
@@ -172,6 +171,11 @@ struct Health {
 
 /// `GET /healthz`: no auth, not activity.
 pub async fn healthz(State(state): State<AppState>) -> Response {
+    health(&state)
+}
+
+/// The `/healthz` answer.
+pub fn health(state: &AppState) -> Response {
     let last = state.activity.last_beat_ms();
     let alive = now_ms().saturating_sub(last) < BEAT_EXPIRY.as_millis() as u64;
     axum::Json(Health {
@@ -324,10 +328,16 @@ impl Server {
 
         let l = &cfg.file.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // No hyper header timer: it arms and clears a timer for every request
+        // head. The same bound comes once per connection from `ConnIdle`
+        // below: a connection with no request in progress for
+        // `header_read_timeout_secs` (counted from the connection's start or
+        // from the end of its last request) is closed, so a request head
+        // must arrive whole within that time.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+            .header_read_timeout(None)
             .max_buf_size(l.header_bytes);
         builder
             .http2()
@@ -368,21 +378,36 @@ impl Server {
             activity.open_connections.fetch_add(1, Ordering::Relaxed);
             let conn_idle = Arc::new(ConnIdle::new());
             let in_flight = conn_idle.clone();
-            let svc = router
-                .clone()
-                .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    req
-                })
-                .map_future(move |fut| {
-                    // Held from the request's dispatch until its response.
-                    let busy = InFlight::enter(in_flight.clone());
-                    async move {
-                        let res = fut.await;
-                        drop(busy);
-                        res
+            let conn_state = state.clone();
+            let mut conn_router = router.clone();
+            let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                let routed = match super::answer_hot(&conn_state, &req) {
+                    // Answered within this call, which runs inside the
+                    // connection's own task: the idle check never sees it in
+                    // progress, so marking the activity once is enough.
+                    Some(res) => {
+                        in_flight.mark();
+                        Ok(res)
                     }
-                });
+                    None => {
+                        // Held from the request's dispatch until its response.
+                        let busy = InFlight::enter(in_flight.clone());
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        // The router is always ready (it has no back-pressure).
+                        Err((busy, conn_router.call(req)))
+                    }
+                };
+                async move {
+                    match routed {
+                        Ok(res) => Ok(res),
+                        Err((busy, fut)) => {
+                            let res = fut.await;
+                            drop(busy);
+                            res
+                        }
+                    }
+                }
+            });
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = builder.clone();
             let watcher = graceful.watcher();
@@ -392,20 +417,22 @@ impl Server {
                     activity,
                     _permit: permit,
                 };
-                // hyper's header timeout starts only once the HTTP version is
-                // known; a client that connects and sends nothing would hold
-                // its connection slot forever (and enough of them, every
-                // slot). So the first bytes get the same deadline.
+                // The HTTP version is known only once the first bytes are in;
+                // a client that connects and sends nothing would hold its
+                // connection slot forever (and enough of them, every slot).
+                // So the first bytes get the head deadline as well.
                 if !first_bytes(&stream, head_timeout).await {
                     tracing::debug!(%peer, "no request head in time; closing");
                     return;
                 }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                // hyper closes idle HTTP/1 connections through the header
-                // timeout, but an HTTP/2 connection with no stream open has
-                // no deadline at all. So any connection without a request in
-                // progress for that long is closed here; a request in
-                // progress is bounded by the request timeout instead.
+                // The head deadline of both versions: any connection without
+                // a request in progress for `head_timeout` is closed, whether
+                // it is idle between requests, dribbling an HTTP/1 request
+                // head (a request counts as in progress only once its head
+                // is parsed) or holding an HTTP/2 connection with no stream
+                // open. A request in progress is bounded by the request
+                // timeout instead.
                 tokio::select! {
                     r = watcher.watch(conn) => {
                         if let Err(e) = r {

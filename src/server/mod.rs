@@ -20,6 +20,7 @@ pub mod regulation;
 pub mod sessions;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use crate::config::{Config, Users};
+use crate::config::{Config, UserEntry, Users};
 use crate::store::{Store, Writer};
 
 pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
@@ -49,6 +50,8 @@ pub struct Inner {
     pub config: Config,
     /// Current users, replaced whole by a reload.
     users: RwLock<Users>,
+    /// The session cookie's name (`Config::cookie_name`), fixed at start.
+    pub cookie_name: String,
     pub store: Store,
     pub writer: Writer,
     pub hasher: password::Hasher,
@@ -76,6 +79,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 users: RwLock::new(config.users.clone()),
+                cookie_name: config.cookie_name(),
                 config,
                 store,
                 writer,
@@ -90,6 +94,11 @@ impl AppState {
     /// The current users.
     pub fn users(&self) -> Users {
         self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `f` on the current users without cloning the set.
+    pub fn with_users<T>(&self, f: impl FnOnce(&HashMap<String, UserEntry>) -> T) -> T {
+        f(&self.users.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Replaces the users. A session whose user disappeared is refused at
@@ -144,6 +153,24 @@ impl AppState {
     }
 }
 
+/// The answer to a request for one of the hot routes, made on the spot
+/// without the router: `GET /auth/verify` and `GET /healthz` (exact paths, as
+/// the router matches them). `None` for every other request, which goes to
+/// [`router`]; that has the same two routes too, for `HEAD` and the 405 of
+/// other methods. Sparing the router its route lookup, per-request service
+/// clone and boxed future matters only here, on the request every protected
+/// page load makes.
+pub fn answer_hot<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    match req.uri().path() {
+        "/auth/verify" => Some(verify::answer(state, req)),
+        "/healthz" => Some(lifecycle::health(state)),
+        _ => None,
+    }
+}
+
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.file.limits;
@@ -158,7 +185,9 @@ pub fn router(state: AppState) -> Router {
     // they do not bound themselves (one in-memory store read, atomics), so
     // they skip the layers that only matter for bodies, state-changing posts
     // and slow handlers: the CSRF guard, the body limits and the per-request
-    // timer.
+    // timer. They also skip the activity middleware (`/healthz` is not
+    // activity; `verify` records its own) and the request trace layer, each
+    // a boxed service and a boxed future per request.
     let hot = Router::new()
         .route("/auth/verify", get(verify::verify))
         .route("/healthz", get(lifecycle::healthz));
@@ -198,15 +227,14 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ));
-    hot.merge(rest)
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             lifecycle::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    hot.merge(rest).with_state(state)
 }
 
 /// `GET /`: the sessions page is gatehouse's home (it sends anonymous

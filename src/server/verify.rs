@@ -7,11 +7,11 @@
 
 use std::time::Instant;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::lookup;
+use super::auth::lookup_with;
 use super::redirect::original_url;
 use super::{ApiError, AppState};
 
@@ -28,32 +28,49 @@ pub fn wants_redirect(query: Option<&str>) -> bool {
         .any(|(k, v)| k == "redirect" && (v == "1" || v == "true"))
 }
 
-/// `GET /auth/verify`.
-pub async fn verify(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
+/// Headers that name the signed-in user to the protected app.
+const REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+
+/// `GET /auth/verify`. Takes the request whole: it reads only the head, and
+/// borrowing it spares copying the header map.
+pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
+    answer(&state, &req)
+}
+
+/// The answer to a forward-auth request. Counts it as activity: the route
+/// is outside the activity middleware (see `super::router`).
+pub fn answer<B>(state: &AppState, req: &http::Request<B>) -> Response {
+    state.activity.record();
+    check(state, req.uri().query(), req.headers())
+}
+
+/// The answer to a forward-auth check with this query and these headers.
+pub fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Response {
     let start = Instant::now();
-    let res = match lookup(&state, &headers) {
-        Ok(Some(a)) => {
+    // Only what the answer needs is taken from the user's entry.
+    let found = lookup_with(state, headers, |_, _, user| {
+        // Names are validated at config load: no control characters.
+        (HeaderValue::from_str(&user.name).ok(), user.admin)
+    });
+    let res = match found {
+        Ok(Some((name, admin))) => {
             state.metrics.verify_ok.inc();
             let mut r = StatusCode::OK.into_response();
             let h = r.headers_mut();
-            // Names are validated at config load: no control characters.
-            if let Ok(v) = HeaderValue::from_str(&a.user.name) {
-                h.insert("remote-user", v);
+            if let Some(v) = name {
+                h.insert(REMOTE_USER, v);
             }
-            if a.user.admin {
-                h.insert("remote-groups", HeaderValue::from_static("admin"));
+            if admin {
+                h.insert(REMOTE_GROUPS, HeaderValue::from_static("admin"));
             }
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Ok(None) => {
             state.metrics.verify_denied.inc();
-            if wants_redirect(query.as_deref()) {
-                let login = login_url(&state, original_url(&headers).as_deref());
+            if wants_redirect(query) {
+                let login = login_url(state, original_url(headers).as_deref());
                 let mut r = StatusCode::FOUND.into_response();
                 if let Ok(v) = HeaderValue::from_str(&login) {
                     r.headers_mut().insert(header::LOCATION, v);

@@ -490,3 +490,44 @@ async fn verify_slides_last_seen_through_the_writer() {
     }
     assert!(seen > created, "last_seen never moved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_routes_answer_the_same_whatever_the_method() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = client();
+    assert_eq!(
+        login(&c, &s, "alice", ALICE_PW, &[]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // GET is answered before the router, HEAD by the router: the same head.
+    let get = c.get(s.at("/auth/verify")).send().await.unwrap();
+    let head = c.head(s.at("/auth/verify")).send().await.unwrap();
+    for r in [&get, &head] {
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["remote-user"], "alice");
+        assert_eq!(r.headers()["remote-groups"], "admin");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    let anon = client();
+    assert_eq!(
+        anon.head(s.at("/auth/verify"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.head(s.at("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    for path in ["/auth/verify", "/healthz"] {
+        let r = c.post(s.at(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+    // Only the exact paths are hot routes.
+    for path in ["/auth/verify/", "/auth/verify/x", "/healthz/"] {
+        let r = c.get(s.at(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}

@@ -95,6 +95,44 @@ async fn slow_headers_are_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_after_a_kept_alive_request_is_cut_off() {
+    let s = TestServer::start(&config_text("", "[limits]\nheader_read_timeout_secs = 1\n")).await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The next head arrives a header line at a time, never complete: the
+    // trickle keeps the socket busy, but no request ever starts.
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut closed = false;
+    for i in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let line = format!("X-Slow-{i}: y\r\n");
+        if conn.write_all(line.as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(1), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a trickled head kept its connection open for 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped() {
     let s = TestServer::start(&config_text("", "[limits]\nmax_connections = 1\n")).await;
     // One client holds the only slot with a half-sent request.
