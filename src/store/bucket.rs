@@ -1,4 +1,4 @@
-//! Per-user event buckets: the value format of `events_by_user`.
+//! Per-user event buckets: the value format of `audit_by_user`.
 //!
 //! A user's events are stored together, oldest first, in buckets of about one
 //! page: the key is `(user, id of the bucket's first event)`, the value a run
@@ -15,6 +15,7 @@
 //! under the empty user name.
 
 use super::error::StoreError;
+use super::tables::EVENT_RECORDS;
 
 /// Most bytes a bucket grows to by appending (a single larger event still gets
 /// a bucket of its own). With the key and redb's per-entry overhead one full
@@ -58,7 +59,7 @@ pub(crate) fn parse_into(first: u64, bytes: &[u8], out: &mut Vec<Entry>) -> Resu
     out.clear();
     let mut at = 0usize;
     let corrupt = |why: &str| StoreError::Corrupt {
-        table: "events_by_user",
+        table: EVENT_RECORDS,
         reason: format!("bucket {first}: {why}"),
     };
     if bytes.is_empty() {

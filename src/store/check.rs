@@ -153,7 +153,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
             ));
             continue;
         };
-        let rec: EventRecord = match decode("events", record) {
+        let rec: EventRecord = match decode(EVENT_RECORDS, record) {
             Ok(rec) => rec,
             Err(e) => {
                 r.first_bad_event.get_or_insert(id);

@@ -94,7 +94,10 @@ impl Tx<'_> {
             .map(|(k, v)| (k.value().1, v.value().to_vec()));
         if let Some((first, mut buf)) = newest {
             // Ids only grow, so the new event belongs after every stored one.
-            let offset = id - first;
+            let offset = id.checked_sub(first).ok_or_else(|| StoreError::Corrupt {
+                table: EVENT_RECORDS,
+                reason: format!("bucket {first} of {user:?} starts after the new event {id}"),
+            })?;
             if buf.len() + bucket::entry_len(offset, record.len()) <= bucket::capacity(user) {
                 bucket::push(&mut buf, offset, record);
                 self.events_by_user.insert((user, first), buf.as_slice())?;
@@ -110,9 +113,9 @@ impl Tx<'_> {
 
 /// Builds the public event from its id, user (empty: none) and stored record.
 pub(crate) fn to_event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, StoreError> {
-    let rec: EventRecord = decode("events", bytes)?;
+    let rec: EventRecord = decode(EVENT_RECORDS, bytes)?;
     let kind = EventKind::from_code(rec.kind).ok_or_else(|| StoreError::Corrupt {
-        table: "events",
+        table: EVENT_RECORDS,
         reason: format!("event {id}: unknown kind code {}", rec.kind),
     })?;
     Ok(Event {

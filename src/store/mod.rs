@@ -558,7 +558,7 @@ impl Store {
             // An event without its record is a damaged file: `check` names it.
             let Some((user, record)) = lookup.find(id, Some(v.value()))? else {
                 return Err(StoreError::Corrupt {
-                    table: "events",
+                    table: EVENT_RECORDS,
                     reason: format!("event {id} has no record"),
                 });
             };

@@ -35,7 +35,7 @@ pub struct PruneReport {
 
 fn chain_broken(id: u64) -> StoreError {
     StoreError::Corrupt {
-        table: "events",
+        table: EVENT_RECORDS,
         reason: format!(
             "hash chain broken at event {id}; refusing to prune past it (run `auditctl verify`)"
         ),
@@ -75,7 +75,7 @@ impl Tx<'_> {
                 let Some((_, record)) = lookup.find(*id, Some(user))? else {
                     return Err(chain_broken(*id));
                 };
-                let rec: EventRecord = decode("events", record)?;
+                let rec: EventRecord = decode(EVENT_RECORDS, record)?;
                 if rec.link != link_of(&expected) {
                     return Err(chain_broken(*id));
                 }
@@ -150,7 +150,7 @@ impl Store {
             let Some((_, record)) = lookup.find(id, Some(user))? else {
                 return Err(chain_broken(id));
             };
-            let rec: EventRecord = decode("events", record)?;
+            let rec: EventRecord = decode(EVENT_RECORDS, record)?;
             if rec.link != link_of(&expected) {
                 return Err(chain_broken(id));
             }

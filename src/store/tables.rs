@@ -33,8 +33,9 @@ pub const SESSIONS_BY_USER: TableDefinition<(&str, u64, HashKey), ()> =
 pub const SESSIONS_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
     TableDefinition::new("sessions_by_expiry");
 pub const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("audit_events");
-pub const EVENTS_BY_USER: TableDefinition<(&str, u64), &[u8]> =
-    TableDefinition::new("audit_by_user");
+pub const EVENTS_BY_USER: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(EVENT_RECORDS);
+/// Name of the table that holds the event records (in buckets), for errors.
+pub const EVENT_RECORDS: &str = "audit_by_user";
 pub const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("audit_by_kind");
 pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
 

@@ -58,7 +58,7 @@ pub fn edit_event_details(
     for e in &entries {
         let record = &bytes[e.start..e.end];
         if e.id == id {
-            let mut rec: EventRecord = decode("events", record)?;
+            let mut rec: EventRecord = decode(EVENT_RECORDS, record)?;
             rec.details.push((key.to_string(), value.to_string()));
             bucket::push(&mut buf, e.id - first, &encode(&rec));
             found = true;
@@ -85,7 +85,7 @@ pub fn delete_event(path: &Path, id: u64) -> Result<bool, StoreError> {
     let Some(at) = entries.iter().position(|e| e.id == id) else {
         return Ok(false);
     };
-    let rec: EventRecord = decode("events", &bytes[entries[at].start..entries[at].end])?;
+    let rec: EventRecord = decode(EVENT_RECORDS, &bytes[entries[at].start..entries[at].end])?;
     entries.remove(at);
     {
         let mut t = txn.open_table(EVENTS_BY_USER)?;

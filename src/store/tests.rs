@@ -338,7 +338,7 @@ fn corrupt_values_and_cursors_are_errors_not_panics() {
     assert!(matches!(
         store.query_events(&EventFilter::default(), 10, None),
         Err(QueryError::Store(StoreError::Corrupt {
-            table: "events",
+            table: EVENT_RECORDS,
             ..
         }))
     ));
