@@ -15,10 +15,6 @@
 //! 4 session create/validate/revoke, 5 expiry sweep, 8 bytes on disk.
 //! Figures 6 and 7 (HTTP) are placeholders until the server exists.
 
-/// The allocator gatehouse ships with (ARCHITECTURE.md, "Allocation").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[path = "compare/data.rs"]
 mod data;
 #[path = "compare/jsonl.rs"]

@@ -14,10 +14,6 @@
 //! `bench-results/http.md` and `bench-results/http.json` and prints the table.
 //! Everything runs on loopback and every load is bounded in time.
 
-/// The allocator gatehouse ships with (ARCHITECTURE.md, "Allocation").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

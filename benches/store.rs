@@ -7,10 +7,6 @@
 //! `benches/compare.rs`; this bench is for watching one operation's cost move
 //! from change to change.
 
-/// The allocator gatehouse ships with (ARCHITECTURE.md, "Allocation").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::hint::black_box;
 use std::time::Duration;
 

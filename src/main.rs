@@ -1,9 +1,5 @@
 //! `gatehouse`: the server and its admin subcommands.
 
-/// The allocator gatehouse ships with (ARCHITECTURE.md, "Allocation").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 

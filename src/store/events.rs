@@ -2,7 +2,7 @@
 //! caller's write transaction), lookups of single events, and keyset-paginated
 //! queries that scan newest first and stop as soon as the page is full.
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{AccessGuard, ReadTransaction, ReadableTable};
 use sha2::{Digest, Sha256};
 
 use super::bucket::{self, Entry};
@@ -130,10 +130,11 @@ pub(crate) fn to_event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, Store
     })
 }
 
-/// The bucket a lookup read last, parsed.
-struct Cached {
+/// The bucket a lookup read last: its value as redb holds it (no copy) and
+/// its entries.
+struct Cached<'t> {
     user: String,
-    bytes: Vec<u8>,
+    value: AccessGuard<'t, &'static [u8]>,
     entries: Vec<Entry>,
 }
 
@@ -143,7 +144,9 @@ struct Cached {
 pub(crate) struct Lookup<'t, E, U> {
     events: &'t E,
     by_user: &'t U,
-    cached: Option<Cached>,
+    cached: Option<Cached<'t>>,
+    /// Buffers of the previous bucket, reused for the next one.
+    spare: (String, Vec<Entry>),
 }
 
 impl<'t, E, U> Lookup<'t, E, U>
@@ -156,6 +159,7 @@ where
             events,
             by_user,
             cached: None,
+            spare: (String::new(), Vec::new()),
         }
     }
 
@@ -171,8 +175,8 @@ where
             Some(u) => u,
             None => match self.events.get(id)? {
                 Some(g) => {
-                    read = g.value().to_string();
-                    read.as_str()
+                    read = g;
+                    read.value()
                 }
                 None => return Ok(None),
             },
@@ -183,16 +187,20 @@ where
                 && c.entries.last().is_some_and(|e| e.id >= id)
         });
         if !hit {
-            self.cached = None;
-            let Some(row) = self.by_user.range((user, 0)..=(user, id))?.next_back() else {
+            if let Some(old) = self.cached.take() {
+                self.spare = (old.user, old.entries);
+            }
+            let by_user: &'t U = self.by_user;
+            let Some(row) = by_user.range((user, 0)..=(user, id))?.next_back() else {
                 return Ok(None);
             };
-            let (k, v) = row?;
-            let bytes = v.value().to_vec();
-            let entries = bucket::parse(k.value().1, &bytes)?;
+            let (k, value) = row?;
+            let (mut name, mut entries) = std::mem::take(&mut self.spare);
+            bucket::parse_into(k.value().1, value.value(), &mut entries)?;
+            user.clone_into(&mut name);
             self.cached = Some(Cached {
-                user: user.to_string(),
-                bytes,
+                user: name,
+                value,
                 entries,
             });
         }
@@ -200,10 +208,8 @@ where
             return Ok(None);
         };
         Ok(c.entries.binary_search_by_key(&id, |e| e.id).ok().map(|i| {
-            (
-                c.user.as_str(),
-                &c.bytes[c.entries[i].start..c.entries[i].end],
-            )
+            let e = &c.entries[i];
+            (c.user.as_str(), &c.value.value()[e.start..e.end])
         }))
     }
 }
@@ -351,9 +357,7 @@ pub(crate) fn query(
         return Ok(empty);
     }
 
-    let events = txn.open_table(EVENTS).map_err(StoreError::from)?;
     let by_user = txn.open_table(EVENTS_BY_USER).map_err(StoreError::from)?;
-    let by_kind = txn.open_table(EVENTS_BY_KIND).map_err(StoreError::from)?;
 
     // Plan: the user's buckets when a user is given (kinds checked per event),
     // else the kind index (merged across kinds), else the time order itself.
@@ -391,6 +395,9 @@ pub(crate) fn query(
             }
         }
     } else {
+        // Only these plans need the other tables.
+        let events = txn.open_table(EVENTS).map_err(StoreError::from)?;
+        let by_kind = txn.open_table(EVENTS_BY_KIND).map_err(StoreError::from)?;
         let ids: IdIter<'_> = if let Some(kinds) = &kinds {
             let mut heads = Vec::with_capacity(kinds.len());
             for k in kinds {

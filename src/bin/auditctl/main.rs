@@ -5,10 +5,6 @@
 //! Exit codes: 0 success, 1 nothing found or verification failed, 2 usage
 //! error or failure.
 
-/// The allocator gatehouse ships with (ARCHITECTURE.md, "Allocation").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod backup;
 mod cli;
 mod export;
