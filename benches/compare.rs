@@ -193,21 +193,6 @@ fn main() {
     if want(4) || want(5) {
         session_figures(&p, &rt, tmp.path(), &mut rep);
     }
-    for (fig, what) in [
-        (6, "HTTP forward-auth validate, requests/s"),
-        (7, "HTTP login and audit query, requests/s"),
-    ] {
-        rep.row(
-            fig,
-            what,
-            None,
-            "-",
-            None,
-            Unit::Count,
-            Better::Higher,
-            "not measured yet: needs the HTTP server",
-        );
-    }
     targets(&mut rep);
     drop(rt);
     drop(tmp);

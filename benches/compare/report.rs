@@ -169,7 +169,8 @@ impl Report {
         s.push_str(&table(&self.rows));
         let _ = writeln!(
             s,
-            "\nFigures 6 and 7 (HTTP): not measured yet: needs the HTTP server.\n"
+            "\nFigures 6, 7 and the server's memory (HTTP, whole process): \
+             `cargo bench --bench http` (docs/benchmarks-http.md).\n"
         );
         if !self.targets.is_empty() {
             let _ = writeln!(
