@@ -26,8 +26,6 @@ pub enum Unit {
     Rate(String),
     /// Bytes per event.
     BytesPerEvent,
-    /// A plain count.
-    Count,
     /// A dimensionless factor.
     Factor,
 }
@@ -38,7 +36,6 @@ impl Unit {
             Unit::Micros => fmt_us(v),
             Unit::Rate(what) => fmt_rate(v, what),
             Unit::BytesPerEvent => format!("{v:.0} B/event"),
-            Unit::Count => format!("{v:.0}"),
             Unit::Factor => format!("{v:.2}x"),
         }
     }
