@@ -102,6 +102,23 @@ fn append_all(store: &Store, evs: impl IntoIterator<Item = NewEvent>) {
     }
 }
 
+/// The newest (up to 100) events of one kind, or of one user.
+fn of_kind(store: &Store, kind: EventKind) -> Vec<Event> {
+    let filter = EventFilter {
+        kinds: vec![kind],
+        ..Default::default()
+    };
+    store.query_events(&filter, 100, None).unwrap().events
+}
+
+fn of_user(store: &Store, user: &str) -> Vec<Event> {
+    let filter = EventFilter {
+        user: Some(user.into()),
+        ..Default::default()
+    };
+    store.query_events(&filter, 100, None).unwrap().events
+}
+
 fn walk(store: &Store, filter: &EventFilter, limit: usize) -> Vec<u64> {
     let mut out = Vec::new();
     let mut cursor = None;
@@ -373,19 +390,10 @@ fn cap_evicts_the_oldest_and_records_it() {
     assert_eq!(fourth.evicted, vec![first.session.id]);
     assert!(store.session(&first.token, 1_004).unwrap().is_none());
     assert_eq!(store.sessions_of("alice", 1_004).unwrap().len(), 3);
-    let evicted = store
-        .query_events(
-            &EventFilter {
-                kinds: vec![EventKind::SessionEvicted],
-                ..Default::default()
-            },
-            10,
-            None,
-        )
-        .unwrap();
-    assert_eq!(evicted.events.len(), 1);
+    let evicted = of_kind(&store, EventKind::SessionEvicted);
+    assert_eq!(evicted.len(), 1);
     assert_eq!(
-        evicted.events[0].session.as_deref(),
+        evicted[0].session.as_deref(),
         Some(first.session.id.to_string().as_str())
     );
 }
@@ -597,23 +605,9 @@ fn v2_upgrade_keeps_events_and_chain_breaks() {
         let sound = forge.is_none() && !drop_newest;
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
         assert_eq!(store.stats().unwrap().schema_version, 3);
-        let failures = store
-            .query_events(
-                &EventFilter {
-                    kinds: vec![EventKind::LoginFailure],
-                    ..Default::default()
-                },
-                100,
-                None,
-            )
-            .unwrap();
-        assert_eq!(failures.events.len(), 17);
-        assert!(
-            failures
-                .events
-                .iter()
-                .all(|e| e.user.as_deref() == Some("bob"))
-        );
+        let failures = of_kind(&store, EventKind::LoginFailure);
+        assert_eq!(failures.len(), 17);
+        assert!(failures.iter().all(|e| e.user.as_deref() == Some("bob")));
         let report = store.check().unwrap();
         assert_eq!(report.events, 50 - u64::from(drop_newest));
         assert_eq!(report.is_ok(), sound, "{:?}", report.problems);
@@ -654,18 +648,9 @@ fn v1_fixture_opens_and_upgrades() {
     );
     assert_eq!(store.sessions_of("alice", now_ms()).unwrap().len(), 1);
     // The kind index was backfilled.
-    let page = store
-        .query_events(
-            &EventFilter {
-                kinds: vec![EventKind::LoginFailure],
-                ..Default::default()
-            },
-            10,
-            None,
-        )
-        .unwrap();
-    assert_eq!(page.events.len(), 1);
-    assert_eq!(page.events[0].user.as_deref(), Some("bob"));
+    let page = of_kind(&store, EventKind::LoginFailure);
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].user.as_deref(), Some("bob"));
     let report = store.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.events, 4);
@@ -708,19 +693,10 @@ fn a_session_and_its_audit_event_commit_together() {
     let OpOutput::Created(c) = out else {
         panic!("{out:?}")
     };
-    let page = store
-        .query_events(
-            &EventFilter {
-                kinds: vec![EventKind::LoginSuccess],
-                ..EventFilter::default()
-            },
-            10,
-            None,
-        )
-        .unwrap();
-    assert_eq!(page.events.len(), 1);
+    let page = of_kind(&store, EventKind::LoginSuccess);
+    assert_eq!(page.len(), 1);
     assert_eq!(
-        page.events[0].session.as_deref(),
+        page[0].session.as_deref(),
         Some(c.session.id.to_string().as_str())
     );
     assert!(store.check().unwrap().is_ok());
@@ -869,19 +845,9 @@ fn events_larger_than_a_bucket() {
         });
     }
     append_all(&store, evs);
-    let page = store
-        .query_events(
-            &EventFilter {
-                user: Some("alice".into()),
-                ..Default::default()
-            },
-            100,
-            None,
-        )
-        .unwrap();
-    assert_eq!(page.events.len(), 30);
+    let page = of_user(&store, "alice");
+    assert_eq!(page.len(), 30);
     let bigs: Vec<&Event> = page
-        .events
         .iter()
         .filter(|e| e.kind == EventKind::LoginFailure)
         .collect();
@@ -890,7 +856,7 @@ fn events_larger_than_a_bucket() {
         && e.details.iter().all(|(_, v)| v.len() == MAX_DETAIL_VALUE)));
     assert!(store.check().unwrap().is_ok());
     // Prune through the middle of the run, then everything checks again.
-    let through = page.events[15].id;
+    let through = page[15].id;
     match store
         .apply(Op::Prune {
             through,
