@@ -685,44 +685,47 @@ fn event_figures(p: &Params, dir: &Path, rep: &mut Report, want: &dyn Fn(u8) -> 
             let (gh_b, gh_len) = (disk_bytes(&gh_path), file_bytes(&gh_path));
             let js_b = js.bytes();
             let per = |b: u64| b as f64 / have as f64;
-            rep.row(
-                8,
-                format!("bytes on disk per event at {label}"),
-                Some(per(gh_b)),
-                "SQLite (after WAL checkpoint)",
-                Some(per(sql_b)),
-                Unit::BytesPerEvent,
-                Better::Lower,
-                format!(
-                    "blocks allocated: gatehouse {} MB, SQLite {} MB",
-                    gh_b / 1_000_000,
-                    sql_b / 1_000_000
+            let mb = |b: u64| b / 1_000_000;
+            let on_disk = format!("bytes on disk per event at {label}");
+            let rows = [
+                (
+                    on_disk.clone(),
+                    gh_b,
+                    "SQLite (after WAL checkpoint)",
+                    sql_b,
+                    format!(
+                        "blocks allocated: gatehouse {} MB, SQLite {} MB",
+                        mb(gh_b),
+                        mb(sql_b)
+                    ),
                 ),
-            );
-            rep.row(
-                8,
-                format!("bytes on disk per event at {label}"),
-                Some(per(gh_b)),
-                "JSONL",
-                Some(per(js_b)),
-                Unit::BytesPerEvent,
-                Better::Lower,
-                "",
-            );
-            rep.row(
-                8,
-                format!("file length per event at {label} (includes never-written, sparse space)"),
-                Some(per(gh_len)),
-                "SQLite (after WAL checkpoint)",
-                Some(per(sql_len)),
-                Unit::BytesPerEvent,
-                Better::Lower,
-                format!(
-                    "lengths: gatehouse {} MB, SQLite {} MB",
-                    gh_len / 1_000_000,
-                    sql_len / 1_000_000
+                (on_disk, gh_b, "JSONL", js_b, String::new()),
+                (
+                    format!(
+                        "file length per event at {label} (includes never-written, sparse space)"
+                    ),
+                    gh_len,
+                    "SQLite (after WAL checkpoint)",
+                    sql_len,
+                    format!(
+                        "lengths: gatehouse {} MB, SQLite {} MB",
+                        mb(gh_len),
+                        mb(sql_len)
+                    ),
                 ),
-            );
+            ];
+            for (what, ours, who, theirs, note) in rows {
+                rep.row(
+                    8,
+                    what,
+                    Some(per(ours)),
+                    who,
+                    Some(per(theirs)),
+                    Unit::BytesPerEvent,
+                    Better::Lower,
+                    note,
+                );
+            }
             if size == 1_000_000 {
                 rep.bytes_1m = Some((per(gh_b), per(sql_b)));
             }
