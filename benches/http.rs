@@ -978,16 +978,7 @@ fn fill(path: &Path, sessions: u64, events: u64) -> (u64, u64) {
                 } else {
                     (format!("u{}", j % users), now)
                 };
-                Op::CreateSession(NewSession {
-                    user,
-                    remember_me: false,
-                    idle_ttl_ms: 3_600_000,
-                    absolute_ttl_ms: 86_400_000,
-                    max_per_user: 32,
-                    ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                    user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
-                    now_ms: at,
-                })
+                Op::CreateSession(bench_session(user, at))
             })
             .collect();
         for r in store.apply_batch(ops) {
@@ -1003,6 +994,20 @@ fn fill(path: &Path, sessions: u64, events: u64) -> (u64, u64) {
     (live, expired)
 }
 
+/// A session as the memory figure fills them: one hour idle, one day at most.
+fn bench_session(user: String, now_ms: u64) -> NewSession {
+    NewSession {
+        user,
+        remember_me: false,
+        idle_ttl_ms: 3_600_000,
+        absolute_ttl_ms: 86_400_000,
+        max_per_user: 32,
+        ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
+        now_ms,
+    }
+}
+
 /// Adds `n` more already-expired sessions (users `y0`, `y1`, ...), so that
 /// a second server run has as much to sweep as the first.
 fn add_expired(path: &Path, n: u64) {
@@ -1012,18 +1017,7 @@ fn add_expired(path: &Path, n: u64) {
     while i < n {
         let k = 20_000.min(n - i);
         let ops = (i..i + k)
-            .map(|j| {
-                Op::CreateSession(NewSession {
-                    user: format!("y{j}"),
-                    remember_me: false,
-                    idle_ttl_ms: 3_600_000,
-                    absolute_ttl_ms: 86_400_000,
-                    max_per_user: 32,
-                    ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                    user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
-                    now_ms: at,
-                })
-            })
+            .map(|j| Op::CreateSession(bench_session(format!("y{j}"), at)))
             .collect();
         for r in store.apply_batch(ops) {
             r.expect("create session");
