@@ -168,7 +168,7 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
 
 impl Sql {
     /// Opens (creating) a database with WAL, the given sync level, a 64 MiB
-    /// page cache (gatehouse's default redb cache) and the schema.
+    /// page cache (the redb cache the bench gives gatehouse) and the schema.
     pub fn open(path: &Path, sync: Sync) -> Sql {
         let conn = Connection::open(path).expect("open sqlite");
         let mode: String = conn

@@ -871,3 +871,39 @@ fn events_larger_than_a_bucket() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.events, 15);
 }
+
+/// A record copied into another user's bucket is found and named by `check`.
+#[test]
+fn check_names_a_record_in_the_wrong_bucket() {
+    let (_d, store) = temp_store();
+    append_all(
+        &store,
+        [
+            NewEvent::at(EventKind::Logout, 5).user("alice"),
+            NewEvent::at(EventKind::Logout, 6).user("bob"),
+        ],
+    );
+    let alice = of_user(&store, "alice")[0].id.0;
+    {
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(EVENTS_BY_USER).unwrap();
+            let mut stray = Vec::new();
+            super::bucket::push(&mut stray, 0, b"\x04");
+            t.insert(("carol", alice), stray.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let report = store.check().unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&alice.to_string()) && p.contains("carol")),
+        "{:?}",
+        report.problems
+    );
+}
