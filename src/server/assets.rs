@@ -96,13 +96,15 @@ pub static SECURITY: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
-/// Login page template (`{{error}}`, `{{username}}`, `{{rd}}`).
-pub const LOGIN_HTML: &str = include_str!("assets/login.html");
-/// Sessions page template (`{{user}}`, `{{rows}}`).
-pub const SESSIONS_HTML: &str = include_str!("assets/sessions.html");
+pub static ICON: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(include_bytes!("assets/icon.svg"), "image/svg+xml", CACHE));
 
 pub async fn style(headers: HeaderMap) -> Response {
     STYLE.respond(&headers)
+}
+
+pub async fn icon(headers: HeaderMap) -> Response {
+    ICON.respond(&headers)
 }
 
 pub async fn robots(headers: HeaderMap) -> Response {

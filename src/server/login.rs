@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
 use super::password::HashError;
 use super::redirect::safe_redirect;
-use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
+use super::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
     BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, now_ms,
 };
@@ -76,20 +76,37 @@ pub struct FormQuery {
     rd: Option<String>,
 }
 
-/// Renders the login page.
-fn page(status: StatusCode, error: Option<&str>, username: &str, rd: &str) -> Response {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = assets::LOGIN_HTML
-        .replace("{{error}}", &error)
-        .replace("{{username}}", &escape(username))
-        .replace("{{rd}}", &escape(rd));
-    html(status, body)
+/// Renders the sign-in page. When `rd` is a safe redirect to another
+/// origin, the page names it and its policy lets the form's answer go there.
+fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+    rd: &str,
+) -> Response {
+    let continue_to = safe_redirect(&state.config, headers, rd)
+        .and_then(|to| url::Url::parse(&to).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null");
+    pages::login::page(
+        status,
+        &pages::login::LoginView {
+            error,
+            username,
+            rd,
+            continue_to: continue_to.as_deref(),
+        },
+    )
 }
 
 /// `GET /login`. A malformed query shows the form without `rd`.
-pub async fn form(RawQuery(query): RawQuery) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let q: FormQuery = super::extract::parse_query(query.as_deref().unwrap_or(""))
         .unwrap_or(FormQuery { rd: None });
     let rd = q.rd.unwrap_or_default();
@@ -98,7 +115,7 @@ pub async fn form(RawQuery(query): RawQuery) -> Response {
     } else {
         &rd
     };
-    page(StatusCode::OK, None, "", rd)
+    page(&state, &headers, StatusCode::OK, None, "", rd)
 }
 
 #[derive(Serialize)]
@@ -153,12 +170,12 @@ pub async fn submit(
     let input = match parse(&state, req).await {
         Ok(i) => i,
         Err(e) if json => return e.into_response(),
-        Err(e) => return page(e.status, Some(&e.message), "", ""),
+        Err(e) => return page(&state, &headers, e.status, Some(&e.message), "", ""),
     };
     match attempt(&state, ip, &headers, input).await {
         Ok(res) => res,
         Err((e, username, rd)) if !json => {
-            let mut res = page(e.status, Some(&e.message), &username, &rd);
+            let mut res = page(&state, &headers, e.status, Some(&e.message), &username, &rd);
             if let Some(s) = e.retry_after {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
+pub mod pages;
 pub mod password;
 pub mod redirect;
 pub mod regulation;
@@ -204,17 +205,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/revoke-all", post(sessions::revoke_all))
         .route("/sessions", get(sessions::page))
-        .route("/sessions/revoke", post(sessions::page_revoke))
         .route(
             "/sessions/revoke-others",
-            post(sessions::page_revoke_others),
+            get(sessions::page_confirm_others).post(sessions::page_revoke_others),
         )
+        .route("/sessions/revoke", post(sessions::page_revoke))
         .route("/api/v1/audit", get(audit::query))
         .route("/metrics", get(metrics::render))
         .route("/robots.txt", get(assets::robots))
         .route("/security.txt", get(assets::security))
         .route("/.well-known/security.txt", get(assets::security))
         .route("/assets/style.css", get(assets::style))
+        .route("/assets/icon.svg", get(assets::icon))
+        .route("/favicon.ico", get(assets::icon))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -326,54 +329,6 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"))
-}
-
-/// Content-Security-Policy of every HTML page: own styles, no scripts, no framing.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// Adds the security headers every HTML page carries.
-pub fn html_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-/// An HTML response with the security headers.
-pub fn html(status: StatusCode, body: String) -> Response {
-    let mut res = (status, body).into_response();
-    html_headers(res.headers_mut());
-    res
-}
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A user agent header, bounded, for session records and audit events.

@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Authed, ClientIp, lookup};
 use super::extract::{Form, Query};
-use super::{ApiError, AppState, assets, escape, html};
+use super::pages::sessions::Notice;
+use super::{ApiError, AppState, pages};
 use crate::store::{Op, OpOutput, PublicId, RevokeReason, Session, now_ms};
 
 /// A session as the API shows it.
@@ -220,6 +221,13 @@ fn no_store(r: impl IntoResponse) -> Response {
     r
 }
 
+fn notice_url(n: Notice) -> &'static str {
+    match n {
+        Notice::SignedOutOne => "/sessions?notice=signed-out",
+        Notice::SignedOutOthers => "/sessions?notice=signed-out-others",
+    }
+}
+
 fn see_other(to: &'static str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     r.headers_mut()
@@ -227,61 +235,56 @@ fn see_other(to: &'static str) -> Response {
     r
 }
 
-/// `YYYY-MM-DD HH:MM UTC` from milliseconds since the epoch.
-pub fn format_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for any u64 day count we meet.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+#[derive(Deserialize)]
+pub struct PageQuery {
+    notice: Option<String>,
 }
 
+/// Where a visitor to a page goes: the sign-in page, then back here.
+const SIGN_IN_FIRST: &str = "/login?rd=%2Fsessions";
+
 /// `GET /sessions`: the HTML page.
-pub async fn page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let me = match lookup(&state, &headers) {
         Ok(Some(me)) => me,
-        Ok(None) => return see_other("/login?rd=%2Fsessions"),
+        Ok(None) => return see_other(SIGN_IN_FIRST),
         Err(e) => return e.into_response(),
     };
-    let sessions = match state.store.sessions_of(&me.user.name, now_ms()) {
+    let now = now_ms();
+    let sessions = match state.store.sessions_of(&me.user.name, now) {
         Ok(s) => s,
         Err(e) => return ApiError::internal("listing sessions failed", &e).into_response(),
     };
-    let mut rows = String::new();
-    for s in &sessions {
-        let action = if s.id == me.session.id {
-            "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out (this session)</button></form>".to_string()
-        } else {
-            format!(
-                "<form method=\"post\" action=\"/sessions/revoke\"><input type=\"hidden\" name=\"id\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
-                escape(&s.id.to_string())
-            )
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            format_utc(s.created_ms),
-            format_utc(s.last_seen_ms),
-            escape(&super::ip_str(s.ip)),
-            escape(s.user_agent.as_deref().unwrap_or("-")),
-            action
-        ));
+    pages::sessions::page(&pages::sessions::SessionsView {
+        user: &me.user.name,
+        sessions: &sessions,
+        current: me.session.id,
+        now_ms: now,
+        notice: q.notice.as_deref().and_then(Notice::from_code),
+    })
+}
+
+/// `GET /sessions/revoke-others`: asks before signing out the others.
+pub async fn page_confirm_others(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let me = match lookup(&state, &headers) {
+        Ok(Some(me)) => me,
+        Ok(None) => return see_other(SIGN_IN_FIRST),
+        Err(e) => return e.into_response(),
+    };
+    match state.store.sessions_of(&me.user.name, now_ms()) {
+        Ok(s) => {
+            let others = s.iter().filter(|s| s.id != me.session.id).count();
+            if others == 0 {
+                return see_other("/sessions");
+            }
+            pages::sessions::confirm_others(&me.user.name, others)
+        }
+        Err(e) => ApiError::internal("listing sessions failed", &e).into_response(),
     }
-    let body = assets::SESSIONS_HTML
-        .replace("{{user}}", &escape(&me.user.name))
-        .replace("{{rows}}", &rows);
-    html(StatusCode::OK, body)
 }
 
 #[derive(Deserialize)]
@@ -298,7 +301,7 @@ pub async fn page_revoke(
 ) -> Result<Response, ApiError> {
     let user = me.user.name.clone();
     revoke_id(&state, &me, user, false, &f.id, ip).await?;
-    Ok(see_other("/sessions"))
+    Ok(see_other(notice_url(Notice::SignedOutOne)))
 }
 
 /// `POST /sessions/revoke-others`: form post from the page.
@@ -317,16 +320,18 @@ pub async fn page_revoke_others(
         ip,
     )
     .await?;
-    Ok(see_other("/sessions"))
+    Ok(see_other(notice_url(Notice::SignedOutOthers)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::format_utc;
+    use super::*;
 
     #[test]
-    fn formats_dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_utc(1_709_251_260_000), "2024-03-01 00:01 UTC");
+    fn notice_urls_name_their_notice() {
+        for n in [Notice::SignedOutOne, Notice::SignedOutOthers] {
+            let code = notice_url(n).split_once("notice=").unwrap().1;
+            assert_eq!(Notice::from_code(code), Some(n));
+        }
     }
 }

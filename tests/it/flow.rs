@@ -22,7 +22,7 @@ async fn login_verify_list_revoke_logout() {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
-    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let html = page.text().await.unwrap();
     assert!(html.contains("name=\"remember_me\"") && html.contains("value=\"/x\""));

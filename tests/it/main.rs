@@ -4,6 +4,7 @@
 
 mod auditctl;
 mod backup_load;
+mod browser;
 mod crash;
 mod crash_server;
 mod disk_full;
