@@ -4,6 +4,7 @@
 
 mod auditctl;
 mod backup_load;
+mod caddy;
 mod crash;
 mod crash_server;
 mod disk_full;
@@ -15,5 +16,6 @@ mod lifecycle;
 mod limits;
 mod nginx;
 mod operations;
+mod proxy;
 mod regulation;
 mod signals;
