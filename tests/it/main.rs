@@ -8,6 +8,7 @@ mod caddy;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod fail2ban;
 mod floods;
 mod flow;
 mod harness;
