@@ -117,6 +117,12 @@ fn server_log_lines() -> Vec<String> {
             "[regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 600\n",
         ))
         .await;
+        // Other tests in this binary may have hit a logging call site while
+        // the subscriber was being registered, and cached "no subscriber
+        // wants this" for it: tracing's registration of a call site and of
+        // a dispatcher can interleave. Every registration has long finished
+        // by now, so this rebuild sees both.
+        tracing::callsite::rebuild_interest_cache();
         // One failure per crafted name, each from its own address.
         for (i, name) in CRAFTED.iter().enumerate() {
             let from = format!("127.0.92.{}", 10 + i);
