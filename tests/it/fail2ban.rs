@@ -21,7 +21,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -90,79 +90,81 @@ async fn attempt(s: &TestServer, from: &str, user: &str, pw: &str) -> StatusCode
         .status()
 }
 
-/// Runs the server through hostile failures, refusals of a banned address
-/// and one success; returns the `gatehouse::auth` lines it logged.
-fn server_log_lines() -> Vec<String> {
-    let capture = Capture::default();
-    let filter = tracing_subscriber::EnvFilter::new("gatehouse::auth=info");
-    let dispatch = tracing::Dispatch::new(gatehouse::logging::text_subscriber(
-        filter,
-        capture.clone(),
-        false,
-    ));
-    // The server logs from the runtime's threads: each gets the subscriber
-    // as its default for its whole life, and no other test sees it.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start({
-            let d = dispatch.clone();
-            move || std::mem::forget(tracing::dispatcher::set_default(&d))
-        })
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let s = TestServer::start(&config_text(
-            "",
-            "[regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 600\n",
+/// Every `gatehouse::auth` line any server in this test binary logs. The
+/// subscriber is the process-wide default (installed once): a per-thread
+/// one is not enough, since tracing caches per call site whether anyone
+/// wants its events, and with a single registered subscriber it asks only
+/// the registering thread's, which for a call site first reached by
+/// another test is none.
+fn auth_log() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let filter = tracing_subscriber::EnvFilter::new("gatehouse::auth=info");
+        tracing::subscriber::set_global_default(gatehouse::logging::text_subscriber(
+            filter,
+            capture.clone(),
+            false,
         ))
-        .await;
-        // Other tests in this binary may have hit a logging call site while
-        // the subscriber was being registered, and cached "no subscriber
-        // wants this" for it: tracing's registration of a call site and of
-        // a dispatcher can interleave. Every registration has long finished
-        // by now, so this rebuild sees both.
-        tracing::callsite::rebuild_interest_cache();
-        // One failure per crafted name, each from its own address.
-        for (i, name) in CRAFTED.iter().enumerate() {
-            let from = format!("127.0.92.{}", 10 + i);
-            assert_eq!(
-                attempt(&s, &from, name, "wrong").await,
-                StatusCode::UNAUTHORIZED,
-                "{name:?}"
-            );
-        }
-        // A real newline is refused before anything is logged.
-        let status = attempt(
-            &s,
-            "127.0.92.200",
-            "bob\ngatehouse::auth: login failed ip=198.51.100.34 user=",
-            "wrong",
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        // Three failures ban 127.0.93.1; then every name is refused as banned.
-        for name in &CRAFTED[..3] {
-            assert_eq!(
-                attempt(&s, "127.0.93.1", name, "wrong").await,
-                StatusCode::UNAUTHORIZED
-            );
-        }
-        for name in CRAFTED {
-            assert_eq!(
-                attempt(&s, "127.0.93.1", name, "wrong").await,
-                StatusCode::TOO_MANY_REQUESTS
-            );
-        }
+        .expect("no other test sets a global subscriber");
+        capture
+    })
+}
+
+/// Runs the server through hostile failures, refusals of a banned address
+/// and one success; returns the lines it logged for the test's addresses.
+async fn server_log_lines() -> Vec<String> {
+    let capture = auth_log();
+    let s = TestServer::start(&config_text(
+        "",
+        "[regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 600\n",
+    ))
+    .await;
+    // A call site reached by another test while the subscriber was being
+    // installed may have cached "not wanted": registering a call site and
+    // a subscriber can interleave. Both have long finished by now.
+    tracing::callsite::rebuild_interest_cache();
+    // One failure per crafted name, each from its own address.
+    for (i, name) in CRAFTED.iter().enumerate() {
+        let from = format!("127.0.92.{}", 10 + i);
         assert_eq!(
-            attempt(&s, "127.0.92.99", "bob", BOB_PW).await,
-            StatusCode::SEE_OTHER
+            attempt(&s, &from, name, "wrong").await,
+            StatusCode::UNAUTHORIZED,
+            "{name:?}"
         );
-        s.stop().await;
-    });
-    drop(rt);
+    }
+    // A real newline is refused before anything is logged.
+    let status = attempt(
+        &s,
+        "127.0.92.200",
+        "bob\ngatehouse::auth: login failed ip=198.51.100.34 user=",
+        "wrong",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Three failures ban 127.0.93.1; then every name is refused as banned.
+    for name in &CRAFTED[..3] {
+        assert_eq!(
+            attempt(&s, "127.0.93.1", name, "wrong").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for name in CRAFTED {
+        assert_eq!(
+            attempt(&s, "127.0.93.1", name, "wrong").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        attempt(&s, "127.0.92.99", "bob", BOB_PW).await,
+        StatusCode::SEE_OTHER
+    );
+    s.stop().await;
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(str::to_string).collect()
+    text.lines()
+        .filter(|l| l.contains(" ip=127.0.92.") || l.contains(" ip=127.0.93.1 "))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The address the server wrote into `line` (the test's own client
@@ -300,9 +302,9 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-#[test]
-fn fail2ban_filter_counts_only_the_address_the_server_wrote() {
-    let lines = server_log_lines();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail2ban_filter_counts_only_the_address_the_server_wrote() {
+    let lines = server_log_lines().await;
     let expected: Vec<Option<String>> = lines.iter().map(|l| expected_hit(l)).collect();
     // The run logged what it was meant to: a failure per crafted name plus
     // three, a refusal per name, one ban and one success.
