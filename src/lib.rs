@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod jsonl;
+pub mod logging;
 pub mod retention;
 pub mod server;
 pub mod store;

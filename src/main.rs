@@ -86,16 +86,21 @@ enum BansCommand {
 }
 
 fn init_logs(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and fail2ban get plain text.
-        .with_ansi(std::io::stderr().is_terminal());
+    // Colour only on a terminal: log files and fail2ban get plain text.
+    let ansi = std::io::stderr().is_terminal();
     match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().init(),
+        LogFormat::Text => {
+            gatehouse::logging::text_subscriber(filter, std::io::stderr, ansi).init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .json()
+            .init(),
     }
 }
 

@@ -30,7 +30,14 @@ pub fn wants_redirect(query: Option<&str>) -> bool {
 
 /// Headers that name the signed-in user to the protected app.
 const REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+/// Always sent on a 200, empty for a user in no group: a proxy that copies it
+/// (Caddy's `copy_headers`) then always has a value to copy, and overwrites
+/// whatever a client sent under that name.
 const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+/// On a 401: the login page with `rd` set to the original URL, encoded. For
+/// nginx, whose `auth_request` passes only 401/403 on and has no URL encoding
+/// of its own (`auth_request_set` reads it; see `deploy/nginx.conf`).
+pub const LOGIN_URL_HEADER: HeaderName = HeaderName::from_static("x-gatehouse-login");
 
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map.
@@ -61,9 +68,8 @@ pub fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Resp
             if let Some(v) = name {
                 h.insert(REMOTE_USER, v);
             }
-            if admin {
-                h.insert(REMOTE_GROUPS, HeaderValue::from_static("admin"));
-            }
+            let groups = if admin { "admin" } else { "" };
+            h.insert(REMOTE_GROUPS, HeaderValue::from_static(groups));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
@@ -77,7 +83,15 @@ pub fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Resp
                 }
                 r
             } else {
-                ApiError::unauthorized().into_response()
+                let mut r = ApiError::unauthorized().into_response();
+                // Only when the proxy said where the browser was going: an
+                // anonymous check without it stays as cheap as before.
+                if let Some(rd) = original_url(headers) {
+                    if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
+                        r.headers_mut().insert(LOGIN_URL_HEADER, v);
+                    }
+                }
+                r
             }
         }
         Err(e) => {

@@ -5,9 +5,11 @@
 mod auditctl;
 mod backup_load;
 mod browser;
+mod caddy;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod fail2ban;
 mod floods;
 mod flow;
 mod harness;
@@ -16,5 +18,6 @@ mod lifecycle;
 mod limits;
 mod nginx;
 mod operations;
+mod proxy;
 mod regulation;
 mod signals;

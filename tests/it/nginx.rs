@@ -1,153 +1,94 @@
-//! nginx `auth_request` against the real server, when nginx is installed
-//! (skipped with a notice otherwise). Uses the same directives as
-//! `deploy/nginx.conf`.
+//! `deploy/nginx.conf` against the real server and a real nginx, when nginx
+//! is installed (skipped with a notice otherwise). The test runs the
+//! shipped file, with only its addresses replaced: the login redirect and
+//! its return URL (a query with `&`), identity headers a client forges
+//! (dashed and underscore forms), and the session cookie kept from the app.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use axum::Router;
-use axum::http::HeaderMap;
-use axum::routing::get;
 use reqwest::StatusCode;
+use serde_json::Value;
 
 use crate::harness::*;
-
-fn nginx_binary() -> Option<PathBuf> {
-    let from_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("nginx"))
-            .find(|f| f.is_file())
-    });
-    from_path.or_else(|| {
-        let f = PathBuf::from("/usr/sbin/nginx");
-        f.is_file().then_some(f)
-    })
-}
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::proxy::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nginx_auth_request_protects_an_app() {
-    let Some(nginx) = nginx_binary() else {
-        eprintln!("SKIPPED nginx_auth_request_protects_an_app: nginx is not installed");
+async fn nginx_auth_request_passes_only_gatehouse_identity() {
+    let Some(nginx) = binary("nginx", &["/usr/sbin"]) else {
+        eprintln!(
+            "SKIPPED nginx_auth_request_passes_only_gatehouse_identity: nginx is not installed"
+        );
         return;
     };
-    let s = TestServer::start(&config_text("trusted_proxies = [\"127.0.0.1\"]", "")).await;
+    let (auth_port, app_port) = (free_port(), free_port());
+    let s = TestServer::start(&config_text(
+        &format!(
+            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\""
+        ),
+        "",
+    ))
+    .await;
+    let app = echo_app().await;
 
-    // The protected app echoes the user nginx passes on.
-    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_addr = app.local_addr().unwrap();
-    let app_router = Router::new().fallback(get(|h: HeaderMap| async move {
-        let user = h
-            .get("remote-user")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
-        format!("app sees user={user}")
-    }));
-    tokio::spawn(async move { axum::serve(app, app_router).await });
+    let _nginx = ShippedNginx::start(&nginx, auth_port, app_port, s.addr, app).await;
+    let app_url = format!("http://127.0.0.1:{app_port}/notes?a=1&b=2");
 
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let prefix = tmp.path().display();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /_gatehouse_verify {{
-            internal;
-            proxy_pass http://{gate}/auth/verify;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-        location / {{
-            auth_request /_gatehouse_verify;
-            auth_request_set $gatehouse_user $upstream_http_remote_user;
-            proxy_set_header Remote-User $gatehouse_user;
-            error_page 401 = @login;
-            proxy_pass http://{app_addr};
-        }}
-        location @login {{
-            return 302 http://{gate}/login?rd=$scheme://$http_host$request_uri;
-        }}
-    }}
-}}
-"#,
-        gate = s.addr,
-    );
-    let conf_path = tmp.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(&nginx)
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _nginx = Nginx(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        up,
-        "nginx did not start: {:?}",
-        std::fs::read_to_string(tmp.path().join("error.log"))
-    );
-
+    // Anonymous: to the login page, the whole URL encoded in `rd` (an
+    // unencoded `&` would cut it at `?a=1`).
     let c = client();
-    let r = c.get(format!("{base}/notes?x=1")).send().await.unwrap();
+    let r = c.get(&app_url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        loc.ends_with(&format!("/login?rd=http://127.0.0.1:{port}/notes?x=1")),
-        "{loc}"
+    assert_eq!(
+        loc,
+        format!(
+            "http://127.0.0.1:{auth_port}/login?rd=http%3A%2F%2F127.0.0.1%3A{app_port}%2Fnotes%3Fa%3D1%26b%3D2"
+        )
     );
 
-    // Sign in at gatehouse; the cookie (host-only, 127.0.0.1) reaches nginx too.
-    let r = login(&c, &s, "bob", BOB_PW, &[]).await;
+    // A URL too long to return to: the bare login page.
+    let long = format!("http://127.0.0.1:{app_port}/{}", "x".repeat(3000));
+    let r = c.get(&long).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        r.headers()["location"],
+        format!("http://127.0.0.1:{auth_port}/login").as_str()
+    );
+
+    // Sign in through the login site; back to the app URL, query intact.
+    let r = sign_in_via(&c, &loc, "bob", BOB_PW).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let r = c.get(format!("{base}/notes")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.text().await.unwrap(), "app sees user=bob");
+    assert_eq!(r.headers()["location"], app_url.as_str());
+    let session = session_pair(&set_cookie(&r));
+
+    let get = |cookie: String| {
+        let mut req = c.get(&app_url).header("cookie", cookie);
+        for (k, v) in FORGED {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // Underscore names never reach the app: nginx drops them by default
+    // (`underscores_in_headers off`); the dashed ones are overwritten or
+    // cleared by the shipped config.
+    let echo = get(format!("theme=dark; {session}; lang=en")).await;
+    assert_eq!(echo["uri"], "/notes?a=1&b=2");
+    assert_identity_from_gatehouse_only(&echo, "bob", "");
+    // The app keeps its own cookies and never sees the session token.
+    assert_eq!(seen(&echo, "cookie"), ["theme=dark; lang=en"], "{echo}");
+    for cookie in [
+        format!("{session}; theme=dark"),
+        format!("theme=dark; {session}"),
+    ] {
+        assert_eq!(seen(&get(cookie).await, "cookie"), ["theme=dark"]);
+    }
+    assert!(seen(&get(session.clone()).await, "cookie").is_empty());
+
+    // An admin's group is passed on.
+    let alice = client();
+    let r = login(&alice, &s, "alice", ALICE_PW, &[]).await;
+    let echo = get(session_pair(&set_cookie(&r))).await;
+    assert_identity_from_gatehouse_only(&echo, "alice", "admin");
 }

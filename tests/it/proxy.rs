@@ -1,0 +1,288 @@
+//! Shared pieces of the real-proxy tests (`nginx.rs`, `caddy.rs`,
+//! `browser/proxied.rs`): finding a proxy binary, the shipped nginx config
+//! running on loopback ports, free ports, a child process killed on drop, a readiness
+//! poll, the header-echoing app, the forged identity headers and the
+//! sign-in through the login page as a browser does it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// `name` on `PATH`, else in one of `dirs`.
+pub fn binary(name: &str, dirs: &[&str]) -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    });
+    from_path.or_else(|| {
+        dirs.iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until something accepts on `port` (bounded: 10 s) or the child
+/// exits. Returns whether it is up.
+pub async fn wait_for_port(port: u16, child: &mut Proc) -> bool {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        if matches!(child.0.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The protected app: answers every request with its path and query and
+/// every header it received, all values of each, names lower-cased:
+/// `{"uri": "/p?q", "headers": {"name": ["v1", "v2"]}}`.
+pub async fn echo_app() -> SocketAddr {
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let router = Router::new().fallback(|req: Request| async move {
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in req.headers() {
+            headers
+                .entry(k.as_str().to_string())
+                .or_default()
+                .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+        }
+        axum::Json(json!({"uri": req.uri().to_string(), "headers": headers}))
+    });
+    tokio::spawn(async move { axum::serve(app, router).await });
+    addr
+}
+
+/// Every value the app saw under header `name` (lower case).
+pub fn seen(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The identity headers a client forges, in the dashed form and the
+/// underscore form (which CGI-style apps read as the same variable).
+/// Every value holds "forged", which must reach the app nowhere.
+pub const FORGED: [(&str, &str); 8] = [
+    ("Remote-User", "forged-alice"),
+    ("Remote_User", "forged-alice"),
+    ("Remote-Groups", "forged-admin"),
+    ("Remote_Groups", "forged-admin"),
+    ("Remote-Email", "forged@example.com"),
+    ("Remote_Email", "forged@example.com"),
+    ("Remote-Name", "Forged Name"),
+    ("Remote_Name", "Forged Name"),
+];
+
+/// What the app saw on a request that carried [`FORGED`] from a client
+/// signed in as `user`, whose groups gatehouse reports as `groups`: exactly
+/// that user, those groups (or none), no other identity header, no
+/// placeholder text anywhere.
+pub fn assert_identity_from_gatehouse_only(echo: &Value, user: &str, groups: &str) {
+    assert_eq!(seen(echo, "remote-user"), [user], "{echo}");
+    let g = seen(echo, "remote-groups");
+    if groups.is_empty() {
+        assert!(g.iter().all(|v| v.is_empty()), "{echo}");
+    } else {
+        assert_eq!(g, [groups], "{echo}");
+    }
+    for name in [
+        "remote_user",
+        "remote_groups",
+        "remote-email",
+        "remote_email",
+        "remote-name",
+        "remote_name",
+    ] {
+        assert!(
+            seen(echo, name).is_empty(),
+            "{name} reached the app: {echo}"
+        );
+    }
+    let text = echo["headers"].to_string().to_ascii_lowercase();
+    assert!(
+        !text.contains("{http."),
+        "a placeholder reached the app: {echo}"
+    );
+    assert!(
+        !text.contains("forged"),
+        "a forged value reached the app: {echo}"
+    );
+}
+
+/// The session cookie from a `Set-Cookie` value: `name=token`.
+pub fn session_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().trim().to_string()
+}
+
+/// Follows a login redirect as a browser: fetches the login page at
+/// `location`, reads the hidden `rd` field, signs in as `user` with it.
+/// Returns the sign-in response (a 303 to `rd` when accepted).
+pub async fn sign_in_via(
+    c: &reqwest::Client,
+    location: &str,
+    user: &str,
+    pw: &str,
+) -> reqwest::Response {
+    let page = c.get(location).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "{location}");
+    let html = page.text().await.unwrap();
+    let marker = "name=\"rd\" value=\"";
+    let start = html.find(marker).expect("rd field") + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    let rd = html_unescape(&html[start..end]);
+    let post = location.split('?').next().unwrap();
+    c.post(post)
+        .form(&[("username", user), ("password", pw), ("rd", &rd)])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// `deploy/nginx.conf` (server blocks and maps for the `http` context) with
+/// its example addresses replaced by loopback ports, inside a main config
+/// that keeps every file nginx writes under `prefix`.
+fn nginx_conf(auth_port: u16, app_port: u16, gate: &str, app: &str, prefix: &str) -> String {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf")).unwrap();
+    for needle in [
+        "listen 443 ssl;",
+        "server_name auth.example.com;",
+        "server_name app.example.com;",
+        "https://auth.example.com",
+        "127.0.0.1:8080",
+        "127.0.0.1:3000",
+    ] {
+        assert!(
+            shipped.contains(needle),
+            "deploy/nginx.conf lost `{needle}`"
+        );
+    }
+    let http = shipped
+        .replace("listen 443 ssl;", "")
+        .replace(
+            "server_name auth.example.com;",
+            &format!("listen 127.0.0.1:{auth_port};"),
+        )
+        .replace(
+            "server_name app.example.com;",
+            &format!("listen 127.0.0.1:{app_port};"),
+        )
+        .replace(
+            "https://auth.example.com",
+            &format!("http://127.0.0.1:{auth_port}"),
+        )
+        .replace("127.0.0.1:8080", gate)
+        .replace("127.0.0.1:3000", app);
+    format!(
+        r#"daemon off;
+master_process off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{http}
+}}
+"#
+    )
+}
+
+/// Real nginx running the shipped `deploy/nginx.conf`: the login site on
+/// `auth_port` and the protected app on `app_port`, in front of gatehouse
+/// at `gate` and the app at `app`. Stopped on drop.
+pub struct ShippedNginx {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl ShippedNginx {
+    /// Starts `nginx` and waits until both sites accept.
+    pub async fn start(
+        nginx: &Path,
+        auth_port: u16,
+        app_port: u16,
+        gate: SocketAddr,
+        app: SocketAddr,
+    ) -> ShippedNginx {
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = tmp.path().display().to_string();
+        let conf = nginx_conf(
+            auth_port,
+            app_port,
+            &gate.to_string(),
+            &app.to_string(),
+            &prefix,
+        );
+        let conf_path = tmp.path().join("nginx.conf");
+        std::fs::write(&conf_path, &conf).unwrap();
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut proc = Proc(child);
+        for port in [auth_port, app_port] {
+            assert!(
+                wait_for_port(port, &mut proc).await,
+                "nginx did not start:\n{conf}\n{}",
+                std::fs::read_to_string(tmp.path().join("error.log")).unwrap_or_default()
+            );
+        }
+        ShippedNginx {
+            _proc: proc,
+            _dir: tmp,
+        }
+    }
+}
