@@ -4,8 +4,10 @@
 //! Order of a login: parse and bound the input, refuse banned users and IPs
 //! (429, before any hashing), take a hashing slot (503 when none is free),
 //! verify (unknown users against a dummy hash, so they take as long), then
-//! either count the failure (possibly banning) or create a fresh session.
-//! The token always comes from the store, never from the client.
+//! either count the failure (possibly banning) or create a fresh session,
+//! which the writer refuses if the user's credentials changed since the
+//! check (a reload). The token always comes from the store, never from the
+//! client.
 
 use std::net::IpAddr;
 
@@ -20,7 +22,7 @@ use super::password::HashError;
 use super::redirect::safe_redirect;
 use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
 use crate::store::{
-    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, now_ms,
+    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, WriteError, now_ms,
 };
 
 /// Longest password accepted (argon2 would take any length; the body limit
@@ -220,8 +222,9 @@ async fn attempt(
         }
     }
 
-    let users = state.users();
-    let user = users.get(&username).cloned();
+    // The entry and its credential generation come from one snapshot, so
+    // the session below is refused if a reload replaced this entry.
+    let (user, credentials) = state.user_for_login(&username);
     let ok = match state
         .hasher
         .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
@@ -288,9 +291,30 @@ async fn attempt(
                 now_ms: now,
             },
             event,
+            Some(credentials),
         )
-        .await
-        .map_err(|e| fail(ApiError::internal("creating a session failed", &e)))?;
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(WriteError::CredentialsChanged) => {
+            // The password matched a hash that a reload has since replaced:
+            // no session. Not a guess, so not counted, and not a `login
+            // failed` line (fail2ban counts those).
+            m.login_failure.inc();
+            tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login refused: credentials changed during the check");
+            audit(
+                state,
+                NewEvent::now(EventKind::LoginFailure)
+                    .user(user.name.clone())
+                    .ip(ip)
+                    .user_agent(ua.clone())
+                    .detail("reason", "credentials_changed"),
+            )
+            .await;
+            return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
+        }
+        Err(e) => return Err(fail(ApiError::internal("creating a session failed", &e))),
+    };
     if let Some(old) = cookie_hash(state, headers) {
         let _ = state.writer.submit_nowait(Op::RevokeByToken {
             hash: old,
