@@ -2,12 +2,13 @@
 //! session) and `POST /logout`.
 //!
 //! Order of a login: parse and bound the input, refuse banned users and IPs
-//! (429, before any hashing), take a hashing slot (503 when none is free),
-//! verify (unknown users against a dummy hash, so they take as long), then
-//! either count the failure (possibly banning) or create a fresh session,
-//! which the writer refuses if the user's credentials changed since the
-//! check (a reload). The token always comes from the store, never from the
-//! client.
+//! (429, before any hashing), reserve the attempt with the regulator (429
+//! when failures and attempts in flight already reach the limit), take a
+//! hashing slot (503 when none is free), verify (unknown users against a
+//! dummy hash, so they take as long), then either count the failure
+//! (possibly banning) or create a fresh session, which the writer refuses if
+//! the user's credentials changed since the check (a reload). The token
+//! always comes from the store, never from the client.
 
 use std::net::IpAddr;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
 use super::password::HashError;
 use super::redirect::safe_redirect;
+use super::regulation::{AtLimit, Reservation};
 use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
 use crate::store::{
     BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, WriteError, now_ms,
@@ -225,6 +227,32 @@ async fn attempt(
     // The entry and its credential generation come from one snapshot, so
     // the session below is refused if a reload replaced this entry.
     let (user, credentials) = state.user_for_login(&username);
+    // Then a place under the failure limit, before hashing: attempts in
+    // flight count, so a burst cannot outrun the ban check. Same answer as a
+    // ban; the attempts in flight settle within one hash.
+    let reservation = match state.regulator.reserve(&subjects, user.is_some(), now) {
+        Ok(r) => r,
+        Err(AtLimit(subject)) => {
+            m.login_rejected.inc();
+            audit(
+                state,
+                NewEvent::now(EventKind::LoginRejected)
+                    .user(username.clone())
+                    .ip(ip)
+                    .user_agent(ua.clone())
+                    .detail("reason", "failure_limit"),
+            )
+            .await;
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached");
+            return Err(fail(
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Try again later.",
+                )
+                .retry_after(1),
+            ));
+        }
+    };
     let ok = match state
         .hasher
         .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
@@ -257,13 +285,12 @@ async fn attempt(
                 .user_agent(ua.clone()),
         )
         .await;
-        regulate(state, &subjects, ip, now).await;
+        regulate(state, reservation, ip, now).await;
         return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
     };
 
     // Success: a fresh session; the old one (if any) ends, so a token planted
     // before login never becomes an authenticated one.
-    state.regulator.clear(&BanSubject::User(user.name.clone()));
     let s = &state.config.file.session;
     let remember = remember_me.is_some_and(|f| f.is_set());
     // The session and its `login.success` event commit together: a 303 (or
@@ -299,7 +326,8 @@ async fn attempt(
         Err(WriteError::CredentialsChanged) => {
             // The password matched a hash that a reload has since replaced:
             // no session. Not a guess, so not counted, and not a `login
-            // failed` line (fail2ban counts those).
+            // failed` line (fail2ban counts those); the reservation is
+            // released when dropped.
             m.login_failure.inc();
             tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login refused: credentials changed during the check");
             audit(
@@ -315,6 +343,7 @@ async fn attempt(
         }
         Err(e) => return Err(fail(ApiError::internal("creating a session failed", &e))),
     };
+    reservation.succeed(now);
     if let Some(old) = cookie_hash(state, headers) {
         let _ = state.writer.submit_nowait(Op::RevokeByToken {
             hash: old,
@@ -353,23 +382,21 @@ async fn attempt(
     Ok(res)
 }
 
-/// Counts a failure against the user and the IP, and stores a ban when a
-/// limit is reached.
-async fn regulate(state: &AppState, subjects: &[BanSubject], ip: Option<IpAddr>, now: u64) {
-    for subject in subjects {
-        if let Some(until) = state.regulator.record_failure(subject.clone(), now) {
-            state.metrics.bans_added.inc();
-            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
-            let op = Op::AddBan {
-                subject: subject.clone(),
-                until_ms: until,
-                reason: "too many failed logins".into(),
-                ip,
-                now_ms: now,
-            };
-            if let Err(e) = state.writer.submit(op).await {
-                tracing::error!(error = %e, "storing a ban failed");
-            }
+/// Counts a failure against the user and the IP (settling the attempt's
+/// reservation), and stores a ban when a limit is reached.
+async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpAddr>, now: u64) {
+    for (subject, until) in reservation.fail(now) {
+        state.metrics.bans_added.inc();
+        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
+        let op = Op::AddBan {
+            subject,
+            until_ms: until,
+            reason: "too many failed logins".into(),
+            ip,
+            now_ms: now,
+        };
+        if let Err(e) = state.writer.submit(op).await {
+            tracing::error!(error = %e, "storing a ban failed");
         }
     }
 }
