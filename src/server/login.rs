@@ -8,7 +8,8 @@
 //! dummy hash, so they take as long), then either count the failure
 //! (possibly banning) or create a fresh session, which the writer refuses if
 //! the user's credentials changed since the check (a reload). The token
-//! always comes from the store, never from the client.
+//! always comes from the store, never from the client. Refusals before
+//! hashing are recorded once per subject and window (`rejections`).
 
 use std::net::IpAddr;
 
@@ -22,6 +23,7 @@ use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, s
 use super::password::HashError;
 use super::redirect::safe_redirect;
 use super::regulation::{AtLimit, Reservation};
+use super::rejections::{Note, Refusal};
 use super::{ApiError, AppState, assets, escape, html, user_agent, wants_json};
 use crate::store::{
     BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, WriteError, now_ms,
@@ -201,16 +203,7 @@ async fn attempt(
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
                 let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
-                audit(
-                    state,
-                    NewEvent::now(EventKind::LoginRejected)
-                        .user(username.clone())
-                        .ip(ip)
-                        .user_agent(ua.clone())
-                        .detail("reason", "banned"),
-                )
-                .await;
-                tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login refused: banned");
+                reject(state, subject, Refusal::Banned, &username, ip, &ua, now).await;
                 return Err(fail(
                     ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -234,16 +227,7 @@ async fn attempt(
         Ok(r) => r,
         Err(AtLimit(subject)) => {
             m.login_rejected.inc();
-            audit(
-                state,
-                NewEvent::now(EventKind::LoginRejected)
-                    .user(username.clone())
-                    .ip(ip)
-                    .user_agent(ua.clone())
-                    .detail("reason", "failure_limit"),
-            )
-            .await;
-            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached");
+            reject(state, &subject, Refusal::AtLimit, &username, ip, &ua, now).await;
             return Err(fail(
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -397,6 +381,42 @@ async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpA
         };
         if let Err(e) = state.writer.submit(op).await {
             tracing::error!(error = %e, "storing a ban failed");
+        }
+    }
+}
+
+/// A login refused before hashing, of `subject` (the banned or at-limit
+/// one): recorded and logged only when it is the first of its subject's
+/// window, otherwise only counted (see `rejections`), so that a flood of
+/// refused attempts writes a bounded number of events and log lines.
+async fn reject(
+    state: &AppState,
+    subject: &BanSubject,
+    refusal: Refusal,
+    username: &str,
+    ip: Option<IpAddr>,
+    ua: &Option<String>,
+    now: u64,
+) {
+    let Note::Record { count } = state.rejections.note(subject, refusal, now) else {
+        return;
+    };
+    audit(
+        state,
+        NewEvent::now(EventKind::LoginRejected)
+            .user(username.to_string())
+            .ip(ip)
+            .user_agent(ua.clone())
+            .detail("reason", refusal.reason())
+            .detail("count", count.to_string()),
+    )
+    .await;
+    match refusal {
+        Refusal::Banned => {
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
+        }
+        Refusal::AtLimit => {
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod password;
 pub mod redirect;
 pub mod regulation;
+pub mod rejections;
 pub mod sessions;
 pub mod verify;
 
@@ -65,6 +66,8 @@ pub struct Inner {
     pub writer: Writer,
     pub hasher: password::Hasher,
     pub regulator: regulation::Regulator,
+    /// Refused logins not yet recorded, per subject and window.
+    pub rejections: rejections::Rejections,
     pub metrics: metrics::Metrics,
     pub activity: Arc<Activity>,
 }
@@ -85,6 +88,7 @@ impl AppState {
         activity: Arc<Activity>,
     ) -> Self {
         let regulator = regulation::Regulator::new(config.file.regulation.clone());
+        let rejections = rejections::Rejections::new(&config.file.regulation);
         AppState {
             inner: Arc::new(Inner {
                 users: RwLock::new(config.users.clone()),
@@ -95,6 +99,7 @@ impl AppState {
                 writer,
                 hasher,
                 regulator,
+                rejections,
                 metrics: metrics::Metrics::default(),
                 activity,
             }),
