@@ -11,7 +11,8 @@
 //! 2. let in-flight requests finish up to the grace period, then drop the
 //!    remaining connections;
 //! 3. stop the background tasks;
-//! 4. append `server.stopped`;
+//! 4. record the counts of refused logins not yet recorded, then append
+//!    `server.stopped`;
 //! 5. drain and stop the writer;
 //! 6. close the database.
 
@@ -469,6 +470,9 @@ impl Server {
             }
         }
 
+        // Every connection and task is done: no refusal can be counted after
+        // this, so every count still owed is recorded now.
+        super::rejections::record(&state, state.rejections.take_all()).await;
         super::login::audit(
             &state,
             NewEvent::now(EventKind::ServerStopped)
@@ -592,7 +596,8 @@ impl Drop for ConnGuard {
 }
 
 /// Removes expired sessions and bans each tick, in batches of 1000 until
-/// none remain. Errors are logged and retried next tick.
+/// none remain, and records the counts of refused logins whose aggregation
+/// window has ended (`rejections`). Errors are logged and retried next tick.
 async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(state.config.file.session.sweep_interval_secs);
     let mut tick = tokio::time::interval(every);
@@ -602,6 +607,7 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        super::rejections::record(&state, state.rejections.take_ended(now_ms())).await;
         loop {
             match state.writer.sweep(now_ms(), 1_000).await {
                 Ok(r) if r.more && !*stop.borrow() => continue,

@@ -2,10 +2,14 @@
 //! session) and `POST /logout`.
 //!
 //! Order of a login: parse and bound the input, refuse banned users and IPs
-//! (429, before any hashing), take a hashing slot (503 when none is free),
-//! verify (unknown users against a dummy hash, so they take as long), then
-//! either count the failure (possibly banning) or create a fresh session.
-//! The token always comes from the store, never from the client.
+//! (429, before any hashing), reserve the attempt with the regulator (429
+//! when failures and attempts in flight already reach the limit), take a
+//! hashing slot (503 when none is free), verify (unknown users against a
+//! dummy hash, so they take as long), then either count the failure
+//! (possibly banning) or create a fresh session, which the writer refuses if
+//! the user's credentials changed since the check (a reload). The token
+//! always comes from the store, never from the client. Refusals before
+//! hashing are recorded once per subject and window (`rejections`).
 
 use std::net::IpAddr;
 
@@ -18,9 +22,11 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
 use super::password::HashError;
 use super::redirect::safe_redirect;
+use super::regulation::{AtLimit, Reservation};
+use super::rejections::{Note, Refusal};
 use super::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
-    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, now_ms,
+    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, WriteError, now_ms,
 };
 
 /// Longest password accepted (argon2 would take any length; the body limit
@@ -214,16 +220,7 @@ async fn attempt(
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
                 let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
-                audit(
-                    state,
-                    NewEvent::now(EventKind::LoginRejected)
-                        .user(username.clone())
-                        .ip(ip)
-                        .user_agent(ua.clone())
-                        .detail("reason", "banned"),
-                )
-                .await;
-                tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login refused: banned");
+                reject(state, subject, Refusal::Banned, &username, ip, &ua, now).await;
                 return Err(fail(
                     ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -237,8 +234,26 @@ async fn attempt(
         }
     }
 
-    let users = state.users();
-    let user = users.get(&username).cloned();
+    // The entry and its credential generation come from one snapshot, so
+    // the session below is refused if a reload replaced this entry.
+    let (user, credentials) = state.user_for_login(&username);
+    // Then a place under the failure limit, before hashing: attempts in
+    // flight count, so a burst cannot outrun the ban check. Same answer as a
+    // ban; the attempts in flight settle within one hash.
+    let reservation = match state.regulator.reserve(&subjects, user.is_some(), now) {
+        Ok(r) => r,
+        Err(AtLimit(subject)) => {
+            m.login_rejected.inc();
+            reject(state, &subject, Refusal::AtLimit, &username, ip, &ua, now).await;
+            return Err(fail(
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Try again later.",
+                )
+                .retry_after(1),
+            ));
+        }
+    };
     let ok = match state
         .hasher
         .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
@@ -271,13 +286,12 @@ async fn attempt(
                 .user_agent(ua.clone()),
         )
         .await;
-        regulate(state, &subjects, ip, now).await;
+        regulate(state, reservation, ip, now).await;
         return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
     };
 
     // Success: a fresh session; the old one (if any) ends, so a token planted
     // before login never becomes an authenticated one.
-    state.regulator.clear(&BanSubject::User(user.name.clone()));
     let s = &state.config.file.session;
     let remember = remember_me.is_some_and(|f| f.is_set());
     // The session and its `login.success` event commit together: a 303 (or
@@ -305,9 +319,32 @@ async fn attempt(
                 now_ms: now,
             },
             event,
+            Some(credentials),
         )
-        .await
-        .map_err(|e| fail(ApiError::internal("creating a session failed", &e)))?;
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(WriteError::CredentialsChanged) => {
+            // The password matched a hash that a reload has since replaced:
+            // no session. Not a guess, so not counted, and not a `login
+            // failed` line (fail2ban counts those); the reservation is
+            // released when dropped.
+            m.login_failure.inc();
+            tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login refused: credentials changed during the check");
+            audit(
+                state,
+                NewEvent::now(EventKind::LoginFailure)
+                    .user(user.name.clone())
+                    .ip(ip)
+                    .user_agent(ua.clone())
+                    .detail("reason", "credentials_changed"),
+            )
+            .await;
+            return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
+        }
+        Err(e) => return Err(fail(ApiError::internal("creating a session failed", &e))),
+    };
+    reservation.succeed(now);
     if let Some(old) = cookie_hash(state, headers) {
         let _ = state.writer.submit_nowait(Op::RevokeByToken {
             hash: old,
@@ -346,23 +383,57 @@ async fn attempt(
     Ok(res)
 }
 
-/// Counts a failure against the user and the IP, and stores a ban when a
-/// limit is reached.
-async fn regulate(state: &AppState, subjects: &[BanSubject], ip: Option<IpAddr>, now: u64) {
-    for subject in subjects {
-        if let Some(until) = state.regulator.record_failure(subject.clone(), now) {
-            state.metrics.bans_added.inc();
-            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
-            let op = Op::AddBan {
-                subject: subject.clone(),
-                until_ms: until,
-                reason: "too many failed logins".into(),
-                ip,
-                now_ms: now,
-            };
-            if let Err(e) = state.writer.submit(op).await {
-                tracing::error!(error = %e, "storing a ban failed");
-            }
+/// Counts a failure against the user and the IP (settling the attempt's
+/// reservation), and stores a ban when a limit is reached.
+async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpAddr>, now: u64) {
+    for (subject, until) in reservation.fail(now) {
+        state.metrics.bans_added.inc();
+        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
+        let op = Op::AddBan {
+            subject,
+            until_ms: until,
+            reason: "too many failed logins".into(),
+            ip,
+            now_ms: now,
+        };
+        if let Err(e) = state.writer.submit(op).await {
+            tracing::error!(error = %e, "storing a ban failed");
+        }
+    }
+}
+
+/// A login refused before hashing, of `subject` (the banned or at-limit
+/// one): recorded and logged only when it is the first of its subject's
+/// window, otherwise only counted (see `rejections`), so that a flood of
+/// refused attempts writes a bounded number of events and log lines.
+async fn reject(
+    state: &AppState,
+    subject: &BanSubject,
+    refusal: Refusal,
+    username: &str,
+    ip: Option<IpAddr>,
+    ua: &Option<String>,
+    now: u64,
+) {
+    let Note::Record { count } = state.rejections.note(subject, refusal, now) else {
+        return;
+    };
+    audit(
+        state,
+        NewEvent::now(EventKind::LoginRejected)
+            .user(username.to_string())
+            .ip(ip)
+            .user_agent(ua.clone())
+            .detail("reason", refusal.reason())
+            .detail("count", count.to_string()),
+    )
+    .await;
+    match refusal {
+        Refusal::Banned => {
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
+        }
+        Refusal::AtLimit => {
+            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
         }
     }
 }

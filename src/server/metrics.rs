@@ -29,7 +29,8 @@ impl Counter {
 pub struct Metrics {
     pub login_success: Counter,
     pub login_failure: Counter,
-    /// Refused because of a ban.
+    /// Refused before hashing: a ban, or the failure limit reached with
+    /// attempts in flight (the same answer; exported as `outcome="banned"`).
     pub login_rejected: Counter,
     /// Refused because the hashing pool was full.
     pub login_busy: Counter,

@@ -4,7 +4,11 @@
 //! [`AppState`] is one `Arc`, cloned per request. It holds the store (reads on
 //! the request's own thread, no locks), the writer (all writes), the hashing
 //! pool, the regulator and the metrics. Users sit behind a `RwLock<Arc<..>>`
-//! that a reload swaps whole, so a request sees one consistent set.
+//! that a reload swaps whole, so a request sees one consistent set. Under the
+//! same lock the reload moves the credential generation of every changed user
+//! ([`CredentialGenerations`]), which the writer checks before it creates a
+//! session: a login whose password was checked against a replaced hash gets
+//! no session.
 
 pub mod admin;
 pub mod assets;
@@ -18,6 +22,7 @@ pub mod pages;
 pub mod password;
 pub mod redirect;
 pub mod regulation;
+pub mod rejections;
 pub mod sessions;
 pub mod verify;
 
@@ -34,7 +39,7 @@ use axum::routing::{delete, get, post};
 use serde::Serialize;
 
 use crate::config::{Config, UserEntry, Users};
-use crate::store::{Store, Writer};
+use crate::store::{CredentialCheck, CredentialGenerations, Store, Writer};
 
 pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
 
@@ -51,12 +56,19 @@ pub struct Inner {
     pub config: Config,
     /// Current users, replaced whole by a reload.
     users: RwLock<Users>,
+    /// Per-user credential generations, shared with the writer thread
+    /// through the session-creating operation. Bumped only while `users` is
+    /// write-locked, so a reader of `users` sees a user and a generation of
+    /// the same reload.
+    credentials: CredentialGenerations,
     /// The session cookie's name (`Config::cookie_name`), fixed at start.
     pub cookie_name: String,
     pub store: Store,
     pub writer: Writer,
     pub hasher: password::Hasher,
     pub regulator: regulation::Regulator,
+    /// Refused logins not yet recorded, per subject and window.
+    pub rejections: rejections::Rejections,
     pub metrics: metrics::Metrics,
     pub activity: Arc<Activity>,
 }
@@ -77,15 +89,18 @@ impl AppState {
         activity: Arc<Activity>,
     ) -> Self {
         let regulator = regulation::Regulator::new(config.file.regulation.clone());
+        let rejections = rejections::Rejections::new(&config.file.regulation);
         AppState {
             inner: Arc::new(Inner {
                 users: RwLock::new(config.users.clone()),
+                credentials: CredentialGenerations::default(),
                 cookie_name: config.cookie_name(),
                 config,
                 store,
                 writer,
                 hasher,
                 regulator,
+                rejections,
                 metrics: metrics::Metrics::default(),
                 activity,
             }),
@@ -102,6 +117,13 @@ impl AppState {
         f(&self.users.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The current entry of `name` and a check, taken under the same lock,
+    /// that holds until a reload changes that user's credentials.
+    pub fn user_for_login(&self, name: &str) -> (Option<UserEntry>, CredentialCheck) {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        (users.get(name).cloned(), self.credentials.check(name))
+    }
+
     /// Replaces the users. A session whose user disappeared is refused at
     /// its next check; use [`AppState::replace_users`] to also end sessions.
     pub fn set_users(&self, users: Users) {
@@ -114,9 +136,13 @@ impl AppState {
     /// back (perhaps for someone else, perhaps after being removed while the
     /// server was stopped) never inherits sessions from before.
     /// Returns the users whose sessions were ended.
+    ///
+    /// Logins still checking a password against the old entry are covered
+    /// too: the changed users' credential generations move together with the
+    /// swap, before any revocation is queued, so their session creation is
+    /// refused by the writer if it comes after the revocation.
     pub async fn replace_users(&self, users: Users) -> Vec<String> {
         let old = self.users();
-        self.set_users(users.clone());
         let removed_or_changed = old.values().filter(|u| {
             users
                 .get(&u.name)
@@ -137,6 +163,14 @@ impl AppState {
             .collect();
         changed.sort();
         changed.dedup();
+        {
+            let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
+            *current = users;
+            // Before the revocations below are queued: the writer applies in
+            // order, so each login of a changed user either commits its
+            // session before the revocation or finds the generation moved.
+            self.credentials.bump(changed.iter().map(String::as_str));
+        }
         for user in &changed {
             let op = crate::store::Op::RevokeUser {
                 user: user.clone(),

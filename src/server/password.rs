@@ -6,6 +6,10 @@
 //! beyond that [`Hasher::verify`] fails at once with [`HashError::Busy`] and the
 //! login answers 503, so a flood of logins can neither queue without bound nor
 //! slow down session checks.
+//!
+//! With the `test-util` feature the pool also has a [`HashGate`], open unless a
+//! test closes it, that holds verifications before they hash so that a test can
+//! act while several logins are known to be mid-check.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +83,8 @@ struct Inner {
     /// Hash of a random password with the configured cost: unknown users are
     /// verified against it so that they take as long as known ones.
     dummy: String,
+    #[cfg(feature = "test-util")]
+    gate: HashGate,
 }
 
 impl Hasher {
@@ -99,8 +105,16 @@ impl Hasher {
                 waiting: AtomicUsize::new(0),
                 queue,
                 dummy,
+                #[cfg(feature = "test-util")]
+                gate: HashGate::default(),
             }),
         })
+    }
+
+    /// The test gate every verification passes before it hashes.
+    #[cfg(feature = "test-util")]
+    pub fn gate(&self) -> &HashGate {
+        &self.inner.gate
     }
 
     /// Slots busy hashing right now.
@@ -112,6 +126,10 @@ impl Hasher {
     /// `phc` is `None` (unknown user; the answer is then always false).
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, HashError> {
         let inner = &self.inner;
+        // Before the pool: a held verification takes no slot, so a test can
+        // hold more of them than there are slots.
+        #[cfg(feature = "test-util")]
+        inner.gate.pass().await;
         let permit = match inner.permits.try_acquire() {
             Ok(p) => p,
             Err(_) => {
@@ -133,6 +151,84 @@ impl Hasher {
             .map_err(|e| HashError::Failed(e.to_string()))?;
         drop(permit);
         Ok(known && ok)
+    }
+}
+
+/// Test hook: holds verifications while closed. Open by default, so a server
+/// built with `test-util` behaves as without it until a test calls
+/// [`HashGate::close`].
+#[cfg(feature = "test-util")]
+#[derive(Clone)]
+pub struct HashGate {
+    inner: Arc<GateInner>,
+}
+
+#[cfg(feature = "test-util")]
+struct GateInner {
+    closed: tokio::sync::watch::Sender<bool>,
+    /// Verifications waiting at the closed gate.
+    held: tokio::sync::watch::Sender<usize>,
+    /// Verifications that went through the gate (to the pool).
+    passed: AtomicUsize,
+}
+
+#[cfg(feature = "test-util")]
+impl Default for HashGate {
+    fn default() -> Self {
+        HashGate {
+            inner: Arc::new(GateInner {
+                closed: tokio::sync::watch::Sender::new(false),
+                held: tokio::sync::watch::Sender::new(0),
+                passed: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl HashGate {
+    /// Holds every verification that arrives from now on.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
+    /// Lets the held verifications and every later one through.
+    pub fn open(&self) {
+        self.inner.closed.send_replace(false);
+    }
+
+    /// Verifications waiting at the gate now.
+    pub fn held(&self) -> usize {
+        *self.inner.held.borrow()
+    }
+
+    /// Verifications that went through the gate so far.
+    pub fn passed(&self) -> usize {
+        self.inner.passed.load(Ordering::Acquire)
+    }
+
+    /// Completes once at least `n` verifications wait at the gate.
+    pub async fn wait_held(&self, n: usize) {
+        let mut rx = self.inner.held.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|h| *h >= n).await;
+    }
+
+    async fn pass(&self) {
+        let mut closed = self.inner.closed.subscribe();
+        if *closed.borrow_and_update() {
+            // Counted while waiting, also when the waiting future is dropped.
+            struct Held<'a>(&'a tokio::sync::watch::Sender<usize>);
+            impl Drop for Held<'_> {
+                fn drop(&mut self) {
+                    self.0.send_modify(|h| *h -= 1);
+                }
+            }
+            self.inner.held.send_modify(|h| *h += 1);
+            let _held = Held(&self.inner.held);
+            let _ = closed.wait_for(|c| !*c).await;
+        }
+        self.inner.passed.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -146,6 +146,10 @@ pub enum WriteError {
     /// The writer queue is full and the caller asked not to wait.
     #[error("the store is busy")]
     Busy,
+    /// A checked session creation was refused: the user's credentials
+    /// changed after the password was checked. Nothing was stored.
+    #[error("the user's credentials changed; no session was created")]
+    CredentialsChanged,
     /// The batch holding this write failed to commit; nothing of it was stored.
     #[error("write failed: {0}")]
     Failed(Arc<StoreError>),

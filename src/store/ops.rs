@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use super::credentials::CredentialCheck;
 use super::error::StoreError;
 use super::prune::PruneReport;
 use super::sessions::SweepReport;
@@ -18,10 +19,16 @@ pub enum Op {
     /// id) in the same transaction: a sign-in is acknowledged only when both
     /// its session and its audit record are durable, never one without the
     /// other.
+    ///
+    /// With a `check`, nothing is created (the output is
+    /// [`OpOutput::CredentialsChanged`]) when the user's credentials changed
+    /// since the password was checked: the check is read inside the same
+    /// transaction, after every operation queued before this one.
     CreateSessionAudited {
         // Boxed: keeps `Op`, and so every queue slot, small.
         new: Box<NewSession>,
         event: NewEvent,
+        check: Option<CredentialCheck>,
     },
     Touch {
         hash: TokenHash,
@@ -80,6 +87,9 @@ pub enum Op {
 pub enum OpOutput {
     Appended(EventId),
     Created(CreatedSession),
+    /// A checked session creation found the user's credentials changed;
+    /// nothing was written.
+    CredentialsChanged,
     Touched(bool),
     RevokedOne(Option<PublicId>),
     Revoked(Vec<PublicId>),
@@ -111,7 +121,10 @@ impl Op {
         Ok(match self {
             Op::Append(ev) => OpOutput::Appended(tx.append_event(ev)?),
             Op::CreateSession(new) => OpOutput::Created(tx.create_session(new)?),
-            Op::CreateSessionAudited { new, event } => {
+            Op::CreateSessionAudited { new, event, check } => {
+                if check.is_some_and(|c| !c.holds(&new.user)) {
+                    return Ok(OpOutput::CredentialsChanged);
+                }
                 let created = tx.create_session(*new)?;
                 tx.append_event(event.session(created.session.id))?;
                 OpOutput::Created(created)

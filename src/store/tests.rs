@@ -688,6 +688,7 @@ fn a_session_and_its_audit_event_commit_together() {
         .apply(Op::CreateSessionAudited {
             new: Box::new(new_session("alice", 1_000)),
             event: NewEvent::at(EventKind::LoginSuccess, 1_000_000).user("alice"),
+            check: None,
         })
         .unwrap();
     let OpOutput::Created(c) = out else {
@@ -699,6 +700,43 @@ fn a_session_and_its_audit_event_commit_together() {
         page[0].session.as_deref(),
         Some(c.session.id.to_string().as_str())
     );
+    assert!(store.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_checked_sign_in_after_a_credential_change_creates_nothing() {
+    let (_d, store) = temp_store();
+    let generations = CredentialGenerations::default();
+    let sign_in = |check: CredentialCheck| Op::CreateSessionAudited {
+        new: Box::new(new_session("alice", 1_000)),
+        event: NewEvent::at(EventKind::LoginSuccess, 1_000_000).user("alice"),
+        check: Some(check),
+    };
+    let before = generations.check("alice");
+    let bob = generations.check("bob");
+    generations.bump(["alice"]);
+    // In one batch with a sign-in whose check still holds: only that one
+    // commits, and the refused one fails nothing else.
+    let out = store.apply_batch(vec![
+        sign_in(before),
+        Op::CreateSessionAudited {
+            new: Box::new(new_session("bob", 1_000)),
+            event: NewEvent::at(EventKind::LoginSuccess, 1_000_001).user("bob"),
+            check: Some(bob),
+        },
+    ]);
+    assert!(
+        matches!(out[0], Ok(OpOutput::CredentialsChanged)),
+        "{out:?}"
+    );
+    assert!(matches!(out[1], Ok(OpOutput::Created(_))), "{out:?}");
+    assert!(store.sessions_of("alice", 1_000).unwrap().is_empty());
+    let success = of_kind(&store, EventKind::LoginSuccess);
+    assert_eq!(success.len(), 1);
+    assert_eq!(success[0].user.as_deref(), Some("bob"));
+    // A check taken after the change holds.
+    let out = store.apply(sign_in(generations.check("alice"))).unwrap();
+    assert!(matches!(out, OpOutput::Created(_)), "{out:?}");
     assert!(store.check().unwrap().is_ok());
 }
 

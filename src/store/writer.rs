@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
+use super::credentials::CredentialCheck;
 use super::error::WriteError;
 use super::ops::{Op, OpOutput};
 use super::sessions::SweepReport;
@@ -212,20 +213,25 @@ impl Writer {
     }
 
     /// Creates a session and appends `event` for it in one durable commit
-    /// (see [`Op::CreateSessionAudited`]).
+    /// (see [`Op::CreateSessionAudited`]). With a `check`, fails with
+    /// [`WriteError::CredentialsChanged`] when the user's credentials changed
+    /// since it was taken.
     pub async fn create_session_audited(
         &self,
         new: NewSession,
         event: NewEvent,
+        check: Option<CredentialCheck>,
     ) -> Result<CreatedSession, WriteError> {
         match self
             .submit(Op::CreateSessionAudited {
                 new: Box::new(new),
                 event,
+                check,
             })
             .await?
         {
             OpOutput::Created(c) => Ok(c),
+            OpOutput::CredentialsChanged => Err(WriteError::CredentialsChanged),
             other => unreachable_output("create_session_audited", other),
         }
     }

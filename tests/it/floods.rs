@@ -282,3 +282,100 @@ async fn idle_http2_connections_do_not_hold_the_slots() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_against_a_ban_adds_a_bounded_number_of_audit_events() {
+    // A day-long window: the whole flood falls in one aggregation window.
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(
+        tmp.path(),
+        &config_text(
+            "",
+            "[regulation]\nmax_failures = 3\nwindow_secs = 86400\nban_secs = 86400\n",
+        ),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            login(&client(), &s, "bob", "guess", &[]).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // 10,000 attempts against the stored ban, from 32 clients at once.
+    const ATTEMPTS: usize = 10_000;
+    const CLIENTS: usize = 32;
+    let flood: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let url = s.at("/login");
+            let n = ATTEMPTS / CLIENTS + usize::from(i < ATTEMPTS % CLIENTS);
+            tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                for _ in 0..n {
+                    let r = c
+                        .post(&url)
+                        .header("accept", "application/json")
+                        .json(&serde_json::json!({"username": "bob", "password": "guess"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+                    assert!(r.headers().contains_key("retry-after"));
+                }
+                n
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for f in flood {
+        sent += tokio::time::timeout(WAIT, f)
+            .await
+            .expect("the flood hung")
+            .unwrap();
+    }
+    assert_eq!(sent, ATTEMPTS);
+    s.stop().await;
+
+    let store =
+        Store::open_read_only(tmp.path().join("gatehouse.redb"), &StoreOptions::default()).unwrap();
+    let filter = gatehouse::store::EventFilter {
+        kinds: vec![EventKind::LoginRejected],
+        ..Default::default()
+    };
+    let mut rejected = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .query_events(&filter, 1_000, cursor.as_deref())
+            .unwrap();
+        rejected.extend(page.events);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    // Every attempt matched the same subject (the user ban is checked before
+    // the IP's) within one window: the first refusal is recorded at once,
+    // the other 9,999 are counted and recorded as one event at shutdown.
+    assert_eq!(
+        rejected.len(),
+        2,
+        "{} login.rejected events",
+        rejected.len()
+    );
+    let count: u64 = rejected
+        .iter()
+        .map(|e| {
+            e.details
+                .iter()
+                .find(|(k, _)| k == "count")
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no count in {e:?}"))
+        })
+        .sum();
+    assert_eq!(count, ATTEMPTS as u64);
+    assert!(rejected.iter().all(|e| e.user.as_deref() == Some("bob")));
+    eprintln!(
+        "floods: {ATTEMPTS} attempts against a ban wrote {} login.rejected events",
+        rejected.len()
+    );
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gatehouse::config::{Argon2Settings, Config, Overrides};
+use gatehouse::server::password::HashGate;
 use gatehouse::server::{Exit, Reloader, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,6 +47,8 @@ pub struct TestServer {
     pub url: String,
     pub dir: PathBuf,
     pub reloader: Reloader,
+    /// The hashing pool's test gate (open unless a test closes it).
+    pub gate: HashGate,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<Exit, gatehouse::server::ServerError>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -73,6 +76,7 @@ impl TestServer {
         let server = Server::bind(config, ov).await.unwrap();
         let addr = server.local_addr().unwrap();
         let reloader = server.reloader();
+        let gate = server.state().hasher.gate().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -82,6 +86,7 @@ impl TestServer {
             url: format!("http://{addr}"),
             dir: dir.to_path_buf(),
             reloader,
+            gate,
             stop: Some(tx),
             handle: Some(handle),
             _tmp: None,

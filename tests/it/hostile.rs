@@ -895,3 +895,83 @@ async fn an_ipv6_client_cannot_spread_guesses_over_its_network() {
         StatusCode::SEE_OTHER
     );
 }
+
+/// `text` with alice's password hash replaced by a hash of `password`.
+fn with_alice_password(text: &str, password: &str) -> String {
+    let new_hash = gatehouse::server::password::hash_password(
+        password,
+        &gatehouse::config::Argon2Settings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .unwrap();
+    let field = "name = \"alice\"\npassword_hash = \"";
+    let start = text.find(field).unwrap() + field.len();
+    let end = start + text[start..].find('"').unwrap();
+    format!("{}{new_hash}{}", &text[..start], &text[end..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_checked_against_a_replaced_hash_never_yield_a_session() {
+    // Room for every concurrent attempt: this test is about the reload, not
+    // about the failure limit.
+    let s = TestServer::start(&config_text("", "[regulation]\nmax_failures = 50\n")).await;
+    let path = s.dir.join("gatehouse.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // Several logins with the old password read the old hash, then wait at
+    // the hashing gate, mid-check.
+    const N: usize = 6;
+    s.gate.close();
+    let logins: Vec<_> = (0..N)
+        .map(|_| {
+            let url = s.at("/login");
+            tokio::spawn(async move {
+                bare()
+                    .post(url)
+                    .form(&[("username", "alice"), ("password", ALICE_PW)])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    s.gate.wait_held(N).await;
+    // The password changes and the server reloads (what SIGHUP does) while
+    // they wait; then they finish their check against the old hash.
+    std::fs::write(&path, with_alice_password(&good, "alice's next password")).unwrap();
+    s.reloader.reload().await.unwrap();
+    s.gate.open();
+    for l in logins {
+        let r = tokio::time::timeout(crate::crash_server::WAIT, l)
+            .await
+            .expect("a login hung")
+            .unwrap();
+        let status = r.status();
+        let live = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| !c.contains("Max-Age=0"));
+        if let Some(c) = live {
+            let cookie = c.split(';').next().unwrap().to_string();
+            assert_eq!(
+                verify_with(&s, &cookie).await,
+                StatusCode::UNAUTHORIZED,
+                "a session checked against the replaced hash is valid"
+            );
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Wrong username or password."), "{body}");
+    }
+    // The new password works; the old one does not.
+    assert_eq!(
+        login(&bare(), &s, "alice", ALICE_PW, &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    login_token(&s, "alice", "alice's next password").await;
+    still_up(&s).await;
+}

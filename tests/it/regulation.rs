@@ -153,3 +153,91 @@ async fn cli(args: &[&str]) -> String {
     assert!(out.status.success(), "{args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_guesses_hashes_at_most_the_limit() {
+    // Slots and queue for every attempt: only the regulator may refuse.
+    let s = TestServer::start(&config_text(
+        "",
+        "[regulation]\nmax_failures = 5\nwindow_secs = 600\nban_secs = 900\n\n\
+         [limits]\nhash_workers = 4\nhash_queue = 64\n",
+    ))
+    .await;
+    const N: usize = 12;
+    const LIMIT: usize = 5;
+    // Held before hashing, the first attempts are still in flight when the
+    // later ones arrive: the ban check alone would let all of them through.
+    s.gate.close();
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let url = s.at("/login");
+        burst.spawn(async move {
+            client()
+                .post(url)
+                .form(&[("username", "bob"), ("password", "guess")])
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    // Every attempt beyond the limit is answered while the others wait.
+    for _ in 0..N - LIMIT {
+        let r = tokio::time::timeout(crate::crash_server::WAIT, burst.join_next())
+            .await
+            .expect("the attempts beyond the limit were not refused")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    s.gate.wait_held(LIMIT).await;
+    assert_eq!(s.gate.held(), LIMIT);
+    s.gate.open();
+    while let Some(r) = burst.join_next().await {
+        assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(s.gate.passed(), LIMIT, "hashed beyond the limit");
+    // The failures that were hashed made the ban.
+    let r = login(&client(), &s, "bob", BOB_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(s.gate.passed(), LIMIT, "a banned login was hashed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_names_and_addresses_cannot_push_out_a_users_counter() {
+    // Few counters; every client address is its own (forwarded) IP.
+    let s = TestServer::start(&config_text(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        "[regulation]\nmax_failures = 5\nwindow_secs = 600\nban_secs = 900\nmax_tracked = 20\n",
+    ))
+    .await;
+    let post = |from: String, user: String, pw: &'static str| {
+        let url = s.at("/login");
+        async move {
+            client()
+                .post(url)
+                .header("x-forwarded-for", from)
+                .form(&[("username", user.as_str()), ("password", pw)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let mut n = 0u32;
+    for round in 0..5 {
+        // One guess at alice, from an address of its own...
+        let r = post(format!("198.51.100.{round}"), "alice".into(), "guess").await;
+        assert_eq!(r, StatusCode::UNAUTHORIZED);
+        // ...then more fresh names from fresh addresses than there are counters.
+        for _ in 0..30 {
+            n += 1;
+            let from = format!("203.0.{}.{}", n / 250, n % 250);
+            let r = post(from, format!("nobody-{n}"), "guess").await;
+            assert_eq!(r, StatusCode::UNAUTHORIZED);
+        }
+    }
+    // Five failures at alice within the window: she is banned.
+    let r = post("192.0.2.1".into(), "alice".into(), ALICE_PW).await;
+    assert_eq!(r, StatusCode::TOO_MANY_REQUESTS);
+}
