@@ -8,3 +8,4 @@ pub mod jsonl;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod terminal;
