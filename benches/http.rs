@@ -112,6 +112,14 @@ fn config_text(hash: &str, argon_cheap: bool, extra: &str, sections: &str) -> St
     } else {
         ""
     };
+    // Every load comes from loopback, one client address as far as the
+    // per-client connection cap knows: lift it.
+    let per_ip = "max_connections_per_ip = 1000000\n";
+    let sections = if sections.contains("[limits]\n") {
+        sections.replacen("[limits]\n", &format!("[limits]\n{per_ip}"), 1)
+    } else {
+        format!("{sections}\n[limits]\n{per_ip}")
+    };
     format!(
         "bind = \"127.0.0.1:0\"\nmetrics = true\nshutdown_grace_secs = 2\n{extra}\n{argon}\n{sections}\n\
          [[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nadmin = true\n"

@@ -184,6 +184,10 @@ pub struct LimitSettings {
     pub request_timeout_secs: u64,
     /// Most open client connections; further clients wait in the kernel backlog.
     pub max_connections: usize,
+    /// Most open connections from one client address (an IPv6 client: its
+    /// /64 network); a connection beyond it is closed at once. Trusted
+    /// proxies are not counted: they carry many clients.
+    pub max_connections_per_ip: usize,
     /// Logins that may wait for a free hashing slot before answering 503.
     pub hash_queue: usize,
     /// Hashing slots; 0 means one per CPU core.
@@ -199,8 +203,32 @@ impl Default for LimitSettings {
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_ip: 64,
             hash_queue: 8,
             hash_workers: 0,
+        }
+    }
+}
+
+/// `Strict-Transport-Security`, sent only when `public_origin` is https.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HstsSettings {
+    /// Send the header (with an https public origin).
+    pub enabled: bool,
+    /// How long browsers remember to use only HTTPS for this host.
+    pub max_age_secs: u64,
+    /// Add `includeSubDomains`: every subdomain of gatehouse's host must
+    /// then serve HTTPS too, so it is off unless the operator says so.
+    pub include_subdomains: bool,
+}
+
+impl Default for HstsSettings {
+    fn default() -> Self {
+        HstsSettings {
+            enabled: true,
+            max_age_secs: 365 * 86_400,
+            include_subdomains: false,
         }
     }
 }
@@ -262,6 +290,7 @@ pub struct FileConfig {
     pub session: SessionSettings,
     pub regulation: RegulationSettings,
     pub limits: LimitSettings,
+    pub hsts: HstsSettings,
     pub argon2: Argon2Settings,
     pub users: Vec<UserEntry>,
 }
@@ -288,6 +317,7 @@ impl Default for FileConfig {
             session: SessionSettings::default(),
             regulation: RegulationSettings::default(),
             limits: LimitSettings::default(),
+            hsts: HstsSettings::default(),
             argon2: Argon2Settings::default(),
             users: Vec::new(),
         }
@@ -539,6 +569,10 @@ impl Config {
             ("limits.login_body_bytes", file.limits.login_body_bytes),
             ("limits.body_bytes", file.limits.body_bytes),
             ("limits.max_connections", file.limits.max_connections),
+            (
+                "limits.max_connections_per_ip",
+                file.limits.max_connections_per_ip,
+            ),
             ("cache_mib", file.cache_mib),
         ] {
             if v == 0 {
@@ -566,6 +600,7 @@ impl Config {
             ),
             ("idle_timeout_secs", file.idle_timeout_secs),
             ("shutdown_grace_secs", file.shutdown_grace_secs),
+            ("hsts.max_age_secs", file.hsts.max_age_secs),
         ] {
             if v > MAX_SECS {
                 return Err(invalid(
@@ -589,6 +624,11 @@ impl Config {
             (
                 "limits.max_connections",
                 file.limits.max_connections,
+                MAX_COUNT,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                file.limits.max_connections_per_ip,
                 MAX_COUNT,
             ),
             ("limits.hash_workers", file.limits.hash_workers, 1024),
@@ -676,6 +716,25 @@ impl Config {
             .collect();
         odd.sort();
         odd
+    }
+
+    /// The `Strict-Transport-Security` value for responses, when the
+    /// public origin is https and the header is not turned off. Without an
+    /// https public origin gatehouse cannot know that browsers reach it over
+    /// HTTPS, and the header is ignored over plain HTTP anyway.
+    pub fn hsts(&self) -> Option<String> {
+        let h = &self.file.hsts;
+        let https = self
+            .public_origin
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https");
+        (h.enabled && https).then(|| {
+            let mut v = format!("max-age={}", h.max_age_secs);
+            if h.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            v
+        })
     }
 
     /// Path of the database file.
@@ -1055,6 +1114,36 @@ mod tests {
         assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
     }
 
+    #[test]
+    fn hsts_only_with_an_https_public_origin() {
+        assert_eq!(load_text("").unwrap().hsts(), None);
+        assert_eq!(
+            load_text("public_origin = \"http://auth.example.com\"")
+                .unwrap()
+                .hsts(),
+            None
+        );
+        let https = "public_origin = \"https://auth.example.com\"\n";
+        assert_eq!(
+            load_text(https).unwrap().hsts().as_deref(),
+            Some("max-age=31536000")
+        );
+        let c = load_text(&format!(
+            "{https}[hsts]\nmax_age_secs = 600\ninclude_subdomains = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.hsts().as_deref(), Some("max-age=600; includeSubDomains"));
+        let off = load_text(&format!("{https}[hsts]\nenabled = false\n")).unwrap();
+        assert_eq!(off.hsts(), None);
+        let e = load_text("[hsts]\nmax_age_secs = 999999999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("g.toml:2: invalid setting `hsts.max_age_secs`"),
+            "{e}"
+        );
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;
@@ -1085,6 +1174,10 @@ mod tests {
             ("limits", "max_connections"),
             ("limits", "hash_workers"),
             ("limits", "hash_queue"),
+            ("limits", "max_connections_per_ip"),
+            ("hsts", "enabled"),
+            ("hsts", "max_age_secs"),
+            ("hsts", "include_subdomains"),
             ("argon2", "memory_kib"),
             ("argon2", "iterations"),
             ("argon2", "parallelism"),
@@ -1139,6 +1232,8 @@ mod tests {
                         );
                     }
                     assert!(c.file.limits.max_connections <= MAX_COUNT);
+                    let per_ip = c.file.limits.max_connections_per_ip;
+                    assert!(per_ip > 0 && per_ip <= MAX_COUNT);
                     assert!(u32::try_from(c.file.limits.header_bytes).is_ok());
                 }
                 Err(ConfigError::Parse { line, .. }) => {
@@ -1195,6 +1290,14 @@ mod tests {
                 ),
                 ("[limits]\nheader_bytes = 4294967396", "limits.header_bytes"),
                 ("[limits]\nhash_workers = 100000", "limits.hash_workers"),
+                (
+                    "[limits]\nmax_connections_per_ip = 1000001",
+                    "limits.max_connections_per_ip",
+                ),
+                (
+                    "[limits]\nmax_connections_per_ip = 0",
+                    "limits.max_connections_per_ip",
+                ),
             ] {
                 let e = load_text(text).unwrap_err().to_string();
                 assert!(e.contains(field), "{e}");

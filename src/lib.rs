@@ -9,3 +9,4 @@ pub mod logging;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod terminal;

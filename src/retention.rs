@@ -85,11 +85,12 @@ fn archive_err(path: &Path, e: impl std::fmt::Display) -> RetentionError {
 /// the file stays a sequence of whole frames.
 fn append_frame(path: &Path, frame: &[u8]) -> Result<(), RetentionError> {
     let existed = path.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| archive_err(path, e))?;
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    // Archived events hold names, addresses and user agents: owner-only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(|e| archive_err(path, e))?;
     let len = f.metadata().map_err(|e| archive_err(path, e))?.len();
     if let Err(e) = f.write_all(frame).and_then(|_| f.sync_all()) {
         let _ = f.set_len(len);
@@ -109,7 +110,12 @@ pub fn archive_events(
     dir: &Path,
     events: &[crate::store::Event],
 ) -> Result<Vec<PathBuf>, RetentionError> {
-    std::fs::create_dir_all(dir).map_err(|e| archive_err(dir, e))?;
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    // A new archive directory is owner-only; an existing one keeps its mode.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|e| archive_err(dir, e))?;
     let mut files = Vec::new();
     let mut start = 0;
     while start < events.len() {

@@ -31,16 +31,40 @@ pub const SOCKET_FILE: &str = "admin.sock";
 pub const MAX_REPLY: u64 = 64 * 1024;
 
 /// Binds the socket (replacing a stale one) and makes it owner-only.
+///
+/// The socket is bound inside a new directory of mode 0700, made owner-only
+/// there, and only then renamed into the data dir. Binding in place would
+/// create it with the process umask and leave a moment, before the `chmod`,
+/// in which another local user could connect; the umask itself is
+/// process-wide and cannot be narrowed for one call without racing other
+/// threads. A socket another server answers on is left alone (an error).
 pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = data_dir.join(SOCKET_FILE);
-    // A socket left by a crashed server: nobody answers on it.
-    if path.exists() && std::os::unix::net::UnixStream::connect(&path).is_err() {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another server answers on {}", path.display()),
+            ));
+        }
+        // A socket left by a crashed server: nobody answers on it.
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok((listener, path))
+    // A short name: socket paths are limited to about 100 bytes.
+    let private = data_dir.join(format!(".adm{}", std::process::id()));
+    // Left by an earlier process that had the same id and crashed here.
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = (|| {
+        let tmp = private.join("s");
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound.map(|l| (l, path))
 }
 
 /// Serves admin requests until `stop` changes, then removes the socket file.
@@ -90,19 +114,28 @@ async fn list(State(state): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-/// One line per ban: subject, seconds left, reason.
+/// One line per ban: subject, seconds left, reason. User names and reasons
+/// are escaped for the terminal (`crate::terminal::escape`): a banned name
+/// is whatever someone typed into the login form.
 pub fn format_bans(bans: &[crate::store::Ban]) -> String {
+    format_bans_at(bans, now_ms())
+}
+
+fn format_bans_at(bans: &[crate::store::Ban], now: u64) -> String {
+    use crate::terminal::escape;
     if bans.is_empty() {
         return "no bans in force\n".into();
     }
-    let now = now_ms();
     bans.iter()
         .map(|b| {
+            let subject = match &b.subject {
+                BanSubject::User(u) => format!("user {}", escape(u)),
+                BanSubject::Ip(ip) => format!("ip {ip}"),
+            };
             format!(
-                "{}\t{}s left\t{}\n",
-                b.subject,
+                "{subject}\t{}s left\t{}\n",
                 b.until_ms.saturating_sub(now).div_ceil(1000),
-                b.reason
+                escape(&b.reason)
             )
         })
         .collect()
@@ -198,4 +231,71 @@ pub fn request(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("malformed reply from the admin socket"))?;
     Ok(Some((status, body.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn ban_lists_escape_crafted_names() {
+        let ban = |subject, reason: &str| crate::store::Ban {
+            subject,
+            created_ms: 0,
+            until_ms: 61_000,
+            reason: reason.into(),
+        };
+        let text = format_bans_at(
+            &[
+                ban(
+                    BanSubject::User("a\u{200b}\u{200b}dmin".into()),
+                    "too many failures",
+                ),
+                ban(BanSubject::User("x\u{202e}\t1s left".into()), "r\u{2028}"),
+                ban(
+                    BanSubject::ip("2001:db8::1".parse().unwrap()),
+                    "too many failures",
+                ),
+            ],
+            1_000,
+        );
+        assert_eq!(
+            text,
+            "user a\\u{200b}\\u{200b}dmin\t60s left\ttoo many failures\n\
+             user x\\u{202e}\\t1s left\t60s left\tr\\u{2028}\n\
+             ip 2001:db8::\t60s left\ttoo many failures\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_owner_only_and_bound_out_of_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        // A data dir others may enter, as an operator might have made it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (listener, path) = bind(dir.path()).unwrap();
+        assert_eq!(path, dir.path().join(SOCKET_FILE));
+        assert_eq!(mode(&path), 0o600);
+        // Only the socket is left: the private directory it was bound in is gone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [SOCKET_FILE]);
+        // It answers under its final name.
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        // A second server does not take it over while the first answers.
+        let e = bind(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert_eq!(mode(&path), 0o600);
+        // A stale socket (nobody listens) is replaced.
+        drop(listener);
+        let (_l, path) = bind(dir.path()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+    }
 }

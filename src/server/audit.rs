@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -78,11 +78,17 @@ pub async fn query(
             .await
             .map_err(|e| ApiError::internal("audit query task failed", &e))?;
     match page {
-        Ok(p) => Ok(Json(Page {
-            events: p.events,
-            next_cursor: p.next_cursor,
-        })
-        .into_response()),
+        Ok(p) => {
+            let mut res = Json(Page {
+                events: p.events,
+                next_cursor: p.next_cursor,
+            })
+            .into_response();
+            // Events carry IPs, user agents and names: no cache may keep them.
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
         Err(QueryError::Cursor(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
         Err(QueryError::Store(e)) => Err(ApiError::internal("audit query failed", &e)),
     }

@@ -72,13 +72,14 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// Most `name=value` pairs looked at in a request's cookies.
-const MAX_COOKIE_PAIRS: usize = 256;
-
 /// The value of cookie `name`. A request carrying it several times with
 /// different values is ambiguous (one may have been planted for a wider
 /// domain or a longer path by a sibling host): then none is believed.
 /// Header values that are not visible ASCII are skipped.
+///
+/// Every pair is read: stopping after some number of pairs would let a
+/// second, different session cookie hide behind filler pairs. The cost is
+/// bounded by the request head limit (`limits.header_bytes`).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found: Option<&str> = None;
     let pairs = headers
@@ -86,7 +87,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .take(MAX_COOKIE_PAIRS)
         .filter_map(|kv| kv.trim().split_once('='));
     for (k, v) in pairs {
         if k.trim() != name {
@@ -230,10 +230,17 @@ fn cookie_tail(config: &Config, c: &mut String) {
 }
 
 /// Whether a state-changing request comes from our own pages: its `Origin`
-/// (or, without one, its `Referer`) must be the public origin or the `Host`
-/// it was sent to. Requests with neither header are not from a browser form
-/// on another site (browsers send `Origin` on cross-site POSTs) and pass;
-/// the cookie's `SameSite=Lax` is the second line.
+/// (or, without one, its `Referer`) must be the public origin, or name the
+/// `Host` the request was sent to (host and port) with the public origin's
+/// scheme. Without a public origin the scheme the browser used is unknown
+/// (TLS ends at the proxy), so only host and port are compared then.
+/// Requests with neither header are not from a browser form on another site
+/// (browsers send `Origin` on cross-site POSTs) and pass; the cookie's
+/// `SameSite=Lax` is the second line.
+///
+/// `Host` is the request's authority: for HTTP/2 requests, which carry
+/// `:authority` instead, the connection service copies it into `Host`
+/// first ([`fill_host`]).
 pub fn same_origin(config: &Config, headers: &HeaderMap) -> bool {
     let source = headers
         .get(header::ORIGIN)
@@ -245,10 +252,15 @@ pub fn same_origin(config: &Config, headers: &HeaderMap) -> bool {
         // Includes `Origin: null` (sandboxed frames, some redirects).
         return false;
     };
-    if let Some(public) = &config.public_origin
-        && url.origin() == public.origin()
-    {
-        return true;
+    if let Some(public) = &config.public_origin {
+        if url.origin() == public.origin() {
+            return true;
+        }
+        // An `http://` page must not post to an https-only deployment (nor
+        // the reverse) just because it names the same host.
+        if url.scheme() != public.scheme() {
+            return false;
+        }
     }
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
@@ -259,6 +271,25 @@ pub fn same_origin(config: &Config, headers: &HeaderMap) -> bool {
         _ => return false,
     };
     authority.eq_ignore_ascii_case(host)
+}
+
+/// Gives a request without a `Host` header one made from the authority of
+/// its URI. HTTP/2 requests carry `:authority` (hyper puts it in the URI)
+/// and usually no `Host`; the cross-site check and the `rd` check then
+/// compare with it like with an HTTP/1 `Host`. A request that has a `Host`
+/// keeps it.
+pub fn fill_host<B>(req: &mut axum::http::Request<B>) {
+    if req.headers().contains_key(header::HOST) {
+        return;
+    }
+    let Some(value) = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    else {
+        return;
+    };
+    req.headers_mut().insert(header::HOST, value);
 }
 
 /// Middleware: refuses cross-site state-changing requests with 403.
@@ -345,6 +376,107 @@ mod tests {
     }
 
     #[test]
+    fn every_cookie_pair_is_read() {
+        let t = SessionToken::generate().expose();
+        let u = SessionToken::generate().expose();
+        let filler: String = (0..255).map(|i| format!("f{i}=x; ")).collect();
+        let h = headers(&[("cookie", &format!("{filler}s={t}; s={u}"))]);
+        assert_eq!(cookie(&h, "s"), None);
+        // Far past any small bound, split over headers.
+        let many: String = (0..2_000).map(|i| format!("f{i}=x; ")).collect();
+        let h = headers(&[
+            ("cookie", &format!("{many}s={t}")),
+            ("cookie", &format!("{many}s={u}")),
+        ]);
+        assert_eq!(cookie(&h, "s"), None);
+        let h = headers(&[("cookie", &format!("{many}s={t}"))]);
+        assert_eq!(cookie(&h, "s"), Some(t.as_str()));
+    }
+
+    #[test]
+    fn origin_scheme_must_be_the_public_origins() {
+        let c = config(&[], Some("https://auth.example.com"));
+        let ok = |pairs: &[(&'static str, &str)]| same_origin(&c, &headers(pairs));
+        // Same host as the request, but plain HTTP: refused.
+        assert!(!ok(&[
+            ("host", "auth.example.com"),
+            ("origin", "http://auth.example.com")
+        ]));
+        assert!(!ok(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ]));
+        assert!(!ok(&[
+            ("host", "auth.example.com"),
+            ("referer", "http://auth.example.com/login")
+        ]));
+        // The page's own forms pass, on the public origin or on the host
+        // the request was sent to with the public origin's scheme.
+        assert!(ok(&[
+            ("host", "auth.example.com"),
+            ("origin", "https://auth.example.com")
+        ]));
+        assert!(ok(&[
+            ("host", "gate.internal:8443"),
+            ("origin", "https://gate.internal:8443")
+        ]));
+        assert!(!ok(&[("host", "auth.example.com"), ("origin", "null")]));
+        assert!(!ok(&[
+            ("host", "auth.example.com"),
+            ("origin", "https://evil.example")
+        ]));
+        // An http public origin refuses https pages of another origin the same way.
+        let c = config(&[], Some("http://auth.example.com"));
+        assert!(!same_origin(
+            &c,
+            &headers(&[("host", "h:1"), ("origin", "https://h:1")])
+        ));
+        assert!(same_origin(
+            &c,
+            &headers(&[("host", "h:1"), ("origin", "http://h:1")])
+        ));
+        // Without a public origin the scheme is unknown: host and port decide.
+        let c = config(&[], None);
+        for origin in ["http://h:1", "https://h:1"] {
+            assert!(same_origin(
+                &c,
+                &headers(&[("host", "h:1"), ("origin", origin)])
+            ));
+        }
+    }
+
+    #[test]
+    fn http2_authority_becomes_the_host() {
+        let c = config(&[], None);
+        // An HTTP/2 request: authority in the URI, no Host header.
+        let mut req = axum::http::Request::builder()
+            .method("POST")
+            .uri("http://127.0.0.1:8080/logout")
+            .header("origin", "http://127.0.0.1:8080")
+            .body(())
+            .unwrap();
+        assert!(
+            !same_origin(&c, req.headers()),
+            "nothing to compare with yet"
+        );
+        fill_host(&mut req);
+        assert_eq!(req.headers()["host"], "127.0.0.1:8080");
+        assert!(same_origin(&c, req.headers()));
+        // A Host that is there is kept.
+        let mut req = axum::http::Request::builder()
+            .uri("http://other:1/x")
+            .header("host", "h:2")
+            .body(())
+            .unwrap();
+        fill_host(&mut req);
+        assert_eq!(req.headers()["host"], "h:2");
+        // No authority, no Host: nothing is made up.
+        let mut req = axum::http::Request::builder().uri("/x").body(()).unwrap();
+        fill_host(&mut req);
+        assert!(req.headers().get("host").is_none());
+    }
+
+    #[test]
     fn origin_checks() {
         let c = config(&[], Some("https://auth.example.com"));
         let ok = |pairs: &[(&'static str, &str)]| same_origin(&c, &headers(pairs));
@@ -355,12 +487,28 @@ mod tests {
         assert!(!ok(&[("origin", "null")]));
         assert!(ok(&[
             ("host", "127.0.0.1:8080"),
+            ("origin", "https://127.0.0.1:8080")
+        ]));
+        assert!(!ok(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://127.0.0.1:9999")
+        ]));
+        assert!(ok(&[
+            ("host", "h:1"),
+            ("referer", "https://h:1/login?rd=x")
+        ]));
+        assert!(!ok(&[("host", "h:1"), ("referer", "https://evil/login")]));
+        let c = config(&[], None);
+        let ok = |pairs: &[(&'static str, &str)]| same_origin(&c, &headers(pairs));
+        assert!(ok(&[
+            ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:8080")
         ]));
         assert!(!ok(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:9999")
         ]));
+        assert!(!ok(&[("host", "127.0.0.1:8080"), ("origin", "null")]));
         assert!(ok(&[("host", "h:1"), ("referer", "http://h:1/login?rd=x")]));
         assert!(!ok(&[("host", "h:1"), ("referer", "http://evil/login")]));
     }
@@ -524,6 +672,42 @@ mod tests {
                     prop_assert!(got == peer || listed, "{got}");
                 } else {
                     prop_assert_eq!(got, peer);
+                }
+            }
+
+            /// With an https public origin, no page served over plain HTTP
+            /// passes, whatever host it names and whatever the request's
+            /// `Host`; an https page passes exactly when it is the public
+            /// origin or names the request's `Host`.
+            #[test]
+            fn origin_scheme_is_checked(
+                host in "[a-z.]{1,12}(:[0-9]{1,5})?",
+                named in "[a-z.]{1,12}(:[0-9]{1,5})?",
+                same in any::<bool>(),
+                https in any::<bool>(),
+                referer in any::<bool>(),
+            ) {
+                let c = config(&[], Some("https://auth.example.com"));
+                let named = if same { host.clone() } else { named };
+                let scheme = if https { "https" } else { "http" };
+                let source = format!("{scheme}://{named}");
+                let Ok(parsed) = url::Url::parse(&source) else { return Ok(()) };
+                let mut h = HeaderMap::new();
+                h.insert(header::HOST, HeaderValue::from_str(&host).unwrap());
+                let key = if referer { header::REFERER } else { header::ORIGIN };
+                h.insert(key, HeaderValue::from_str(&source).unwrap());
+                let passed = same_origin(&c, &h);
+                if !https {
+                    prop_assert!(!passed, "{source} to {host}");
+                } else {
+                    let written = match (parsed.host_str(), parsed.port()) {
+                        (Some(h), Some(p)) => format!("{h}:{p}"),
+                        (Some(h), None) => h.to_string(),
+                        _ => String::new(),
+                    };
+                    let expect = parsed.origin() == c.public_origin.as_ref().unwrap().origin()
+                        || written.eq_ignore_ascii_case(&host);
+                    prop_assert_eq!(passed, expect, "{} to {}", source, host);
                 }
             }
 

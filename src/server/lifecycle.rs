@@ -16,8 +16,9 @@
 //! 5. drain and stop the writer;
 //! 6. close the database.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,7 +41,8 @@ use super::password::{self, Hasher};
 use super::{AppState, Inner};
 use crate::config::{self, Config, ConfigError, Overrides, UserEntry};
 use crate::store::{
-    EventKind, NewEvent, OpenError, Store, StoreOptions, Writer, WriterConfig, WriterTask, now_ms,
+    EventKind, NewEvent, OpenError, Store, StoreOptions, Writer, WriterConfig, WriterTask,
+    client_network, now_ms,
 };
 
 /// At most one heartbeat per this interval.
@@ -249,6 +251,7 @@ impl Server {
                 path: config.db_path(),
                 source: std::io::Error::other(e.to_string()),
             })??;
+        warn_if_shared(&config.db_path());
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -349,6 +352,7 @@ impl Server {
         let router = super::router(state.clone());
         let graceful = GracefulShutdown::new();
         let conn_limit = Arc::new(Semaphore::new(l.max_connections));
+        let per_ip = PerIp::new(l.max_connections_per_ip);
         let mut conns: JoinSet<()> = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
 
@@ -374,6 +378,23 @@ impl Server {
                 _ = &mut shutdown => break Exit::Shutdown,
                 _ = idle.notified() => break Exit::Idle,
             };
+            // The per-client cap: one client must not take every slot.
+            // Trusted proxies carry many clients and are not counted here
+            // (they must limit each of their clients themselves).
+            let peer_ip = config::canonical_ip(peer.ip());
+            let per_ip_slot = if cfg.is_trusted_proxy(peer_ip) {
+                None
+            } else {
+                match per_ip.enter(peer_ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        state.metrics.conn_refused_per_ip.inc();
+                        tracing::debug!(%peer, "too many connections from this client; closing");
+                        drop(stream);
+                        continue;
+                    }
+                }
+            };
             let _ = stream.set_nodelay(true);
             let activity = state.activity.clone();
             activity.open_connections.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +415,8 @@ impl Server {
                         // Held from the request's dispatch until its response.
                         let busy = InFlight::enter(in_flight.clone());
                         req.extensions_mut().insert(ConnectInfo(peer));
+                        // HTTP/2 names the site in `:authority`, not `Host`.
+                        super::auth::fill_host(&mut req);
                         // The router is always ready (it has no back-pressure).
                         Err((busy, conn_router.call(req)))
                     }
@@ -417,6 +440,7 @@ impl Server {
                 let _guard = ConnGuard {
                     activity,
                     _permit: permit,
+                    _per_ip: per_ip_slot,
                 };
                 // The HTTP version is known only once the first bytes are in;
                 // a client that connects and sends nothing would hold its
@@ -581,10 +605,75 @@ async fn first_bytes(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// Counts a connection open for as long as its task lives, and holds its slot.
+/// Counts a connection open for as long as its task lives, and holds its
+/// slots (the global one, and its client's when the client is counted).
 struct ConnGuard {
     activity: Arc<Activity>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _per_ip: Option<PerIpSlot>,
+}
+
+/// Open connections per client network (an IPv4 address, an IPv6 /64: see
+/// [`client_network`]), for `limits.max_connections_per_ip`.
+///
+/// Bounded: an entry exists only while its count is above zero (the last
+/// [`PerIpSlot`] removes it), and every counted connection also holds one
+/// of the `max_connections` global slots, so there are never more entries
+/// than that.
+struct PerIp {
+    cap: usize,
+    counts: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(PerIp {
+            cap,
+            counts: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when its network
+    /// already has `cap` open.
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
+        let key = client_network(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.cap {
+            // `cap` is at least 1 (validated), so a refused network already has
+            // connections open and no entry is left at zero.
+            return None;
+        }
+        *n += 1;
+        Some(PerIpSlot {
+            map: self.clone(),
+            key,
+        })
+    }
+
+    /// Client networks with open connections.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// One counted connection of a client network; uncounts it when dropped.
+struct PerIpSlot {
+    map: Arc<PerIp>,
+    key: IpAddr,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.map.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Drop for ConnGuard {
@@ -662,7 +751,7 @@ async fn retention(state: AppState, days: u64, mut stop: watch::Receiver<bool>) 
 async fn heartbeat(activity: Arc<Activity>, path: PathBuf, mut stop: watch::Receiver<bool>) {
     loop {
         let now = now_ms().to_string();
-        if let Err(e) = tokio::fs::write(&path, now).await {
+        if let Err(e) = write_beat(&path, now.as_bytes()).await {
             tracing::warn!(error = %e, path = %path.display(), "heartbeat write failed");
         }
         tokio::select! {
@@ -670,6 +759,18 @@ async fn heartbeat(activity: Arc<Activity>, path: PathBuf, mut stop: watch::Rece
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Writes the heartbeat file, created owner-only like every file in the data dir.
+async fn write_beat(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).await?;
+    f.write_all(bytes).await?;
+    f.flush().await
 }
 
 /// Fires `idle` once when there has been no activity for `timeout` and no
@@ -736,6 +837,24 @@ fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+/// Warns when a file made before files were created owner-only (or
+/// loosened by hand) can be read by other local users.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "the database can be read by other users; `chmod 600` it"
+            );
+        }
+    }
 }
 
 /// Writes a file only its owner can read.
@@ -833,6 +952,40 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), a.beat.notified())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn per_ip_counts_are_capped_and_cleaned() {
+        let p = PerIp::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = p.enter(a).unwrap();
+        let s2 = p.enter(a).unwrap();
+        assert!(p.enter(a).is_none(), "a third from one address");
+        // IPv4-mapped is the same client.
+        assert!(p.enter("::ffff:192.0.2.1".parse().unwrap()).is_none());
+        let s3 = p.enter(b).unwrap();
+        assert_eq!(p.tracked(), 2);
+        drop(s1);
+        let s4 = p.enter(a).unwrap();
+        drop((s2, s3, s4));
+        assert_eq!(p.tracked(), 0, "entries at zero are removed");
+        // A refused attempt leaves nothing behind either.
+        let p = PerIp::new(1);
+        let held = p.enter(a).unwrap();
+        assert!(p.enter(a).is_none());
+        drop(held);
+        assert_eq!(p.tracked(), 0);
+    }
+
+    #[test]
+    fn per_ip_counts_an_ipv6_client_per_64() {
+        let p = PerIp::new(2);
+        let _x = p.enter("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _y = p.enter("2001:db8:1:2:ffff::9".parse().unwrap()).unwrap();
+        assert!(p.enter("2001:db8:1:2::abcd".parse().unwrap()).is_none());
+        let _z = p.enter("2001:db8:1:3::1".parse().unwrap()).unwrap();
+        assert_eq!(p.tracked(), 2);
     }
 
     #[tokio::test]

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub verify_error: Counter,
     /// Microseconds per verify.
     pub verify_micros: Histogram,
+    /// Connections closed at accept: their client had
+    /// `limits.max_connections_per_ip` open already.
+    pub conn_refused_per_ip: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +56,7 @@ impl Default for Metrics {
             verify_ok: Counter::default(),
             verify_denied: Counter::default(),
             verify_error: Counter::default(),
+            conn_refused_per_ip: Counter::default(),
             verify_micros: Histogram::new(&[
                 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000,
             ]),
@@ -233,6 +237,12 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "gatehouse_open_connections",
         "Open client connections.",
         state.activity.open_connections() as u64,
+    );
+    counter(
+        &mut out,
+        "gatehouse_connections_refused_total",
+        "Connections closed at once because their client had too many open.",
+        &[("{reason=\"per_ip\"}", m.conn_refused_per_ip.get())],
     );
     let mut res = (StatusCode::OK, out).into_response();
     res.headers_mut().insert(

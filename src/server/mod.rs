@@ -271,6 +271,19 @@ pub fn router(state: AppState) -> Router {
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
         .layer(tower_http::trace::TraceLayer::new_for_http());
+    // HSTS on every answer a browser may see. The hot routes go without: their
+    // answers are read by the proxy, not by browsers (see `answer_hot`).
+    let hsts = state
+        .config
+        .hsts()
+        .and_then(|v| HeaderValue::from_str(&v).ok());
+    let rest = match hsts {
+        Some(v) => rest.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            v,
+        )),
+        None => rest,
+    };
     hot.merge(rest).with_state(state)
 }
 

@@ -2,9 +2,18 @@
 //! forward-auth proxy reports.
 //!
 //! An `rd` is followed only when it is a path on this site or an http(s) URL
-//! whose host is this site, the public origin's host, or an allowed domain
-//! (or a subdomain of one). Everything else falls back to `/`: an open
-//! redirect would make the login page a phishing tool.
+//! that is one of:
+//!
+//! - the public origin (scheme, host and port);
+//! - the host and port the request was sent to (`Host`, or HTTP/2's
+//!   `:authority` copied into it), with the public origin's scheme when one
+//!   is set (without one the scheme the browser used is unknown, so either);
+//! - an allowed domain or a subdomain of one, on any port, over https or
+//!   over the public origin's scheme.
+//!
+//! Everything else falls back to `/`: an open redirect would make the login
+//! page a phishing tool, and another port or scheme of this host is another
+//! site (another program may listen there).
 
 use axum::http::{HeaderMap, header};
 
@@ -67,29 +76,55 @@ pub fn safe_redirect(config: &Config, headers: &HeaderMap, rd: &str) -> Option<S
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
-    let ours = config
-        .public_origin
-        .as_ref()
-        .and_then(|o| o.host_str())
-        .is_some_and(|h| h.eq_ignore_ascii_case(&host));
-    let same_host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(host_only)
-        .is_some_and(|h| h.eq_ignore_ascii_case(&host));
-    let allowed = config.file.allowed_redirect_domains.iter().any(|d| {
-        let d = d.trim_start_matches('.').to_ascii_lowercase();
-        !d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))
-    });
+    let public = config.public_origin.as_ref();
+    let ours = public.is_some_and(|o| o.origin() == url.origin());
+    // The scheme this site is reached with: the public origin's, else unknown.
+    let scheme_ok = public.is_none_or(|o| o.scheme() == url.scheme());
+    let same_host = scheme_ok
+        && headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(split_host)
+            .is_some_and(|(h, port)| {
+                // A `Host` without a port means the scheme's default port.
+                h.eq_ignore_ascii_case(&host)
+                    && port.or_else(|| default_port(url.scheme())) == url.port_or_known_default()
+            });
+    let allowed = (url.scheme() == "https" || public.is_some_and(|o| o.scheme() == url.scheme()))
+        && config.file.allowed_redirect_domains.iter().any(|d| {
+            let d = d.trim_start_matches('.').to_ascii_lowercase();
+            !d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))
+        });
     (ours || same_host || allowed).then(|| url.to_string())
 }
 
-/// The host part of a `Host` header value (drops the port).
-fn host_only(h: &str) -> &str {
-    if let Some(rest) = h.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
     }
-    h.rsplit_once(':').map(|(h, _)| h).unwrap_or(h)
+}
+
+/// The host and the port of a `Host` header value (`None` when the port is
+/// not a number). IPv6 hosts keep their brackets, as `Url::host_str` writes them.
+fn split_host(h: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if h.starts_with('[') {
+        let end = h.find(']')? + 1;
+        match &h[end..] {
+            "" => (&h[..end], None),
+            rest => (&h[..end], Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match h.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        }
+    };
+    match port {
+        None => Some((host, None)),
+        Some(p) => p.parse().ok().map(|p| (host, Some(p))),
+    }
 }
 
 /// The URL the user originally asked for, as a forward-auth proxy reports it:
@@ -183,12 +218,63 @@ mod tests {
         let h = host("gate.local:8080");
         for rd in [
             "https://auth.example.com/a",
-            "http://gate.local:8080/b",
+            "https://auth.example.com:443/a",
+            "https://gate.local:8080/b",
             "https://apps.example.org/",
             "https://wiki.apps.example.org/page?q=1",
             "https://WIKI.apps.example.org/",
+            "https://apps.example.org:8443/",
         ] {
             assert!(safe_redirect(&c, &h, rd).is_some(), "{rd}");
+        }
+    }
+
+    #[test]
+    fn another_port_or_scheme_of_this_host_is_another_site() {
+        let c = config();
+        let h = host("gate.local:8080");
+        for rd in [
+            // This host, another port or another scheme than the public origin's.
+            "https://gate.local:9999/x",
+            "https://gate.local/x",
+            "http://gate.local:8080/x",
+            // The public origin's host, another port or scheme.
+            "https://auth.example.com:8443/",
+            "http://auth.example.com/",
+            // Allowed domains: https (or the public origin's scheme) only.
+            "http://apps.example.org/",
+        ] {
+            assert_eq!(safe_redirect(&c, &h, rd), None, "{rd}");
+        }
+        // Without a public origin: the host and port of the request, either
+        // scheme (the one the browser used is unknown); allowed domains over https.
+        let file = FileConfig {
+            allowed_redirect_domains: vec!["apps.example.org".into()],
+            ..FileConfig::default()
+        };
+        let bare = Config::from_file("t.toml".into(), "d".into(), file).unwrap();
+        let h = host("127.0.0.1:8080");
+        assert_eq!(safe_redirect(&bare, &h, "http://127.0.0.1:9999/x"), None);
+        assert_eq!(safe_redirect(&bare, &h, "http://127.0.0.1/x"), None);
+        assert_eq!(safe_redirect(&bare, &h, "http://apps.example.org/"), None);
+        assert!(safe_redirect(&bare, &h, "http://127.0.0.1:8080/x").is_some());
+        assert!(safe_redirect(&bare, &h, "https://apps.example.org:444/").is_some());
+        // A Host without a port is the scheme's default port.
+        let h = host("gate.example");
+        assert!(safe_redirect(&bare, &h, "http://gate.example/x").is_some());
+        assert!(safe_redirect(&bare, &h, "https://gate.example/x").is_some());
+        assert!(safe_redirect(&bare, &h, "http://gate.example:80/x").is_some());
+        assert_eq!(safe_redirect(&bare, &h, "http://gate.example:81/x"), None);
+        // IPv6 hosts.
+        let h = host("[::1]:8080");
+        assert!(safe_redirect(&bare, &h, "http://[::1]:8080/x").is_some());
+        assert_eq!(safe_redirect(&bare, &h, "http://[::1]:8081/x"), None);
+        // A garbled Host matches nothing.
+        for garbled in ["gate.example:x", "[::1", "[::1]x"] {
+            assert_eq!(
+                safe_redirect(&bare, &host(garbled), "http://gate.example/x"),
+                None
+            );
         }
     }
 
@@ -271,6 +357,14 @@ mod tests {
             "[::1]",
             "127.0.0.1",
             "0x7f.1",
+            ":8080",
+            ":9999",
+            ":80",
+            "http://gate.local:8080",
+            "https://gate.local:8080",
+            "http://gate.local:9999",
+            "https://auth.example.com:8443",
+            "http://apps.example.org",
             "%40",
             "a",
             "x=1",
@@ -311,6 +405,19 @@ mod tests {
                     prop_assert!(landed.username().is_empty() && landed.password().is_none());
                     let lh = landed.host_str().unwrap_or("");
                     prop_assert!(allowed_host(lh), "{rd:?} -> {out:?} lands on {lh:?}");
+                    // Same scheme and port as the site it lands on: this
+                    // page (relative targets), the public origin, or https
+                    // on an allowed domain.
+                    let port = landed.port_or_known_default();
+                    let fine = match lh {
+                        "gate.local" => {
+                            port == Some(8080)
+                                && (landed.scheme() == "https" || out.starts_with('/'))
+                        }
+                        "auth.example.com" => landed.scheme() == "https" && port == Some(443),
+                        _ => landed.scheme() == "https",
+                    };
+                    prop_assert!(fine, "{rd:?} -> {out:?} lands on {landed}");
                     // An accepted value is stable: checking it again keeps it.
                     prop_assert_eq!(safe_redirect(&c, &h, &out), Some(out.clone()));
                 }

@@ -182,6 +182,8 @@ impl Store {
             ));
         }
         let _ = std::fs::remove_file(tmp);
+        // Owner-only from the start: the copy holds the whole audit trail.
+        super::create_private_file(tmp).map_err(|e| io_err(tmp, e))?;
         let snapshot = self.read()?;
         let rows = {
             let db = redb::Builder::new()

@@ -94,7 +94,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
         n += 1;
         if !user_keys.contains(&(u.to_string(), c, h)) {
             r.problem(format!(
-                "sessions_by_user entry for {u} without a matching session"
+                "sessions_by_user entry for {u:?} without a matching session"
             ));
         }
     }

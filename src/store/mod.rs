@@ -187,6 +187,23 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
     }
 }
 
+/// Creates `path` as an empty file only its owner may read and write
+/// (mode 0600), unless it exists already (an existing file keeps its mode).
+/// redb would create a missing file with the process umask (often 0644),
+/// and the audit trail holds names, addresses and user agents. An empty
+/// file is what redb initialises as a new database.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn builder(opts: &StoreOptions) -> redb::Builder {
     let mut b = redb::Builder::new();
     b.set_cache_size(opts.cache_bytes)
@@ -205,6 +222,10 @@ impl Store {
                 reason: format!("cannot create directory {}: {e}", dir.display()),
             })?;
         }
+        create_private_file(path).map_err(|e| OpenError::Other {
+            path: path.to_path_buf(),
+            reason: format!("cannot create the file: {e}"),
+        })?;
         let db = open_rw(path, opts)?;
         Ok(Store {
             inner: Arc::new(Inner::new(Db::Rw(db), path, false, opts)),

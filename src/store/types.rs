@@ -541,20 +541,25 @@ pub enum BanSubject {
     Ip(IpAddr),
 }
 
+/// The network a client address stands for when clients are counted (bans,
+/// failure counters, connections). IPv4-mapped addresses count as IPv4, and
+/// an IPv6 address counts as its /64 network: one subscriber usually holds a
+/// whole /64, so counting single addresses would let a single client spread
+/// over 2^64 of them.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl BanSubject {
-    /// The ban subject for a client address. IPv4-mapped addresses count as
-    /// IPv4, and an IPv6 address counts as its /64 network: one subscriber
-    /// usually holds a whole /64, so counting single addresses would let a
-    /// single client spread its guesses over 2^64 of them.
+    /// The ban subject for a client address: its [`client_network`].
     pub fn ip(ip: IpAddr) -> Self {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-            },
-            v4 => v4,
-        };
-        BanSubject::Ip(ip)
+        BanSubject::Ip(client_network(ip))
     }
 
     pub(crate) fn key(&self) -> String {

@@ -102,9 +102,12 @@ async fn a_connection_flood_beyond_the_cap_is_served_in_turn_and_the_server_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_is_refused_promptly_while_session_checks_go_on() {
     // One hashing slot, a short queue: most of the flood is refused at once.
+    // The flood is 120 connections from loopback: no per-client cap here, so
+    // that what meets it is the hashing pool and the regulation.
     let s = TestServer::start(&config_text(
         "",
-        "[limits]\nhash_workers = 1\nhash_queue = 2\n\n[regulation]\nmax_failures = 5\n",
+        "[limits]\nhash_workers = 1\nhash_queue = 2\nmax_connections_per_ip = 1000\n\n\
+         [regulation]\nmax_failures = 5\n",
     ))
     .await;
     let bob = client();

@@ -975,3 +975,114 @@ async fn logins_checked_against_a_replaced_hash_never_yield_a_session() {
     login_token(&s, "alice", "alice's next password").await;
     still_up(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_checked_against_their_authority() {
+    let s = TestServer::start(&config_text("", "")).await;
+    // HTTP/2 requests name the site in `:authority` and carry no `Host`.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |origin: &str, rd: &str| {
+        h2.post(s.at("/login"))
+            .header("origin", origin)
+            .form(&[("username", "bob"), ("password", BOB_PW), ("rd", rd)])
+            .send()
+    };
+    // The page's own form, sent back to this site.
+    let here = format!("{}/x", s.url);
+    let r = post(&s.url, &here).await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], here.as_str());
+    // Another site's form, and a redirect to another port of this host.
+    let r = post("http://evil.example", "/x").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let other_port = format!(
+        "http://127.0.0.1:{}/x",
+        s.addr.port().wrapping_add(1).max(1)
+    );
+    let r = post(&s.url, &other_port).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/");
+    still_up(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_deployments_send_hsts_and_personal_data_is_never_cached() {
+    let s = TestServer::start(&config_text(
+        "public_origin = \"https://auth.example.com\"",
+        "",
+    ))
+    .await;
+    let token = login_token(&s, "alice", ALICE_PW).await;
+    let get = |path: &str| {
+        bare()
+            .get(s.at(path))
+            .header("cookie", format!("__Host-gatehouse_session={token}"))
+            .send()
+    };
+    for path in [
+        "/login",
+        "/sessions",
+        "/api/v1/session",
+        "/api/v1/sessions",
+        "/api/v1/audit",
+        "/assets/style.css",
+        "/no-such-page",
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(
+            r.headers()
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+    // Answers read by the proxy, not by browsers, go without.
+    for path in ["/auth/verify", "/healthz"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(
+            r.headers().get("strict-transport-security").is_none(),
+            "{path}"
+        );
+    }
+    // JSON answers with names, addresses and user agents are not cached.
+    for path in ["/api/v1/audit", "/api/v1/sessions", "/api/v1/session"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+
+    // Turned off by the setting, and never sent over a plain-HTTP origin.
+    for (top, sections) in [
+        (
+            "public_origin = \"https://auth.example.com\"",
+            "[hsts]\nenabled = false\n",
+        ),
+        ("public_origin = \"http://auth.example.com\"", ""),
+        ("", ""),
+    ] {
+        let s = TestServer::start(&config_text(top, sections)).await;
+        let r = bare().get(s.at("/login")).send().await.unwrap();
+        assert!(
+            r.headers().get("strict-transport-security").is_none(),
+            "{top} {sections}"
+        );
+    }
+    // includeSubDomains only when asked for.
+    let s = TestServer::start(&config_text(
+        "public_origin = \"https://auth.example.com\"",
+        "[hsts]\nmax_age_secs = 600\ninclude_subdomains = true\n",
+    ))
+    .await;
+    let r = bare().get(s.at("/login")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=600; includeSubDomains"
+    );
+}

@@ -162,3 +162,43 @@ async fn first_start_creates_an_admin() {
     tx.send(()).unwrap();
     h.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_the_data_dir_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // A data dir other users may enter, made by the operator beforehand.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = TestServer::start_in(tmp.path(), &config_text("", "")).await;
+    let heartbeat = tmp
+        .path()
+        .join(gatehouse::server::lifecycle::HEARTBEAT_FILE);
+    let socket = tmp.path().join(gatehouse::server::admin::SOCKET_FILE);
+    // Both appear shortly after start (bounded wait).
+    for _ in 0..400 {
+        if heartbeat.exists() && socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(mode(&tmp.path().join("gatehouse.redb")), 0o600);
+    assert_eq!(mode(&heartbeat), 0o600);
+    assert_eq!(mode(&socket), 0o600);
+    // No other file is left readable by others (the config file is the
+    // operator's, written by this test).
+    for e in std::fs::read_dir(tmp.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.ends_with("gatehouse.toml") {
+            continue;
+        }
+        assert_eq!(mode(&p) & 0o077, 0, "{}", p.display());
+    }
+    s.stop().await;
+}

@@ -209,3 +209,101 @@ async fn a_full_hashing_pool_answers_503_and_verify_does_not_wait() {
         "six simultaneous slow logins on one slot: some are refused"
     );
 }
+
+/// Connects from `local` (any address of 127/8 works on Linux loopback).
+async fn connect_from(local: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// One request on an open connection; the answer's first line, or `None`
+/// when the server closed the connection instead.
+async fn ask(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Writing to a connection the server closed may fail, or be accepted
+    // by the kernel and answered with a reset.
+    if conn.write_all(req).await.is_err() {
+        return None;
+    }
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(crate::crash_server::WAIT, conn.read(&mut buf))
+        .await
+        .expect("neither answered nor closed")
+        .unwrap_or(0);
+    (n > 0).then(|| {
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_connection() {
+    let cap = 4;
+    // 127.0.0.1 is not a trusted proxy here: it is counted like any client.
+    // The head timeout is long, so only the cap can close a connection.
+    let s = TestServer::start(&config_text(
+        "",
+        &format!(
+            "[limits]\nmax_connections = 64\nmax_connections_per_ip = {cap}\n\
+             header_read_timeout_secs = 600\n"
+        ),
+    ))
+    .await;
+    let extra = 6;
+    let mut conns = Vec::new();
+    for _ in 0..cap + extra {
+        conns.push(connect_from("127.0.0.1", s.addr).await);
+    }
+    // Connections are accepted in order: the first `cap` are served, each
+    // later one was closed by the server at once.
+    let mut served = 0;
+    let mut closed = 0;
+    for (i, c) in conns.iter_mut().enumerate() {
+        match ask(c).await {
+            Some(line) => {
+                assert!(i < cap, "connection {i} served beyond the cap");
+                assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+                served += 1;
+            }
+            None => {
+                assert!(i >= cap, "connection {i} closed within the cap");
+                closed += 1;
+            }
+        }
+    }
+    assert_eq!((served, closed), (cap, extra));
+    // Another client is served while the first holds its whole share.
+    let mut other = connect_from("127.0.0.2", s.addr).await;
+    let line = ask(&mut other).await.expect("another address was refused");
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    // The refusals are counted (asked from a third address: 127.0.0.1 is full).
+    let mut m = connect_from("127.0.0.3", s.addr).await;
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    tokio::time::timeout(crate::crash_server::WAIT, m.read_to_end(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = String::from_utf8_lossy(&body);
+    let refused = format!("gatehouse_connections_refused_total{{reason=\"per_ip\"}} {extra}");
+    assert!(r.contains(&refused), "{r}");
+    // Once the first client lets go, its count falls and it is served again.
+    conns.truncate(0);
+    drop(other);
+    let mut again = false;
+    for _ in 0..400 {
+        let mut c = connect_from("127.0.0.1", s.addr).await;
+        if ask(&mut c).await.is_some() {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(again, "the first client's count never fell");
+}

@@ -21,7 +21,8 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
     let (auth_port, app_port) = (free_port(), free_port());
     let s = TestServer::start(&config_text(
         &format!(
-            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\""
+            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
+             allowed_redirect_domains = [\"127.0.0.1\"]"
         ),
         "",
     ))

@@ -28,7 +28,14 @@ enum Sink {
 
 impl Sink {
     fn create(tmp: &Path, compress: bool) -> anyhow::Result<Sink> {
-        let f = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        // Exported events hold names, addresses and user agents: owner-only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let f = opts
+            .open(tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let w = BufWriter::with_capacity(256 * 1024, f);
         Ok(if compress {
             Sink::Zstd(zstd::stream::Encoder::new(w, ZSTD_LEVEL)?)

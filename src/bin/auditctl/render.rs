@@ -1,6 +1,9 @@
 //! How events and sessions look on a terminal: aligned tables with local
-//! times, and JSON Lines for scripts. Stored strings are shown with control
-//! characters escaped, so a hostile user agent cannot drive the terminal.
+//! times, and JSON Lines for scripts. Every stored string in a table goes
+//! through [`clean`] (`gatehouse::terminal::escape`): control, format,
+//! separator and invisible characters are escaped, so a hostile user agent
+//! cannot drive the terminal and a crafted name cannot pass for another or
+//! reorder the columns. JSON output is exact.
 
 use std::io::{self, Write};
 
@@ -32,12 +35,9 @@ pub fn time_header(tz: &TimeZone) -> String {
     format!("TIME ({})", tz_name(tz))
 }
 
-/// Escapes control characters (and other invisible troublemakers).
+/// A stored string as a table cell: see `gatehouse::terminal::escape`.
 pub fn clean(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control()) {
-        return s.to_string();
-    }
-    s.chars().flat_map(|c| c.escape_default()).collect()
+    gatehouse::terminal::escape(s).into_owned()
 }
 
 fn opt(s: Option<&str>) -> String {
@@ -174,6 +174,44 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(clean("plain"), "plain");
         assert_eq!(clean("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+    }
+
+    fn crafted_event() -> Event {
+        Event {
+            id: gatehouse::store::EventId::from_micros(1_700_000_000_000_000),
+            time_us: 1_700_000_000_000_000,
+            kind: gatehouse::store::EventKind::LoginFailure,
+            user: Some("a\u{200b}\u{200b}dmin".into()),
+            ip: None,
+            user_agent: None,
+            session: None,
+            details: vec![("reason".into(), "x\u{202e}y  z".into())],
+        }
+    }
+
+    #[test]
+    fn crafted_cells_are_escaped_in_every_table() {
+        let ev = crafted_event();
+        let row = event_row(&TimeZone::UTC, &ev);
+        assert_eq!(row[2], "a\\u{200b}\\u{200b}dmin");
+        assert_eq!(row[5], "reason=x\\u{202e}y\\u{20}\\u{20}z");
+        let mut out = Vec::new();
+        write_events(&mut out, &TimeZone::UTC, &[ev]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{200b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_output_stays_exact() {
+        let ev = crafted_event();
+        let mut out = Vec::new();
+        gatehouse::jsonl::write_event(&mut out, &ev).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["user"], "a\u{200b}\u{200b}dmin");
+        assert_eq!(v["details"]["reason"], "x\u{202e}y  z");
     }
 
     #[test]

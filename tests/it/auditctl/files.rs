@@ -8,6 +8,12 @@ use gatehouse::store::{EventKind, NewEvent, NewSession, Store, StoreOptions, now
 
 use super::harness::*;
 
+/// The permission bits of a file.
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
 #[test]
 fn export_round_trips_through_zstd() {
     let mut live = Live::start();
@@ -32,6 +38,10 @@ fn export_round_trips_through_zstd() {
         .collect();
     assert_eq!(is, (0..250).collect::<Vec<_>>(), "oldest first, complete");
     assert!(!live.data_dir().join("alice.jsonl.zst.partial").exists());
+    // Exported events name people: owner-only, whatever the umask. So is
+    // the database the stand-in server created.
+    assert_eq!(mode(&out), 0o600);
+    assert_eq!(mode(&live.data_dir().join("gatehouse.redb")), 0o600);
     // zstdcat and jq read it, when they are installed.
     if Command::new("zstdcat").arg("--version").output().is_ok() {
         let o = Command::new("zstdcat").arg(&out).output().unwrap();
@@ -50,6 +60,7 @@ fn export_round_trips_through_zstd() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&plain).unwrap().lines().count(), 20);
+    assert_eq!(mode(&plain), 0o600);
     live.shutdown();
 }
 
@@ -82,6 +93,8 @@ fn backup_during_writes_verifies_and_restores() {
         "{out}"
     );
     assert!(out.contains("did not record a backup.created"), "{out}");
+    // The copy holds the whole audit trail: owner-only, whatever the umask.
+    assert_eq!(mode(&dest), 0o600);
     live.wait_for_load(live.written.load(Ordering::Relaxed) + 10);
 
     // The snapshot is complete and consistent on its own.
@@ -207,6 +220,10 @@ fn prune_archives_old_events_and_verify_still_passes() {
     assert!(!archived.is_empty());
     let lines: usize = archived.iter().map(|p| read_zst_lines(p).len()).sum();
     assert_eq!(lines, 1_500);
+    assert_eq!(mode(&dir.join("archive")), 0o700);
+    for p in &archived {
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
     let o = auditctl_in(&dir, &["verify"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("pruned 1500"), "{}", stdout(&o));

@@ -261,3 +261,50 @@ fn sessions_and_stats() {
     );
     live.shutdown();
 }
+
+#[test]
+fn crafted_names_are_escaped_in_tables_and_exact_in_json() {
+    let live = Live::start();
+    let names = [
+        "a\u{200b}\u{200b}dmin",
+        "admin\u{202e}1.2.3.4",
+        "ad\u{2028}min",
+        "ad  min",
+    ];
+    live.append(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                NewEvent::at(EventKind::LoginFailure, 1_767_225_600_000_000 + i as u64)
+                    .user(*n)
+                    .user_agent(Some("curl/8 \u{feff}x".into()))
+            })
+            .collect(),
+    );
+    let o = live.auditctl(&["query"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    for shown in [
+        "a\\u{200b}\\u{200b}dmin",
+        "admin\\u{202e}1.2.3.4",
+        "ad\\u{2028}min",
+        "ad\\u{20}\\u{20}min",
+    ] {
+        assert!(table.contains(shown), "{shown} not in {table}");
+    }
+    for hidden in ['\u{200b}', '\u{202e}', '\u{2028}', '\u{feff}'] {
+        assert!(!table.contains(hidden), "{hidden:?} in {table}");
+    }
+    // JSON keeps the exact text.
+    let o = live.auditctl(&["query", "--json"]);
+    let got: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|v| v["user"].as_str().unwrap().to_string())
+        .collect();
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.reverse();
+    assert_eq!(got, want);
+    assert_eq!(json_lines(&o)[0]["user_agent"], "curl/8 \u{feff}x");
+    live.shutdown();
+}
