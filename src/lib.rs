@@ -4,6 +4,7 @@
 //! the map.
 
 pub mod config;
+pub mod identity;
 pub mod jsonl;
 pub mod logging;
 pub mod retention;
