@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::harness::{ALICE_PW, BOB_PW, config_text};
+use crate::harness::{ALICE_PW, BOB_PW, config_text, token_of};
 
 /// Upper bound of every wait in this file.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -173,13 +173,6 @@ pub fn plain_client() -> reqwest::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
-}
-
-/// The session token in a `Set-Cookie` header.
-pub fn token_of(r: &reqwest::Response) -> Option<String> {
-    let v = r.headers().get("set-cookie")?.to_str().ok()?;
-    let rest = v.strip_prefix("gatehouse_session=")?;
-    Some(rest.split(';').next()?.to_string())
 }
 
 /// A form login; `Some(token)` only for an acknowledged one (`303` + cookie).

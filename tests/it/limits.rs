@@ -7,14 +7,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(req).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_and_headers_are_bounded() {
     let s = TestServer::start(&config_text("", "")).await;
