@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gatehouse::store::{SessionToken, Store, StoreOptions, now_ms};
 use reqwest::StatusCode;
 
-use crate::crash_server::{
+use crate::child::{
     Proc, WAIT, auditctl, crash_config, form_login, login_success_ids, plain_client, verify_status,
     wait_healthy,
 };

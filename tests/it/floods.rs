@@ -13,7 +13,7 @@ use gatehouse::store::{
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::crash_server::WAIT;
+use crate::child::WAIT;
 use crate::harness::*;
 
 /// The value of a metric line `name value` in Prometheus text.

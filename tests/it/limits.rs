@@ -219,7 +219,7 @@ async fn ask(conn: &mut tokio::net::TcpStream) -> Option<String> {
         return None;
     }
     let mut buf = [0u8; 1024];
-    let n = tokio::time::timeout(crate::crash_server::WAIT, conn.read(&mut buf))
+    let n = tokio::time::timeout(crate::child::WAIT, conn.read(&mut buf))
         .await
         .expect("neither answered nor closed")
         .unwrap_or(0);
@@ -278,7 +278,7 @@ async fn one_client_cannot_take_every_connection() {
         .await
         .unwrap();
     let mut body = Vec::new();
-    tokio::time::timeout(crate::crash_server::WAIT, m.read_to_end(&mut body))
+    tokio::time::timeout(crate::child::WAIT, m.read_to_end(&mut body))
         .await
         .unwrap()
         .unwrap();

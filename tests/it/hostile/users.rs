@@ -155,7 +155,7 @@ async fn logins_checked_against_a_replaced_hash_never_yield_a_session() {
     s.reloader.reload().await.unwrap();
     s.gate.open();
     for l in logins {
-        let r = tokio::time::timeout(crate::crash_server::WAIT, l)
+        let r = tokio::time::timeout(crate::child::WAIT, l)
             .await
             .expect("a login hung")
             .unwrap();
