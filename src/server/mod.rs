@@ -370,6 +370,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether the client is a browser asking for a page: it accepts HTML and
+/// did not ask for JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    !wants_json(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+}
+
 /// Whether the client asked for JSON.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     headers
