@@ -14,9 +14,12 @@
 
 mod compile;
 mod decide;
+pub mod denials;
+mod forwarded;
 
 pub use compile::{RuleError, RuleSpec, Rules};
 pub use decide::{Decision, Miss, Request, Subject, Trace};
+pub use forwarded::original_request;
 
 use serde::Deserialize;
 
