@@ -16,6 +16,7 @@ mod compile;
 mod decide;
 pub mod denials;
 mod forwarded;
+pub mod report;
 
 pub use compile::{RuleError, RuleSpec, Rules};
 pub use decide::{Decision, Miss, Request, Subject, Trace};
