@@ -6,6 +6,7 @@ mod auditctl;
 mod backup_load;
 mod browser;
 mod caddy;
+mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;
