@@ -1,4 +1,4 @@
-//! The server's background tasks, owned by one [`Tasks`] set: the expiry
+//! The server's background tasks, owned by one `Tasks` set: the expiry
 //! sweeper, audit retention, the heartbeat, the idle timer, the admin
 //! socket and the SIGHUP reload. `Server::run` starts the set before it
 //! accepts connections and stops and joins it after the connections have

@@ -7,11 +7,11 @@
 //! - it takes a global slot before it is accepted (when all are taken,
 //!   clients wait in the kernel's backlog) and a slot of its client's
 //!   network unless the peer is a trusted proxy; it holds both until its
-//!   task ends, upgraded streams included ([`slots`]);
+//!   task ends, upgraded streams included (`slots`);
 //! - it must send its first bytes within `header_read_timeout_secs`, and
 //!   it is closed once no request has been in flight for that long
-//!   ([`idle`]); a request is in flight from its dispatch until its
-//!   response body ends ([`body`]);
+//!   (`idle`); a request is in flight from its dispatch until its
+//!   response body ends (`body`);
 //! - each request goes first to [`Dispatch::answer_hot`], answered on the
 //!   spot inside the connection's task, else to [`Dispatch::route`] (the
 //!   app);
@@ -21,7 +21,7 @@
 //!   (hyper's graceful shutdown: the request in flight completes, then the
 //!   connection closes; adopted streams see [`ConnHandle::draining`]), and
 //!   whatever still runs after `shutdown_grace_secs` is dropped
-//!   ([`Connections::drain`]).
+//!   (`Connections::drain`).
 
 mod body;
 mod idle;
