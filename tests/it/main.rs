@@ -7,6 +7,7 @@ mod backup_load;
 mod browser;
 mod caddy;
 mod child;
+mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;
