@@ -3,7 +3,9 @@
 //! The library holds everything the two binaries share. See ARCHITECTURE.md for
 //! the map.
 
+pub mod access;
 pub mod config;
+pub mod identity;
 pub mod jsonl;
 pub mod logging;
 pub mod retention;

@@ -216,21 +216,10 @@ fn read_password() -> anyhow::Result<String> {
 fn serve(config: Config, ov: Overrides) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let exit = rt.block_on(async move {
+        // The server reloads its users on SIGHUP itself, as one of its
+        // background tasks.
         let server = Server::bind(config, ov).await?;
-        let reloader = server.reloader();
-        let hup = tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                let _ = reloader.reload().await;
-            }
-        });
-        let exit = server.run(shutdown_signal()).await;
-        hup.abort();
-        exit
+        server.run(shutdown_signal()).await
     })?;
     tracing::debug!(?exit, "exiting");
     Ok(())

@@ -296,11 +296,18 @@ pub fn fill_host<B>(req: &mut axum::http::Request<B>) {
 pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe && !same_origin(&state.config, req.headers()) {
-        return ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "cross-site request refused (Origin does not match)",
-        )
-        .into_response();
+        let status = axum::http::StatusCode::FORBIDDEN;
+        if super::wants_html(req.headers()) {
+            return super::pages::message(
+                status,
+                "Request refused",
+                "This form was sent from another site, so it was refused (cross-site request refused). \
+                 Nothing was changed. To sign in or out, use gatehouse's own pages.",
+                ("/sessions", "Go to your sessions"),
+            );
+        }
+        return ApiError::new(status, "cross-site request refused (Origin does not match)")
+            .into_response();
     }
     next.run(req).await
 }

@@ -14,7 +14,12 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod conn;
+mod dispatch;
+mod error;
 pub mod extract;
+pub mod first_start;
+pub mod health;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
@@ -23,7 +28,9 @@ pub mod password;
 pub mod redirect;
 pub mod regulation;
 pub mod rejections;
+pub mod reload;
 pub mod sessions;
+pub mod tasks;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -40,7 +47,11 @@ use serde::Serialize;
 use crate::config::{Config, Policy, UserEntry};
 use crate::store::{CredentialCheck, CredentialGenerations, Store, Writer};
 
-pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
+pub use dispatch::answer_hot;
+pub use error::ServerError;
+pub use health::Activity;
+pub use lifecycle::{Exit, Server};
+pub use reload::Reloader;
 
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]
@@ -187,24 +198,6 @@ impl AppState {
     }
 }
 
-/// The answer to a request for one of the hot routes, made on the spot
-/// without the router: `GET /auth/verify` and `GET /healthz` (exact paths, as
-/// the router matches them). `None` for every other request, which goes to
-/// [`router`]; that has the same two routes too, for `HEAD` and the 405 of
-/// other methods. Sparing the router its route lookup, per-request service
-/// clone and boxed future matters only here, on the request every protected
-/// page load makes.
-pub fn answer_hot<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
-    if req.method() != axum::http::Method::GET {
-        return None;
-    }
-    match req.uri().path() {
-        "/auth/verify" => Some(verify::answer(state, req)),
-        "/healthz" => Some(lifecycle::health(state)),
-        _ => None,
-    }
-}
-
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
@@ -224,7 +217,7 @@ pub fn router(state: AppState) -> Router {
     // a boxed service and a boxed future per request.
     let hot = Router::new()
         .route("/auth/verify", get(verify::verify))
-        .route("/healthz", get(lifecycle::healthz));
+        .route("/healthz", get(health::healthz));
     let rest = Router::new()
         .merge(login)
         .route("/", get(home))
@@ -266,7 +259,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            lifecycle::track_activity,
+            health::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -368,6 +361,16 @@ impl IntoResponse for ApiError {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
+}
+
+/// Whether the client is a browser asking for a page: it accepts HTML and
+/// did not ask for JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    !wants_json(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
 }
 
 /// Whether the client asked for JSON.
