@@ -126,13 +126,8 @@ pub struct Config {
     pub limits: LimitConfig,
     /// Cost of new hashes and of the dummy hash.
     pub argon2: Argon2Settings,
-    /// The policy this file states: the first one a server runs with, or
-    /// the one a reload swaps in. At run time the server's current policy
-    /// is `AppState::policy`, never this.
-    pub users: Arc<Policy>,
-    /// The file as parsed, with the overrides applied and without its
-    /// users (they are in the policy). Read the typed fields instead.
-    pub file: FileConfig,
+    /// See [`Config::policy`].
+    policy: Arc<Policy>,
 }
 
 impl Config {
@@ -157,9 +152,11 @@ impl Config {
         })
     }
 
-    /// The policy this file states (see the field's note).
+    /// The policy this file states: the first one a server runs with, or
+    /// the one a reload swaps in. At run time the server's current policy
+    /// is `AppState::policy`, never this.
     pub fn policy(&self) -> &Arc<Policy> {
-        &self.users
+        &self.policy
     }
 
     /// Users whose hash is not argon2id at the `[argon2]` cost (see

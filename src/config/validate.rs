@@ -234,11 +234,7 @@ impl Config {
             bind,
             public_origin,
             trusted_proxies: trusted,
-            users: Arc::new(Policy::new(users)),
-            file: FileConfig {
-                users: Vec::new(),
-                ..file
-            },
+            policy: Arc::new(Policy::new(users)),
         })
     }
 }

@@ -191,11 +191,6 @@ impl AppState {
         }
         changed
     }
-
-    /// The same as [`AppState::replace_policy`].
-    pub async fn replace_users(&self, policy: Arc<Policy>) -> Vec<String> {
-        self.replace_policy(policy).await
-    }
 }
 
 /// Builds the router with every route and layer.
