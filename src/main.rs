@@ -136,7 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
             };
             let config = Config::load(&ov)?;
-            init_logs(config.file.log_format);
+            init_logs(config.log_format);
             let odd = config.users_with_other_cost();
             if !odd.is_empty() {
                 tracing::warn!(
@@ -154,7 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // The cost comes from the config when there is one.
             let cost = Config::load(&ov)
-                .map(|c| c.file.argon2)
+                .map(|c| c.argon2)
                 .unwrap_or_else(|_| Argon2Settings::default());
             let password = read_password()?;
             let phc = gatehouse::server::password::hash_password(&password, &cost)?;

@@ -19,7 +19,7 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 /// the first admin; returns the config to run with.
 pub(super) fn prepare(mut config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
     create_private_dir(&config.data_dir)?;
-    if config.users.is_empty() {
+    if config.policy().is_empty() {
         config = create_first_admin(config, overrides)?;
     }
     Ok(config)
@@ -30,7 +30,7 @@ pub(super) fn prepare(mut config: Config, overrides: &Overrides) -> Result<Confi
 /// The password itself is never logged.
 fn create_first_admin(config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
     let password = password::random_password();
-    let hash = password::hash_password(&password, &config.file.argon2)?;
+    let hash = password::hash_password(&password, &config.argon2)?;
     let pw_path = config.data_dir.join(ADMIN_PASSWORD_FILE);
     write_private(&pw_path, format!("{password}\n").as_bytes())?;
     config::append_user(

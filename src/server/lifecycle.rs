@@ -20,7 +20,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -63,7 +62,7 @@ impl Server {
         let config = first_start::prepare(config, &overrides)?;
         let db = config.db_path();
         let opts = StoreOptions {
-            cache_bytes: config.file.cache_mib.saturating_mul(1024 * 1024),
+            cache_bytes: config.cache_bytes,
         };
         let store = tokio::task::spawn_blocking(move || Store::open(&db, &opts))
             .await
@@ -79,8 +78,8 @@ impl Server {
                     addr: config.bind,
                     source,
                 })?;
-        let l = &config.file.limits;
-        let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.file.argon2)?;
+        let l = &config.limits;
+        let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
         let (writer, writer_task) = Writer::spawn(store.clone(), WriterConfig::default());
         let state = AppState::new(config, store, writer, hasher, Arc::new(Activity::new()));
         Ok(Server {
@@ -134,9 +133,7 @@ impl Server {
             .await;
         drop(listener);
         tracing::info!(reason = ?exit, "stopping: no new connections");
-        conns
-            .drain(Duration::from_secs(cfg.file.shutdown_grace_secs))
-            .await;
+        conns.drain(cfg.shutdown_grace).await;
         tasks.stop().await;
 
         // Every connection and task is done: no refusal can be counted after

@@ -2,9 +2,9 @@
 //! tests) and the SIGHUP task the server runs among its background tasks
 //! (`super::tasks`).
 //!
-//! A reload re-reads the config file and swaps the users whole
-//! ([`AppState::replace_users`]); other settings take effect at the next
-//! start. A failed reload keeps the previous users.
+//! A reload re-reads the config file and swaps the policy (the users)
+//! whole ([`AppState::replace_policy`]); other settings take effect at the
+//! next start. A failed reload keeps the previous policy.
 
 use std::sync::{Arc, Weak};
 
@@ -42,8 +42,8 @@ impl Reloader {
         let state = AppState { inner };
         match Config::load(&self.overrides) {
             Ok(new) => {
-                let n = new.users.len();
-                state.replace_users(new.users.clone()).await;
+                let n = new.policy().len();
+                state.replace_policy(new.policy().clone()).await;
                 tracing::info!(users = n, path = %new.path.display(), "config reloaded");
                 super::login::audit(
                     &state,

@@ -19,6 +19,7 @@ use super::AppState;
 use super::first_start::write_private_unsynced;
 use super::health::Activity;
 use super::reload::{Reloader, reload_on_hangup};
+use crate::config::RetentionConfig;
 use crate::store::now_ms;
 
 /// File touched on each beat.
@@ -41,8 +42,8 @@ impl Tasks {
         let (stop, stop_rx) = watch::channel(false);
         let mut set = JoinSet::new();
         set.spawn(sweeper(state.clone(), stop_rx.clone()));
-        if let Some(days) = cfg.file.audit_retention_days {
-            set.spawn(retention(state.clone(), days, stop_rx.clone()));
+        if let Some(r) = &cfg.retention {
+            set.spawn(retention(state.clone(), r.clone(), stop_rx.clone()));
         }
         set.spawn(heartbeat(
             state.activity.clone(),
@@ -58,10 +59,10 @@ impl Tasks {
         }
         set.spawn(reload_on_hangup(reloader, stop_rx.clone()));
         let idle = Arc::new(Notify::new());
-        if cfg.file.idle_timeout_secs > 0 {
+        if let Some(timeout) = cfg.idle_timeout {
             set.spawn(idle_timer(
                 state.activity.clone(),
-                Duration::from_secs(cfg.file.idle_timeout_secs),
+                timeout,
                 idle.clone(),
                 stop_rx,
             ));
@@ -89,8 +90,7 @@ impl Tasks {
 /// none remain, and records the counts of refused logins whose aggregation
 /// window has ended (`rejections`). Errors are logged and retried next tick.
 async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_secs(state.config.file.session.sweep_interval_secs);
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(state.config.session.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -111,17 +111,14 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Removes audit events older than `days` (archiving them first unless
-/// disabled) at start and then every `retention_interval_secs`. Each batch is
-/// its own short write, so logins never wait behind a long transaction.
-/// Errors are logged and retried next tick.
-async fn retention(state: AppState, days: u64, mut stop: watch::Receiver<bool>) {
-    let cfg = &state.config.file;
-    let keep = Duration::from_secs(days.saturating_mul(86_400));
-    let archive = cfg
-        .archive_pruned_events
-        .then(|| state.config.data_dir.join("archive"));
-    let mut tick = tokio::time::interval(Duration::from_secs(cfg.retention_interval_secs));
+/// Removes audit events older than `r.keep` (archiving them first unless
+/// disabled) at start and then every `r.interval`. Each batch is its own
+/// short write, so logins never wait behind a long transaction. Errors are
+/// logged and retried next tick.
+async fn retention(state: AppState, r: RetentionConfig, mut stop: watch::Receiver<bool>) {
+    let keep = r.keep;
+    let archive = r.archive.then(|| state.config.data_dir.join("archive"));
+    let mut tick = tokio::time::interval(r.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

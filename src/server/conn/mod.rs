@@ -92,7 +92,7 @@ pub(super) struct Connections<D> {
 
 impl<D: Dispatch> Connections<D> {
     pub(super) fn new(state: &AppState, dispatch: D) -> Self {
-        let l = &state.config.file.limits;
+        let l = &state.config.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // No hyper header timer: it arms and clears a timer for every
         // request head. The same bound comes once per connection from
@@ -115,7 +115,7 @@ impl<D: Dispatch> Connections<D> {
             builder: Arc::new(builder),
             global: Arc::new(Semaphore::new(l.max_connections)),
             per_ip: PerIp::new(l.max_connections_per_ip),
-            head_timeout: Duration::from_secs(l.header_read_timeout_secs),
+            head_timeout: l.header_read_timeout,
             drain: watch::channel(false).0,
             tasks: JoinSet::new(),
         }
