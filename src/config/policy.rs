@@ -6,18 +6,43 @@
 use std::collections::HashMap;
 
 use super::schema::{Argon2Settings, UserEntry};
+use crate::access::Rules;
 
-/// Users (and room for the rules that will refer to them), fixed once built.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Users and the access rules that refer to them, fixed once built.
+#[derive(Debug, Default)]
 pub struct Policy {
     /// Users by name; names are unique and validated.
     users: HashMap<String, UserEntry>,
+    /// Each user's groups as `Remote-Groups` sends them, comma-separated,
+    /// made once here rather than on every forward-auth check.
+    groups: HashMap<String, String>,
+    /// Compiled access rules.
+    rules: Rules,
 }
 
 impl Policy {
-    /// A policy of already validated users (see [`super::Config::load`]).
-    pub(super) fn new(users: HashMap<String, UserEntry>) -> Policy {
-        Policy { users }
+    /// A policy of already validated users and compiled rules (see
+    /// [`super::Config::load`]).
+    pub(super) fn new(users: HashMap<String, UserEntry>, rules: Rules) -> Policy {
+        let groups = users
+            .values()
+            .map(|u| (u.name.clone(), u.all_groups().collect::<Vec<_>>().join(",")))
+            .collect();
+        Policy {
+            users,
+            groups,
+            rules,
+        }
+    }
+
+    /// User `name`'s groups, comma-separated (empty for none).
+    pub fn groups_header(&self, name: &str) -> &str {
+        self.groups.get(name).map_or("", String::as_str)
+    }
+
+    /// The access rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// The entry of user `name`.

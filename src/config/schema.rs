@@ -28,16 +28,36 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// One account. The password is only ever held as its argon2 PHC string.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     /// Login name, unique in the file.
     pub name: String,
     /// argon2 PHC string, as printed by `gatehouse hash-password`.
     pub password_hash: String,
-    /// Admins may read the audit trail and manage other users' sessions.
+    /// Admins may read the audit trail and manage other users' sessions;
+    /// `admin = true` also puts the user in the group `admin`.
     #[serde(default)]
     pub admin: bool,
+    /// Groups, for access rules (`group:NAME`) and `Remote-Groups`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Sent to apps as `Remote-Email`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Sent to apps as `Remote-Name`.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl UserEntry {
+    /// Every group of the user: `groups`, plus `admin` for admins.
+    pub fn all_groups(&self) -> impl Iterator<Item = &str> {
+        let admin = (self.admin && !self.groups.iter().any(|g| g == "admin")).then_some("admin");
+        admin
+            .into_iter()
+            .chain(self.groups.iter().map(String::as_str))
+    }
 }
 
 impl fmt::Debug for UserEntry {
@@ -46,6 +66,7 @@ impl fmt::Debug for UserEntry {
         f.debug_struct("UserEntry")
             .field("name", &self.name)
             .field("admin", &self.admin)
+            .field("groups", &self.groups)
             .finish_non_exhaustive()
     }
 }
@@ -229,7 +250,18 @@ pub struct FileConfig {
     pub limits: LimitSettings,
     pub hsts: HstsSettings,
     pub argon2: Argon2Settings,
+    pub access: AccessSettings,
+    /// Access rules, in order; the first that matches decides.
+    pub rules: Vec<crate::access::RuleSpec>,
     pub users: Vec<UserEntry>,
+}
+
+/// `[access]`: what applies when no rule matches.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// Default `one_factor`: any signed-in user may reach every app.
+    pub default_policy: crate::access::Policy,
 }
 
 impl Default for FileConfig {
@@ -256,6 +288,8 @@ impl Default for FileConfig {
             limits: LimitSettings::default(),
             hsts: HstsSettings::default(),
             argon2: Argon2Settings::default(),
+            access: AccessSettings::default(),
+            rules: Vec::new(),
             users: Vec::new(),
         }
     }

@@ -125,6 +125,7 @@ fn append_user_round_trips() {
         name: "admin".into(),
         password_hash: HASH.into(),
         admin: true,
+        ..UserEntry::default()
     };
     append_user(&p, &u).unwrap();
     let text = std::fs::read_to_string(&p).unwrap();
@@ -361,4 +362,41 @@ mod prop {
         let e = load_text("# é\ncookie_name = \"ü\" x").unwrap_err();
         assert!(e.to_string().starts_with("g.toml:2:"), "{e}");
     }
+}
+
+#[test]
+fn rules_groups_and_identity_fields_load_and_errors_name_the_rule_line() {
+    let text = format!(
+        "[access]\ndefault_policy = \"deny\"\n\n\
+         [[rules]]\ndomains = [\"code.example.com\"]\npolicy = \"one_factor\"\n\n\
+         [[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\ngroups = [\"dev\", \"ops\"]\n\
+         email = \"alice@example.com\"\ndisplay_name = \"Alice Liddell\"\nadmin = true\n"
+    );
+    let c = load_text(&text).unwrap();
+    let p = c.policy();
+    assert_eq!(p.rules().len(), 1);
+    assert_eq!(p.rules().default_policy(), crate::access::Policy::Deny);
+    let alice = p.user("alice").unwrap();
+    assert_eq!(
+        alice.all_groups().collect::<Vec<_>>(),
+        ["admin", "dev", "ops"]
+    );
+    assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
+
+    // A bad rule names its index, its field and its line.
+    let bad = "[[rules]]\npolicy = \"bypass\"\n\n[[rules]]\ndomains = [\"a.example\"]\npaths = [\"(\"]\npolicy = \"deny\"\n";
+    let e = load_text(bad).unwrap_err().to_string();
+    assert!(e.contains("rules[1].paths") && e.contains(":6"), "{e}");
+    // two_factor waits for second factors.
+    let e = load_text("[[rules]]\npolicy = \"two_factor\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("second factors"), "{e}");
+    // A group that would break the comma-separated header.
+    let e = load_text(&format!(
+        "[[users]]\nname = \"bob\"\npassword_hash = \"{HASH}\"\ngroups = [\"a,b\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("users[0].groups[0]"), "{e}");
 }

@@ -211,6 +211,17 @@ impl Config {
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;
         let users = validate_users(&path, &file.users)?;
+        // Second factors are not offered yet: a rule asking for one is
+        // refused here rather than silently weakened.
+        let rules = crate::access::Rules::compile(&file.rules, file.access.default_policy, false)
+            .map_err(|e| {
+            let field = if e.index == usize::MAX {
+                "access.default_policy".to_string()
+            } else {
+                format!("rules[{}].{}", e.index, e.field)
+            };
+            invalid(&field, e.message.clone())
+        })?;
         let https = public_origin
             .as_ref()
             .is_some_and(|u| u.scheme() == "https");
@@ -234,7 +245,7 @@ impl Config {
             bind,
             public_origin,
             trusted_proxies: trusted,
-            policy: Arc::new(Policy::new(users)),
+            policy: Arc::new(Policy::new(users, rules)),
         })
     }
 }
@@ -269,6 +280,31 @@ fn validate_users(
                 "password_hash",
                 format!("not a PHC string ({e}); make one with `gatehouse hash-password`"),
             ));
+        }
+        // Groups travel comma-separated in `Remote-Groups`; email and name
+        // travel as header values.
+        for (j, g) in u.groups.iter().enumerate() {
+            if g.is_empty()
+                || g.len() > 64
+                || !g
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(invalid(
+                    &format!("groups[{j}]"),
+                    format!("{g:?}: 1 to 64 of A-Z, a-z, 0-9, `-`, `_`, `.`"),
+                ));
+            }
+        }
+        for (field, v) in [("email", &u.email), ("display_name", &u.display_name)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    field,
+                    "1 to 256 bytes, no control characters".into(),
+                ));
+            }
         }
         if map.insert(u.name.clone(), u.clone()).is_some() {
             return Err(invalid("name", format!("duplicate user {:?}", u.name)));

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::config::{Config, UserEntry, canonical_ip};
+use crate::config::{Config, Policy, UserEntry, canonical_ip};
 use crate::store::{Session, SessionToken, TokenHash, now_ms};
 
 /// Most `X-Forwarded-For` entries looked at.
@@ -127,20 +127,21 @@ impl Authed {
 /// longer in the config. Slides the idle deadline (fire and forget) when the
 /// last recorded use is older than the touch interval.
 pub fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, ApiError> {
-    lookup_with(state, headers, |session, hash, user| Authed {
+    lookup_with(state, headers, |session, hash, user, _| Authed {
         session,
         hash,
         user: user.clone(),
     })
 }
 
-/// [`lookup`], handing the session, its hash and the user's current entry to
-/// `f` instead of cloning the entry. `f` runs under the users read lock, so
-/// it must be short and must not reach for the users again.
+/// [`lookup`], handing the session, its hash, the user's current entry and
+/// the policy it belongs to to `f` instead of cloning the entry. `f` runs
+/// under the policy read lock, so it must be short and must not reach for
+/// the policy again.
 pub fn lookup_with<T>(
     state: &AppState,
     headers: &HeaderMap,
-    f: impl FnOnce(Session, TokenHash, &UserEntry) -> T,
+    f: impl FnOnce(Session, TokenHash, &UserEntry, &Policy) -> T,
 ) -> Result<Option<T>, ApiError> {
     let Some(hash) = cookie_hash(state, headers) else {
         return Ok(None);
@@ -157,7 +158,7 @@ pub fn lookup_with<T>(
     let stale = now.saturating_sub(session.last_seen_ms) >= interval;
     let Some(out) = state.with_policy(|policy| {
         let user = policy.user(&session.user)?;
-        Some(f(session, hash, user))
+        Some(f(session, hash, user, policy))
     }) else {
         return Ok(None);
     };

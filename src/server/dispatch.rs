@@ -4,6 +4,7 @@
 //! (`super::conn`) calls these through its [`Dispatch`] trait.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::http::{Method, Request};
@@ -36,8 +37,8 @@ impl AppDispatch {
 impl Dispatch for AppDispatch {
     type Future = RouteFuture<Infallible>;
 
-    fn answer_hot(&self, req: &Request<Incoming>) -> Option<Response> {
-        answer_hot(&self.state, req)
+    fn answer_hot(&self, req: &Request<Incoming>, peer: SocketAddr) -> Option<Response> {
+        answer_hot(&self.state, req, Some(peer.ip()))
     }
 
     fn route(&mut self, mut req: Request<Incoming>) -> Self::Future {
@@ -55,12 +56,12 @@ impl Dispatch for AppDispatch {
 /// other methods. Sparing the router its route lookup, per-request service
 /// clone and boxed future matters only here, on the request every protected
 /// page load makes.
-pub fn answer_hot<B>(state: &AppState, req: &Request<B>) -> Option<Response> {
+pub fn answer_hot<B>(state: &AppState, req: &Request<B>, peer: Option<IpAddr>) -> Option<Response> {
     if req.method() != Method::GET {
         return None;
     }
     match req.uri().path() {
-        "/auth/verify" => Some(verify::answer(state, req)),
+        "/auth/verify" => Some(verify::answer(state, req, peer)),
         "/healthz" => Some(health::health(state)),
         _ => None,
     }

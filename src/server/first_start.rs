@@ -39,6 +39,7 @@ fn create_first_admin(config: Config, overrides: &Overrides) -> Result<Config, S
             name: "admin".into(),
             password_hash: hash,
             admin: true,
+            ..UserEntry::default()
         },
     )?;
     tracing::warn!(

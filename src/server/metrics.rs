@@ -40,6 +40,10 @@ pub struct Metrics {
     pub verify_error: Counter,
     /// Microseconds per verify.
     pub verify_micros: Histogram,
+    /// Forward-auth checks refused by an access rule, by rule (`None`: the
+    /// default policy) and policy. Bounded by the number of rules.
+    pub access_denied:
+        std::sync::Mutex<std::collections::BTreeMap<(Option<usize>, &'static str), u64>>,
     /// Connections closed at accept: their client had
     /// `limits.max_connections_per_ip` open already.
     pub conn_refused_per_ip: Counter,
@@ -56,6 +60,7 @@ impl Default for Metrics {
             verify_ok: Counter::default(),
             verify_denied: Counter::default(),
             verify_error: Counter::default(),
+            access_denied: Default::default(),
             conn_refused_per_ip: Counter::default(),
             verify_micros: Histogram::new(&[
                 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000,
@@ -142,6 +147,23 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
             ("{result=\"denied\"}", m.verify_denied.get()),
             ("{result=\"error\"}", m.verify_error.get()),
         ],
+    );
+    let denied: Vec<(String, u64)> = m
+        .access_denied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|((rule, policy), n)| {
+            let rule = rule.map_or("default".to_string(), |r| r.to_string());
+            (format!("{{rule=\"{rule}\",policy=\"{policy}\"}}"), *n)
+        })
+        .collect();
+    let denied: Vec<(&str, u64)> = denied.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    counter(
+        &mut out,
+        "gatehouse_access_denied_total",
+        "Forward-auth checks refused by an access rule, by rule index and policy.",
+        &denied,
     );
     let h = &m.verify_micros;
     histogram(

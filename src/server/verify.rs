@@ -5,15 +5,20 @@
 //! hashing. A stale session is touched fire-and-forget (see
 //! [`super::auth::lookup`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::lookup_with;
+use super::auth::{client_ip, lookup_with};
 use super::redirect::original_url;
 use super::{ApiError, AppState};
+use crate::access::{
+    Decision, Policy as AccessPolicy, Request as AccessRequest, Subject, original_request,
+};
+use crate::config::{Policy, UserEntry};
 
 /// Whether the query asks for a redirect to the login page instead of 401
 /// (`redirect=1` or `redirect=true`, for proxies that pass the answer on to
@@ -39,59 +44,128 @@ const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 /// of its own (`auth_request_set` reads it; see `deploy/nginx.conf`).
 pub const LOGIN_URL_HEADER: HeaderName = HeaderName::from_static("x-gatehouse-login");
 
+/// `Remote-Email` and `Remote-Name`: sent when the user has them.
+const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+const REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
-    answer(&state, &req)
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    answer(&state, &req, peer)
 }
 
 /// The answer to a forward-auth request. Counts it as activity: the route
 /// is outside the activity middleware (see `super::router`).
-pub fn answer<B>(state: &AppState, req: &http::Request<B>) -> Response {
+pub fn answer<B>(state: &AppState, req: &http::Request<B>, peer: Option<IpAddr>) -> Response {
     state.activity.record();
-    check(state, req.uri().query(), req.headers())
+    check(state, req.uri().query(), req.headers(), peer)
 }
 
-/// The answer to a forward-auth check with this query and these headers.
-pub fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Response {
+/// What a signed-in check found: the identity headers' values and the
+/// rules' decision (`None` when there are no rules to ask).
+struct Found {
+    user: Option<HeaderValue>,
+    groups: Option<HeaderValue>,
+    email: Option<HeaderValue>,
+    name: Option<HeaderValue>,
+    decision: Option<Decision>,
+}
+
+/// The rules' decision for this check, or `None` when the policy has no
+/// rules and the default is today's `one_factor` (the common case, which
+/// then costs nothing more than the session lookup).
+fn decide(
+    state: &AppState,
+    policy: &Policy,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    user: Option<&UserEntry>,
+) -> Option<Decision> {
+    let rules = policy.rules();
+    if rules.is_empty() && rules.default_policy() == AccessPolicy::OneFactor {
+        return None;
+    }
+    let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
+    let ip = client_ip(&state.config, peer, headers);
+    let request = original_request(headers, trusted, ip).unwrap_or(AccessRequest {
+        host: "",
+        path: "/",
+        method: "GET",
+        ip,
+    });
+    let groups: Vec<String>;
+    let subject = match user {
+        None => Subject::ANONYMOUS,
+        Some(u) => {
+            groups = u.all_groups().map(str::to_string).collect();
+            Subject {
+                user: Some(&u.name),
+                groups: &groups,
+            }
+        }
+    };
+    Some(rules.decide(&request, &subject))
+}
+
+/// The answer to a forward-auth check with this query, these headers and
+/// this peer.
+pub fn check(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Response {
     let start = Instant::now();
     // Only what the answer needs is taken from the user's entry.
-    let found = lookup_with(state, headers, |_, _, user| {
-        // Names are validated at config load: no control characters.
-        (HeaderValue::from_str(&user.name).ok(), user.admin)
+    let found = lookup_with(state, headers, |_, _, user, policy| Found {
+        // Values are validated at config load: no control characters.
+        user: HeaderValue::from_str(&user.name).ok(),
+        groups: HeaderValue::from_str(policy.groups_header(&user.name)).ok(),
+        email: user
+            .email
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok()),
+        name: user
+            .display_name
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok()),
+        decision: if policy.rules().is_empty()
+            && policy.rules().default_policy() == AccessPolicy::OneFactor
+        {
+            None
+        } else {
+            decide(state, policy, headers, peer, Some(user))
+        },
     });
     let res = match found {
-        Ok(Some((name, admin))) => {
-            state.metrics.verify_ok.inc();
-            let mut r = StatusCode::OK.into_response();
-            let h = r.headers_mut();
-            if let Some(v) = name {
-                h.insert(REMOTE_USER, v);
+        Ok(Some(f)) => match f.decision {
+            Some(d) if d.policy == AccessPolicy::Deny => {
+                let user = f.user.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+                refuse(state, headers, peer, d, Some(user))
             }
-            let groups = if admin { "admin" } else { "" };
-            h.insert(REMOTE_GROUPS, HeaderValue::from_static(groups));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
+            _ => {
+                state.metrics.verify_ok.inc();
+                granted(f)
+            }
+        },
         Ok(None) => {
-            state.metrics.verify_denied.inc();
-            if wants_redirect(query) {
-                let login = login_url(state, original_url(headers).as_deref());
-                let mut r = StatusCode::FOUND.into_response();
-                if let Ok(v) = HeaderValue::from_str(&login) {
-                    r.headers_mut().insert(header::LOCATION, v);
+            let decision = state.with_policy(|p| decide(state, p, headers, peer, None));
+            match decision {
+                Some(d) if !d.needs_subject && d.policy == AccessPolicy::Bypass => {
+                    state.metrics.verify_ok.inc();
+                    let mut r = StatusCode::OK.into_response();
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    r
                 }
-                r
-            } else {
-                let mut r = ApiError::unauthorized().into_response();
-                // Only when the proxy said where the browser was going: an
-                // anonymous check without it stays as cheap as before.
-                if let Some(rd) = original_url(headers) {
-                    if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
-                        r.headers_mut().insert(LOGIN_URL_HEADER, v);
-                    }
+                Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
+                    refuse(state, headers, peer, d, None)
                 }
-                r
+                _ => not_signed_in(state, query, headers),
             }
         }
         Err(e) => {
@@ -104,6 +178,85 @@ pub fn check(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Resp
         .verify_micros
         .observe(start.elapsed().as_micros() as u64);
     res
+}
+
+/// 200 with the identity headers.
+fn granted(f: Found) -> Response {
+    let mut r = StatusCode::OK.into_response();
+    let h = r.headers_mut();
+    if let Some(v) = f.user {
+        h.insert(REMOTE_USER, v);
+    }
+    h.insert(
+        REMOTE_GROUPS,
+        f.groups.unwrap_or(HeaderValue::from_static("")),
+    );
+    if let Some(v) = f.email {
+        h.insert(REMOTE_EMAIL, v);
+    }
+    if let Some(v) = f.name {
+        h.insert(REMOTE_NAME, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// 401, or with `?redirect=1` a 302 to the login page.
+fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Response {
+    state.metrics.verify_denied.inc();
+    if wants_redirect(query) {
+        let login = login_url(state, original_url(headers).as_deref());
+        let mut r = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    } else {
+        let mut r = ApiError::unauthorized().into_response();
+        // Only when the proxy said where the browser was going: an
+        // anonymous check without it stays as cheap as before.
+        if let Some(rd) = original_url(headers) {
+            if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
+                r.headers_mut().insert(LOGIN_URL_HEADER, v);
+            }
+        }
+        r
+    }
+}
+
+/// 403 for a request a rule refuses: counted by rule and policy, logged,
+/// and a page that names the user when the client wants HTML. Never waits
+/// on a write.
+fn refuse(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    d: Decision,
+    user: Option<&str>,
+) -> Response {
+    state.metrics.verify_denied.inc();
+    *state
+        .metrics
+        .access_denied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((d.rule, d.policy.as_str()))
+        .or_default() += 1;
+    let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
+    let original = original_request(headers, trusted, None);
+    let (host, path) = original.map_or(("", ""), |r| (r.host, r.path));
+    let rule = d.rule.map_or("default".to_string(), |r| r.to_string());
+    tracing::info!(target: "gatehouse::access", user = ?user.unwrap_or("-"), host = ?host, path = ?path, rule = %rule, "access denied");
+    match user {
+        Some(u) if super::wants_html(headers) => {
+            let sign_out = match &state.config.public_origin {
+                Some(o) => format!("{}/logout", o.as_str().trim_end_matches('/')),
+                None => "/logout".to_string(),
+            };
+            super::pages::forbidden::page(u, host, &sign_out)
+        }
+        _ => ApiError::new(StatusCode::FORBIDDEN, "access denied by rule").into_response(),
+    }
 }
 
 /// The login page URL with `rd` set: absolute on the public origin when one

@@ -22,7 +22,7 @@ fn cheap() -> Argon2Settings {
     }
 }
 
-fn hashes() -> &'static (String, String) {
+pub fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();
     H.get_or_init(|| {
         let h = |p| gatehouse::server::password::hash_password(p, &cheap()).unwrap();

@@ -2,6 +2,7 @@
 //! start the real server on a loopback port with a temporary data dir and
 //! drive it with a real HTTP client.
 
+mod access;
 mod auditctl;
 mod backup_load;
 mod browser;

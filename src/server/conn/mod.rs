@@ -62,8 +62,9 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
     /// The answer to a hot request, made on the spot inside the
     /// connection's task (so it must not wait on anything), or `None` for
     /// every other request. Its body must be whole in memory: a hot answer
-    /// is never in flight.
-    fn answer_hot(&self, req: &Request<Incoming>) -> Option<AppResponse>;
+    /// is never in flight. `peer` is the connection's remote address (hot
+    /// requests carry no extensions: inserting one would allocate).
+    fn answer_hot(&self, req: &Request<Incoming>, peer: SocketAddr) -> Option<AppResponse>;
 
     /// The app's answer. The request carries the peer (`ConnectInfo`) and
     /// its connection ([`ConnHandle`]) in its extensions.
@@ -313,7 +314,7 @@ impl<D: Dispatch> hyper::service::Service<Request<Incoming>> for ConnService<D> 
     type Future = Answer<D::Future>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        if let Some(res) = self.dispatch.answer_hot(&req) {
+        if let Some(res) = self.dispatch.answer_hot(&req, self.peer) {
             // Answered within this call, inside the connection's own task:
             // the deadline check never sees it in flight, so marking the
             // progress once is enough.

@@ -97,7 +97,7 @@ fn upgrade(mut req: Request<Incoming>, stubborn: bool) -> AppResponse {
 impl Dispatch for TestDispatch {
     type Future = Pin<Box<dyn Future<Output = Result<AppResponse, Infallible>> + Send>>;
 
-    fn answer_hot(&self, req: &Request<Incoming>) -> Option<AppResponse> {
+    fn answer_hot(&self, req: &Request<Incoming>, _peer: SocketAddr) -> Option<AppResponse> {
         (req.uri().path() == "/hot").then(|| "hot".into_response())
     }
 

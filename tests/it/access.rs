@@ -1,0 +1,295 @@
+//! Access rules through the real server: the original request read from
+//! the proxy's forwarding headers (only from a trusted proxy), each policy
+//! and matcher, the identity headers on a 200, the 403 page, and rules
+//! swapped by a reload (a bad file keeps the old ones).
+
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+const RULES: &str = r#"
+[[rules]]
+domains = ["code.example.com"]
+paths = ['^/api/health$']
+policy = "bypass"
+
+[[rules]]
+domains = ["code.example.com"]
+paths = ['^/admin(/|$|\?)']
+subjects = ["group:admin"]
+policy = "one_factor"
+
+[[rules]]
+domains = ["code.example.com"]
+paths = ['^/admin(/|$|\?)']
+policy = "deny"
+
+[[rules]]
+domains = ["*.intranet.example"]
+networks = ["10.0.0.0/8"]
+policy = "bypass"
+
+[[rules]]
+domains = ["wiki.example.com"]
+methods = ["DELETE"]
+policy = "deny"
+"#;
+
+/// A forward-auth check as nginx sends it (`X-Original-URL`), or as Caddy
+/// and Traefik do (`X-Forwarded-*`) when `nginx` is false.
+async fn check(
+    s: &TestServer,
+    cookie: Option<&str>,
+    url: &str,
+    method: &str,
+    client: &str,
+    nginx: bool,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .get(s.at("/auth/verify"))
+        .header("x-forwarded-for", client);
+    if nginx {
+        r = r
+            .header("x-original-url", url)
+            .header("x-original-method", method);
+    } else {
+        let (proto, rest) = url.split_once("://").unwrap();
+        let (host, uri) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        r = r
+            .header("x-forwarded-proto", proto)
+            .header("x-forwarded-host", host)
+            .header("x-forwarded-uri", uri)
+            .header("x-forwarded-method", method);
+    }
+    if let Some(c) = cookie {
+        r = r.header("cookie", format!("gatehouse_session={c}"));
+    }
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+async fn token(s: &TestServer, user: &str, pw: &str) -> String {
+    let r = login(&client(), s, user, pw, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    token_of(&r).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_decide_through_forwarding_headers() {
+    let s = TestServer::start(&config_text("trusted_proxies = [\"127.0.0.1\"]", RULES)).await;
+    let alice = token(&s, "alice", ALICE_PW).await;
+    let bob = token(&s, "bob", BOB_PW).await;
+    for nginx in [true, false] {
+        let c = |cookie, url, method, ip| check(&s, cookie, url, method, ip, nginx, &[]);
+        let status = |r: reqwest::Response| r.status();
+        // bypass, anonymous, with no identity headers
+        let r = c(
+            None,
+            "https://code.example.com/api/health",
+            "GET",
+            "1.2.3.4",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers().get("remote-user").is_none());
+        // one_factor by default
+        assert_eq!(
+            status(c(None, "https://code.example.com/src", "GET", "1.2.3.4").await),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(c(Some(&bob), "https://code.example.com/src", "GET", "1.2.3.4").await),
+            StatusCode::OK
+        );
+        // first match wins: admins pass the admin area, others are refused
+        let r = c(
+            Some(&alice),
+            "https://code.example.com/admin?x=1",
+            "GET",
+            "1.2.3.4",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "nginx={nginx}");
+        assert_eq!(r.headers()["remote-user"], "alice");
+        assert_eq!(r.headers()["remote-groups"], "admin");
+        assert_eq!(
+            status(
+                c(
+                    Some(&bob),
+                    "https://code.example.com/admin/users",
+                    "GET",
+                    "1.2.3.4"
+                )
+                .await
+            ),
+            StatusCode::FORBIDDEN
+        );
+        // anonymous at a rule with subjects: sign in first
+        assert_eq!(
+            status(c(None, "https://code.example.com/admin", "GET", "1.2.3.4").await),
+            StatusCode::UNAUTHORIZED
+        );
+        // networks, by the address the trusted proxy forwarded
+        assert_eq!(
+            status(c(None, "https://docs.intranet.example/", "GET", "10.1.2.3").await),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(c(None, "https://docs.intranet.example/", "GET", "11.1.2.3").await),
+            StatusCode::UNAUTHORIZED
+        );
+        // methods
+        assert_eq!(
+            status(
+                c(
+                    Some(&bob),
+                    "https://wiki.example.com/p",
+                    "DELETE",
+                    "1.2.3.4"
+                )
+                .await
+            ),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(c(Some(&bob), "https://wiki.example.com/p", "GET", "1.2.3.4").await),
+            StatusCode::OK
+        );
+    }
+    // A refusal is counted by rule and policy.
+    let m = client()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("gatehouse_access_denied_total{rule=\"2\",policy=\"deny\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_access_denied_total{rule=\"4\",policy=\"deny\"} 2"),
+        "{m}"
+    );
+
+    // A browser refused gets a page naming the user, with a way to sign out.
+    let r = check(
+        &s,
+        Some(&bob),
+        "https://code.example.com/admin",
+        "GET",
+        "1.2.3.4",
+        true,
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("<strong>bob</strong>") && page.contains("code.example.com"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/logout\""), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    // 127.0.0.1 is not a trusted proxy here: its forwarding headers are not
+    // believed, so the bypass rule for the health path never applies.
+    let s = TestServer::start(&config_text("", RULES)).await;
+    for nginx in [true, false] {
+        let r = check(
+            &s,
+            None,
+            "https://code.example.com/api/health",
+            "GET",
+            "10.0.0.1",
+            nginx,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "nginx={nginx}");
+        let r = check(
+            &s,
+            None,
+            "https://docs.intranet.example/",
+            "GET",
+            "10.0.0.1",
+            nginx,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "nginx={nginx}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_carry_groups_email_and_name() {
+    let (a, _) = hashes();
+    let s = TestServer::start(&format!(
+        "bind = \"127.0.0.1:0\"\n[argon2]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\n\
+         [[users]]\nname = \"carol\"\npassword_hash = \"{a}\"\ngroups = [\"dev\", \"ops\"]\n\
+         email = \"carol@example.com\"\ndisplay_name = \"Carol Q\"\nadmin = true\n"
+    ))
+    .await;
+    let carol = token(&s, "carol", ALICE_PW).await;
+    let r = check(
+        &s,
+        Some(&carol),
+        "https://x.example/",
+        "GET",
+        "1.2.3.4",
+        true,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["remote-user"], "carol");
+    assert_eq!(r.headers()["remote-groups"], "admin,dev,ops");
+    assert_eq!(r.headers()["remote-email"], "carol@example.com");
+    assert_eq!(r.headers()["remote-name"], "Carol Q");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_rules_and_a_bad_file_keeps_the_old_ones() {
+    let open = config_text("trusted_proxies = [\"127.0.0.1\"]", "");
+    let s = TestServer::start(&open).await;
+    let bob = token(&s, "bob", BOB_PW).await;
+    let url = "https://grafana.example.com/d/1";
+    let get = || check(&s, Some(&bob), url, "GET", "1.2.3.4", true, &[]);
+    assert_eq!(get().await.status(), StatusCode::OK);
+
+    let closed = config_text(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        "[[rules]]\ndomains = [\"grafana.example.com\"]\nsubjects = [\"group:ops\"]\npolicy = \"one_factor\"\n\n\
+         [[rules]]\ndomains = [\"grafana.example.com\"]\npolicy = \"deny\"\n",
+    );
+    let path = s.dir.join("gatehouse.toml");
+    std::fs::write(&path, &closed).unwrap();
+    s.reloader.reload().await.unwrap();
+    assert_eq!(get().await.status(), StatusCode::FORBIDDEN);
+    // bob's session survived: only the rules changed.
+    let r = check(
+        &s,
+        Some(&bob),
+        "https://other.example/",
+        "GET",
+        "1.2.3.4",
+        true,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A broken rule: the reload fails, naming the rule, and the rules stay.
+    let broken = closed.replace("group:ops", "team:ops");
+    std::fs::write(&path, &broken).unwrap();
+    let e = s.reloader.reload().await.unwrap_err().to_string();
+    assert!(e.contains("rules[0].subjects"), "{e}");
+    assert_eq!(get().await.status(), StatusCode::FORBIDDEN);
+}
