@@ -62,12 +62,43 @@ enum Command {
         #[command(flatten)]
         loc: Location,
     },
+    /// Access rules: explain what they decide for a request.
+    Access {
+        #[command(flatten)]
+        loc: Location,
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Inspect or lift bans.
     Bans {
         #[command(flatten)]
         loc: Location,
         #[command(subcommand)]
         command: BansCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Print the decision for a request, the rule that made it (with its
+    /// line in the config file) and why each earlier rule did not match.
+    /// Exit status: 0 allowed (perhaps after signing in), 1 refused, 2 a
+    /// usage or config error.
+    Check {
+        /// The URL the request is for, e.g. https://code.example.com/admin?x=1
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Check as this user (their groups come from the config).
+        #[arg(long)]
+        user: Option<String>,
+        /// Check as a member of this group (repeatable; with or without --user).
+        #[arg(long)]
+        group: Vec<String>,
+        /// The client's address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -105,13 +136,97 @@ fn init_logs(format: LogFormat) {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Access {
+        loc,
+        command:
+            AccessCommand::Check {
+                url,
+                method,
+                user,
+                group,
+                ip,
+            },
+    } = &cli.command
+    {
+        return match access_check(loc, url, method, user.as_deref(), group, *ip) {
+            Ok(code) => std::process::ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `gatehouse access check`: the decision for one request, explained.
+fn access_check(
+    loc: &Location,
+    url: &str,
+    method: &str,
+    user: Option<&str>,
+    groups: &[String],
+    ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<u8> {
+    use gatehouse::access::{Request, Subject, report};
+    let ov = Overrides {
+        config: loc.config.clone(),
+        data_dir: loc.data_dir.clone(),
+        ..Overrides::default()
+    };
+    let config = Config::load(&ov)?;
+    let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("--url must be an http(s) URL with a host");
+    }
+    let host = match parsed.port() {
+        Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
+        None => parsed.host_str().unwrap_or_default().to_string(),
+    };
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    let policy = config.policy();
+    let mut all_groups: Vec<String> = groups.to_vec();
+    if let Some(u) = user {
+        match policy.user(u) {
+            Some(entry) => all_groups.extend(entry.all_groups().map(str::to_string)),
+            None => eprintln!("note: {u:?} is not a user in {}", config.path.display()),
+        }
+    }
+    let name = user.unwrap_or("(a member of the groups given)");
+    let subject = if user.is_some() || !groups.is_empty() {
+        Subject {
+            user: Some(name),
+            groups: &all_groups,
+        }
+    } else {
+        Subject::ANONYMOUS
+    };
+    let request = Request {
+        host: &host,
+        path: &path,
+        method,
+        ip,
+    };
+    let (decision, traces) = policy.rules().explain(&request, &subject);
+    let file = config.path.display().to_string();
+    print!(
+        "{}",
+        report::render(&decision, &traces, subject.user.is_some(), &file, |i| {
+            gatehouse::config::table_line(&text, "rules", i)
+        })
+    );
+    Ok(report::exit_code(&decision) as u8)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -161,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{phc}");
             Ok(())
         }
+        Command::Access { .. } => unreachable!("answered in main"),
         Command::Bans { loc, command } => {
             init_logs(LogFormat::Text);
             let ov = Overrides {

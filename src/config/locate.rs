@@ -77,6 +77,19 @@ pub fn field_line(text: &str, field: &str) -> Option<usize> {
     None
 }
 
+/// 1-based line of the header of the `index`-th (0-based) `[[table]]`
+/// entry, for naming a rule by its place in the file.
+pub fn table_line(text: &str, table: &str, index: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim();
+            t.starts_with("[[") && header(l) == Some(table)
+        })
+        .nth(index)
+        .map(|(n, _)| n + 1)
+}
+
 /// The table name of a `[table]` or `[[table]]` header line.
 fn header(line: &str) -> Option<&str> {
     let t = line.trim();

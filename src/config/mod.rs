@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use locate::field_line;
+pub use locate::{field_line, table_line};
 pub use net::{IpNet, canonical_ip};
 pub use overrides::Overrides;
 pub use policy::Policy;

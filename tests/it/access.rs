@@ -293,3 +293,102 @@ async fn a_reload_swaps_the_rules_and_a_bad_file_keeps_the_old_ones() {
     assert!(e.contains("rules[0].subjects"), "{e}");
     assert_eq!(get().await.status(), StatusCode::FORBIDDEN);
 }
+
+/// Runs `gatehouse access check` on `config`; its exit code and output.
+fn access_check(config: &str, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["access", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_rule_checker_explains_and_exits_by_decision() {
+    let config = config_text("", RULES);
+    let line_of = |n: usize| {
+        config
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == "[[rules]]")
+            .nth(n)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    // bob at the admin area: refused by rule 2, after rules 0 and 1.
+    let (code, out) = access_check(
+        &config,
+        &[
+            "--url",
+            "https://code.example.com/admin?x=1",
+            "--user",
+            "bob",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with(&format!("DENY: deny by rule 2 (")), "{out}");
+    assert!(
+        out.contains(&format!("gatehouse.toml:{})", line_of(2))),
+        "{out}"
+    );
+    assert!(out.contains("rule 0 ("), "{out}");
+    assert!(
+        out.contains("the path and query match none of its patterns"),
+        "{out}"
+    );
+    assert!(out.contains("the user is not one of its subjects"), "{out}");
+    // alice (admin) passes.
+    let (code, out) = access_check(
+        &config,
+        &["--url", "https://code.example.com/admin", "--user", "alice"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ALLOW: one_factor by rule 1"), "{out}");
+    // A group alone, a method, a network.
+    let (code, out) = access_check(
+        &config,
+        &[
+            "--url",
+            "https://wiki.example.com/p",
+            "--method",
+            "DELETE",
+            "--group",
+            "dev",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = access_check(
+        &config,
+        &[
+            "--url",
+            "https://docs.intranet.example/",
+            "--ip",
+            "10.0.0.9",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("allowed without signing in"), "{out}");
+    // Nothing matches: the default policy.
+    let (code, out) = access_check(&config, &["--url", "https://other.example/"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("by the default policy"), "{out}");
+    // Usage and config errors: 2.
+    assert_eq!(access_check(&config, &["--url", "not a url"]).0, 2);
+    assert_eq!(access_check(&config, &[]).0, 2);
+    let (code, out) = access_check(
+        &config.replace("group:admin", "team:admin"),
+        &["--url", "https://a.example/"],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("rules[1].subjects"), "{out}");
+}
