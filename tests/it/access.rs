@@ -336,7 +336,7 @@ fn the_rule_checker_explains_and_exits_by_decision() {
         ],
     );
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with(&format!("DENY: deny by rule 2 (")), "{out}");
+    assert!(out.starts_with("DENY: deny by rule 2 ("), "{out}");
     assert!(
         out.contains(&format!("gatehouse.toml:{})", line_of(2))),
         "{out}"
