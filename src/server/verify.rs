@@ -44,7 +44,7 @@ const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 /// of its own (`auth_request_set` reads it; see `deploy/nginx.conf`).
 pub const LOGIN_URL_HEADER: HeaderName = HeaderName::from_static("x-gatehouse-login");
 
-/// `Remote-Email` and `Remote-Name`: sent when the user has them.
+/// `Remote-Email` and `Remote-Name`: the user's, or empty.
 const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 const REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
@@ -157,10 +157,16 @@ pub fn check(
             match decision {
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Bypass => {
                     state.metrics.verify_ok.inc();
-                    let mut r = StatusCode::OK.into_response();
-                    r.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    r
+                    // No one is signed in: every identity header empty, so
+                    // that a proxy copying them (Caddy) copies nothing
+                    // rather than a placeholder's text or a client's value.
+                    granted(Found {
+                        user: Some(HeaderValue::from_static("")),
+                        groups: None,
+                        email: None,
+                        name: None,
+                        decision: None,
+                    })
                 }
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
                     refuse(state, headers, peer, d, None)
@@ -191,12 +197,13 @@ fn granted(f: Found) -> Response {
         REMOTE_GROUPS,
         f.groups.unwrap_or(HeaderValue::from_static("")),
     );
-    if let Some(v) = f.email {
-        h.insert(REMOTE_EMAIL, v);
-    }
-    if let Some(v) = f.name {
-        h.insert(REMOTE_NAME, v);
-    }
+    // Sent even when empty, as Remote-Groups is, so that a proxy copying
+    // them always has a value to copy.
+    h.insert(
+        REMOTE_EMAIL,
+        f.email.unwrap_or(HeaderValue::from_static("")),
+    );
+    h.insert(REMOTE_NAME, f.name.unwrap_or(HeaderValue::from_static("")));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

@@ -37,7 +37,8 @@ pub fn config_text(extra: &str, sections: &str) -> String {
     format!(
         "bind = \"127.0.0.1:0\"\nmetrics = true\nshutdown_grace_secs = 5\n{extra}\n\
          [argon2]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\n{sections}\n\
-         [[users]]\nname = \"alice\"\npassword_hash = \"{a}\"\nadmin = true\n\n\
+         [[users]]\nname = \"alice\"\npassword_hash = \"{a}\"\nadmin = true\n\
+         email = \"alice@example.com\"\ndisplay_name = \"Alice Admin\"\n\n\
          [[users]]\nname = \"bob\"\npassword_hash = \"{b}\"\n"
     )
 }

@@ -24,7 +24,7 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
             "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
              allowed_redirect_domains = [\"127.0.0.1\"]"
         ),
-        "",
+        PROXY_RULES,
     ))
     .await;
     let app = echo_app().await;
@@ -76,7 +76,7 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
     // cleared by the shipped config.
     let echo = get(format!("theme=dark; {session}; lang=en")).await;
     assert_eq!(echo["uri"], "/notes?a=1&b=2");
-    assert_identity_from_gatehouse_only(&echo, "bob", "");
+    assert_identity_from_gatehouse_only(&echo, "bob", "", "", "");
     // The app keeps its own cookies and never sees the session token.
     assert_eq!(seen(&echo, "cookie"), ["theme=dark; lang=en"], "{echo}");
     for cookie in [
@@ -90,6 +90,21 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
     // An admin's group is passed on.
     let alice = client();
     let r = login(&alice, &s, "alice", ALICE_PW, &[]).await;
-    let echo = get(session_pair(&set_cookie(&r))).await;
-    assert_identity_from_gatehouse_only(&echo, "alice", "admin");
+    let alice_session = session_pair(&set_cookie(&r));
+    let echo = get(alice_session.clone()).await;
+    assert_identity_from_gatehouse_only(
+        &echo,
+        "alice",
+        "admin",
+        "alice@example.com",
+        "Alice Admin",
+    );
+
+    // Access rules, through the proxy: a public path, and an admin area.
+    rules_through_proxy(
+        &format!("http://127.0.0.1:{app_port}"),
+        &session,
+        &alice_session,
+    )
+    .await;
 }

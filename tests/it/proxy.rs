@@ -108,23 +108,33 @@ pub const FORGED: [(&str, &str); 8] = [
 ];
 
 /// What the app saw on a request that carried [`FORGED`] from a client
-/// signed in as `user`, whose groups gatehouse reports as `groups`: exactly
-/// that user, those groups (or none), no other identity header, no
-/// placeholder text anywhere.
-pub fn assert_identity_from_gatehouse_only(echo: &Value, user: &str, groups: &str) {
+/// signed in as `user`, whose groups, email and name gatehouse reports as
+/// `groups`, `email` and `name` (empty: none): exactly those, no
+/// underscore form, no placeholder text anywhere.
+pub fn assert_identity_from_gatehouse_only(
+    echo: &Value,
+    user: &str,
+    groups: &str,
+    email: &str,
+    name: &str,
+) {
     assert_eq!(seen(echo, "remote-user"), [user], "{echo}");
-    let g = seen(echo, "remote-groups");
-    if groups.is_empty() {
-        assert!(g.iter().all(|v| v.is_empty()), "{echo}");
-    } else {
-        assert_eq!(g, [groups], "{echo}");
+    for (header, want) in [
+        ("remote-groups", groups),
+        ("remote-email", email),
+        ("remote-name", name),
+    ] {
+        let got = seen(echo, header);
+        if want.is_empty() {
+            assert!(got.iter().all(|v| v.is_empty()), "{header}: {echo}");
+        } else {
+            assert_eq!(got, [want], "{header}: {echo}");
+        }
     }
     for name in [
         "remote_user",
         "remote_groups",
-        "remote-email",
         "remote_email",
-        "remote-name",
         "remote_name",
     ] {
         assert!(
@@ -142,6 +152,12 @@ pub fn assert_identity_from_gatehouse_only(echo: &Value, user: &str, groups: &st
         "a forged value reached the app: {echo}"
     );
 }
+
+/// Rules the proxy tests run with: a public path, and an admin area for
+/// the group `admin` only.
+pub const PROXY_RULES: &str = "[[rules]]\npaths = ['^/public(/|$)']\npolicy = \"bypass\"\n\n\
+     [[rules]]\npaths = ['^/admin(/|$)']\nsubjects = [\"group:admin\"]\npolicy = \"one_factor\"\n\n\
+     [[rules]]\npaths = ['^/admin(/|$)']\npolicy = \"deny\"\n";
 
 /// The session cookie from a `Set-Cookie` value: `name=token`.
 pub fn session_pair(set_cookie: &str) -> String {
@@ -285,4 +301,43 @@ impl ShippedNginx {
             _dir: tmp,
         }
     }
+}
+
+/// [`PROXY_RULES`] as a browser meets them through a proxy in front of the
+/// app at `app`: the public path without signing in, the admin area asking
+/// an anonymous visitor to sign in, refusing bob (`bob_session`) and
+/// letting alice (`alice_session`) in with her identity.
+pub async fn rules_through_proxy(app: &str, bob_session: &str, alice_session: &str) {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut r = c.get(format!("{app}{path}"));
+        if let Some(cookie) = cookie {
+            r = r.header("cookie", cookie);
+        }
+        r.send()
+    };
+    let r = get("/public/status", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "bypass");
+    let echo: Value = r.json().await.unwrap();
+    assert!(
+        seen(&echo, "remote-user").iter().all(|v| v.is_empty()),
+        "{echo}"
+    );
+    let r = get("/admin", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND, "anonymous at the admin area");
+    assert!(
+        r.headers()["location"].to_str().unwrap().contains("/login"),
+        "{:?}",
+        r.headers()
+    );
+    let r = get("/admin/users", Some(bob_session)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "bob at the admin area");
+    let r = get("/admin/users", Some(alice_session)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "alice at the admin area");
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "remote-user"), ["alice"], "{echo}");
+    assert_eq!(seen(&echo, "remote-email"), ["alice@example.com"], "{echo}");
 }
