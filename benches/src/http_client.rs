@@ -138,10 +138,16 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 /// `GET path`, with the session cookie when given, asking for JSON.
 pub fn get_req(path: &str, cookie: Option<&str>) -> Vec<u8> {
+    get_req_with(path, cookie, &[])
+}
+
+/// [`get_req`] with `extra` header lines (`Name: value`).
+pub fn get_req_with(path: &str, cookie: Option<&str>, extra: &[&str]) -> Vec<u8> {
     let c = cookie
         .map(|c| format!("Cookie: gatehouse_session={c}\r\n"))
         .unwrap_or_default();
-    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{c}Accept: application/json\r\n\r\n")
+    let x: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{c}{x}Accept: application/json\r\n\r\n")
         .into_bytes()
 }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use crate::http_client::{closed_load, get_req, on_clients};
+use crate::http_client::{closed_load, get_req_with, on_clients};
 use crate::stats::percentile_us;
 
 /// Threads and connections of every load run, wrk or built-in.
@@ -34,23 +34,34 @@ pub fn available() -> bool {
 /// connections), or the built-in client with as many connections when wrk
 /// is absent.
 pub async fn load(addr: SocketAddr, path: &str, cookie: &str, secs: u64) -> Load {
+    load_with(addr, path, cookie, &[], secs).await
+}
+
+/// [`load`] with `extra` header lines (`Name: value`) on every request.
+pub async fn load_with(
+    addr: SocketAddr,
+    path: &str,
+    cookie: &str,
+    extra: &[&str],
+    secs: u64,
+) -> Load {
     if available() {
         let url = format!("http://{addr}{path}");
-        let out = tokio::process::Command::new("wrk")
-            .arg(format!("-t{THREADS}"))
+        let mut cmd = tokio::process::Command::new("wrk");
+        cmd.arg(format!("-t{THREADS}"))
             .arg(format!("-c{CONNECTIONS}"))
             .args([&format!("-d{secs}s"), "--latency", "-H"])
-            .arg(format!("Cookie: gatehouse_session={cookie}"))
-            .arg(&url)
-            .output()
-            .await
-            .expect("run wrk");
+            .arg(format!("Cookie: gatehouse_session={cookie}"));
+        for h in extra {
+            cmd.arg("-H").arg(h);
+        }
+        let out = cmd.arg(&url).output().await.expect("run wrk");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         parse(&text).unwrap_or_else(|| panic!("cannot parse wrk output:\n{text}"))
     } else {
         let run = on_clients(closed_load(
             addr,
-            get_req(path, Some(cookie)),
+            get_req_with(path, Some(cookie), extra),
             CONNECTIONS,
             secs,
             None,
