@@ -4,6 +4,7 @@
 //! the map.
 
 pub mod config;
+pub mod domain;
 pub mod jsonl;
 pub mod logging;
 pub mod retention;

@@ -9,7 +9,7 @@ use super::codec::{decode, encode};
 use super::error::StoreError;
 use super::records::BanRecord;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
 
 pub(crate) fn to_ban(key: &str, bytes: &[u8]) -> Result<Ban, StoreError> {
     let rec: BanRecord = decode("bans", bytes)?;

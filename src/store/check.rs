@@ -12,7 +12,7 @@ use super::error::StoreError;
 use super::events::{Lookup, chain_hash, link_of};
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
-use super::types::EventKind;
+use crate::domain::EventKind;
 
 /// Most problems listed in a report; the count is always exact.
 const MAX_LISTED: usize = 20;

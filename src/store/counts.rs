@@ -13,7 +13,7 @@ use super::Store;
 use super::bucket;
 use super::error::StoreError;
 use super::tables::*;
-use super::types::EventKind;
+use crate::domain::EventKind;
 
 /// Events per kind and per user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::error::{QueryError, StoreError};
 use super::records::{ChainHead, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
 
 /// Most events one page may examine before it returns what it has, with a
 /// cursor to continue: a filter that matches rarely never turns one request

@@ -29,7 +29,6 @@ pub(crate) mod tables;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 mod txn;
-mod types;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -51,7 +50,7 @@ pub use events::MAX_SCAN;
 pub use ops::{Op, OpOutput};
 pub use prune::PruneReport;
 pub use sessions::SweepReport;
-pub use types::*;
+pub use crate::domain::*;
 pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 
 use codec::decode;

@@ -8,7 +8,7 @@ use super::error::StoreError;
 use super::prune::PruneReport;
 use super::sessions::SweepReport;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
 
 /// One write operation.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use super::events::{Lookup, chain_hash, link_of, to_event};
 use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
-use super::types::{Event, EventId};
+use crate::domain::{Event, EventId};
 
 /// What one prune step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::error::StoreError;
 use super::records::SessionRecord;
 use super::tables::HashKey;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
 
 /// What one sweep pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

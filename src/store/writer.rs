@@ -19,7 +19,7 @@ use super::credentials::CredentialCheck;
 use super::error::WriteError;
 use super::ops::{Op, OpOutput};
 use super::sessions::SweepReport;
-use super::types::*;
+use crate::domain::*;
 
 /// Queue and batch bounds.
 #[derive(Debug, Clone, Copy)]
