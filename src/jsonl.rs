@@ -11,8 +11,8 @@
 
 use std::io::Write;
 
-pub use crate::domain::rfc3339_utc;
 use crate::domain::Event;
+pub use crate::domain::rfc3339_utc;
 
 /// Writes `ev` as one JSON line (with the trailing newline).
 pub fn write_event(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {

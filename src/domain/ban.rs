@@ -3,7 +3,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-
 /// Who a ban applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BanSubject {
@@ -67,7 +66,6 @@ pub struct Ban {
     pub until_ms: u64,
     pub reason: String,
 }
-
 
 /// A ban to add (or extend), recorded as a `ban.added` event.
 #[derive(Debug, Clone, PartialEq, Eq)]

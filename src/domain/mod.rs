@@ -16,7 +16,9 @@ pub use ban::{Ban, BanSubject, NewBan, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
 pub use event_kind::{EventKind, Outcome};
-pub use limits::{MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate};
+pub use limits::{
+    MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
+};
 pub use session::{CreatedSession, NewSession, Revocation, RevokeReason, Session};
 pub use token::{PublicId, SessionToken, TokenHash};
 pub use wire::rfc3339_utc;

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::token::{PublicId, SessionToken};
 
-
 /// What a caller asks for when creating a session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -81,7 +80,6 @@ impl RevokeReason {
         }
     }
 }
-
 
 /// Who ends a session, why, from where and when: recorded in the audit
 /// event of every revocation.

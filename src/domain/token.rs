@@ -11,7 +11,6 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-
 /// A session token: 256 bits from the operating system's CSPRNG. It exists in
 /// memory only to be handed to the client once; the store keeps its hash.
 /// `Debug` never prints it.
@@ -122,7 +121,6 @@ impl Serialize for PublicId {
         s.collect_str(self)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -105,7 +105,10 @@ mod tests {
     #[test]
     fn the_link_is_the_first_eight_bytes() {
         let h = from_hex("5430dfc9c0a729db4f9409f336f5398b88bac9fe70f1d82890ecde22eac0e97a");
-        assert_eq!(link_of(&h), [0x54, 0x30, 0xdf, 0xc9, 0xc0, 0xa7, 0x29, 0xdb]);
+        assert_eq!(
+            link_of(&h),
+            [0x54, 0x30, 0xdf, 0xc9, 0xc0, 0xa7, 0x29, 0xdb]
+        );
     }
 
     /// The user is length-prefixed: moving bytes between the user and the

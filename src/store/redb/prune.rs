@@ -15,23 +15,14 @@ use super::Store;
 use super::bucket;
 use super::check::read_head;
 use super::codec::{decode, encode};
-use super::error::StoreError;
-use super::events::{Lookup, chain_hash, link_of, to_event};
+use super::events::{Lookup, to_event};
 use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::{Event, EventId};
-
-/// What one prune step did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Events removed by this step.
-    pub pruned: u64,
-    /// Id of the newest event removed, if any was.
-    pub through: Option<EventId>,
-    /// True when the limit was reached and events at or below the bound remain.
-    pub more: bool,
-}
+use crate::store::chain::{chain_hash, link_of};
+use crate::store::error::StoreError;
+use crate::store::reports::PruneReport;
 
 fn chain_broken(id: u64) -> StoreError {
     StoreError::Corrupt {
@@ -163,7 +154,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::tests::temp_store;
+    use crate::store::redb::tests::temp_store;
     use crate::store::*;
 
     fn append(store: &Store, n: u64, start_us: u64) {

@@ -8,50 +8,13 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::bucket;
 use super::codec::decode;
-use super::error::StoreError;
-use super::events::{Lookup, chain_hash, link_of};
+use super::events::Lookup;
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
 use crate::domain::EventKind;
-
-/// Most problems listed in a report; the count is always exact.
-const MAX_LISTED: usize = 20;
-
-/// What a check found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    pub sessions: u64,
-    pub events: u64,
-    pub bans: u64,
-    /// Events ever appended, pruned ones included.
-    pub events_appended: u64,
-    /// Events removed by retention.
-    pub events_pruned: u64,
-    /// Hex SHA-256 of the newest event: keep it elsewhere to detect a rewrite.
-    pub chain_head: String,
-    /// The first event at which the chain breaks, if it does.
-    pub first_bad_event: Option<u64>,
-    pub problem_count: usize,
-    /// Up to 20 problems, in the order found.
-    pub problems: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn is_ok(&self) -> bool {
-        self.problem_count == 0
-    }
-
-    fn problem(&mut self, p: String) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_LISTED {
-            self.problems.push(p);
-        }
-    }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::store::chain::{chain_hash, hex, link_of};
+use crate::store::error::StoreError;
+use crate::store::reports::CheckReport;
 
 pub(crate) fn read_head(txn: &ReadTransaction) -> Result<(ChainHead, ChainAnchor), StoreError> {
     let meta = txn.open_table(META)?;

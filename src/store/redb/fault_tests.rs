@@ -1,0 +1,1 @@
+//! Storage fault tests.

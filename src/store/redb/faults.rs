@@ -1,0 +1,1 @@
+//! Storage faults injected in-process.
