@@ -141,7 +141,8 @@ pub trait SessionStore: Send + Sync {
 
     /// Slides a live session's idle deadline to `now_ms` plus its idle
     /// lifetime, fire and forget. Fails at once with [`WriteError::Busy`]
-    /// when the backend cannot take it without waiting.
+    /// when the backend cannot take it without waiting. A touch that
+    /// returned `Ok` is applied before any write submitted after it.
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
 
     /// Removes up to `limit` sessions past their deadline and up to `limit`
