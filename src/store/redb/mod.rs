@@ -98,6 +98,19 @@ struct Inner {
     /// generation is the latest state, and a lookup that starts after a write
     /// was acknowledged always sees it.
     sessions_snapshot: Mutex<Option<SessionsSnapshot>>,
+    /// What the file is opened through for writing, at open and at every
+    /// reopen.
+    medium: Medium,
+}
+
+/// What a writable file is opened through: the file itself or, in tests, a
+/// backend that fails writes on demand ([`faults`]).
+#[derive(Clone, Default)]
+enum Medium {
+    #[default]
+    File,
+    #[cfg(any(test, feature = "test-util"))]
+    Faulty(Arc<faults::Faults>),
 }
 
 struct SessionsSnapshot {
@@ -114,6 +127,7 @@ impl Inner {
             opts: opts.clone(),
             generation: AtomicU64::new(0),
             sessions_snapshot: Mutex::new(None),
+            medium: Medium::File,
         }
     }
 
@@ -175,7 +189,22 @@ impl Store {
     /// Opens (creating if needed) the database for writing and upgrades its
     /// schema. Only one process may do this at a time.
     pub fn open(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
-        let path = path.as_ref();
+        Self::open_through(path.as_ref(), opts, Medium::File)
+    }
+
+    /// [`Store::open`] through a storage backend that fails writes and
+    /// syncs when `faults` says so, at open and at every reopen: full disks
+    /// and failing devices, in-process.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn open_with_faults(
+        path: impl AsRef<Path>,
+        opts: &StoreOptions,
+        faults: Arc<faults::Faults>,
+    ) -> Result<Store, OpenError> {
+        Self::open_through(path.as_ref(), opts, Medium::Faulty(faults))
+    }
+
+    fn open_through(path: &Path, opts: &StoreOptions, medium: Medium) -> Result<Store, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| OpenError::Other {
                 path: path.to_path_buf(),
@@ -186,9 +215,11 @@ impl Store {
             path: path.to_path_buf(),
             reason: format!("cannot create the file: {e}"),
         })?;
-        let db = open_rw(path, opts)?;
+        let db = open_rw(path, opts, &medium)?;
+        let mut inner = Inner::new(Db::Rw(db), path, false, opts);
+        inner.medium = medium;
         Ok(Store {
-            inner: Arc::new(Inner::new(Db::Rw(db), path, false, opts)),
+            inner: Arc::new(inner),
         })
     }
 
@@ -240,7 +271,7 @@ impl Store {
                 tracing::warn!("the failed database handle is still in use");
             }
         }
-        let db = open_rw(&self.inner.path, &self.inner.opts)
+        let db = open_rw(&self.inner.path, &self.inner.opts, &self.inner.medium)
             .map_err(|e| StoreError::Io(e.to_string()))?;
         *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db::Rw(db)));
         self.inner.committed();
@@ -250,11 +281,15 @@ impl Store {
 }
 
 /// Opens (creating if needed) the file for writing and upgrades its schema.
-fn open_rw(path: &Path, opts: &StoreOptions) -> Result<Database, OpenError> {
+fn open_rw(path: &Path, opts: &StoreOptions, medium: &Medium) -> Result<Database, OpenError> {
     {
-        let db = builder(opts)
-            .create(path)
-            .map_err(|e| open_error(path, e))?;
+        let db = match medium {
+            Medium::File => builder(opts).create(path),
+            #[cfg(any(test, feature = "test-util"))]
+            Medium::Faulty(f) => faults::CountdownBackend::open(path, f.clone())
+                .and_then(|b| builder(opts).create_with_backend(b)),
+        }
+        .map_err(|e| open_error(path, e))?;
         match gatehouse_migrations::migrate(&db) {
             Ok(up) if up.from != up.to => {
                 tracing::info!(from = up.from, to = up.to, "database schema upgraded");
