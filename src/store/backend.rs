@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
-use super::redb::{RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterTask};
+use super::redb::{
+    BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterTask,
+};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
     Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
@@ -168,6 +170,14 @@ impl Backend {
     pub fn is_read_only(&self) -> bool {
         match self {
             Backend::Redb(b) => b.writer().is_none(),
+        }
+    }
+
+    /// Writes a consistent snapshot of the whole store to `dest` and checks
+    /// it (see [`Store::backup_to`]).
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, BackupError> {
+        match self {
+            Backend::Redb(b) => b.store().backup_to(dest),
         }
     }
 
