@@ -4,7 +4,6 @@
 //! sessions and bans, PostgreSQL for the audit trail) is a new variant here
 //! and in [`BackendConfig`].
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
@@ -365,19 +364,15 @@ impl AuditStore for Backend {
 }
 
 impl StoreCheck for Backend {
-    fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send {
-        async move {
-            match self {
-                Backend::Redb(b) => b.stats().await,
-            }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        match self {
+            Backend::Redb(b) => b.stats().await,
         }
     }
 
-    fn check(&self) -> impl Future<Output = Result<CheckReport, StoreError>> + Send {
-        async move {
-            match self {
-                Backend::Redb(b) => b.check().await,
-            }
+    async fn check(&self) -> Result<CheckReport, StoreError> {
+        match self {
+            Backend::Redb(b) => b.check().await,
         }
     }
 }

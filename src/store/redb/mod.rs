@@ -159,8 +159,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Counts and facts about the database, for `auditctl stats` and metrics.
-
 /// Creates `path` as an empty file only its owner may read and write
 /// (mode 0600), unless it exists already (an existing file keeps its mode).
 /// redb would create a missing file with the process umask (often 0644),
