@@ -12,7 +12,7 @@ use super::events::Lookup;
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
 use crate::domain::EventKind;
-use crate::store::chain::{chain_hash, hex, link_of};
+use crate::store::chain::{ChainWalk, hex};
 use crate::store::error::StoreError;
 use crate::store::reports::CheckReport;
 
@@ -91,7 +91,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     let ev_user = txn.open_table(EVENTS_BY_USER)?;
     let ev_kind = txn.open_table(EVENTS_BY_KIND)?;
     let mut lookup = Lookup::new(&events, &ev_user);
-    let mut expected = anchor.hash;
+    let mut walk = ChainWalk::from(anchor.hash);
     let mut last_id = anchor.pruned_through;
     for row in events.iter()? {
         let (k, v) = row?;
@@ -124,13 +124,13 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
                 continue;
             }
         };
-        if rec.link != link_of(&expected) && r.first_bad_event.is_none() {
+        if !walk.links(&rec.link) && r.first_bad_event.is_none() {
             r.first_bad_event = Some(id);
             r.problem(format!(
                 "hash chain broken at event {id}: an event before it was changed, removed or reordered"
             ));
         }
-        expected = chain_hash(&expected, id, user, record);
+        walk.step(id, user, record);
         last_id = id;
         if EventKind::from_code(rec.kind).is_none() {
             r.problem(format!("event {id} has unknown kind code {}", rec.kind));
@@ -141,7 +141,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     }
     if r.first_bad_event.is_none()
         && r.events > 0
-        && (expected != head.hash || last_id != head.last_id)
+        && (walk.expected != head.hash || last_id != head.last_id)
     {
         r.first_bad_event = Some(last_id);
         r.problem(format!(

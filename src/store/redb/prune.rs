@@ -20,7 +20,7 @@ use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::{Event, EventId};
-use crate::store::chain::{chain_hash, link_of};
+use crate::store::chain::ChainWalk;
 use crate::store::error::StoreError;
 use crate::store::reports::PruneReport;
 
@@ -58,7 +58,7 @@ impl Tx<'_> {
             Some(g) => decode("meta", g.value())?,
             None => ChainAnchor::default(),
         };
-        let mut expected = anchor.hash;
+        let mut walk = ChainWalk::from(anchor.hash);
         let mut kinds = Vec::with_capacity(rows.len());
         {
             let mut lookup = Lookup::new(&self.events, &self.events_by_user);
@@ -67,10 +67,10 @@ impl Tx<'_> {
                     return Err(chain_broken(*id));
                 };
                 let rec: EventRecord = decode(EVENT_RECORDS, record)?;
-                if rec.link != link_of(&expected) {
+                if !walk.links(&rec.link) {
                     return Err(chain_broken(*id));
                 }
-                expected = chain_hash(&expected, *id, user, record);
+                walk.step(*id, user, record);
                 kinds.push(rec.kind);
             }
         }
@@ -85,7 +85,7 @@ impl Tx<'_> {
             self.drop_oldest_records(user, newest)?;
         }
         let anchor = ChainAnchor {
-            hash: expected,
+            hash: walk.expected,
             pruned_through: last_id,
             pruned: anchor.pruned + rows.len() as u64,
         };
@@ -133,7 +133,7 @@ impl Store {
         let events = txn.open_table(EVENTS)?;
         let by_user = txn.open_table(EVENTS_BY_USER)?;
         let mut lookup = Lookup::new(&events, &by_user);
-        let mut expected = anchor.hash;
+        let mut walk = ChainWalk::from(anchor.hash);
         let mut out = Vec::new();
         for row in events.range(..below.0)?.take(limit) {
             let (k, v) = row?;
@@ -142,10 +142,10 @@ impl Store {
                 return Err(chain_broken(id));
             };
             let rec: EventRecord = decode(EVENT_RECORDS, record)?;
-            if rec.link != link_of(&expected) {
+            if !walk.links(&rec.link) {
                 return Err(chain_broken(id));
             }
-            expected = chain_hash(&expected, id, user, record);
+            walk.step(id, user, record);
             out.push(to_event(id, user, record)?);
         }
         Ok(out)
