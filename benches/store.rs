@@ -4,8 +4,8 @@
 //! one user, and creating a session with its own durable commit.
 //!
 //! The comparison against SQLite and JSONL at realistic sizes is
-//! `benches/compare.rs`; this bench is for watching one operation's cost move
-//! from change to change.
+//! `cargo bench --bench compare` (`compare/`); this bench is for watching one
+//! operation's cost move from change to change.
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -3,8 +3,10 @@
 //! The library holds everything the two binaries share. See ARCHITECTURE.md for
 //! the map.
 
+pub mod access;
 pub mod config;
 pub mod domain;
+pub mod identity;
 pub mod jsonl;
 pub mod logging;
 pub mod retention;

@@ -136,7 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
             };
             let config = Config::load(&ov)?;
-            init_logs(config.file.log_format);
+            init_logs(config.log_format);
             let odd = config.users_with_other_cost();
             if !odd.is_empty() {
                 tracing::warn!(
@@ -154,7 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // The cost comes from the config when there is one.
             let cost = Config::load(&ov)
-                .map(|c| c.file.argon2)
+                .map(|c| c.argon2)
                 .unwrap_or_else(|_| Argon2Settings::default());
             let password = read_password()?;
             let phc = gatehouse::server::password::hash_password(&password, &cost)?;
@@ -216,21 +216,10 @@ fn read_password() -> anyhow::Result<String> {
 fn serve(config: Config, ov: Overrides) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let exit = rt.block_on(async move {
+        // The server reloads its users on SIGHUP itself, as one of its
+        // background tasks.
         let server = Server::bind(config, ov).await?;
-        let reloader = server.reloader();
-        let hup = tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                let _ = reloader.reload().await;
-            }
-        });
-        let exit = server.run(shutdown_signal()).await;
-        hup.abort();
-        exit
+        server.run(shutdown_signal()).await
     })?;
     tracing::debug!(?exit, "exiting");
     Ok(())

@@ -1,20 +1,17 @@
-//! The report: rows of (figure, gatehouse, competitor, ratio), target checks,
-//! notes and machine facts, written as Markdown and JSON and printed.
+//! The comparison's report: rows of (figure, gatehouse, competitor, ratio)
+//! with their numbers and units, the project's targets judged on them, notes
+//! and machine facts, written as `bench-results/report.md` and `.json` and
+//! printed as each row is measured.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 
+use gatehouse_benches::figure;
+use gatehouse_benches::report::{Line, fmt_rate, fmt_us, short, table, write_results};
+use gatehouse_benches::stats::{Better, advantage};
 use serde::Serialize;
 
-use crate::stats::{fmt_rate, fmt_us};
-
-/// Whether a bigger or a smaller number is better.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Better {
-    Higher,
-    Lower,
-}
+use crate::data::HEAVY_USER;
 
 /// What a number measures, for formatting.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +41,7 @@ impl Unit {
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// Figure number (1-8).
+    /// The suite-wide figure number (see `gatehouse_benches::figure`).
     pub figure: u8,
     pub measure: String,
     pub gatehouse: Option<f64>,
@@ -60,14 +57,24 @@ pub struct Row {
 impl Row {
     /// gatehouse's advantage: >1 means gatehouse is better by that factor.
     pub fn ratio(&self) -> Option<f64> {
-        let (g, c) = (self.gatehouse?, self.competitor?);
-        if g <= 0.0 || c <= 0.0 || !g.is_finite() || !c.is_finite() {
-            return None;
+        advantage(self.gatehouse?, self.competitor?, self.better)
+    }
+
+    /// The row as the suite's table prints it.
+    pub fn line(&self) -> Line {
+        let fmt = |v: Option<f64>| v.map(|v| self.unit.fmt(v)).unwrap_or_else(|| "-".into());
+        let note = if self.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.note)
+        };
+        Line {
+            figure: self.figure,
+            measure: format!("{}{note}", self.measure),
+            gatehouse: fmt(self.gatehouse),
+            competitor: format!("{}: {}", self.competitor_name, fmt(self.competitor)),
+            ratio: self.ratio(),
         }
-        Some(match self.better {
-            Better::Higher => g / c,
-            Better::Lower => c / g,
-        })
     }
 }
 
@@ -132,7 +139,7 @@ impl Report {
             ratio: None,
         };
         row.ratio = row.ratio();
-        println!("{}", table_line(&row));
+        println!("{}", row.line().markdown());
         self.rows.push(row);
     }
 
@@ -163,11 +170,15 @@ impl Report {
             "\nRatio is gatehouse's advantage: above 1 gatehouse is better by that factor \
              (throughput: gatehouse / competitor; latency, time and size: competitor / gatehouse).\n"
         );
-        s.push_str(&table(&self.rows));
+        let lines: Vec<Line> = self.rows.iter().map(Row::line).collect();
+        s.push_str(&table(&lines));
         let _ = writeln!(
             s,
-            "\nFigures 6, 7 and the server's memory (HTTP, whole process): \
-             `cargo bench --bench http` (docs/benchmarks-http.md).\n"
+            "\nFigures {}, {} and {} (HTTP, whole process): \
+             `cargo bench --bench http` (docs/benchmarks-http.md).\n",
+            figure::VERIFY,
+            figure::LOGIN_FLOOD,
+            figure::MEMORY
         );
         if !self.targets.is_empty() {
             let _ = writeln!(
@@ -194,47 +205,70 @@ impl Report {
         s
     }
 
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("report.md"), self.markdown())?;
-        let json = serde_json::to_string_pretty(self).expect("report serializes");
-        std::fs::write(dir.join("report.json"), json)?;
-        Ok(())
+    /// Writes `report.md` and `report.json`; returns the Markdown file's path.
+    pub fn write(&self) -> std::io::Result<PathBuf> {
+        write_results("report", &self.markdown(), self)
     }
 }
 
-fn table_line(r: &Row) -> String {
-    let g = r
-        .gatehouse
-        .map(|v| r.unit.fmt(v))
-        .unwrap_or_else(|| "-".into());
-    let c = r
-        .competitor
-        .map(|v| r.unit.fmt(v))
-        .unwrap_or_else(|| "-".into());
-    let ratio = r
-        .ratio()
-        .map(|x| format!("{x:.2}x"))
-        .unwrap_or_else(|| "-".into());
-    let note = if r.note.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", r.note)
-    };
-    format!(
-        "| {} | {}{} | {} | {}: {} | {} |",
-        r.figure, r.measure, note, g, r.competitor_name, c, ratio
-    )
-}
-
-/// The Markdown table of all rows.
-pub fn table(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "| # | figure | gatehouse | competitor | ratio |\n| --- | --- | --- | --- | --- |\n",
-    );
-    for r in rows {
-        s.push_str(&table_line(r));
-        s.push('\n');
+/// Judges the project's targets on the figures measured.
+pub fn targets(rep: &mut Report) {
+    if let Some((p50, p99, _)) = rep.newest_1m {
+        rep.target(
+            "newest-100 for one user under 100 us in-process (p50 at 1M)",
+            format!("p50 {}, p99 {}", fmt_us(p50), fmt_us(p99)),
+            p50 < 100.0,
+        );
     }
-    s
+    if let Some((a, b)) = rep.flat {
+        rep.target(
+            "newest-100 no slower at 1M than at 100k (p50 within 10%)",
+            format!("{} at 100k, {} at 1M ({:.2}x)", fmt_us(a), fmt_us(b), b / a),
+            b <= a * 1.10,
+        );
+    }
+    if let (Some(&(s0, a)), Some(&(s1, b))) = (rep.full_page.first(), rep.full_page.get(1)) {
+        rep.target(
+            format!(
+                "newest-100 of `{HEAVY_USER}` (always 100 rows) no slower at {} than at {} (p50 within 10%)",
+                short(s1),
+                short(s0)
+            ),
+            format!("{} vs {} ({:.2}x)", fmt_us(a), fmt_us(b), b / a),
+            b <= a * 1.10,
+        );
+    }
+    if let Some(best) = rep.gh_append_best {
+        rep.target(
+            "durable append at least 50k events/s with group commit (best of 1/16/256 writers)",
+            fmt_rate(best, "events"),
+            best >= 50_000.0,
+        );
+    }
+    if let Some((g, _, s)) = rep.newest_1m {
+        rep.target(
+            "newest-100 at least 5x faster than SQLite keyset (p50 at 1M)",
+            format!("{:.2}x ({} vs {})", s / g, fmt_us(g), fmt_us(s)),
+            s / g >= 5.0,
+        );
+    }
+    if let Some((g, s)) = rep.gh_append_256 {
+        rep.target(
+            "durable append at least 2x SQLite FULL with batching (256 writers)",
+            format!(
+                "{:.2}x ({} vs {})",
+                g / s,
+                fmt_rate(g, "events"),
+                fmt_rate(s, "events")
+            ),
+            g / s >= 2.0,
+        );
+    }
+    if let Some((g, s)) = rep.bytes_1m {
+        rep.target(
+            "file no larger than SQLite's (1M events)",
+            format!("{g:.0} vs {s:.0} bytes/event"),
+            g <= s,
+        );
+    }
 }

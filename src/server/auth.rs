@@ -104,7 +104,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The token hash of the request's session cookie, if it is well formed.
 pub fn cookie_hash(state: &AppState, headers: &HeaderMap) -> Option<TokenHash> {
-    cookie(headers, &state.cookie_name)
+    cookie(headers, &state.config.cookie.name)
         .and_then(SessionToken::parse)
         .map(|t| t.hash())
 }
@@ -151,12 +151,12 @@ pub fn lookup_with<T>(
         Ok(None) => return Ok(None),
         Err(e) => return Err(ApiError::internal("session lookup failed", &e)),
     };
-    let interval = state.config.file.session.touch_interval_secs * 1000;
+    let interval = state.config.session.touch_interval_ms;
     // Remember-me sessions are touched too: their deadline does not move,
     // but `last_seen` keeps the sessions list truthful.
     let stale = now.saturating_sub(session.last_seen_ms) >= interval;
-    let Some(out) = state.with_users(|users| {
-        let user = users.get(&session.user)?;
+    let Some(out) = state.with_policy(|policy| {
+        let user = policy.user(&session.user)?;
         Some(f(session, hash, user))
     }) else {
         return Ok(None);
@@ -182,7 +182,7 @@ impl FromRequestParts<AppState> for Authed {
 pub fn session_cookie(config: &Config, token: &SessionToken, max_age: Option<u64>) -> HeaderValue {
     let mut c = format!(
         "{}={}; Path=/; HttpOnly; SameSite=Lax",
-        config.cookie_name(),
+        config.cookie.name,
         token.expose()
     );
     if let Some(age) = max_age {
@@ -196,7 +196,7 @@ pub fn session_cookie(config: &Config, token: &SessionToken, max_age: Option<u64
 pub fn clear_cookie(config: &Config) -> HeaderValue {
     let mut c = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        config.cookie_name()
+        config.cookie.name
     );
     cookie_tail(config, &mut c);
     HeaderValue::from_str(&c).expect("cookie built from validated parts")
@@ -208,23 +208,23 @@ pub fn clear_cookie(config: &Config) -> HeaderValue {
 /// [`cookie`] refuses as ambiguous. Send it before the session cookie: when
 /// this host is the domain itself the two name one cookie, and the later wins.
 pub fn clear_host_only_cookie(config: &Config) -> Option<HeaderValue> {
-    config.file.cookie_domain.as_ref()?;
+    config.cookie.domain.as_ref()?;
     let mut c = format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        config.cookie_name()
+        config.cookie.name
     );
-    if config.secure_cookies() {
+    if config.cookie.secure {
         c.push_str("; Secure");
     }
     HeaderValue::from_str(&c).ok()
 }
 
 fn cookie_tail(config: &Config, c: &mut String) {
-    if let Some(d) = &config.file.cookie_domain {
+    if let Some(d) = &config.cookie.domain {
         c.push_str("; Domain=");
         c.push_str(d);
     }
-    if config.secure_cookies() {
+    if config.cookie.secure {
         c.push_str("; Secure");
     }
 }
@@ -296,11 +296,18 @@ pub fn fill_host<B>(req: &mut axum::http::Request<B>) {
 pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe && !same_origin(&state.config, req.headers()) {
-        return ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "cross-site request refused (Origin does not match)",
-        )
-        .into_response();
+        let status = axum::http::StatusCode::FORBIDDEN;
+        if super::wants_html(req.headers()) {
+            return super::pages::message(
+                status,
+                "Request refused",
+                "This form was sent from another site, so it was refused (cross-site request refused). \
+                 Nothing was changed. To sign in or out, use gatehouse's own pages.",
+                ("/sessions", "Go to your sessions"),
+            );
+        }
+        return ApiError::new(status, "cross-site request refused (Origin does not match)")
+            .into_response();
     }
     next.run(req).await
 }
@@ -311,11 +318,21 @@ mod tests {
     use crate::config::FileConfig;
 
     fn config(trusted: &[&str], origin: Option<&str>) -> Config {
-        let file = FileConfig {
+        config_with(trusted, origin, |_| {})
+    }
+
+    /// As [`config`], with `edit` applied to the file before validation.
+    fn config_with(
+        trusted: &[&str],
+        origin: Option<&str>,
+        edit: impl FnOnce(&mut FileConfig),
+    ) -> Config {
+        let mut file = FileConfig {
             trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
             public_origin: origin.map(String::from),
             ..FileConfig::default()
         };
+        edit(&mut file);
         Config::from_file("t.toml".into(), "d".into(), file).unwrap()
     }
 
@@ -515,14 +532,16 @@ mod tests {
 
     #[test]
     fn cookie_flags() {
-        let mut c = config(&[], None);
+        let c = config(&[], None);
         let t = SessionToken::generate();
         let v = session_cookie(&c, &t, None);
         let s = v.to_str().unwrap();
         assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && s.contains("Path=/"));
         assert!(!s.contains("Max-Age") && !s.contains("Secure"));
-        c.file.secure_cookies = Some(true);
-        c.file.cookie_domain = Some("example.com".into());
+        let c = config_with(&[], None, |f| {
+            f.secure_cookies = Some(true);
+            f.cookie_domain = Some("example.com".into());
+        });
         let s = session_cookie(&c, &t, Some(60))
             .to_str()
             .unwrap()
@@ -549,7 +568,7 @@ mod tests {
 
     #[test]
     fn secure_cookie_without_domain_gets_the_host_prefix() {
-        let mut c = config(&[], Some("https://auth.example.com"));
+        let c = config(&[], Some("https://auth.example.com"));
         let t = SessionToken::generate();
         let s = session_cookie(&c, &t, None).to_str().unwrap().to_string();
         assert!(s.starts_with("__Host-gatehouse_session="), "{s}");
@@ -559,7 +578,9 @@ mod tests {
         );
         assert!(clear_cookie(&c).to_str().unwrap().starts_with("__Host-"));
         assert!(clear_host_only_cookie(&c).is_none());
-        c.file.cookie_domain = Some("example.com".into());
+        let c = config_with(&[], Some("https://auth.example.com"), |f| {
+            f.cookie_domain = Some("example.com".into());
+        });
         let s = session_cookie(&c, &t, None).to_str().unwrap().to_string();
         assert!(
             s.starts_with("gatehouse_session=") && s.contains("Domain=example.com"),

@@ -292,7 +292,7 @@ async fn attempt(
 
     // Success: a fresh session; the old one (if any) ends, so a token planted
     // before login never becomes an authenticated one.
-    let s = &state.config.file.session;
+    let s = &state.config.session;
     let remember = remember_me.is_some_and(|f| f.is_set());
     // The session and its `login.success` event commit together: a 303 (or
     // 200) means both are durable. When the disk is full or failing, the
@@ -307,12 +307,12 @@ async fn attempt(
             NewSession {
                 user: user.name.clone(),
                 remember_me: remember,
-                idle_ttl_ms: s.idle_secs * 1000,
+                idle_ttl_ms: s.idle_ms,
                 absolute_ttl_ms: if remember {
-                    s.remember_me_secs
+                    s.remember_me_ms
                 } else {
-                    s.absolute_secs
-                } * 1000,
+                    s.absolute_ms
+                },
                 max_per_user: s.max_per_user,
                 ip,
                 user_agent: ua.clone(),
@@ -356,7 +356,7 @@ async fn attempt(
     m.login_success.inc();
     tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login succeeded");
 
-    let max_age = remember.then_some(s.remember_me_secs);
+    let max_age = remember.then_some(s.remember_me_ms / 1000);
     let cookie = session_cookie(&state.config, &created.token, max_age);
     let target = safe_redirect(&state.config, headers, &rd).unwrap_or_else(|| "/".into());
     let mut res = if super::wants_json(headers) {

@@ -117,7 +117,7 @@ macro_rules! store_histogram {
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    if !state.config.file.metrics {
+    if !state.config.metrics {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "metrics are disabled"));
     }
     let m = &state.metrics;

@@ -3,18 +3,23 @@
 //!
 //! [`AppState`] is one `Arc`, cloned per request. It holds the store (reads on
 //! the request's own thread, no locks), the writer (all writes), the hashing
-//! pool, the regulator and the metrics. Users sit behind a `RwLock<Arc<..>>`
-//! that a reload swaps whole, so a request sees one consistent set. Under the
-//! same lock the reload moves the credential generation of every changed user
-//! ([`CredentialGenerations`]), which the writer checks before it creates a
-//! session: a login whose password was checked against a replaced hash gets
-//! no session.
+//! pool, the regulator and the metrics. The users form one [`Policy`] behind a
+//! `RwLock<Arc<Policy>>` that a reload swaps whole, so a request sees one
+//! consistent set. Under the same lock the reload moves the credential
+//! generation of every changed user ([`CredentialGenerations`]), which the
+//! writer checks before it creates a session: a login whose password was
+//! checked against a replaced hash gets no session.
 
 pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod conn;
+mod dispatch;
+mod error;
 pub mod extract;
+pub mod first_start;
+pub mod health;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;
@@ -23,10 +28,11 @@ pub mod password;
 pub mod redirect;
 pub mod regulation;
 pub mod rejections;
+pub mod reload;
 pub mod sessions;
+pub mod tasks;
 pub mod verify;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -38,10 +44,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use crate::config::{Config, UserEntry, Users};
+use crate::config::{Config, Policy, UserEntry};
 use crate::store::{CredentialCheck, CredentialGenerations, Store, Writer};
 
-pub use lifecycle::{Activity, Exit, Reloader, Server, ServerError};
+pub use dispatch::answer_hot;
+pub use error::ServerError;
+pub use health::Activity;
+pub use lifecycle::{Exit, Server};
+pub use reload::Reloader;
 
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]
@@ -51,18 +61,16 @@ pub struct AppState {
 
 /// What [`AppState`] holds.
 pub struct Inner {
-    /// Settings fixed at start. `config.users` is the start-up set; use
-    /// [`AppState::users`] for the current one.
+    /// Settings fixed at start. Its policy is the one the server started
+    /// with; the current one is [`AppState::policy`].
     pub config: Config,
-    /// Current users, replaced whole by a reload.
-    users: RwLock<Users>,
+    /// The current policy, replaced whole by a reload.
+    policy: RwLock<Arc<Policy>>,
     /// Per-user credential generations, shared with the writer thread
-    /// through the session-creating operation. Bumped only while `users` is
-    /// write-locked, so a reader of `users` sees a user and a generation of
+    /// through the session-creating operation. Bumped only while `policy` is
+    /// write-locked, so a reader of `policy` sees a user and a generation of
     /// the same reload.
     credentials: CredentialGenerations,
-    /// The session cookie's name (`Config::cookie_name`), fixed at start.
-    pub cookie_name: String,
     pub store: Store,
     pub writer: Writer,
     pub hasher: password::Hasher,
@@ -88,13 +96,12 @@ impl AppState {
         hasher: password::Hasher,
         activity: Arc<Activity>,
     ) -> Self {
-        let regulator = regulation::Regulator::new(config.file.regulation.clone());
-        let rejections = rejections::Rejections::new(&config.file.regulation);
+        let regulator = regulation::Regulator::new(config.regulation.clone());
+        let rejections = rejections::Rejections::new(&config.regulation);
         AppState {
             inner: Arc::new(Inner {
-                users: RwLock::new(config.users.clone()),
+                policy: RwLock::new(config.policy().clone()),
                 credentials: CredentialGenerations::default(),
-                cookie_name: config.cookie_name(),
                 config,
                 store,
                 writer,
@@ -107,30 +114,28 @@ impl AppState {
         }
     }
 
-    /// The current users.
-    pub fn users(&self) -> Users {
-        self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Runs `f` on the current users without cloning the set.
-    pub fn with_users<T>(&self, f: impl FnOnce(&HashMap<String, UserEntry>) -> T) -> T {
-        f(&self.users.read().unwrap_or_else(|p| p.into_inner()))
+    /// Runs `f` on the current policy under its read lock, without cloning
+    /// the `Arc` (the forward-auth path).
+    pub fn with_policy<T>(&self, f: impl FnOnce(&Policy) -> T) -> T {
+        f(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The current entry of `name` and a check, taken under the same lock,
     /// that holds until a reload changes that user's credentials.
     pub fn user_for_login(&self, name: &str) -> (Option<UserEntry>, CredentialCheck) {
-        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
-        (users.get(name).cloned(), self.credentials.check(name))
+        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        (policy.user(name).cloned(), self.credentials.check(name))
     }
 
-    /// Replaces the users. A session whose user disappeared is refused at
-    /// its next check; use [`AppState::replace_users`] to also end sessions.
-    pub fn set_users(&self, users: Users) {
-        *self.users.write().unwrap_or_else(|p| p.into_inner()) = users;
-    }
-
-    /// Replaces the users (a reload) and ends every session of a user who
+    /// Replaces the policy (a reload) and ends every session of a user who
     /// was removed, whose password hash changed, or who was just added. So
     /// a password change signs out the old sessions, and a name that comes
     /// back (perhaps for someone else, perhaps after being removed while the
@@ -141,17 +146,17 @@ impl AppState {
     /// too: the changed users' credential generations move together with the
     /// swap, before any revocation is queued, so their session creation is
     /// refused by the writer if it comes after the revocation.
-    pub async fn replace_users(&self, users: Users) -> Vec<String> {
-        let old = self.users();
-        let removed_or_changed = old.values().filter(|u| {
-            users
-                .get(&u.name)
+    pub async fn replace_policy(&self, policy: Arc<Policy>) -> Vec<String> {
+        let old = self.policy();
+        let removed_or_changed = old.users().values().filter(|u| {
+            policy
+                .user(&u.name)
                 .is_none_or(|n| n.password_hash != u.password_hash)
         });
         let now = crate::store::now_ms();
         // A newly added name should have no sessions; any it has are leftovers.
-        let added = users.values().filter(|u| {
-            !old.contains_key(&u.name)
+        let added = policy.users().values().filter(|u| {
+            old.user(&u.name).is_none()
                 && self
                     .store
                     .sessions_of(&u.name, now)
@@ -164,8 +169,8 @@ impl AppState {
         changed.sort();
         changed.dedup();
         {
-            let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
-            *current = users;
+            let mut current = self.policy.write().unwrap_or_else(|p| p.into_inner());
+            *current = policy;
             // Before the revocations below are queued: the writer applies in
             // order, so each login of a changed user either commits its
             // session before the revocation or finds the generation moved.
@@ -188,30 +193,12 @@ impl AppState {
     }
 }
 
-/// The answer to a request for one of the hot routes, made on the spot
-/// without the router: `GET /auth/verify` and `GET /healthz` (exact paths, as
-/// the router matches them). `None` for every other request, which goes to
-/// [`router`]; that has the same two routes too, for `HEAD` and the 405 of
-/// other methods. Sparing the router its route lookup, per-request service
-/// clone and boxed future matters only here, on the request every protected
-/// page load makes.
-pub fn answer_hot<B>(state: &AppState, req: &axum::http::Request<B>) -> Option<Response> {
-    if req.method() != axum::http::Method::GET {
-        return None;
-    }
-    match req.uri().path() {
-        "/auth/verify" => Some(verify::answer(state, req)),
-        "/healthz" => Some(lifecycle::health(state)),
-        _ => None,
-    }
-}
-
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
-    let limits = &state.config.file.limits;
+    let limits = &state.config.limits;
     let login_limit = limits.login_body_bytes;
     let body_limit = limits.body_bytes;
-    let timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
+    let timeout = limits.request_timeout;
     let login = Router::new()
         .route("/login", get(login::form).post(login::submit))
         .layer(DefaultBodyLimit::max(login_limit));
@@ -225,7 +212,7 @@ pub fn router(state: AppState) -> Router {
     // a boxed service and a boxed future per request.
     let hot = Router::new()
         .route("/auth/verify", get(verify::verify))
-        .route("/healthz", get(lifecycle::healthz));
+        .route("/healthz", get(health::healthz));
     let rest = Router::new()
         .merge(login)
         .route("/", get(home))
@@ -267,7 +254,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            lifecycle::track_activity,
+            health::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -275,8 +262,9 @@ pub fn router(state: AppState) -> Router {
     // answers are read by the proxy, not by browsers (see `answer_hot`).
     let hsts = state
         .config
-        .hsts()
-        .and_then(|v| HeaderValue::from_str(&v).ok());
+        .hsts
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok());
     let rest = match hsts {
         Some(v) => rest.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -368,6 +356,16 @@ impl IntoResponse for ApiError {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
+}
+
+/// Whether the client is a browser asking for a page: it accepts HTML and
+/// did not ask for JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    !wants_json(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
 }
 
 /// Whether the client asked for JSON.

@@ -91,7 +91,7 @@ pub fn safe_redirect(config: &Config, headers: &HeaderMap, rd: &str) -> Option<S
                     && port.or_else(|| default_port(url.scheme())) == url.port_or_known_default()
             });
     let allowed = (url.scheme() == "https" || public.is_some_and(|o| o.scheme() == url.scheme()))
-        && config.file.allowed_redirect_domains.iter().any(|d| {
+        && config.allowed_redirect_domains.iter().any(|d| {
             let d = d.trim_start_matches('.').to_ascii_lowercase();
             !d.is_empty() && (host == d || host.ends_with(&format!(".{d}")))
         });

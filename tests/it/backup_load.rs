@@ -15,7 +15,7 @@ use std::time::Duration;
 use gatehouse::store::{EventId, EventKind, NewEvent, Store, StoreOptions, Writer, WriterConfig};
 use tokio::sync::Mutex;
 
-use crate::crash_server::{WAIT, auditctl};
+use crate::child::{WAIT, auditctl};
 
 fn snapshots() -> usize {
     std::env::var("GATEHOUSE_BACKUP_SNAPSHOTS")

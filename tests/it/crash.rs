@@ -12,23 +12,7 @@ use std::time::Duration;
 
 use gatehouse::store::*;
 
-fn cycles() -> usize {
-    std::env::var("GATEHOUSE_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-}
-
-/// xorshift64*: enough randomness to pick kill moments.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use crate::child::{Rng, cycles};
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
@@ -37,7 +21,7 @@ fn acknowledged_writes_survive_sigkill() {
     let mut rng = Rng(now_us() | 1);
     let mut acked_events: Vec<u64> = Vec::new();
     let mut acked_sessions: Vec<String> = Vec::new();
-    let cycles = cycles();
+    let cycles = cycles(20);
     for cycle in 0..cycles {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([

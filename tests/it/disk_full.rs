@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gatehouse::store::{SessionToken, Store, StoreOptions, now_ms};
 use reqwest::StatusCode;
 
-use crate::crash_server::{
+use crate::child::{
     Proc, WAIT, auditctl, crash_config, form_login, login_success_ids, plain_client, verify_status,
     wait_healthy,
 };
@@ -120,7 +120,7 @@ async fn a_full_disk_fails_writes_cleanly_and_the_server_recovers() {
             .await
             .expect("a login on a full disk got no answer");
         match r.status() {
-            StatusCode::OK => acked.push(crate::crash_server::token_of(&r).unwrap()),
+            StatusCode::OK => acked.push(crate::harness::token_of(&r).unwrap()),
             s => {
                 let body: serde_json::Value = r.json().await.unwrap();
                 refused = Some((s, body));

@@ -13,18 +13,8 @@ use gatehouse::store::{
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::crash_server::WAIT;
+use crate::child::WAIT;
 use crate::harness::*;
-
-/// One request on a fresh connection; the raw answer (empty if closed).
-async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, conn.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// The value of a metric line `name value` in Prometheus text.
 fn metric(text: &str, name: &str) -> Option<f64> {

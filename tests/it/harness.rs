@@ -154,3 +154,38 @@ pub fn set_cookie(r: &reqwest::Response) -> String {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
 }
+
+/// Sends raw bytes on a fresh connection and returns what comes back (empty
+/// when the server closed without answering). The server may answer and
+/// close before the whole request is written.
+pub async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = conn.write_all(req).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        conn.read_to_end(&mut out),
+    )
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One `GET` on a fresh connection; the raw answer (empty if closed).
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    raw(addr, req.as_bytes()).await
+}
+
+/// The session token a login response set, if it set one (a removal,
+/// `Max-Age=0`, is not one).
+pub fn token_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| !c.contains("Max-Age=0"))
+        .and_then(|c| c.split(';').next())
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string())
+}

@@ -7,14 +7,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(req).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_and_headers_are_bounded() {
     let s = TestServer::start(&config_text("", "")).await;
@@ -227,7 +219,7 @@ async fn ask(conn: &mut tokio::net::TcpStream) -> Option<String> {
         return None;
     }
     let mut buf = [0u8; 1024];
-    let n = tokio::time::timeout(crate::crash_server::WAIT, conn.read(&mut buf))
+    let n = tokio::time::timeout(crate::child::WAIT, conn.read(&mut buf))
         .await
         .expect("neither answered nor closed")
         .unwrap_or(0);
@@ -286,7 +278,7 @@ async fn one_client_cannot_take_every_connection() {
         .await
         .unwrap();
     let mut body = Vec::new();
-    tokio::time::timeout(crate::crash_server::WAIT, m.read_to_end(&mut body))
+    tokio::time::timeout(crate::child::WAIT, m.read_to_end(&mut body))
         .await
         .unwrap()
         .unwrap();

@@ -6,6 +6,8 @@ mod auditctl;
 mod backup_load;
 mod browser;
 mod caddy;
+mod child;
+mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;

@@ -182,7 +182,7 @@ async fn a_burst_of_guesses_hashes_at_most_the_limit() {
     }
     // Every attempt beyond the limit is answered while the others wait.
     for _ in 0..N - LIMIT {
-        let r = tokio::time::timeout(crate::crash_server::WAIT, burst.join_next())
+        let r = tokio::time::timeout(crate::child::WAIT, burst.join_next())
             .await
             .expect("the attempts beyond the limit were not refused")
             .unwrap()

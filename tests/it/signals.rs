@@ -1,6 +1,6 @@
-//! The real binary: SIGTERM stops it cleanly (exit 0, `server.stopped`
-//! recorded, database closed), a second signal exits at once, a bad config
-//! is a clear error.
+//! The real binary: SIGHUP reloads the users, SIGTERM stops it cleanly
+//! (exit 0, `server.stopped` recorded, database closed), a second signal
+//! exits at once, a bad config is a clear error.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -149,4 +149,61 @@ async fn hash_password_reads_stdin() {
         phc.trim()
     ));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("pass phrase"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, port) = start(tmp.path()).await;
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let bob = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = bob
+        .post(url("/login"))
+        .form(&[("username", "bob"), ("password", crate::harness::BOB_PW)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let verify = || async { bob.get(url("/auth/verify")).send().await.unwrap().status() };
+    assert_eq!(verify().await, 200);
+    // Bob leaves the config file; a SIGHUP makes the server read it again.
+    let path = tmp.path().join("gatehouse.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without_bob = text.split("[[users]]\nname = \"bob\"").next().unwrap();
+    std::fs::write(&path, without_bob).unwrap();
+    signal(&child, "-HUP");
+    let mut refused = false;
+    for _ in 0..400 {
+        if verify().await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(refused, "bob's session outlived the reload");
+    // Still running, and it stops cleanly.
+    assert!(child.try_wait().unwrap().is_none());
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let store =
+        Store::open_read_only(tmp.path().join("gatehouse.redb"), &StoreOptions::default()).unwrap();
+    let reloads = store
+        .query_events(
+            &EventFilter {
+                kinds: vec![EventKind::ConfigReloaded],
+                ..EventFilter::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(reloads.events.len(), 1);
 }

@@ -74,7 +74,8 @@ async fn forms_on_other_origins_are_refused() {
     assert_eq!(tab.status(), Some(403));
     assert!(tab.text().await.contains("cross-site request refused"));
     assert!(session_cookie(&tab).await.is_none());
-    tab.screenshot("cross-site-login-refused").await;
+    assert_eq!(tab.text_of("h1").await.as_deref(), Some("Request refused"));
+    tab.check_page("cross-site-login-refused").await;
 
     // Signed in for real; then other origins try to sign out and revoke.
     tab.goto(&s.at("/login")).await;

@@ -1,8 +1,27 @@
-//! Latency samples and their summary (p50, p99, mean), and small timing helpers.
+//! Latency samples and their summaries, percentiles, medians and ratios: the
+//! one definition of each that every figure of the suite uses.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+/// The nearest-rank percentile of sorted samples: the smallest sample with at
+/// least a fraction `q` of all samples at or below it. `None` when empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
+}
+
+/// Percentile `q` (0 to 1) of latencies in whole microseconds, in any order
+/// (NaN when empty).
+pub fn percentile_us(samples_us: &[u32], q: f64) -> f64 {
+    let mut s = samples_us.to_vec();
+    s.sort_unstable();
+    nearest_rank(&s, q).map_or(f64::NAN, f64::from)
+}
 
 /// Summary of a set of latency samples, in microseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -27,10 +46,7 @@ impl Lat {
         }
         samples.sort_unstable();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let pick = |q: f64| {
-            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-            us(samples[i])
-        };
+        let pick = |q: f64| us(nearest_rank(samples, q).expect("non-empty"));
         let sum: Duration = samples.iter().sum();
         Lat {
             n: samples.len(),
@@ -52,56 +68,6 @@ pub fn sample<T>(n: usize, mut f: impl FnMut(usize) -> T) -> Lat {
         v.push(t.elapsed());
     }
     Lat::of(&mut v)
-}
-
-/// Human form of a latency in microseconds.
-pub fn fmt_us(us: f64) -> String {
-    if !us.is_finite() {
-        "n/a".into()
-    } else if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 1e3 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{us:.1} us")
-    }
-}
-
-/// Human form of a rate.
-pub fn fmt_rate(per_s: f64, unit: &str) -> String {
-    if !per_s.is_finite() {
-        return "n/a".into();
-    }
-    let s = if per_s >= 100.0 {
-        group(per_s.round() as u64)
-    } else {
-        format!("{per_s:.1}")
-    };
-    format!("{s} {unit}/s")
-}
-
-/// 1234567 -> "1,234,567".
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Compact count: 100000 -> "100k", 1000000 -> "1M".
-pub fn short(n: usize) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n % 1_000 == 0 {
-        format!("{}k", n / 1_000)
-    } else {
-        n.to_string()
-    }
 }
 
 /// Runs `f` and `g` alternately `n` times each and summarises each one's
@@ -136,5 +102,29 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         v[m]
     } else {
         (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// `a / b`, or `None` unless both are finite and positive (a missing or
+/// failed measurement has no ratio).
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0).then(|| a / b)
+}
+
+/// Whether a bigger or a smaller number is better.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// gatehouse's advantage over a competitor: above 1 gatehouse is better by
+/// that factor (throughput: gatehouse / competitor; latency, time and size:
+/// competitor / gatehouse).
+pub fn advantage(gatehouse: f64, competitor: f64, better: Better) -> Option<f64> {
+    match better {
+        Better::Higher => ratio(gatehouse, competitor),
+        Better::Lower => ratio(competitor, gatehouse),
     }
 }

@@ -1,0 +1,66 @@
+//! The policy: who may sign in (and, as they are added, access rules and
+//! groups). One immutable value built from a validated config; a running
+//! server holds the current one behind a single lock and a reload replaces
+//! it whole, so a request never sees parts of two reloads.
+
+use std::collections::HashMap;
+
+use super::schema::{Argon2Settings, UserEntry};
+
+/// Users (and room for the rules that will refer to them), fixed once built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Users by name; names are unique and validated.
+    users: HashMap<String, UserEntry>,
+}
+
+impl Policy {
+    /// A policy of already validated users (see [`super::Config::load`]).
+    pub(super) fn new(users: HashMap<String, UserEntry>) -> Policy {
+        Policy { users }
+    }
+
+    /// The entry of user `name`.
+    pub fn user(&self, name: &str) -> Option<&UserEntry> {
+        self.users.get(name)
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> &HashMap<String, UserEntry> {
+        &self.users
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there is no user at all (the server then creates one).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Users whose hash is not argon2id at cost `a`, sorted. A login for an
+    /// unknown name is checked against a dummy hash at that cost, so a failed
+    /// login for one of these users takes a different time than one for a
+    /// name that does not exist, which tells that the name exists.
+    pub fn users_with_other_cost(&self, a: &Argon2Settings) -> Vec<String> {
+        let mut odd: Vec<String> = self
+            .users
+            .values()
+            .filter(|u| {
+                let Ok(h) = argon2::PasswordHash::new(&u.password_hash) else {
+                    return true;
+                };
+                let param = |name: &str| h.params.get_decimal(name);
+                h.algorithm.as_str() != "argon2id"
+                    || param("m") != Some(a.memory_kib)
+                    || param("t") != Some(a.iterations)
+                    || param("p") != Some(a.parallelism)
+            })
+            .map(|u| u.name.clone())
+            .collect();
+        odd.sort();
+        odd
+    }
+}

@@ -1,0 +1,262 @@
+//! The config file's schema: the serde structs of every section, with the
+//! built-in defaults. These are the file as written; [`super::validate`]
+//! checks them and turns them into the typed [`super::Config`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("unknown log format {s:?} (expected text or json)")),
+        }
+    }
+}
+
+/// One account. The password is only ever held as its argon2 PHC string.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// Login name, unique in the file.
+    pub name: String,
+    /// argon2 PHC string, as printed by `gatehouse hash-password`.
+    pub password_hash: String,
+    /// Admins may read the audit trail and manage other users' sessions.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+impl fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not a password, but it is offline-crackable: keep it out of logs.
+        f.debug_struct("UserEntry")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session lifetimes and caps.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// An ordinary session ends after this long without use.
+    pub idle_secs: u64,
+    /// An ordinary session ends this long after login, whatever the use.
+    pub absolute_secs: u64,
+    /// A "keep me signed in" session lasts this long (no idle limit).
+    pub remember_me_secs: u64,
+    /// Most sessions one user holds; a new login evicts the oldest.
+    pub max_per_user: usize,
+    /// A verify more than this long after the last recorded use slides the
+    /// idle deadline (one coalesced write).
+    pub touch_interval_secs: u64,
+    /// How often expired sessions and bans are swept.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_secs: 2 * 3600,
+            absolute_secs: 24 * 3600,
+            remember_me_secs: 30 * 24 * 3600,
+            max_per_user: 32,
+            touch_interval_secs: 60,
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// Brute-force regulation.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegulationSettings {
+    /// Failures per user or per client IP within `window_secs` that trigger a ban.
+    pub max_failures: usize,
+    pub window_secs: u64,
+    pub ban_secs: u64,
+    /// Most users and IPs tracked at once; the stalest are dropped beyond it.
+    pub max_tracked: usize,
+}
+
+impl Default for RegulationSettings {
+    fn default() -> Self {
+        RegulationSettings {
+            max_failures: 5,
+            window_secs: 600,
+            ban_secs: 900,
+            max_tracked: 10_000,
+        }
+    }
+}
+
+/// Request and connection bounds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest login request body.
+    pub login_body_bytes: usize,
+    /// Largest body of any other request.
+    pub body_bytes: usize,
+    /// Largest request head (request line plus headers).
+    pub header_bytes: usize,
+    /// Time a client has to send the request head.
+    pub header_read_timeout_secs: u64,
+    /// Time a request may take from head to response.
+    pub request_timeout_secs: u64,
+    /// Most open client connections; further clients wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Most open connections from one client address (an IPv6 client: its
+    /// /64 network); a connection beyond it is closed at once. Trusted
+    /// proxies are not counted: they carry many clients.
+    pub max_connections_per_ip: usize,
+    /// Logins that may wait for a free hashing slot before answering 503.
+    pub hash_queue: usize,
+    /// Hashing slots; 0 means one per CPU core.
+    pub hash_workers: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            login_body_bytes: 16 * 1024,
+            body_bytes: 64 * 1024,
+            header_bytes: 16 * 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            hash_queue: 8,
+            hash_workers: 0,
+        }
+    }
+}
+
+/// `Strict-Transport-Security`, sent only when `public_origin` is https.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HstsSettings {
+    /// Send the header (with an https public origin).
+    pub enabled: bool,
+    /// How long browsers remember to use only HTTPS for this host.
+    pub max_age_secs: u64,
+    /// Add `includeSubDomains`: every subdomain of gatehouse's host must
+    /// then serve HTTPS too, so it is off unless the operator says so.
+    pub include_subdomains: bool,
+}
+
+impl Default for HstsSettings {
+    fn default() -> Self {
+        HstsSettings {
+            enabled: true,
+            max_age_secs: 365 * 86_400,
+            include_subdomains: false,
+        }
+    }
+}
+
+/// argon2id cost used for new hashes and the dummy hash.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        // The argon2 crate's defaults: the OWASP baseline.
+        Argon2Settings {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Everything in the config file. Every field has a default.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub bind: String,
+    pub data_dir: Option<PathBuf>,
+    /// `scheme://host[:port]` the browser sees; used for CSRF checks and for
+    /// absolute login redirects. Unset: the request's `Host` is the reference.
+    pub public_origin: Option<String>,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    /// Add `Secure` to the cookie. Unset: on when `public_origin` is https.
+    pub secure_cookies: Option<bool>,
+    /// Hosts (and their subdomains) that `rd` may point to besides this one.
+    pub allowed_redirect_domains: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed. IPs or CIDR blocks.
+    pub trusted_proxies: Vec<String>,
+    pub log_format: LogFormat,
+    /// Serve `/metrics`.
+    pub metrics: bool,
+    /// Exit after this long without activity and open connections; 0: never.
+    pub idle_timeout_secs: u64,
+    /// Time in-flight requests get to finish at shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Audit events older than this many days are removed (after archiving,
+    /// see `archive_pruned_events`). Unset: keep every event forever.
+    pub audit_retention_days: Option<u64>,
+    /// Append events to `<data-dir>/archive/audit-YYYY-MM.jsonl.zst` before
+    /// retention removes them.
+    pub archive_pruned_events: bool,
+    /// How often the retention pass runs.
+    pub retention_interval_secs: u64,
+    /// redb page cache, in MiB: memory stays flat whatever the data size.
+    pub cache_mib: usize,
+    pub session: SessionSettings,
+    pub regulation: RegulationSettings,
+    pub limits: LimitSettings,
+    pub hsts: HstsSettings,
+    pub argon2: Argon2Settings,
+    pub users: Vec<UserEntry>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: None,
+            public_origin: None,
+            cookie_name: "gatehouse_session".into(),
+            cookie_domain: None,
+            secure_cookies: None,
+            allowed_redirect_domains: Vec::new(),
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            metrics: false,
+            idle_timeout_secs: 0,
+            shutdown_grace_secs: 10,
+            audit_retention_days: None,
+            archive_pruned_events: true,
+            retention_interval_secs: 3600,
+            cache_mib: 32,
+            session: SessionSettings::default(),
+            regulation: RegulationSettings::default(),
+            limits: LimitSettings::default(),
+            hsts: HstsSettings::default(),
+            argon2: Argon2Settings::default(),
+            users: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Loading, validation and the lines errors name.
+
+use std::collections::HashMap;
+
+use super::*;
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+
+fn load_text(text: &str) -> Result<Config, ConfigError> {
+    let file = parse_file(Path::new("g.toml"), text)?;
+    Config::from_file("g.toml".into(), "d".into(), file).map_err(|e| locate(e, text))
+}
+
+#[test]
+fn validation_errors_name_the_line() {
+    let e = load_text("metrics = true\n[session]\nmax_per_user = 3\nidle_secs = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:4: invalid setting `session.idle_secs`"),
+        "{e}"
+    );
+    let e = load_text("bind = \"x\"").unwrap_err().to_string();
+    assert!(e.starts_with("g.toml:1: invalid setting `bind`"), "{e}");
+    let two = format!(
+        "[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n\n[[users]]\nname = \"b c\"\npassword_hash = \"{HASH}\"\n"
+    );
+    let e = load_text(&two).unwrap_err().to_string();
+    assert!(
+        e.starts_with("g.toml:6: invalid setting `users[1].name`"),
+        "{e}"
+    );
+    let e = load_text("[argon2]\nmemory_kib = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("g.toml:1: invalid setting `argon2`"), "{e}");
+    assert_eq!(field_line("x = 1", "trusted_proxies[0]"), None);
+    assert_eq!(
+        field_line("a=1\ntrusted_proxies = [\"x\"]", "trusted_proxies[0]"),
+        Some(2)
+    );
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = load_text("").unwrap();
+    assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.cookie.name, "gatehouse_session");
+    assert_eq!(c.session.max_per_user, 32);
+    assert_eq!(c.db_path(), PathBuf::from("d/gatehouse.redb"));
+    assert!(c.policy().is_empty());
+}
+
+#[test]
+fn type_error_names_line_and_field() {
+    let e = load_text("bind = \"127.0.0.1:1\"\n[session]\nidle_secs = \"soon\"\n").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("g.toml:3:"), "{msg}");
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn unknown_field_is_an_error() {
+    let e = load_text("\n\nbindd = \"x\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("g.toml:3:1"), "{e}");
+    assert!(e.contains("bindd"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    let e = load_text("bind = \"nope\"").unwrap_err().to_string();
+    assert!(e.contains("`bind`"), "{e}");
+    let e = load_text("[session]\nidle_secs = 0")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("session.idle_secs"), "{e}");
+    let e = load_text("trusted_proxies = [\"10.0.0.0/33\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trusted_proxies[0]"), "{e}");
+    let e = load_text("[[users]]\nname = \"a\"\npassword_hash = \"plain\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("users[0].password_hash"), "{e}");
+}
+
+#[test]
+fn users_parse_and_duplicates_fail() {
+    let one = format!("[[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\nadmin = true\n");
+    let c = load_text(&one).unwrap();
+    let alice = c.policy().user("alice").unwrap();
+    assert!(alice.admin);
+    assert!(!format!("{alice:?}").contains("argon2"));
+    let two = format!("{one}{one}");
+    assert!(
+        load_text(&two)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate")
+    );
+}
+
+#[test]
+fn ip_nets_match() {
+    let n = IpNet::parse("10.1.0.0/16").unwrap();
+    assert!(n.contains("10.1.2.3".parse().unwrap()));
+    assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!n.contains("10.2.0.1".parse().unwrap()));
+    let one = IpNet::parse("::1").unwrap();
+    assert!(one.contains("::1".parse().unwrap()));
+    assert!(
+        IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap())
+    );
+    assert!(IpNet::parse("x").is_none());
+}
+
+#[test]
+fn append_user_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.toml");
+    std::fs::write(&p, "metrics = true").unwrap();
+    let u = UserEntry {
+        name: "admin".into(),
+        password_hash: HASH.into(),
+        admin: true,
+    };
+    append_user(&p, &u).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    let f = parse_file(&p, &text).unwrap();
+    assert!(f.metrics);
+    assert_eq!(f.users, vec![u]);
+}
+
+#[test]
+fn users_hashed_at_another_cost_are_named() {
+    // HASH is m=19456,t=2,p=1: the default cost.
+    let one = format!("[[users]]\nname = \"alice\"\npassword_hash = \"{HASH}\"\n");
+    assert!(load_text(&one).unwrap().users_with_other_cost().is_empty());
+    let cheap = format!("[argon2]\nmemory_kib = 64\niterations = 1\n{one}");
+    assert_eq!(
+        load_text(&cheap).unwrap().users_with_other_cost(),
+        ["alice"]
+    );
+}
+
+#[test]
+fn cookie_name_prefix_and_secure_default() {
+    let c = load_text("").unwrap();
+    assert!(!c.cookie.secure);
+    assert_eq!(c.cookie.name, "gatehouse_session");
+    let c = load_text("public_origin = \"https://auth.example.com\"").unwrap();
+    assert!(c.cookie.secure);
+    assert_eq!(c.cookie.name, "__Host-gatehouse_session");
+    let c = load_text("public_origin = \"https://a.example.com\"\ncookie_domain = \"example.com\"")
+        .unwrap();
+    assert_eq!(c.cookie.name, "gatehouse_session");
+    let c = load_text("public_origin = \"https://a.example.com\"\nsecure_cookies = false").unwrap();
+    assert!(!c.cookie.secure);
+    assert_eq!(c.cookie.name, "gatehouse_session");
+    let e = load_text("cookie_name = \"__Host-x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cookie_name"), "{e}");
+    let e = load_text("secure_cookies = true\ncookie_name = \"__Host-x\"\ncookie_domain = \"a.b\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cookie_name"), "{e}");
+    assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
+}
+
+#[test]
+fn hsts_only_with_an_https_public_origin() {
+    assert_eq!(load_text("").unwrap().hsts, None);
+    assert_eq!(
+        load_text("public_origin = \"http://auth.example.com\"")
+            .unwrap()
+            .hsts,
+        None
+    );
+    let https = "public_origin = \"https://auth.example.com\"\n";
+    assert_eq!(
+        load_text(https).unwrap().hsts.as_deref(),
+        Some("max-age=31536000")
+    );
+    let c = load_text(&format!(
+        "{https}[hsts]\nmax_age_secs = 600\ninclude_subdomains = true\n"
+    ))
+    .unwrap();
+    assert_eq!(c.hsts.as_deref(), Some("max-age=600; includeSubDomains"));
+    let off = load_text(&format!("{https}[hsts]\nenabled = false\n")).unwrap();
+    assert_eq!(off.hsts, None);
+    let e = load_text("[hsts]\nmax_age_secs = 999999999999\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `hsts.max_age_secs`"),
+        "{e}"
+    );
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys of every section, so that generated files reach validation.
+    const KEYS: &[(&str, &str)] = &[
+        ("", "bind"),
+        ("", "public_origin"),
+        ("", "cookie_name"),
+        ("", "cookie_domain"),
+        ("", "secure_cookies"),
+        ("", "trusted_proxies"),
+        ("", "allowed_redirect_domains"),
+        ("", "idle_timeout_secs"),
+        ("", "shutdown_grace_secs"),
+        ("session", "idle_secs"),
+        ("session", "absolute_secs"),
+        ("session", "remember_me_secs"),
+        ("session", "max_per_user"),
+        ("session", "touch_interval_secs"),
+        ("regulation", "max_failures"),
+        ("regulation", "window_secs"),
+        ("regulation", "ban_secs"),
+        ("regulation", "max_tracked"),
+        ("limits", "login_body_bytes"),
+        ("limits", "body_bytes"),
+        ("limits", "header_bytes"),
+        ("limits", "max_connections"),
+        ("limits", "hash_workers"),
+        ("limits", "hash_queue"),
+        ("limits", "max_connections_per_ip"),
+        ("hsts", "enabled"),
+        ("hsts", "max_age_secs"),
+        ("hsts", "include_subdomains"),
+        ("argon2", "memory_kib"),
+        ("argon2", "iterations"),
+        ("argon2", "parallelism"),
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|v| v.to_string()),
+            (0u64..100_000).prop_map(|v| v.to_string()),
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<bool>().prop_map(|v| v.to_string()),
+            ".{0,20}".prop_map(|v| format!("{v:?}")),
+            Just("\"127.0.0.1:0\"".to_string()),
+            Just("\"https://auth.example.com\"".to_string()),
+            Just("[\"10.0.0.0/8\", \"::1\"]".to_string()),
+            Just("1e999".to_string()),
+            Just("[".to_string()),
+        ]
+    }
+
+    /// A file of real keys with random values, in random sections.
+    fn file() -> impl Strategy<Value = String> {
+        proptest::collection::vec((0..KEYS.len(), value()), 0..12).prop_map(|kvs| {
+            let mut top = String::new();
+            let mut sections: HashMap<&str, String> = HashMap::new();
+            for (i, v) in kvs {
+                let (sec, key) = KEYS[i];
+                let line = format!("{key} = {v}\n");
+                if sec.is_empty() {
+                    top.push_str(&line);
+                } else {
+                    sections.entry(sec).or_default().push_str(&line);
+                }
+            }
+            for (sec, body) in sections {
+                top.push_str(&format!("[{sec}]\n{body}"));
+            }
+            top
+        })
+    }
+
+    fn check(text: &str) {
+        match load_text(text) {
+            Ok(c) => {
+                // A valid config never overflows where it is used.
+                let s = &c.session;
+                for ms in [s.idle_ms, s.absolute_ms, s.remember_me_ms] {
+                    assert!(ms.checked_add(u64::MAX / 2).is_some());
+                }
+                assert!(c.limits.max_connections <= MAX_COUNT);
+                let per_ip = c.limits.max_connections_per_ip;
+                assert!(per_ip > 0 && per_ip <= MAX_COUNT);
+                assert!(u32::try_from(c.limits.header_bytes).is_ok());
+            }
+            Err(ConfigError::Parse { line, .. }) => {
+                // Parse errors name a line of the file.
+                assert!(
+                    line >= 1 && line <= text.lines().count().max(1) + 1,
+                    "line {line}"
+                );
+            }
+            Err(ConfigError::Invalid { field, line, .. }) => {
+                assert!(!field.is_empty());
+                // A setting written as `key = value` in the file is located.
+                let key = field.rsplit('.').next().unwrap().split('[').next().unwrap();
+                if let Some(l) = line {
+                    assert!(text.lines().nth(l - 1).is_some(), "line {l}");
+                } else {
+                    assert!(
+                        !text
+                            .lines()
+                            .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                        "{field} not located in {text:?}"
+                    );
+                }
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    proptest! {
+        /// Arbitrary text: an error naming a line, never a panic.
+        #[test]
+        fn random_text_never_panics(text in "(?s).{0,300}") {
+            check(&text);
+        }
+
+        /// Real keys with random values reach validation: a valid config,
+        /// or an error naming the line or the field.
+        #[test]
+        fn random_settings_are_valid_or_named(text in file()) {
+            check(&text);
+        }
+    }
+
+    #[test]
+    fn huge_values_are_refused() {
+        for (text, field) in [
+            (
+                "[session]\nidle_secs = 18446744073709551615",
+                "session.idle_secs",
+            ),
+            (
+                "[limits]\nmax_connections = 18446744073709551615",
+                "limits.max_connections",
+            ),
+            ("[limits]\nheader_bytes = 4294967396", "limits.header_bytes"),
+            ("[limits]\nhash_workers = 100000", "limits.hash_workers"),
+            (
+                "[limits]\nmax_connections_per_ip = 1000001",
+                "limits.max_connections_per_ip",
+            ),
+            (
+                "[limits]\nmax_connections_per_ip = 0",
+                "limits.max_connections_per_ip",
+            ),
+        ] {
+            let e = load_text(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn errors_inside_multibyte_text_name_a_line() {
+        let e = load_text("# é\ncookie_name = \"ü\" x").unwrap_err();
+        assert!(e.to_string().starts_with("g.toml:2:"), "{e}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Validation: every setting of a parsed file is checked (sense, then upper
+//! bounds, so that no value can overflow or panic at run time) and turned
+//! into the typed [`Config`]. Errors name the field; [`super::locate`] adds
+//! the line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::net::IpNet;
+use super::policy::Policy;
+use super::schema::{FileConfig, UserEntry};
+use super::settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig, hsts_value};
+use super::{Config, ConfigError, MAX_BYTES, MAX_COUNT, MAX_SECS};
+
+impl Config {
+    /// Validates a parsed file.
+    pub fn from_file(
+        path: PathBuf,
+        data_dir: PathBuf,
+        file: FileConfig,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.clone(),
+            line: None,
+            field: field.into(),
+            reason,
+        };
+        let bind: SocketAddr = file
+            .bind
+            .parse()
+            .map_err(|e| invalid("bind", format!("{:?}: {e}", file.bind)))?;
+        let public_origin = match &file.public_origin {
+            None => None,
+            Some(s) => {
+                let u = url::Url::parse(s).map_err(|e| invalid("public_origin", e.to_string()))?;
+                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                    return Err(invalid(
+                        "public_origin",
+                        "expected http(s)://host[:port]".into(),
+                    ));
+                }
+                Some(u)
+            }
+        };
+        let mut trusted = Vec::new();
+        for (i, s) in file.trusted_proxies.iter().enumerate() {
+            trusted.push(IpNet::parse(s).ok_or_else(|| {
+                invalid(
+                    &format!("trusted_proxies[{i}]"),
+                    format!("{s:?} is not an IP address or CIDR block"),
+                )
+            })?);
+        }
+        if file.cookie_name.is_empty()
+            || !file
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                "cookie_name",
+                "use letters, digits, '_' or '-'".into(),
+            ));
+        }
+        if let Some(d) = &file.cookie_domain
+            && (d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
+        }
+        // Browsers drop prefixed cookies that break the prefix's rules; refuse
+        // such a setting here instead of failing every login silently.
+        let secure = file.secure_cookies.unwrap_or_else(|| {
+            public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
+        });
+        if file.cookie_name.starts_with("__Host-") && (!secure || file.cookie_domain.is_some()) {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Host-` cookie needs secure_cookies and no cookie_domain".into(),
+            ));
+        }
+        if file.cookie_name.starts_with("__Secure-") && !secure {
+            return Err(invalid(
+                "cookie_name",
+                "a `__Secure-` cookie needs secure_cookies".into(),
+            ));
+        }
+        let s = &file.session;
+        for (field, v) in [
+            ("session.idle_secs", s.idle_secs),
+            ("session.absolute_secs", s.absolute_secs),
+            ("session.remember_me_secs", s.remember_me_secs),
+            ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("retention_interval_secs", file.retention_interval_secs),
+            (
+                "audit_retention_days",
+                file.audit_retention_days.unwrap_or(1),
+            ),
+            ("regulation.window_secs", file.regulation.window_secs),
+            ("regulation.ban_secs", file.regulation.ban_secs),
+            (
+                "limits.header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                file.limits.request_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        for (field, v) in [
+            ("session.max_per_user", s.max_per_user),
+            ("regulation.max_failures", file.regulation.max_failures),
+            ("regulation.max_tracked", file.regulation.max_tracked),
+            ("limits.login_body_bytes", file.limits.login_body_bytes),
+            ("limits.body_bytes", file.limits.body_bytes),
+            ("limits.max_connections", file.limits.max_connections),
+            (
+                "limits.max_connections_per_ip",
+                file.limits.max_connections_per_ip,
+            ),
+            ("cache_mib", file.cache_mib),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be greater than 0".into()));
+            }
+        }
+        // Upper bounds: every lifetime is turned into milliseconds and added
+        // to the clock, and every count sizes a semaphore or a buffer. Values
+        // past these bounds are typos, and would overflow or panic at run time.
+        for (field, v) in [
+            ("session.idle_secs", s.idle_secs),
+            ("session.absolute_secs", s.absolute_secs),
+            ("session.remember_me_secs", s.remember_me_secs),
+            ("session.touch_interval_secs", s.touch_interval_secs),
+            ("session.sweep_interval_secs", s.sweep_interval_secs),
+            ("regulation.window_secs", file.regulation.window_secs),
+            ("regulation.ban_secs", file.regulation.ban_secs),
+            (
+                "limits.header_read_timeout_secs",
+                file.limits.header_read_timeout_secs,
+            ),
+            (
+                "limits.request_timeout_secs",
+                file.limits.request_timeout_secs,
+            ),
+            ("idle_timeout_secs", file.idle_timeout_secs),
+            ("shutdown_grace_secs", file.shutdown_grace_secs),
+            ("hsts.max_age_secs", file.hsts.max_age_secs),
+        ] {
+            if v > MAX_SECS {
+                return Err(invalid(
+                    field,
+                    format!("must be at most {MAX_SECS} (ten years)"),
+                ));
+            }
+        }
+        for (field, v, max) in [
+            ("session.max_per_user", s.max_per_user, MAX_COUNT),
+            (
+                "regulation.max_failures",
+                file.regulation.max_failures,
+                MAX_COUNT,
+            ),
+            (
+                "regulation.max_tracked",
+                file.regulation.max_tracked,
+                MAX_COUNT,
+            ),
+            (
+                "limits.max_connections",
+                file.limits.max_connections,
+                MAX_COUNT,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                file.limits.max_connections_per_ip,
+                MAX_COUNT,
+            ),
+            ("limits.hash_workers", file.limits.hash_workers, 1024),
+            ("limits.hash_queue", file.limits.hash_queue, MAX_COUNT),
+            (
+                "limits.login_body_bytes",
+                file.limits.login_body_bytes,
+                MAX_BYTES,
+            ),
+            ("limits.body_bytes", file.limits.body_bytes, MAX_BYTES),
+            ("limits.header_bytes", file.limits.header_bytes, MAX_BYTES),
+        ] {
+            if v > max {
+                return Err(invalid(field, format!("must be at most {max}")));
+            }
+        }
+        if file.limits.header_bytes < 8192 {
+            return Err(invalid(
+                "limits.header_bytes",
+                "must be at least 8192".into(),
+            ));
+        }
+        let a = &file.argon2;
+        argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| invalid("argon2", e.to_string()))?;
+        let users = validate_users(&path, &file.users)?;
+        let https = public_origin
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https");
+        Ok(Config {
+            cookie: CookieConfig::new(&file, https),
+            hsts: hsts_value(&file.hsts, https),
+            session: SessionConfig::from(&file.session),
+            limits: LimitConfig::from(&file.limits),
+            retention: RetentionConfig::new(&file),
+            regulation: file.regulation.clone(),
+            argon2: file.argon2.clone(),
+            allowed_redirect_domains: file.allowed_redirect_domains.clone(),
+            log_format: file.log_format,
+            metrics: file.metrics,
+            idle_timeout: (file.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(file.idle_timeout_secs)),
+            shutdown_grace: Duration::from_secs(file.shutdown_grace_secs),
+            cache_bytes: file.cache_mib.saturating_mul(1024 * 1024),
+            path,
+            data_dir,
+            bind,
+            public_origin,
+            trusted_proxies: trusted,
+            policy: Arc::new(Policy::new(users)),
+        })
+    }
+}
+
+fn validate_users(
+    path: &Path,
+    users: &[UserEntry],
+) -> Result<HashMap<String, UserEntry>, ConfigError> {
+    let mut map = HashMap::with_capacity(users.len());
+    for (i, u) in users.iter().enumerate() {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: None,
+            field: format!("users[{i}].{field}"),
+            reason,
+        };
+        if u.name.is_empty()
+            || u.name.len() > crate::store::MAX_USER
+            || u.name.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?}: 1 to {} characters, no spaces or control characters",
+                    u.name,
+                    crate::store::MAX_USER
+                ),
+            ));
+        }
+        if let Err(e) = argon2::PasswordHash::new(&u.password_hash) {
+            return Err(invalid(
+                "password_hash",
+                format!("not a PHC string ({e}); make one with `gatehouse hash-password`"),
+            ));
+        }
+        if map.insert(u.name.clone(), u.clone()).is_some() {
+            return Err(invalid("name", format!("duplicate user {:?}", u.name)));
+        }
+    }
+    Ok(map)
+}

@@ -1,0 +1,67 @@
+//! Where gatehouse's requests go: the hot path ([`answer_hot`]: `GET
+//! /auth/verify`, `GET /healthz`), answered on the spot, then the router
+//! (`super::router`) for everything else. The connection layer
+//! (`super::conn`) calls these through its [`Dispatch`] trait.
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::http::{Method, Request};
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use hyper::body::Incoming;
+use tower::Service;
+
+use super::conn::Dispatch;
+use super::{AppState, health, verify};
+
+/// gatehouse's dispatch: the hot path, then the router.
+#[derive(Clone)]
+pub(super) struct AppDispatch {
+    /// For the hot path.
+    state: AppState,
+    /// Every route, with its layers.
+    router: Router,
+}
+
+impl AppDispatch {
+    pub(super) fn new(state: AppState) -> Self {
+        AppDispatch {
+            router: super::router(state.clone()),
+            state,
+        }
+    }
+}
+
+impl Dispatch for AppDispatch {
+    type Future = RouteFuture<Infallible>;
+
+    fn answer_hot(&self, req: &Request<Incoming>) -> Option<Response> {
+        answer_hot(&self.state, req)
+    }
+
+    fn route(&mut self, mut req: Request<Incoming>) -> Self::Future {
+        // HTTP/2 names the site in `:authority`, not `Host`.
+        super::auth::fill_host(&mut req);
+        // The router is always ready (it has no back-pressure).
+        self.router.call(req)
+    }
+}
+
+/// The answer to a request for one of the hot routes, made on the spot
+/// without the router: `GET /auth/verify` and `GET /healthz` (exact paths, as
+/// the router matches them). `None` for every other request, which goes to
+/// the router; that has the same two routes too, for `HEAD` and the 405 of
+/// other methods. Sparing the router its route lookup, per-request service
+/// clone and boxed future matters only here, on the request every protected
+/// page load makes.
+pub fn answer_hot<B>(state: &AppState, req: &Request<B>) -> Option<Response> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    match req.uri().path() {
+        "/auth/verify" => Some(verify::answer(state, req)),
+        "/healthz" => Some(health::health(state)),
+        _ => None,
+    }
+}

@@ -1,0 +1,39 @@
+//! [`ServerError`]: why starting or running the server failed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::password;
+use crate::config::ConfigError;
+use crate::store::OpenError;
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config file could not be read, parsed or written (first start).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// A file or directory in the data dir could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why writing failed.
+        source: std::io::Error,
+    },
+    /// The hashing pool could not be built, or the first admin's password
+    /// could not be hashed.
+    #[error("password hashing: {0}")]
+    Hash(#[from] password::HashError),
+}

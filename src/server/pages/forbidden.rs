@@ -1,0 +1,59 @@
+//! The page a signed-in person sees when an access rule refuses them. It is
+//! served through the proxy, on the app's own origin, so it holds no form:
+//! signing out is a link to gatehouse's sign-out page, where a form of
+//! gatehouse's own origin does it, and another account can then be used.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+
+use super::{Viewer, layout, respond};
+
+/// The 403 page for `user`, refused at `host`; `sign_out` is the URL of
+/// gatehouse's sign-out page.
+pub fn page(user: &str, host: &str, sign_out: &str) -> Response {
+    let content = html! {
+        div.card {
+            h1 { "No access" }
+            p {
+                "You are signed in as " strong { (user) } ", and this account may not open "
+                strong { (host) } "."
+            }
+            p { "If you have another account with access, sign out and sign in with it." }
+            div.actions {
+                a.button href=(sign_out) { "Sign out" }
+            }
+        }
+    };
+    respond(
+        StatusCode::FORBIDDEN,
+        layout("No access", Some(Viewer { user }), false, content),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    #[tokio::test]
+    async fn names_the_user_and_escapes() {
+        let r = page(
+            "<bob>",
+            "grafana.example.com",
+            "https://auth.example.com/logout",
+        );
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let html =
+            String::from_utf8(to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(
+            html.contains("&lt;bob&gt;") && !html.contains("<bob>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"https://auth.example.com/logout\""),
+            "{html}"
+        );
+        assert!(!html.contains("<form"), "{html}");
+    }
+}
