@@ -22,8 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domain::{Event, EventId, EventKind, NewEvent};
-use crate::store::redb::RedbBackend;
-use crate::store::{AuditStore, Op, OpOutput, PruneReport, Store, StoreError, WriteError, Writer};
+use crate::store::{AuditStore, PruneReport, StoreError, WriteError};
 
 /// Most events archived and removed per write transaction.
 pub const PRUNE_BATCH: usize = 1_000;
@@ -215,51 +214,11 @@ pub async fn run_retention<S: AuditStore>(
     Ok(report)
 }
 
-/// [`run_retention`] on the redb store and its writer.
-pub async fn run_retention_pass(
-    store: &Store,
-    writer: &Writer,
-    archive_dir: Option<&Path>,
-    retention: Duration,
-    now_us: u64,
-) -> Result<RetentionReport, RetentionError> {
-    let backend = RedbBackend::new(store.clone(), writer.clone());
-    run_retention(&backend, archive_dir, retention, now_us).await
-}
-
-/// [`run_retention`] for a tool that owns the redb file (no server running):
-/// each batch is applied with [`Store::apply`], without a writer thread.
-pub fn run_retention_pass_blocking(
-    store: &Store,
-    archive_dir: Option<&Path>,
-    retention: Duration,
-    now_us: u64,
-) -> Result<RetentionReport, RetentionError> {
-    let cut = cutoff(now_us, retention);
-    let mut report = RetentionReport::default();
-    loop {
-        let events = store.oldest_events(cut, PRUNE_BATCH)?;
-        let Some(through) = events.last().map(|e| e.id) else {
-            break;
-        };
-        archive_batch(archive_dir, &events, &mut report)?;
-        if let OpOutput::Pruned(r) = store.apply(Op::Prune {
-            through,
-            limit: PRUNE_BATCH,
-        })? {
-            record(&mut report, r, events.len() as u64);
-        }
-    }
-    if report.pruned > 0 {
-        store.apply(Op::Append(pruned_event(&report, retention, now_us)))?;
-    }
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventFilter, StoreOptions, WriterConfig};
+    use crate::store::redb::{RedbBackend, Store, StoreOptions, Writer};
+    use crate::store::{Backend, BackendConfig, EventFilter, Op, StoreCheck, WriterConfig};
     use std::io::BufRead;
 
     const DAY_US: u64 = 86_400_000_000;
@@ -314,16 +273,16 @@ mod tests {
             .unwrap();
         let report = rt.block_on(async {
             let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
-            let r = run_retention_pass(
-                &store,
-                &writer,
+            let backend = RedbBackend::new(store.clone(), writer);
+            let r = run_retention(
+                &backend,
                 Some(&archive),
                 Duration::from_secs(30 * 86_400),
                 now,
             )
             .await
             .unwrap();
-            drop(writer);
+            drop(backend);
             task.shutdown().await.unwrap();
             r
         });
@@ -350,14 +309,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(marker.events.len(), 1);
-        // A second pass finds nothing to do.
-        let again = run_retention_pass_blocking(
-            &store,
-            Some(&archive),
-            Duration::from_secs(30 * 86_400),
-            now,
-        )
-        .unwrap();
+        // A second pass, by a tool that opens the store itself, finds
+        // nothing to do.
+        let path = store.path().to_path_buf();
+        store.close().unwrap();
+        let (backend, task) = Backend::open(&BackendConfig::redb(path)).unwrap();
+        let again = rt
+            .block_on(run_retention(
+                &backend,
+                Some(&archive),
+                Duration::from_secs(30 * 86_400),
+                now,
+            ))
+            .unwrap();
         assert_eq!(again, RetentionReport::default());
+        assert_eq!(rt.block_on(backend.stats()).unwrap().events, 11);
+        rt.block_on(task.shutdown()).unwrap();
     }
 }

@@ -10,7 +10,8 @@ use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
 use super::redb::{
-    BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterTask,
+    BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterStats,
+    WriterTask,
 };
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
@@ -169,6 +170,20 @@ impl Backend {
     pub fn is_read_only(&self) -> bool {
         match self {
             Backend::Redb(b) => b.writer().is_none(),
+        }
+    }
+
+    /// Counters of the write queue, for metrics, when the backend has one.
+    pub fn writer_stats(&self) -> Option<&WriterStats> {
+        match self {
+            Backend::Redb(b) => b.writer().map(Writer::stats),
+        }
+    }
+
+    /// Writes waiting in the write queue (0 without one).
+    pub fn queue_depth(&self) -> usize {
+        match self {
+            Backend::Redb(b) => b.writer().map_or(0, Writer::queue_depth),
         }
     }
 

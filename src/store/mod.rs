@@ -33,14 +33,11 @@ pub use credentials::{CredentialCheck, CredentialGenerations};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
 pub use reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 
-// The redb backend's handle, writer and operations under their former
-// paths, for callers that still use them directly.
 pub(crate) use self::redb::sync_dir;
 #[cfg(any(test, feature = "test-util"))]
 pub use self::redb::testing;
-pub use self::redb::{
-    BACKUP_CHUNK_ROWS, BackupError, BackupReport, DEFAULT_CACHE_BYTES, Histogram, MAX_SCAN, Op,
-    OpOutput, Store, StoreOptions, Writer, WriterConfig, WriterStats, WriterTask,
-    create_private_file,
-};
+pub use self::redb::{BackupError, BackupReport, Histogram, WriterStats};
+/// The redb backend's file handle, writer and write operations, for the
+/// benchmarks and file-level tests that drive the file directly.
+pub use self::redb::{Op, OpOutput, Store, StoreOptions, Writer, WriterConfig, WriterTask};
 pub use crate::domain::*;

@@ -249,13 +249,21 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("refusing to prune"), "{err}");
         let archive = dir.path().join("archive");
-        let r = crate::retention::run_retention_pass_blocking(
-            &store,
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let backend = crate::store::redb::RedbBackend::new(store.clone(), writer);
+        let r = rt.block_on(crate::retention::run_retention(
+            &backend,
             Some(&archive),
             std::time::Duration::from_secs(1),
             10_000_000,
-        );
+        ));
         assert!(r.is_err());
+        drop(backend);
+        task.shutdown_blocking().unwrap();
         assert!(!archive.exists() || std::fs::read_dir(&archive).unwrap().next().is_none());
         assert_eq!(store.check().unwrap().events, 20);
     }
