@@ -230,6 +230,7 @@ impl SessionStore for Backend {
         }
     }
 
+    #[inline]
     fn session_by_hash_now(
         &self,
         hash: TokenHash,
@@ -290,6 +291,7 @@ impl SessionStore for Backend {
         }
     }
 
+    #[inline]
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
         match self {
             Backend::Redb(b) => b.touch(hash, now_ms),

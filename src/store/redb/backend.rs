@@ -118,6 +118,7 @@ impl SessionStore for RedbBackend {
         ready(self.store.session_by_hash(hash, now_ms))
     }
 
+    #[inline]
     fn session_by_hash_now(
         &self,
         hash: TokenHash,
@@ -204,6 +205,7 @@ impl SessionStore for RedbBackend {
         }
     }
 
+    #[inline]
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
         match &self.writer {
             Some(w) => w.touch(hash, now_ms),
