@@ -83,17 +83,18 @@ impl Faults {
     }
 }
 
-/// redb's file backend with [`Faults`] in front of every mutating call.
+/// redb's file backend with [`Faults`] in front of every mutating call
+/// (reached through `Store::open_with_faults`: no redb type leaves the backend).
 /// Reads, lengths and locks pass through untouched.
 #[derive(Debug)]
-pub struct CountdownBackend {
+pub(super) struct CountdownBackend {
     inner: FileBackend,
     faults: Arc<Faults>,
 }
 
 impl CountdownBackend {
     /// Opens (creating if needed) the file at `path` for reading and writing.
-    pub fn open(path: &Path, faults: Arc<Faults>) -> Result<Self, DatabaseError> {
+    pub(super) fn open(path: &Path, faults: Arc<Faults>) -> Result<Self, DatabaseError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
