@@ -1,6 +1,7 @@
-//! The JSON Lines form of an audit event, shared by `auditctl query --json`,
-//! `auditctl export` and the retention archive, so one `jq` program reads all
-//! three.
+//! JSON Lines of audit events, shared by `auditctl query --json`,
+//! `auditctl export` and the retention archive: one event per line, in the
+//! one JSON form of an event (see [`crate::domain`]'s wire form, which the
+//! audit API uses too), so one `jq` program reads all of them.
 //!
 //! One object per line:
 //! `{"id":"…","time":"2026-11-26T19:44:26.123456Z","time_us":…,"kind":"login.failure",
@@ -10,68 +11,19 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-use serde::ser::SerializeMap;
-
-use crate::store::Event;
-
-/// RFC 3339 UTC form of a time in microseconds since the epoch.
-pub fn rfc3339_utc(time_us: u64) -> String {
-    match i64::try_from(time_us)
-        .ok()
-        .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
-    {
-        Some(ts) => ts.to_string(),
-        None => format!("@{time_us}us"),
-    }
-}
-
-struct Details<'a>(&'a [(String, String)]);
-
-impl Serialize for Details<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    id: String,
-    time: String,
-    time_us: u64,
-    kind: &'static str,
-    user: Option<&'a str>,
-    ip: Option<String>,
-    user_agent: Option<&'a str>,
-    session: Option<&'a str>,
-    details: Details<'a>,
-}
+use crate::domain::Event;
+pub use crate::domain::rfc3339_utc;
 
 /// Writes `ev` as one JSON line (with the trailing newline).
 pub fn write_event(out: &mut (impl Write + ?Sized), ev: &Event) -> std::io::Result<()> {
-    let line = Line {
-        id: ev.id.to_string(),
-        time: rfc3339_utc(ev.time_us),
-        time_us: ev.time_us,
-        kind: ev.kind.as_str(),
-        user: ev.user.as_deref(),
-        ip: ev.ip.map(|ip| ip.to_string()),
-        user_agent: ev.user_agent.as_deref(),
-        session: ev.session.as_deref(),
-        details: Details(&ev.details),
-    };
-    serde_json::to_writer(&mut *out, &line)?;
+    serde_json::to_writer(&mut *out, ev)?;
     out.write_all(b"\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventId, EventKind};
+    use crate::domain::{EventId, EventKind};
 
     #[test]
     fn line_is_one_json_object() {
@@ -96,5 +48,25 @@ mod tests {
         assert_eq!(v["user"], "al\"ice\n");
         assert_eq!(v["details"]["reason"], "bad password");
         assert!(v["session"].is_null());
+    }
+
+    /// A line is exactly the event's JSON form and a newline.
+    #[test]
+    fn line_is_the_wire_form() {
+        let ev = Event {
+            id: EventId(42),
+            time_us: 0,
+            kind: EventKind::Logout,
+            user: None,
+            ip: None,
+            user_agent: Some("curl/8".into()),
+            session: None,
+            details: vec![],
+        };
+        let mut buf = Vec::new();
+        write_event(&mut buf, &ev).unwrap();
+        let mut want = serde_json::to_vec(&ev).unwrap();
+        want.push(b'\n');
+        assert_eq!(buf, want);
     }
 }

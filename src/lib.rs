@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod config;
+pub mod domain;
 pub mod identity;
 pub mod jsonl;
 pub mod logging;

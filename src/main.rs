@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
 use gatehouse::server::login::MAX_PASSWORD;
 use gatehouse::server::{Server, admin};
-use gatehouse::store::{BanSubject, Op, OpOutput, Store, StoreOptions, now_ms};
+use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, now_ms};
 
 #[derive(Parser)]
 #[command(
@@ -368,15 +368,21 @@ async fn shutdown_signal() {
 }
 
 fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
-    let path = config.db_path();
+    let store = BackendConfig::redb(config.db_path());
+    // The store's interface is async: one thread drives it (scans use the
+    // blocking pool).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     match command {
         BansCommand::List => {
             if let Some((code, body)) = admin::request(&config.data_dir, "GET", "/bans")? {
                 print!("{body}");
                 return admin_status(code);
             }
-            let store = Store::open_read_only(&path, &StoreOptions::default())?;
-            let bans = store.bans(now_ms())?;
+            let backend = Backend::open_read_only(&store)?;
+            let bans = rt.block_on(backend.bans(now_ms()))?;
             print!("{}", admin::format_bans(&bans));
             Ok(())
         }
@@ -399,17 +405,20 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
                 print!("{body}");
                 return admin_status(code);
             }
-            let store = Store::open(&path, &StoreOptions::default())?;
-            let out = store.apply(Op::LiftBan {
-                subject: subject.clone(),
-                reason: "lifted from the command line".into(),
-                actor: std::env::var("USER").ok(),
-                now_ms: now_ms(),
-            })?;
-            store.close()?;
-            match out {
-                OpOutput::BanLifted(true) => println!("lifted the ban on {subject}"),
-                _ => println!("no ban on {subject}"),
+            let (backend, task) = Backend::open(&store)?;
+            let actor = std::env::var("USER").ok();
+            let lifted = rt.block_on(backend.lift_ban(
+                &subject,
+                "lifted from the command line",
+                actor.as_deref(),
+                now_ms(),
+            ));
+            rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
+            backend.close()?;
+            if lifted? {
+                println!("lifted the ban on {subject}");
+            } else {
+                println!("no ban on {subject}");
             }
             Ok(())
         }

@@ -6,8 +6,8 @@
 //! 1. read the oldest events below the cutoff (a read transaction);
 //! 2. append them to `<archive>/audit-YYYY-MM.jsonl.zst` (UTC month of each
 //!    event), one zstd frame per file per batch, and fsync the file;
-//! 3. submit [`Op::Prune`] through the writer: the events, their index entries
-//!    and the chain anchor change in one transaction.
+//! 3. prune them through the store ([`AuditStore::prune`]): the events, their
+//!    index entries and the chain anchor change in one atomic write.
 //!
 //! The archive is written and fsynced before the delete commits, so an event
 //! is always in the database, the archive, or both. A crash between 2 and 3
@@ -21,9 +21,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::store::{
-    EventId, EventKind, NewEvent, Op, OpOutput, Store, StoreError, WriteError, Writer,
-};
+use crate::domain::{Event, EventId, EventKind, NewEvent};
+use crate::store::{AuditStore, PruneReport, StoreError, WriteError};
 
 /// Most events archived and removed per write transaction.
 pub const PRUNE_BATCH: usize = 1_000;
@@ -106,10 +105,7 @@ fn append_frame(path: &Path, frame: &[u8]) -> Result<(), RetentionError> {
 
 /// Appends `events` (oldest first) to their monthly archive files, one zstd
 /// frame per file, each fsynced. Returns the files written.
-pub fn archive_events(
-    dir: &Path,
-    events: &[crate::store::Event],
-) -> Result<Vec<PathBuf>, RetentionError> {
+pub fn archive_events(dir: &Path, events: &[Event]) -> Result<Vec<PathBuf>, RetentionError> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     // A new archive directory is owner-only; an existing one keeps its mode.
@@ -137,41 +133,35 @@ pub fn archive_events(
     Ok(files)
 }
 
-/// Reads (and archives) the next batch below `cutoff`. Returns the id of its
-/// newest event and the number of events, or `None` when nothing is left.
-fn next_batch(
-    store: &Store,
+/// Archives `events` (when an archive directory is given), noting the files
+/// in `report`.
+fn archive_batch(
     archive_dir: Option<&Path>,
-    cutoff: EventId,
+    events: &[Event],
     report: &mut RetentionReport,
-) -> Result<Option<(EventId, u64)>, RetentionError> {
-    let events = store.oldest_events(cutoff, PRUNE_BATCH)?;
-    let Some(last) = events.last() else {
-        return Ok(None);
-    };
+) -> Result<(), RetentionError> {
     if let Some(dir) = archive_dir {
-        for f in archive_events(dir, &events)? {
+        for f in archive_events(dir, events)? {
             if !report.archive_files.contains(&f) {
                 report.archive_files.push(f);
             }
         }
         report.archived += events.len() as u64;
     }
-    Ok(Some((last.id, events.len() as u64)))
+    Ok(())
 }
 
-fn record(report: &mut RetentionReport, out: OpOutput, expected: u64) {
-    if let OpOutput::Pruned(r) = out {
-        if r.pruned != expected {
-            tracing::warn!(
-                archived = expected,
-                pruned = r.pruned,
-                "retention removed a different number of events than it archived"
-            );
-        }
-        report.pruned += r.pruned;
-        report.through = r.through.or(report.through);
+/// Adds one prune step to `report`.
+fn record(report: &mut RetentionReport, r: PruneReport, expected: u64) {
+    if r.pruned != expected {
+        tracing::warn!(
+            archived = expected,
+            pruned = r.pruned,
+            "retention removed a different number of events than it archived"
+        );
     }
+    report.pruned += r.pruned;
+    report.through = r.through.or(report.through);
 }
 
 fn pruned_event(report: &RetentionReport, retention: Duration, now_us: u64) -> NewEvent {
@@ -187,13 +177,13 @@ fn pruned_event(report: &RetentionReport, retention: Duration, now_us: u64) -> N
     ev
 }
 
-/// One retention pass for the server: archives (when `archive_dir` is given)
-/// and removes every event older than `retention` at `now_us`, in batches of
-/// [`PRUNE_BATCH`], each its own write through `writer`. Records one
+/// One retention pass through the store's interface: archives (when
+/// `archive_dir` is given) and removes every event older than `retention`
+/// at `now_us`, in batches of [`PRUNE_BATCH`], each archived and fsynced
+/// (on the blocking pool) before its prune is submitted. Records one
 /// `retention.pruned` event when anything was removed.
-pub async fn run_retention_pass(
-    store: &Store,
-    writer: &Writer,
+pub async fn run_retention<S: AuditStore>(
+    store: &S,
     archive_dir: Option<&Path>,
     retention: Duration,
     now_us: u64,
@@ -201,54 +191,25 @@ pub async fn run_retention_pass(
     let cut = cutoff(now_us, retention);
     let mut report = RetentionReport::default();
     loop {
-        let (s, dir, mut r) = (
-            store.clone(),
-            archive_dir.map(Path::to_path_buf),
-            std::mem::take(&mut report),
-        );
-        let (batch, r) = tokio::task::spawn_blocking(move || {
-            let b = next_batch(&s, dir.as_deref(), cut, &mut r);
-            (b, r)
+        let events = store.oldest_events(cut, PRUNE_BATCH).await?;
+        let Some(through) = events.last().map(|e| e.id) else {
+            break;
+        };
+        let n = events.len() as u64;
+        let dir = archive_dir.map(Path::to_path_buf);
+        let mut r = std::mem::take(&mut report);
+        report = tokio::task::spawn_blocking(move || {
+            archive_batch(dir.as_deref(), &events, &mut r).map(|()| r)
         })
         .await
-        .map_err(|e| StoreError::Storage(format!("retention task failed: {e}")))?;
-        report = r;
-        let Some((through, n)) = batch? else { break };
-        let out = writer
-            .submit(Op::Prune {
-                through,
-                limit: PRUNE_BATCH,
-            })
-            .await?;
-        record(&mut report, out, n);
+        .map_err(|e| StoreError::Storage(format!("retention task failed: {e}")))??;
+        let pruned = store.prune(through, PRUNE_BATCH).await?;
+        record(&mut report, pruned, n);
     }
     if report.pruned > 0 {
-        writer
+        store
             .append(pruned_event(&report, retention, now_us))
             .await?;
-    }
-    Ok(report)
-}
-
-/// [`run_retention_pass`] for a tool that owns the file (no server running):
-/// each batch is applied with [`Store::apply`].
-pub fn run_retention_pass_blocking(
-    store: &Store,
-    archive_dir: Option<&Path>,
-    retention: Duration,
-    now_us: u64,
-) -> Result<RetentionReport, RetentionError> {
-    let cut = cutoff(now_us, retention);
-    let mut report = RetentionReport::default();
-    while let Some((through, n)) = next_batch(store, archive_dir, cut, &mut report)? {
-        let out = store.apply(Op::Prune {
-            through,
-            limit: PRUNE_BATCH,
-        })?;
-        record(&mut report, out, n);
-    }
-    if report.pruned > 0 {
-        store.apply(Op::Append(pruned_event(&report, retention, now_us)))?;
     }
     Ok(report)
 }
@@ -256,7 +217,8 @@ pub fn run_retention_pass_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventFilter, StoreOptions, WriterConfig};
+    use crate::store::redb::{RedbBackend, Store, StoreOptions, Writer};
+    use crate::store::{Backend, BackendConfig, EventFilter, Op, StoreCheck, WriterConfig};
     use std::io::BufRead;
 
     const DAY_US: u64 = 86_400_000_000;
@@ -311,16 +273,16 @@ mod tests {
             .unwrap();
         let report = rt.block_on(async {
             let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
-            let r = run_retention_pass(
-                &store,
-                &writer,
+            let backend = RedbBackend::new(store.clone(), writer);
+            let r = run_retention(
+                &backend,
                 Some(&archive),
                 Duration::from_secs(30 * 86_400),
                 now,
             )
             .await
             .unwrap();
-            drop(writer);
+            drop(backend);
             task.shutdown().await.unwrap();
             r
         });
@@ -347,14 +309,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(marker.events.len(), 1);
-        // A second pass finds nothing to do.
-        let again = run_retention_pass_blocking(
-            &store,
-            Some(&archive),
-            Duration::from_secs(30 * 86_400),
-            now,
-        )
-        .unwrap();
+        // A second pass, by a tool that opens the store itself, finds
+        // nothing to do.
+        let path = store.path().to_path_buf();
+        store.close().unwrap();
+        let (backend, task) = Backend::open(&BackendConfig::redb(path)).unwrap();
+        let again = rt
+            .block_on(run_retention(
+                &backend,
+                Some(&archive),
+                Duration::from_secs(30 * 86_400),
+                now,
+            ))
+            .unwrap();
         assert_eq!(again, RetentionReport::default());
+        assert_eq!(rt.block_on(backend.stats()).unwrap().events, 11);
+        rt.block_on(task.shutdown()).unwrap();
     }
 }

@@ -56,7 +56,11 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
     let ruled_cookie = login(ruled.addr, "alice", PASSWORD).await;
     let mut c = Conn::new(ruled.addr);
     let st = c
-        .send(&get_req_with("/auth/verify", Some(&ruled_cookie), &[original]))
+        .send(&get_req_with(
+            "/auth/verify",
+            Some(&ruled_cookie),
+            &[original],
+        ))
         .await
         .expect("verify request");
     assert_eq!(st, 200, "verify under the last rule: {}", c.head);
@@ -71,9 +75,23 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
         .expect("verify request");
     assert_eq!(st, 403, "an earlier rule denies: {}", c.head);
     let _ = load_with(none.addr, "/auth/verify", &none_cookie, &[original], 1).await;
-    let n = load_with(none.addr, "/auth/verify", &none_cookie, &[original], p.load_secs).await;
+    let n = load_with(
+        none.addr,
+        "/auth/verify",
+        &none_cookie,
+        &[original],
+        p.load_secs,
+    )
+    .await;
     let _ = load_with(ruled.addr, "/auth/verify", &ruled_cookie, &[original], 1).await;
-    let r = load_with(ruled.addr, "/auth/verify", &ruled_cookie, &[original], p.load_secs).await;
+    let r = load_with(
+        ruled.addr,
+        "/auth/verify",
+        &ruled_cookie,
+        &[original],
+        p.load_secs,
+    )
+    .await;
     none.stop().await;
     ruled.stop().await;
     lines.push(line(

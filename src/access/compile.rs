@@ -3,6 +3,8 @@
 //! `RegexSet` per rule for its paths, parsed networks, upper-cased
 //! methods, and subjects split into user and group names.
 
+use std::collections::HashMap;
+
 use regex::RegexSet;
 use serde::Deserialize;
 
@@ -67,20 +69,19 @@ pub(super) struct Rule {
 
 /// The compiled rules and the default policy. Cheap to share behind an
 /// `Arc`; replaced whole on reload.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Rules {
     pub(super) rules: Vec<Rule>,
     pub(super) default: Policy,
-}
-
-impl Default for Rules {
-    /// No rules; every signed-in user may reach every app.
-    fn default() -> Self {
-        Rules {
-            rules: Vec::new(),
-            default: Policy::OneFactor,
-        }
-    }
+    /// Rules by exact host name (lower case), each list in file order.
+    pub(super) by_host: HashMap<String, Vec<usize>>,
+    /// Rules by `*.` suffix (`.example.com`), each list in file order.
+    pub(super) by_suffix: HashMap<String, Vec<usize>>,
+    /// Rules without `domains`, in file order: candidates for every host.
+    pub(super) any_host: Vec<usize>,
+    /// Whether some rule matches on networks (else the client address is
+    /// not worked out at all).
+    pub(super) uses_networks: bool,
 }
 
 impl Rules {
@@ -115,7 +116,37 @@ impl Rules {
             }
             rules.push(compile_one(index, spec)?);
         }
-        Ok(Rules { rules, default })
+        let mut r = Rules {
+            default,
+            ..Rules::default()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            match &rule.exact {
+                None => r.any_host.push(i),
+                Some(exact) => {
+                    for h in exact {
+                        let list = r.by_host.entry(h.clone()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                    for sfx in &rule.suffixes {
+                        let list = r.by_suffix.entry(sfx.clone()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+            }
+            r.uses_networks |= rule.networks.is_some();
+        }
+        r.rules = rules;
+        Ok(r)
+    }
+
+    /// Whether some rule matches on the client's address.
+    pub fn uses_networks(&self) -> bool {
+        self.uses_networks
     }
 
     /// How many rules there are.

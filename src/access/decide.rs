@@ -80,6 +80,35 @@ pub struct Trace {
     pub misses: Vec<Miss>,
 }
 
+/// Most candidate lists merged for one host: the rules without domains, the
+/// exact host, and one per suffix of the host (a host of more labels than
+/// that is checked against its first suffixes only, which a rule for a
+/// deeper `*.` name could miss; host names that deep do not occur).
+const MAX_LISTS: usize = 18;
+
+/// Sorted lists of rule indexes merged into one ascending sequence without
+/// allocating; an index in several lists comes out once.
+struct Merge<'a> {
+    lists: [&'a [usize]; MAX_LISTS],
+    len: usize,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        let next = self.lists[..self.len]
+            .iter()
+            .filter_map(|l| l.first().copied())
+            .min()?;
+        for l in &mut self.lists[..self.len] {
+            if l.first() == Some(&next) {
+                *l = &l[1..];
+            }
+        }
+        Some(next)
+    }
+}
+
 /// `host` without a port (and without the brackets of an IPv6 literal).
 fn bare_host(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
@@ -162,10 +191,49 @@ impl Rule {
 
 impl Rules {
     /// The decision for `req` by `who`: the first rule that matches, else
-    /// the default policy. Allocates nothing.
+    /// the default policy. Allocates nothing: only the rules whose domains
+    /// can match the host are looked at, found through the host and suffix
+    /// maps and merged in file order.
     pub fn decide(&self, req: &Request<'_>, who: &Subject<'_>) -> Decision {
         let host = bare_host(req.host);
-        for (index, rule) in self.rules.iter().enumerate() {
+        // The maps hold lower-case names; a host with upper case (rare) is
+        // checked against every rule instead.
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.first_match(
+                (0..self.rules.len()).map(|i| (i, &self.rules[i])),
+                req,
+                host,
+                who,
+            );
+        }
+        let mut lists: [&[usize]; MAX_LISTS] = [&[]; MAX_LISTS];
+        let mut n = 0;
+        lists[n] = &self.any_host;
+        n += 1;
+        if let Some(l) = self.by_host.get(host) {
+            lists[n] = l;
+            n += 1;
+        }
+        for (i, b) in host.bytes().enumerate() {
+            if b == b'.' && i > 0 && n < MAX_LISTS {
+                if let Some(l) = self.by_suffix.get(&host[i..]) {
+                    lists[n] = l;
+                    n += 1;
+                }
+            }
+        }
+        let merged = Merge { lists, len: n };
+        self.first_match(merged.map(|i| (i, &self.rules[i])), req, host, who)
+    }
+
+    fn first_match<'r>(
+        &'r self,
+        candidates: impl Iterator<Item = (usize, &'r Rule)>,
+        req: &Request<'_>,
+        host: &str,
+        who: &Subject<'_>,
+    ) -> Decision {
+        for (index, rule) in candidates {
             let request_ok = rule.domain_ok(host)
                 && rule.method_ok(req.method)
                 && rule.network_ok(req.ip)

@@ -16,6 +16,8 @@ pub struct Policy {
     /// Each user's groups as `Remote-Groups` sends them, comma-separated,
     /// made once here rather than on every forward-auth check.
     groups: HashMap<String, String>,
+    /// Each user's groups as a list, for access rules.
+    group_lists: HashMap<String, Vec<String>>,
     /// Compiled access rules.
     rules: Rules,
 }
@@ -28,11 +30,21 @@ impl Policy {
             .values()
             .map(|u| (u.name.clone(), u.all_groups().collect::<Vec<_>>().join(",")))
             .collect();
+        let group_lists = users
+            .values()
+            .map(|u| (u.name.clone(), u.all_groups().map(str::to_string).collect()))
+            .collect();
         Policy {
             users,
             groups,
+            group_lists,
             rules,
         }
+    }
+
+    /// User `name`'s groups (empty for none or an unknown name).
+    pub fn group_list(&self, name: &str) -> &[String] {
+        self.group_lists.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// User `name`'s groups, comma-separated (empty for none).

@@ -23,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::AppState;
-use crate::store::{BanSubject, EventKind, NewEvent, Op, OpOutput, now_ms};
+use crate::store::{AuditStore, BanStore, BanSubject, EventKind, NewEvent, now_ms};
 
 /// Name of the socket in the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -108,7 +108,7 @@ pub async fn serve(
 }
 
 async fn list(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.store.bans(now_ms()) {
+    match state.store.bans(now_ms()).await {
         Ok(bans) => (StatusCode::OK, format_bans(&bans)),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
@@ -153,15 +153,18 @@ async fn lift(State(state): State<AppState>, Query(q): Query<LiftQuery>) -> (Sta
         (None, Some(ip)) => BanSubject::ip(ip),
         _ => return (StatusCode::BAD_REQUEST, "give user or ip\n".into()),
     };
-    let op = Op::LiftBan {
-        subject: subject.clone(),
-        reason: "lifted by the operator".into(),
-        actor: Some("admin-socket".into()),
-        now_ms: now_ms(),
-    };
-    match state.writer.submit(op).await {
-        Ok(OpOutput::BanLifted(true)) => (StatusCode::OK, format!("lifted the ban on {subject}\n")),
-        Ok(_) => (StatusCode::OK, format!("no ban on {subject}\n")),
+    let lifted = state
+        .store
+        .lift_ban(
+            &subject,
+            "lifted by the operator",
+            Some("admin-socket"),
+            now_ms(),
+        )
+        .await;
+    match lifted {
+        Ok(true) => (StatusCode::OK, format!("lifted the ban on {subject}\n")),
+        Ok(false) => (StatusCode::OK, format!("no ban on {subject}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
@@ -186,7 +189,7 @@ async fn backup_created(
         .detail("events", q.events.to_string())
         .detail("chain_head", q.chain_head)
         .detail("by", "auditctl");
-    match state.writer.append(ev).await {
+    match state.store.append(ev).await {
         Ok(id) => (
             StatusCode::OK,
             format!("recorded backup.created as event {id}\n"),

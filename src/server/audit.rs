@@ -1,6 +1,7 @@
 //! `GET /api/v1/audit`: admins page through the audit trail, newest first,
-//! with keyset cursors. The query runs on the blocking pool: it is a bounded
-//! range scan, but it is not the hot path and must not hold an async worker.
+//! with keyset cursors. The store runs the query off the async workers (the
+//! redb backend on the blocking pool): it is a bounded range scan, but it is
+//! not the hot path and must not hold an async worker.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Authed;
 use super::extract::Query;
 use super::{ApiError, AppState};
-use crate::store::{DEFAULT_LIMIT, Event, EventFilter, EventKind, MAX_LIMIT, QueryError};
+use crate::store::{
+    AuditStore, DEFAULT_LIMIT, Event, EventFilter, EventKind, MAX_LIMIT, QueryError,
+};
 
 #[derive(Deserialize)]
 pub struct AuditQuery {
@@ -71,13 +74,12 @@ pub async fn query(
     }
     let f = filter(&q)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let cursor = q.cursor.clone();
-    let store = state.store.clone();
-    let page =
-        tokio::task::spawn_blocking(move || store.query_events(&f, limit, cursor.as_deref()))
-            .await
-            .map_err(|e| ApiError::internal("audit query task failed", &e))?;
-    match page {
+    // The store runs the scan off the async workers.
+    match state
+        .store
+        .query_events(&f, limit, q.cursor.as_deref())
+        .await
+    {
         Ok(p) => {
             let mut res = Json(Page {
                 events: p.events,

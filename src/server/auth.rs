@@ -2,7 +2,8 @@
 //! cookie, the [`Authed`] extractor, the cross-site request guard, and the
 //! `Set-Cookie` values.
 //!
-//! A session check is one read transaction (`Store::session_by_hash`) plus,
+//! A session check is one store read answered on the spot
+//! (`SessionStore::session_by_hash_now`; for redb, a cached snapshot) plus,
 //! at most once per touch interval, a fire-and-forget touch. It never waits
 //! for a write or for hashing.
 
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 use crate::config::{Config, Policy, UserEntry, canonical_ip};
-use crate::store::{Session, SessionToken, TokenHash, now_ms};
+use crate::store::{Session, SessionStore, SessionToken, StoreError, TokenHash, now_ms};
 
 /// Most `X-Forwarded-For` entries looked at.
 const MAX_FORWARDED_HOPS: usize = 16;
@@ -147,7 +148,18 @@ pub fn lookup_with<T>(
         return Ok(None);
     };
     let now = now_ms();
-    let session = match state.store.session_by_hash(hash, now) {
+    // Answered on the spot (the forward-auth answer is made before the
+    // router, without awaiting); a backend that cannot answer without
+    // waiting fails closed here.
+    let found = state
+        .store
+        .session_by_hash_now(hash, now)
+        .unwrap_or_else(|| {
+            Err(StoreError::Storage(
+                "this store cannot look up a session without waiting".into(),
+            ))
+        });
+    let session = match found {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(None),
         Err(e) => return Err(ApiError::internal("session lookup failed", &e)),
@@ -164,7 +176,7 @@ pub fn lookup_with<T>(
     };
     if stale {
         // A dropped touch (queue full) only delays the slide to the next check.
-        if let Err(e) = state.writer.touch(hash, now) {
+        if let Err(e) = state.store.touch(hash, now) {
             tracing::debug!(error = %e, "session touch dropped");
         }
     }

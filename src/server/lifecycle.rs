@@ -31,7 +31,7 @@ use super::reload::Reloader;
 use super::tasks::Tasks;
 use super::{AppState, ServerError, first_start};
 use crate::config::{Config, Overrides};
-use crate::store::{EventKind, NewEvent, Store, StoreOptions, Writer, WriterConfig, WriterTask};
+use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
 
 /// Why [`Server::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub struct Server {
     state: AppState,
     /// Bound, not yet accepting.
     listener: TcpListener,
-    /// The writer thread, stopped last but one (before the store closes).
-    writer_task: WriterTask,
+    /// The store's writer, stopped last but one (before the store closes).
+    store_task: BackendTask,
     /// The start's overrides, for reloads.
     overrides: Overrides,
 }
@@ -60,11 +60,8 @@ impl Server {
     /// store and binds the listener.
     pub async fn bind(config: Config, overrides: Overrides) -> Result<Server, ServerError> {
         let config = first_start::prepare(config, &overrides)?;
-        let db = config.db_path();
-        let opts = StoreOptions {
-            cache_bytes: config.cache_bytes,
-        };
-        let store = tokio::task::spawn_blocking(move || Store::open(&db, &opts))
+        let backend = BackendConfig::redb(config.db_path()).with_cache_bytes(config.cache_bytes);
+        let (store, store_task) = tokio::task::spawn_blocking(move || Backend::open(&backend))
             .await
             .map_err(|e| ServerError::Io {
                 path: config.db_path(),
@@ -80,12 +77,11 @@ impl Server {
                 })?;
         let l = &config.limits;
         let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
-        let (writer, writer_task) = Writer::spawn(store.clone(), WriterConfig::default());
-        let state = AppState::new(config, store, writer, hasher, Arc::new(Activity::new()));
+        let state = AppState::new(config, store, hasher, Arc::new(Activity::new()));
         Ok(Server {
             state,
             listener,
-            writer_task,
+            store_task,
             overrides,
         })
     }
@@ -110,7 +106,7 @@ impl Server {
         let Server {
             state,
             listener,
-            writer_task,
+            store_task,
             overrides: _,
         } = self;
         let cfg = &state.config;
@@ -147,7 +143,7 @@ impl Server {
         .await;
         let store = state.store.clone();
         drop(state);
-        if let Err(e) = writer_task.shutdown().await {
+        if let Err(e) = store_task.shutdown().await {
             tracing::error!(error = %e, "writer shutdown failed");
         }
         match tokio::task::spawn_blocking(move || store.close()).await {

@@ -26,7 +26,8 @@ use super::regulation::{AtLimit, Reservation};
 use super::rejections::{Note, Refusal};
 use super::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
-    BanSubject, EventKind, MAX_USER, NewEvent, NewSession, Op, RevokeReason, WriteError, now_ms,
+    AuditStore, BanStore, BanSubject, EventKind, MAX_USER, NewBan, NewEvent, NewSession,
+    Revocation, RevokeReason, SessionStore, WriteError, now_ms,
 };
 
 /// Longest password accepted (argon2 would take any length; the body limit
@@ -216,7 +217,7 @@ async fn attempt(
     let mut subjects = vec![BanSubject::User(username.clone())];
     subjects.extend(ip.map(BanSubject::ip));
     for subject in &subjects {
-        match state.store.ban(subject, now) {
+        match state.store.ban(subject, now).await {
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
                 let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
@@ -302,8 +303,8 @@ async fn attempt(
         .ip(ip)
         .user_agent(ua.clone());
     let created = state
-        .writer
-        .create_session_audited(
+        .store
+        .create_session(
             NewSession {
                 user: user.name.clone(),
                 remember_me: remember,
@@ -346,11 +347,16 @@ async fn attempt(
     };
     reservation.succeed(now);
     if let Some(old) = cookie_hash(state, headers) {
-        let _ = state.writer.submit_nowait(Op::RevokeByToken {
-            hash: old,
-            reason: RevokeReason::Logout,
+        // Ended in the background: the answer does not wait for it.
+        let store = state.store.clone();
+        let how = Revocation {
             ip,
-            now_ms: now,
+            ..Revocation::new(RevokeReason::Logout, now)
+        };
+        tokio::spawn(async move {
+            if let Err(e) = store.revoke_by_token(old, how).await {
+                tracing::warn!(error = %e, "ending the replaced session failed");
+            }
         });
     }
     m.login_success.inc();
@@ -389,14 +395,14 @@ async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpA
     for (subject, until) in reservation.fail(now) {
         state.metrics.bans_added.inc();
         tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
-        let op = Op::AddBan {
+        let ban = NewBan {
             subject,
             until_ms: until,
             reason: "too many failed logins".into(),
             ip,
             now_ms: now,
         };
-        if let Err(e) = state.writer.submit(op).await {
+        if let Err(e) = state.store.add_ban(ban).await {
             tracing::error!(error = %e, "storing a ban failed");
         }
     }
@@ -441,7 +447,7 @@ async fn reject(
 /// Appends an audit event and waits until it is durable. A failure is
 /// logged: the request's answer does not depend on it.
 pub async fn audit(state: &AppState, ev: NewEvent) {
-    if let Err(e) = state.writer.append(ev).await {
+    if let Err(e) = state.store.append(ev).await {
         tracing::error!(error = %e, "audit append failed");
     }
 }
@@ -453,13 +459,11 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> Response {
     if let Some(hash) = cookie_hash(&state, &headers) {
-        let op = Op::RevokeByToken {
-            hash,
-            reason: RevokeReason::Logout,
+        let how = Revocation {
             ip,
-            now_ms: now_ms(),
+            ..Revocation::new(RevokeReason::Logout, now_ms())
         };
-        if let Err(e) = state.writer.submit(op).await {
+        if let Err(e) = state.store.revoke_by_token(hash, how).await {
             return ApiError::internal("logout failed", &e).into_response();
         }
     }

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::store::{Histogram, now_ms};
+use crate::store::{BanStore, Histogram, StoreCheck, WriterStats, now_ms};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -182,17 +182,18 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "Bans added by regulation since start.",
         &[("", m.bans_added.get())],
     );
-    let store = state.store.clone();
     let now = now_ms();
-    let facts = tokio::task::spawn_blocking(move || {
-        let stats = store.stats()?;
-        let bans = store.bans(now)?.len() as u64;
-        Ok::<_, crate::store::StoreError>((stats, bans))
-    })
-    .await
-    .map_err(|e| ApiError::internal("metrics task failed", &e))?
-    .map_err(|e| ApiError::internal("reading store stats failed", &e))?;
-    let (stats, bans) = facts;
+    let stats = state
+        .store
+        .stats()
+        .await
+        .map_err(|e| ApiError::internal("reading store stats failed", &e))?;
+    let bans = state
+        .store
+        .bans(now)
+        .await
+        .map_err(|e| ApiError::internal("reading store stats failed", &e))?
+        .len() as u64;
     gauge(
         &mut out,
         "gatehouse_sessions",
@@ -206,7 +207,15 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "Audit events stored.",
         stats.events,
     );
-    let ws = state.writer.stats();
+    // A store without a write queue reports empty counters.
+    let no_queue;
+    let ws = match state.store.writer_stats() {
+        Some(ws) => ws,
+        None => {
+            no_queue = WriterStats::default();
+            &no_queue
+        }
+    };
     counter(
         &mut out,
         "gatehouse_writer_ops_total",
@@ -246,7 +255,7 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         &mut out,
         "gatehouse_writer_queue_depth",
         "Writes waiting for the writer.",
-        state.writer.queue_depth() as u64,
+        state.store.queue_depth() as u64,
     );
     gauge(
         &mut out,

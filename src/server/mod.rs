@@ -45,7 +45,9 @@ use axum::routing::{delete, get, post};
 use serde::Serialize;
 
 use crate::config::{Config, Policy, UserEntry};
-use crate::store::{CredentialCheck, CredentialGenerations, Store, Writer};
+use crate::store::{
+    Backend, CredentialCheck, CredentialGenerations, Revocation, RevokeReason, SessionStore,
+};
 
 pub use dispatch::answer_hot;
 pub use error::ServerError;
@@ -71,8 +73,8 @@ pub struct Inner {
     /// write-locked, so a reader of `policy` sees a user and a generation of
     /// the same reload.
     credentials: CredentialGenerations,
-    pub store: Store,
-    pub writer: Writer,
+    /// The store: sessions, bans and the audit trail.
+    pub store: Backend,
     pub hasher: password::Hasher,
     pub regulator: regulation::Regulator,
     /// Refused logins not yet recorded, per subject and window.
@@ -91,8 +93,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         config: Config,
-        store: Store,
-        writer: Writer,
+        store: Backend,
         hasher: password::Hasher,
         activity: Arc<Activity>,
     ) -> Self {
@@ -104,7 +105,6 @@ impl AppState {
                 credentials: CredentialGenerations::default(),
                 config,
                 store,
-                writer,
                 hasher,
                 regulator,
                 rejections,
@@ -155,17 +155,18 @@ impl AppState {
         });
         let now = crate::store::now_ms();
         // A newly added name should have no sessions; any it has are leftovers.
-        let added = policy.users().values().filter(|u| {
-            old.user(&u.name).is_none()
+        let mut changed: Vec<String> = removed_or_changed.map(|u| u.name.clone()).collect();
+        for u in policy.users().values() {
+            if old.user(&u.name).is_none()
                 && self
                     .store
                     .sessions_of(&u.name, now)
+                    .await
                     .map_or(true, |s| !s.is_empty())
-        });
-        let mut changed: Vec<String> = removed_or_changed
-            .chain(added)
-            .map(|u| u.name.clone())
-            .collect();
+            {
+                changed.push(u.name.clone());
+            }
+        }
         changed.sort();
         changed.dedup();
         {
@@ -177,15 +178,8 @@ impl AppState {
             self.credentials.bump(changed.iter().map(String::as_str));
         }
         for user in &changed {
-            let op = crate::store::Op::RevokeUser {
-                user: user.clone(),
-                keep: None,
-                reason: crate::store::RevokeReason::UserChanged,
-                actor: None,
-                ip: None,
-                now_ms: crate::store::now_ms(),
-            };
-            if let Err(e) = self.writer.submit(op).await {
+            let how = Revocation::new(RevokeReason::UserChanged, crate::store::now_ms());
+            if let Err(e) = self.store.revoke_user(user, None, how).await {
                 tracing::error!(error = %e, user = ?user, "ending the sessions of a changed user failed");
             }
         }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::config::RegulationSettings;
-use crate::store::{BanSubject, EventKind, NewEvent};
+use crate::store::{AuditStore, BanSubject, EventKind, NewEvent};
 
 /// Why a login was refused before any hashing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,14 +194,14 @@ pub fn summary_event(s: &Summary) -> NewEvent {
     }
 }
 
-/// Records `summaries` durably, all in flight at once so that the writer
-/// commits them together.
+/// Records `summaries` durably, all in flight at once so that the store
+/// can commit them together.
 pub async fn record(state: &super::AppState, summaries: Vec<Summary>) {
     let mut pending = tokio::task::JoinSet::new();
     for s in &summaries {
-        let writer = state.writer.clone();
+        let store = state.store.clone();
         let ev = summary_event(s);
-        pending.spawn(async move { writer.append(ev).await });
+        pending.spawn(async move { store.append(ev).await });
     }
     while let Some(r) = pending.join_next().await {
         match r {

@@ -15,7 +15,7 @@ use super::auth::{Authed, ClientIp, lookup};
 use super::extract::{Form, Query};
 use super::pages::sessions::Notice;
 use super::{ApiError, AppState, pages};
-use crate::store::{Op, OpOutput, PublicId, RevokeReason, Session, now_ms};
+use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
 /// A session as the API shows it.
 #[derive(Serialize)]
@@ -95,6 +95,7 @@ pub async fn list(
     let sessions = state
         .store
         .sessions_of(&user, now_ms())
+        .await
         .map_err(|e| ApiError::internal("listing sessions failed", &e))?;
     Ok(no_store(Json(List {
         sessions: sessions.iter().map(|s| view(s, &me.session.id)).collect(),
@@ -112,9 +113,7 @@ async fn revoke_id(
     let id: PublicId = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed session id"))?;
-    let op = Op::RevokeById {
-        user,
-        id,
+    let how = Revocation {
         reason: if by_admin {
             RevokeReason::ByAdmin
         } else {
@@ -124,11 +123,11 @@ async fn revoke_id(
         ip,
         now_ms: now_ms(),
     };
-    match state.writer.submit(op).await {
-        Ok(OpOutput::RevokedOne(done)) => Ok(done.is_some()),
-        Ok(_) => Err(ApiError::internal("revoke", &"unexpected writer output")),
-        Err(e) => Err(ApiError::internal("revoking a session failed", &e)),
-    }
+    state
+        .store
+        .revoke_session(&user, id, how)
+        .await
+        .map_err(|e| ApiError::internal("revoking a session failed", &e))
 }
 
 /// `DELETE /api/v1/sessions/{id}`: 204, or 404 when no such session of the user.
@@ -162,17 +161,14 @@ async fn revoke_user(
     reason: RevokeReason,
     ip: Option<IpAddr>,
 ) -> Result<usize, ApiError> {
-    let op = Op::RevokeUser {
-        user,
-        keep,
+    let how = Revocation {
         reason,
         actor: Some(me.user.name.clone()),
         ip,
         now_ms: now_ms(),
     };
-    match state.writer.submit(op).await {
-        Ok(OpOutput::Revoked(ids)) => Ok(ids.len()),
-        Ok(_) => Err(ApiError::internal("revoke", &"unexpected writer output")),
+    match state.store.revoke_user(&user, keep, how).await {
+        Ok(ids) => Ok(ids.len()),
         Err(e) => Err(ApiError::internal("revoking sessions failed", &e)),
     }
 }
@@ -255,7 +251,7 @@ pub async fn page(
         Err(e) => return e.into_response(),
     };
     let now = now_ms();
-    let sessions = match state.store.sessions_of(&me.user.name, now) {
+    let sessions = match state.store.sessions_of(&me.user.name, now).await {
         Ok(s) => s,
         Err(e) => return ApiError::internal("listing sessions failed", &e).into_response(),
     };
@@ -275,7 +271,7 @@ pub async fn page_confirm_others(State(state): State<AppState>, headers: HeaderM
         Ok(None) => return see_other(SIGN_IN_FIRST),
         Err(e) => return e.into_response(),
     };
-    match state.store.sessions_of(&me.user.name, now_ms()) {
+    match state.store.sessions_of(&me.user.name, now_ms()).await {
         Ok(s) => {
             let others = s.iter().filter(|s| s.id != me.session.id).count();
             if others == 0 {

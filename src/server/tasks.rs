@@ -20,7 +20,7 @@ use super::first_start::write_private_unsynced;
 use super::health::Activity;
 use super::reload::{Reloader, reload_on_hangup};
 use crate::config::RetentionConfig;
-use crate::store::now_ms;
+use crate::store::{SessionStore, now_ms};
 
 /// File touched on each beat.
 pub const HEARTBEAT_FILE: &str = "heartbeat";
@@ -99,7 +99,7 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         super::rejections::record(&state, state.rejections.take_ended(now_ms())).await;
         loop {
-            match state.writer.sweep(now_ms(), 1_000).await {
+            match state.store.sweep(now_ms(), 1_000).await {
                 Ok(r) if r.more && !*stop.borrow() => continue,
                 Ok(_) => break,
                 Err(e) => {
@@ -125,9 +125,8 @@ async fn retention(state: AppState, r: RetentionConfig, mut stop: watch::Receive
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let pass = crate::retention::run_retention_pass(
+        let pass = crate::retention::run_retention(
             &state.store,
-            &state.writer,
             archive.as_deref(),
             keep,
             crate::store::now_us(),

@@ -90,23 +90,24 @@ fn decide(
         return None;
     }
     let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
-    let ip = client_ip(&state.config, peer, headers);
+    // The client's address is worked out only when a rule can use it.
+    let ip = if rules.uses_networks() {
+        client_ip(&state.config, peer, headers)
+    } else {
+        None
+    };
     let request = original_request(headers, trusted, ip).unwrap_or(AccessRequest {
         host: "",
         path: "/",
         method: "GET",
         ip,
     });
-    let groups: Vec<String>;
     let subject = match user {
         None => Subject::ANONYMOUS,
-        Some(u) => {
-            groups = u.all_groups().map(str::to_string).collect();
-            Subject {
-                user: Some(&u.name),
-                groups: &groups,
-            }
-        }
+        Some(u) => Subject {
+            user: Some(&u.name),
+            groups: policy.group_list(&u.name),
+        },
     };
     Some(rules.decide(&request, &subject))
 }

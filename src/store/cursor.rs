@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::CursorError;
-use super::types::{EventFilter, EventKind};
+use crate::domain::{EventFilter, EventKind};
 
 const VERSION: u8 = 1;
 const LEN: usize = 17;

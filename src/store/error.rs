@@ -1,5 +1,6 @@
-//! Error types of the store, one per kind of operation. No redb type appears in
-//! a public signature: redb errors are carried as their message.
+//! Error types of the store's interface, one per kind of operation, shared
+//! by every backend. No backend type appears in them: a backend's own errors
+//! are carried as their message, classified as I/O or not.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,12 +47,12 @@ pub enum OpenError {
 /// A read or a write inside the database failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// redb reported an error other than I/O (a closed database, a bug).
+    /// The backend reported an error other than I/O (a closed database, a bug).
     #[error("storage error: {0}")]
     Storage(String),
     /// Reading or writing the file failed (a full disk, a failing device).
-    /// redb then refuses every later operation on that handle, so the writer
-    /// reopens the file ([`super::Store::reopen`]) before the next batch.
+    /// The redb backend then refuses every later operation on that handle, so
+    /// its writer reopens the file before the next batch.
     #[error("storage I/O error: {0}")]
     Io(String),
     /// A stored value could not be decoded.
@@ -59,57 +60,10 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
 }
 
-impl From<redb::StorageError> for StoreError {
-    fn from(e: redb::StorageError) -> Self {
-        match e {
-            redb::StorageError::Io(_) | redb::StorageError::PreviousIo => {
-                StoreError::Io(e.to_string())
-            }
-            other => StoreError::Storage(other.to_string()),
-        }
-    }
-}
-
-/// The errors that wrap a [`redb::StorageError`] keep its I/O classification.
-macro_rules! storage_from {
-    ($($t:ident),*) => {$(
-        impl From<redb::$t> for StoreError {
-            fn from(e: redb::$t) -> Self {
-                match e {
-                    redb::$t::Storage(s) => s.into(),
-                    other => StoreError::Storage(other.to_string()),
-                }
-            }
-        }
-    )*};
-}
-storage_from!(
-    TableError,
-    TransactionError,
-    CommitError,
-    DatabaseError,
-    CompactionError
-);
-
-impl From<redb::Error> for StoreError {
-    fn from(e: redb::Error) -> Self {
-        match e {
-            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Io(e.to_string()),
-            other => StoreError::Storage(other.to_string()),
-        }
-    }
-}
-
 impl StoreError {
     /// Whether the database handle must be reopened before it works again.
     pub fn is_io(&self) -> bool {
         matches!(self, StoreError::Io(_))
-    }
-}
-
-impl From<gatehouse_migrations::MigrationError> for StoreError {
-    fn from(e: gatehouse_migrations::MigrationError) -> Self {
-        StoreError::Storage(e.to_string())
     }
 }
 
@@ -129,12 +83,6 @@ pub enum QueryError {
     Cursor(#[from] CursorError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<redb::StorageError> for QueryError {
-    fn from(e: redb::StorageError) -> Self {
-        QueryError::Store(e.into())
-    }
 }
 
 /// A write submitted to the writer did not complete.

@@ -1,14 +1,16 @@
 //! `auditctl backup DEST`: a consistent snapshot through
-//! [`Store::backup_to`], then a `backup.created` audit event when the tool can
+//! [`Backend::backup_to`], then a `backup.created` audit event when the tool can
 //! write one (that is, when no server holds the file).
 
 use std::path::Path;
 
-use gatehouse::store::{BackupReport, EventKind, NewEvent, Op, OpenError};
+use gatehouse::store::{
+    AuditStore, Backend, BackendConfig, BackupReport, EventKind, NewEvent, OpenError,
+};
 
 use crate::cli::BackupArgs;
 use crate::render::human_bytes;
-use crate::{Status, open_read_only, open_writable};
+use crate::{Status, close_writable, open_read_only, open_writable, wait};
 
 fn print_report(r: &BackupReport) {
     let c = &r.check;
@@ -35,16 +37,16 @@ fn backup_event(r: &BackupReport) -> NewEvent {
 }
 
 /// Records `backup.created` if the database can be opened for writing.
-fn record(path: &Path, r: &BackupReport) {
-    match open_writable(path) {
-        Ok(store) => {
-            match store.apply(Op::Append(backup_event(r))) {
+fn record(config: &BackendConfig, r: &BackupReport) {
+    match open_writable(config) {
+        Ok((backend, task)) => {
+            match wait(backend.append(backup_event(r))) {
                 Ok(_) => println!("recorded a backup.created event in the audit trail"),
                 Err(e) => println!("note: could not record the backup.created event: {e}"),
             }
-            let _ = store.close();
+            let _ = close_writable(backend, task);
         }
-        Err(OpenError::Locked(_)) => record_through_server(path, r),
+        Err(OpenError::Locked(_)) => record_through_server(config.location(), r),
         Err(e) => println!("note: could not record the backup.created event: {e}"),
     }
 }
@@ -75,12 +77,12 @@ fn record_through_server(db: &Path, r: &BackupReport) {
     }
 }
 
-pub fn run(path: &Path, a: &BackupArgs) -> anyhow::Result<Status> {
-    let store = open_read_only(path)?;
-    let report = store.backup_to(&a.dest)?;
+pub fn run(config: &BackendConfig, a: &BackupArgs) -> anyhow::Result<Status> {
+    let backend: Backend = open_read_only(config)?;
+    let report = backend.backup_to(&a.dest)?;
     // Release the read handle before trying to open the file for writing.
-    drop(store);
+    drop(backend);
     print_report(&report);
-    record(path, &report);
+    record(config, &report);
     Ok(Status::Ok)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use gatehouse::store::{EventFilter, EventKind, Outcome};
+use gatehouse::store::{BackendConfig, EventFilter, EventKind, Outcome};
 
 use crate::timespec::{parse_span, parse_time_now};
 
@@ -24,7 +24,8 @@ pub struct Cli {
     /// Directory holding gatehouse.redb.
     #[arg(long, env = "GATEHOUSE_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The database file itself (instead of --data-dir).
+    /// The database itself (instead of --data-dir): a file path, or
+    /// `redb:PATH`.
     #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
     #[command(subcommand)]
@@ -37,7 +38,9 @@ impl Cli {
     pub fn data_dir(&self) -> PathBuf {
         let dir = self.data_dir.as_ref().filter(|d| !d.as_os_str().is_empty());
         match (&self.db, dir) {
-            (Some(db), _) => db
+            (Some(db), _) => BackendConfig::parse(&db.to_string_lossy())
+                .map(|c| c.location().to_path_buf())
+                .unwrap_or_else(|_| db.clone())
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(PathBuf::from)
@@ -47,11 +50,12 @@ impl Cli {
         }
     }
 
-    /// The database file: `--db`, else `<data dir>/gatehouse.redb`.
-    pub fn db_path(&self) -> PathBuf {
+    /// The store to open: the `--db` spec, else the data directory's file.
+    pub fn backend_config(&self) -> anyhow::Result<BackendConfig> {
         match &self.db {
-            Some(db) => db.clone(),
-            None => self.data_dir().join("gatehouse.redb"),
+            Some(db) => BackendConfig::parse(&db.to_string_lossy())
+                .map_err(|e| anyhow::anyhow!("--db: {e}")),
+            None => Ok(BackendConfig::in_data_dir(&self.data_dir())),
         }
     }
 }
@@ -232,6 +236,10 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn db_path(cli: &Cli) -> PathBuf {
+        cli.backend_config().unwrap().location().to_path_buf()
+    }
+
     #[test]
     fn db_overrides_data_dir() {
         let cli = Cli::try_parse_from([
@@ -243,9 +251,9 @@ mod tests {
             "verify",
         ])
         .unwrap();
-        assert_eq!(cli.db_path(), PathBuf::from("/y/g.redb"));
+        assert_eq!(db_path(&cli), PathBuf::from("/y/g.redb"));
         assert_eq!(cli.data_dir(), PathBuf::from("/y"));
         let cli = Cli::try_parse_from(["auditctl", "verify", "--data-dir", "/x"]).unwrap();
-        assert_eq!(cli.db_path(), PathBuf::from("/x/gatehouse.redb"));
+        assert_eq!(db_path(&cli), PathBuf::from("/x/gatehouse.redb"));
     }
 }

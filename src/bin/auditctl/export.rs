@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use gatehouse::store::{EventId, Store};
+use gatehouse::store::{AuditStore, Backend, EventId, StoreCheck};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Status;
@@ -113,7 +113,7 @@ fn watch_signals() -> Arc<AtomicBool> {
     flag
 }
 
-pub fn run(store: &Store, a: &ExportArgs) -> anyhow::Result<Status> {
+pub fn run(store: &Backend, a: &ExportArgs) -> anyhow::Result<Status> {
     let tmp = temp_path(&a.output);
     let stop = watch_signals();
     let result = export(store, a, &tmp, &stop);
@@ -123,10 +123,15 @@ pub fn run(store: &Store, a: &ExportArgs) -> anyhow::Result<Status> {
     result
 }
 
-fn export(store: &Store, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyhow::Result<Status> {
+fn export(
+    store: &Backend,
+    a: &ExportArgs,
+    tmp: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // Export what exists now: a live server keeps appending, the export ends.
-    let stats = store.stats()?;
+    let stats = crate::wait(store.stats())?;
     let end = stats.newest_event.unwrap_or(EventId(0));
     let mut after = EventId(
         filter
@@ -147,7 +152,7 @@ fn export(store: &Store, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyho
             pb.finish_and_clear();
             anyhow::bail!("interrupted; {} was left unchanged", a.output.display());
         }
-        let batch = store.events_after(after, STEP)?;
+        let batch = crate::wait(store.events_after(after, STEP))?;
         for ev in &batch {
             if ev.id > end
                 || filter

@@ -2,16 +2,16 @@
 
 use std::io::{BufWriter, Write};
 
-use gatehouse::store::{Store, now_ms};
+use gatehouse::store::{AuditStore, Backend, SessionStore, StoreCheck, now_ms};
 use jiff::tz::TimeZone;
 
-use crate::Status;
 use crate::cli::{SessionsArgs, StatsArgs};
 use crate::render::{self, human_bytes, local_time};
+use crate::{Status, wait};
 
-pub fn verify(store: &Store) -> anyhow::Result<Status> {
-    let r = store.check()?;
-    println!("database    {}", store.path().display());
+pub fn verify(store: &Backend) -> anyhow::Result<Status> {
+    let r = wait(store.check())?;
+    println!("database    {}", store.location().display());
     println!(
         "events      {} (appended {}, pruned {})",
         r.events, r.events_appended, r.events_pruned
@@ -43,11 +43,11 @@ pub fn verify(store: &Store) -> anyhow::Result<Status> {
     Ok(Status::Failed)
 }
 
-pub fn stats(store: &Store, a: &StatsArgs) -> anyhow::Result<Status> {
-    let s = store.stats()?;
-    let c = store.audit_counts(a.top)?;
+pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
+    let s = wait(store.stats())?;
+    let c = wait(store.audit_counts(a.top))?;
     let tz = TimeZone::system();
-    println!("database    {}", store.path().display());
+    println!("database    {}", store.location().display());
     println!("file size   {}", human_bytes(s.file_bytes));
     println!("schema      version {}", s.schema_version);
     println!("events      {}", s.events);
@@ -98,11 +98,11 @@ pub fn stats(store: &Store, a: &StatsArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-pub fn sessions(store: &Store, a: &SessionsArgs) -> anyhow::Result<Status> {
+pub fn sessions(store: &Backend, a: &SessionsArgs) -> anyhow::Result<Status> {
     let now = now_ms();
     let mut list = match &a.user {
-        Some(u) => store.sessions_of(u, now)?,
-        None => store.all_sessions(now, a.limit)?,
+        Some(u) => wait(store.sessions_of(u, now))?,
+        None => wait(store.all_sessions(now, a.limit))?,
     };
     list.truncate(a.limit);
     let stdout = std::io::stdout();

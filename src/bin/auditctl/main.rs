@@ -1,6 +1,7 @@
 //! `auditctl`: the operator's tool for the gatehouse audit trail. It opens the
-//! database read-only beside a running server (never blocking it) to query,
-//! follow, export, back up, verify and count; see `docs/auditctl.md`.
+//! store ([`Backend`]) read-only beside a running server (never blocking it)
+//! to query, follow, export, back up, verify and count; see
+//! `docs/auditctl.md`.
 //!
 //! Exit codes: 0 success, 1 nothing found or verification failed, 2 usage
 //! error or failure.
@@ -15,11 +16,12 @@ mod render;
 mod tail;
 mod timespec;
 
-use std::path::Path;
+use std::future::Future;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::Parser;
-use gatehouse::store::{OpenError, Store, StoreOptions};
+use gatehouse::store::{Backend, BackendConfig, BackendTask, OpenError};
 
 use cli::{Cli, Command};
 
@@ -56,41 +58,54 @@ pub fn explain_open(e: OpenError) -> anyhow::Error {
     }
 }
 
-/// Opens the database read-only.
-pub fn open_read_only(path: &Path) -> anyhow::Result<Store> {
-    Store::open_read_only(
-        path,
-        &StoreOptions {
-            cache_bytes: CACHE_BYTES,
-        },
-    )
-    .map_err(explain_open)
+/// Runs one of the store's operations to completion. The store's interface
+/// is async; the tool drives it on one thread, with the blocking pool for
+/// the scans the store runs there, and signals for `tail --follow`.
+pub fn wait<F: Future>(f: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("starting the tool's runtime")
+        })
+        .block_on(f)
 }
 
-/// Opens the database for writing: only possible when no server runs.
-pub fn open_writable(path: &Path) -> Result<Store, OpenError> {
+/// Opens the store read-only.
+pub fn open_read_only(config: &BackendConfig) -> anyhow::Result<Backend> {
+    Backend::open_read_only(config).map_err(explain_open)
+}
+
+/// Opens the store for writing: only possible when no server runs. The task
+/// must be shut down before the store is closed.
+pub fn open_writable(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
+    let path = config.location();
     if !path.exists() {
         return Err(OpenError::Missing(path.to_path_buf()));
     }
-    Store::open(
-        path,
-        &StoreOptions {
-            cache_bytes: CACHE_BYTES,
-        },
-    )
+    Backend::open(config)
+}
+
+/// Makes every write durable and closes a store opened by [`open_writable`].
+pub fn close_writable(backend: Backend, task: BackendTask) -> anyhow::Result<()> {
+    wait(task.shutdown()).map_err(anyhow::Error::msg)?;
+    backend.close()?;
+    Ok(())
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Status> {
-    let path = cli.db_path();
+    let config = cli.backend_config()?.with_cache_bytes(CACHE_BYTES);
     match &cli.command {
-        Command::Query(a) => query::run(&open_read_only(&path)?, a),
-        Command::Tail(a) => tail::run(&open_read_only(&path)?, a),
-        Command::Sessions(a) => inspect::sessions(&open_read_only(&path)?, a),
-        Command::Export(a) => export::run(&open_read_only(&path)?, a),
-        Command::Backup(a) => backup::run(&path, a),
-        Command::Verify => inspect::verify(&open_read_only(&path)?),
-        Command::Stats(a) => inspect::stats(&open_read_only(&path)?, a),
-        Command::Prune(a) => prune::run(&path, &cli.data_dir(), a),
+        Command::Query(a) => query::run(&open_read_only(&config)?, a),
+        Command::Tail(a) => tail::run(&open_read_only(&config)?, a),
+        Command::Sessions(a) => inspect::sessions(&open_read_only(&config)?, a),
+        Command::Export(a) => export::run(&open_read_only(&config)?, a),
+        Command::Backup(a) => backup::run(&config, a),
+        Command::Verify => inspect::verify(&open_read_only(&config)?),
+        Command::Stats(a) => inspect::stats(&open_read_only(&config)?, a),
+        Command::Prune(a) => prune::run(&config, &cli.data_dir(), a),
     }
 }
 

@@ -4,16 +4,16 @@
 
 use std::path::Path;
 
-use gatehouse::retention::{cutoff, run_retention_pass_blocking};
-use gatehouse::store::{OpenError, now_us};
+use gatehouse::retention::{cutoff, run_retention};
+use gatehouse::store::{BackendConfig, OpenError, now_us};
 use jiff::tz::TimeZone;
 
 use crate::cli::PruneArgs;
 use crate::render::local_time;
-use crate::{Status, explain_open, open_writable};
+use crate::{Status, close_writable, explain_open, open_writable, wait};
 
-pub fn run(path: &Path, data_dir: &Path, a: &PruneArgs) -> anyhow::Result<Status> {
-    let store = match open_writable(path) {
+pub fn run(config: &BackendConfig, data_dir: &Path, a: &PruneArgs) -> anyhow::Result<Status> {
+    let (backend, task) = match open_writable(config) {
         Ok(s) => s,
         Err(OpenError::Locked(p)) => anyhow::bail!(
             "database {} is in use (is the server running?); a running server prunes by \
@@ -28,8 +28,14 @@ pub fn run(path: &Path, data_dir: &Path, a: &PruneArgs) -> anyhow::Result<Status
             .unwrap_or_else(|| data_dir.join("archive"))
     });
     let now = now_us();
-    let report = run_retention_pass_blocking(&store, archive.as_deref(), a.older_than, now)?;
-    store.close()?;
+    let report = wait(run_retention(
+        &backend,
+        archive.as_deref(),
+        a.older_than,
+        now,
+    ));
+    close_writable(backend, task)?;
+    let report = report?;
     let before = local_time(&TimeZone::system(), cutoff(now, a.older_than).micros());
     println!("pruned {} events older than {before}", report.pruned);
     if report.archived > 0 {

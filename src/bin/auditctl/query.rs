@@ -3,12 +3,12 @@
 
 use std::io::{BufWriter, Write};
 
-use gatehouse::store::{Event, EventFilter, QueryError, Store};
+use gatehouse::store::{AuditStore, Backend, Event, EventFilter, QueryError};
 use jiff::tz::TimeZone;
 
-use crate::Status;
 use crate::cli::QueryArgs;
 use crate::render;
+use crate::{Status, wait};
 
 /// Turns a query error into what the operator should do about it.
 pub fn explain(e: QueryError) -> anyhow::Error {
@@ -25,15 +25,14 @@ pub fn explain(e: QueryError) -> anyhow::Error {
 /// when the store stops a page early (its scan budget), so a rare match still
 /// fills the page. Returns the cursor of the rest, if any may remain.
 pub fn fetch(
-    store: &Store,
+    store: &Backend,
     filter: &EventFilter,
     want: usize,
     mut cursor: Option<String>,
 ) -> anyhow::Result<(Vec<Event>, Option<String>)> {
     let mut out: Vec<Event> = Vec::new();
     while out.len() < want {
-        let page = store
-            .query_events(filter, want - out.len(), cursor.as_deref())
+        let page = wait(store.query_events(filter, want - out.len(), cursor.as_deref()))
             .map_err(explain)?;
         out.extend(page.events);
         cursor = page.next_cursor;
@@ -72,7 +71,7 @@ pub fn next_page_command(args: &[String], cursor: &str) -> String {
     out.join(" ")
 }
 
-pub fn run(store: &Store, a: &QueryArgs) -> anyhow::Result<Status> {
+pub fn run(store: &Backend, a: &QueryArgs) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     let (events, next) = fetch(store, &filter, a.limit.into(), a.cursor.clone())?;
     let stdout = std::io::stdout();

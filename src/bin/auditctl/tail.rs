@@ -5,7 +5,7 @@
 use std::io::{BufWriter, Write};
 use std::time::Duration;
 
-use gatehouse::store::{Event, EventFilter, EventId, Store};
+use gatehouse::store::{AuditStore, Backend, Event, EventFilter, EventId, StoreCheck};
 use jiff::tz::TimeZone;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,11 +38,13 @@ impl Printer {
     }
 }
 
-pub fn run(store: &Store, a: &TailArgs) -> anyhow::Result<Status> {
+pub fn run(store: &Backend, a: &TailArgs) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // The newest id before the query: following starts no lower, so nothing
     // committed meanwhile is missed or printed twice.
-    let head = store.stats()?.newest_event.unwrap_or(EventId(0));
+    let head = crate::wait(store.stats())?
+        .newest_event
+        .unwrap_or(EventId(0));
     let (mut events, _) = if a.lines > 0 {
         fetch(store, &filter, a.lines.into(), None)?
     } else {
@@ -86,16 +88,13 @@ pub fn run(store: &Store, a: &TailArgs) -> anyhow::Result<Status> {
 
 /// Prints matching events above `after` as they appear, until a signal.
 fn follow(
-    store: &Store,
+    store: &Backend,
     filter: &EventFilter,
     mut after: EventId,
     p: &Printer,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    crate::wait(async {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(POLL);
@@ -106,7 +105,7 @@ fn follow(
                 _ = term.recv() => break,
                 _ = tick.tick() => {
                     loop {
-                        let batch = store.events_after(after, STEP)?;
+                        let batch = store.events_after(after, STEP).await?;
                         for ev in &batch {
                             after = ev.id;
                             if filter.matches(ev) {

@@ -9,9 +9,9 @@ use redb::{Database, ReadableTable};
 
 use super::bucket;
 use super::codec::{decode, encode};
-use super::error::StoreError;
 use super::records::EventRecord;
 use super::tables::*;
+use crate::store::error::StoreError;
 
 fn open(path: &Path) -> Result<Database, StoreError> {
     Ok(Database::open(path)?)
@@ -126,7 +126,7 @@ pub fn set_schema_version(path: &Path, version: u32) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
+    use crate::store::redb::tests::temp_store;
     use crate::store::*;
 
     fn ids(store: &Store) -> Vec<u64> {

@@ -6,22 +6,12 @@ use std::net::IpAddr;
 use redb::ReadableTable;
 
 use super::codec::{decode, encode};
-use super::error::StoreError;
 use super::records::SessionRecord;
 use super::tables::HashKey;
 use super::txn::Tx;
-use super::types::*;
-
-/// What one sweep pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Sessions removed because their deadline passed.
-    pub expired: usize,
-    /// Bans removed because they ran out.
-    pub bans_lifted: usize,
-    /// True when the batch limit was reached and expired entries remain.
-    pub more: bool,
-}
+use crate::domain::*;
+use crate::store::error::StoreError;
+use crate::store::reports::SweepReport;
 
 pub(crate) fn to_session(rec: SessionRecord) -> Session {
     Session {

@@ -3,6 +3,8 @@
 
 use super::tables::*;
 use super::*;
+use crate::store::*;
+use ::redb::ReadableTable;
 
 pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     // tmpfs keeps durable commits cheap in tests where it exists.
@@ -459,8 +461,8 @@ fn write_v1_fixture() {
 /// against what old releases really left on disk.
 mod legacy {
     use super::*;
-    use crate::store::codec::encode;
-    use crate::store::records::{ChainHead, SessionRecord};
+    use crate::store::redb::codec::encode;
+    use crate::store::redb::records::{ChainHead, SessionRecord};
     use sha2::{Digest, Sha256};
 
     #[derive(serde::Serialize)]
@@ -483,11 +485,11 @@ mod legacy {
     }
 
     /// The audit tables as schemas 1 and 2 defined them.
-    pub const EVENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
-    pub const EVENTS_BY_USER: redb::TableDefinition<(&str, u64), ()> =
-        redb::TableDefinition::new("events_by_user");
-    pub const EVENTS_BY_KIND: redb::TableDefinition<(&str, u64), ()> =
-        redb::TableDefinition::new("events_by_kind");
+    pub const EVENTS: ::redb::TableDefinition<u64, &[u8]> = ::redb::TableDefinition::new("events");
+    pub const EVENTS_BY_USER: ::redb::TableDefinition<(&str, u64), ()> =
+        ::redb::TableDefinition::new("events_by_user");
+    pub const EVENTS_BY_KIND: ::redb::TableDefinition<(&str, u64), ()> =
+        ::redb::TableDefinition::new("events_by_kind");
 
     /// Event ids are these microseconds plus the event's position.
     pub const BASE_US: u64 = 1_700_000_000_000_000;
@@ -501,7 +503,7 @@ mod legacy {
         events: &[(&str, Option<&str>)],
         forge: Option<usize>,
     ) {
-        let db = redb::Database::create(path).unwrap();
+        let db = ::redb::Database::create(path).unwrap();
         gatehouse_migrations::migrate_to(&db, version).unwrap();
         let txn = db.begin_write().unwrap();
         {
@@ -586,7 +588,7 @@ fn v2_upgrade_keeps_events_and_chain_breaks() {
         if drop_newest {
             // The newest event removed with its index entries: only the head
             // tells, and must still tell after the upgrade.
-            let db = redb::Database::open(&path).unwrap();
+            let db = ::redb::Database::open(&path).unwrap();
             let txn = db.begin_write().unwrap();
             txn.open_table(legacy::EVENTS)
                 .unwrap()

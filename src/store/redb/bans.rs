@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use redb::ReadableTable;
 
 use super::codec::{decode, encode};
-use super::error::StoreError;
 use super::records::BanRecord;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
+use crate::store::error::StoreError;
 
 pub(crate) fn to_ban(key: &str, bytes: &[u8]) -> Result<Ban, StoreError> {
     let rec: BanRecord = decode("bans", bytes)?;

@@ -8,50 +8,13 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::bucket;
 use super::codec::decode;
-use super::error::StoreError;
-use super::events::{Lookup, chain_hash, link_of};
+use super::events::Lookup;
 use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
-use super::types::EventKind;
-
-/// Most problems listed in a report; the count is always exact.
-const MAX_LISTED: usize = 20;
-
-/// What a check found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    pub sessions: u64,
-    pub events: u64,
-    pub bans: u64,
-    /// Events ever appended, pruned ones included.
-    pub events_appended: u64,
-    /// Events removed by retention.
-    pub events_pruned: u64,
-    /// Hex SHA-256 of the newest event: keep it elsewhere to detect a rewrite.
-    pub chain_head: String,
-    /// The first event at which the chain breaks, if it does.
-    pub first_bad_event: Option<u64>,
-    pub problem_count: usize,
-    /// Up to 20 problems, in the order found.
-    pub problems: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn is_ok(&self) -> bool {
-        self.problem_count == 0
-    }
-
-    fn problem(&mut self, p: String) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_LISTED {
-            self.problems.push(p);
-        }
-    }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::domain::EventKind;
+use crate::store::chain::{ChainWalk, hex};
+use crate::store::error::StoreError;
+use crate::store::reports::CheckReport;
 
 pub(crate) fn read_head(txn: &ReadTransaction) -> Result<(ChainHead, ChainAnchor), StoreError> {
     let meta = txn.open_table(META)?;
@@ -128,7 +91,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     let ev_user = txn.open_table(EVENTS_BY_USER)?;
     let ev_kind = txn.open_table(EVENTS_BY_KIND)?;
     let mut lookup = Lookup::new(&events, &ev_user);
-    let mut expected = anchor.hash;
+    let mut walk = ChainWalk::from(anchor.hash);
     let mut last_id = anchor.pruned_through;
     for row in events.iter()? {
         let (k, v) = row?;
@@ -161,13 +124,13 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
                 continue;
             }
         };
-        if rec.link != link_of(&expected) && r.first_bad_event.is_none() {
+        if !walk.links(&rec.link) && r.first_bad_event.is_none() {
             r.first_bad_event = Some(id);
             r.problem(format!(
                 "hash chain broken at event {id}: an event before it was changed, removed or reordered"
             ));
         }
-        expected = chain_hash(&expected, id, user, record);
+        walk.step(id, user, record);
         last_id = id;
         if EventKind::from_code(rec.kind).is_none() {
             r.problem(format!("event {id} has unknown kind code {}", rec.kind));
@@ -178,7 +141,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     }
     if r.first_bad_event.is_none()
         && r.events > 0
-        && (expected != head.hash || last_id != head.last_id)
+        && (walk.expected != head.hash || last_id != head.last_id)
     {
         r.first_bad_event = Some(last_id);
         r.problem(format!(

@@ -14,8 +14,8 @@
 //! bucket is below the next bucket's first id; an event without a user lives
 //! under the empty user name.
 
-use super::error::StoreError;
 use super::tables::EVENT_RECORDS;
+use crate::store::error::StoreError;
 
 /// Most bytes a bucket grows to by appending (a single larger event still gets
 /// a bucket of its own). With the key and redb's per-entry overhead one full

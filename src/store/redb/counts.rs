@@ -11,24 +11,10 @@ use redb::ReadableTable;
 
 use super::Store;
 use super::bucket;
-use super::error::StoreError;
 use super::tables::*;
-use super::types::EventKind;
-
-/// Events per kind and per user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditCounts {
-    /// Every kind with at least one event, most frequent first.
-    pub by_kind: Vec<(EventKind, u64)>,
-    /// Index entries whose kind this build does not know (from a newer build).
-    pub unknown_kinds: u64,
-    /// The `top` users with the most events, most first (ties by name).
-    pub top_users: Vec<(String, u64)>,
-    /// Distinct users with at least one event.
-    pub users: u64,
-    /// Events that name no user.
-    pub without_user: u64,
-}
+use crate::domain::EventKind;
+use crate::store::error::StoreError;
+use crate::store::reports::AuditCounts;
 
 /// Keeps the `n` largest `(count, user)` pairs seen.
 struct TopN {
@@ -132,7 +118,7 @@ fn tally_kind(out: &mut AuditCounts, (code, n): (u8, u64)) {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::tests::temp_store;
+    use crate::store::redb::tests::temp_store;
     use crate::store::*;
 
     #[test]

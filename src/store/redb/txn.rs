@@ -4,9 +4,9 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
-use super::error::StoreError;
 use super::records::ChainHead;
 use super::tables::*;
+use crate::store::error::StoreError;
 
 /// Every table of the schema, open in one write transaction, plus the audit
 /// chain head, which is read once per batch and written back before commit.

@@ -13,10 +13,10 @@ use redb::{
     Database, Durability, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
 };
 
-use super::check::CheckReport;
-use super::error::StoreError;
 use super::tables::*;
 use super::{Store, StoreOptions};
+use crate::store::error::StoreError;
+use crate::store::reports::CheckReport;
 
 /// Rows copied per write transaction of the new file.
 pub const BACKUP_CHUNK_ROWS: usize = 10_000;
@@ -223,7 +223,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::tests::temp_store;
+    use crate::store::redb::tests::temp_store;
     use crate::store::*;
 
     #[test]
@@ -232,7 +232,7 @@ mod tests {
         for i in 0..12_000u64 {
             if i % 4_000 == 0 {
                 store
-                    .apply(Op::CreateSession(crate::store::tests::new_session(
+                    .apply(Op::CreateSession(crate::store::redb::tests::new_session(
                         "alice",
                         1_000 + i,
                     )))

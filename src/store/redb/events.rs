@@ -3,41 +3,21 @@
 //! queries that scan newest first and stop as soon as the page is full.
 
 use redb::{AccessGuard, ReadTransaction, ReadableTable};
-use sha2::{Digest, Sha256};
 
 use super::bucket::{self, Entry};
 use super::codec::{decode, encode};
-use super::cursor;
-use super::error::{QueryError, StoreError};
 use super::records::{ChainHead, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
+use crate::store::chain::{chain_hash, link_of};
+use crate::store::cursor;
+use crate::store::error::{QueryError, StoreError};
 
 /// Most events one page may examine before it returns what it has, with a
 /// cursor to continue: a filter that matches rarely never turns one request
 /// into a scan of the whole table.
 pub const MAX_SCAN: usize = 20_000;
-
-/// Hash of one event as it is chained: SHA-256 over the previous hash (the
-/// anchor's for the oldest kept event), the id, the user name (length first;
-/// empty for none) and the stored record.
-pub(crate) fn chain_hash(prev: &[u8; 32], id: u64, user: &str, record: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(id.to_be_bytes());
-    h.update((user.len() as u32).to_be_bytes());
-    h.update(user.as_bytes());
-    h.update(record);
-    h.finalize().into()
-}
-
-/// The stored link to a previous chain hash: its first 8 bytes.
-pub(crate) fn link_of(hash: &[u8; 32]) -> [u8; 8] {
-    let mut link = [0; 8];
-    link.copy_from_slice(&hash[..8]);
-    link
-}
 
 fn sanitize(mut ev: NewEvent) -> NewEvent {
     // The empty name is the bucket of events without a user.

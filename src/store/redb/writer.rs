@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
-use super::credentials::CredentialCheck;
-use super::error::WriteError;
 use super::ops::{Op, OpOutput};
-use super::sessions::SweepReport;
-use super::types::*;
+use crate::domain::*;
+use crate::store::credentials::CredentialCheck;
+use crate::store::error::WriteError;
+use crate::store::reports::SweepReport;
 
 /// Queue and batch bounds.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +129,14 @@ pub struct Writer {
 }
 
 type PendingTouches = Arc<Mutex<HashSet<TokenHash>>>;
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
+}
 
 /// The writer thread, owned by whoever started it; [`WriterTask::shutdown`]
 /// drains and stops it.
@@ -263,12 +271,12 @@ impl Writer {
     }
 }
 
-fn unreachable_output<T>(op: &str, out: OpOutput) -> Result<T, WriteError> {
+pub(super) fn unreachable_output<T>(op: &str, out: OpOutput) -> Result<T, WriteError> {
     // Each op maps to one output variant; anything else is a bug in `ops`.
     tracing::error!(op, ?out, "writer returned an output of another operation");
-    Err(WriteError::Failed(Arc::new(super::StoreError::Storage(
-        "internal error: mismatched writer output".into(),
-    ))))
+    Err(WriteError::Failed(Arc::new(
+        crate::store::StoreError::Storage("internal error: mismatched writer output".into()),
+    )))
 }
 
 impl WriterTask {

@@ -4,7 +4,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::error::StoreError;
+use crate::store::error::StoreError;
 
 /// Encodes a record for storage. Encoding owned, well-formed records cannot fail
 /// with postcard's std serializer except on allocation failure.
@@ -26,11 +26,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::records::{EventRecord, SessionRecord};
+    use crate::store::redb::records::{EventRecord, SessionRecord};
     use proptest::prelude::*;
 
     fn all_kinds(bytes: &[u8]) {
-        use crate::store::records::{BanRecord, ChainAnchor, ChainHead};
+        use crate::store::redb::records::{BanRecord, ChainAnchor, ChainHead};
         let _ = decode::<SessionRecord>("sessions", bytes);
         let _ = decode::<EventRecord>("events", bytes);
         let _ = decode::<BanRecord>("bans", bytes);

@@ -3,12 +3,12 @@
 
 use std::net::IpAddr;
 
-use super::credentials::CredentialCheck;
-use super::error::StoreError;
-use super::prune::PruneReport;
-use super::sessions::SweepReport;
 use super::txn::Tx;
-use super::types::*;
+use crate::domain::*;
+use crate::store::credentials::CredentialCheck;
+use crate::store::error::StoreError;
+use crate::store::reports::PruneReport;
+use crate::store::reports::SweepReport;
 
 /// One write operation.
 #[derive(Debug, Clone)]

@@ -15,23 +15,14 @@ use super::Store;
 use super::bucket;
 use super::check::read_head;
 use super::codec::{decode, encode};
-use super::error::StoreError;
-use super::events::{Lookup, chain_hash, link_of, to_event};
+use super::events::{Lookup, to_event};
 use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
-use super::types::{Event, EventId};
-
-/// What one prune step did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Events removed by this step.
-    pub pruned: u64,
-    /// Id of the newest event removed, if any was.
-    pub through: Option<EventId>,
-    /// True when the limit was reached and events at or below the bound remain.
-    pub more: bool,
-}
+use crate::domain::{Event, EventId};
+use crate::store::chain::ChainWalk;
+use crate::store::error::StoreError;
+use crate::store::reports::PruneReport;
 
 fn chain_broken(id: u64) -> StoreError {
     StoreError::Corrupt {
@@ -67,7 +58,7 @@ impl Tx<'_> {
             Some(g) => decode("meta", g.value())?,
             None => ChainAnchor::default(),
         };
-        let mut expected = anchor.hash;
+        let mut walk = ChainWalk::from(anchor.hash);
         let mut kinds = Vec::with_capacity(rows.len());
         {
             let mut lookup = Lookup::new(&self.events, &self.events_by_user);
@@ -76,10 +67,10 @@ impl Tx<'_> {
                     return Err(chain_broken(*id));
                 };
                 let rec: EventRecord = decode(EVENT_RECORDS, record)?;
-                if rec.link != link_of(&expected) {
+                if !walk.links(&rec.link) {
                     return Err(chain_broken(*id));
                 }
-                expected = chain_hash(&expected, *id, user, record);
+                walk.step(*id, user, record);
                 kinds.push(rec.kind);
             }
         }
@@ -94,7 +85,7 @@ impl Tx<'_> {
             self.drop_oldest_records(user, newest)?;
         }
         let anchor = ChainAnchor {
-            hash: expected,
+            hash: walk.expected,
             pruned_through: last_id,
             pruned: anchor.pruned + rows.len() as u64,
         };
@@ -142,7 +133,7 @@ impl Store {
         let events = txn.open_table(EVENTS)?;
         let by_user = txn.open_table(EVENTS_BY_USER)?;
         let mut lookup = Lookup::new(&events, &by_user);
-        let mut expected = anchor.hash;
+        let mut walk = ChainWalk::from(anchor.hash);
         let mut out = Vec::new();
         for row in events.range(..below.0)?.take(limit) {
             let (k, v) = row?;
@@ -151,10 +142,10 @@ impl Store {
                 return Err(chain_broken(id));
             };
             let rec: EventRecord = decode(EVENT_RECORDS, record)?;
-            if rec.link != link_of(&expected) {
+            if !walk.links(&rec.link) {
                 return Err(chain_broken(id));
             }
-            expected = chain_hash(&expected, id, user, record);
+            walk.step(id, user, record);
             out.push(to_event(id, user, record)?);
         }
         Ok(out)
@@ -163,7 +154,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::tests::temp_store;
+    use crate::store::redb::tests::temp_store;
     use crate::store::*;
 
     fn append(store: &Store, n: u64, start_us: u64) {
@@ -258,13 +249,21 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("refusing to prune"), "{err}");
         let archive = dir.path().join("archive");
-        let r = crate::retention::run_retention_pass_blocking(
-            &store,
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+        let backend = crate::store::redb::RedbBackend::new(store.clone(), writer);
+        let r = rt.block_on(crate::retention::run_retention(
+            &backend,
             Some(&archive),
             std::time::Duration::from_secs(1),
             10_000_000,
-        );
+        ));
         assert!(r.is_err());
+        drop(backend);
+        task.shutdown_blocking().unwrap();
         assert!(!archive.exists() || std::fs::read_dir(&archive).unwrap().next().is_none());
         assert_eq!(store.check().unwrap().events, 20);
     }

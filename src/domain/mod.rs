@@ -1,0 +1,24 @@
+//! The domain of gatehouse: tokens, sessions, audit events, bans and the
+//! clock, as every part of the program speaks of them. Nothing here knows
+//! how or where they are stored; the store and its backends build on these
+//! types, and the server and the tools exchange them.
+
+mod ban;
+mod clock;
+mod event;
+mod event_kind;
+mod limits;
+mod session;
+mod token;
+mod wire;
+
+pub use ban::{Ban, BanSubject, NewBan, client_network};
+pub use clock::{Clock, SystemClock, now_ms, now_us};
+pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
+pub use event_kind::{EventKind, Outcome};
+pub use limits::{
+    MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
+};
+pub use session::{CreatedSession, NewSession, Revocation, RevokeReason, Session};
+pub use token::{PublicId, SessionToken, TokenHash};
+pub use wire::rfc3339_utc;

@@ -1,0 +1,419 @@
+//! [`Backend`]: the store the server and the tools hold. One variant per
+//! backend; each method delegates with a `match`, so a call costs a branch,
+//! never a boxed future or a virtual call. A new backend (Redis for
+//! sessions and bans, PostgreSQL for the audit trail) is a new variant here
+//! and in [`BackendConfig`].
+
+use std::path::{Path, PathBuf};
+
+use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
+use super::credentials::CredentialCheck;
+use super::error::{OpenError, QueryError, StoreError, WriteError};
+use super::redb::{
+    BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterStats,
+    WriterTask,
+};
+use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
+use crate::domain::{
+    Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
+    NewSession, PublicId, Revocation, Session, TokenHash,
+};
+
+/// The name of the database file in a data directory.
+pub const DB_FILE_NAME: &str = "gatehouse.redb";
+
+/// Which backend to open, and where.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// One redb file.
+    Redb {
+        /// The database file.
+        path: PathBuf,
+        /// Page cache and other open options.
+        options: StoreOptions,
+        /// Queue and batch bounds of the writer thread.
+        writer: WriterConfig,
+    },
+}
+
+impl BackendConfig {
+    /// The redb file at `path`, with default options.
+    pub fn redb(path: impl Into<PathBuf>) -> Self {
+        BackendConfig::Redb {
+            path: path.into(),
+            options: StoreOptions::default(),
+            writer: WriterConfig::default(),
+        }
+    }
+
+    /// The database of a data directory: `<dir>/gatehouse.redb`.
+    pub fn in_data_dir(dir: &Path) -> Self {
+        Self::redb(dir.join(DB_FILE_NAME))
+    }
+
+    /// Parses a database spec: `redb:PATH`, `redb://PATH` or a plain file
+    /// path. Other schemes name backends this build does not have.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        if let Some(path) = spec
+            .strip_prefix("redb://")
+            .or_else(|| spec.strip_prefix("redb:"))
+        {
+            return if path.is_empty() {
+                Err("redb: needs a file path".into())
+            } else {
+                Ok(Self::redb(path))
+            };
+        }
+        match spec.split_once("://") {
+            Some((scheme, _)) if !scheme.is_empty() && !scheme.contains('/') => Err(format!(
+                "unsupported database {scheme:?}: this build stores data in redb files \
+                 (give a file path or redb:PATH)"
+            )),
+            _ if spec.is_empty() => Err("empty database path".into()),
+            _ => Ok(Self::redb(spec)),
+        }
+    }
+
+    /// Sets the redb page cache size.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        match &mut self {
+            BackendConfig::Redb { options, .. } => options.cache_bytes = bytes,
+        }
+        self
+    }
+
+    /// Where the data lives, for messages.
+    pub fn location(&self) -> &Path {
+        match self {
+            BackendConfig::Redb { path, .. } => path,
+        }
+    }
+}
+
+/// The store, whichever backend holds it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A redb file and its writer thread.
+    Redb(RedbBackend),
+}
+
+/// What must be stopped when a writable backend is no longer used: the redb
+/// writer thread. Dropping it without [`BackendTask::shutdown`] leaves the
+/// thread to end when the last handle is dropped.
+pub enum BackendTask {
+    /// The redb writer thread.
+    Redb(WriterTask),
+}
+
+impl BackendTask {
+    /// Stops accepting writes, makes durable every write already accepted,
+    /// and waits for that to finish.
+    pub async fn shutdown(self) -> Result<(), String> {
+        match self {
+            BackendTask::Redb(t) => t.shutdown().await,
+        }
+    }
+
+    /// [`BackendTask::shutdown`] for callers outside a runtime.
+    pub fn shutdown_blocking(self) -> Result<(), String> {
+        match self {
+            BackendTask::Redb(t) => t.shutdown_blocking(),
+        }
+    }
+}
+
+impl Backend {
+    /// Opens the store for reading and writing (creating and upgrading it as
+    /// needed) and starts its writer. Only one process may do this at a time.
+    pub fn open(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
+        match config {
+            BackendConfig::Redb {
+                path,
+                options,
+                writer,
+            } => {
+                let store = Store::open(path, options)?;
+                let (w, task) = Writer::spawn(store.clone(), *writer);
+                Ok((
+                    Backend::Redb(RedbBackend::new(store, w)),
+                    BackendTask::Redb(task),
+                ))
+            }
+        }
+    }
+
+    /// Opens an existing store read-only, beside a running server or not.
+    /// Every write fails.
+    pub fn open_read_only(config: &BackendConfig) -> Result<Backend, OpenError> {
+        match config {
+            BackendConfig::Redb { path, options, .. } => Ok(Backend::Redb(RedbBackend::read_only(
+                Store::open_read_only(path, options)?,
+            ))),
+        }
+    }
+
+    /// The redb backend, when that is what this is (backups, writer metrics).
+    pub fn as_redb(&self) -> Option<&RedbBackend> {
+        match self {
+            Backend::Redb(b) => Some(b),
+        }
+    }
+
+    /// Where the data lives, for messages.
+    pub fn location(&self) -> &Path {
+        match self {
+            Backend::Redb(b) => b.store().path(),
+        }
+    }
+
+    /// Whether every write fails.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Backend::Redb(b) => b.writer().is_none(),
+        }
+    }
+
+    /// Counters of the write queue, for metrics, when the backend has one.
+    pub fn writer_stats(&self) -> Option<&WriterStats> {
+        match self {
+            Backend::Redb(b) => b.writer().map(Writer::stats),
+        }
+    }
+
+    /// Writes waiting in the write queue (0 without one).
+    pub fn queue_depth(&self) -> usize {
+        match self {
+            Backend::Redb(b) => b.writer().map_or(0, Writer::queue_depth),
+        }
+    }
+
+    /// Writes a consistent snapshot of the whole store to `dest` and checks
+    /// it (see [`Store::backup_to`]).
+    pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, BackupError> {
+        match self {
+            Backend::Redb(b) => b.store().backup_to(dest),
+        }
+    }
+
+    /// Closes the store after its task was shut down, reporting what closing
+    /// found. Fails if other handles remain (it then closes with the last).
+    pub fn close(self) -> Result<(), StoreError> {
+        match self {
+            Backend::Redb(b) => {
+                let store = b.store().clone();
+                drop(b);
+                store.close()
+            }
+        }
+    }
+}
+
+impl SessionStore for Backend {
+    async fn create_session(
+        &self,
+        new: NewSession,
+        login: NewEvent,
+        check: Option<CredentialCheck>,
+    ) -> Result<CreatedSession, WriteError> {
+        match self {
+            Backend::Redb(b) => b.create_session(new, login, check).await,
+        }
+    }
+
+    async fn session_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<Session>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.session_by_hash(hash, now_ms).await,
+        }
+    }
+
+    #[inline]
+    fn session_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<Session>, StoreError>> {
+        match self {
+            Backend::Redb(b) => b.session_by_hash_now(hash, now_ms),
+        }
+    }
+
+    async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.sessions_of(user, now_ms).await,
+        }
+    }
+
+    async fn all_sessions(&self, now_ms: u64, limit: usize) -> Result<Vec<Session>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.all_sessions(now_ms, limit).await,
+        }
+    }
+
+    async fn session_count(&self) -> Result<u64, StoreError> {
+        match self {
+            Backend::Redb(b) => b.session_count().await,
+        }
+    }
+
+    async fn revoke_by_token(
+        &self,
+        hash: TokenHash,
+        how: Revocation,
+    ) -> Result<Option<PublicId>, WriteError> {
+        match self {
+            Backend::Redb(b) => b.revoke_by_token(hash, how).await,
+        }
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &str,
+        id: PublicId,
+        how: Revocation,
+    ) -> Result<bool, WriteError> {
+        match self {
+            Backend::Redb(b) => b.revoke_session(user, id, how).await,
+        }
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &str,
+        keep: Option<PublicId>,
+        how: Revocation,
+    ) -> Result<Vec<PublicId>, WriteError> {
+        match self {
+            Backend::Redb(b) => b.revoke_user(user, keep, how).await,
+        }
+    }
+
+    #[inline]
+    fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
+        match self {
+            Backend::Redb(b) => b.touch(hash, now_ms),
+        }
+    }
+
+    async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
+        match self {
+            Backend::Redb(b) => b.sweep(now_ms, limit).await,
+        }
+    }
+}
+
+impl BanStore for Backend {
+    async fn ban(&self, subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.ban(subject, now_ms).await,
+        }
+    }
+
+    async fn bans(&self, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.bans(now_ms).await,
+        }
+    }
+
+    async fn add_ban(&self, ban: NewBan) -> Result<(), WriteError> {
+        match self {
+            Backend::Redb(b) => b.add_ban(ban).await,
+        }
+    }
+
+    async fn lift_ban(
+        &self,
+        subject: &BanSubject,
+        reason: &str,
+        actor: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, WriteError> {
+        match self {
+            Backend::Redb(b) => b.lift_ban(subject, reason, actor, now_ms).await,
+        }
+    }
+}
+
+impl AuditStore for Backend {
+    async fn append(&self, event: NewEvent) -> Result<EventId, WriteError> {
+        match self {
+            Backend::Redb(b) => b.append(event).await,
+        }
+    }
+
+    async fn query_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, QueryError> {
+        match self {
+            Backend::Redb(b) => b.query_events(filter, limit, cursor).await,
+        }
+    }
+
+    async fn events_after(&self, after: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.events_after(after, limit).await,
+        }
+    }
+
+    async fn oldest_events(&self, below: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.oldest_events(below, limit).await,
+        }
+    }
+
+    async fn prune(&self, through: EventId, limit: usize) -> Result<PruneReport, WriteError> {
+        match self {
+            Backend::Redb(b) => b.prune(through, limit).await,
+        }
+    }
+
+    async fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
+        match self {
+            Backend::Redb(b) => b.audit_counts(top).await,
+        }
+    }
+}
+
+impl StoreCheck for Backend {
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        match self {
+            Backend::Redb(b) => b.stats().await,
+        }
+    }
+
+    async fn check(&self) -> Result<CheckReport, StoreError> {
+        match self {
+            Backend::Redb(b) => b.check().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_name_a_redb_file_or_are_refused() {
+        for (spec, path) in [
+            (
+                "/var/lib/gatehouse/gatehouse.redb",
+                "/var/lib/gatehouse/gatehouse.redb",
+            ),
+            ("redb:/x/g.redb", "/x/g.redb"),
+            ("redb:///x/g.redb", "/x/g.redb"),
+            ("g.redb", "g.redb"),
+        ] {
+            let c = BackendConfig::parse(spec).unwrap();
+            assert_eq!(c.location(), Path::new(path), "{spec}");
+        }
+        for spec in ["", "redb:", "redis://localhost", "postgres://db/gatehouse"] {
+            assert!(BackendConfig::parse(spec).is_err(), "{spec}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The store's interface: what every backend does, in the language of the
+//! domain, as four traits (sessions, bans, the audit trail, whole-store
+//! checks) so that a backend holding only part of the data (sessions and
+//! bans in Redis, the audit trail in PostgreSQL) implements only its part,
+//! and a composite backend routes each trait to one of them.
+//!
+//! # The contract
+//!
+//! - **Durable before acknowledged.** A write method's future resolves only
+//!   after the change is durable; `Err` means nothing of it was stored.
+//!   [`SessionStore::touch`] is the one fire-and-forget write: it returns at
+//!   once, and a dropped touch only means the idle deadline moves at the next.
+//! - **Audited together.** A session created by [`SessionStore::create_session`]
+//!   is stored with its `session.created` event and the caller's sign-in
+//!   event, all or nothing; every revocation, expiry, eviction, ban and lift
+//!   appends its event in the same atomic change.
+//! - **Credentials checked inside the write.** With a [`CredentialCheck`],
+//!   creation is refused ([`WriteError::CredentialsChanged`]) when the
+//!   user's generation moved, checked after every write submitted before it.
+//! - **Read your writes.** A read that starts after a write was acknowledged
+//!   sees it; a session past either deadline is invalid at once, before any
+//!   sweep.
+//! - **Ordered, chained audit trail.** Event ids strictly increase; each
+//!   event is chained to the one before it ([`super::chain`]); pages come
+//!   newest first with keyset cursors, and a page examines a bounded number
+//!   of events.
+//! - **Fail closed.** A backend that cannot keep one of these (a cache that
+//!   lost its durability, a lost connection, a chain it cannot extend)
+//!   returns an error (`StoreError::Io` for a failing medium or connection,
+//!   `StoreError::Storage` otherwise); it never acknowledges a write it may
+//!   have lost and never answers a session lookup it cannot vouch for: a
+//!   failed lookup is "not signed in".
+//!
+//! # Dispatch
+//!
+//! The methods return `impl Future + Send`: a call builds its future on the
+//! caller's stack, never a boxed one. The server and tools hold the concrete
+//! [`super::Backend`] enum, whose methods `match` on the variant and await
+//! it; generic code (the conformance suite) takes `B: SessionStore + ...`.
+//!
+//! # The hot path
+//!
+//! [`SessionStore::session_by_hash`] answers every forward-auth request. A
+//! backend must answer it without waiting on a write and without allocating
+//! beyond the returned session; the redb backend reads a cached snapshot
+//! synchronously and returns an already-completed future
+//! ([`std::future::Ready`]), and also answers
+//! [`SessionStore::session_by_hash_now`] for callers that cannot await.
+
+use std::future::Future;
+
+use super::credentials::CredentialCheck;
+use super::error::{QueryError, StoreError, WriteError};
+use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
+use crate::domain::{
+    Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
+    NewSession, PublicId, Revocation, Session, TokenHash,
+};
+
+/// Sessions: created by a sign-in, looked up by token hash on every
+/// request, listed per user, revoked, touched and swept.
+pub trait SessionStore: Send + Sync {
+    /// Creates a session for `new.user` and appends its `session.created`
+    /// event and `login` (given the new session's public id) in one durable
+    /// change, after removing the user's expired sessions and, past
+    /// `new.max_per_user`, the oldest ones (each with its event). With a
+    /// `check`, creates nothing and fails with
+    /// [`WriteError::CredentialsChanged`] when it no longer holds.
+    fn create_session(
+        &self,
+        new: NewSession,
+        login: NewEvent,
+        check: Option<CredentialCheck>,
+    ) -> impl Future<Output = Result<CreatedSession, WriteError>> + Send;
+
+    /// The live session whose token hashes to `hash` at `now_ms`, if any.
+    /// The hot path: see the module documentation.
+    fn session_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// The same lookup answered on the spot, for callers that cannot wait
+    /// (the forward-auth answer is made synchronously, before the router):
+    /// `Some` when the backend can answer without waiting on anything (the
+    /// redb backend, from its cached read snapshot), `None` when it would
+    /// have to wait (a network backend), and the caller awaits
+    /// [`SessionStore::session_by_hash`] instead.
+    fn session_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<Session>, StoreError>> {
+        let _ = (hash, now_ms);
+        None
+    }
+
+    /// A user's live sessions, newest first.
+    fn sessions_of(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Session>, StoreError>> + Send;
+
+    /// Live sessions of every user, by user then newest first, at most `limit`.
+    fn all_sessions(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Session>, StoreError>> + Send;
+
+    /// Sessions stored, expired ones not yet swept included.
+    fn session_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Revokes the session holding this token (a logout, or a sign-in that
+    /// replaces it). Returns its public id if it existed.
+    fn revoke_by_token(
+        &self,
+        hash: TokenHash,
+        how: Revocation,
+    ) -> impl Future<Output = Result<Option<PublicId>, WriteError>> + Send;
+
+    /// Revokes one session of `user` by public id. Returns false when `user`
+    /// has no such session: another user's id is "not found", never revoked.
+    fn revoke_session(
+        &self,
+        user: &str,
+        id: PublicId,
+        how: Revocation,
+    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
+
+    /// Revokes every session of `user` except `keep` ("sign out the others"
+    /// when given, "sign out everywhere" when not). Returns the revoked ids.
+    fn revoke_user(
+        &self,
+        user: &str,
+        keep: Option<PublicId>,
+        how: Revocation,
+    ) -> impl Future<Output = Result<Vec<PublicId>, WriteError>> + Send;
+
+    /// Slides a live session's idle deadline to `now_ms` plus its idle
+    /// lifetime, fire and forget. Fails at once with [`WriteError::Busy`]
+    /// when the backend cannot take it without waiting. A touch that
+    /// returned `Ok` is applied before any write submitted after it.
+    fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
+
+    /// Removes up to `limit` sessions past their deadline and up to `limit`
+    /// ran-out bans, each with its event, in one durable change. A failed
+    /// sweep changed nothing and the next one removes the same entries.
+    fn sweep(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<SweepReport, WriteError>> + Send;
+}
+
+/// Bans on a user or a client network.
+pub trait BanStore: Send + Sync {
+    /// The ban on `subject` in force at `now_ms`, if any.
+    fn ban(
+        &self,
+        subject: &BanSubject,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Ban>, StoreError>> + Send;
+
+    /// Every ban in force at `now_ms`.
+    fn bans(&self, now_ms: u64) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send;
+
+    /// Adds (or replaces) a ban and appends `ban.added`.
+    fn add_ban(&self, ban: NewBan) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// Lifts the ban on `subject` and appends `ban.lifted`. Returns false
+    /// (and appends nothing) when there was none.
+    fn lift_ban(
+        &self,
+        subject: &BanSubject,
+        reason: &str,
+        actor: Option<&str>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
+}
+
+/// The audit trail: append-only, chained, queried newest first.
+pub trait AuditStore: Send + Sync {
+    /// Appends an event; its id is assigned from its time, above every id
+    /// before it.
+    fn append(&self, event: NewEvent) -> impl Future<Output = Result<EventId, WriteError>> + Send;
+
+    /// One page of events matching `filter`, newest first. `limit` is
+    /// clamped to `1..=MAX_LIMIT`; `cursor` is the `next_cursor` of a
+    /// previous page of the same filter.
+    fn query_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<EventPage, QueryError>> + Send;
+
+    /// Events with ids above `after`, oldest first, at most `limit`: for
+    /// following the trail and streaming exports.
+    fn events_after(
+        &self,
+        after: EventId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// The oldest events with ids below `below`, oldest first, at most
+    /// `limit`: what the next prune would remove, to archive it first.
+    /// Fails if they do not chain from the anchor.
+    fn oldest_events(
+        &self,
+        below: EventId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Removes up to `limit` of the oldest events with ids at or below
+    /// `through`, moving the chain anchor past them in the same change.
+    /// Refuses to remove events whose chain is broken.
+    fn prune(
+        &self,
+        through: EventId,
+        limit: usize,
+    ) -> impl Future<Output = Result<PruneReport, WriteError>> + Send;
+
+    /// Events per kind and the `top` busiest users.
+    fn audit_counts(
+        &self,
+        top: usize,
+    ) -> impl Future<Output = Result<AuditCounts, StoreError>> + Send;
+}
+
+/// Whole-store facts and verification.
+pub trait StoreCheck: Send + Sync {
+    /// Counts and facts about the stored data.
+    fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send;
+
+    /// Verifies that every index agrees with its table and that the audit
+    /// chain is intact from its anchor to its head. Problems are reported,
+    /// not returned as errors; `Err` means the check itself could not run.
+    fn check(&self) -> impl Future<Output = Result<CheckReport, StoreError>> + Send;
+}
