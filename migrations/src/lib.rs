@@ -16,8 +16,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 mod v0001_initial;
 mod v0002_kind_index_and_bans;
 mod v0003_compact_audit;
+mod v0004_access_denied_kind;
 
 pub use v0003_compact_audit::KIND_CODES;
+pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -27,7 +29,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 3;
+pub const LATEST: u32 = 4;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -52,6 +54,11 @@ const STEPS: &[Step] = &[
         version: 3,
         name: "one-byte audit kinds, 8-byte chain links, fixed-width kind index",
         apply: v0003_compact_audit::apply,
+    },
+    Step {
+        version: 4,
+        name: "audit kind access.denied",
+        apply: v0004_access_denied_kind::apply,
     },
 ];
 

@@ -34,6 +34,9 @@ pub mod tasks;
 pub mod verify;
 
 use std::net::IpAddr;
+
+/// Most (user, rule, minute) keys remembered for recording refusals.
+const MAX_DENIAL_KEYS: usize = 10_000;
 use std::sync::{Arc, RwLock};
 
 use axum::Json;
@@ -79,6 +82,8 @@ pub struct Inner {
     pub regulator: regulation::Regulator,
     /// Refused logins not yet recorded, per subject and window.
     pub rejections: rejections::Rejections,
+    /// Which access refusals become `access.denied` events (bounded).
+    pub denials: crate::access::denials::Denials,
     pub metrics: metrics::Metrics,
     pub activity: Arc<Activity>,
 }
@@ -108,10 +113,47 @@ impl AppState {
                 hasher,
                 regulator,
                 rejections,
+                denials: crate::access::denials::Denials::new(MAX_DENIAL_KEYS),
                 metrics: metrics::Metrics::default(),
                 activity,
             }),
         }
+    }
+
+    /// Records a refusal by an access rule as an `access.denied` event, at
+    /// most once per user, rule and minute. Called on the forward-auth hot
+    /// path, which never waits on a write: the append runs in its own short
+    /// task, bounded in number by that once-a-minute rule; if it fails (a
+    /// full disk, shutdown) the failure is logged and the refusal stands.
+    pub fn record_denial(
+        &self,
+        user: &str,
+        rule: Option<usize>,
+        host: &str,
+        path: &str,
+        ip: Option<IpAddr>,
+    ) {
+        if !self
+            .denials
+            .should_record(user, rule, crate::store::now_ms())
+        {
+            return;
+        }
+        let event = crate::store::NewEvent::now(crate::store::EventKind::AccessDenied)
+            .user(user.to_string())
+            .ip(ip)
+            .detail("host", host)
+            .detail("path", path)
+            .detail(
+                "rule",
+                rule.map_or("default".to_string(), |r| r.to_string()),
+            );
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::store::AuditStore::append(&state.store, event).await {
+                tracing::warn!(error = %e, "recording an access refusal failed");
+            }
+        });
     }
 
     /// The current policy.

@@ -255,6 +255,10 @@ fn refuse(
     let (host, path) = original.map_or(("", ""), |r| (r.host, r.path));
     let rule = d.rule.map_or("default".to_string(), |r| r.to_string());
     tracing::info!(target: "gatehouse::access", user = ?user.unwrap_or("-"), host = ?host, path = ?path, rule = %rule, "access denied");
+    if let Some(u) = user {
+        let ip = client_ip(&state.config, peer, headers);
+        state.record_denial(u, d.rule, host, path, ip);
+    }
     match user {
         Some(u) if super::wants_html(headers) => {
             let sign_out = match &state.config.public_origin {

@@ -4,6 +4,7 @@
 //! swapped by a reload (a bad file keeps the old ones).
 
 use reqwest::StatusCode;
+use serde_json::Value;
 
 use crate::harness::*;
 
@@ -185,6 +186,75 @@ async fn rules_decide_through_forwarding_headers() {
         m.contains("gatehouse_access_denied_total{rule=\"4\",policy=\"deny\"} 2"),
         "{m}"
     );
+
+    // Each refusal is an `access.denied` event, at most once per user, rule
+    // and minute: bob's four refusals (two rules) are two events, and a
+    // flood of fifty more adds none.
+    let admin = client();
+    login(&admin, &s, "alice", ALICE_PW, &[]).await;
+    let denied = || async {
+        let v: Value = admin
+            .get(s.at("/api/v1/audit?kind=access.denied"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["events"].as_array().unwrap().clone()
+    };
+    let wait_for = |n: usize| async move {
+        for _ in 0..400 {
+            let e = denied().await;
+            if e.len() >= n {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("fewer than {n} access.denied events");
+    };
+    let events = wait_for(2).await;
+    assert!(events.iter().all(|e| e["user"] == "bob"), "{events:?}");
+    let rules: Vec<&str> = events
+        .iter()
+        .map(|e| e["details"]["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"2") && rules.contains(&"4"), "{events:?}");
+    assert_eq!(
+        events[0]["details"]["host"]
+            .as_str()
+            .map(|h| h.ends_with("example.com")),
+        Some(true),
+        "{events:?}"
+    );
+    for _ in 0..50 {
+        let r = check(
+            &s,
+            Some(&bob),
+            "https://wiki.example.com/p",
+            "DELETE",
+            "1.2.3.4",
+            true,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    // A new (user, rule) pair is recorded; the flood was not.
+    let r = check(
+        &s,
+        Some(&alice),
+        "https://wiki.example.com/p",
+        "DELETE",
+        "1.2.3.4",
+        true,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let events = wait_for(3).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[0]["user"], "alice", "{events:?}");
 
     // A browser refused gets a page naming the user, with a way to sign out.
     let r = check(
