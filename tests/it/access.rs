@@ -170,14 +170,7 @@ async fn rules_decide_through_forwarding_headers() {
         );
     }
     // A refusal is counted by rule and policy.
-    let m = client()
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&s).await;
     assert!(
         m.contains("gatehouse_access_denied_total{rule=\"2\",policy=\"deny\"} 2"),
         "{m}"

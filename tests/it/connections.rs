@@ -88,14 +88,7 @@ async fn a_connection_open_past_the_grace_period_is_closed_and_the_server_stops_
     // The head is parsed before shutdown begins: a request is in flight.
     let mut up = false;
     for _ in 0..400 {
-        let m = client()
-            .get(s.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics_text(&s).await;
         // This metrics request and the stuck one.
         if m.lines().any(|l| l == "gatehouse_open_connections 2") {
             up = true;

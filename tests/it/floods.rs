@@ -70,14 +70,7 @@ async fn a_connection_flood_beyond_the_cap_is_served_in_turn_and_the_server_reco
     );
     let mut open = None;
     for _ in 0..200 {
-        let text = c
-            .get(s.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&s).await;
         open = metric(&text, "gatehouse_open_connections");
         // The metrics request itself holds one connection.
         if open == Some(1.0) {

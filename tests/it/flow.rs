@@ -452,14 +452,7 @@ async fn assets_health_and_metrics() {
     assert_eq!(h["status"], "alive");
     assert!(h["last_heartbeat"].as_u64().unwrap() > 0);
     login(&c, &s, "bob", "wrong", &[]).await;
-    let m = c
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&s).await;
     assert!(
         m.contains("gatehouse_login_attempts_total{outcome=\"failure\"} 1"),
         "{m}"

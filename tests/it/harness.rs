@@ -190,3 +190,15 @@ pub fn token_of(r: &reqwest::Response) -> Option<String> {
         .and_then(|kv| kv.split_once('='))
         .map(|(_, v)| v.to_string())
 }
+
+/// The server's `/metrics` text.
+pub async fn metrics_text(s: &TestServer) -> String {
+    client()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

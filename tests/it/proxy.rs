@@ -15,6 +15,8 @@ use axum::extract::Request;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::{ALICE_PW, BOB_PW, TestServer, client, login, set_cookie};
+
 /// `name` on `PATH`, else in one of `dirs`.
 pub fn binary(name: &str, dirs: &[&str]) -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH").and_then(|p| {
@@ -340,4 +342,63 @@ pub async fn rules_through_proxy(app: &str, bob_session: &str, alice_session: &s
     let echo: Value = r.json().await.unwrap();
     assert_eq!(seen(&echo, "remote-user"), ["alice"], "{echo}");
     assert_eq!(seen(&echo, "remote-email"), ["alice@example.com"], "{echo}");
+}
+
+/// Signs bob in through the login page at `loc` (where an anonymous visit to
+/// `app_url` was sent), checks that he lands back on `app_url` and that the
+/// app sees exactly gatehouse's identity headers (with every [`FORGED`] one
+/// sent along) and its own cookies but never the session cookie; then the
+/// same for alice, an admin with an email and a name. Returns both session
+/// cookies (`name=token`).
+pub async fn signed_in_through_proxy(
+    c: &reqwest::Client,
+    s: &TestServer,
+    loc: &str,
+    app_url: &str,
+) -> (String, String) {
+    let r = sign_in_via(c, loc, "bob", BOB_PW).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], app_url);
+    let session = session_pair(&set_cookie(&r));
+
+    let get = |cookie: String| {
+        let mut req = c.get(app_url).header("cookie", cookie);
+        for (k, v) in FORGED {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let echo = get(format!("theme=dark; {session}; lang=en")).await;
+    assert_eq!(echo["uri"], "/notes?a=1&b=2");
+    assert_identity_from_gatehouse_only(&echo, "bob", "", "", "");
+    // The app keeps its own cookies and never sees the session token.
+    assert_eq!(seen(&echo, "cookie"), ["theme=dark; lang=en"], "{echo}");
+    for cookie in [
+        format!("{session}; theme=dark"),
+        format!("theme=dark; {session}"),
+    ] {
+        assert_eq!(seen(&get(cookie).await, "cookie"), ["theme=dark"]);
+    }
+    // The session cookie alone: nothing (or an empty header) reaches the app.
+    let only = get(session.clone()).await;
+    assert!(seen(&only, "cookie").iter().all(|v| v.is_empty()), "{only}");
+
+    // An admin's group is passed on.
+    let alice = client();
+    let r = login(&alice, s, "alice", ALICE_PW, &[]).await;
+    let alice_session = session_pair(&set_cookie(&r));
+    let echo = get(alice_session.clone()).await;
+    assert_identity_from_gatehouse_only(
+        &echo,
+        "alice",
+        "admin",
+        "alice@example.com",
+        "Alice Admin",
+    );
+
+    (session, alice_session)
 }

@@ -36,14 +36,7 @@ async fn unknown_users_take_a_hashing_slot_like_known_ones() {
     // Wait (bounded) until carol's check holds the slot.
     let mut busy = false;
     for _ in 0..400 {
-        let m = client()
-            .get(s.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics_text(&s).await;
         if m.contains("gatehouse_hashing_in_use 1") {
             busy = true;
             break;
