@@ -252,7 +252,7 @@ pub fn router(state: AppState) -> Router {
     let rest = Router::new()
         .merge(login)
         .route("/", get(home))
-        .route("/logout", post(login::logout))
+        .route("/logout", get(sessions::page_sign_out).post(login::logout))
         .route("/api/v1/session", get(sessions::whoami))
         .route("/api/v1/sessions", get(sessions::list))
         .route("/api/v1/sessions/{id}", delete(sessions::revoke_one))

@@ -264,6 +264,15 @@ pub async fn page(
     })
 }
 
+/// `GET /logout`: asks before signing out (visitors go to the sign-in page).
+pub async fn page_sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match lookup(&state, &headers) {
+        Ok(Some(me)) => pages::sessions::sign_out(&me.user.name),
+        Ok(None) => see_other("/login"),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `GET /sessions/revoke-others`: asks before signing out the others.
 pub async fn page_confirm_others(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let me = match lookup(&state, &headers) {

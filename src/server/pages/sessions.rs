@@ -133,6 +133,31 @@ fn when(ms: u64, now: u64) -> Markup {
     }
 }
 
+/// The sign-out page: a plain form that signs this browser out. Links from
+/// other sites (the 403 page an app shows through the proxy) lead here,
+/// because a form on their origin would be refused as cross-site.
+pub fn sign_out(user: &str) -> Response {
+    let content = html! {
+        div.card {
+            h1 { "Sign out?" }
+            p {
+                "You are signed in as " strong { (user) } ". Signing out ends this session; "
+                "you can then sign in with another account."
+            }
+            div.actions {
+                form method="post" action="/logout" {
+                    button type="submit" { "Sign out" }
+                }
+                a href="/sessions" { "Cancel" }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        layout("Sign out", Some(Viewer { user }), false, content),
+    )
+}
+
 /// The confirmation before signing out every other session: a plain form,
 /// no script.
 pub fn confirm_others(user: &str, others: usize) -> Response {

@@ -96,6 +96,14 @@ async fn the_sessions_page_lists_and_signs_out() {
     // Nothing left to sign out but this one: no button for the others.
     assert_eq!(tab.count("a[href='/sessions/revoke-others']").await, 0);
 
+    // The sign-out page that other sites link to (the 403 page of an app):
+    // a plain form on gatehouse's own origin. Cancel keeps the session.
+    tab.goto(&s.at("/logout")).await;
+    assert!(tab.text().await.contains("Sign out?"));
+    tab.check_page("sign-out").await;
+    tab.click_and_wait("a[href='/sessions']").await;
+    assert_eq!(tab.url().await, s.at("/sessions"));
+
     // Sign out this session from its row.
     tab.click_and_wait("ul.sessions form[action='/logout'] button")
         .await;
