@@ -1,12 +1,20 @@
-//! Counters and the `GET /metrics` endpoint (Prometheus text format, written
-//! by hand), served only when `metrics = true`.
+//! Counters and the `GET /metrics` endpoint (Prometheus text format, encoded
+//! by `prometheus-client`), served only when `metrics = true`.
+//!
+//! The hot paths touch only plain atomics (`Counter`, the store's
+//! `Histogram`); at a scrape their values are read into one collector
+//! ([`Scrape`]) that `prometheus-client` encodes, so recording a metric never
+//! takes a lock.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::{ApiError, AppState};
 use crate::store::{BanStore, Histogram, StoreCheck, WriterStats, now_ms};
@@ -69,55 +77,110 @@ impl Default for Metrics {
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
+/// One metric family as it stands at a scrape.
+#[derive(Debug)]
+struct Family {
+    /// The name; for a counter, without the `_total` the encoder adds.
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Vec<(Vec<(&'static str, String)>, Sample)>,
+}
+
+/// One sample's value.
+#[derive(Debug)]
+enum Sample {
+    Counter(u64),
+    Gauge(u64),
+    /// Sum (already scaled), count, and (upper bound, count in that bucket).
+    Histogram(f64, u64, Vec<(f64, u64)>),
+}
+
+/// Every family of one scrape, read from the server's atomics and the store
+/// just before encoding: the hot path only ever touches plain atomics.
+#[derive(Debug, Default)]
+struct Scrape(Vec<Family>);
+
+impl Scrape {
+    fn counter(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        samples: Vec<(Vec<(&'static str, String)>, u64)>,
+    ) {
+        self.0.push(Family {
+            name,
+            help,
+            kind: MetricType::Counter,
+            samples: samples
+                .into_iter()
+                .map(|(l, v)| (l, Sample::Counter(v)))
+                .collect(),
+        });
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, v: u64) {
+        self.0.push(Family {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            samples: vec![(Vec::new(), Sample::Gauge(v))],
+        });
+    }
+
+    /// A histogram of `h` (bounds and sums in raw units) divided by `scale`.
+    fn histogram(&mut self, name: &'static str, help: &'static str, h: &Histogram, scale: f64) {
+        let buckets = h
+            .bounds
+            .iter()
+            .zip(h.counts.iter())
+            .map(|(b, c)| (*b as f64 / scale, c.load(Relaxed)))
+            .collect();
+        self.0.push(Family {
+            name,
+            help,
+            kind: MetricType::Histogram,
+            samples: vec![(
+                Vec::new(),
+                Sample::Histogram(
+                    h.sum.load(Relaxed) as f64 / scale,
+                    h.count.load(Relaxed),
+                    buckets,
+                ),
+            )],
+        });
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-}
-
-#[allow(clippy::too_many_arguments)] // one call per field of the text format
-/// Writes one histogram; `scale` divides values (microseconds to seconds).
-fn histogram(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    bounds: &[u64],
-    counts: &[AtomicU64],
-    sum: u64,
-    count: u64,
-    scale: f64,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let mut cum = 0;
-    for (i, b) in bounds.iter().enumerate() {
-        cum += counts[i].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / scale);
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut m = encoder.encode_descriptor(f.name, f.help, None, f.kind)?;
+            for (labels, sample) in &f.samples {
+                if labels.is_empty() {
+                    encode_sample(&mut m, sample)?;
+                } else {
+                    encode_sample(&mut m.encode_family(labels)?, sample)?;
+                }
+            }
+        }
+        Ok(())
     }
-    cum += counts[bounds.len()].load(Relaxed);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
-    let _ = writeln!(out, "{name}_sum {}", sum as f64 / scale);
-    let _ = writeln!(out, "{name}_count {count}");
 }
 
-/// Writes a histogram of the writer (a different type with the same fields).
-macro_rules! store_histogram {
-    ($out:expr, $name:expr, $help:expr, $h:expr, $scale:expr $(,)?) => {
-        histogram(
-            $out,
-            $name,
-            $help,
-            $h.bounds,
-            &$h.counts,
-            $h.sum.load(Relaxed),
-            $h.count.load(Relaxed),
-            $scale,
-        )
-    };
+fn encode_sample(m: &mut MetricEncoder, s: &Sample) -> Result<(), std::fmt::Error> {
+    match s {
+        Sample::Counter(v) => m.encode_counter::<NoLabelSet, _, u64>(v, None),
+        Sample::Gauge(v) => m.encode_gauge(&(*v as i64)),
+        Sample::Histogram(sum, count, buckets) => {
+            m.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+        }
+    }
+}
+
+/// `[(key, value)]`.
+fn label(key: &'static str, value: &str) -> Vec<(&'static str, String)> {
+    vec![(key, value.to_string())]
 }
 
 /// `GET /metrics`.
@@ -126,61 +189,51 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         return Err(ApiError::new(StatusCode::NOT_FOUND, "metrics are disabled"));
     }
     let m = &state.metrics;
-    let mut out = String::with_capacity(4096);
-    counter(
-        &mut out,
-        "gatehouse_login_attempts_total",
+    let mut x = Scrape::default();
+    x.counter(
+        "gatehouse_login_attempts",
         "Login attempts by outcome.",
-        &[
-            ("{outcome=\"success\"}", m.login_success.get()),
-            ("{outcome=\"failure\"}", m.login_failure.get()),
-            ("{outcome=\"banned\"}", m.login_rejected.get()),
-            ("{outcome=\"busy\"}", m.login_busy.get()),
+        vec![
+            (label("outcome", "success"), m.login_success.get()),
+            (label("outcome", "failure"), m.login_failure.get()),
+            (label("outcome", "banned"), m.login_rejected.get()),
+            (label("outcome", "busy"), m.login_busy.get()),
         ],
     );
-    counter(
-        &mut out,
-        "gatehouse_verify_requests_total",
+    x.counter(
+        "gatehouse_verify_requests",
         "Forward-auth checks by result.",
-        &[
-            ("{result=\"ok\"}", m.verify_ok.get()),
-            ("{result=\"denied\"}", m.verify_denied.get()),
-            ("{result=\"error\"}", m.verify_error.get()),
+        vec![
+            (label("result", "ok"), m.verify_ok.get()),
+            (label("result", "denied"), m.verify_denied.get()),
+            (label("result", "error"), m.verify_error.get()),
         ],
     );
-    let denied: Vec<(String, u64)> = m
+    let denied = m
         .access_denied
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .map(|((rule, policy), n)| {
             let rule = rule.map_or("default".to_string(), |r| r.to_string());
-            (format!("{{rule=\"{rule}\",policy=\"{policy}\"}}"), *n)
+            (vec![("rule", rule), ("policy", policy.to_string())], *n)
         })
         .collect();
-    let denied: Vec<(&str, u64)> = denied.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    counter(
-        &mut out,
-        "gatehouse_access_denied_total",
+    x.counter(
+        "gatehouse_access_denied",
         "Forward-auth checks refused by an access rule, by rule index and policy.",
-        &denied,
+        denied,
     );
-    let h = &m.verify_micros;
-    histogram(
-        &mut out,
+    x.histogram(
         "gatehouse_verify_duration_seconds",
         "Time to answer a forward-auth check.",
-        h.bounds,
-        &h.counts,
-        h.sum.load(Relaxed),
-        h.count.load(Relaxed),
+        &m.verify_micros,
         1e6,
     );
-    counter(
-        &mut out,
-        "gatehouse_bans_added_total",
+    x.counter(
+        "gatehouse_bans_added",
         "Bans added by regulation since start.",
-        &[("", m.bans_added.get())],
+        vec![(Vec::new(), m.bans_added.get())],
     );
     let now = now_ms();
     let stats = state
@@ -194,15 +247,13 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         .await
         .map_err(|e| ApiError::internal("reading store stats failed", &e))?
         .len() as u64;
-    gauge(
-        &mut out,
+    x.gauge(
         "gatehouse_sessions",
         "Session rows in the store (live and not yet swept).",
         stats.sessions,
     );
-    gauge(&mut out, "gatehouse_active_bans", "Bans in force.", bans);
-    gauge(
-        &mut out,
+    x.gauge("gatehouse_active_bans", "Bans in force.", bans);
+    x.gauge(
         "gatehouse_audit_events",
         "Audit events stored.",
         stats.events,
@@ -216,65 +267,61 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
             &no_queue
         }
     };
-    counter(
-        &mut out,
-        "gatehouse_writer_ops_total",
+    x.counter(
+        "gatehouse_writer_ops",
         "Write operations committed (audit events, sessions, bans).",
-        &[("", ws.ops.load(Relaxed))],
+        vec![(Vec::new(), ws.ops.load(Relaxed))],
     );
-    counter(
-        &mut out,
-        "gatehouse_writer_commits_total",
+    x.counter(
+        "gatehouse_writer_commits",
         "Write batches by result.",
-        &[
-            ("{result=\"ok\"}", ws.commits.load(Relaxed)),
-            ("{result=\"failed\"}", ws.failed_commits.load(Relaxed)),
+        vec![
+            (label("result", "ok"), ws.commits.load(Relaxed)),
+            (label("result", "failed"), ws.failed_commits.load(Relaxed)),
         ],
     );
-    counter(
-        &mut out,
-        "gatehouse_writer_dropped_total",
+    x.counter(
+        "gatehouse_writer_dropped",
         "Fire-and-forget writes dropped because the queue was full.",
-        &[("", ws.dropped.load(Relaxed))],
+        vec![(Vec::new(), ws.dropped.load(Relaxed))],
     );
-    store_histogram!(
-        &mut out,
+    x.histogram(
         "gatehouse_writer_batch_size",
         "Operations per commit.",
         &ws.batch_size,
         1.0,
     );
-    store_histogram!(
-        &mut out,
+    x.histogram(
         "gatehouse_writer_commit_duration_seconds",
         "Time from begin to durable commit.",
         &ws.commit_micros,
         1e6,
     );
-    gauge(
-        &mut out,
+    x.gauge(
         "gatehouse_writer_queue_depth",
         "Writes waiting for the writer.",
         state.store.queue_depth() as u64,
     );
-    gauge(
-        &mut out,
+    x.gauge(
         "gatehouse_hashing_in_use",
         "Password hashing slots busy.",
         state.hasher.in_use() as u64,
     );
-    gauge(
-        &mut out,
+    x.gauge(
         "gatehouse_open_connections",
         "Open client connections.",
         state.activity.open_connections() as u64,
     );
-    counter(
-        &mut out,
-        "gatehouse_connections_refused_total",
+    x.counter(
+        "gatehouse_connections_refused",
         "Connections closed at once because their client had too many open.",
-        &[("{reason=\"per_ip\"}", m.conn_refused_per_ip.get())],
+        vec![(label("reason", "per_ip"), m.conn_refused_per_ip.get())],
     );
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(x));
+    let mut out = String::with_capacity(4096);
+    prometheus_text::encode(&mut out, &registry)
+        .map_err(|e| ApiError::internal("encoding metrics failed", &e))?;
     let mut res = (StatusCode::OK, out).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
