@@ -137,31 +137,18 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Access {
-        loc,
-        command:
-            AccessCommand::Check {
-                url,
-                method,
-                user,
-                group,
-                ip,
-            },
-    } = &cli.command
-    {
-        return match access_check(loc, url, method, user.as_deref(), group, *ip) {
-            Ok(code) => std::process::ExitCode::from(code),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                std::process::ExitCode::from(2)
-            }
-        };
-    }
+    // The rule checker's exit status says allow (0) or deny (1); its errors
+    // are 2, as clap's usage errors are.
+    let failure = if matches!(cli.command, Command::Access { .. }) {
+        2
+    } else {
+        1
+    };
     match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(failure)
         }
     }
 }
@@ -229,7 +216,8 @@ fn access_check(
     Ok(report::exit_code(&decision) as u8)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a subcommand; its exit status on success.
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Serve {
             loc,
@@ -259,7 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "password hashes not at the [argon2] cost: a failed login for these users takes another time than for an unknown name; rehash them with `gatehouse hash-password`"
                 );
             }
-            serve(config, ov)
+            serve(config, ov).map(|()| 0)
         }
         Command::HashPassword { loc } => {
             let ov = Overrides {
@@ -274,9 +262,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password()?;
             let phc = gatehouse::server::password::hash_password(&password, &cost)?;
             println!("{phc}");
-            Ok(())
+            Ok(0)
         }
-        Command::Access { .. } => unreachable!("answered in main"),
+        Command::Access {
+            loc,
+            command:
+                AccessCommand::Check {
+                    url,
+                    method,
+                    user,
+                    group,
+                    ip,
+                },
+        } => {
+            let code = access_check(&loc, &url, &method, user.as_deref(), &group, ip)?;
+            Ok(code)
+        }
         Command::Bans { loc, command } => {
             init_logs(LogFormat::Text);
             let ov = Overrides {
@@ -285,7 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Overrides::default()
             };
             let config = Config::load(&ov)?;
-            bans(&config, command)
+            bans(&config, command).map(|()| 0)
         }
     }
 }
