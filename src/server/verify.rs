@@ -261,11 +261,13 @@ fn refuse(
     }
     match user {
         Some(u) if super::wants_html(headers) => {
-            let sign_out = match &state.config.public_origin {
-                Some(o) => format!("{}/logout", o.as_str().trim_end_matches('/')),
-                None => "/logout".to_string(),
-            };
-            super::pages::forbidden::page(u, host, &sign_out)
+            let origin = state
+                .config
+                .public_origin
+                .as_ref()
+                .map(|o| o.origin().ascii_serialization());
+            let sign_out = format!("{}/logout", origin.as_deref().unwrap_or(""));
+            super::pages::forbidden::page(u, host, &sign_out, origin.as_deref())
         }
         _ => ApiError::new(StatusCode::FORBIDDEN, "access denied by rule").into_response(),
     }

@@ -4,42 +4,10 @@
 //! its return URL, identity headers a client forges (dashed and underscore
 //! forms), and the session cookie kept from the app.
 
-use std::process::{Command, Stdio};
-
 use reqwest::StatusCode;
 
 use crate::harness::*;
 use crate::proxy::*;
-
-/// `deploy/Caddyfile` with its example addresses replaced by loopback
-/// ports, behind a global block that keeps Caddy off the network and out
-/// of the home directory.
-fn caddyfile(auth_port: u16, app_port: u16, gate: &str, app: &str, storage: &str) -> String {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/Caddyfile")).unwrap();
-    for needle in [
-        "auth.example.com {",
-        "app.example.com {",
-        "127.0.0.1:8080",
-        "127.0.0.1:3000",
-    ] {
-        assert!(shipped.contains(needle), "deploy/Caddyfile lost `{needle}`");
-    }
-    let site = shipped
-        .replace(
-            "auth.example.com {",
-            &format!("http://127.0.0.1:{auth_port} {{"),
-        )
-        .replace(
-            "app.example.com {",
-            &format!("http://127.0.0.1:{app_port} {{"),
-        )
-        .replace("127.0.0.1:8080", gate)
-        .replace("127.0.0.1:3000", app);
-    format!(
-        "{{\n\tauto_https off\n\tadmin off\n\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n\n{site}"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_passes_only_gatehouse_identity() {
@@ -60,36 +28,7 @@ async fn caddy_forward_auth_passes_only_gatehouse_identity() {
     .await;
     let app = echo_app().await;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = caddyfile(
-        auth_port,
-        app_port,
-        &s.addr.to_string(),
-        &app.to_string(),
-        &tmp.path().join("storage").display().to_string(),
-    );
-    let conf_path = tmp.path().join("Caddyfile");
-    std::fs::write(&conf_path, &conf).unwrap();
-    let log = std::fs::File::create(tmp.path().join("caddy.log")).unwrap();
-    let child = Command::new(&caddy)
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&conf_path)
-        .env("HOME", tmp.path())
-        .env("XDG_CONFIG_HOME", tmp.path().join("config"))
-        .env("XDG_DATA_HOME", tmp.path().join("data"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut caddy = Proc(child);
-    for port in [auth_port, app_port] {
-        assert!(
-            wait_for_port(port, &mut caddy).await,
-            "caddy did not start:\n{conf}\n{}",
-            std::fs::read_to_string(tmp.path().join("caddy.log")).unwrap_or_default()
-        );
-    }
+    let _caddy = ShippedCaddy::start(&caddy, auth_port, app_port, s.addr, app).await;
     let app_url = format!("http://127.0.0.1:{app_port}/notes?a=1&b=2");
 
     // Anonymous: to the login page, the whole URL in `rd`.

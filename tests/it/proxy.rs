@@ -402,3 +402,87 @@ pub async fn signed_in_through_proxy(
 
     (session, alice_session)
 }
+
+/// `deploy/Caddyfile` with its example addresses replaced by loopback
+/// ports, behind a global block that keeps Caddy off the network and out
+/// of the home directory.
+fn caddyfile(auth_port: u16, app_port: u16, gate: &str, app: &str, storage: &str) -> String {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/Caddyfile")).unwrap();
+    for needle in [
+        "auth.example.com {",
+        "app.example.com {",
+        "127.0.0.1:8080",
+        "127.0.0.1:3000",
+    ] {
+        assert!(shipped.contains(needle), "deploy/Caddyfile lost `{needle}`");
+    }
+    let site = shipped
+        .replace(
+            "auth.example.com {",
+            &format!("http://127.0.0.1:{auth_port} {{"),
+        )
+        .replace(
+            "app.example.com {",
+            &format!("http://127.0.0.1:{app_port} {{"),
+        )
+        .replace("127.0.0.1:8080", gate)
+        .replace("127.0.0.1:3000", app);
+    format!(
+        "{{\n\tauto_https off\n\tadmin off\n\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n\n{site}"
+    )
+}
+
+/// Real Caddy running the shipped `deploy/Caddyfile`: the login site on
+/// `auth_port` and the protected app on `app_port`, in front of gatehouse
+/// at `gate` and the app at `app`. Stopped on drop.
+pub struct ShippedCaddy {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl ShippedCaddy {
+    /// Starts `caddy` and waits until both sites accept.
+    pub async fn start(
+        caddy: &Path,
+        auth_port: u16,
+        app_port: u16,
+        gate: SocketAddr,
+        app: SocketAddr,
+    ) -> ShippedCaddy {
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = caddyfile(
+            auth_port,
+            app_port,
+            &gate.to_string(),
+            &app.to_string(),
+            &tmp.path().join("storage").display().to_string(),
+        );
+        let conf_path = tmp.path().join("Caddyfile");
+        std::fs::write(&conf_path, &conf).unwrap();
+        let log = std::fs::File::create(tmp.path().join("caddy.log")).unwrap();
+        let child = Command::new(caddy)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&conf_path)
+            .env("HOME", tmp.path())
+            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .env("XDG_DATA_HOME", tmp.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut proc = Proc(child);
+        for port in [auth_port, app_port] {
+            assert!(
+                wait_for_port(port, &mut proc).await,
+                "caddy did not start:\n{conf}\n{}",
+                std::fs::read_to_string(tmp.path().join("caddy.log")).unwrap_or_default()
+            );
+        }
+        ShippedCaddy {
+            _proc: proc,
+            _dir: tmp,
+        }
+    }
+}

@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{Viewer, layout, respond};
+use super::{Viewer, csp_with_assets, layout_from, respond_with_csp};
 
 /// The 403 page for `user`, refused at `host`; `sign_out` is the URL of
-/// gatehouse's sign-out page.
-pub fn page(user: &str, host: &str, sign_out: &str) -> Response {
+/// gatehouse's sign-out page. `assets`: gatehouse's public origin, where
+/// the page's stylesheet and icon are, since the page is on the app's.
+pub fn page(user: &str, host: &str, sign_out: &str, assets: Option<&str>) -> Response {
     let content = html! {
         div.card {
             h1 { "No access" }
@@ -25,9 +26,11 @@ pub fn page(user: &str, host: &str, sign_out: &str) -> Response {
             }
         }
     };
-    respond(
+    let csp = assets.map_or(super::CSP.to_string(), csp_with_assets);
+    respond_with_csp(
         StatusCode::FORBIDDEN,
-        layout("No access", Some(Viewer { user }), false, content),
+        layout_from(assets, "No access", Some(Viewer { user }), false, content),
+        &csp,
     )
 }
 
@@ -42,8 +45,17 @@ mod tests {
             "<bob>",
             "grafana.example.com",
             "https://auth.example.com/logout",
+            Some("https://auth.example.com"),
         );
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("style-src 'self' https://auth.example.com;"),
+            "{csp}"
+        );
         let html =
             String::from_utf8(to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
         assert!(
@@ -55,5 +67,13 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<form"), "{html}");
+        assert!(
+            html.contains("href=\"https://auth.example.com/assets/style.css\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"https://auth.example.com/assets/style.css\""),
+            "{html}"
+        );
     }
 }

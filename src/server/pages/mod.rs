@@ -42,6 +42,12 @@ pub fn csp_with_form_target(origin: Option<&str>) -> String {
     }
 }
 
+/// [`CSP`] that also lets styles and images come from `origin`.
+pub fn csp_with_assets(origin: &str) -> String {
+    CSP.replace("style-src 'self'", &format!("style-src 'self' {origin}"))
+        .replace("img-src 'self'", &format!("img-src 'self' {origin}"))
+}
+
 /// Sets the headers every HTML page carries, with `csp` as its policy.
 pub fn html_headers(headers: &mut HeaderMap, csp: &str) {
     headers.insert(
@@ -84,6 +90,21 @@ pub struct Viewer<'a> {
 /// The frame of every page: the product's name, who is signed in, and the
 /// page's content in `main`. `wide` for pages with lists.
 pub fn layout(title: &str, viewer: Option<Viewer<'_>>, wide: bool, content: Markup) -> Markup {
+    layout_from(None, title, viewer, wide, content)
+}
+
+/// [`layout`] with the stylesheet and icon loaded from `assets` (an origin,
+/// `https://auth.example.com`) instead of the page's own origin: for a page
+/// an app shows through the proxy, on the app's origin. Its policy must then
+/// allow that origin (see [`csp_with_assets`]).
+pub fn layout_from(
+    assets: Option<&str>,
+    title: &str,
+    viewer: Option<Viewer<'_>>,
+    wide: bool,
+    content: Markup,
+) -> Markup {
+    let base = assets.unwrap_or("");
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -93,13 +114,13 @@ pub fn layout(title: &str, viewer: Option<Viewer<'_>>, wide: bool, content: Mark
                 meta name="robots" content="noindex";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · " (PRODUCT) }
-                link rel="stylesheet" href="/assets/style.css";
-                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+                link rel="stylesheet" href={ (base) "/assets/style.css" };
+                link rel="icon" href={ (base) "/assets/icon.svg" } type="image/svg+xml";
             }
             body {
                 header.bar {
-                    a.brand href="/sessions" {
-                        img src="/assets/icon.svg" alt="";
+                    a.brand href={ (base) "/sessions" } {
+                        img src={ (base) "/assets/icon.svg" } alt="";
                         (PRODUCT)
                     }
                     @if let Some(v) = viewer {
