@@ -3,6 +3,7 @@
 //! how or where they are stored; the store and its backends build on these
 //! types, and the server and the tools exchange them.
 
+mod access_token;
 mod ban;
 mod clock;
 mod event;
@@ -12,6 +13,7 @@ mod session;
 mod token;
 mod wire;
 
+pub use access_token::AccessToken;
 pub use ban::{Ban, BanSubject, NewBan, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
