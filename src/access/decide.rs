@@ -81,9 +81,8 @@ pub struct Trace {
 }
 
 /// Most candidate lists merged for one host: the rules without domains, the
-/// exact host, and one per suffix of the host (a host of more labels than
-/// that is checked against its first suffixes only, which a rule for a
-/// deeper `*.` name could miss; host names that deep do not occur).
+/// exact host, and one per suffix of the host that rules name. A host with
+/// more is checked against every rule instead.
 const MAX_LISTS: usize = 18;
 
 /// Sorted lists of rule indexes merged into one ascending sequence without
@@ -196,15 +195,20 @@ impl Rules {
     /// maps and merged in file order.
     pub fn decide(&self, req: &Request<'_>, who: &Subject<'_>) -> Decision {
         let host = bare_host(req.host);
-        // The maps hold lower-case names; a host with upper case (rare) is
-        // checked against every rule instead.
+        match self.candidates(host) {
+            Some(merged) => self.first_match(merged.map(|i| (i, &self.rules[i])), req, host, who),
+            // Every rule, in order: the same answer, found the slow way.
+            None => self.first_match(self.rules.iter().enumerate(), req, host, who),
+        }
+    }
+
+    /// The rules whose domains can match `host`, in file order, through the
+    /// host and suffix maps. `None` when the maps cannot say: the host has
+    /// upper case (the maps hold lower-case names) or more suffixes with
+    /// rules than one merge holds; the caller then tries every rule.
+    fn candidates(&self, host: &str) -> Option<Merge<'_>> {
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.first_match(
-                (0..self.rules.len()).map(|i| (i, &self.rules[i])),
-                req,
-                host,
-                who,
-            );
+            return None;
         }
         let mut lists: [&[usize]; MAX_LISTS] = [&[]; MAX_LISTS];
         let mut n = 0;
@@ -215,15 +219,17 @@ impl Rules {
             n += 1;
         }
         for (i, b) in host.bytes().enumerate() {
-            if b == b'.' && i > 0 && n < MAX_LISTS {
+            if b == b'.' && i > 0 {
                 if let Some(l) = self.by_suffix.get(&host[i..]) {
+                    if n == MAX_LISTS {
+                        return None;
+                    }
                     lists[n] = l;
                     n += 1;
                 }
             }
         }
-        let merged = Merge { lists, len: n };
-        self.first_match(merged.map(|i| (i, &self.rules[i])), req, host, who)
+        Some(Merge { lists, len: n })
     }
 
     fn first_match<'r>(
@@ -523,6 +529,30 @@ mod tests {
             deny_all.decide(&req("other.example.com", "/", "GET", "1.2.3.4"), &bob),
             d(Deny, None, false)
         );
+    }
+
+    #[test]
+    fn deep_hosts_with_many_suffix_rules_still_meet_every_rule() {
+        // 20 labels, a (non-matching) rule for each suffix, then a deny for
+        // the shortest suffix: more suffix lists than one merge holds.
+        let labels: Vec<String> = (0..20).map(|i| format!("l{i}")).collect();
+        let host = format!("{}.example", labels.join("."));
+        let mut specs: Vec<RuleSpec> = (1..=20)
+            .map(|i| RuleSpec {
+                domains: Some(vec![format!("*.{}.example", labels[i.min(19)..].join("."))]),
+                methods: Some(vec!["POST".into()]),
+                policy: Policy::Bypass,
+                ..RuleSpec::default()
+            })
+            .collect();
+        specs.push(RuleSpec {
+            domains: Some(vec!["*.example".into()]),
+            policy: Policy::Deny,
+            ..RuleSpec::default()
+        });
+        let r = Rules::compile(&specs, Policy::OneFactor, true).unwrap();
+        let d = r.decide(&req(&host, "/", "GET", "1.2.3.4"), &Subject::ANONYMOUS);
+        assert_eq!((d.policy, d.rule), (Policy::Deny, Some(20)));
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub enum Policy {
     Deny,
 }
 
+/// How a rule is named in metrics, logs and audit details: its index, or
+/// `default` for the default policy.
+pub fn rule_label(rule: Option<usize>) -> String {
+    rule.map_or_else(|| "default".to_string(), |r| r.to_string())
+}
+
 impl Default for Policy {
     /// `one_factor`: any signed-in user may reach every app, as with no rules.
     fn default() -> Self {

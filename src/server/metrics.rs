@@ -215,7 +215,7 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .map(|((rule, policy), n)| {
-            let rule = rule.map_or("default".to_string(), |r| r.to_string());
+            let rule = crate::access::rule_label(*rule);
             (vec![("rule", rule), ("policy", policy.to_string())], *n)
         })
         .collect();

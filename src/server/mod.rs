@@ -144,10 +144,7 @@ impl AppState {
             .ip(ip)
             .detail("host", host)
             .detail("path", path)
-            .detail(
-                "rule",
-                rule.map_or("default".to_string(), |r| r.to_string()),
-            );
+            .detail("rule", crate::access::rule_label(rule));
         let state = self.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::store::AuditStore::append(&state.store, event).await {

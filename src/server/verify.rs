@@ -134,13 +134,7 @@ pub fn check(
             .display_name
             .as_deref()
             .and_then(|n| HeaderValue::from_str(n).ok()),
-        decision: if policy.rules().is_empty()
-            && policy.rules().default_policy() == AccessPolicy::OneFactor
-        {
-            None
-        } else {
-            decide(state, policy, headers, peer, Some(user))
-        },
+        decision: decide(state, policy, headers, peer, Some(user)),
     });
     let res = match found {
         Ok(Some(f)) => match f.decision {
@@ -253,7 +247,7 @@ fn refuse(
     let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
     let original = original_request(headers, trusted, None);
     let (host, path) = original.map_or(("", ""), |r| (r.host, r.path));
-    let rule = d.rule.map_or("default".to_string(), |r| r.to_string());
+    let rule = crate::access::rule_label(d.rule);
     tracing::info!(target: "gatehouse::access", user = ?user.unwrap_or("-"), host = ?host, path = ?path, rule = %rule, "access denied");
     if let Some(u) = user {
         let ip = client_ip(&state.config, peer, headers);

@@ -18,17 +18,10 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
         return;
     };
     let (auth_port, app_port) = (free_port(), free_port());
-    let s = TestServer::start(&config_text(
-        &format!(
-            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
-             allowed_redirect_domains = [\"127.0.0.1\"]"
-        ),
-        PROXY_RULES,
-    ))
-    .await;
+    let s = TestServer::start(&behind_proxy(auth_port)).await;
     let app = echo_app().await;
 
-    let _nginx = ShippedNginx::start(&nginx, auth_port, app_port, s.addr, app).await;
+    let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
     let app_url = format!("http://127.0.0.1:{app_port}/notes?a=1&b=2");
 
     // Anonymous: to the login page, the whole URL encoded in `rd` (an

@@ -155,6 +155,20 @@ pub fn assert_identity_from_gatehouse_only(
     );
 }
 
+/// gatehouse's config behind a shipped proxy whose login site is on
+/// `auth_port`: the proxy trusted, the login site as public origin, the
+/// apps' host allowed as a redirect target (as `example.com` is in the
+/// shipped comments), and [`PROXY_RULES`].
+pub fn behind_proxy(auth_port: u16) -> String {
+    crate::harness::config_text(
+        &format!(
+            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
+             allowed_redirect_domains = [\"127.0.0.1\"]"
+        ),
+        PROXY_RULES,
+    )
+}
+
 /// Rules the proxy tests run with: a public path, and an admin area for
 /// the group `admin` only.
 pub const PROXY_RULES: &str = "[[rules]]\npaths = ['^/public(/|$)']\npolicy = \"bypass\"\n\n\
@@ -252,23 +266,47 @@ http {{
     )
 }
 
-/// Real nginx running the shipped `deploy/nginx.conf`: the login site on
-/// `auth_port` and the protected app on `app_port`, in front of gatehouse
-/// at `gate` and the app at `app`. Stopped on drop.
-pub struct ShippedNginx {
+/// Real nginx or Caddy running a shipped config in a child process, with
+/// the directory holding its config, logs and state; all removed on drop.
+pub struct Shipped {
     _proc: Proc,
     _dir: tempfile::TempDir,
 }
 
-impl ShippedNginx {
-    /// Starts `nginx` and waits until both sites accept.
-    pub async fn start(
+impl Shipped {
+    /// Waits until `child` accepts on every port of `ports`, failing the
+    /// test with the config and the proxy's log (`log` in `dir`) if not.
+    async fn ready(
+        child: std::process::Child,
+        dir: tempfile::TempDir,
+        log: &str,
+        conf: &str,
+        ports: [u16; 2],
+    ) -> Shipped {
+        let mut proc = Proc(child);
+        for port in ports {
+            assert!(
+                wait_for_port(port, &mut proc).await,
+                "the proxy did not start:\n{conf}\n{}",
+                std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()
+            );
+        }
+        Shipped {
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+
+    /// Starts real nginx on the shipped `deploy/nginx.conf`: the login site
+    /// on `auth_port` and the protected app on `app_port`, in front of
+    /// gatehouse at `gate` and the app at `app`; waits until both accept.
+    pub async fn nginx(
         nginx: &Path,
         auth_port: u16,
         app_port: u16,
         gate: SocketAddr,
         app: SocketAddr,
-    ) -> ShippedNginx {
+    ) -> Shipped {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = tmp.path().display().to_string();
         let conf = nginx_conf(
@@ -290,18 +328,7 @@ impl ShippedNginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut proc = Proc(child);
-        for port in [auth_port, app_port] {
-            assert!(
-                wait_for_port(port, &mut proc).await,
-                "nginx did not start:\n{conf}\n{}",
-                std::fs::read_to_string(tmp.path().join("error.log")).unwrap_or_default()
-            );
-        }
-        ShippedNginx {
-            _proc: proc,
-            _dir: tmp,
-        }
+        Shipped::ready(child, tmp, "error.log", &conf, [auth_port, app_port]).await
     }
 }
 
@@ -433,23 +460,16 @@ fn caddyfile(auth_port: u16, app_port: u16, gate: &str, app: &str, storage: &str
     )
 }
 
-/// Real Caddy running the shipped `deploy/Caddyfile`: the login site on
-/// `auth_port` and the protected app on `app_port`, in front of gatehouse
-/// at `gate` and the app at `app`. Stopped on drop.
-pub struct ShippedCaddy {
-    _proc: Proc,
-    _dir: tempfile::TempDir,
-}
-
-impl ShippedCaddy {
-    /// Starts `caddy` and waits until both sites accept.
-    pub async fn start(
+impl Shipped {
+    /// Starts real Caddy on the shipped `deploy/Caddyfile`, as
+    /// [`Shipped::nginx`] does nginx.
+    pub async fn caddy(
         caddy: &Path,
         auth_port: u16,
         app_port: u16,
         gate: SocketAddr,
         app: SocketAddr,
-    ) -> ShippedCaddy {
+    ) -> Shipped {
         let tmp = tempfile::tempdir().unwrap();
         let conf = caddyfile(
             auth_port,
@@ -472,17 +492,6 @@ impl ShippedCaddy {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut proc = Proc(child);
-        for port in [auth_port, app_port] {
-            assert!(
-                wait_for_port(port, &mut proc).await,
-                "caddy did not start:\n{conf}\n{}",
-                std::fs::read_to_string(tmp.path().join("caddy.log")).unwrap_or_default()
-            );
-        }
-        ShippedCaddy {
-            _proc: proc,
-            _dir: tmp,
-        }
+        Shipped::ready(child, tmp, "caddy.log", &conf, [auth_port, app_port]).await
     }
 }

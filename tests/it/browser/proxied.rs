@@ -10,7 +10,7 @@ use axum::routing::get;
 
 use super::{Chrome, serve, session_cookie, sign_in};
 use crate::harness::*;
-use crate::proxy::{ShippedCaddy, ShippedNginx, binary, free_port};
+use crate::proxy::{Shipped, behind_proxy, binary, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_through_nginx_lands_back_on_the_app() {
@@ -23,14 +23,7 @@ async fn signing_in_through_nginx_lands_back_on_the_app() {
         return;
     };
     let (auth_port, app_port) = (free_port(), free_port());
-    let s = TestServer::start(&config_text(
-        &format!(
-            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
-             allowed_redirect_domains = [\"127.0.0.1\"]"
-        ),
-        "",
-    ))
-    .await;
+    let s = TestServer::start(&behind_proxy(auth_port)).await;
     let app = serve(Router::new().fallback(get(|h: HeaderMap| async move {
         let user = h
             .get("remote-user")
@@ -48,7 +41,7 @@ async fn signing_in_through_nginx_lands_back_on_the_app() {
         ))
     })))
     .await;
-    let _nginx = ShippedNginx::start(&nginx, auth_port, app_port, s.addr, app).await;
+    let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
 
     let login_site = format!("http://127.0.0.1:{auth_port}");
     let app_url = format!("http://127.0.0.1:{app_port}/notes/today?view=list&sort=new");
@@ -96,19 +89,12 @@ async fn a_refused_user_sees_the_403_page_and_can_sign_out() {
         return;
     };
     let (auth_port, app_port) = (free_port(), free_port());
-    let s = TestServer::start(&config_text(
-        &format!(
-            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
-             allowed_redirect_domains = [\"127.0.0.1\"]"
-        ),
-        crate::proxy::PROXY_RULES,
-    ))
-    .await;
+    let s = TestServer::start(&behind_proxy(auth_port)).await;
     let app = serve(Router::new().fallback(get(|| async {
         Html("<!doctype html><title>Notes</title><link rel=icon href=data:,><h1 id=app>Notes app</h1>")
     })))
     .await;
-    let _caddy = ShippedCaddy::start(&caddy, auth_port, app_port, s.addr, app).await;
+    let _caddy = Shipped::caddy(&caddy, auth_port, app_port, s.addr, app).await;
 
     let tab = chrome.tab().await;
     let app_url = format!("http://127.0.0.1:{app_port}/notes");
