@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::store::{
-    EventFilter, EventKind, NewEvent, NewSession, Op, OpOutput, SessionToken, Store, StoreOptions,
+    EventFilter, EventKind, Methods, NewEvent, NewSession, Op, OpOutput, SessionToken, Store,
+    StoreOptions,
 };
 
 const T0_MS: u64 = 1_800_000_000_000;
@@ -28,6 +29,7 @@ fn new_session(i: usize) -> NewSession {
         ip: Some("203.0.113.7".parse().expect("ip")),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox/128.0".into()),
         now_ms: T0_MS,
+        methods: Methods::PASSWORD,
     }
 }
 

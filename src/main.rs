@@ -76,6 +76,25 @@ enum Command {
         #[command(subcommand)]
         command: BansCommand,
     },
+    /// Act on one user's credentials.
+    Users {
+        #[command(flatten)]
+        loc: Location,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Remove every second factor of a user (TOTP, passkeys, recovery
+    /// codes), for someone who lost theirs: through the running server's
+    /// admin socket, or directly in the database when no server runs.
+    /// Audited as `mfa.reset`.
+    ResetSecondFactor {
+        /// The user's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -287,6 +306,42 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let config = Config::load(&ov)?;
             bans(&config, command).map(|()| 0)
+        }
+        Command::Users { loc, command } => {
+            init_logs(LogFormat::Text);
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(&ov)?;
+            users(&config, command).map(|()| 0)
+        }
+    }
+}
+
+fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::ResetSecondFactor { name } => {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("user", &name)
+                .finish();
+            let path = format!("/users/reset-second-factor?{q}");
+            if let Some((code, body)) = admin::request(&config.data_dir, "POST", &path)? {
+                print!("{body}");
+                return admin_status(code);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
+            let actor = std::env::var("USER").unwrap_or_else(|_| "command line".into());
+            let done = rt.block_on(admin::reset_factors(&backend, &name, &actor));
+            rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
+            backend.close()?;
+            print!("{}", done?);
+            Ok(())
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gatehouse::store::{
-    NewSession, Op, OpOutput, RevokeReason, SessionToken, Writer, WriterConfig,
+    Methods, NewSession, Op, OpOutput, RevokeReason, SessionToken, Writer, WriterConfig,
 };
 use gatehouse_benches::figure::{SESSIONS, SWEEP};
 use gatehouse_benches::report::{fmt_us, short};
@@ -41,6 +41,7 @@ fn new_session(i: usize, users: usize, expiring: bool) -> NewSession {
         ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, (i >> 8) as u8, i as u8))),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox/128.0".into()),
         now_ms: created,
+        methods: Methods::PASSWORD,
     }
 }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use gatehouse::config::{Config, Overrides};
 use gatehouse::server::Server;
 use gatehouse::server::password::hash_password;
-use gatehouse::store::{EventKind, NewEvent, NewSession, Op, Store, StoreOptions, now_ms, now_us};
+use gatehouse::store::{
+    EventKind, Methods, NewEvent, NewSession, Op, Store, StoreOptions, now_ms, now_us,
+};
 use gatehouse_benches::figure::MEMORY;
 use gatehouse_benches::http_client::{Conn, get_req, login};
 use gatehouse_benches::report::{Line, fmt_mib_kb as mib_kb};
@@ -107,6 +109,7 @@ fn bench_session(user: String, now_ms: u64) -> NewSession {
         ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
         now_ms,
+        methods: Methods::PASSWORD,
     }
 }
 

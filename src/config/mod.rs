@@ -34,7 +34,7 @@ pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
     Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, RegulationSettings,
-    SessionSettings, UserEntry,
+    SecondFactorSettings, SessionSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
 pub use write::append_user;
@@ -123,6 +123,7 @@ pub struct Config {
     pub cache_bytes: usize,
     pub session: SessionConfig,
     pub regulation: RegulationSettings,
+    pub second_factor: SecondFactorSettings,
     pub limits: LimitConfig,
     /// Cost of new hashes and of the dummy hash.
     pub argon2: Argon2Settings,

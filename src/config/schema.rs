@@ -48,6 +48,10 @@ pub struct UserEntry {
     /// Sent to apps as `Remote-Name`.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Whether this user must sign in with a second factor; unset:
+    /// `[second_factor] required`.
+    #[serde(default)]
+    pub require_second_factor: Option<bool>,
 }
 
 impl UserEntry {
@@ -168,6 +172,32 @@ impl Default for LimitSettings {
     }
 }
 
+/// `[second_factor]`: who must use a second factor, and how long its
+/// steps may take.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecondFactorSettings {
+    /// Every user must have a second factor (a user's
+    /// `require_second_factor` overrides it). A user who has none is sent
+    /// to enroll one right after the password.
+    pub required: bool,
+    /// Life of a sign-in between its password and its second step.
+    pub pending_secs: u64,
+    /// Removing or regenerating a factor needs a second factor done within
+    /// this long in the same session.
+    pub recent_secs: u64,
+}
+
+impl Default for SecondFactorSettings {
+    fn default() -> Self {
+        SecondFactorSettings {
+            required: false,
+            pending_secs: 300,
+            recent_secs: 300,
+        }
+    }
+}
+
 /// `Strict-Transport-Security`, sent only when `public_origin` is https.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -251,6 +281,7 @@ pub struct FileConfig {
     pub hsts: HstsSettings,
     pub argon2: Argon2Settings,
     pub access: AccessSettings,
+    pub second_factor: SecondFactorSettings,
     /// Access rules, in order; the first that matches decides.
     pub rules: Vec<crate::access::RuleSpec>,
     pub users: Vec<UserEntry>,
@@ -289,6 +320,7 @@ impl Default for FileConfig {
             hsts: HstsSettings::default(),
             argon2: Argon2Settings::default(),
             access: AccessSettings::default(),
+            second_factor: SecondFactorSettings::default(),
             rules: Vec::new(),
             users: Vec::new(),
         }

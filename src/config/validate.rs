@@ -157,6 +157,7 @@ impl Config {
             ("idle_timeout_secs", file.idle_timeout_secs),
             ("shutdown_grace_secs", file.shutdown_grace_secs),
             ("hsts.max_age_secs", file.hsts.max_age_secs),
+            ("second_factor.recent_secs", file.second_factor.recent_secs),
         ] {
             if v > MAX_SECS {
                 return Err(invalid(
@@ -207,21 +208,26 @@ impl Config {
                 "must be at least 8192".into(),
             ));
         }
+        let sf = &file.second_factor;
+        if !(30..=3600).contains(&sf.pending_secs) {
+            return Err(invalid(
+                "second_factor.pending_secs",
+                "must be between 30 and 3600".into(),
+            ));
+        }
         let a = &file.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;
         let users = validate_users(&path, &file.users)?;
-        // Second factors are not offered yet: a rule asking for one is
-        // refused here rather than silently weakened.
-        let rules = crate::access::Rules::compile(&file.rules, file.access.default_policy, false)
+        let rules = crate::access::Rules::compile(&file.rules, file.access.default_policy, true)
             .map_err(|e| {
-            let field = if e.index == usize::MAX {
-                "access.default_policy".to_string()
-            } else {
-                format!("rules[{}].{}", e.index, e.field)
-            };
-            invalid(&field, e.message.clone())
-        })?;
+                let field = if e.index == usize::MAX {
+                    "access.default_policy".to_string()
+                } else {
+                    format!("rules[{}].{}", e.index, e.field)
+                };
+                invalid(&field, e.message.clone())
+            })?;
         let https = public_origin
             .as_ref()
             .is_some_and(|u| u.scheme() == "https");
@@ -232,6 +238,7 @@ impl Config {
             limits: LimitConfig::from(&file.limits),
             retention: RetentionConfig::new(&file),
             regulation: file.regulation.clone(),
+            second_factor: file.second_factor.clone(),
             argon2: file.argon2.clone(),
             allowed_redirect_domains: file.allowed_redirect_domains.clone(),
             log_format: file.log_format,

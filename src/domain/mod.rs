@@ -8,6 +8,7 @@ mod ban;
 mod clock;
 mod event;
 mod event_kind;
+mod factors;
 mod limits;
 mod session;
 mod token;
@@ -18,6 +19,10 @@ pub use ban::{Ban, BanSubject, NewBan, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
 pub use event_kind::{EventKind, Outcome};
+pub use factors::{
+    Applied, FactorChange, FactorRefusal, FactorSet, MAX_PASSKEY_NAME, MAX_PASSKEYS, Method,
+    Methods, Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
+};
 pub use limits::{
     MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
 };

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::factors::Methods;
 use super::token::{PublicId, SessionToken};
 
 /// What a caller asks for when creating a session.
@@ -22,6 +23,8 @@ pub struct NewSession {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub now_ms: u64,
+    /// How the sign-in was done.
+    pub methods: Methods,
 }
 
 /// A session as the store reports it.
@@ -37,6 +40,12 @@ pub struct Session {
     pub remember_me: bool,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// How the session was signed in (a step-up adds to them).
+    #[serde(skip)]
+    pub methods: Methods,
+    /// When a second factor was last done in this session.
+    #[serde(skip)]
+    pub second_factor_ms: Option<u64>,
 }
 
 impl Session {

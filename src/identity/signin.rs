@@ -11,32 +11,8 @@
 //!
 //! A pending state never counts as signed in: it is not a session.
 
-/// How a step of authentication was done; a session records every method
-/// it was signed in with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    Password,
-    Totp,
-    WebAuthn,
-    Recovery,
-}
-
-impl Method {
-    /// Stable names, for audit details and the JSON API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Password => "password",
-            Method::Totp => "totp",
-            Method::WebAuthn => "webauthn",
-            Method::Recovery => "recovery_code",
-        }
-    }
-
-    /// Whether this method is a second factor.
-    pub fn is_second_factor(self) -> bool {
-        self != Method::Password
-    }
-}
+use crate::domain::FactorSet;
+pub use crate::domain::Method;
 
 /// The second factors a user has enrolled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +22,16 @@ pub struct Factors {
     pub webauthn: bool,
     /// Unused recovery codes.
     pub recovery_codes: usize,
+}
+
+impl From<&FactorSet> for Factors {
+    fn from(f: &FactorSet) -> Self {
+        Factors {
+            totp: f.totp.is_some(),
+            webauthn: !f.passkeys.is_empty(),
+            recovery_codes: f.recovery.len(),
+        }
+    }
 }
 
 impl Factors {

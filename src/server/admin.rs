@@ -77,6 +77,7 @@ pub async fn serve(
     let router = Router::new()
         .route("/bans", get(list))
         .route("/bans/lift", post(lift))
+        .route("/users/reset-second-factor", post(reset_second_factor))
         .route("/events/backup", post(backup_created))
         .with_state(state);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -167,6 +168,47 @@ async fn lift(State(state): State<AppState>, Query(q): Query<LiftQuery>) -> (Sta
         Ok(false) => (StatusCode::OK, format!("no ban on {subject}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    user: String,
+}
+
+async fn reset_second_factor(
+    State(state): State<AppState>,
+    Query(q): Query<UserQuery>,
+) -> (StatusCode, String) {
+    match reset_factors(&state.store, &q.user, "admin-socket").await {
+        Ok(msg) => (StatusCode::OK, msg),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// Removes every second factor of `user` (TOTP, passkeys, recovery codes)
+/// with an `mfa.reset` event naming `actor`. The message says what was done.
+pub async fn reset_factors(
+    store: &crate::store::Backend,
+    user: &str,
+    actor: &str,
+) -> Result<String, crate::store::WriteError> {
+    use crate::store::{EventKind, FactorChange, FactorStore, NewEvent};
+    let event = NewEvent::now(EventKind::MfaReset)
+        .user(user.to_string())
+        .detail("method", "all")
+        .detail("actor", actor);
+    Ok(
+        match store
+            .change_factors(user, FactorChange::Reset, Some(event), now_ms())
+            .await?
+        {
+            Ok(_) => format!(
+                "removed every second factor of {}; they sign in with their password (and enroll again if one is required)\n",
+                crate::terminal::escape(user)
+            ),
+            Err(_) => unreachable!("a reset is never refused"),
+        },
+    )
 }
 
 #[derive(Deserialize)]

@@ -36,4 +36,7 @@ pub enum ServerError {
     /// could not be hashed.
     #[error("password hashing: {0}")]
     Hash(#[from] password::HashError),
+    /// The key that seals second-factor secrets could not be read or made.
+    #[error(transparent)]
+    Secrets(#[from] crate::identity::secret_box::SecretBoxError),
 }

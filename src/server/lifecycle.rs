@@ -77,7 +77,8 @@ impl Server {
                 })?;
         let l = &config.limits;
         let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
-        let state = AppState::new(config, store, hasher, Arc::new(Activity::new()));
+        let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
+        let state = AppState::new(config, store, hasher, Arc::new(Activity::new()), secrets);
         Ok(Server {
             state,
             listener,

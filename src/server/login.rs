@@ -13,21 +13,20 @@
 
 use std::net::IpAddr;
 
-use axum::Json;
-use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash, session_cookie};
+use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash};
 use super::password::HashError;
 use super::redirect::safe_redirect;
 use super::regulation::{AtLimit, Reservation};
 use super::rejections::{Note, Refusal};
 use super::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
-    AuditStore, BanStore, BanSubject, EventKind, MAX_USER, NewBan, NewEvent, NewSession,
-    Revocation, RevokeReason, SessionStore, WriteError, now_ms,
+    AuditStore, BanStore, BanSubject, EventKind, MAX_USER, NewBan, NewEvent, Revocation,
+    RevokeReason, SessionStore, now_ms,
 };
 
 /// Longest password accepted (argon2 would take any length; the body limit
@@ -122,38 +121,55 @@ pub async fn form(
     } else {
         &rd
     };
+    if needs_step_up(&state, &headers, rd) {
+        return super::factors::see_other(&super::factors::step::next_page(false, rd));
+    }
     page(&state, &headers, StatusCode::OK, None, "", rd)
 }
 
-#[derive(Serialize)]
-struct LoginOk<'a> {
-    user: &'a str,
-    session: String,
-    redirect: &'a str,
+/// Whether the browser is signed in, but without a second factor, and
+/// `rd` leads to something the access rules open only to two factors:
+/// then it came here from the forward-auth check, and the way on is the
+/// second step (step-up), not a password again.
+fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
+    let Some(to) = safe_redirect(&state.config, headers, rd).and_then(|t| {
+        url::Url::parse(&t)
+            .ok()
+            .or_else(|| url::Url::parse(&format!("http://localhost{t}")).ok())
+    }) else {
+        return false;
+    };
+    let host = match (to.host_str(), to.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return false,
+    };
+    let path = match to.query() {
+        Some(q) => format!("{}?{q}", to.path()),
+        None => to.path().to_string(),
+    };
+    let found = super::auth::lookup_with(state, headers, |session, _, user, policy| {
+        if session.methods.two_factor() {
+            return false;
+        }
+        let req = crate::access::Request {
+            host: &host,
+            path: &path,
+            method: "GET",
+            ip: None,
+        };
+        let who = crate::access::Subject {
+            user: Some(&user.name),
+            groups: policy.group_list(&user.name),
+        };
+        policy.rules().decide(&req, &who).policy == crate::access::Policy::TwoFactor
+    });
+    matches!(found, Ok(Some(true)))
 }
 
 /// Reads the body as JSON or as a form, with the body limit applied.
 async fn parse<S: Send + Sync>(state: &S, req: Request) -> Result<LoginInput, ApiError> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let input = if ct.starts_with("application/json") {
-        super::extract::Json::<LoginInput>::from_request(req, state)
-            .await
-            .map(|super::extract::Json(i)| i)?
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
-        super::extract::Form::<LoginInput>::from_request(req, state)
-            .await
-            .map(|super::extract::Form(i)| i)?
-    } else {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/x-www-form-urlencoded or application/json",
-        ));
-    };
+    let input: LoginInput = super::extract::json_or_form(state, req).await?;
     if input.username.is_empty() || input.password.0.is_empty() {
         return Err(ApiError::bad_request("username and password are required"));
     }
@@ -213,48 +229,14 @@ async fn attempt(
     let now = now_ms();
     let m = &state.metrics;
 
-    // Bans first: a banned user or IP costs one read, no hashing.
     let mut subjects = vec![BanSubject::User(username.clone())];
     subjects.extend(ip.map(BanSubject::ip));
-    for subject in &subjects {
-        match state.store.ban(subject, now).await {
-            Ok(Some(ban)) => {
-                m.login_rejected.inc();
-                let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
-                reject(state, subject, Refusal::Banned, &username, ip, &ua, now).await;
-                return Err(fail(
-                    ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "Too many failed attempts. Try again later.",
-                    )
-                    .retry_after(secs),
-                ));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(fail(ApiError::internal("ban lookup failed", &e))),
-        }
-    }
-
     // The entry and its credential generation come from one snapshot, so
     // the session below is refused if a reload replaced this entry.
     let (user, credentials) = state.user_for_login(&username);
-    // Then a place under the failure limit, before hashing: attempts in
-    // flight count, so a burst cannot outrun the ban check. Same answer as a
-    // ban; the attempts in flight settle within one hash.
-    let reservation = match state.regulator.reserve(&subjects, user.is_some(), now) {
-        Ok(r) => r,
-        Err(AtLimit(subject)) => {
-            m.login_rejected.inc();
-            reject(state, &subject, Refusal::AtLimit, &username, ip, &ua, now).await;
-            return Err(fail(
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed attempts. Try again later.",
-                )
-                .retry_after(1),
-            ));
-        }
-    };
+    let reservation = admit(state, &subjects, user.is_some(), &username, ip, &ua, now)
+        .await
+        .map_err(fail)?;
     let ok = match state
         .hasher
         .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
@@ -291,107 +273,74 @@ async fn attempt(
         return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
     };
 
-    // Success: a fresh session; the old one (if any) ends, so a token planted
-    // before login never becomes an authenticated one.
-    let s = &state.config.session;
+    // The password is right: a session, or first a second step.
     let remember = remember_me.is_some_and(|f| f.is_set());
-    // The session and its `login.success` event commit together: a 303 (or
-    // 200) means both are durable. When the disk is full or failing, the
-    // client gets a 503 and no cookie, and nothing half-done is left.
-    let event = NewEvent::now(EventKind::LoginSuccess)
-        .user(user.name.clone())
-        .ip(ip)
-        .user_agent(ua.clone());
-    let created = state
-        .store
-        .create_session(
-            NewSession {
-                user: user.name.clone(),
-                remember_me: remember,
-                idle_ttl_ms: s.idle_ms,
-                absolute_ttl_ms: if remember {
-                    s.remember_me_ms
-                } else {
-                    s.absolute_ms
-                },
-                max_per_user: s.max_per_user,
-                ip,
-                user_agent: ua.clone(),
-                now_ms: now,
-            },
-            event,
-            Some(credentials),
-        )
-        .await;
-    let created = match created {
-        Ok(c) => c,
-        Err(WriteError::CredentialsChanged) => {
-            // The password matched a hash that a reload has since replaced:
-            // no session. Not a guess, so not counted, and not a `login
-            // failed` line (fail2ban counts those); the reservation is
-            // released when dropped.
-            m.login_failure.inc();
-            tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login refused: credentials changed during the check");
-            audit(
-                state,
-                NewEvent::now(EventKind::LoginFailure)
-                    .user(user.name.clone())
-                    .ip(ip)
-                    .user_agent(ua.clone())
-                    .detail("reason", "credentials_changed"),
-            )
-            .await;
-            return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
-        }
-        Err(e) => return Err(fail(ApiError::internal("creating a session failed", &e))),
+    let signed = super::factors::SignIn {
+        user: &user,
+        remember,
+        ip,
+        ua: ua.clone(),
+        rd: &rd,
     };
-    reservation.succeed(now);
-    if let Some(old) = cookie_hash(state, headers) {
-        // Ended in the background: the answer does not wait for it.
-        let store = state.store.clone();
-        let how = Revocation {
-            ip,
-            ..Revocation::new(RevokeReason::Logout, now)
-        };
-        tokio::spawn(async move {
-            if let Err(e) = store.revoke_by_token(old, how).await {
-                tracing::warn!(error = %e, "ending the replaced session failed");
-            }
-        });
-    }
-    m.login_success.inc();
-    tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user.name, "login succeeded");
+    super::factors::after_password(state, headers, signed, credentials, reservation)
+        .await
+        .map_err(fail)
+}
 
-    let max_age = remember.then_some(s.remember_me_ms / 1000);
-    let cookie = session_cookie(&state.config, &created.token, max_age);
-    let target = safe_redirect(&state.config, headers, &rd).unwrap_or_else(|| "/".into());
-    let mut res = if super::wants_json(headers) {
-        Json(LoginOk {
-            user: &user.name,
-            session: created.session.id.to_string(),
-            redirect: &target,
-        })
-        .into_response()
-    } else {
-        let mut r = StatusCode::SEE_OTHER.into_response();
-        r.headers_mut().insert(
-            header::LOCATION,
-            HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/")),
-        );
-        r
-    };
-    if let Some(stale) = clear_host_only_cookie(&state.config) {
-        res.headers_mut().append(header::SET_COOKIE, stale);
+/// Lets an attempt (a password or a second-factor code) of `username` from
+/// `ip` go on to its check, or refuses it: banned users and IPs first (one
+/// read each, no hashing), then a place under the failure limit, reserved
+/// before the check so that a burst cannot outrun the ban (attempts in
+/// flight count; they settle within one check). Both refusals are the
+/// same 429.
+pub(super) async fn admit<'s>(
+    state: &'s AppState,
+    subjects: &[BanSubject],
+    configured: bool,
+    username: &str,
+    ip: Option<IpAddr>,
+    ua: &Option<String>,
+    now: u64,
+) -> Result<Reservation<'s>, ApiError> {
+    let m = &state.metrics;
+    for subject in subjects {
+        match state.store.ban(subject, now).await {
+            Ok(Some(ban)) => {
+                m.login_rejected.inc();
+                let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
+                reject(state, subject, Refusal::Banned, username, ip, ua, now).await;
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Try again later.",
+                )
+                .retry_after(secs));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::internal("ban lookup failed", &e)),
+        }
     }
-    res.headers_mut().append(header::SET_COOKIE, cookie);
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    match state.regulator.reserve(subjects, configured, now) {
+        Ok(r) => Ok(r),
+        Err(AtLimit(subject)) => {
+            m.login_rejected.inc();
+            reject(state, &subject, Refusal::AtLimit, username, ip, ua, now).await;
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Try again later.",
+            )
+            .retry_after(1))
+        }
+    }
 }
 
 /// Counts a failure against the user and the IP (settling the attempt's
 /// reservation), and stores a ban when a limit is reached.
-async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpAddr>, now: u64) {
+pub(super) async fn regulate(
+    state: &AppState,
+    reservation: Reservation<'_>,
+    ip: Option<IpAddr>,
+    now: u64,
+) {
     for (subject, until) in reservation.fail(now) {
         state.metrics.bans_added.inc();
         tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");

@@ -18,6 +18,7 @@ pub mod conn;
 mod dispatch;
 mod error;
 pub mod extract;
+pub mod factors;
 pub mod first_start;
 pub mod health;
 pub mod lifecycle;
@@ -86,6 +87,8 @@ pub struct Inner {
     pub denials: crate::access::denials::Denials,
     pub metrics: metrics::Metrics,
     pub activity: Arc<Activity>,
+    /// Seals second-factor secrets at rest, with the data directory's key.
+    pub secrets: crate::identity::secret_box::SecretBox,
 }
 
 impl std::ops::Deref for AppState {
@@ -101,6 +104,7 @@ impl AppState {
         store: Backend,
         hasher: password::Hasher,
         activity: Arc<Activity>,
+        secrets: crate::identity::secret_box::SecretBox,
     ) -> Self {
         let regulator = regulation::Regulator::new(config.regulation.clone());
         let rejections = rejections::Rejections::new(&config.regulation);
@@ -116,6 +120,7 @@ impl AppState {
                 denials: crate::access::denials::Denials::new(MAX_DENIAL_KEYS),
                 metrics: metrics::Metrics::default(),
                 activity,
+                secrets,
             }),
         }
     }
@@ -234,6 +239,13 @@ pub fn router(state: AppState) -> Router {
     let timeout = limits.request_timeout;
     let login = Router::new()
         .route("/login", get(login::form).post(login::submit))
+        .route("/login/second-factor", get(factors::step::page))
+        .route("/login/totp", post(factors::step::totp))
+        .route("/login/recovery", post(factors::step::recovery))
+        .route(
+            "/login/enroll",
+            get(factors::enroll::page).post(factors::enroll::submit),
+        )
         .layer(DefaultBodyLimit::max(login_limit));
     // The forward-auth check runs on every request to every protected app.
     // These two handlers read no body, change nothing and never wait on I/O
@@ -264,6 +276,33 @@ pub fn router(state: AppState) -> Router {
             get(sessions::page_confirm_others).post(sessions::page_revoke_others),
         )
         .route("/sessions/revoke", post(sessions::page_revoke))
+        .route("/api/v1/mfa", get(factors::enroll::status))
+        .route(
+            "/api/v1/mfa/totp",
+            post(factors::enroll::api_begin_totp).delete(factors::enroll::api_remove_totp),
+        )
+        .route(
+            "/api/v1/mfa/totp/confirm",
+            post(factors::enroll::api_confirm_totp),
+        )
+        .route(
+            "/api/v1/mfa/recovery-codes",
+            post(factors::enroll::api_regenerate),
+        )
+        .route("/account/security", get(factors::account::page))
+        .route("/account/security/totp", post(factors::account::begin))
+        .route(
+            "/account/security/totp/confirm",
+            post(factors::account::confirm),
+        )
+        .route(
+            "/account/security/totp/remove",
+            post(factors::account::remove),
+        )
+        .route(
+            "/account/security/recovery",
+            post(factors::account::new_codes),
+        )
         .route("/api/v1/audit", get(audit::query))
         .route("/metrics", get(metrics::render))
         .route("/robots.txt", get(assets::robots))

@@ -73,6 +73,8 @@ struct Found {
     email: Option<HeaderValue>,
     name: Option<HeaderValue>,
     decision: Option<Decision>,
+    /// The session was signed in with a second factor.
+    two_factor: bool,
 }
 
 /// The rules' decision for this check, or `None` when the policy has no
@@ -122,7 +124,8 @@ pub fn check(
 ) -> Response {
     let start = Instant::now();
     // Only what the answer needs is taken from the user's entry.
-    let found = lookup_with(state, headers, |_, _, user, policy| Found {
+    let found = lookup_with(state, headers, |session, _, user, policy| Found {
+        two_factor: session.methods.two_factor(),
         // Values are validated at config load: no control characters.
         user: HeaderValue::from_str(&user.name).ok(),
         groups: HeaderValue::from_str(policy.groups_header(&user.name)).ok(),
@@ -141,6 +144,12 @@ pub fn check(
             Some(d) if d.policy == AccessPolicy::Deny => {
                 let user = f.user.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
                 refuse(state, headers, peer, d, Some(user))
+            }
+            // A one-factor session meets an app that asks for two: the
+            // answer is "sign in", and the login page sends the browser to
+            // the second step (step-up), then back.
+            Some(d) if d.policy == AccessPolicy::TwoFactor && !f.two_factor => {
+                not_signed_in(state, query, headers)
             }
             _ => {
                 state.metrics.verify_ok.inc();
@@ -161,6 +170,7 @@ pub fn check(
                         email: None,
                         name: None,
                         decision: None,
+                        two_factor: false,
                     })
                 }
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
+use super::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck};
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
 use super::redb::{
@@ -15,8 +15,9 @@ use super::redb::{
 };
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
-    NewSession, PublicId, Revocation, Session, TokenHash,
+    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
+    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
+    Revocation, Session, SessionToken, TokenHash,
 };
 
 /// The name of the database file in a data directory.
@@ -302,6 +303,35 @@ impl SessionStore for Backend {
         match self {
             Backend::Redb(b) => b.sweep(now_ms, limit).await,
         }
+    }
+}
+
+/// Delegates every method of a trait to the variant, by name.
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)+) => {$(
+        async fn $name(&self, $($arg: $ty),*) -> $out {
+            match self {
+                Backend::Redb(b) => b.$name($($arg),*).await,
+            }
+        }
+    )+};
+}
+
+impl FactorStore for Backend {
+    delegate! {
+        factors(user: &str) -> Result<FactorSet, StoreError>;
+        passkey_owner(credential_id: &[u8]) -> Result<Option<String>, StoreError>;
+        change_factors(user: &str, change: FactorChange, event: Option<NewEvent>, now_ms: u64)
+            -> Result<Result<Applied, FactorRefusal>, WriteError>;
+        create_pending(pending: PendingSignIn) -> Result<SessionToken, WriteError>;
+        pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, StoreError>;
+        set_pending_challenge(hash: TokenHash, challenge: Option<Vec<u8>>, now_ms: u64)
+            -> Result<bool, WriteError>;
+        end_pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, WriteError>;
+        complete_sign_in(hash: TokenHash, new: NewSession, login: NewEvent, check: Option<CredentialCheck>)
+            -> Result<Option<CreatedSession>, WriteError>;
+        step_up(hash: TokenHash, method: Method, event: NewEvent, now_ms: u64)
+            -> Result<Option<CreatedSession>, WriteError>;
     }
 }
 

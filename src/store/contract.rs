@@ -53,8 +53,9 @@ use super::credentials::CredentialCheck;
 use super::error::{QueryError, StoreError, WriteError};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
-    NewSession, PublicId, Revocation, Session, TokenHash,
+    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
+    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
+    Revocation, Session, SessionToken, TokenHash,
 };
 
 /// Sessions: created by a sign-in, looked up by token hash on every
@@ -153,6 +154,92 @@ pub trait SessionStore: Send + Sync {
         now_ms: u64,
         limit: usize,
     ) -> impl Future<Output = Result<SweepReport, WriteError>> + Send;
+}
+
+/// Second factors and the sign-ins waiting for one.
+///
+/// - **One pure rule.** A change is applied by [`FactorSet::apply`] to the
+///   stored set inside the write, so a refusal (a replayed TOTP step, a
+///   spent recovery code) is decided against the latest state and writes
+///   nothing; concurrent uses of one code or step succeed at most once.
+/// - **Pending is not signed in.** A pending sign-in is found only by its
+///   own token, through [`FactorStore::pending`]; no session lookup ever
+///   sees it, and [`FactorStore::complete_sign_in`] turns it into a session
+///   at most once.
+pub trait FactorStore: Send + Sync {
+    /// `user`'s factors; the default when nothing is stored.
+    fn factors(&self, user: &str) -> impl Future<Output = Result<FactorSet, StoreError>> + Send;
+
+    /// The user owning the passkey with this credential id.
+    fn passkey_owner(
+        &self,
+        credential_id: &[u8],
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Applies `change` to `user`'s factors and, when made, appends `event`
+    /// (a passkey whose credential id another user holds is refused with
+    /// [`FactorRefusal::PasskeyExists`])
+    /// (a spent recovery code gets its `remaining` count) in one durable
+    /// change. `Ok(Err(_))`: refused, nothing written.
+    fn change_factors(
+        &self,
+        user: &str,
+        change: FactorChange,
+        event: Option<NewEvent>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Result<Applied, FactorRefusal>, WriteError>> + Send;
+
+    /// Stores a pending sign-in; its token is returned once.
+    fn create_pending(
+        &self,
+        pending: PendingSignIn,
+    ) -> impl Future<Output = Result<SessionToken, WriteError>> + Send;
+
+    /// The live pending sign-in holding this token.
+    fn pending(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PendingSignIn>, StoreError>> + Send;
+
+    /// Stores a WebAuthn challenge with a live pending sign-in.
+    fn set_pending_challenge(
+        &self,
+        hash: TokenHash,
+        challenge: Option<Vec<u8>>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
+
+    /// Ends a pending sign-in (sign-in abandoned).
+    fn end_pending(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PendingSignIn>, WriteError>> + Send;
+
+    /// Ends the pending sign-in `hash` of `new.user` and creates its session
+    /// with `login`, as [`SessionStore::create_session`] does, in one
+    /// durable change. `Ok(None)`: it was gone, expired or another user's,
+    /// and nothing was created.
+    fn complete_sign_in(
+        &self,
+        hash: TokenHash,
+        new: NewSession,
+        login: NewEvent,
+        check: Option<CredentialCheck>,
+    ) -> impl Future<Output = Result<Option<CreatedSession>, WriteError>> + Send;
+
+    /// Step-up: the live session `hash` passed `method`. It moves to a new
+    /// token (the old one ends in the same change), keeps its public id and
+    /// creation time, records the method and the time, and `event` is
+    /// appended. `Ok(None)`: no such live session.
+    fn step_up(
+        &self,
+        hash: TokenHash,
+        method: Method,
+        event: NewEvent,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<CreatedSession>, WriteError>> + Send;
 }
 
 /// Bans on a user or a client network.

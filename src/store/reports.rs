@@ -29,6 +29,8 @@ pub struct SweepReport {
     pub expired: usize,
     /// Bans removed because they ran out.
     pub bans_lifted: usize,
+    /// Pending sign-ins removed because their deadline passed.
+    pub pending: usize,
     /// True when the batch limit was reached and expired entries remain.
     pub more: bool,
 }
@@ -68,6 +70,10 @@ pub struct CheckReport {
     pub sessions: u64,
     pub events: u64,
     pub bans: u64,
+    /// Users with second factors stored.
+    pub users_with_factors: u64,
+    /// Sign-ins waiting for their second step.
+    pub pending_signins: u64,
     /// Events ever appended, pruned ones included.
     pub events_appended: u64,
     /// Events removed by retention.

@@ -138,6 +138,7 @@ fn child_process() {
                                 ip: None,
                                 user_agent: Some("crash".into()),
                                 now_ms: now_ms(),
+                                methods: Methods::PASSWORD,
                             })
                             .await
                             .unwrap();
@@ -154,6 +155,7 @@ fn child_process() {
                                 ip: None,
                                 user_agent: None,
                                 now_ms: now_ms(),
+                                methods: Methods::PASSWORD,
                             })
                             .await
                             .unwrap();

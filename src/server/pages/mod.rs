@@ -14,6 +14,7 @@
 //! refuse because sandboxed frames send the same.
 
 pub mod describe;
+pub mod factors;
 pub mod forbidden;
 pub mod login;
 pub mod sessions;

@@ -8,6 +8,7 @@
 //! fresh, empty backend and to close one. The redb backend is run through it
 //! by `redb_conforms` below.
 
+mod factors;
 mod model;
 
 use std::future::Future;
@@ -161,6 +162,7 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                     ip: None,
                     user_agent: None,
                     now_ms: now,
+                    methods: Methods::PASSWORD,
                 };
                 let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user(user);
                 let c = b.create_session(new, login, None).await.unwrap();

@@ -15,10 +15,11 @@ use super::ops::{Op, OpOutput};
 use super::writer::unreachable_output;
 use super::{Store, Writer};
 use crate::domain::{
-    Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, NewBan, NewEvent,
-    NewSession, PublicId, Revocation, Session, TokenHash,
+    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
+    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
+    Revocation, Session, SessionToken, TokenHash,
 };
-use crate::store::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
+use crate::store::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck};
 use crate::store::credentials::CredentialCheck;
 use crate::store::error::{QueryError, StoreError, WriteError};
 use crate::store::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
@@ -217,6 +218,120 @@ impl SessionStore for RedbBackend {
         match self.submit(Op::Sweep { now_ms, limit }).await? {
             OpOutput::Swept(r) => Ok(r),
             other => unreachable_output("sweep", other),
+        }
+    }
+}
+
+impl FactorStore for RedbBackend {
+    fn factors(&self, user: &str) -> impl Future<Output = Result<FactorSet, StoreError>> + Send {
+        ready(self.store.factors_of(user))
+    }
+
+    fn passkey_owner(
+        &self,
+        credential_id: &[u8],
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        ready(self.store.passkey_owner(credential_id))
+    }
+
+    async fn change_factors(
+        &self,
+        user: &str,
+        change: FactorChange,
+        event: Option<NewEvent>,
+        now_ms: u64,
+    ) -> Result<Result<Applied, FactorRefusal>, WriteError> {
+        let op = Op::ChangeFactors {
+            user: user.to_string(),
+            change,
+            event,
+            now_ms,
+        };
+        match self.submit(op).await? {
+            OpOutput::Factors(r) => Ok(r),
+            other => unreachable_output("change_factors", other),
+        }
+    }
+
+    async fn create_pending(&self, pending: PendingSignIn) -> Result<SessionToken, WriteError> {
+        match self.submit(Op::CreatePending(Box::new(pending))).await? {
+            OpOutput::PendingCreated(t) => Ok(t),
+            other => unreachable_output("create_pending", other),
+        }
+    }
+
+    fn pending(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PendingSignIn>, StoreError>> + Send {
+        ready(self.store.pending(hash, now_ms))
+    }
+
+    async fn set_pending_challenge(
+        &self,
+        hash: TokenHash,
+        challenge: Option<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<bool, WriteError> {
+        let op = Op::SetChallenge {
+            hash,
+            challenge,
+            now_ms,
+        };
+        match self.submit(op).await? {
+            OpOutput::Touched(b) => Ok(b),
+            other => unreachable_output("set_pending_challenge", other),
+        }
+    }
+
+    async fn end_pending(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<PendingSignIn>, WriteError> {
+        match self.submit(Op::TakePending { hash, now_ms }).await? {
+            OpOutput::Pending(p) => Ok(p),
+            other => unreachable_output("end_pending", other),
+        }
+    }
+
+    async fn complete_sign_in(
+        &self,
+        hash: TokenHash,
+        new: NewSession,
+        login: NewEvent,
+        check: Option<CredentialCheck>,
+    ) -> Result<Option<CreatedSession>, WriteError> {
+        let op = Op::CompletePending {
+            hash,
+            new: Box::new(new),
+            event: login,
+            check,
+        };
+        match self.submit(op).await? {
+            OpOutput::Completed(c) => Ok(c),
+            OpOutput::CredentialsChanged => Err(WriteError::CredentialsChanged),
+            other => unreachable_output("complete_sign_in", other),
+        }
+    }
+
+    async fn step_up(
+        &self,
+        hash: TokenHash,
+        method: Method,
+        event: NewEvent,
+        now_ms: u64,
+    ) -> Result<Option<CreatedSession>, WriteError> {
+        let op = Op::StepUp {
+            hash,
+            method,
+            event,
+            now_ms,
+        };
+        match self.submit(op).await? {
+            OpOutput::Completed(c) => Ok(c),
+            other => unreachable_output("step_up", other),
         }
     }
 }

@@ -212,6 +212,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
         ));
     }
     r.bans = txn.open_table(BANS)?.len_entries()?;
+    super::factors::check(txn, &mut r)?;
     Ok(r)
 }
 

@@ -61,6 +61,7 @@ fn new_session(user: &str, now_ms: u64) -> NewSession {
         ip: None,
         user_agent: None,
         now_ms,
+        methods: Methods::PASSWORD,
     }
 }
 

@@ -23,6 +23,7 @@ mod codec;
 mod counts;
 mod error;
 mod events;
+mod factors;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
 mod ops;

@@ -74,6 +74,39 @@ pub enum Op {
         actor: Option<String>,
         now_ms: u64,
     },
+    /// Applies a change to a user's second factors and, when it is made,
+    /// appends `event` in the same transaction.
+    ChangeFactors {
+        user: String,
+        change: FactorChange,
+        event: Option<NewEvent>,
+        now_ms: u64,
+    },
+    CreatePending(Box<PendingSignIn>),
+    SetChallenge {
+        hash: TokenHash,
+        challenge: Option<Vec<u8>>,
+        now_ms: u64,
+    },
+    TakePending {
+        hash: TokenHash,
+        now_ms: u64,
+    },
+    /// Ends a pending sign-in and creates its session in one transaction:
+    /// a pending state becomes a session at most once. Nothing is created
+    /// when it is gone, expired, or of another user.
+    CompletePending {
+        hash: TokenHash,
+        new: Box<NewSession>,
+        event: NewEvent,
+        check: Option<CredentialCheck>,
+    },
+    StepUp {
+        hash: TokenHash,
+        method: Method,
+        event: NewEvent,
+        now_ms: u64,
+    },
     /// Removes up to `limit` of the oldest audit events with ids at or below
     /// `through` (retention), moving the hash-chain anchor forward.
     Prune {
@@ -97,6 +130,11 @@ pub enum OpOutput {
     BanAdded,
     BanLifted(bool),
     Pruned(PruneReport),
+    Factors(Result<Applied, FactorRefusal>),
+    PendingCreated(SessionToken),
+    Pending(Option<PendingSignIn>),
+    /// A pending sign-in completed (`Some`), or it was not there (`None`).
+    Completed(Option<CreatedSession>),
 }
 
 impl Op {
@@ -114,6 +152,12 @@ impl Op {
             Op::AddBan { .. } => "add_ban",
             Op::LiftBan { .. } => "lift_ban",
             Op::Prune { .. } => "prune",
+            Op::ChangeFactors { .. } => "change_factors",
+            Op::CreatePending(_) => "create_pending",
+            Op::SetChallenge { .. } => "set_challenge",
+            Op::TakePending { .. } => "take_pending",
+            Op::CompletePending { .. } => "complete_pending",
+            Op::StepUp { .. } => "step_up",
         }
     }
 
@@ -165,6 +209,9 @@ impl Op {
             Op::Sweep { now_ms, limit } => {
                 let mut report = tx.sweep_sessions(now_ms, limit)?;
                 report.bans_lifted = tx.sweep_bans(now_ms, limit)?;
+                let (pending, more) = tx.sweep_pending(now_ms, limit)?;
+                report.pending = pending;
+                report.more |= more;
                 OpOutput::Swept(report)
             }
             Op::AddBan {
@@ -184,6 +231,44 @@ impl Op {
                 now_ms,
             } => OpOutput::BanLifted(tx.lift_ban(&subject, &reason, actor.as_deref(), now_ms)?),
             Op::Prune { through, limit } => OpOutput::Pruned(tx.prune_events(through, limit)?),
+            Op::ChangeFactors {
+                user,
+                change,
+                event,
+                now_ms,
+            } => OpOutput::Factors(tx.change_factors(&user, change, event, now_ms)?),
+            Op::CreatePending(p) => OpOutput::PendingCreated(tx.create_pending(*p)?),
+            Op::SetChallenge {
+                hash,
+                challenge,
+                now_ms,
+            } => OpOutput::Touched(tx.set_pending_challenge(hash, challenge, now_ms)?),
+            Op::TakePending { hash, now_ms } => OpOutput::Pending(tx.take_pending(hash, now_ms)?),
+            Op::CompletePending {
+                hash,
+                new,
+                event,
+                check,
+            } => {
+                let now = new.now_ms;
+                match tx.take_pending(hash, now)? {
+                    Some(p) if p.user == new.user => {
+                        if check.is_some_and(|c| !c.holds(&new.user)) {
+                            return Ok(OpOutput::CredentialsChanged);
+                        }
+                        let created = tx.create_session(*new)?;
+                        tx.append_event(event.session(created.session.id))?;
+                        OpOutput::Completed(Some(created))
+                    }
+                    _ => OpOutput::Completed(None),
+                }
+            }
+            Op::StepUp {
+                hash,
+                method,
+                event,
+                now_ms,
+            } => OpOutput::Completed(tx.step_up_session(hash, method, event, now_ms)?),
         })
     }
 }

@@ -19,6 +19,10 @@ pub(crate) struct SessionRecord {
     pub remember_me: bool,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// `Methods` bits (schema 5).
+    pub methods: u8,
+    /// When a second factor was last done in the session (schema 5).
+    pub second_factor_ms: Option<u64>,
 }
 
 impl SessionRecord {
@@ -80,4 +84,17 @@ pub(crate) struct ChainAnchor {
     pub pruned_through: u64,
     /// Events removed by retention so far.
     pub pruned: u64,
+}
+
+/// A row of `pending_signins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PendingRecord {
+    pub user: String,
+    pub enroll: bool,
+    pub remember_me: bool,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub challenge: Option<Vec<u8>>,
 }

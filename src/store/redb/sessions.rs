@@ -24,6 +24,8 @@ pub(crate) fn to_session(rec: SessionRecord) -> Session {
         remember_me: rec.remember_me,
         ip: rec.ip,
         user_agent: rec.user_agent,
+        methods: Methods::from_bits(rec.methods),
+        second_factor_ms: rec.second_factor_ms,
     }
 }
 
@@ -122,6 +124,8 @@ impl Tx<'_> {
             remember_me: new.remember_me,
             ip: new.ip,
             user_agent: new.user_agent.map(|u| truncate(u, MAX_USER_AGENT)),
+            methods: new.methods.bits(),
+            second_factor_ms: new.methods.two_factor().then_some(now),
         };
         self.insert_session(hash, &rec)?;
         let session = to_session(rec);
@@ -131,7 +135,8 @@ impl Tx<'_> {
                 .ip(session.ip)
                 .user_agent(session.user_agent.clone())
                 .session(session.id)
-                .detail("remember_me", session.remember_me.to_string()),
+                .detail("remember_me", session.remember_me.to_string())
+                .detail("methods", session.methods.names()),
         )?;
         Ok(CreatedSession {
             token,
@@ -201,6 +206,39 @@ impl Tx<'_> {
         };
         self.revoke(hash.0, &rec, reason, None, ip, now_ms)?;
         Ok(Some(PublicId(rec.public_id)))
+    }
+
+    /// Step-up: the live session holding `hash` passed `method` at
+    /// `now_ms`. It moves to a fresh token (the old one stops working in the
+    /// same commit) and keeps its public id and creation time, so its place
+    /// in the user's list; `event` is appended with its id. `None` when the
+    /// session is gone or expired.
+    pub fn step_up_session(
+        &mut self,
+        hash: TokenHash,
+        method: Method,
+        event: NewEvent,
+        now_ms: u64,
+    ) -> Result<Option<CreatedSession>, StoreError> {
+        let Some(mut rec) = self.load_session(&hash.0)? else {
+            return Ok(None);
+        };
+        if rec.deadline_ms() <= now_ms {
+            return Ok(None);
+        }
+        self.delete_session(hash.0, &rec)?;
+        rec.methods = Methods::from_bits(rec.methods).with(method).bits();
+        rec.second_factor_ms = Some(now_ms);
+        rec.last_seen_ms = rec.last_seen_ms.max(now_ms);
+        let token = SessionToken::generate();
+        self.insert_session(token.hash().0, &rec)?;
+        let session = to_session(rec);
+        self.append_event(event.session(session.id))?;
+        Ok(Some(CreatedSession {
+            token,
+            session,
+            evicted: Vec::new(),
+        }))
     }
 
     /// Revokes one session of `user` by public id. Returns false if `user` has
@@ -302,6 +340,7 @@ impl Tx<'_> {
             }
         }
         Ok(SweepReport {
+            pending: 0,
             expired,
             bans_lifted: 0,
             more,

@@ -12,13 +12,20 @@
 //! | `audit_by_user` | (user name, id of the bucket's first event) | bucket of event records (`bucket.rs`) |
 //! | `audit_by_kind` | (kind code, event id) | () |
 //! | `bans` | `u:<user>` or `i:<ip>` | ban record |
+//! | `factors` | user name | the user's `FactorSet` (TOTP sealed, recovery codes hashed) |
+//! | `passkeys_by_credential` | authenticator credential id | user name |
+//! | `pending_signins` | SHA-256 of the pending cookie token | pending record |
+//! | `pending_by_expiry` | (deadline ms, hash) | () |
 //!
 //! Invariant: every row of `sessions` has exactly one entry in each of its two
 //! indexes, and every index entry points at an existing row. Every event has
 //! exactly one row in `audit_events` (its time order), one record in a bucket
 //! of its user in `audit_by_user` (where the record itself lives), and one
 //! entry in `audit_by_kind`. Every function that writes one of them writes the
-//! others in the same transaction.
+//! others in the same transaction. Every passkey in a `factors` row has
+//! exactly one `passkeys_by_credential` entry naming its user, and every
+//! entry names a user whose row holds it; every pending sign-in has exactly
+//! one `pending_by_expiry` entry and the reverse.
 
 use redb::TableDefinition;
 
@@ -43,3 +50,9 @@ pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
 pub const CHAIN_HEAD_KEY: &str = "chain_head";
 /// `meta` key of the audit chain anchor (hash that the oldest kept event links to).
 pub const CHAIN_ANCHOR_KEY: &str = "chain_anchor";
+pub const FACTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("factors");
+pub const PASSKEYS_BY_CREDENTIAL: TableDefinition<&[u8], &str> =
+    TableDefinition::new("passkeys_by_credential");
+pub const PENDING: TableDefinition<HashKey, &[u8]> = TableDefinition::new("pending_signins");
+pub const PENDING_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
+    TableDefinition::new("pending_by_expiry");

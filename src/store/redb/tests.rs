@@ -25,6 +25,7 @@ pub(crate) fn new_session(user: &str, now_ms: u64) -> NewSession {
         ip: Some("127.0.0.1".parse().unwrap()),
         user_agent: Some("test".into()),
         now_ms,
+        methods: Methods::PASSWORD,
     }
 }
 
@@ -491,6 +492,20 @@ mod legacy {
     pub const EVENTS_BY_KIND: ::redb::TableDefinition<(&str, u64), ()> =
         ::redb::TableDefinition::new("events_by_kind");
 
+    /// A session row as schemas 1 to 4 stored it.
+    #[derive(serde::Serialize)]
+    pub struct SessionRecordV4 {
+        pub public_id: [u8; 16],
+        pub user: String,
+        pub created_ms: u64,
+        pub last_seen_ms: u64,
+        pub idle_ttl_ms: Option<u64>,
+        pub absolute_deadline_ms: u64,
+        pub remember_me: bool,
+        pub ip: Option<std::net::IpAddr>,
+        pub user_agent: Option<String>,
+    }
+
     /// Event ids are these microseconds plus the event's position.
     pub const BASE_US: u64 = 1_700_000_000_000_000;
 
@@ -512,7 +527,7 @@ mod legacy {
             let mut by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).unwrap();
             for (i, user) in ["alice", "bob"].into_iter().enumerate() {
                 let hash = [i as u8 + 1; 32];
-                let rec = SessionRecord {
+                let rec = SessionRecordV4 {
                     public_id: [i as u8 + 10; 16],
                     user: user.into(),
                     created_ms: 1_700_000_000_000,
@@ -525,7 +540,9 @@ mod legacy {
                 };
                 sessions.insert(hash, encode(&rec).as_slice()).unwrap();
                 by_user.insert((user, rec.created_ms, hash), ()).unwrap();
-                by_expiry.insert((rec.deadline_ms(), hash), ()).unwrap();
+                by_expiry
+                    .insert((rec.absolute_deadline_ms, hash), ())
+                    .unwrap();
             }
             let mut table = txn.open_table(EVENTS).unwrap();
             let mut by_user = txn.open_table(EVENTS_BY_USER).unwrap();
@@ -659,6 +676,39 @@ fn v1_fixture_opens_and_upgrades() {
     let report = store.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.events, 4);
+}
+
+/// A file written by a schema-4 server (two sessions, a failed and three
+/// successful sign-ins) upgrades: its sessions stay valid, recorded as
+/// signed in with a password, the second-factor tables exist and are
+/// empty, and the whole file verifies.
+#[test]
+fn v4_fixture_opens_and_upgrades() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    let err = Store::open_read_only(&path, &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::NeedsUpgrade { found: 4, .. }),
+        "{err}"
+    );
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, 5);
+    // A minute after the fixture was written.
+    let now = 1_795_849_620_000;
+    for user in ["alice", "bob"] {
+        let sessions = store.sessions_of(user, now).unwrap();
+        assert_eq!(sessions.len(), 1, "{user}");
+        assert_eq!(sessions[0].methods, Methods::PASSWORD);
+        assert!(!sessions[0].methods.two_factor());
+        assert_eq!(sessions[0].second_factor_ms, None);
+        assert_eq!(store.factors_of(user).unwrap(), FactorSet::default());
+    }
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.events, report.sessions), (7, 2));
+    assert_eq!((report.users_with_factors, report.pending_signins), (0, 0));
 }
 
 #[test]

@@ -79,6 +79,7 @@ fn backup_during_writes_verifies_and_restores() {
             ip: Some("192.0.2.7".parse().unwrap()),
             user_agent: Some("Firefox".into()),
             now_ms: gatehouse::store::now_ms(),
+            methods: gatehouse::store::Methods::PASSWORD,
         }))
         .unwrap();
     live.start_load("carol");

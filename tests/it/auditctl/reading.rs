@@ -212,6 +212,7 @@ fn sessions_and_stats() {
             ip: Some("192.0.2.7".parse().unwrap()),
             user_agent: Some("Mozilla/5.0 \u{1b}[31mred".into()),
             now_ms: gatehouse::store::now_ms(),
+            methods: gatehouse::store::Methods::PASSWORD,
         }))
         .unwrap();
     let o = live.auditctl(&["sessions", "--user", "alice"]);

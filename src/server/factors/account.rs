@@ -1,0 +1,155 @@
+//! The security page (`/account/security`): a signed-in user's factors,
+//! and the plain forms that enroll, remove and regenerate them. Removing or
+//! regenerating needs a second factor within `[second_factor]
+//! recent_secs`; an older session is sent to the second-step page first,
+//! which brings it back here.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::enroll::{begin_totp, confirm_totp, enrolling, regenerate, remove_totp};
+use super::step::{CodeInput, next_page};
+use super::{factors_of, recent, see_other};
+use crate::server::auth::{Authed, ClientIp};
+use crate::server::{AppState, pages, user_agent};
+use crate::store::now_ms;
+
+const HERE: &str = "/account/security";
+
+/// `GET /account/security`.
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let me = match crate::server::auth::lookup(&state, &headers) {
+        Ok(Some(me)) => me,
+        Ok(None) => return see_other("/login?rd=%2Faccount%2Fsecurity"),
+        Err(e) => return e.into_response(),
+    };
+    let notice = query
+        .as_deref()
+        .and_then(|q| q.strip_prefix("notice="))
+        .and_then(pages::factors::Notice::from_code);
+    show(&state, &me, notice, StatusCode::OK).await
+}
+
+async fn show(
+    state: &AppState,
+    me: &Authed,
+    notice: Option<pages::factors::Notice>,
+    status: StatusCode,
+) -> Response {
+    match factors_of(state, &me.user.name).await {
+        Ok(set) => pages::factors::security(
+            status,
+            &pages::factors::SecurityView {
+                user: &me.user.name,
+                set: &set,
+                required: super::required_for(&state.config, &me.user),
+                recent: recent(&state.config, me, now_ms()),
+                notice,
+            },
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /account/security/totp`: a fresh secret and its QR code.
+pub async fn begin(State(state): State<AppState>, me: Authed) -> Response {
+    let secret = match enrolling(&state, &me.user.name).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => begin_totp(&state, &me.user.name).await,
+        Err(e) => Err(e),
+    };
+    match secret {
+        Ok(secret) => pages::factors::enroll_totp(
+            StatusCode::OK,
+            &pages::factors::EnrollView {
+                user: &me.user.name,
+                secret: &secret,
+                action: "/account/security/totp/confirm",
+                rd: "",
+                error: None,
+                required: false,
+            },
+        ),
+        Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /account/security/totp/confirm`.
+pub async fn confirm(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: Authed,
+    req: Request,
+) -> Response {
+    let ua = user_agent(req.headers());
+    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    match confirm_totp(&state, &me.user.name, &input.code, ip, ua).await {
+        Ok(Some(codes)) => pages::factors::recovery_codes(codes.shown(), HERE, Some(&me.user.name)),
+        Ok(None) => see_other("/account/security?notice=totp-enrolled"),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            match enrolling(&state, &me.user.name).await {
+                Ok(Some(secret)) => pages::factors::enroll_totp(
+                    e.status,
+                    &pages::factors::EnrollView {
+                        user: &me.user.name,
+                        secret: &secret,
+                        action: "/account/security/totp/confirm",
+                        rd: "",
+                        error: Some(&e.message),
+                        required: false,
+                    },
+                ),
+                _ => see_other(HERE),
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A session without a recent second factor goes to the second step first.
+fn step_up_first(state: &AppState, me: &Authed) -> Option<Response> {
+    (!recent(&state.config, me, now_ms())).then(|| see_other(&next_page(false, HERE)))
+}
+
+/// `POST /account/security/totp/remove`.
+pub async fn remove(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: Authed,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = step_up_first(&state, &me) {
+        return r;
+    }
+    match remove_totp(&state, &me.user.name, ip, user_agent(&headers)).await {
+        Ok(()) => see_other("/account/security?notice=totp-removed"),
+        Err(e) if e.status == StatusCode::NOT_FOUND => see_other(HERE),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /account/security/recovery`: new codes, shown once.
+pub async fn new_codes(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: Authed,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = step_up_first(&state, &me) {
+        return r;
+    }
+    match regenerate(&state, &me.user.name, ip, user_agent(&headers)).await {
+        Ok(codes) => pages::factors::recovery_codes(codes.shown(), HERE, Some(&me.user.name)),
+        Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,471 @@
+//! Enrolling and removing factors: the JSON API under `/api/v1/mfa`, and
+//! the enrollment a pending sign-in must do first (`/login/enroll`) when a
+//! factor is required and the user has none.
+//!
+//! Who may enroll: a signed-in session, or a pending sign-in marked for
+//! enrollment (it can do nothing else). Removing a factor or regenerating
+//! recovery codes needs a session that did a second factor within
+//! `[second_factor] recent_secs`; anything else answers 403 naming the
+//! step-up page.
+
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::step::{CodeInput, change, rd_of};
+use super::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in};
+use crate::identity::recovery::RecoveryCodes;
+use crate::identity::totp::TotpSecret;
+use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::redirect::MAX_RD;
+use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::store::{
+    EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent, PendingSignIn,
+    TokenHash, now_ms,
+};
+
+/// Who is enrolling.
+pub enum Enroller {
+    Session(Box<Authed>),
+    /// A pending sign-in that must enroll before anything else.
+    Pending(TokenHash, PendingSignIn),
+}
+
+impl Enroller {
+    /// The request's session, else its pending enrollment.
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Enroller>, ApiError> {
+        if let Some(a) = lookup(state, headers)? {
+            return Ok(Some(Enroller::Session(Box::new(a))));
+        }
+        Ok(super::pending_of(state, headers)
+            .await?
+            .filter(|(_, p)| p.enroll)
+            .map(|(h, p)| Enroller::Pending(h, p)))
+    }
+
+    pub fn user(&self) -> &str {
+        match self {
+            Enroller::Session(a) => &a.user.name,
+            Enroller::Pending(_, p) => &p.user,
+        }
+    }
+}
+
+async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, ApiError> {
+    Enroller::of(state, headers)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// A signed-in session that did a second factor recently, else 403.
+fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
+    let me = lookup(state, headers)?.ok_or_else(ApiError::unauthorized)?;
+    if !recent(&state.config, &me, now_ms()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "confirm with a second factor first (POST /login/totp or /login/recovery, or the page /login/second-factor), then try again within 5 minutes",
+        ));
+    }
+    Ok(me)
+}
+
+/// A fresh TOTP secret, sealed and stored as `user`'s pending enrollment.
+pub async fn begin_totp(state: &AppState, user: &str) -> Result<TotpSecret, ApiError> {
+    let secret = TotpSecret::generate();
+    let sealed = state.secrets.seal(TOTP_PURPOSE, user, secret.as_bytes());
+    match change(state, user, FactorChange::BeginTotp { sealed }, None).await? {
+        Ok(()) => Ok(secret),
+        Err(r) => Err(ApiError::new(StatusCode::CONFLICT, r.to_string())),
+    }
+}
+
+/// The secret `user` is enrolling, if any (to show it again).
+pub async fn enrolling(state: &AppState, user: &str) -> Result<Option<TotpSecret>, ApiError> {
+    let set = factors_of(state, user).await?;
+    match set.totp_enrollment {
+        Some(e) => Ok(Some(open_totp(state, user, &e.sealed)?)),
+        None => Ok(None),
+    }
+}
+
+/// Confirms `user`'s pending TOTP secret with `code`. Returns the recovery
+/// codes when this first factor stored them (shown once).
+pub async fn confirm_totp(
+    state: &AppState,
+    user: &str,
+    code: &str,
+    ip: Option<IpAddr>,
+    ua: Option<String>,
+) -> Result<Option<RecoveryCodes>, ApiError> {
+    let Some(secret) = enrolling(state, user).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            FactorRefusal::NoEnrollment.to_string(),
+        ));
+    };
+    let step = secret
+        .verify(code, now_ms() / 1000, None)
+        .map_err(|_| ApiError::bad_request("Wrong code. Enter the 6 digits the app shows now."))?;
+    let codes = RecoveryCodes::generate();
+    let recovery = codes.hashes().into_iter().map(|h| h.0).collect();
+    let event = NewEvent::now(EventKind::MfaEnrolled)
+        .user(user.to_string())
+        .ip(ip)
+        .user_agent(ua)
+        .detail("method", Method::Totp.as_str());
+    let applied = state
+        .store
+        .change_factors(
+            user,
+            FactorChange::ConfirmTotp { step, recovery },
+            Some(event),
+            now_ms(),
+        )
+        .await
+        .map_err(|e| ApiError::internal("enrolling failed", &e))?
+        .map_err(|r| ApiError::new(StatusCode::CONFLICT, r.to_string()))?;
+    Ok(applied.recovery_set.then_some(codes))
+}
+
+/// New recovery codes for `user`, replacing the old ones.
+pub async fn regenerate(
+    state: &AppState,
+    user: &str,
+    ip: Option<IpAddr>,
+    ua: Option<String>,
+) -> Result<RecoveryCodes, ApiError> {
+    let set = factors_of(state, user).await?;
+    if !set.any() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "recovery codes back up a second factor: enroll one first",
+        ));
+    }
+    let codes = RecoveryCodes::generate();
+    let hashes = codes.hashes().into_iter().map(|h| h.0).collect();
+    let event = NewEvent::now(EventKind::MfaEnrolled)
+        .user(user.to_string())
+        .ip(ip)
+        .user_agent(ua)
+        .detail("method", Method::Recovery.as_str());
+    change(
+        state,
+        user,
+        FactorChange::SetRecovery { hashes },
+        Some(event),
+    )
+    .await?
+    .map_err(|r| ApiError::new(StatusCode::CONFLICT, r.to_string()))?;
+    Ok(codes)
+}
+
+/// Removes `user`'s TOTP factor.
+pub async fn remove_totp(
+    state: &AppState,
+    user: &str,
+    ip: Option<IpAddr>,
+    ua: Option<String>,
+) -> Result<(), ApiError> {
+    let event = NewEvent::now(EventKind::MfaRemoved)
+        .user(user.to_string())
+        .ip(ip)
+        .user_agent(ua)
+        .detail("method", Method::Totp.as_str());
+    change(state, user, FactorChange::RemoveTotp, Some(event))
+        .await?
+        .map_err(|r| ApiError::new(StatusCode::NOT_FOUND, r.to_string()))
+}
+
+// ------------------------------------------------------------------ API
+
+#[derive(Serialize)]
+struct Status {
+    user: String,
+    totp: bool,
+    totp_enrollment_started: bool,
+    passkeys: Vec<PasskeyView>,
+    recovery_codes_left: usize,
+    required: bool,
+}
+
+#[derive(Serialize)]
+struct PasskeyView {
+    id: String,
+    name: String,
+    created_ms: u64,
+    last_used_ms: Option<u64>,
+}
+
+/// `GET /api/v1/mfa`: what the caller has enrolled.
+pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let who = match enroller(&state, &headers).await {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
+    let set = match factors_of(&state, who.user()).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let required = state
+        .user_for_login(who.user())
+        .0
+        .is_some_and(|u| super::required_for(&state.config, &u));
+    Json(Status {
+        user: who.user().to_string(),
+        totp: set.totp.is_some(),
+        totp_enrollment_started: set.totp_enrollment.is_some(),
+        passkeys: set
+            .passkeys
+            .iter()
+            .map(|p| PasskeyView {
+                id: crate::store::PublicId(p.id).to_string(),
+                name: p.name.clone(),
+                created_ms: p.created_ms,
+                last_used_ms: p.last_used_ms,
+            })
+            .collect(),
+        recovery_codes_left: set.recovery.len(),
+        required,
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct Begun {
+    secret: String,
+    otpauth_uri: String,
+}
+
+/// `POST /api/v1/mfa/totp`: starts TOTP enrollment.
+pub async fn api_begin_totp(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let run = async {
+        let who = enroller(&state, &headers).await?;
+        let secret = begin_totp(&state, who.user()).await?;
+        Ok::<_, ApiError>(Json(Begun {
+            secret: secret.base32(),
+            otpauth_uri: secret.otpauth_uri(who.user()),
+        }))
+    };
+    match run.await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Confirmed<'a> {
+    enrolled: &'a str,
+    /// Shown once, when this first factor stored them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<&'a [String]>,
+}
+
+/// `POST /api/v1/mfa/totp/confirm` with `{"code"}`: activates TOTP. For a
+/// pending sign-in that had to enroll, this also signs it in.
+pub async fn api_confirm_totp(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let run = async {
+        let who = enroller(&state, &headers).await?;
+        let codes = confirm_totp(&state, who.user(), &input.code, ip, user_agent(&headers)).await?;
+        let body = Json(Confirmed {
+            enrolled: Method::Totp.as_str(),
+            recovery_codes: codes.as_ref().map(|c| c.shown()),
+        });
+        match who {
+            Enroller::Session(_) => Ok::<_, ApiError>(body.into_response()),
+            Enroller::Pending(hash, p) => {
+                let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
+                // The session cookie of `signed_in`, with this body.
+                let signed = signed_in(&state, &headers, &p.user, &created, p.remember_me, "");
+                let mut res = body.into_response();
+                for v in signed.headers().get_all(axum::http::header::SET_COOKIE) {
+                    res.headers_mut()
+                        .append(axum::http::header::SET_COOKIE, v.clone());
+                }
+                Ok(res)
+            }
+        }
+    };
+    match run.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Turns a pending sign-in that just enrolled TOTP into its session.
+async fn finish_enrollment(
+    state: &AppState,
+    headers: &HeaderMap,
+    hash: TokenHash,
+    p: &PendingSignIn,
+    ip: Option<IpAddr>,
+) -> Result<crate::store::CreatedSession, ApiError> {
+    let Some(user) = state.user_for_login(&p.user).0 else {
+        return Err(ApiError::unauthorized());
+    };
+    let s = SignIn {
+        user: &user,
+        remember: p.remember_me,
+        ip,
+        ua: user_agent(headers),
+        rd: "",
+    };
+    complete(state, hash, &s, Method::Totp)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "no sign-in in progress: it expired or was used; sign in again",
+            )
+        })
+}
+
+/// `DELETE /api/v1/mfa/totp`.
+pub async fn api_remove_totp(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let me = recent_session(&state, &headers)?;
+        remove_totp(&state, &me.user.name, ip, user_agent(&headers)).await
+    };
+    match run.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Codes<'a> {
+    recovery_codes: &'a [String],
+}
+
+/// `POST /api/v1/mfa/recovery-codes`: replaces the recovery codes.
+pub async fn api_regenerate(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let me = recent_session(&state, &headers)?;
+        regenerate(&state, &me.user.name, ip, user_agent(&headers)).await
+    };
+    match run.await {
+        Ok(codes) => Json(Codes {
+            recovery_codes: codes.shown(),
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+// --------------------------------------------------- pending enrollment
+
+/// `GET /login/enroll`: a pending sign-in that must enroll sees the QR
+/// code of a fresh secret (the one it started, if any).
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let rd = rd_of(query.as_deref());
+    let run = async {
+        let Some((_, p)) = super::pending_of(&state, &headers)
+            .await?
+            .filter(|(_, p)| p.enroll)
+        else {
+            return Ok(super::see_other(&super::step::next_page(false, &rd)));
+        };
+        let secret = match enrolling(&state, &p.user).await? {
+            Some(s) => s,
+            None => begin_totp(&state, &p.user).await?,
+        };
+        Ok::<_, ApiError>(pages::factors::enroll_totp(
+            StatusCode::OK,
+            &pages::factors::EnrollView {
+                user: &p.user,
+                secret: &secret,
+                action: "/login/enroll",
+                rd: &rd,
+                error: None,
+                required: true,
+            },
+        ))
+    };
+    run.await.unwrap_or_else(|e| e.into_response())
+}
+
+/// `POST /login/enroll` with `code`: confirms, signs in, shows the
+/// recovery codes once with a way on to `rd`.
+pub async fn submit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let rd = input
+        .rd
+        .clone()
+        .filter(|r| r.len() <= MAX_RD)
+        .unwrap_or_default();
+    let run = async {
+        let Some((hash, p)) = super::pending_of(&state, &headers)
+            .await?
+            .filter(|(_, p)| p.enroll)
+        else {
+            return Ok(super::see_other(&super::step::next_page(false, &rd)));
+        };
+        let codes = match confirm_totp(&state, &p.user, &input.code, ip, user_agent(&headers)).await
+        {
+            Ok(c) => c,
+            Err(e) if e.status == StatusCode::BAD_REQUEST && !wants_json(&headers) => {
+                let secret = enrolling(&state, &p.user).await?;
+                let Some(secret) = secret else { return Err(e) };
+                return Ok(pages::factors::enroll_totp(
+                    e.status,
+                    &pages::factors::EnrollView {
+                        user: &p.user,
+                        secret: &secret,
+                        action: "/login/enroll",
+                        rd: &rd,
+                        error: Some(&e.message),
+                        required: true,
+                    },
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
+        let target = crate::server::redirect::safe_redirect(&state.config, &headers, &rd)
+            .unwrap_or_else(|| "/".into());
+        let signed = signed_in(&state, &headers, &p.user, &created, p.remember_me, &rd);
+        let mut res = pages::factors::recovery_codes(
+            codes.as_ref().map(|c| c.shown()).unwrap_or(&[]),
+            &target,
+            Some(&p.user),
+        );
+        for v in signed.headers().get_all(axum::http::header::SET_COOKIE) {
+            res.headers_mut()
+                .append(axum::http::header::SET_COOKIE, v.clone());
+        }
+        Ok::<_, ApiError>(res)
+    };
+    run.await.unwrap_or_else(|e| e.into_response())
+}

@@ -1,0 +1,403 @@
+//! The second step: `GET /login/second-factor` (the page), `POST
+//! /login/totp` and `POST /login/recovery`.
+//!
+//! Two callers reach it: a pending sign-in (its cookie), which the step
+//! turns into a session; and a signed-in session that meets an app asking
+//! for two factors (step-up), which the step moves to a new token that
+//! records the factor. Each attempt goes through the same gate as a
+//! password (bans, the failure limit reserved first), and a wrong code
+//! counts, logs and audits like a wrong password.
+
+use std::net::IpAddr;
+
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{SignIn, complete, factors_of, open_totp, signed_in};
+use crate::identity::recovery;
+use crate::identity::totp::TotpError;
+use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::login::{admit, audit, regulate};
+use crate::server::redirect::{MAX_RD, safe_redirect};
+use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::store::{
+    BanSubject, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
+    PendingSignIn, TokenHash, now_ms,
+};
+
+/// Longest code accepted (a recovery code with its dashes, with room).
+const MAX_CODE: usize = 64;
+
+/// The page a pending sign-in goes to next, carrying `rd`.
+pub fn next_page(enroll: bool, rd: &str) -> String {
+    let path = if enroll {
+        "/login/enroll"
+    } else {
+        "/login/second-factor"
+    };
+    if rd.is_empty() {
+        path.to_string()
+    } else {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", rd)
+            .finish();
+        format!("{path}?{q}")
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct RdQuery {
+    pub rd: Option<String>,
+}
+
+/// `rd` from a query, dropped when malformed or too long.
+pub fn rd_of(query: Option<&str>) -> String {
+    let q: RdQuery = crate::server::extract::parse_query(query.unwrap_or("")).unwrap_or_default();
+    q.rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default()
+}
+
+/// A code typed or sent. `Debug` never prints it.
+#[derive(Deserialize, Default)]
+pub struct CodeInput {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub rd: Option<String>,
+}
+
+impl std::fmt::Debug for CodeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeInput(<redacted>)")
+    }
+}
+
+/// Who is doing the second step.
+pub enum Stepper {
+    /// A sign-in between its password and its second step.
+    Pending(TokenHash, PendingSignIn),
+    /// A signed-in session adding a factor (step-up).
+    Session(Box<Authed>),
+}
+
+impl Stepper {
+    /// The request's pending sign-in, else its session; `None` for neither.
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Stepper>, ApiError> {
+        if let Some((hash, p)) = super::pending_of(state, headers).await? {
+            return Ok(Some(Stepper::Pending(hash, p)));
+        }
+        Ok(lookup(state, headers)?.map(|a| Stepper::Session(Box::new(a))))
+    }
+
+    pub fn user(&self) -> &str {
+        match self {
+            Stepper::Pending(_, p) => &p.user,
+            Stepper::Session(a) => &a.user.name,
+        }
+    }
+}
+
+/// `GET /login/second-factor`.
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let rd = rd_of(query.as_deref());
+    let who = match Stepper::of(&state, &headers).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return expired_page(&rd),
+        Err(e) => return e.into_response(),
+    };
+    if let Stepper::Pending(_, p) = &who {
+        if p.enroll {
+            return super::see_other(&next_page(true, &rd));
+        }
+    }
+    let set = match factors_of(&state, who.user()).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let step_up = matches!(who, Stepper::Session(_));
+    pages::factors::second_step(
+        StatusCode::OK,
+        &pages::factors::StepView {
+            user: who.user(),
+            methods: &set.methods(),
+            recovery_left: set.recovery.len(),
+            rd: &rd,
+            error: None,
+            step_up,
+            continue_to: continue_to(&state, &headers, &rd).as_deref(),
+        },
+    )
+}
+
+/// The origin `rd` leads to, when it is a safe redirect to another origin.
+fn continue_to(state: &AppState, headers: &HeaderMap, rd: &str) -> Option<String> {
+    safe_redirect(&state.config, headers, rd)
+        .and_then(|to| url::Url::parse(&to).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+}
+
+/// The page for a sign-in that is no longer there.
+fn expired_page(rd: &str) -> Response {
+    let again = if rd.is_empty() {
+        "/login".to_string()
+    } else {
+        format!(
+            "/login?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", rd)
+                .finish()
+        )
+    };
+    pages::message(
+        StatusCode::UNAUTHORIZED,
+        "Sign in again",
+        "This sign-in has expired or was already used. Sign in again with your password.",
+        (&again, "Sign in"),
+    )
+}
+
+/// `POST /login/totp`.
+pub async fn totp(State(state): State<AppState>, ClientIp(ip): ClientIp, req: Request) -> Response {
+    second_step(state, ip, req, Method::Totp).await
+}
+
+/// `POST /login/recovery`.
+pub async fn recovery(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    second_step(state, ip, req, Method::Recovery).await
+}
+
+async fn second_step(
+    state: AppState,
+    ip: Option<IpAddr>,
+    req: Request,
+    method: Method,
+) -> Response {
+    let headers = req.headers().clone();
+    let json = wants_json(&headers);
+    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let rd = input
+        .rd
+        .clone()
+        .filter(|r| r.len() <= MAX_RD)
+        .unwrap_or_default();
+    let who = match Stepper::of(&state, &headers).await {
+        Ok(Some(w)) => w,
+        Ok(None) if json => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "no sign-in in progress: it expired or was used; sign in again",
+            )
+            .into_response();
+        }
+        Ok(None) => return expired_page(&rd),
+        Err(e) => return e.into_response(),
+    };
+    match attempt(&state, ip, &headers, &who, method, &input.code, &rd).await {
+        Ok(res) => res,
+        Err(e) if json => e.into_response(),
+        Err(e) => {
+            let set = factors_of(&state, who.user()).await.unwrap_or_default();
+            let mut res = pages::factors::second_step(
+                e.status,
+                &pages::factors::StepView {
+                    user: who.user(),
+                    methods: &set.methods(),
+                    recovery_left: set.recovery.len(),
+                    rd: &rd,
+                    error: Some(&e.message),
+                    step_up: matches!(who, Stepper::Session(_)),
+                    continue_to: continue_to(&state, &headers, &rd).as_deref(),
+                },
+            );
+            if let Some(s) = e.retry_after {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            res
+        }
+    }
+}
+
+/// Why a code was refused, for the audit trail.
+enum Wrong {
+    Malformed,
+    Wrong,
+    Replayed,
+}
+
+impl Wrong {
+    fn reason(&self) -> &'static str {
+        match self {
+            Wrong::Malformed => "malformed",
+            Wrong::Wrong => "wrong",
+            Wrong::Replayed => "replayed",
+        }
+    }
+}
+
+async fn attempt(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    who: &Stepper,
+    method: Method,
+    code: &str,
+    rd: &str,
+) -> Result<Response, ApiError> {
+    let now = now_ms();
+    let ua = user_agent(headers);
+    let (user, _) = state.user_for_login(who.user());
+    let Some(user) = user else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no sign-in in progress: it expired or was used; sign in again",
+        ));
+    };
+    let mut subjects = vec![BanSubject::User(user.name.clone())];
+    subjects.extend(ip.map(BanSubject::ip));
+    let reservation = admit(state, &subjects, true, &user.name, ip, &ua, now).await?;
+    let step_up = matches!(who, Stepper::Session(_));
+    let set = factors_of(state, &user.name).await?;
+    if !set.methods().contains(&method) {
+        return Err(ApiError::bad_request(match method {
+            Method::Recovery => "you have no recovery codes left",
+            _ => "this method is not set up for your account",
+        }));
+    }
+    let code = code.trim();
+    let checked: Result<(), Wrong> = if code.is_empty() || code.len() > MAX_CODE {
+        Err(Wrong::Malformed)
+    } else {
+        match method {
+            Method::Totp => {
+                let totp = set.totp.as_ref().expect("offered, so enrolled");
+                let secret = open_totp(state, &user.name, &totp.sealed)?;
+                match secret.verify(code, now / 1000, totp.last_step) {
+                    Ok(step) => {
+                        // The step is stored in the same write that accepts
+                        // it: two requests with one code succeed once.
+                        let event = (!step_up).then(|| success_event(&user.name, ip, &ua, method));
+                        match change(state, &user.name, FactorChange::UseTotp { step }, event)
+                            .await?
+                        {
+                            Ok(()) => Ok(()),
+                            Err(FactorRefusal::Replayed) => Err(Wrong::Replayed),
+                            Err(_) => Err(Wrong::Wrong),
+                        }
+                    }
+                    Err(TotpError::Replayed) => Err(Wrong::Replayed),
+                    Err(TotpError::Malformed) => Err(Wrong::Malformed),
+                    Err(_) => Err(Wrong::Wrong),
+                }
+            }
+            Method::Recovery => match recovery::hash(code) {
+                None => Err(Wrong::Malformed),
+                Some(h) => {
+                    let event = NewEvent::now(EventKind::MfaRecoveryUsed)
+                        .user(user.name.clone())
+                        .ip(ip)
+                        .user_agent(ua.clone())
+                        .detail("method", method.as_str());
+                    match change(
+                        state,
+                        &user.name,
+                        FactorChange::UseRecovery { hash: h.0 },
+                        Some(event),
+                    )
+                    .await?
+                    {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(Wrong::Wrong),
+                    }
+                }
+            },
+            _ => Err(Wrong::Wrong),
+        }
+    };
+    if let Err(wrong) = checked {
+        state.metrics.login_failure.inc();
+        // The same line as a wrong password: fail2ban counts it.
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "login failed");
+        audit(
+            state,
+            NewEvent::now(EventKind::MfaFailure)
+                .user(user.name.clone())
+                .ip(ip)
+                .user_agent(ua.clone())
+                .detail("method", method.as_str())
+                .detail("reason", wrong.reason()),
+        )
+        .await;
+        regulate(state, reservation, ip, now).await;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Wrong code."));
+    }
+    let created = match who {
+        Stepper::Pending(hash, p) => {
+            let s = SignIn {
+                user: &user,
+                remember: p.remember_me,
+                ip,
+                ua: ua.clone(),
+                rd,
+            };
+            complete(state, *hash, &s, method).await?
+        }
+        Stepper::Session(me) => state
+            .store
+            .step_up(
+                me.hash,
+                method,
+                success_event(&user.name, ip, &ua, method).detail("step_up", "true"),
+                now,
+            )
+            .await
+            .map_err(|e| ApiError::internal("recording the second factor failed", &e))?,
+    };
+    let Some(created) = created else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no sign-in in progress: it expired or was used; sign in again",
+        ));
+    };
+    reservation.succeed(now);
+    let remember = created.session.remember_me;
+    Ok(signed_in(
+        state, headers, &user.name, &created, remember, rd,
+    ))
+}
+
+fn success_event(user: &str, ip: Option<IpAddr>, ua: &Option<String>, method: Method) -> NewEvent {
+    NewEvent::now(EventKind::MfaSuccess)
+        .user(user.to_string())
+        .ip(ip)
+        .user_agent(ua.clone())
+        .detail("method", method.as_str())
+}
+
+/// Applies a factor change; `Ok(Err(_))` when refused.
+pub async fn change(
+    state: &AppState,
+    user: &str,
+    change: FactorChange,
+    event: Option<NewEvent>,
+) -> Result<Result<(), FactorRefusal>, ApiError> {
+    state
+        .store
+        .change_factors(user, change, event, now_ms())
+        .await
+        .map(|r| r.map(|_| ()))
+        .map_err(|e| ApiError::internal("updating second factors failed", &e))
+}

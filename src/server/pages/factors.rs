@@ -1,0 +1,299 @@
+//! Second-factor pages: the second step of a sign-in (or a step-up), TOTP
+//! enrollment with its QR code, recovery codes shown once, and the
+//! security page where a user manages factors.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, PreEscaped, html};
+
+use super::describe::exact;
+use super::{Viewer, csp_with_form_target, layout, respond, respond_with_csp};
+use crate::identity::totp::TotpSecret;
+use crate::store::{FactorSet, Method};
+
+/// What the second-step page shows.
+pub struct StepView<'a> {
+    pub user: &'a str,
+    /// The methods the user can use, in the order offered.
+    pub methods: &'a [Method],
+    pub recovery_left: usize,
+    /// Where to go afterwards, carried through the forms.
+    pub rd: &'a str,
+    pub error: Option<&'a str>,
+    /// A signed-in session adding a factor, not a sign-in.
+    pub step_up: bool,
+    /// The origin `rd` leads to, when another site of ours (see the login
+    /// page): allowed as a form target.
+    pub continue_to: Option<&'a str>,
+}
+
+/// The second step.
+pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
+    let totp = v.methods.contains(&Method::Totp);
+    let recovery = v.methods.contains(&Method::Recovery);
+    let error_id = "code-error";
+    let invalid = v.error.is_some().then_some("true");
+    let described = v.error.is_some().then_some(error_id);
+    let content = html! {
+        div.card {
+            h1 { "Confirm it's you" }
+            @if v.step_up {
+                p.lead { "This needs a second factor. Signed in as " strong { (v.user) } "." }
+            } @else {
+                p.lead { "Password accepted for " strong { (v.user) } ". One more step." }
+            }
+            @if let Some(e) = v.error {
+                p.error id=(error_id) role="alert" { (e) }
+            }
+            @if totp {
+                form.stack method="post" action="/login/totp" {
+                    label for="code" { "Code from your authenticator app" }
+                    input #code name="code" type="text" inputmode="numeric" pattern="[0-9 ]{6,7}"
+                        autocomplete="one-time-code" autocapitalize="none" spellcheck="false"
+                        required autofocus aria-invalid=[invalid] aria-describedby=[described];
+                    input type="hidden" name="rd" value=(v.rd);
+                    button type="submit" { "Verify" }
+                }
+            }
+            @if v.methods.is_empty() {
+                p { "Your account has no second factor yet. "
+                    a href="/account/security" { "Set one up" } " first." }
+            }
+            @if recovery {
+                details open[!totp] {
+                    summary { "Use a recovery code" }
+                    form.stack method="post" action="/login/recovery" {
+                        label for="recovery" { "Recovery code (" (v.recovery_left) " left)" }
+                        input #recovery name="code" type="text" autocomplete="off"
+                            autocapitalize="none" spellcheck="false" required;
+                        input type="hidden" name="rd" value=(v.rd);
+                        button.secondary type="submit" { "Use recovery code" }
+                    }
+                }
+            }
+        }
+    };
+    let page = layout("Second factor", None, false, content);
+    respond_with_csp(status, page, &csp_with_form_target(v.continue_to))
+}
+
+/// What the enrollment page shows.
+pub struct EnrollView<'a> {
+    pub user: &'a str,
+    pub secret: &'a TotpSecret,
+    /// Where the confirmation form posts.
+    pub action: &'a str,
+    pub rd: &'a str,
+    pub error: Option<&'a str>,
+    /// Enrollment is required before signing in.
+    pub required: bool,
+}
+
+/// The QR code of `uri` as inline SVG (dark modules on a light quiet zone,
+/// readable in either colour scheme).
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .dark_color(qrcode::render::svg::Color("#000000"))
+            .light_color(qrcode::render::svg::Color("#ffffff"))
+            .build(),
+    )
+}
+
+/// Groups of four, as people read a base32 secret.
+fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// TOTP enrollment: the QR code, the secret as text, and the form that
+/// confirms it with a first code.
+pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
+    let uri = v.secret.otpauth_uri(v.user);
+    let svg = qr_svg(&uri).unwrap_or_default();
+    let error_id = "code-error";
+    let invalid = v.error.is_some().then_some("true");
+    let described = v.error.is_some().then_some(error_id);
+    let content = html! {
+        div.card {
+            h1 { "Set up an authenticator app" }
+            @if v.required {
+                p.lead { "Your account needs a second factor before you can continue." }
+            }
+            p { "Scan this code with an authenticator app, or type the key below into it." }
+            figure.qr {
+                // Built by the QR encoder from our own URI: only its markup.
+                (PreEscaped(svg))
+                figcaption {
+                    "Key for " strong { (v.user) } ": "
+                    code.secret { (grouped(&v.secret.base32())) }
+                }
+            }
+            form.stack method="post" action=(v.action) {
+                @if let Some(e) = v.error {
+                    p.error id=(error_id) role="alert" { (e) }
+                }
+                label for="code" { "Code the app shows now" }
+                input #code name="code" type="text" inputmode="numeric" pattern="[0-9 ]{6,7}"
+                    autocomplete="one-time-code" autocapitalize="none" spellcheck="false"
+                    required autofocus aria-invalid=[invalid] aria-describedby=[described];
+                input type="hidden" name="rd" value=(v.rd);
+                button type="submit" { "Turn on" }
+            }
+        }
+    };
+    respond(status, layout("Authenticator app", None, false, content))
+}
+
+/// Recovery codes, shown once, with the way on.
+pub fn recovery_codes(codes: &[String], next: &str, user: Option<&str>) -> Response {
+    let content = html! {
+        div.card {
+            @if codes.is_empty() {
+                h1 { "Second factor on" }
+                p.notice role="status" { "Your authenticator app is set up." }
+            } @else {
+                h1 { "Save your recovery codes" }
+                p.lead { "Each code signs you in once if you lose your authenticator. "
+                    "They are shown only now: print them or keep them in a password manager." }
+                ol.codes {
+                    @for c in codes { li { code { (c) } } }
+                }
+            }
+            div.actions {
+                a.button href=(next) { "Continue" }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        layout(
+            "Recovery codes",
+            user.map(|user| Viewer { user }),
+            false,
+            content,
+        ),
+    )
+}
+
+/// A message after an action on the security page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    TotpEnrolled,
+    TotpRemoved,
+}
+
+impl Notice {
+    pub fn code(self) -> &'static str {
+        match self {
+            Notice::TotpEnrolled => "totp-enrolled",
+            Notice::TotpRemoved => "totp-removed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Notice> {
+        [Notice::TotpEnrolled, Notice::TotpRemoved]
+            .into_iter()
+            .find(|n| n.code() == code)
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Notice::TotpEnrolled => "Your authenticator app is set up.",
+            Notice::TotpRemoved => "Your authenticator app is removed.",
+        }
+    }
+}
+
+/// What the security page shows.
+pub struct SecurityView<'a> {
+    pub user: &'a str,
+    pub set: &'a FactorSet,
+    /// The user must keep a second factor.
+    pub required: bool,
+    /// The session did a second factor recently (changes need one).
+    pub recent: bool,
+    pub notice: Option<Notice>,
+}
+
+/// The security page.
+pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
+    let set = v.set;
+    let content = html! {
+        div.card {
+            h1 { "Sign-in security" }
+            p.lead { "Second factors for " strong { (v.user) } "." }
+            @if let Some(n) = v.notice {
+                p.notice role="status" { (n.text()) }
+            }
+            @if v.required && !set.any() {
+                p.error role="alert" { "Your account needs a second factor." }
+            }
+            h2 { "Authenticator app" }
+            @if let Some(t) = &set.totp {
+                p.meta { "On since " (exact(t.enrolled_ms)) "." }
+                (change_form("/account/security/totp/remove", "Remove authenticator app", v.recent, true))
+            } @else {
+                p.meta { "Not set up." }
+                form method="post" action="/account/security/totp" {
+                    button type="submit" { "Set up authenticator app" }
+                }
+            }
+            h2 { "Passkeys and security keys" }
+            @if set.passkeys.is_empty() {
+                p.meta { "None registered." }
+            } @else {
+                ul.sessions {
+                    @for p in &set.passkeys {
+                        li { div {
+                            span.device { (p.name) }
+                            p.meta { "Added " (exact(p.created_ms))
+                                @if let Some(u) = p.last_used_ms { " · last used " (exact(u)) } }
+                        } }
+                    }
+                }
+            }
+            h2 { "Recovery codes" }
+            @if set.any() {
+                p.meta { (set.recovery.len()) " unused." }
+                (change_form("/account/security/recovery", "Make new recovery codes", v.recent, false))
+            } @else {
+                p.meta { "Made when you set up your first second factor." }
+            }
+            @if !v.recent && set.any() {
+                p.meta { "Changes ask for a second factor first." }
+            }
+            div.actions {
+                a.button.secondary href="/sessions" { "Your sessions" }
+            }
+        }
+    };
+    respond(
+        status,
+        layout(
+            "Sign-in security",
+            Some(Viewer { user: v.user }),
+            true,
+            content,
+        ),
+    )
+}
+
+fn change_form(action: &str, label: &str, _recent: bool, danger: bool) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            @if danger {
+                button.danger type="submit" { (label) }
+            } @else {
+                button.secondary type="submit" { (label) }
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The conformance suite for second factors and pending sign-ins: random
+//! changes and pending-state steps run against a backend and against a
+//! model (a `BTreeMap` of factor sets changed by the same pure
+//! `FactorSet::apply`, and a map of pending deadlines). After every step
+//! the backend's answers agree with the model, every passkey is found by
+//! its credential id, and `check()` finds the tables and indexes agreeing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::domain::*;
+use crate::store::contract::{FactorStore, SessionStore, StoreCheck};
+
+/// Everything a backend under this suite implements.
+pub(crate) trait FactorSubject: FactorStore + SessionStore + StoreCheck {}
+impl<T: FactorStore + SessionStore + StoreCheck> FactorSubject for T {}
+
+const USERS: [&str; 2] = ["alice", "bob"];
+const PENDING_TTL: u64 = 2_000;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Change { user: usize, change: usize, n: u8 },
+    CreatePending { user: usize },
+    Complete { pending: usize, user: usize },
+    End { pending: usize },
+    Advance { ms: u64 },
+    Sweep { limit: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..USERS.len(), 0..10usize, 0..4u8).prop_map(|(user, change, n)| Step::Change { user, change, n }),
+        2 => (0..USERS.len()).prop_map(|user| Step::CreatePending { user }),
+        2 => (0..8usize, 0..USERS.len()).prop_map(|(pending, user)| Step::Complete { pending, user }),
+        1 => (0..8usize).prop_map(|pending| Step::End { pending }),
+        2 => (0..1_500u64).prop_map(|ms| Step::Advance { ms }),
+        1 => (1..3usize).prop_map(|limit| Step::Sweep { limit }),
+    ]
+}
+
+/// The `n`-th passkey of the suite (small ids, so changes collide).
+fn passkey(n: u8) -> Passkey {
+    Passkey {
+        id: [n; 16],
+        name: format!("key {n}"),
+        credential_id: vec![n, 0xc1],
+        credential: vec![n; 4],
+        created_ms: 0,
+        last_used_ms: None,
+    }
+}
+
+fn change(kind: usize, n: u8) -> FactorChange {
+    let codes = |n: u8| vec![[n; 32], [n.wrapping_add(1); 32]];
+    match kind {
+        0 => FactorChange::BeginTotp { sealed: vec![n; 8] },
+        1 => FactorChange::ConfirmTotp {
+            step: u64::from(n),
+            recovery: codes(n),
+        },
+        2 => FactorChange::UseTotp { step: u64::from(n) },
+        3 => FactorChange::RemoveTotp,
+        4 => FactorChange::UseRecovery { hash: [n; 32] },
+        5 => FactorChange::SetRecovery { hashes: codes(n) },
+        6 => FactorChange::AddPasskey {
+            passkey: passkey(n),
+            recovery: codes(n),
+        },
+        7 => FactorChange::RemovePasskey { id: [n; 16] },
+        8 => FactorChange::UsePasskey {
+            credential_id: vec![n, 0xc1],
+            credential: vec![n; 5],
+        },
+        _ => FactorChange::Reset,
+    }
+}
+
+/// Runs `cases` random sequences against fresh backends from `open`.
+pub(crate) fn run<B, K, C, F>(cases: u32, open: impl Fn() -> (B, K), close: C)
+where
+    B: FactorSubject,
+    C: Fn(B, K) -> F,
+    F: Future<Output = ()>,
+{
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a test runtime");
+        let (backend, keep) = open();
+        rt.block_on(async {
+            let r = run_steps(&backend, steps).await;
+            close(backend, keep).await;
+            r
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut model: BTreeMap<&str, FactorSet> = BTreeMap::new();
+    // Every pending token ever made: (token, user, deadline, live in the model).
+    let mut pending: Vec<(SessionToken, &str, u64, bool)> = Vec::new();
+    let mut now: u64 = 1_000_000;
+    for s in steps {
+        match s {
+            Step::Change { user, change: k, n } => {
+                let u = USERS[user];
+                let c = change(k, n);
+                let mut want = model.get(u).cloned().unwrap_or_default();
+                let taken = |id: &[u8]| {
+                    model.iter().any(|(o, set)| {
+                        *o != u && set.passkeys.iter().any(|p| p.credential_id == id)
+                    })
+                };
+                let expected = match &c {
+                    // A credential id belongs to one user at most.
+                    FactorChange::AddPasskey { passkey, .. } if taken(&passkey.credential_id) => {
+                        Err(FactorRefusal::PasskeyExists)
+                    }
+                    _ => want.apply(c.clone(), now),
+                };
+                let event = NewEvent::at(EventKind::MfaEnrolled, now * 1000).user(u);
+                let got = b
+                    .change_factors(u, c, Some(event), now)
+                    .await
+                    .expect("a change is stored");
+                prop_assert_eq!(got, expected);
+                if expected.is_ok() {
+                    model.insert(u, want);
+                }
+            }
+            Step::CreatePending { user } => {
+                let u = USERS[user];
+                let token = b
+                    .create_pending(PendingSignIn {
+                        user: u.to_string(),
+                        enroll: false,
+                        remember_me: false,
+                        created_ms: now,
+                        expires_ms: now + PENDING_TTL,
+                        ip: None,
+                        user_agent: None,
+                        challenge: None,
+                    })
+                    .await
+                    .expect("a pending sign-in is stored");
+                pending.push((token, u, now + PENDING_TTL, true));
+            }
+            Step::Complete { pending: i, user } => {
+                let Some((token, owner, deadline, live)) = pending.get_mut(i) else {
+                    continue;
+                };
+                let u = USERS[user];
+                let new = NewSession {
+                    user: u.to_string(),
+                    remember_me: false,
+                    idle_ttl_ms: 10_000,
+                    absolute_ttl_ms: 10_000,
+                    max_per_user: 10,
+                    ip: None,
+                    user_agent: None,
+                    now_ms: now,
+                    methods: Methods::PASSWORD.with(Method::Totp),
+                };
+                let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user(u);
+                let created = b
+                    .complete_sign_in(token.hash(), new, login, None)
+                    .await
+                    .expect("completion is stored");
+                // A pending sign-in is taken by any attempt on it; it makes
+                // a session only when live and of the same user.
+                let makes = *live && *deadline > now && *owner == u;
+                prop_assert_eq!(created.is_some(), makes);
+                if let Some(c) = created {
+                    let s = b.session_by_hash(c.token.hash(), now).await.unwrap();
+                    let s = s.expect("the session exists");
+                    prop_assert!(s.methods.two_factor());
+                    prop_assert_eq!(s.second_factor_ms, Some(now));
+                }
+                *live = false;
+            }
+            Step::End { pending: i } => {
+                let Some((token, _, deadline, live)) = pending.get_mut(i) else {
+                    continue;
+                };
+                let got = b.end_pending(token.hash(), now).await.unwrap();
+                prop_assert_eq!(got.is_some(), *live && *deadline > now);
+                *live = false;
+            }
+            Step::Advance { ms } => now += ms,
+            Step::Sweep { limit } => {
+                let mut swept = 0;
+                loop {
+                    let r = b.sweep(now, limit).await.unwrap();
+                    swept += r.pending;
+                    if !r.more {
+                        break;
+                    }
+                }
+                let due = pending
+                    .iter_mut()
+                    .filter(|p| p.3 && p.2 <= now)
+                    .map(|p| p.3 = false)
+                    .count();
+                prop_assert_eq!(swept, due);
+            }
+        }
+        // The backend agrees with the model.
+        for u in USERS {
+            let want = model.get(u).cloned().unwrap_or_default();
+            let got = b.factors(u).await.unwrap();
+            prop_assert_eq!(&got, &want, "factors of {}", u);
+            for p in &want.passkeys {
+                let owner = b.passkey_owner(&p.credential_id).await.unwrap();
+                prop_assert_eq!(owner.as_deref(), Some(u));
+            }
+        }
+        for (token, owner, deadline, live) in &pending {
+            let got = b.pending(token.hash(), now).await.unwrap();
+            prop_assert_eq!(got.is_some(), *live && *deadline > now);
+            if let Some(p) = got {
+                prop_assert_eq!(p.user.as_str(), *owner);
+            }
+        }
+        let report = b.check().await.unwrap();
+        prop_assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    Ok(())
+}
+
+/// The redb backend conforms.
+#[test]
+fn redb_factors_conform() {
+    use crate::store::{Backend, BackendConfig};
+    run(
+        32,
+        || {
+            let dir = tempfile::tempdir_in("/dev/shm")
+                .or_else(|_| tempfile::tempdir())
+                .unwrap();
+            let (backend, task) =
+                Backend::open(&BackendConfig::redb(dir.path().join("g.redb"))).unwrap();
+            (backend, (dir, task))
+        },
+        |backend, (dir, task)| async move {
+            task.shutdown().await.unwrap();
+            backend.close().unwrap();
+            drop(dir);
+        },
+    );
+}

@@ -1,0 +1,276 @@
+//! Second factors and pending sign-ins in the file: a user's `FactorSet`
+//! row with its passkey index, and pending sign-ins with their TTL index.
+//! Every change to a row writes its index entries in the same transaction.
+
+use std::collections::HashSet;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::codec::{decode, encode};
+use super::records::PendingRecord;
+use super::tables::*;
+use super::txn::Tx;
+use crate::domain::*;
+use crate::store::chain::hex;
+use crate::store::error::StoreError;
+use crate::store::reports::CheckReport;
+
+pub(crate) fn to_pending(rec: PendingRecord) -> PendingSignIn {
+    PendingSignIn {
+        user: rec.user,
+        enroll: rec.enroll,
+        remember_me: rec.remember_me,
+        created_ms: rec.created_ms,
+        expires_ms: rec.expires_ms,
+        ip: rec.ip,
+        user_agent: rec.user_agent,
+        challenge: rec.challenge,
+    }
+}
+
+fn to_record(p: PendingSignIn) -> PendingRecord {
+    PendingRecord {
+        user: truncate(p.user, MAX_USER),
+        enroll: p.enroll,
+        remember_me: p.remember_me,
+        created_ms: p.created_ms,
+        expires_ms: p.expires_ms,
+        ip: p.ip,
+        user_agent: p.user_agent.map(|u| truncate(u, MAX_USER_AGENT)),
+        challenge: p.challenge,
+    }
+}
+
+/// A user's factors as stored (nothing enrolled: the default).
+pub(crate) fn factors_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    user: &str,
+) -> Result<FactorSet, StoreError> {
+    match table.get(user)? {
+        Some(g) => decode("factors", g.value()),
+        None => Ok(FactorSet::default()),
+    }
+}
+
+impl Tx<'_> {
+    /// Applies `change` to `user`'s factors; on success writes the row and
+    /// its passkey index entries and appends `event` (with `remaining` for a
+    /// spent recovery code). A refusal writes nothing.
+    pub fn change_factors(
+        &mut self,
+        user: &str,
+        change: FactorChange,
+        event: Option<NewEvent>,
+        now_ms: u64,
+    ) -> Result<Result<Applied, FactorRefusal>, StoreError> {
+        let before = factors_in(&self.factors, user)?;
+        let mut after = before.clone();
+        let spends_code = matches!(change, FactorChange::UseRecovery { .. });
+        let applied = match after.apply(change, now_ms) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let old_ids: HashSet<&[u8]> = before
+            .passkeys
+            .iter()
+            .map(|p| p.credential_id.as_slice())
+            .collect();
+        let new_ids: HashSet<&[u8]> = after
+            .passkeys
+            .iter()
+            .map(|p| p.credential_id.as_slice())
+            .collect();
+        // Credential ids are unique across users: the index names one owner.
+        for added in new_ids.difference(&old_ids) {
+            if self.passkeys.get(*added)?.is_some() {
+                return Ok(Err(FactorRefusal::PasskeyExists));
+            }
+        }
+        for gone in old_ids.difference(&new_ids) {
+            self.passkeys.remove(*gone)?;
+        }
+        for added in new_ids.difference(&old_ids) {
+            self.passkeys.insert(*added, user)?;
+        }
+        if after.is_empty() {
+            self.factors.remove(user)?;
+        } else {
+            self.factors.insert(user, encode(&after).as_slice())?;
+        }
+        if let Some(mut ev) = event {
+            if spends_code {
+                ev = ev.detail("remaining", applied.recovery_left.to_string());
+            }
+            self.append_event(ev)?;
+        }
+        Ok(Ok(applied))
+    }
+
+    /// Stores a pending sign-in under a fresh token, returned once.
+    pub fn create_pending(&mut self, p: PendingSignIn) -> Result<SessionToken, StoreError> {
+        let token = SessionToken::generate();
+        let hash = token.hash().0;
+        let rec = to_record(p);
+        self.pending.insert(hash, encode(&rec).as_slice())?;
+        self.pending_by_expiry.insert((rec.expires_ms, hash), ())?;
+        Ok(token)
+    }
+
+    fn load_pending(&self, hash: &HashKey) -> Result<Option<PendingRecord>, StoreError> {
+        match self.pending.get(hash)? {
+            Some(g) => Ok(Some(decode("pending_signins", g.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a pending sign-in and returns it if it was live at `now_ms`.
+    pub fn take_pending(
+        &mut self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<PendingSignIn>, StoreError> {
+        let Some(rec) = self.load_pending(&hash.0)? else {
+            return Ok(None);
+        };
+        self.pending.remove(hash.0)?;
+        self.pending_by_expiry.remove((rec.expires_ms, hash.0))?;
+        Ok((rec.expires_ms > now_ms).then(|| to_pending(rec)))
+    }
+
+    /// Sets the WebAuthn challenge of a live pending sign-in.
+    pub fn set_pending_challenge(
+        &mut self,
+        hash: TokenHash,
+        challenge: Option<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(mut rec) = self.load_pending(&hash.0)? else {
+            return Ok(false);
+        };
+        if rec.expires_ms <= now_ms {
+            return Ok(false);
+        }
+        rec.challenge = challenge;
+        self.pending.insert(hash.0, encode(&rec).as_slice())?;
+        Ok(true)
+    }
+
+    /// Removes up to `limit` pending sign-ins past their deadline.
+    pub fn sweep_pending(
+        &mut self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut due = Vec::new();
+        let mut more = false;
+        for row in self.pending_by_expiry.range(..=(now_ms, [0xff; 32]))? {
+            if due.len() == limit {
+                more = true;
+                break;
+            }
+            due.push(row?.0.value());
+        }
+        for (deadline, hash) in &due {
+            self.pending.remove(hash)?;
+            self.pending_by_expiry.remove((*deadline, *hash))?;
+        }
+        Ok((due.len(), more))
+    }
+}
+
+/// The second-factor tables agree with their indexes.
+pub(crate) fn check(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), StoreError> {
+    let factors = txn.open_table(FACTORS)?;
+    let passkeys = txn.open_table(PASSKEYS_BY_CREDENTIAL)?;
+    let mut owned: HashSet<(Vec<u8>, String)> = HashSet::new();
+    for row in factors.iter()? {
+        let (k, v) = row?;
+        let user = k.value().to_string();
+        r.users_with_factors += 1;
+        match decode::<FactorSet>("factors", v.value()) {
+            Ok(set) => {
+                for p in set.passkeys {
+                    owned.insert((p.credential_id, user.clone()));
+                }
+            }
+            Err(e) => r.problem(format!("factors of {user:?}: {e}")),
+        }
+    }
+    let mut indexed = 0;
+    for row in passkeys.iter()? {
+        let (k, v) = row?;
+        indexed += 1;
+        if !owned.contains(&(k.value().to_vec(), v.value().to_string())) {
+            r.problem(format!(
+                "passkeys_by_credential entry {} for {:?} without its passkey",
+                &hex(k.value())[..8.min(2 * k.value().len())],
+                v.value()
+            ));
+        }
+    }
+    if indexed != owned.len() {
+        r.problem(format!(
+            "{} passkeys but {indexed} passkeys_by_credential entries",
+            owned.len()
+        ));
+    }
+
+    let pending = txn.open_table(PENDING)?;
+    let by_expiry = txn.open_table(PENDING_BY_EXPIRY)?;
+    let mut keys = HashSet::new();
+    for row in pending.iter()? {
+        let (k, v) = row?;
+        r.pending_signins += 1;
+        match decode::<PendingRecord>("pending_signins", v.value()) {
+            Ok(rec) => {
+                keys.insert((rec.expires_ms, k.value()));
+            }
+            Err(e) => r.problem(format!("pending sign-in {}: {e}", &hex(&k.value())[..8])),
+        }
+    }
+    let mut n = 0;
+    for row in by_expiry.iter()? {
+        let (k, _) = row?;
+        n += 1;
+        if !keys.contains(&k.value()) {
+            r.problem("pending_by_expiry entry without its pending sign-in".to_string());
+        }
+    }
+    if n != keys.len() {
+        r.problem(format!(
+            "{} pending sign-ins but {n} pending_by_expiry entries",
+            keys.len()
+        ));
+    }
+    Ok(())
+}
+
+impl super::Store {
+    /// `user`'s factors (the default when nothing is enrolled).
+    pub fn factors_of(&self, user: &str) -> Result<FactorSet, StoreError> {
+        let txn = self.read()?;
+        factors_in(&txn.open_table(FACTORS)?, user)
+    }
+
+    /// The user whose passkey has this credential id.
+    pub fn passkey_owner(&self, credential_id: &[u8]) -> Result<Option<String>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(PASSKEYS_BY_CREDENTIAL)?;
+        Ok(t.get(credential_id)?.map(|g| g.value().to_string()))
+    }
+
+    /// The pending sign-in holding this token, if live at `now_ms`.
+    pub fn pending(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<PendingSignIn>, StoreError> {
+        let txn = self.read()?;
+        let t = txn.open_table(PENDING)?;
+        let Some(g) = t.get(hash.0)? else {
+            return Ok(None);
+        };
+        let rec: PendingRecord = decode("pending_signins", g.value())?;
+        Ok((rec.expires_ms > now_ms).then(|| to_pending(rec)))
+    }
+}
