@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod factors;
 mod fail2ban;
 mod floods;
 mod flow;

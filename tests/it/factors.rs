@@ -1,0 +1,468 @@
+//! Second factors through the real server, as a JSON client does them:
+//! TOTP enrollment, the pending step that `/auth/verify` never accepts,
+//! replay, recovery codes, bans after bad codes, required enrollment,
+//! step-up for a `two_factor` rule, the recent-factor rule for removal,
+//! the administrator's reset, and backups that hold no readable secret.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// An authenticator app: the secret from enrollment, codes at any time.
+struct App(Vec<u8>);
+
+impl App {
+    fn new(base32: &str) -> App {
+        App(totp_rs::Secret::Encoded(base32.to_string())
+            .to_bytes()
+            .unwrap())
+    }
+
+    /// The code `steps` 30-second steps from now.
+    fn code(&self, steps: i64) -> String {
+        let now = gatehouse::store::now_ms() / 1000;
+        let t = (now as i64 + steps * 30) as u64;
+        gatehouse::identity::totp::TotpSecret::from_bytes(self.0.clone())
+            .unwrap()
+            .code_at(t)
+    }
+}
+
+fn json_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers({
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert("accept", "application/json".parse().unwrap());
+            h
+        })
+        .build()
+        .unwrap()
+}
+
+async fn post(c: &reqwest::Client, s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = c.post(s.at(path)).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn sign_in(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (StatusCode, Value) {
+    post(c, s, "/login", json!({"username": user, "password": pw})).await
+}
+
+async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> StatusCode {
+    let mut r = c.get(s.at("/auth/verify"));
+    if let Some(u) = url {
+        r = r.header("x-original-url", u);
+    }
+    r.send().await.unwrap().status()
+}
+
+/// Signs `user` in and enrolls TOTP; returns the app and the recovery codes.
+async fn enroll(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (App, Vec<String>) {
+    let (st, _) = sign_in(c, s, user, pw).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, begun) = post(c, s, "/api/v1/mfa/totp", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{begun}");
+    let uri = begun["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/gatehouse:"), "{uri}");
+    let app = App::new(begun["secret"].as_str().unwrap());
+    let (st, body) = post(c, s, "/api/v1/mfa/totp/confirm", json!({"code": "000000x"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let (st, done) = post(
+        c,
+        s,
+        "/api/v1/mfa/totp/confirm",
+        json!({"code": app.code(0)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    let codes: Vec<String> = done["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (app, codes)
+}
+
+async fn kinds(s: &TestServer, kind: &str) -> Vec<Value> {
+    let admin = client();
+    login(&admin, s, "alice", ALICE_PW, &[]).await;
+    let ev: Value = admin
+        .get(s.at(&format!("/api/v1/audit?kind={kind}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ev["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    // Enrolling does not make the running session a two-factor one.
+    c.post(s.at("/logout")).send().await.unwrap();
+
+    let c = json_client();
+    let (st, body) = sign_in(&c, &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["second_factor_required"], json!(true), "{body}");
+    assert_eq!(body["methods"], json!(["totp", "recovery_code"]));
+    // The pending state is not a session.
+    assert_eq!(verify(&c, &s, None).await, StatusCode::UNAUTHORIZED);
+    let r = c.get(s.at("/api/v1/session")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // The code used to confirm enrollment is spent.
+    let (st, _) = post(&c, &s, "/login/totp", json!({"code": app.code(0)})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // One step of skew is accepted, and signs in.
+    let next = app.code(1);
+    let (st, ok) = post(&c, &s, "/login/totp", json!({"code": next})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(ok["methods"], json!(["password", "totp"]));
+    assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
+
+    // The same code again, in another sign-in: refused (replay).
+    let other = json_client();
+    sign_in(&other, &s, "bob", BOB_PW).await;
+    let (st, _) = post(&other, &s, "/login/totp", json!({"code": next})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(verify(&other, &s, None).await, StatusCode::UNAUTHORIZED);
+    // Two steps away is outside the skew.
+    let (st, _) = post(&other, &s, "/login/totp", json!({"code": app.code(3)})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    let failures = kinds(&s, "mfa.failure").await;
+    let reasons: Vec<&str> = failures
+        .iter()
+        .map(|e| e["details"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["wrong", "replayed", "replayed"], "{failures:?}");
+    let success = kinds(&s, "mfa.success").await;
+    assert_eq!(success.len(), 1);
+    assert_eq!(success[0]["details"]["method"], "totp");
+    let enrolled = kinds(&s, "mfa.enrolled").await;
+    assert_eq!(enrolled.len(), 1);
+    // No event carries a secret or a code.
+    let all: Value = {
+        let admin = client();
+        login(&admin, &s, "alice", ALICE_PW, &[]).await;
+        admin
+            .get(s.at("/api/v1/audit?limit=500"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let text = all.to_string();
+    assert!(!text.contains(&next), "a code reached the audit trail");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_recovery_code_signs_in_once_and_the_count_drops() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    let (_, codes) = enroll(&c, &s, "bob", BOB_PW).await;
+    let c = json_client();
+    sign_in(&c, &s, "bob", BOB_PW).await;
+    let (st, ok) = post(&c, &s, "/login/recovery", json!({"code": codes[3]})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(ok["methods"], json!(["password", "recovery_code"]));
+    let r: Value = c
+        .get(s.at("/api/v1/mfa"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["recovery_codes_left"], json!(9));
+    let c2 = json_client();
+    sign_in(&c2, &s, "bob", BOB_PW).await;
+    let (st, _) = post(&c2, &s, "/login/recovery", json!({"code": codes[3]})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let used = kinds(&s, "mfa.recovery_used").await;
+    assert_eq!(used.len(), 1);
+    assert_eq!(used[0]["details"]["remaining"], "9");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_codes_ban_like_bad_passwords() {
+    let s = TestServer::start(&config_text("", "[regulation]\nmax_failures = 3\n")).await;
+    let c = json_client();
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    let c = json_client();
+    sign_in(&c, &s, "bob", BOB_PW).await;
+    for _ in 0..3 {
+        let (st, _) = post(&c, &s, "/login/totp", json!({"code": "123456"})).await;
+        assert!(
+            st == StatusCode::UNAUTHORIZED || st == StatusCode::TOO_MANY_REQUESTS,
+            "{st}"
+        );
+    }
+    // Banned: even the right code is refused, with Retry-After.
+    let r = c
+        .post(s.at("/login/totp"))
+        .json(&json!({"code": app.code(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    // A right password in between does not clear the count.
+    let (st, _) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_required_factor_is_enrolled_before_anything_else() {
+    let s = TestServer::start(&config_text("", "[second_factor]\nrequired = true\n")).await;
+    let c = json_client();
+    let (st, body) = sign_in(&c, &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["enrollment_required"], json!(true), "{body}");
+    assert_eq!(verify(&c, &s, None).await, StatusCode::UNAUTHORIZED);
+    let r = c.get(s.at("/api/v1/sessions")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let app = App::new(begun["secret"].as_str().unwrap());
+    let (st, done) = post(
+        &c,
+        &s,
+        "/api/v1/mfa/totp/confirm",
+        json!({"code": app.code(0)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10);
+    assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
+    let me: Value = c
+        .get(s.at("/api/v1/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"], "bob", "{me}");
+    s.stop().await;
+}
+
+const TRUSTED: &str = "trusted_proxies = [\"127.0.0.1\"]";
+
+const TWO_FACTOR_RULES: &str = r#"
+[[rules]]
+domains = ["code.example.com"]
+policy = "two_factor"
+"#;
+
+#[tokio::test]
+async fn a_two_factor_rule_steps_a_session_up_and_keeps_its_place() {
+    let s = TestServer::start(&config_text(TRUSTED, TWO_FACTOR_RULES)).await;
+    let c = json_client();
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    let app_url = "https://code.example.com/x";
+    // A password-only session: fine for other apps, not for this one.
+    assert_eq!(
+        verify(&c, &s, Some("https://wiki.example.com/")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        verify(&c, &s, Some(app_url)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let before: Value = c
+        .get(s.at("/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Removing a factor needs a recent second factor.
+    let r = c.delete(s.at("/api/v1/mfa/totp")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let old = c.get(s.at("/api/v1/session")).send().await.unwrap();
+    assert_eq!(old.status(), StatusCode::OK);
+    let (st, ok) = post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(verify(&c, &s, Some(app_url)).await, StatusCode::OK);
+    let after: Value = c
+        .get(s.at("/api/v1/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = |v: &Value| -> Vec<String> {
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&after), "the session keeps its place");
+    // Now recent: removal works.
+    let r = c.delete(s.at("/api/v1/mfa/totp")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let removed = kinds(&s, "mfa.removed").await;
+    assert_eq!(removed.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_old_token_ends_when_a_session_steps_up() {
+    let s = TestServer::start(&config_text(TRUSTED, TWO_FACTOR_RULES)).await;
+    let c = client();
+    let r = login(&c, &s, "bob", BOB_PW, &[]).await;
+    let old = token_of(&r).unwrap();
+    let jc = json_client();
+    let cookie = format!("gatehouse_session={old}");
+    let r = jc
+        .post(s.at("/api/v1/mfa/totp"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let app = App::new(r.json::<Value>().await.unwrap()["secret"].as_str().unwrap());
+    let r = jc
+        .post(s.at("/api/v1/mfa/totp/confirm"))
+        .header("cookie", &cookie)
+        .json(&json!({"code": app.code(0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The login page sends a one-factor session on its way to the app to
+    // the second step.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(s.at("/login?rd=%2Fsessions"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "not a two-factor target");
+    let r = jc
+        .post(s.at("/login/totp"))
+        .header("cookie", &cookie)
+        .json(&json!({"code": app.code(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let new = token_of(&r).unwrap();
+    assert_ne!(new, old);
+    let check = |t: String| {
+        let s = &s;
+        async move {
+            reqwest::Client::new()
+                .get(s.at("/auth/verify"))
+                .header("cookie", format!("gatehouse_session={t}"))
+                .header("x-original-url", "https://code.example.com/")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(check(old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(check(new).await, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_administrator_resets_a_lost_factor_through_the_socket() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    enroll(&c, &s, "bob", BOB_PW).await;
+    let dir = s.dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        gatehouse::server::admin::request(&dir, "POST", "/users/reset-second-factor?user=bob")
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .expect("the server's admin socket answers");
+    assert_eq!(out.0, 200, "{}", out.1);
+    assert!(
+        out.1.contains("removed every second factor of bob"),
+        "{}",
+        out.1
+    );
+    let (st, body) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.get("second_factor_required").is_none(), "{body}");
+    let resets = kinds(&s, "mfa.reset").await;
+    assert_eq!(resets.len(), 1);
+    assert_eq!(resets[0]["details"]["actor"], "admin-socket");
+    s.stop().await;
+}
+
+/// A backup holds the sealed TOTP secret but not the key: with any other
+/// key (a restored backup without `secrets.key`) nothing opens, and the
+/// backup's directory has no key file.
+#[tokio::test]
+async fn a_backup_without_the_key_has_no_readable_secret() {
+    use gatehouse::identity::secret_box::{KEY_FILE, SecretBox};
+    use gatehouse::store::{Backend, BackendConfig, FactorStore};
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    assert!(s.dir.join(KEY_FILE).exists());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.dir.join(KEY_FILE))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("backup.redb");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
+        .arg("--data-dir")
+        .arg(&s.dir)
+        .env_remove("GATEHOUSE_DATA_DIR")
+        .arg("backup")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!names.iter().any(|n| n == KEY_FILE), "{names:?}");
+    let backup = Backend::open_read_only(&BackendConfig::redb(&dest)).unwrap();
+    let set = backup.factors("bob").await.unwrap();
+    let sealed = set.totp.expect("the backup has bob's factor").sealed;
+    let stranger = SecretBox::from_key(&[7; 32]).unwrap();
+    assert!(stranger.open("totp", "bob", &sealed).is_err());
+    // The secret's bytes are nowhere in the file in the clear.
+    let bytes = std::fs::read(&dest).unwrap();
+    assert!(!bytes.windows(app.0.len()).any(|w| w == app.0.as_slice()));
+    // With the server's key it opens: the sealing is what protects it.
+    let key = std::fs::read(s.dir.join(KEY_FILE)).unwrap();
+    let ours = SecretBox::from_key(&key).unwrap();
+    assert_eq!(ours.open("totp", "bob", &sealed).unwrap(), app.0);
+    s.stop().await;
+}
