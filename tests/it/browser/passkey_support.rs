@@ -1,8 +1,9 @@
 //! The passkey pieces together, before any server route uses them:
 //! `identity::webauthn::Passkeys` behind a tiny local server, the embedded
 //! `passkey.js` under a strict policy, and Chromium's virtual authenticator.
-//! A registration then a sign-in by passkey alone prove that the library's
-//! options, the script's JSON and a real browser agree.
+//! A registration, a sign-in by passkey alone and one as a second factor
+//! prove that the library's options, the script's JSON and a real browser
+//! agree.
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,7 @@ struct Site {
     passkeys: Passkeys,
     registration: Option<Vec<u8>>,
     sign_in: Option<Vec<u8>>,
+    second_factor: Option<Vec<u8>>,
     stored: Vec<(Vec<u8>, Vec<u8>)>,
     /// The name given at registration.
     names: Vec<String>,
@@ -71,6 +73,8 @@ async fn home() -> Response {
            data-finish=/register/finish data-name-input=passkey-name data-done=/registered>Add a passkey</button>\
          <button type=button id=sign-in data-passkey=sign-in data-start=/signin/start \
            data-finish=/signin/finish data-rd=/welcome?from=passkey>Sign in with a passkey</button>\
+         <button type=button id=second-factor data-passkey=sign-in data-start=/mfa/start \
+           data-finish=/mfa/finish data-rd=/welcome?from=mfa>Confirm with a passkey</button>\
          <p data-passkey-error hidden></p></main>",
     )
 }
@@ -154,6 +158,47 @@ async fn sign_in_finish(State(site): State<Shared>, Json(body): Json<Value>) -> 
     }
 }
 
+/// The second factor after a password: alice is known, her passkeys are
+/// the allow-list.
+async fn mfa_start(State(site): State<Shared>) -> Response {
+    let mut s = site.lock().unwrap();
+    let creds: Vec<Vec<u8>> = s.stored.iter().map(|(_, c)| c.clone()).collect();
+    match s.passkeys.start_authentication(&creds) {
+        Ok((options, state)) => {
+            s.second_factor = Some(state);
+            Json(options).into_response()
+        }
+        Err(e) => refuse(e),
+    }
+}
+
+async fn mfa_finish(State(site): State<Shared>, Json(body): Json<Value>) -> Response {
+    let mut s = site.lock().unwrap();
+    let Some(state) = s.second_factor.take() else {
+        return refuse("no second factor under way");
+    };
+    let creds: Vec<Vec<u8>> = s.stored.iter().map(|(_, c)| c.clone()).collect();
+    match s
+        .passkeys
+        .finish_authentication(&state, &body["credential"], &creds)
+    {
+        Ok((used, updated)) => {
+            if let Some(bytes) = updated {
+                s.updates += 1;
+                for (known, c) in s.stored.iter_mut() {
+                    if *known == used {
+                        *c = bytes.clone();
+                    }
+                }
+            }
+            s.signed_in = Some(format!("{USER} (2FA)"));
+            let rd = body["rd"].as_str().unwrap_or("/welcome").to_string();
+            Json(json!({ "redirect": rd })).into_response()
+        }
+        Err(e) => refuse(e),
+    }
+}
+
 async fn registered() -> Response {
     page("<main><h1>Passkey added</h1></main>")
 }
@@ -168,9 +213,9 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_passkey_registers_then_signs_in_alone_in_a_real_browser() {
+async fn a_passkey_registers_then_signs_in_alone_and_as_a_second_factor() {
     let Some(chrome) =
-        Chrome::launch("a_passkey_registers_then_signs_in_alone_in_a_real_browser").await
+        Chrome::launch("a_passkey_registers_then_signs_in_alone_and_as_a_second_factor").await
     else {
         return;
     };
@@ -182,6 +227,7 @@ async fn a_passkey_registers_then_signs_in_alone_in_a_real_browser() {
         passkeys: Passkeys::new(&url::Url::parse(&origin).unwrap()).unwrap(),
         registration: None,
         sign_in: None,
+        second_factor: None,
         stored: Vec::new(),
         names: Vec::new(),
         signed_in: None,
@@ -197,6 +243,8 @@ async fn a_passkey_registers_then_signs_in_alone_in_a_real_browser() {
         .route("/register/finish", post(register_finish))
         .route("/signin/start", post(sign_in_start))
         .route("/signin/finish", post(sign_in_finish))
+        .route("/mfa/start", post(mfa_start))
+        .route("/mfa/finish", post(mfa_finish))
         .with_state(site.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
@@ -252,6 +300,23 @@ async fn a_passkey_registers_then_signs_in_alone_in_a_real_browser() {
     assert_eq!(held.len(), 1, "{held:?}");
     assert!(held[0].sign_count >= 1, "{held:?}");
     tab.assert_clean("after signing in with a passkey");
+
+    // As a second factor: the allow-list of alice's passkeys, verified by
+    // `finish_authentication` against the bytes the sign-in updated.
+    tab.goto(&format!("{origin}/")).await;
+    tab.click_and_wait("#second-factor").await;
+    assert_eq!(
+        tab.url().await,
+        format!("{origin}/welcome?from=mfa"),
+        "{}",
+        tab.text().await
+    );
+    {
+        let s = site.lock().unwrap();
+        assert_eq!(s.signed_in.as_deref(), Some("alice (2FA)"));
+        assert_eq!(s.updates, 2, "the counter moved again");
+    }
+    tab.assert_clean("after a passkey as second factor");
 
     // The same authenticator again: excluded, and the script says so in
     // the page, not in a dialog.
