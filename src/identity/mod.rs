@@ -1,5 +1,5 @@
 //! Who someone is, with no HTTP and no storage: second factors (TOTP,
-//! recovery codes), the sealing of secrets at rest, the sign-in state
+//! recovery codes, passkeys), the sealing of secrets at rest, the sign-in state
 //! machine, and the credentials non-browser clients send (`basic`). Every function takes plain values and returns decisions, so
 //! each is tested exhaustively without a server.
 //!
@@ -11,3 +11,4 @@ pub mod recovery;
 pub mod secret_box;
 pub mod signin;
 pub mod totp;
+pub mod webauthn;

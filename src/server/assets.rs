@@ -96,6 +96,17 @@ pub static SECURITY: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The passkey buttons' script (`data-passkey`), for
+/// `GET /assets/passkey.js`. Pages that load it need `script-src 'self'` and
+/// `connect-src 'self'` in their policy, on top of [`crate::server::pages::CSP`].
+pub static PASSKEY_JS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        include_bytes!("assets/passkey.js"),
+        "text/javascript; charset=utf-8",
+        CACHE,
+    )
+});
+
 pub static ICON: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(include_bytes!("assets/icon.svg"), "image/svg+xml", CACHE));
 
@@ -105,6 +116,10 @@ pub async fn style(headers: HeaderMap) -> Response {
 
 pub async fn icon(headers: HeaderMap) -> Response {
     ICON.respond(&headers)
+}
+
+pub async fn passkey_js(headers: HeaderMap) -> Response {
+    PASSKEY_JS.respond(&headers)
 }
 
 pub async fn robots(headers: HeaderMap) -> Response {
@@ -129,5 +144,25 @@ mod tests {
         assert_eq!(ROBOTS.respond(&h).status(), StatusCode::NOT_MODIFIED);
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
         assert_eq!(ROBOTS.respond(&h).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_passkey_script_is_javascript_without_eval_or_dialogs() {
+        let r = PASSKEY_JS.respond(&HeaderMap::new());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        let js = std::str::from_utf8(PASSKEY_JS.body).unwrap();
+        for banned in [
+            "eval(",
+            "new Function",
+            "alert(",
+            "innerHTML",
+            "document.write",
+        ] {
+            assert!(!js.contains(banned), "passkey.js uses {banned}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! A tab records every console error, uncaught exception, failed load and
 //! Content-Security-Policy violation; [`Tab::assert_clean`] fails the test on
 //! any of them, except the ones a test declares with [`Tab::expect_problem`].
+//! A tab can also hold a virtual WebAuthn authenticator, for passkeys.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use chromiumoxide::cdp::browser_protocol::log::{
     EnableParams as LogEnable, EventEntryAdded, LogEntryLevel,
 };
 use chromiumoxide::cdp::browser_protocol::network::{Cookie, EventResponseReceived, ResourceType};
+use chromiumoxide::cdp::browser_protocol::web_authn;
 use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExceptionThrown};
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
@@ -457,6 +459,52 @@ impl Tab {
         .await;
         self.settle().await;
         self.assert_clean(name);
+    }
+}
+
+impl Tab {
+    /// Turns on the DevTools WebAuthn domain for this tab and plugs in a
+    /// virtual platform authenticator (CTAP 2.1, internal transport) that
+    /// holds resident keys, verifies the user and says yes by itself, as a
+    /// phone or laptop unlocked by its owner would. Returns its id. The
+    /// browser then uses it instead of any real authenticator.
+    pub async fn add_virtual_authenticator(&self) -> web_authn::AuthenticatorId {
+        patient(
+            self.page
+                .execute(web_authn::EnableParams::builder().enable_ui(false).build()),
+        )
+        .await;
+        let options = web_authn::VirtualAuthenticatorOptions::builder()
+            .protocol(web_authn::AuthenticatorProtocol::Ctap2)
+            .ctap2_version(web_authn::Ctap2Version::Ctap21)
+            .transport(web_authn::AuthenticatorTransport::Internal)
+            .has_resident_key(true)
+            .has_user_verification(true)
+            .is_user_verified(true)
+            .automatic_presence_simulation(true)
+            .build()
+            .expect("complete authenticator options");
+        patient(
+            self.page
+                .execute(web_authn::AddVirtualAuthenticatorParams::new(options)),
+        )
+        .await
+        .result
+        .authenticator_id
+    }
+
+    /// Every credential the virtual authenticator `id` holds.
+    pub async fn authenticator_credentials(
+        &self,
+        id: &web_authn::AuthenticatorId,
+    ) -> Vec<web_authn::Credential> {
+        patient(
+            self.page
+                .execute(web_authn::GetCredentialsParams::new(id.clone())),
+        )
+        .await
+        .result
+        .credentials
     }
 }
 
