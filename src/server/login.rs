@@ -103,6 +103,7 @@ fn page(
             username,
             rd,
             continue_to: continue_to.as_deref(),
+            passkeys: super::factors::passkeys::available(state, headers),
         },
     )
 }

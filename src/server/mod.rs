@@ -89,6 +89,8 @@ pub struct Inner {
     pub activity: Arc<Activity>,
     /// Seals second-factor secrets at rest, with the data directory's key.
     pub secrets: crate::identity::secret_box::SecretBox,
+    /// Passkey ceremonies in flight (bounded).
+    pub ceremonies: factors::passkeys::Ceremonies,
 }
 
 impl std::ops::Deref for AppState {
@@ -121,6 +123,7 @@ impl AppState {
                 metrics: metrics::Metrics::default(),
                 activity,
                 secrets,
+                ceremonies: Default::default(),
             }),
         }
     }
@@ -242,6 +245,19 @@ pub fn router(state: AppState) -> Router {
         .route("/login/second-factor", get(factors::step::page))
         .route("/login/totp", post(factors::step::totp))
         .route("/login/recovery", post(factors::step::recovery))
+        .route("/login/passkey/start", post(factors::passkeys::step_start))
+        .route(
+            "/login/passkey/finish",
+            post(factors::passkeys::step_finish),
+        )
+        .route(
+            "/login/passkey/discover/start",
+            post(factors::passkeys::discover_start),
+        )
+        .route(
+            "/login/passkey/discover/finish",
+            post(factors::passkeys::discover_finish),
+        )
         .route(
             "/login/enroll",
             get(factors::enroll::page).post(factors::enroll::submit),
@@ -289,7 +305,28 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/mfa/recovery-codes",
             post(factors::enroll::api_regenerate),
         )
+        .route(
+            "/api/v1/mfa/passkeys/register/start",
+            post(factors::passkeys::register_start),
+        )
+        .route(
+            "/api/v1/mfa/passkeys/register/finish",
+            post(factors::passkeys::register_finish),
+        )
+        .route(
+            "/api/v1/mfa/passkeys/{id}",
+            axum::routing::patch(factors::enroll::api_rename_passkey)
+                .delete(factors::enroll::api_remove_passkey),
+        )
         .route("/account/security", get(factors::account::page))
+        .route(
+            "/account/security/passkeys/{id}/rename",
+            post(factors::account::rename_passkey),
+        )
+        .route(
+            "/account/security/passkeys/{id}/remove",
+            post(factors::account::remove_passkey),
+        )
         .route("/account/security/totp", post(factors::account::begin))
         .route(
             "/account/security/totp/confirm",
@@ -310,6 +347,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/security.txt", get(assets::security))
         .route("/assets/style.css", get(assets::style))
         .route("/assets/icon.svg", get(assets::icon))
+        .route("/assets/passkey.js", get(assets::passkey_js))
         .route("/favicon.ico", get(assets::icon))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

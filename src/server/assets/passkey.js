@@ -190,6 +190,30 @@
     if (url) window.location.assign(url);
   }
 
+  // Recovery codes made with a first passkey are shown once, in the
+  // page's [data-passkey-codes] block, before going on.
+  function showCodes(button, codes, next) {
+    var block = null;
+    for (var el = button; el && !block; el = el.parentElement) {
+      block = el.querySelector('[data-passkey-codes]');
+    }
+    if (!block) return false;
+    var list = block.querySelector('ol');
+    codes.forEach(function (c) {
+      var li = document.createElement('li');
+      var code = document.createElement('code');
+      code.textContent = c;
+      li.appendChild(code);
+      list.appendChild(li);
+    });
+    var link = block.querySelector('[data-passkey-continue]');
+    if (link && next) link.setAttribute('href', next);
+    block.hidden = false;
+    button.hidden = true;
+    if (link) link.focus();
+    return true;
+  }
+
   function register(button) {
     var input = button.dataset.nameInput ? document.getElementById(button.dataset.nameInput) : null;
     var name = input ? input.value.trim() : '';
@@ -198,9 +222,16 @@
         return navigator.credentials.create(creationOptions(answer));
       })
       .then(function (cred) {
-        return post(button.dataset.finish, { name: name, credential: registrationJson(cred) });
+        var body = { name: name, credential: registrationJson(cred) };
+        if (button.dataset.rd) body.rd = button.dataset.rd;
+        return post(button.dataset.finish, body);
       })
       .then(function (answer) {
+        var next = answer.redirect || button.dataset.done;
+        if (answer.recovery_codes && answer.recovery_codes.length &&
+            showCodes(button, answer.recovery_codes, next)) {
+          return;
+        }
         go(button.dataset.done || answer.redirect);
       });
   }

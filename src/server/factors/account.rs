@@ -32,11 +32,12 @@ pub async fn page(
         .as_deref()
         .and_then(|q| q.strip_prefix("notice="))
         .and_then(pages::factors::Notice::from_code);
-    show(&state, &me, notice, StatusCode::OK).await
+    show(&state, &headers, &me, notice, StatusCode::OK).await
 }
 
 async fn show(
     state: &AppState,
+    headers: &HeaderMap,
     me: &Authed,
     notice: Option<pages::factors::Notice>,
     status: StatusCode,
@@ -50,6 +51,7 @@ async fn show(
                 required: super::required_for(&state.config, &me.user),
                 recent: recent(&state.config, me, now_ms()),
                 notice,
+                passkeys: super::passkeys::available(state, headers),
             },
         ),
         Err(e) => e.into_response(),
@@ -73,6 +75,7 @@ pub async fn begin(State(state): State<AppState>, me: Authed) -> Response {
                 rd: "",
                 error: None,
                 required: false,
+                passkeys: false,
             },
         ),
         Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
@@ -106,6 +109,7 @@ pub async fn confirm(
                         rd: "",
                         error: Some(&e.message),
                         required: false,
+                        passkeys: false,
                     },
                 ),
                 _ => see_other(HERE),
@@ -150,6 +154,43 @@ pub async fn new_codes(
     match regenerate(&state, &me.user.name, ip, user_agent(&headers)).await {
         Ok(codes) => pages::factors::recovery_codes(codes.shown(), HERE, Some(&me.user.name)),
         Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RenameForm {
+    name: String,
+}
+
+/// `POST /account/security/passkeys/{id}/rename`.
+pub async fn rename_passkey(
+    State(state): State<AppState>,
+    me: Authed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    crate::server::extract::Form(f): crate::server::extract::Form<RenameForm>,
+) -> Response {
+    match super::enroll::rename(&state, &me.user.name, &id, &f.name).await {
+        Ok(()) => see_other("/account/security?notice=passkey-renamed"),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /account/security/passkeys/{id}/remove`.
+pub async fn remove_passkey(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: Authed,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(r) = step_up_first(&state, &me) {
+        return r;
+    }
+    match super::enroll::remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
+    {
+        Ok(()) => see_other("/account/security?notice=passkey-removed"),
+        Err(e) if e.status == StatusCode::NOT_FOUND => see_other(HERE),
         Err(e) => e.into_response(),
     }
 }

@@ -180,7 +180,84 @@ pub async fn remove_totp(
         .map_err(|r| ApiError::new(StatusCode::NOT_FOUND, r.to_string()))
 }
 
+/// Renames `user`'s passkey `id` (its public id).
+pub async fn rename(state: &AppState, user: &str, id: &str, name: &str) -> Result<(), ApiError> {
+    let id = passkey_id(id)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("give the passkey a name"));
+    }
+    let name = crate::store::truncate(name.to_string(), crate::store::MAX_PASSKEY_NAME);
+    change(state, user, FactorChange::RenamePasskey { id, name }, None)
+        .await?
+        .map_err(|r| ApiError::new(StatusCode::NOT_FOUND, r.to_string()))
+}
+
+/// Removes `user`'s passkey `id`.
+pub async fn remove_passkey(
+    state: &AppState,
+    user: &str,
+    id: &str,
+    ip: Option<IpAddr>,
+    ua: Option<String>,
+) -> Result<(), ApiError> {
+    let id = passkey_id(id)?;
+    let event = NewEvent::now(EventKind::MfaRemoved)
+        .user(user.to_string())
+        .ip(ip)
+        .user_agent(ua)
+        .detail("method", Method::WebAuthn.as_str());
+    change(state, user, FactorChange::RemovePasskey { id }, Some(event))
+        .await?
+        .map_err(|r| ApiError::new(StatusCode::NOT_FOUND, r.to_string()))
+}
+
+fn passkey_id(id: &str) -> Result<[u8; 16], ApiError> {
+    id.parse::<crate::store::PublicId>()
+        .map(|p| p.0)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such passkey"))
+}
+
 // ------------------------------------------------------------------ API
+
+#[derive(serde::Deserialize)]
+pub struct NameInput {
+    name: String,
+}
+
+/// `PATCH /api/v1/mfa/passkeys/{id}` with `{"name"}`.
+pub async fn api_rename_passkey(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    crate::server::extract::Json(input): crate::server::extract::Json<NameInput>,
+) -> Response {
+    let run = async {
+        let me = lookup(&state, &headers)?.ok_or_else(ApiError::unauthorized)?;
+        rename(&state, &me.user.name, &id, &input.name).await
+    };
+    match run.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /api/v1/mfa/passkeys/{id}`: needs a recent second factor.
+pub async fn api_remove_passkey(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let run = async {
+        let me = recent_session(&state, &headers)?;
+        remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
+    };
+    match run.await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
 
 #[derive(Serialize)]
 struct Status {
@@ -402,6 +479,7 @@ pub async fn page(
                 rd: &rd,
                 error: None,
                 required: true,
+                passkeys: super::passkeys::available(&state, &headers),
             },
         ))
     };
@@ -447,6 +525,7 @@ pub async fn submit(
                         rd: &rd,
                         error: Some(&e.message),
                         required: true,
+                        passkeys: super::passkeys::available(&state, &headers),
                     },
                 ));
             }

@@ -15,6 +15,7 @@
 
 pub mod account;
 pub mod enroll;
+pub mod passkeys;
 pub mod step;
 
 use std::net::IpAddr;
@@ -231,7 +232,7 @@ pub async fn after_password(
 /// Creates a session for a sign-in done with `methods`, with its
 /// `login.success` event; refused (nothing created, a 401) when the user's
 /// credentials changed since the password was checked.
-async fn create(
+pub(super) async fn create(
     state: &AppState,
     s: &SignIn<'_>,
     methods: Methods,

@@ -73,6 +73,17 @@ impl std::fmt::Debug for CodeInput {
     }
 }
 
+/// What a second step offers as proof.
+pub enum Proof {
+    /// A TOTP or recovery code as typed.
+    Code(String),
+    /// A passkey's answer to the ceremony whose state is kept.
+    Passkey {
+        state: Vec<u8>,
+        response: serde_json::Value,
+    },
+}
+
 /// Who is doing the second step.
 pub enum Stepper {
     /// A sign-in between its password and its second step.
@@ -130,6 +141,7 @@ pub async fn page(
             error: None,
             step_up,
             continue_to: continue_to(&state, &headers, &rd).as_deref(),
+            passkeys: super::passkeys::available(&state, &headers),
         },
     )
 }
@@ -205,7 +217,8 @@ async fn second_step(
         Ok(None) => return expired_page(&rd),
         Err(e) => return e.into_response(),
     };
-    match attempt(&state, ip, &headers, &who, method, &input.code, &rd).await {
+    let proof = Proof::Code(input.code.clone());
+    match attempt_with(&state, ip, &headers, &who, method, &proof, &rd).await {
         Ok(res) => res,
         Err(e) if json => e.into_response(),
         Err(e) => {
@@ -220,6 +233,7 @@ async fn second_step(
                     error: Some(&e.message),
                     step_up: matches!(who, Stepper::Session(_)),
                     continue_to: continue_to(&state, &headers, &rd).as_deref(),
+                    passkeys: super::passkeys::available(&state, &headers),
                 },
             );
             if let Some(s) = e.retry_after {
@@ -248,13 +262,16 @@ impl Wrong {
     }
 }
 
-async fn attempt(
+/// One second step of `who` with `method` and `proof`: through the gate,
+/// checked, counted when wrong, and on success a session (or a stepped-up
+/// one) answered as a sign-in.
+pub async fn attempt_with(
     state: &AppState,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
     who: &Stepper,
     method: Method,
-    code: &str,
+    proof: &Proof,
     rd: &str,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
@@ -277,8 +294,13 @@ async fn attempt(
             _ => "this method is not set up for your account",
         }));
     }
-    let code = code.trim();
-    let checked: Result<(), Wrong> = if code.is_empty() || code.len() > MAX_CODE {
+    let code = match proof {
+        Proof::Code(c) => c.trim(),
+        Proof::Passkey { .. } => "",
+    };
+    let checked: Result<(), Wrong> = if method != Method::WebAuthn
+        && (code.is_empty() || code.len() > MAX_CODE)
+    {
         Err(Wrong::Malformed)
     } else {
         match method {
@@ -324,7 +346,39 @@ async fn attempt(
                     }
                 }
             },
-            _ => Err(Wrong::Wrong),
+            Method::WebAuthn => {
+                let Proof::Passkey {
+                    state: st,
+                    response,
+                } = proof
+                else {
+                    return Err(ApiError::bad_request("a passkey answer is required"));
+                };
+                let pk = super::passkeys::passkeys_for(state, headers)?;
+                let creds: Vec<Vec<u8>> =
+                    set.passkeys.iter().map(|p| p.credential.clone()).collect();
+                match pk.finish_authentication(st, response, &creds) {
+                    Ok((credential_id, updated)) => {
+                        let stored = set
+                            .passkeys
+                            .iter()
+                            .find(|p| p.credential_id == credential_id)
+                            .map(|p| p.credential.clone())
+                            .unwrap_or_default();
+                        let event = (!step_up).then(|| success_event(&user.name, ip, &ua, method));
+                        let used = FactorChange::UsePasskey {
+                            credential_id,
+                            credential: updated.unwrap_or(stored),
+                        };
+                        match change(state, &user.name, used, event).await? {
+                            Ok(()) => Ok(()),
+                            Err(_) => Err(Wrong::Wrong),
+                        }
+                    }
+                    Err(_) => Err(Wrong::Wrong),
+                }
+            }
+            Method::Password => Err(Wrong::Wrong),
         }
     };
     if let Err(wrong) = checked {

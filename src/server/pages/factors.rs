@@ -25,12 +25,15 @@ pub struct StepView<'a> {
     /// The origin `rd` leads to, when another site of ours (see the login
     /// page): allowed as a form target.
     pub continue_to: Option<&'a str>,
+    /// Passkeys can be used on this origin.
+    pub passkeys: bool,
 }
 
 /// The second step.
 pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
     let totp = v.methods.contains(&Method::Totp);
     let recovery = v.methods.contains(&Method::Recovery);
+    let passkey = v.passkeys && v.methods.contains(&Method::WebAuthn);
     let error_id = "code-error";
     let invalid = v.error.is_some().then_some("true");
     let described = v.error.is_some().then_some(error_id);
@@ -44,6 +47,15 @@ pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
             }
             @if let Some(e) = v.error {
                 p.error id=(error_id) role="alert" { (e) }
+            }
+            @if passkey {
+                div.actions {
+                    button type="button" data-passkey="sign-in" data-start="/login/passkey/start"
+                        data-finish="/login/passkey/finish" data-rd=(v.rd) {
+                        "Use your passkey"
+                    }
+                }
+                (super::passkey_script())
             }
             @if totp {
                 form.stack method="post" action="/login/totp" {
@@ -74,7 +86,13 @@ pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
         }
     };
     let page = layout("Second factor", None, false, content);
-    respond_with_csp(status, page, &csp_with_form_target(v.continue_to))
+    let csp = csp_with_form_target(v.continue_to);
+    let csp = if passkey {
+        super::with_passkey_script(&csp)
+    } else {
+        csp
+    };
+    respond_with_csp(status, page, &csp)
 }
 
 /// What the enrollment page shows.
@@ -87,6 +105,9 @@ pub struct EnrollView<'a> {
     pub error: Option<&'a str>,
     /// Enrollment is required before signing in.
     pub required: bool,
+    /// Offer a passkey instead (required enrollment on an origin that can
+    /// use passkeys).
+    pub passkeys: bool,
 }
 
 /// The QR code of `uri` as inline SVG (dark modules on a light quiet zone,
@@ -188,6 +209,8 @@ pub fn recovery_codes(codes: &[String], next: &str, user: Option<&str>) -> Respo
 pub enum Notice {
     TotpEnrolled,
     TotpRemoved,
+    PasskeyRenamed,
+    PasskeyRemoved,
 }
 
 impl Notice {
@@ -195,19 +218,28 @@ impl Notice {
         match self {
             Notice::TotpEnrolled => "totp-enrolled",
             Notice::TotpRemoved => "totp-removed",
+            Notice::PasskeyRenamed => "passkey-renamed",
+            Notice::PasskeyRemoved => "passkey-removed",
         }
     }
 
     pub fn from_code(code: &str) -> Option<Notice> {
-        [Notice::TotpEnrolled, Notice::TotpRemoved]
-            .into_iter()
-            .find(|n| n.code() == code)
+        [
+            Notice::TotpEnrolled,
+            Notice::TotpRemoved,
+            Notice::PasskeyRenamed,
+            Notice::PasskeyRemoved,
+        ]
+        .into_iter()
+        .find(|n| n.code() == code)
     }
 
     fn text(self) -> &'static str {
         match self {
             Notice::TotpEnrolled => "Your authenticator app is set up.",
             Notice::TotpRemoved => "Your authenticator app is removed.",
+            Notice::PasskeyRenamed => "The passkey is renamed.",
+            Notice::PasskeyRemoved => "The passkey is removed.",
         }
     }
 }
@@ -221,6 +253,8 @@ pub struct SecurityView<'a> {
     /// The session did a second factor recently (changes need one).
     pub recent: bool,
     pub notice: Option<Notice>,
+    /// Passkeys can be registered on this origin.
+    pub passkeys: bool,
 }
 
 /// The security page.
@@ -252,12 +286,37 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             } @else {
                 ul.sessions {
                     @for p in &set.passkeys {
-                        li { div {
-                            span.device { (p.name) }
-                            p.meta { "Added " (exact(p.created_ms))
-                                @if let Some(u) = p.last_used_ms { " · last used " (exact(u)) } }
-                        } }
+                        @let id = crate::store::PublicId(p.id).to_string();
+                        li {
+                            div {
+                                span.device { (p.name) }
+                                p.meta { "Added " (exact(p.created_ms))
+                                    @if let Some(u) = p.last_used_ms { " · last used " (exact(u)) } }
+                            }
+                            form.inline method="post" action={ "/account/security/passkeys/" (id) "/rename" } {
+                                label.sr for={ "name-" (id) } { "New name for " (p.name) }
+                                input id={ "name-" (id) } name="name" type="text" autocomplete="off" maxlength="64" required value=(p.name);
+                                button.secondary type="submit" { "Rename" span.sr { " " (p.name) } }
+                            }
+                            form method="post" action={ "/account/security/passkeys/" (id) "/remove" } {
+                                button.danger type="submit" { "Remove" span.sr { " " (p.name) } }
+                            }
+                        }
                     }
+                }
+            }
+            @if v.passkeys {
+                div.stack {
+                    label for="passkey-name" { "Name for a new passkey" }
+                    input #passkey-name type="text" maxlength="64" placeholder="Laptop, phone, security key";
+                    div.actions {
+                        button type="button" data-passkey="register"
+                            data-start="/api/v1/mfa/passkeys/register/start"
+                            data-finish="/api/v1/mfa/passkeys/register/finish"
+                            data-name-input="passkey-name" { "Add a passkey" }
+                    }
+                    (passkey_codes())
+                    (super::passkey_script())
                 }
             }
             h2 { "Recovery codes" }
@@ -275,7 +334,12 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             }
         }
     };
-    respond(
+    let csp = if v.passkeys {
+        super::with_passkey_script(super::CSP)
+    } else {
+        super::CSP.to_string()
+    };
+    respond_with_csp(
         status,
         layout(
             "Sign-in security",
@@ -283,7 +347,21 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             true,
             content,
         ),
+        &csp,
     )
+}
+
+/// Where the passkey script shows recovery codes made with a first
+/// passkey, once, with the way on.
+fn passkey_codes() -> Markup {
+    html! {
+        div data-passkey-codes hidden {
+            h2 { "Save your recovery codes" }
+            p.lead { "Each code signs you in once if you lose your passkeys. They are shown only now." }
+            ol.codes {}
+            div.actions { a.button data-passkey-continue href="/account/security" { "Continue" } }
+        }
+    }
 }
 
 fn change_form(action: &str, label: &str, _recent: bool, danger: bool) -> Markup {

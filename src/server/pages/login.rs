@@ -18,6 +18,8 @@ pub struct LoginView<'a> {
     /// checked as a safe redirect): named on the page, and allowed as a
     /// form target in the page's policy.
     pub continue_to: Option<&'a str>,
+    /// Offer signing in with a passkey alone.
+    pub passkeys: bool,
 }
 
 /// The sign-in page.
@@ -51,10 +53,26 @@ pub fn page(status: StatusCode, v: &LoginView<'_>) -> Response {
                 input type="hidden" name="rd" value=(v.rd);
                 button type="submit" { "Sign in" }
             }
+            @if v.passkeys {
+                div.actions {
+                    button.secondary type="button" data-passkey="sign-in"
+                        data-start="/login/passkey/discover/start"
+                        data-finish="/login/passkey/discover/finish" data-rd=(v.rd) {
+                        "Sign in with a passkey"
+                    }
+                }
+                (super::passkey_script())
+            }
         }
     };
     let page = layout("Sign in", None, false, content);
-    respond_with_csp(status, page, &csp_with_form_target(v.continue_to))
+    let csp = csp_with_form_target(v.continue_to);
+    let csp = if v.passkeys {
+        super::with_passkey_script(&csp)
+    } else {
+        csp
+    };
+    respond_with_csp(status, page, &csp)
 }
 
 /// `https://app.example.com:8443` -> `app.example.com:8443`.

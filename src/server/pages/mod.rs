@@ -43,6 +43,20 @@ pub fn csp_with_form_target(origin: Option<&str>) -> String {
     }
 }
 
+/// `csp` that also runs the passkey script (`/assets/passkey.js`) and lets
+/// it reach our own endpoints: for the pages with a passkey button only.
+pub fn with_passkey_script(csp: &str) -> String {
+    format!("{csp}; script-src 'self'; connect-src 'self'")
+}
+
+/// The passkey script's tag and the box its errors go to.
+pub fn passkey_script() -> Markup {
+    html! {
+        p.error data-passkey-error hidden {}
+        script src="/assets/passkey.js" defer {}
+    }
+}
+
 /// [`CSP`] that also lets styles and images come from `origin`.
 pub fn csp_with_assets(origin: &str) -> String {
     CSP.replace("style-src 'self'", &format!("style-src 'self' {origin}"))

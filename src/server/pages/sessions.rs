@@ -70,6 +70,7 @@ pub fn page(v: &SessionsView<'_>) -> Response {
                 }
             }
             div.actions {
+                a.button.secondary href="/account/security" { "Sign-in security" }
                 @if others > 0 {
                     a.button.secondary href="/sessions/revoke-others" { "Sign out all other sessions" }
                 }

@@ -8,6 +8,7 @@
 
 mod chrome;
 mod cross_site;
+mod factors;
 mod passkey_support;
 mod proxied;
 mod sessions;

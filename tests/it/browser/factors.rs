@@ -1,0 +1,196 @@
+//! Second factors in the browser, on `http://localhost` (a secure context,
+//! so passkeys work without https): enroll an authenticator app from the
+//! security page (the test computes the codes), sign in with it, sign in
+//! with a recovery code; register a passkey through Chromium's virtual
+//! authenticator, use it after the password, then sign in with it alone.
+
+use std::time::Duration;
+
+use super::{Chrome, Tab, sign_in};
+use crate::harness::*;
+
+/// The server's pages as the browser reaches them: `localhost`, not the IP.
+fn local(s: &TestServer, path: &str) -> String {
+    format!("http://localhost:{}{path}", s.addr.port())
+}
+
+/// Waits until `js` (an expression) is true in the page.
+async fn wait_for(tab: &Tab, js: &str) {
+    let wait = async {
+        loop {
+            if tab.eval(js).await.as_bool() == Some(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("never true: {js}"));
+}
+
+/// The TOTP code for `secret` (base32, spaces allowed) `steps` from now.
+fn code(secret: &str, steps: i64) -> String {
+    let secret: String = secret.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    let now = gatehouse::store::now_ms() / 1000;
+    gatehouse::identity::totp::TotpSecret::from_bytes(bytes)
+        .unwrap()
+        .code_at((now as i64 + steps * 30) as u64)
+}
+
+async fn sign_out(tab: &Tab, s: &TestServer) {
+    tab.goto(&local(s, "/sessions")).await;
+    tab.click_and_wait(".actions form[action='/logout'] button")
+        .await;
+    assert!(tab.url().await.starts_with(&local(s, "/login")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticator_app_and_a_recovery_code() {
+    let Some(chrome) = Chrome::launch("an_authenticator_app_and_a_recovery_code").await else {
+        return;
+    };
+    let s = TestServer::start(&config_text("", "")).await;
+    let tab = chrome.tab().await;
+    tab.goto(&local(&s, "/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.click_and_wait("a[href='/account/security']").await;
+    assert_eq!(tab.url().await, local(&s, "/account/security"));
+    tab.check_page("security").await;
+
+    // Enrollment: the QR code and the key as text; the app's first code.
+    tab.click_and_wait("form[action='/account/security/totp'] button")
+        .await;
+    assert_eq!(tab.count("figure.qr svg").await, 1);
+    tab.check_page("enroll-totp").await;
+    let secret = tab.text_of("code.secret").await.unwrap();
+    tab.fill("#code", &code(&secret, 0)).await;
+    tab.click_and_wait("form.stack button[type=submit]").await;
+    let codes: Vec<String> = serde_json::from_value(
+        tab.eval("[...document.querySelectorAll('ol.codes code')].map(c => c.textContent)")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(codes.len(), 10, "{}", tab.text().await);
+    tab.check_page("recovery-codes").await;
+    tab.click_and_wait("a.button").await;
+    assert!(
+        tab.text().await.contains("On since"),
+        "{}",
+        tab.text().await
+    );
+
+    // Signing in now takes the second step.
+    sign_out(&tab, &s).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    assert_eq!(tab.url().await, local(&s, "/login/second-factor"));
+    tab.check_page("second-factor").await;
+    tab.fill("#code", &code(&secret, 1)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+
+    // A recovery code instead, once.
+    sign_out(&tab, &s).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.eval("document.querySelector('details').open = true")
+        .await;
+    tab.fill("#recovery", &codes[0]).await;
+    tab.click_and_wait("form[action='/login/recovery'] button")
+        .await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    tab.goto(&local(&s, "/account/security")).await;
+    assert!(
+        tab.text().await.contains("9 unused"),
+        "{}",
+        tab.text().await
+    );
+    tab.assert_clean("after a recovery code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_after_the_password_and_alone() {
+    let Some(chrome) = Chrome::launch("a_passkey_after_the_password_and_alone").await else {
+        return;
+    };
+    let s = TestServer::start(&config_text("", "")).await;
+    let tab = chrome.tab().await;
+    let authenticator = tab.add_virtual_authenticator().await;
+    tab.goto(&local(&s, "/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.goto(&local(&s, "/account/security")).await;
+
+    // Registration: the first factor, so its recovery codes are shown once.
+    tab.fill("#passkey-name", "Laptop").await;
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    wait_for(
+        &tab,
+        "!document.querySelector('[data-passkey-codes]').hidden",
+    )
+    .await;
+    let shown = tab
+        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
+        .await;
+    assert_eq!(shown.as_u64(), Some(10));
+    tab.screenshot("passkey-registered-codes").await;
+    tab.click_and_wait("[data-passkey-continue]").await;
+    assert!(tab.text().await.contains("Laptop"), "{}", tab.text().await);
+    tab.check_page("security-passkey").await;
+    let held = tab.authenticator_credentials(&authenticator).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].is_resident_credential);
+
+    // After the password, the passkey is the second step.
+    sign_out(&tab, &s).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    assert_eq!(tab.url().await, local(&s, "/login/second-factor"));
+    tab.check_page("second-factor-passkey").await;
+    tab.click_and_wait("[data-passkey=sign-in]").await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+
+    // Alone: no name, no password.
+    sign_out(&tab, &s).await;
+    tab.check_page("login-passkey").await;
+    tab.click_and_wait("[data-passkey=sign-in]").await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    assert!(tab.text().await.contains("bob"));
+    tab.assert_clean("after signing in with a passkey alone");
+
+    // The trail says how.
+    let admin = client();
+    login(&admin, &s, "alice", ALICE_PW, &[]).await;
+    let ev: serde_json::Value = admin
+        .get(s.at("/api/v1/audit?kind=mfa.success"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = ev["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{ev}");
+    assert_eq!(events[0]["details"]["passkey_only"], "true");
+    assert_eq!(events[1]["details"]["method"], "webauthn");
+}
