@@ -453,9 +453,6 @@ pub struct PendingSignIn {
     pub expires_ms: u64,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
-    /// A WebAuthn challenge issued to this browser, as the library
-    /// serialises its state.
-    pub challenge: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for PendingSignIn {

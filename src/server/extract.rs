@@ -85,6 +85,30 @@ pub fn body_error(status: StatusCode, what: &str) -> ApiError {
     }
 }
 
+/// A JSON or form body (by `Content-Type`), with the route's body limit.
+pub async fn json_or_form<T: DeserializeOwned, S: Send + Sync>(
+    state: &S,
+    req: axum::extract::Request,
+) -> Result<T, ApiError> {
+    use axum::extract::FromRequest;
+    let ct = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        Json::<T>::from_request(req, state).await.map(|Json(i)| i)
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        Form::<T>::from_request(req, state).await.map(|Form(i)| i)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send application/x-www-form-urlencoded or application/json",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,29 +142,5 @@ mod tests {
                 }
             }
         }
-    }
-}
-
-/// A JSON or form body (by `Content-Type`), with the route's body limit.
-pub async fn json_or_form<T: DeserializeOwned, S: Send + Sync>(
-    state: &S,
-    req: axum::extract::Request,
-) -> Result<T, ApiError> {
-    use axum::extract::FromRequest;
-    let ct = req
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ct.starts_with("application/json") {
-        Json::<T>::from_request(req, state).await.map(|Json(i)| i)
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
-        Form::<T>::from_request(req, state).await.map(|Form(i)| i)
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/x-www-form-urlencoded or application/json",
-        ))
     }
 }

@@ -325,8 +325,6 @@ impl FactorStore for Backend {
             -> Result<Result<Applied, FactorRefusal>, WriteError>;
         create_pending(pending: PendingSignIn) -> Result<SessionToken, WriteError>;
         pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, StoreError>;
-        set_pending_challenge(hash: TokenHash, challenge: Option<Vec<u8>>, now_ms: u64)
-            -> Result<bool, WriteError>;
         end_pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, WriteError>;
         complete_sign_in(hash: TokenHash, new: NewSession, login: NewEvent, check: Option<CredentialCheck>)
             -> Result<Option<CreatedSession>, WriteError>;

@@ -202,14 +202,6 @@ pub trait FactorStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Option<PendingSignIn>, StoreError>> + Send;
 
-    /// Stores a WebAuthn challenge with a live pending sign-in.
-    fn set_pending_challenge(
-        &self,
-        hash: TokenHash,
-        challenge: Option<Vec<u8>>,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
-
     /// Ends a pending sign-in (sign-in abandoned).
     fn end_pending(
         &self,

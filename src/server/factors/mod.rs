@@ -194,7 +194,6 @@ pub async fn after_password(
             expires_ms: pending.expires_ms,
             ip: s.ip,
             user_agent: s.ua.clone(),
-            challenge: None,
         })
         .await
         .map_err(|e| ApiError::internal("starting the second step failed", &e))?;

@@ -246,18 +246,18 @@ async fn second_step(
 }
 
 /// Why a code was refused, for the audit trail.
-enum Wrong {
+enum Failed {
     Malformed,
     Wrong,
     Replayed,
 }
 
-impl Wrong {
+impl Failed {
     fn reason(&self) -> &'static str {
         match self {
-            Wrong::Malformed => "malformed",
-            Wrong::Wrong => "wrong",
-            Wrong::Replayed => "replayed",
+            Failed::Malformed => "malformed",
+            Failed::Wrong => "wrong",
+            Failed::Replayed => "replayed",
         }
     }
 }
@@ -298,10 +298,10 @@ pub async fn attempt_with(
         Proof::Code(c) => c.trim(),
         Proof::Passkey { .. } => "",
     };
-    let checked: Result<(), Wrong> = if method != Method::WebAuthn
+    let checked: Result<(), Failed> = if method != Method::WebAuthn
         && (code.is_empty() || code.len() > MAX_CODE)
     {
-        Err(Wrong::Malformed)
+        Err(Failed::Malformed)
     } else {
         match method {
             Method::Totp => {
@@ -316,17 +316,17 @@ pub async fn attempt_with(
                             .await?
                         {
                             Ok(()) => Ok(()),
-                            Err(FactorRefusal::Replayed) => Err(Wrong::Replayed),
-                            Err(_) => Err(Wrong::Wrong),
+                            Err(FactorRefusal::Replayed) => Err(Failed::Replayed),
+                            Err(_) => Err(Failed::Wrong),
                         }
                     }
-                    Err(TotpError::Replayed) => Err(Wrong::Replayed),
-                    Err(TotpError::Malformed) => Err(Wrong::Malformed),
-                    Err(_) => Err(Wrong::Wrong),
+                    Err(TotpError::Replayed) => Err(Failed::Replayed),
+                    Err(TotpError::Malformed) => Err(Failed::Malformed),
+                    Err(_) => Err(Failed::Wrong),
                 }
             }
             Method::Recovery => match recovery::hash(code) {
-                None => Err(Wrong::Malformed),
+                None => Err(Failed::Malformed),
                 Some(h) => {
                     let event = NewEvent::now(EventKind::MfaRecoveryUsed)
                         .user(user.name.clone())
@@ -342,7 +342,7 @@ pub async fn attempt_with(
                     .await?
                     {
                         Ok(()) => Ok(()),
-                        Err(_) => Err(Wrong::Wrong),
+                        Err(_) => Err(Failed::Wrong),
                     }
                 }
             },
@@ -372,13 +372,13 @@ pub async fn attempt_with(
                         };
                         match change(state, &user.name, used, event).await? {
                             Ok(()) => Ok(()),
-                            Err(_) => Err(Wrong::Wrong),
+                            Err(_) => Err(Failed::Wrong),
                         }
                     }
-                    Err(_) => Err(Wrong::Wrong),
+                    Err(_) => Err(Failed::Wrong),
                 }
             }
-            Method::Password => Err(Wrong::Wrong),
+            Method::Password => Err(Failed::Wrong),
         }
     };
     if let Err(wrong) = checked {

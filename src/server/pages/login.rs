@@ -98,6 +98,7 @@ mod tests {
                 username: "\"><script>alert(1)</script>{{rd}}",
                 rd: "/x?a=1&b=\"2\"",
                 continue_to: Some("https://app.example.com"),
+                passkeys: false,
             },
         );
         let csp = r.headers()["content-security-policy"]

@@ -151,7 +151,6 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                         expires_ms: now + PENDING_TTL,
                         ip: None,
                         user_agent: None,
-                        challenge: None,
                     })
                     .await
                     .expect("a pending sign-in is stored");

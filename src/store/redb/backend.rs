@@ -243,7 +243,7 @@ impl FactorStore for RedbBackend {
     ) -> Result<Result<Applied, FactorRefusal>, WriteError> {
         let op = Op::ChangeFactors {
             user: user.to_string(),
-            change,
+            change: Box::new(change),
             event,
             now_ms,
         };
@@ -266,23 +266,6 @@ impl FactorStore for RedbBackend {
         now_ms: u64,
     ) -> impl Future<Output = Result<Option<PendingSignIn>, StoreError>> + Send {
         ready(self.store.pending(hash, now_ms))
-    }
-
-    async fn set_pending_challenge(
-        &self,
-        hash: TokenHash,
-        challenge: Option<Vec<u8>>,
-        now_ms: u64,
-    ) -> Result<bool, WriteError> {
-        let op = Op::SetChallenge {
-            hash,
-            challenge,
-            now_ms,
-        };
-        match self.submit(op).await? {
-            OpOutput::Touched(b) => Ok(b),
-            other => unreachable_output("set_pending_challenge", other),
-        }
     }
 
     async fn end_pending(

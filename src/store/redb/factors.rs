@@ -24,7 +24,6 @@ pub(crate) fn to_pending(rec: PendingRecord) -> PendingSignIn {
         expires_ms: rec.expires_ms,
         ip: rec.ip,
         user_agent: rec.user_agent,
-        challenge: rec.challenge,
     }
 }
 
@@ -37,7 +36,6 @@ fn to_record(p: PendingSignIn) -> PendingRecord {
         expires_ms: p.expires_ms,
         ip: p.ip,
         user_agent: p.user_agent.map(|u| truncate(u, MAX_USER_AGENT)),
-        challenge: p.challenge,
     }
 }
 
@@ -135,24 +133,6 @@ impl Tx<'_> {
         self.pending.remove(hash.0)?;
         self.pending_by_expiry.remove((rec.expires_ms, hash.0))?;
         Ok((rec.expires_ms > now_ms).then(|| to_pending(rec)))
-    }
-
-    /// Sets the WebAuthn challenge of a live pending sign-in.
-    pub fn set_pending_challenge(
-        &mut self,
-        hash: TokenHash,
-        challenge: Option<Vec<u8>>,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let Some(mut rec) = self.load_pending(&hash.0)? else {
-            return Ok(false);
-        };
-        if rec.expires_ms <= now_ms {
-            return Ok(false);
-        }
-        rec.challenge = challenge;
-        self.pending.insert(hash.0, encode(&rec).as_slice())?;
-        Ok(true)
     }
 
     /// Removes up to `limit` pending sign-ins past their deadline.

@@ -78,16 +78,12 @@ pub enum Op {
     /// appends `event` in the same transaction.
     ChangeFactors {
         user: String,
-        change: FactorChange,
+        // Boxed: a passkey is large, and every queue slot is an `Op`.
+        change: Box<FactorChange>,
         event: Option<NewEvent>,
         now_ms: u64,
     },
     CreatePending(Box<PendingSignIn>),
-    SetChallenge {
-        hash: TokenHash,
-        challenge: Option<Vec<u8>>,
-        now_ms: u64,
-    },
     TakePending {
         hash: TokenHash,
         now_ms: u64,
@@ -154,7 +150,6 @@ impl Op {
             Op::Prune { .. } => "prune",
             Op::ChangeFactors { .. } => "change_factors",
             Op::CreatePending(_) => "create_pending",
-            Op::SetChallenge { .. } => "set_challenge",
             Op::TakePending { .. } => "take_pending",
             Op::CompletePending { .. } => "complete_pending",
             Op::StepUp { .. } => "step_up",
@@ -236,13 +231,8 @@ impl Op {
                 change,
                 event,
                 now_ms,
-            } => OpOutput::Factors(tx.change_factors(&user, change, event, now_ms)?),
+            } => OpOutput::Factors(tx.change_factors(&user, *change, event, now_ms)?),
             Op::CreatePending(p) => OpOutput::PendingCreated(tx.create_pending(*p)?),
-            Op::SetChallenge {
-                hash,
-                challenge,
-                now_ms,
-            } => OpOutput::Touched(tx.set_pending_challenge(hash, challenge, now_ms)?),
             Op::TakePending { hash, now_ms } => OpOutput::Pending(tx.take_pending(hash, now_ms)?),
             Op::CompletePending {
                 hash,

@@ -96,5 +96,4 @@ pub(crate) struct PendingRecord {
     pub expires_ms: u64,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
-    pub challenge: Option<Vec<u8>>,
 }

@@ -463,7 +463,7 @@ fn write_v1_fixture() {
 mod legacy {
     use super::*;
     use crate::store::redb::codec::encode;
-    use crate::store::redb::records::{ChainHead, SessionRecord};
+    use crate::store::redb::records::ChainHead;
     use sha2::{Digest, Sha256};
 
     #[derive(serde::Serialize)]
