@@ -17,9 +17,11 @@ mod v0001_initial;
 mod v0002_kind_index_and_bans;
 mod v0003_compact_audit;
 mod v0004_access_denied_kind;
+mod v0005_access_tokens;
 
 pub use v0003_compact_audit::KIND_CODES;
 pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
+pub use v0005_access_tokens::NEW_KIND_CODES as KIND_CODES_V5;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -29,7 +31,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 4;
+pub const LATEST: u32 = 5;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -59,6 +61,11 @@ const STEPS: &[Step] = &[
         version: 4,
         name: "audit kind access.denied",
         apply: v0004_access_denied_kind::apply,
+    },
+    Step {
+        version: 5,
+        name: "access tokens and their audit kinds",
+        apply: v0005_access_tokens::apply,
     },
 ];
 

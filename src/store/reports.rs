@@ -14,6 +14,8 @@ pub struct StoreStats {
     pub events: u64,
     /// Rows of `bans`, ran-out ones not yet swept included.
     pub bans: u64,
+    /// Access tokens stored, expired ones not yet swept included.
+    pub tokens: u64,
     /// Id of the oldest event present.
     pub oldest_event: Option<EventId>,
     /// Id of the newest event present.
@@ -29,6 +31,8 @@ pub struct SweepReport {
     pub expired: usize,
     /// Bans removed because they ran out.
     pub bans_lifted: usize,
+    /// Access tokens removed because they expired.
+    pub tokens_expired: usize,
     /// True when the batch limit was reached and expired entries remain.
     pub more: bool,
 }
@@ -68,6 +72,8 @@ pub struct CheckReport {
     pub sessions: u64,
     pub events: u64,
     pub bans: u64,
+    /// Access tokens stored.
+    pub tokens: u64,
     /// Events ever appended, pruned ones included.
     pub events_appended: u64,
     /// Events removed by retention.

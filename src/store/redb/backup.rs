@@ -24,7 +24,7 @@ pub const BACKUP_CHUNK_ROWS: usize = 10_000;
 /// The name of every table a backup copies, from their definitions. A table
 /// in the file that is not listed here makes the backup fail rather than
 /// silently leave it out.
-fn known_tables() -> [&'static str; 8] {
+fn known_tables() -> [&'static str; 11] {
     [
         META.name(),
         SESSIONS.name(),
@@ -34,6 +34,9 @@ fn known_tables() -> [&'static str; 8] {
         EVENTS_BY_USER.name(),
         EVENTS_BY_KIND.name(),
         BANS.name(),
+        ACCESS_TOKENS.name(),
+        ACCESS_TOKENS_BY_USER.name(),
+        ACCESS_TOKENS_BY_EXPIRY.name(),
     ]
 }
 
@@ -146,6 +149,10 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, BackupError> {
     rows += copy_table(src, dst, EVENTS_BY_USER)?;
     rows += copy_table(src, dst, EVENTS_BY_KIND)?;
     rows += copy_table(src, dst, BANS)?;
+    // Tokens are stored only as hashes: the copy holds no live token.
+    rows += copy_table(src, dst, ACCESS_TOKENS)?;
+    rows += copy_table(src, dst, ACCESS_TOKENS_BY_USER)?;
+    rows += copy_table(src, dst, ACCESS_TOKENS_BY_EXPIRY)?;
     // One durable commit seals everything the chunks wrote.
     let txn = dst.begin_write().map_err(StoreError::from)?;
     txn.commit().map_err(StoreError::from)?;

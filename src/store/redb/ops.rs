@@ -80,6 +80,28 @@ pub enum Op {
         through: EventId,
         limit: usize,
     },
+    /// Creates an access token and appends `token.created`; refused while
+    /// `session` (the one asking) is not live, or at the user's cap.
+    CreateToken {
+        // Boxed: keeps `Op` small.
+        new: Box<NewAccessToken>,
+        session: Option<TokenHash>,
+    },
+    /// Records a use of an access token (coalesced like session touches).
+    TouchToken {
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<IpAddr>,
+    },
+    RevokeToken {
+        user: String,
+        id: PublicId,
+        how: Revocation,
+    },
+    RevokeUserTokens {
+        user: String,
+        how: Revocation,
+    },
 }
 
 /// What an operation returned.
@@ -97,6 +119,10 @@ pub enum OpOutput {
     BanAdded,
     BanLifted(bool),
     Pruned(PruneReport),
+    TokenCreated(Result<CreatedAccessToken, TokenRefusal>),
+    TokenTouched(bool),
+    TokenRevoked(bool),
+    TokensRevoked(Vec<PublicId>),
 }
 
 impl Op {
@@ -114,6 +140,10 @@ impl Op {
             Op::AddBan { .. } => "add_ban",
             Op::LiftBan { .. } => "lift_ban",
             Op::Prune { .. } => "prune",
+            Op::CreateToken { .. } => "create_token",
+            Op::TouchToken { .. } => "touch_token",
+            Op::RevokeToken { .. } => "revoke_token",
+            Op::RevokeUserTokens { .. } => "revoke_user_tokens",
         }
     }
 
@@ -165,6 +195,9 @@ impl Op {
             Op::Sweep { now_ms, limit } => {
                 let mut report = tx.sweep_sessions(now_ms, limit)?;
                 report.bans_lifted = tx.sweep_bans(now_ms, limit)?;
+                let (tokens, more) = tx.sweep_tokens(now_ms, limit)?;
+                report.tokens_expired = tokens;
+                report.more |= more;
                 OpOutput::Swept(report)
             }
             Op::AddBan {
@@ -184,6 +217,18 @@ impl Op {
                 now_ms,
             } => OpOutput::BanLifted(tx.lift_ban(&subject, &reason, actor.as_deref(), now_ms)?),
             Op::Prune { through, limit } => OpOutput::Pruned(tx.prune_events(through, limit)?),
+            Op::CreateToken { new, session } => {
+                OpOutput::TokenCreated(tx.create_token(*new, session)?)
+            }
+            Op::TouchToken { hash, now_ms, ip } => {
+                OpOutput::TokenTouched(tx.touch_token(hash, now_ms, ip)?)
+            }
+            Op::RevokeToken { user, id, how } => {
+                OpOutput::TokenRevoked(tx.revoke_token_by_id(&user, id, &how)?)
+            }
+            Op::RevokeUserTokens { user, how } => {
+                OpOutput::TokensRevoked(tx.revoke_user_tokens(&user, &how)?)
+            }
         })
     }
 }

@@ -303,8 +303,8 @@ impl Tx<'_> {
         }
         Ok(SweepReport {
             expired,
-            bans_lifted: 0,
             more,
+            ..SweepReport::default()
         })
     }
 }
