@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
 use gatehouse::server::login::MAX_PASSWORD;
 use gatehouse::server::{Server, admin};
-use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, now_ms};
+use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, TokenStore, now_ms};
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +75,23 @@ enum Command {
         loc: Location,
         #[command(subcommand)]
         command: BansCommand,
+    },
+    /// Act on a user's credentials.
+    Users {
+        #[command(flatten)]
+        loc: Location,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Revoke every access token of a user: through the running server's
+    /// admin socket, or directly in the database when no server runs.
+    RevokeTokens {
+        /// The user whose tokens end.
+        name: String,
     },
 }
 
@@ -288,7 +305,46 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let config = Config::load(&ov)?;
             bans(&config, command).map(|()| 0)
         }
+        Command::Users { loc, command } => {
+            init_logs(LogFormat::Text);
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(&ov)?;
+            users(&config, command).map(|()| 0)
+        }
     }
+}
+
+fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
+    let UsersCommand::RevokeTokens { name } = command;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("user", &name)
+        .finish();
+    if let Some((code, body)) = admin::request(
+        &config.data_dir,
+        "POST",
+        &format!("/users/revoke-tokens?{q}"),
+    )? {
+        print!("{body}");
+        return admin_status(code);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
+    let how = gatehouse::store::Revocation {
+        actor: std::env::var("USER").ok(),
+        ..gatehouse::store::Revocation::new(gatehouse::store::RevokeReason::ByAdmin, now_ms())
+    };
+    let revoked = rt.block_on(backend.revoke_user_tokens(&name, how));
+    rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
+    backend.close()?;
+    print!("{}", admin::revoked_tokens_line(&name, revoked?.len()));
+    Ok(())
 }
 
 /// Passwords shorter than this get a warning from `hash-password` (ASVS

@@ -391,7 +391,12 @@ async fn attempt(
 
 /// Counts a failure against the user and the IP (settling the attempt's
 /// reservation), and stores a ban when a limit is reached.
-async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpAddr>, now: u64) {
+pub(super) async fn regulate(
+    state: &AppState,
+    reservation: Reservation<'_>,
+    ip: Option<IpAddr>,
+    now: u64,
+) {
     for (subject, until) in reservation.fail(now) {
         state.metrics.bans_added.inc();
         tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
@@ -412,7 +417,7 @@ async fn regulate(state: &AppState, reservation: Reservation<'_>, ip: Option<IpA
 /// one): recorded and logged only when it is the first of its subject's
 /// window, otherwise only counted (see `rejections`), so that a flood of
 /// refused attempts writes a bounded number of events and log lines.
-async fn reject(
+pub(super) async fn reject(
     state: &AppState,
     subject: &BanSubject,
     refusal: Refusal,
