@@ -124,7 +124,17 @@ struct Found {
     /// Basic) is one factor, and a `two_factor` rule refuses it unless the
     /// rule sets `allow_tokens` (tokens only).
     needs_more: bool,
+    /// Authenticated by `Authorization` (a token or a Basic password), not
+    /// a cookie: the answer says so ([`CREDENTIAL`]) so that the proxy can
+    /// keep the credential from the app.
+    by_authorization: bool,
 }
+
+/// On a 200 for a request authenticated by its `Authorization` header:
+/// `X-Gatehouse-Credential: authorization`. `deploy/nginx.conf` then drops
+/// that header from the request the app receives, as it drops the session
+/// cookie. Absent on cookie answers, which stay as they were.
+pub const CREDENTIAL: HeaderName = HeaderName::from_static("x-gatehouse-credential");
 
 /// Builds what a check of `user` found, asking the rules. Sessions are
 /// judged as before; a token is also held to its scope.
@@ -168,6 +178,7 @@ fn found_for(
         decision,
         out_of_scope,
         needs_more,
+        by_authorization: factor != Factor::Session,
     }
 }
 
@@ -309,6 +320,7 @@ fn check_as(
                         decision: None,
                         out_of_scope: false,
                         needs_more: false,
+                        by_authorization: false,
                     })
                 }
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
@@ -347,6 +359,9 @@ fn granted(f: Found) -> Response {
         f.email.unwrap_or(HeaderValue::from_static("")),
     );
     h.insert(REMOTE_NAME, f.name.unwrap_or(HeaderValue::from_static("")));
+    if f.by_authorization {
+        h.insert(CREDENTIAL, HeaderValue::from_static("authorization"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
