@@ -11,6 +11,7 @@ mod cross_site;
 mod proxied;
 mod sessions;
 mod signin;
+mod tokens;
 
 use std::net::SocketAddr;
 
