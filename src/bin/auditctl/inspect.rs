@@ -66,6 +66,10 @@ pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
         "sessions    {} (rows, including expired not yet swept)",
         s.sessions
     );
+    println!(
+        "tokens      {} (rows, including expired not yet swept)",
+        s.tokens
+    );
     println!("bans        {}", s.bans);
     println!();
     println!("events by kind:");
