@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
 use gatehouse::server::login::MAX_PASSWORD;
 use gatehouse::server::{Server, admin};
-use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, now_ms};
+use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, TokenStore, now_ms};
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +76,7 @@ enum Command {
         #[command(subcommand)]
         command: BansCommand,
     },
-    /// Act on one user's credentials.
+    /// Act on a user's credentials.
     Users {
         #[command(flatten)]
         loc: Location,
@@ -93,6 +93,12 @@ enum UsersCommand {
     /// Audited as `mfa.reset`.
     ResetSecondFactor {
         /// The user's name.
+        name: String,
+    },
+    /// Revoke every access token of a user: through the running server's
+    /// admin socket, or directly in the database when no server runs.
+    RevokeTokens {
+        /// The user whose tokens end.
         name: String,
     },
 }
@@ -321,29 +327,46 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
-    match command {
-        UsersCommand::ResetSecondFactor { name } => {
-            let q = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("user", &name)
-                .finish();
-            let path = format!("/users/reset-second-factor?{q}");
-            if let Some((code, body)) = admin::request(&config.data_dir, "POST", &path)? {
-                print!("{body}");
-                return admin_status(code);
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
-            let actor = std::env::var("USER").unwrap_or_else(|_| "command line".into());
-            let done = rt.block_on(admin::reset_factors(&backend, &name, &actor));
-            rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
-            backend.close()?;
-            print!("{}", done?);
-            Ok(())
-        }
+    let (name, path) = match &command {
+        UsersCommand::ResetSecondFactor { name } => (name, "/users/reset-second-factor"),
+        UsersCommand::RevokeTokens { name } => (name, "/users/revoke-tokens"),
+    };
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("user", name)
+        .finish();
+    if let Some((code, body)) = admin::request(&config.data_dir, "POST", &format!("{path}?{q}"))? {
+        print!("{body}");
+        return admin_status(code);
     }
+    // No server runs: the file is changed directly.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
+    let actor = std::env::var("USER").ok();
+    let done = match &command {
+        UsersCommand::ResetSecondFactor { name } => rt.block_on(admin::reset_factors(
+            &backend,
+            name,
+            actor.as_deref().unwrap_or("command line"),
+        )),
+        UsersCommand::RevokeTokens { name } => {
+            let how = gatehouse::store::Revocation {
+                actor,
+                ..gatehouse::store::Revocation::new(
+                    gatehouse::store::RevokeReason::ByAdmin,
+                    now_ms(),
+                )
+            };
+            rt.block_on(backend.revoke_user_tokens(name, how))
+                .map(|ids| admin::revoked_tokens_line(name, ids.len()))
+        }
+    };
+    rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
+    backend.close()?;
+    print!("{}", done?);
+    Ok(())
 }
 
 /// Passwords shorter than this get a warning from `hash-password` (ASVS

@@ -8,6 +8,9 @@
 //! - Figure 7 (`flood.rs`): a login flood (200 concurrent wrong-password
 //!   logins, real argon2 cost) against the machine's argon2 limit, and the
 //!   latency of `/auth/verify` and `/healthz` during the flood versus idle.
+//! - Figure 10 (`token.rs`): `GET /auth/verify` with `Authorization: Bearer`
+//!   (an access token) against the same check with the session cookie, one
+//!   server, the same run.
 //! - Figure 8 (`memory.rs`): peak RSS of a server process (this binary
 //!   re-executed in a server mode) holding many sessions and events, during
 //!   a sweep and audit queries, against the file size.
@@ -20,6 +23,7 @@
 mod flood;
 mod memory;
 mod servers;
+mod token;
 mod verify;
 
 use std::path::Path;
@@ -129,6 +133,10 @@ fn main() {
     if only.wants(figure::LOGIN_FLOOD) {
         let f = rt.block_on(flood::figure(&p, &mut lines));
         raw.insert("fig7".into(), f);
+    }
+    if only.wants(figure::VERIFY_TOKEN) {
+        let f = rt.block_on(token::figure(&p, &mut lines));
+        raw.insert("fig10".into(), f);
     }
     if only.wants(figure::MEMORY) {
         let f = rt.block_on(memory::figure(&p, &mut lines));

@@ -20,9 +20,12 @@ pub const LOGIN_FLOOD: u8 = 7;
 pub const MEMORY: u8 = 8;
 /// Bytes on disk per event (`compare`).
 pub const BYTES_ON_DISK: u8 = 9;
+/// `GET /auth/verify` with `Authorization: Bearer` against the session
+/// cookie, same server, same run (`http`).
+pub const VERIFY_TOKEN: u8 = 10;
 
 /// Every figure: (number, bench that measures it, title).
-pub const ALL: [(u8, &str, &str); 9] = [
+pub const ALL: [(u8, &str, &str); 10] = [
     (APPEND, "compare", "durable append"),
     (NEWEST_100, "compare", "newest 100 of one user"),
     (DEEP_PAGES, "compare", "deep pagination"),
@@ -32,6 +35,11 @@ pub const ALL: [(u8, &str, &str); 9] = [
     (LOGIN_FLOOD, "http", "login flood"),
     (MEMORY, "http", "server memory"),
     (BYTES_ON_DISK, "compare", "bytes on disk per event"),
+    (
+        VERIFY_TOKEN,
+        "http",
+        "GET /auth/verify with an access token",
+    ),
 ];
 
 /// The figures chosen with `--only 1,2,...`; all of them without it.

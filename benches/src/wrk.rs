@@ -50,8 +50,12 @@ pub async fn load_with(
         let mut cmd = tokio::process::Command::new("wrk");
         cmd.arg(format!("-t{THREADS}"))
             .arg(format!("-c{CONNECTIONS}"))
-            .args([&format!("-d{secs}s"), "--latency", "-H"])
-            .arg(format!("Cookie: gatehouse_session={cookie}"));
+            .args([&format!("-d{secs}s"), "--latency"]);
+        // An empty cookie: no `Cookie` header at all (a script's request).
+        if !cookie.is_empty() {
+            cmd.arg("-H")
+                .arg(format!("Cookie: gatehouse_session={cookie}"));
+        }
         for h in extra {
             cmd.arg("-H").arg(h);
         }
@@ -61,7 +65,7 @@ pub async fn load_with(
     } else {
         let run = on_clients(closed_load(
             addr,
-            get_req_with(path, Some(cookie), extra),
+            get_req_with(path, Some(cookie).filter(|c| !c.is_empty()), extra),
             CONNECTIONS,
             secs,
             None,

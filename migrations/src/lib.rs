@@ -17,11 +17,13 @@ mod v0001_initial;
 mod v0002_kind_index_and_bans;
 mod v0003_compact_audit;
 mod v0004_access_denied_kind;
-mod v0005_second_factors;
+mod v0005_access_tokens;
+mod v0006_second_factors;
 
 pub use v0003_compact_audit::KIND_CODES;
 pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
-pub use v0005_second_factors::NEW_KIND_CODES as KIND_CODES_V5;
+pub use v0005_access_tokens::NEW_KIND_CODES as KIND_CODES_V5;
+pub use v0006_second_factors::NEW_KIND_CODES as KIND_CODES_V6;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -31,7 +33,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 5;
+pub const LATEST: u32 = 6;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -64,8 +66,13 @@ const STEPS: &[Step] = &[
     },
     Step {
         version: 5,
+        name: "access tokens and their audit kinds",
+        apply: v0005_access_tokens::apply,
+    },
+    Step {
+        version: 6,
         name: "second factors, pending sign-ins, session methods",
-        apply: v0005_second_factors::apply,
+        apply: v0006_second_factors::apply,
     },
 ];
 

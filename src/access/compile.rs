@@ -39,6 +39,11 @@ pub struct RuleSpec {
     #[serde(default)]
     pub subjects: Option<Vec<String>>,
     pub policy: Policy,
+    /// On a `two_factor` rule: let a request authenticated by an access
+    /// token through (a token counts as one factor, so such a rule refuses
+    /// it otherwise). Meaningless on other policies, so refused there.
+    #[serde(default)]
+    pub allow_tokens: bool,
 }
 
 /// A rule that does not compile: which one (0-based, in file order), which
@@ -65,6 +70,8 @@ pub(super) struct Rule {
     pub(super) users: Vec<String>,
     pub(super) groups: Vec<String>,
     pub(super) has_subjects: bool,
+    /// A `two_factor` rule that accepts access tokens.
+    pub(super) allow_tokens: bool,
 }
 
 /// The compiled rules and the default policy. Cheap to share behind an
@@ -162,6 +169,18 @@ impl Rules {
     pub fn default_policy(&self) -> Policy {
         self.default
     }
+
+    /// Whether a request authenticated by an access token may pass a
+    /// decision made by `rule` (`None`: the default policy). A token is one
+    /// factor: it passes everything but `two_factor`, and a `two_factor`
+    /// rule only when it sets `allow_tokens` (the default policy never does).
+    pub fn admits_token(&self, policy: Policy, rule: Option<usize>) -> bool {
+        if policy != Policy::TwoFactor {
+            return true;
+        }
+        rule.and_then(|i| self.rules.get(i))
+            .is_some_and(|r| r.allow_tokens)
+    }
 }
 
 fn compile_one(index: usize, spec: &RuleSpec) -> Result<Rule, RuleError> {
@@ -170,6 +189,12 @@ fn compile_one(index: usize, spec: &RuleSpec) -> Result<Rule, RuleError> {
         field,
         message,
     };
+    if spec.allow_tokens && spec.policy != Policy::TwoFactor {
+        return Err(err(
+            "allow_tokens",
+            "only a `two_factor` rule refuses tokens; leave it out elsewhere".into(),
+        ));
+    }
     let nonempty = |field, v: &Option<Vec<String>>| match v {
         Some(v) if v.is_empty() => Err(err(
             field,
@@ -282,5 +307,72 @@ fn compile_one(index: usize, spec: &RuleSpec) -> Result<Rule, RuleError> {
         has_subjects: spec.subjects.is_some(),
         users,
         groups,
+        allow_tokens: spec.allow_tokens,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: Policy, allow_tokens: bool, domain: &str) -> RuleSpec {
+        RuleSpec {
+            domains: Some(vec![domain.into()]),
+            policy,
+            allow_tokens,
+            ..RuleSpec::default()
+        }
+    }
+
+    /// A token passes one-factor rules, and a two-factor rule only when it
+    /// allows tokens; the two-factor default never does.
+    #[test]
+    fn tokens_pass_two_factor_rules_only_when_allowed() {
+        let rules = Rules::compile(
+            &[
+                spec(Policy::TwoFactor, false, "a.example"),
+                spec(Policy::TwoFactor, true, "b.example"),
+                spec(Policy::OneFactor, false, "c.example"),
+            ],
+            Policy::TwoFactor,
+            true,
+        )
+        .unwrap();
+        assert!(!rules.admits_token(Policy::TwoFactor, Some(0)));
+        assert!(rules.admits_token(Policy::TwoFactor, Some(1)));
+        assert!(rules.admits_token(Policy::OneFactor, Some(2)));
+        assert!(!rules.admits_token(Policy::TwoFactor, None));
+        assert!(rules.admits_token(Policy::Bypass, None));
+        // Through the decision for a request, as the check asks.
+        let subject = super::super::Subject {
+            user: Some("alice"),
+            groups: &[],
+        };
+        for (host, admitted) in [
+            ("a.example", false),
+            ("b.example", true),
+            ("c.example", true),
+            ("z.example", false),
+        ] {
+            let req = super::super::Request {
+                host,
+                path: "/",
+                method: "GET",
+                ip: None,
+            };
+            let d = rules.decide(&req, &subject);
+            assert_eq!(rules.admits_token(d.policy, d.rule), admitted, "{host}");
+        }
+    }
+
+    #[test]
+    fn allow_tokens_is_refused_off_two_factor_rules() {
+        let e = Rules::compile(
+            &[spec(Policy::OneFactor, true, "a.example")],
+            Policy::OneFactor,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!((e.index, e.field), (0, "allow_tokens"));
+    }
 }

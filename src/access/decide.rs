@@ -651,6 +651,7 @@ mod tests {
                     networks,
                     subjects,
                     policy,
+                    allow_tokens: false,
                 },
             )
     }

@@ -34,7 +34,7 @@ pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
     Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, RegulationSettings,
-    SecondFactorSettings, SessionSettings, UserEntry,
+    SecondFactorSettings, SessionSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
 pub use write::append_user;
@@ -127,6 +127,8 @@ pub struct Config {
     pub limits: LimitConfig,
     /// Cost of new hashes and of the dummy hash.
     pub argon2: Argon2Settings,
+    /// `[tokens]`: access tokens and Basic auth.
+    pub tokens: TokenSettings,
     /// See [`Config::policy`].
     policy: Arc<Policy>,
 }

@@ -221,6 +221,42 @@ impl Default for HstsSettings {
     }
 }
 
+/// `[tokens]`: personal access tokens, and Basic auth on the forward-auth
+/// check for clients that cannot sign in with a form.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Longest lifetime a token may be given, in days. A token asked for
+    /// without one gets 90 days (or this, when shorter).
+    pub max_days: u64,
+    /// Most live tokens one user holds; creating one more is refused.
+    pub max_per_user: usize,
+    /// Accept `Authorization: Basic` with the user's password (not only
+    /// with a token) on `/auth/verify`. Off by default: each distinct
+    /// credential then costs an argon2 check.
+    pub basic_auth_passwords: bool,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            max_days: 365,
+            max_per_user: 50,
+            basic_auth_passwords: false,
+        }
+    }
+}
+
+impl TokenSettings {
+    /// Days a token gets when its owner names none.
+    pub const DEFAULT_DAYS: u64 = 90;
+
+    /// The lifetime of a token asked for with `days` (or none).
+    pub fn days(&self, days: Option<u64>) -> u64 {
+        days.unwrap_or(Self::DEFAULT_DAYS.min(self.max_days))
+    }
+}
+
 /// argon2id cost used for new hashes and the dummy hash.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -280,6 +316,7 @@ pub struct FileConfig {
     pub limits: LimitSettings,
     pub hsts: HstsSettings,
     pub argon2: Argon2Settings,
+    pub tokens: TokenSettings,
     pub access: AccessSettings,
     pub second_factor: SecondFactorSettings,
     /// Access rules, in order; the first that matches decides.
@@ -319,6 +356,7 @@ impl Default for FileConfig {
             limits: LimitSettings::default(),
             hsts: HstsSettings::default(),
             argon2: Argon2Settings::default(),
+            tokens: TokenSettings::default(),
             access: AccessSettings::default(),
             second_factor: SecondFactorSettings::default(),
             rules: Vec::new(),

@@ -400,3 +400,31 @@ fn rules_groups_and_identity_fields_load_and_errors_name_the_rule_line() {
     .to_string();
     assert!(e.contains("users[0].groups[0]"), "{e}");
 }
+
+#[test]
+fn token_settings_default_and_errors_name_the_field() {
+    let c = load_text("").unwrap();
+    assert_eq!(
+        (
+            c.tokens.max_days,
+            c.tokens.max_per_user,
+            c.tokens.basic_auth_passwords
+        ),
+        (365, 50, false)
+    );
+    assert_eq!(c.tokens.days(None), 90);
+    let c = load_text("[tokens]\nmax_days = 30\nbasic_auth_passwords = true\n").unwrap();
+    assert_eq!(c.tokens.days(None), 30, "the default is capped by max_days");
+    assert!(c.tokens.basic_auth_passwords);
+    for (text, field, line) in [
+        ("[tokens]\nmax_days = 0\n", "tokens.max_days", 2),
+        ("[tokens]\n\nmax_days = 99999\n", "tokens.max_days", 3),
+        ("[tokens]\nmax_per_user = 0\n", "tokens.max_per_user", 2),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("g.toml:{line}: invalid setting `{field}`")),
+            "{e}"
+        );
+    }
+}

@@ -15,6 +15,10 @@ use super::schema::{FileConfig, UserEntry};
 use super::settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig, hsts_value};
 use super::{Config, ConfigError, MAX_BYTES, MAX_COUNT, MAX_SECS};
 
+/// Most access tokens one user may hold: each is listed on one page and
+/// checked at creation.
+const MAX_TOKENS_PER_USER: usize = 1_000;
+
 impl Config {
     /// Validates a parsed file.
     pub fn from_file(
@@ -202,6 +206,22 @@ impl Config {
                 return Err(invalid(field, format!("must be at most {max}")));
             }
         }
+        let t = &file.tokens;
+        if t.max_days == 0 {
+            return Err(invalid("tokens.max_days", "must be greater than 0".into()));
+        }
+        if t.max_days > MAX_SECS / 86_400 {
+            return Err(invalid(
+                "tokens.max_days",
+                format!("must be at most {} (ten years)", MAX_SECS / 86_400),
+            ));
+        }
+        if t.max_per_user == 0 || t.max_per_user > MAX_TOKENS_PER_USER {
+            return Err(invalid(
+                "tokens.max_per_user",
+                format!("must be from 1 to {MAX_TOKENS_PER_USER}"),
+            ));
+        }
         if file.limits.header_bytes < 8192 {
             return Err(invalid(
                 "limits.header_bytes",
@@ -240,6 +260,7 @@ impl Config {
             regulation: file.regulation.clone(),
             second_factor: file.second_factor.clone(),
             argon2: file.argon2.clone(),
+            tokens: file.tokens.clone(),
             allowed_redirect_domains: file.allowed_redirect_domains.clone(),
             log_format: file.log_format,
             metrics: file.metrics,

@@ -94,7 +94,18 @@ event_kinds! {
     /// An access rule refused a signed-in user (at most one a user, rule
     /// and minute). Schema 4.
     AccessDenied = "access.denied", 16;
-    /// A second factor was enrolled (details: `method`). Schema 5.
+    /// A user created a personal access token. Schema 5.
+    TokenCreated = "token.created", 17;
+    /// An access token was revoked by its user, an admin or a credential
+    /// change. Schema 5.
+    TokenRevoked = "token.revoked", 18;
+    /// An access token passed its expiry and was removed by the sweep.
+    /// Schema 5.
+    TokenExpired = "token.expired", 19;
+    /// An access token was used from an address it had not been used from
+    /// recently (not every use: its last-used time covers those). Schema 5.
+    TokenUsed = "token.used", 20;
+    /// A second factor was enrolled (details: `method`). Schema 6.
     MfaEnrolled = "mfa.enrolled", 21;
     /// A second factor was removed by its user (details: `method`).
     MfaRemoved = "mfa.removed", 22;
@@ -166,7 +177,7 @@ mod tests {
     use super::*;
 
     /// Every (name, code) pair, written out: shipped pairs never change.
-    const FROZEN: [(&str, u8); 22] = [
+    const FROZEN: [(&str, u8); 26] = [
         ("login.success", 1),
         ("login.failure", 2),
         ("login.rejected", 3),
@@ -183,6 +194,10 @@ mod tests {
         ("config.reloaded", 14),
         ("retention.pruned", 15),
         ("access.denied", 16),
+        ("token.created", 17),
+        ("token.revoked", 18),
+        ("token.expired", 19),
+        ("token.used", 20),
         ("mfa.enrolled", 21),
         ("mfa.removed", 22),
         ("mfa.success", 23),
@@ -200,13 +215,14 @@ mod tests {
         assert_eq!(ours, FROZEN);
     }
 
-    /// The stored kind codes are the ones schema 3 wrote plus those schema 4
-    /// added, and they round-trip.
+    /// The stored kind codes are the ones schema 3 wrote plus those schemas 4
+    /// to 6 added, and they round-trip.
     #[test]
     fn kind_codes_match_the_schema() {
         let mut schema = gatehouse_migrations::KIND_CODES.to_vec();
         schema.extend(gatehouse_migrations::KIND_CODES_V4);
         schema.extend(gatehouse_migrations::KIND_CODES_V5);
+        schema.extend(gatehouse_migrations::KIND_CODES_V6);
         schema.sort_by_key(|&(_, c)| c);
         let ours: Vec<(&str, u8)> = EventKind::ALL
             .iter()
@@ -217,7 +233,7 @@ mod tests {
             assert_eq!(EventKind::from_code(k.code()), Some(k));
         }
         assert_eq!(EventKind::from_code(0), None);
-        assert_eq!(EventKind::from_code(17), None);
+        assert_eq!(EventKind::from_code(27), None);
         assert_eq!(EventKind::from_code(255), None);
     }
 

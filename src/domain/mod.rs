@@ -14,7 +14,11 @@ mod session;
 mod token;
 mod wire;
 
-pub use access_token::AccessToken;
+pub use access_token::{
+    AccessToken, AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAIN, MAX_TOKEN_DOMAINS,
+    MAX_TOKEN_NAME, NewAccessToken, PREFIX as ACCESS_TOKEN_PREFIX, TOKEN_RECENT_IPS, TokenRefusal,
+    normalize_scope_domain,
+};
 pub use ban::{Ban, BanSubject, NewBan, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};

@@ -4,6 +4,7 @@
 //! the operator: the file mode is the access control.
 //!
 //! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`,
+//! `POST /users/revoke-tokens?user=U` (ends every access token of a user),
 //! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
 //! `backup.created` event for a snapshot `auditctl backup` just took).
 
@@ -23,7 +24,10 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::AppState;
-use crate::store::{AuditStore, BanStore, BanSubject, EventKind, NewEvent, now_ms};
+use crate::store::{
+    AuditStore, BanStore, BanSubject, EventKind, NewEvent, Revocation, RevokeReason, TokenStore,
+    now_ms,
+};
 
 /// Name of the socket in the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -79,6 +83,7 @@ pub async fn serve(
         .route("/bans/lift", post(lift))
         .route("/users/reset-second-factor", post(reset_second_factor))
         .route("/events/backup", post(backup_created))
+        .route("/users/revoke-tokens", post(revoke_tokens))
         .with_state(state);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let mut conns = tokio::task::JoinSet::new();
@@ -185,6 +190,22 @@ async fn reset_second_factor(
     }
 }
 
+/// Ends every access token of a user (`gatehouse users revoke-tokens`),
+/// each with `token.revoked` (reason `admin`, actor `admin-socket`).
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    Query(q): Query<UserQuery>,
+) -> (StatusCode, String) {
+    let how = Revocation {
+        actor: Some("admin-socket".into()),
+        ..Revocation::new(RevokeReason::ByAdmin, now_ms())
+    };
+    match state.store.revoke_user_tokens(&q.user, how).await {
+        Ok(ids) => (StatusCode::OK, revoked_tokens_line(&q.user, ids.len())),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
 /// Removes every second factor of `user` (TOTP, passkeys, recovery codes)
 /// with an `mfa.reset` event naming `actor`. The message says what was done.
 pub async fn reset_factors(
@@ -208,6 +229,15 @@ pub async fn reset_factors(
             ),
             Err(_) => unreachable!("a reset is never refused"),
         },
+    )
+}
+
+/// What `users revoke-tokens` prints, the user escaped for the terminal.
+pub fn revoked_tokens_line(user: &str, n: usize) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!(
+        "revoked {n} access token{s} of {}\n",
+        crate::terminal::escape(user)
     )
 }
 

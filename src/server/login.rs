@@ -362,7 +362,7 @@ pub(super) async fn regulate(
 /// one): recorded and logged only when it is the first of its subject's
 /// window, otherwise only counted (see `rejections`), so that a flood of
 /// refused attempts writes a bounded number of events and log lines.
-async fn reject(
+pub(super) async fn reject(
     state: &AppState,
     subject: &BanSubject,
     refusal: Refusal,

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod bearer;
 pub mod conn;
 mod dispatch;
 mod error;
@@ -32,6 +33,7 @@ pub mod rejections;
 pub mod reload;
 pub mod sessions;
 pub mod tasks;
+pub mod tokens;
 pub mod verify;
 
 use std::net::IpAddr;
@@ -51,6 +53,7 @@ use serde::Serialize;
 use crate::config::{Config, Policy, UserEntry};
 use crate::store::{
     Backend, CredentialCheck, CredentialGenerations, Revocation, RevokeReason, SessionStore,
+    TokenStore,
 };
 
 pub use dispatch::answer_hot;
@@ -91,6 +94,10 @@ pub struct Inner {
     pub secrets: crate::identity::secret_box::SecretBox,
     /// Passkey ceremonies in flight (bounded).
     pub ceremonies: factors::passkeys::Ceremonies,
+    /// Results of Basic password checks on `/auth/verify`, a minute at
+    /// most, keyed by an HMAC of the credential; cleared when a reload
+    /// changes users.
+    pub basic: crate::identity::basic::BasicCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -124,6 +131,10 @@ impl AppState {
                 activity,
                 secrets,
                 ceremonies: Default::default(),
+                basic: crate::identity::basic::BasicCache::new(
+                    bearer::BASIC_CACHE_ENTRIES,
+                    crate::identity::basic::MAX_TTL_MS,
+                ),
             }),
         }
     }
@@ -182,8 +193,9 @@ impl AppState {
         (policy.user(name).cloned(), self.credentials.check(name))
     }
 
-    /// Replaces the policy (a reload) and ends every session of a user who
-    /// was removed, whose password hash changed, or who was just added. So
+    /// Replaces the policy (a reload) and ends every session and access
+    /// token of a user who was removed, whose password hash changed, or who
+    /// was just added. So
     /// a password change signs out the old sessions, and a name that comes
     /// back (perhaps for someone else, perhaps after being removed while the
     /// server was stopped) never inherits sessions from before.
@@ -205,11 +217,16 @@ impl AppState {
         let mut changed: Vec<String> = removed_or_changed.map(|u| u.name.clone()).collect();
         for u in policy.users().values() {
             if old.user(&u.name).is_none()
-                && self
+                && (self
                     .store
                     .sessions_of(&u.name, now)
                     .await
                     .map_or(true, |s| !s.is_empty())
+                    || self
+                        .store
+                        .tokens_of(&u.name, now)
+                        .await
+                        .map_or(true, |t| !t.is_empty()))
             {
                 changed.push(u.name.clone());
             }
@@ -224,10 +241,22 @@ impl AppState {
             // session before the revocation or finds the generation moved.
             self.credentials.bump(changed.iter().map(String::as_str));
         }
+        if !changed.is_empty() {
+            // A Basic password checked against a replaced hash must not
+            // pass from the cache for the rest of its minute.
+            self.basic.clear();
+        }
         for user in &changed {
             let how = Revocation::new(RevokeReason::UserChanged, crate::store::now_ms());
-            if let Err(e) = self.store.revoke_user(user, None, how).await {
+            if let Err(e) = self.store.revoke_user(user, None, how.clone()).await {
                 tracing::error!(error = %e, user = ?user, "ending the sessions of a changed user failed");
+            }
+            // Queued after the sessions' revocation: a token being created
+            // from one of those sessions is refused once it is gone
+            // (`TokenStore::create_token`), or was created before and ends
+            // here.
+            if let Err(e) = self.store.revoke_user_tokens(user, how).await {
+                tracing::error!(error = %e, user = ?user, "ending the tokens of a changed user failed");
             }
         }
         changed
@@ -340,6 +369,10 @@ pub fn router(state: AppState) -> Router {
             "/account/security/recovery",
             post(factors::account::new_codes),
         )
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/tokens", get(tokens::page).post(tokens::page_create))
+        .route("/tokens/revoke", post(tokens::page_revoke))
         .route("/api/v1/audit", get(audit::query))
         .route("/metrics", get(metrics::render))
         .route("/robots.txt", get(assets::robots))

@@ -3,7 +3,12 @@
 //!
 //! This is the hot path: one read transaction, no write, no lock, no
 //! hashing. A stale session is touched fire-and-forget (see
-//! [`super::auth::lookup`]).
+//! [`super::auth::lookup`]). Without a session cookie, an access token in
+//! `Authorization` is checked the same way (one read, a coalesced touch;
+//! see [`super::bearer`]). The one exception is a Basic password
+//! (`[tokens] basic_auth_passwords`) not checked within the last minute:
+//! [`answer`] then declines and [`verify`], behind the router, checks it
+//! through the bounded hashing pool and the failure limit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -12,13 +17,15 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{client_ip, lookup_with};
+use super::auth::{client_ip, cookie, lookup_with};
+use super::bearer::{Presented, basic_password, cached_password, presented, token_with};
 use super::redirect::original_url;
 use super::{ApiError, AppState};
 use crate::access::{
     Decision, Policy as AccessPolicy, Request as AccessRequest, Subject, original_request,
 };
 use crate::config::{Policy, UserEntry};
+use crate::store::AccessTokenInfo;
 
 /// Whether the query asks for a redirect to the login page instead of 401
 /// (`redirect=1` or `redirect=true`, for proxies that pass the answer on to
@@ -49,20 +56,58 @@ const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 const REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
-/// borrowing it spares copying the header map.
+/// borrowing it spares copying the header map. Reached through the router
+/// only when [`answer`] could not answer on the spot (a `HEAD`, or a Basic
+/// password not checked within the last minute), or from tests.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    answer(&state, &req, peer)
+    if let Some(r) = answer(&state, &req, peer) {
+        return r;
+    }
+    let (query, headers) = (req.uri().query(), req.headers());
+    // A Basic password not seen within the last minute: checked as the
+    // sign-in form checks one, off the hot path.
+    let Presented::Password { user, secret } = presented(headers) else {
+        return not_signed_in(&state, query, headers);
+    };
+    match basic_password(&state, headers, peer, &user, secret).await {
+        Ok(()) => check_as(&state, query, headers, peer, Some(&user))
+            .unwrap_or_else(|| not_signed_in(&state, query, headers)),
+        // A wrong password answers as no credential does (with the challenge).
+        Err(r)
+            if r.status() == StatusCode::UNAUTHORIZED
+                && !r.headers().contains_key(header::RETRY_AFTER) =>
+        {
+            not_signed_in(&state, query, headers)
+        }
+        Err(r) => r,
+    }
 }
 
-/// The answer to a forward-auth request. Counts it as activity: the route
-/// is outside the activity middleware (see `super::router`).
-pub fn answer<B>(state: &AppState, req: &http::Request<B>, peer: Option<IpAddr>) -> Response {
+/// The answer to a forward-auth request, made on the spot; `None` when it
+/// needs a password checked first (see [`verify`]). Counts it as activity:
+/// the route is outside the activity middleware (see `super::router`).
+pub fn answer<B>(
+    state: &AppState,
+    req: &http::Request<B>,
+    peer: Option<IpAddr>,
+) -> Option<Response> {
     state.activity.record();
     check(state, req.uri().query(), req.headers(), peer)
+}
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Factor {
+    /// A session cookie; `two_factor`: signed in with a second factor.
+    Session { two_factor: bool },
+    /// An access token (Bearer, or Basic with the token as the secret).
+    Token,
+    /// Basic with the user's password (`basic_auth_passwords`).
+    Password,
 }
 
 /// What a signed-in check found: the identity headers' values and the
@@ -73,8 +118,78 @@ struct Found {
     email: Option<HeaderValue>,
     name: Option<HeaderValue>,
     decision: Option<Decision>,
-    /// The session was signed in with a second factor.
-    two_factor: bool,
+    /// An access token whose scope does not include the requested host.
+    out_of_scope: bool,
+    /// The decision needs more than this factor: a token (or a password in
+    /// Basic) is one factor, and a `two_factor` rule refuses it unless the
+    /// rule sets `allow_tokens` (tokens only).
+    needs_more: bool,
+    /// A one-factor session meets a `two_factor` decision: the answer is
+    /// "sign in", and the login page sends the browser to the second step
+    /// (step-up), then back.
+    step_up: bool,
+    /// Authenticated by `Authorization` (a token or a Basic password), not
+    /// a cookie: the answer says so ([`CREDENTIAL`]) so that the proxy can
+    /// keep the credential from the app.
+    by_authorization: bool,
+}
+
+/// On a 200 for a request authenticated by its `Authorization` header:
+/// `X-Gatehouse-Credential: authorization`. `deploy/nginx.conf` then drops
+/// that header from the request the app receives, as it drops the session
+/// cookie. Absent on cookie answers, which stay as they were.
+pub const CREDENTIAL: HeaderName = HeaderName::from_static("x-gatehouse-credential");
+
+/// Builds what a check of `user` found, asking the rules. A session
+/// without a second factor steps up for a `two_factor` decision; a token
+/// is also held to its scope.
+fn found_for(
+    state: &AppState,
+    policy: &Policy,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    user: &UserEntry,
+    factor: Factor,
+    token: Option<&AccessTokenInfo>,
+) -> Found {
+    let decision = decide(state, policy, headers, peer, Some(user));
+    let step_up = matches!(
+        (factor, decision),
+        (Factor::Session { two_factor: false }, Some(d)) if d.policy == AccessPolicy::TwoFactor
+    );
+    let needs_more = match (factor, decision) {
+        (Factor::Session { .. }, _) | (_, None) => false,
+        (Factor::Token, Some(d)) => !policy.rules().admits_token(d.policy, d.rule),
+        (Factor::Password, Some(d)) => d.policy == AccessPolicy::TwoFactor,
+    };
+    let out_of_scope = token.is_some_and(|t| {
+        !t.domains.is_empty() && {
+            // Believed only from a trusted proxy, like the rules' view of
+            // the request: from anyone else the host is unknown and a
+            // scoped token matches nothing.
+            let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
+            let host = original_request(headers, trusted, None).map_or("", |r| r.host);
+            !t.allows_host(host)
+        }
+    });
+    Found {
+        // Values are validated at config load: no control characters.
+        user: HeaderValue::from_str(&user.name).ok(),
+        groups: HeaderValue::from_str(policy.groups_header(&user.name)).ok(),
+        email: user
+            .email
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok()),
+        name: user
+            .display_name
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok()),
+        decision,
+        out_of_scope,
+        needs_more,
+        step_up,
+        by_authorization: !matches!(factor, Factor::Session { .. }),
+    }
 }
 
 /// The rules' decision for this check, or `None` when the policy has no
@@ -115,41 +230,88 @@ fn decide(
 }
 
 /// The answer to a forward-auth check with this query, these headers and
-/// this peer.
+/// this peer, made on the spot: a session cookie, else an access token or a
+/// Basic password checked within the last minute. `None` when the request
+/// carries a Basic password that must be hashed first (see [`verify`]).
 pub fn check(
     state: &AppState,
     query: Option<&str>,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
-) -> Response {
+) -> Option<Response> {
+    check_as(state, query, headers, peer, None)
+}
+
+/// [`check`]; `verified`: the user whose Basic password was just checked and
+/// found right, answered without the cache (which may be full).
+fn check_as(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    verified: Option<&str>,
+) -> Option<Response> {
     let start = Instant::now();
     // Only what the answer needs is taken from the user's entry.
-    let found = lookup_with(state, headers, |session, _, user, policy| Found {
-        two_factor: session.methods.two_factor(),
-        // Values are validated at config load: no control characters.
-        user: HeaderValue::from_str(&user.name).ok(),
-        groups: HeaderValue::from_str(policy.groups_header(&user.name)).ok(),
-        email: user
-            .email
-            .as_deref()
-            .and_then(|e| HeaderValue::from_str(e).ok()),
-        name: user
-            .display_name
-            .as_deref()
-            .and_then(|n| HeaderValue::from_str(n).ok()),
-        decision: decide(state, policy, headers, peer, Some(user)),
+    let mut found = lookup_with(state, headers, |session, _, user, policy| {
+        let factor = Factor::Session {
+            two_factor: session.methods.two_factor(),
+        };
+        found_for(state, policy, headers, peer, user, factor, None)
     });
+    // Without a valid session cookie, `Authorization` is looked at: a
+    // request with neither costs one header lookup more than before.
+    if matches!(found, Ok(None)) && headers.contains_key(header::AUTHORIZATION) {
+        match presented(headers) {
+            Presented::Token { token, basic_user } => {
+                found = token_with(
+                    state,
+                    headers,
+                    peer,
+                    &token,
+                    basic_user.as_deref(),
+                    |info, user, policy| {
+                        found_for(
+                            state,
+                            policy,
+                            headers,
+                            peer,
+                            user,
+                            Factor::Token,
+                            Some(info),
+                        )
+                    },
+                );
+            }
+            Presented::Password { user, secret } if state.config.tokens.basic_auth_passwords => {
+                let ok = match verified {
+                    Some(v) => v == user,
+                    None => cached_password(state, &user, &secret)?,
+                };
+                if ok {
+                    found = Ok(state.with_policy(|p| {
+                        p.user(&user)
+                            .map(|u| found_for(state, p, headers, peer, u, Factor::Password, None))
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
     let res = match found {
+        Ok(Some(f)) if f.out_of_scope => {
+            state.metrics.verify_denied.inc();
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this access token is not valid for this site",
+            )
+            .into_response()
+        }
+        Ok(Some(f)) if f.step_up => not_signed_in(state, query, headers),
         Ok(Some(f)) => match f.decision {
-            Some(d) if d.policy == AccessPolicy::Deny => {
+            Some(d) if d.policy == AccessPolicy::Deny || f.needs_more => {
                 let user = f.user.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
                 refuse(state, headers, peer, d, Some(user))
-            }
-            // A one-factor session meets an app that asks for two: the
-            // answer is "sign in", and the login page sends the browser to
-            // the second step (step-up), then back.
-            Some(d) if d.policy == AccessPolicy::TwoFactor && !f.two_factor => {
-                not_signed_in(state, query, headers)
             }
             _ => {
                 state.metrics.verify_ok.inc();
@@ -170,7 +332,10 @@ pub fn check(
                         email: None,
                         name: None,
                         decision: None,
-                        two_factor: false,
+                        out_of_scope: false,
+                        needs_more: false,
+                        step_up: false,
+                        by_authorization: false,
                     })
                 }
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
@@ -188,7 +353,7 @@ pub fn check(
         .metrics
         .verify_micros
         .observe(start.elapsed().as_micros() as u64);
-    res
+    Some(res)
 }
 
 /// 200 with the identity headers.
@@ -209,6 +374,9 @@ fn granted(f: Found) -> Response {
         f.email.unwrap_or(HeaderValue::from_static("")),
     );
     h.insert(REMOTE_NAME, f.name.unwrap_or(HeaderValue::from_static("")));
+    if f.by_authorization {
+        h.insert(CREDENTIAL, HeaderValue::from_static("authorization"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -231,6 +399,13 @@ fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> 
             if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
                 r.headers_mut().insert(LOGIN_URL_HEADER, v);
             }
+        }
+        // A client that neither asks for a page nor holds a session cookie
+        // is not a browser: the challenge makes `curl -u` and `git` ask for
+        // credentials (nginx passes it on with the 401).
+        if !super::wants_html(headers) && cookie(headers, &state.config.cookie.name).is_none() {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, super::bearer::CHALLENGE);
         }
         r
     }

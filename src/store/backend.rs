@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck};
+use super::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore};
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
 use super::redb::{
@@ -15,9 +15,10 @@ use super::redb::{
 };
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
-    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
-    Revocation, Session, SessionToken, TokenHash,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
+    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
+    SessionToken, TokenHash, TokenRefusal,
 };
 
 /// The name of the database file in a data directory.
@@ -330,6 +331,84 @@ impl FactorStore for Backend {
             -> Result<Option<CreatedSession>, WriteError>;
         step_up(hash: TokenHash, method: Method, event: NewEvent, now_ms: u64)
             -> Result<Option<CreatedSession>, WriteError>;
+    }
+}
+
+impl TokenStore for Backend {
+    async fn create_token(
+        &self,
+        new: NewAccessToken,
+        session: Option<TokenHash>,
+    ) -> Result<Result<CreatedAccessToken, TokenRefusal>, WriteError> {
+        match self {
+            Backend::Redb(b) => b.create_token(new, session).await,
+        }
+    }
+
+    async fn token_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<AccessTokenInfo>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.token_by_hash(hash, now_ms).await,
+        }
+    }
+
+    #[inline]
+    fn token_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
+        match self {
+            Backend::Redb(b) => b.token_by_hash_now(hash, now_ms),
+        }
+    }
+
+    async fn tokens_of(&self, user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError> {
+        match self {
+            Backend::Redb(b) => b.tokens_of(user, now_ms).await,
+        }
+    }
+
+    async fn token_count(&self) -> Result<u64, StoreError> {
+        match self {
+            Backend::Redb(b) => b.token_count().await,
+        }
+    }
+
+    async fn revoke_token(
+        &self,
+        user: &str,
+        id: PublicId,
+        how: Revocation,
+    ) -> Result<bool, WriteError> {
+        match self {
+            Backend::Redb(b) => b.revoke_token(user, id, how).await,
+        }
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        how: Revocation,
+    ) -> Result<Vec<PublicId>, WriteError> {
+        match self {
+            Backend::Redb(b) => b.revoke_user_tokens(user, how).await,
+        }
+    }
+
+    #[inline]
+    fn touch_token(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), WriteError> {
+        match self {
+            Backend::Redb(b) => b.touch_token(hash, now_ms, ip),
+        }
     }
 }
 

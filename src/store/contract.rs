@@ -1,7 +1,8 @@
 //! The store's interface: what every backend does, in the language of the
-//! domain, as four traits (sessions, bans, the audit trail, whole-store
-//! checks) so that a backend holding only part of the data (sessions and
-//! bans in Redis, the audit trail in PostgreSQL) implements only its part,
+//! domain, as five traits (sessions, access tokens, bans, the audit trail,
+//! whole-store checks) so that a backend holding only part of the data
+//! (sessions and bans in Redis, the audit trail in PostgreSQL) implements
+//! only its part,
 //! and a composite backend routes each trait to one of them.
 //!
 //! # The contract
@@ -53,9 +54,10 @@ use super::credentials::CredentialCheck;
 use super::error::{QueryError, StoreError, WriteError};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
-    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
-    Revocation, Session, SessionToken, TokenHash,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
+    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
+    SessionToken, TokenHash, TokenRefusal,
 };
 
 /// Sessions: created by a sign-in, looked up by token hash on every
@@ -146,8 +148,10 @@ pub trait SessionStore: Send + Sync {
     /// returned `Ok` is applied before any write submitted after it.
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
 
-    /// Removes up to `limit` sessions past their deadline and up to `limit`
-    /// ran-out bans, each with its event, in one durable change. A failed
+    /// Removes up to `limit` sessions past their deadline, up to `limit`
+    /// ran-out bans and, for a backend that also implements [`TokenStore`],
+    /// up to `limit` expired access tokens, each with its event, in one
+    /// durable change. A failed
     /// sweep changed nothing and the next one removes the same entries.
     fn sweep(
         &self,
@@ -232,6 +236,82 @@ pub trait FactorStore: Send + Sync {
         event: NewEvent,
         now_ms: u64,
     ) -> impl Future<Output = Result<Option<CreatedSession>, WriteError>> + Send;
+}
+
+/// Personal access tokens: created by a signed-in user, looked up by hash
+/// on the forward-auth check, listed per user, touched, revoked, and
+/// expired by [`SessionStore::sweep`]. Stored only as their hash.
+pub trait TokenStore: Send + Sync {
+    /// Creates a token and appends `token.created` in one durable change,
+    /// after removing the user's expired tokens (each with
+    /// `token.expired`). Refused, storing nothing, when the user already
+    /// holds `new.max_per_user` live tokens, or when `session` is given and
+    /// is no longer live at the write (checked after every write submitted
+    /// before it, so a reload's revocation of the user wins).
+    fn create_token(
+        &self,
+        new: NewAccessToken,
+        session: Option<TokenHash>,
+    ) -> impl Future<Output = Result<Result<CreatedAccessToken, TokenRefusal>, WriteError>> + Send;
+
+    /// The live token whose hash is `hash` at `now_ms`, if any. The hot
+    /// path, kept to the same cost as [`SessionStore::session_by_hash`].
+    fn token_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<AccessTokenInfo>, StoreError>> + Send;
+
+    /// The same lookup answered on the spot, like
+    /// [`SessionStore::session_by_hash_now`]: `None` when the backend would
+    /// have to wait.
+    fn token_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
+        let _ = (hash, now_ms);
+        None
+    }
+
+    /// A user's live tokens, newest first.
+    fn tokens_of(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<AccessTokenInfo>, StoreError>> + Send;
+
+    /// Tokens stored, expired ones not yet swept included.
+    fn token_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Revokes one token of `user` by public id, with `token.revoked`.
+    /// Returns false when `user` has no such token.
+    fn revoke_token(
+        &self,
+        user: &str,
+        id: PublicId,
+        how: Revocation,
+    ) -> impl Future<Output = Result<bool, WriteError>> + Send;
+
+    /// Revokes every token of `user`, each with `token.revoked`. Returns
+    /// the revoked ids.
+    fn revoke_user_tokens(
+        &self,
+        user: &str,
+        how: Revocation,
+    ) -> impl Future<Output = Result<Vec<PublicId>, WriteError>> + Send;
+
+    /// Records a use of a live token at `now_ms` from `ip`, fire and forget
+    /// (coalesced like [`SessionStore::touch`]): its last use moves forward,
+    /// and a use from an address not among its recent ones appends
+    /// `token.used`. Fails at once with [`WriteError::Busy`] when the
+    /// backend cannot take it without waiting.
+    fn touch_token(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), WriteError>;
 }
 
 /// Bans on a user or a client network.

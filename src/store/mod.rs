@@ -28,7 +28,7 @@ pub mod redb;
 mod reports;
 
 pub use backend::{Backend, BackendConfig, BackendTask};
-pub use contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck};
+pub use contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore};
 pub use credentials::{CredentialCheck, CredentialGenerations};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
 pub use reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};

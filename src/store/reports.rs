@@ -14,6 +14,8 @@ pub struct StoreStats {
     pub events: u64,
     /// Rows of `bans`, ran-out ones not yet swept included.
     pub bans: u64,
+    /// Access tokens stored, expired ones not yet swept included.
+    pub tokens: u64,
     /// Id of the oldest event present.
     pub oldest_event: Option<EventId>,
     /// Id of the newest event present.
@@ -31,6 +33,8 @@ pub struct SweepReport {
     pub bans_lifted: usize,
     /// Pending sign-ins removed because their deadline passed.
     pub pending: usize,
+    /// Access tokens removed because they expired.
+    pub tokens_expired: usize,
     /// True when the batch limit was reached and expired entries remain.
     pub more: bool,
 }
@@ -74,6 +78,8 @@ pub struct CheckReport {
     pub users_with_factors: u64,
     /// Sign-ins waiting for their second step.
     pub pending_signins: u64,
+    /// Access tokens stored.
+    pub tokens: u64,
     /// Events ever appended, pruned ones included.
     pub events_appended: u64,
     /// Events removed by retention.

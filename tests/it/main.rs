@@ -3,6 +3,7 @@
 //! drive it with a real HTTP client.
 
 mod access;
+mod access_tokens;
 mod auditctl;
 mod backup_load;
 mod browser;

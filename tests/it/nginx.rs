@@ -27,7 +27,13 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
     // Anonymous: to the login page, the whole URL encoded in `rd` (an
     // unencoded `&` would cut it at `?a=1`).
     let c = client();
-    let r = c.get(&app_url).send().await.unwrap();
+    // A browser asks for a page (a script gets a 401, below).
+    let r = c
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(
@@ -39,7 +45,12 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
 
     // A URL too long to return to: the bare login page.
     let long = format!("http://127.0.0.1:{app_port}/{}", "x".repeat(3000));
-    let r = c.get(&long).send().await.unwrap();
+    let r = c
+        .get(&long)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
     assert_eq!(
         r.headers()["location"],
@@ -56,4 +67,118 @@ async fn nginx_auth_request_passes_only_gatehouse_identity() {
         &alice_session,
     )
     .await;
+}
+
+/// A script through the shipped nginx: `curl -H "Authorization: Bearer
+/// ..."` reaches the app as its user, the app never receives the token, a
+/// revoked token gets 401 with gatehouse's Basic challenge (so `curl -u`
+/// and git prompt), and a browser is still sent to the login page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_tokens_and_refuses_revoked_ones() {
+    let Some(nginx) = binary("nginx", &["/usr/sbin"]) else {
+        eprintln!("SKIPPED nginx_passes_tokens_and_refuses_revoked_ones: nginx is not installed");
+        return;
+    };
+    let (auth_port, app_port) = (free_port(), free_port());
+    let s = TestServer::start(&behind_proxy(auth_port)).await;
+    let app = echo_app().await;
+    let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
+    let app_url = format!("http://127.0.0.1:{app_port}/api/status");
+
+    // bob makes a token (on gatehouse directly; the API needs a session).
+    let c = client();
+    assert_eq!(
+        login(&c, &s, "bob", BOB_PW, &[]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let created: serde_json::Value = c
+        .post(s.at("/api/v1/tokens"))
+        .json(&serde_json::json!({"name": "curl"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // `curl -H "Authorization: Bearer ..."`, the real curl when installed.
+    let fetch = |auth: Option<String>| {
+        let url = app_url.clone();
+        async move {
+            match binary("curl", &["/usr/bin"]) {
+                Some(curl) => tokio::task::spawn_blocking(move || {
+                    let mut cmd = std::process::Command::new(curl);
+                    cmd.args(["-s", "-D", "-", "--max-time", "20"]);
+                    if let Some(a) = auth {
+                        cmd.args(["-H", &format!("Authorization: {a}")]);
+                    }
+                    let out = cmd.arg(&url).output().unwrap();
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    (status, head.to_ascii_lowercase(), body.to_string())
+                })
+                .await
+                .unwrap(),
+                None => {
+                    let mut rq = reqwest::Client::new().get(&url);
+                    if let Some(a) = auth {
+                        rq = rq.header("authorization", a);
+                    }
+                    let r = rq.send().await.unwrap();
+                    let head = format!("{:?}", r.headers()).to_ascii_lowercase();
+                    (r.status().as_u16(), head, r.text().await.unwrap())
+                }
+            }
+        }
+    };
+    let (status, _, body) = fetch(Some(format!("Bearer {token}"))).await;
+    assert_eq!(status, 200, "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen(&echo, "remote-user"), ["bob"], "{echo}");
+    // The token stays with gatehouse: the app receives no Authorization.
+    assert!(seen(&echo, "authorization").is_empty(), "{echo}");
+    // An app's own credentials (not gatehouse's) are passed on untouched,
+    // here alongside a session.
+    let session = token_of_login(&s, "alice", ALICE_PW).await;
+    let r = reqwest::Client::new()
+        .get(&app_url)
+        .header("cookie", format!("gatehouse_session={session}"))
+        .header("authorization", "Bearer the-apps-own")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        seen(&echo, "authorization"),
+        ["Bearer the-apps-own"],
+        "{echo}"
+    );
+
+    // Revoked: 401 with the challenge, not a redirect.
+    let r = c
+        .delete(s.at(&format!("/api/v1/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, head, _) = fetch(Some(format!("Bearer {token}"))).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(
+        head.contains("www-authenticate: basic realm=\"gatehouse\""),
+        "{head}"
+    );
+    // No credential at all: the same 401 and challenge for a script.
+    let (status, head, _) = fetch(None).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(head.contains("www-authenticate"), "{head}");
+}
+
+/// A session token from a form login on gatehouse itself.
+async fn token_of_login(s: &TestServer, user: &str, pw: &str) -> String {
+    let r = login(&client(), s, user, pw, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    token_of(&r).unwrap()
 }

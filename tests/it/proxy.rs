@@ -342,7 +342,9 @@ pub async fn rules_through_proxy(app: &str, bob_session: &str, alice_session: &s
         .build()
         .unwrap();
     let get = |path: &str, cookie: Option<&str>| {
-        let mut r = c.get(format!("{app}{path}"));
+        // A browser: it asks for a page (a script would get the 401 and
+        // its Basic challenge instead of the login redirect).
+        let mut r = c.get(format!("{app}{path}")).header("accept", "text/html");
         if let Some(cookie) = cookie {
             r = r.header("cookie", cookie);
         }

@@ -72,6 +72,9 @@ pub enum Command {
     Tail(TailArgs),
     /// Active sessions: user, id, created, last seen, IP and user agent.
     Sessions(SessionsArgs),
+    /// A user's live access tokens: id, name, prefix, created, expires,
+    /// last used and scope (never the token itself: only its hash is stored).
+    Tokens(TokensArgs),
     /// Events as JSON Lines to a file (zstd-compressed when it ends in .zst),
     /// oldest first.
     ///
@@ -185,6 +188,16 @@ pub struct SessionsArgs {
     /// Most sessions listed.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    /// JSON Lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokensArgs {
+    /// Whose tokens.
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
     /// JSON Lines instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -1,11 +1,12 @@
-//! `auditctl verify`, `stats` and `sessions`: whole-file facts and checks.
+//! `auditctl verify`, `stats`, `sessions` and `tokens`: whole-file facts
+//! and checks.
 
 use std::io::{BufWriter, Write};
 
-use gatehouse::store::{AuditStore, Backend, SessionStore, StoreCheck, now_ms};
+use gatehouse::store::{AuditStore, Backend, SessionStore, StoreCheck, TokenStore, now_ms};
 use jiff::tz::TimeZone;
 
-use crate::cli::{SessionsArgs, StatsArgs};
+use crate::cli::{SessionsArgs, StatsArgs, TokensArgs};
 use crate::render::{self, human_bytes, local_time};
 use crate::{Status, wait};
 
@@ -17,6 +18,7 @@ pub fn verify(store: &Backend) -> anyhow::Result<Status> {
         r.events, r.events_appended, r.events_pruned
     );
     println!("sessions    {}", r.sessions);
+    println!("tokens      {}", r.tokens);
     println!("bans        {}", r.bans);
     println!("chain head  {}", r.chain_head);
     if r.is_ok() {
@@ -64,6 +66,10 @@ pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
         "sessions    {} (rows, including expired not yet swept)",
         s.sessions
     );
+    println!(
+        "tokens      {} (rows, including expired not yet swept)",
+        s.tokens
+    );
     println!("bans        {}", s.bans);
     println!();
     println!("events by kind:");
@@ -94,6 +100,26 @@ pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
         .unwrap_or(0);
     for (u, n) in &c.top_users {
         println!("  {:<w$}  {n:>10}", render::clean(u));
+    }
+    Ok(Status::Ok)
+}
+
+/// `auditctl tokens --user NAME`: read-only, from the file.
+pub fn tokens(store: &Backend, a: &TokensArgs) -> anyhow::Result<Status> {
+    let list = wait(store.tokens_of(&a.user, now_ms()))?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        for t in &list {
+            render::write_token_json(&mut out, t)?;
+        }
+    } else if !list.is_empty() {
+        render::write_tokens(&mut out, &TimeZone::system(), &list)?;
+    }
+    out.flush()?;
+    if list.is_empty() {
+        eprintln!("no live access tokens");
+        return Ok(Status::NothingFound);
     }
     Ok(Status::Ok)
 }

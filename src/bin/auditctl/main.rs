@@ -101,6 +101,7 @@ fn run(cli: &Cli) -> anyhow::Result<Status> {
         Command::Query(a) => query::run(&open_read_only(&config)?, a),
         Command::Tail(a) => tail::run(&open_read_only(&config)?, a),
         Command::Sessions(a) => inspect::sessions(&open_read_only(&config)?, a),
+        Command::Tokens(a) => inspect::tokens(&open_read_only(&config)?, a),
         Command::Export(a) => export::run(&open_read_only(&config)?, a),
         Command::Backup(a) => backup::run(&config, a),
         Command::Verify => inspect::verify(&open_read_only(&config)?),

@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use gatehouse::store::{Event, Session};
+use gatehouse::store::{AccessTokenInfo, Event, Session};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -148,6 +148,67 @@ pub fn write_sessions(out: &mut impl Write, tz: &TimeZone, sessions: &[Session])
 /// Writes one session as a JSON line.
 pub fn write_session_json(out: &mut impl Write, s: &Session) -> io::Result<()> {
     serde_json::to_writer(&mut *out, s)?;
+    out.write_all(b"\n")
+}
+
+/// Writes access tokens as a table. Names and scopes are escaped: they
+/// are whatever their owner typed.
+pub fn write_tokens(
+    out: &mut impl Write,
+    tz: &TimeZone,
+    tokens: &[AccessTokenInfo],
+) -> io::Result<()> {
+    let header: Vec<String> = [
+        "USER",
+        "ID",
+        "NAME",
+        "PREFIX",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "SCOPE",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                clean(&t.user),
+                t.id.to_string(),
+                clean(&t.name),
+                clean(&t.hint),
+                local_time(tz, t.created_ms.saturating_mul(1000)),
+                local_time(tz, t.expires_ms.saturating_mul(1000)),
+                t.last_used_ms
+                    .map(|u| local_time(tz, u.saturating_mul(1000)))
+                    .unwrap_or_else(|| "never".into()),
+                if t.domains.is_empty() {
+                    "*".into()
+                } else {
+                    clean(&t.domains.join(","))
+                },
+            ]
+        })
+        .collect();
+    write_table(out, &header, &rows)
+}
+
+/// Writes one access token as a JSON line (never the secret: only its
+/// hash is stored).
+pub fn write_token_json(out: &mut impl Write, t: &AccessTokenInfo) -> io::Result<()> {
+    let v = serde_json::json!({
+        "id": t.id.to_string(),
+        "user": t.user,
+        "name": t.name,
+        "prefix": t.hint,
+        "created_ms": t.created_ms,
+        "expires_ms": t.expires_ms,
+        "last_used_ms": t.last_used_ms,
+        "domains": t.domains,
+    });
+    serde_json::to_writer(&mut *out, &v)?;
     out.write_all(b"\n")
 }
 

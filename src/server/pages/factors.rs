@@ -270,7 +270,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             @if v.required && !set.any() {
                 p.error role="alert" { "Your account needs a second factor." }
             }
-            h2 { "Authenticator app" }
+            h2.section { "Authenticator app" }
             @if let Some(t) = &set.totp {
                 p.meta { "On since " (exact(t.enrolled_ms)) "." }
                 (change_form("/account/security/totp/remove", "Remove authenticator app", v.recent, true))
@@ -280,7 +280,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
                     button type="submit" { "Set up authenticator app" }
                 }
             }
-            h2 { "Passkeys and security keys" }
+            h2.section { "Passkeys and security keys" }
             @if set.passkeys.is_empty() {
                 p.meta { "None registered." }
             } @else {
@@ -319,7 +319,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
                     (super::passkey_script())
                 }
             }
-            h2 { "Recovery codes" }
+            h2.section { "Recovery codes" }
             @if set.any() {
                 p.meta { (set.recovery.len()) " unused." }
                 (change_form("/account/security/recovery", "Make new recovery codes", v.recent, false))
@@ -356,7 +356,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
 fn passkey_codes() -> Markup {
     html! {
         div data-passkey-codes hidden {
-            h2 { "Save your recovery codes" }
+            h2.section { "Save your recovery codes" }
             p.lead { "Each code signs you in once if you lose your passkeys. They are shown only now." }
             ol.codes {}
             div.actions { a.button data-passkey-continue href="/account/security" { "Continue" } }

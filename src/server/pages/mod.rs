@@ -18,6 +18,7 @@ pub mod factors;
 pub mod forbidden;
 pub mod login;
 pub mod sessions;
+pub mod tokens;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

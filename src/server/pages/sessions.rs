@@ -74,6 +74,7 @@ pub fn page(v: &SessionsView<'_>) -> Response {
                 @if others > 0 {
                     a.button.secondary href="/sessions/revoke-others" { "Sign out all other sessions" }
                 }
+                a.button.secondary href="/tokens" { "Access tokens" }
                 form method="post" action="/logout" {
                     button type="submit" { "Sign out" }
                 }

@@ -17,13 +17,16 @@ use futures_util::future::join_all;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck};
+use super::contract::{AuditStore, BanStore, SessionStore, StoreCheck, TokenStore};
 use crate::domain::*;
-use model::{MSession, Model};
+use model::{MSession, MToken, Model};
 
 /// Everything a backend under test implements.
-pub(crate) trait Subject: SessionStore + BanStore + AuditStore + StoreCheck {}
-impl<T: SessionStore + BanStore + AuditStore + StoreCheck> Subject for T {}
+pub(crate) trait Subject:
+    SessionStore + TokenStore + BanStore + AuditStore + StoreCheck
+{
+}
+impl<T: SessionStore + TokenStore + BanStore + AuditStore + StoreCheck> Subject for T {}
 
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 const KINDS: [EventKind; 4] = [
@@ -35,6 +38,7 @@ const KINDS: [EventKind; 4] = [
 const IDLE: u64 = 1_000;
 const ABSOLUTE: u64 = 5_000;
 const CAP: usize = 3;
+const TOKEN_CAP: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -83,6 +87,23 @@ enum Step {
         kind: Option<usize>,
         limit: usize,
     },
+    CreateToken {
+        user: usize,
+        ttl: u64,
+    },
+    /// A use of the `token`th access token from address 10.0.0.`ip`.
+    UseToken {
+        token: usize,
+        ip: u8,
+    },
+    RevokeToken {
+        token: usize,
+        /// Asked by another user than the owner: must find nothing.
+        other: bool,
+    },
+    RevokeUserTokens {
+        user: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -100,6 +121,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (1..4usize).prop_map(|limit| Step::Sweep { limit }),
         2 => (proptest::option::of(0..USERS.len()), proptest::option::of(0..KINDS.len()), 1..5usize)
             .prop_map(|(user, kind, limit)| Step::Query { user, kind, limit }),
+        2 => (0..USERS.len(), 1..4_000u64).prop_map(|(user, ttl)| Step::CreateToken { user, ttl }),
+        2 => (0..8usize, 0..12u8).prop_map(|(token, ip)| Step::UseToken { token, ip }),
+        1 => (0..8usize, any::<bool>()).prop_map(|(token, other)| Step::RevokeToken { token, other }),
+        1 => (0..USERS.len()).prop_map(|user| Step::RevokeUserTokens { user }),
     ]
 }
 
@@ -147,6 +172,7 @@ async fn barrier(b: &impl Subject) {
 async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut tokens: Vec<SessionToken> = Vec::new();
+    let mut access: Vec<(TokenHash, String, PublicId)> = Vec::new();
     let mut now: u64 = 1_000_000;
 
     for step in steps {
@@ -311,9 +337,23 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                     model.bans.remove(u);
                     model.event(EventKind::BanLifted, Some(u), now * 1000);
                 }
+                let mut due_tokens: Vec<(u64, TokenHash)> = model
+                    .tokens
+                    .iter()
+                    .filter(|(_, t)| t.expires <= now)
+                    .map(|(h, t)| (t.expires, *h))
+                    .collect();
+                due_tokens.sort();
+                let more_tokens = due_tokens.len() > limit;
+                due_tokens.truncate(limit);
+                for (_, h) in &due_tokens {
+                    let t = model.tokens.remove(h).unwrap();
+                    model.event(EventKind::TokenExpired, Some(&t.user), now * 1000);
+                }
                 prop_assert_eq!(r.expired, due.len());
-                prop_assert_eq!(r.more, more);
+                prop_assert_eq!(r.more, more || more_tokens);
                 prop_assert_eq!(r.bans_lifted, ran_out.len());
+                prop_assert_eq!(r.tokens_expired, due_tokens.len());
             }
             Step::Query { user, kind, limit } => {
                 let filter = EventFilter {
@@ -355,8 +395,103 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                 }
                 prop_assert_eq!(got, expected);
             }
+            Step::CreateToken { user, ttl } => {
+                let user = USERS[user];
+                let new = NewAccessToken {
+                    user: user.into(),
+                    name: "model".into(),
+                    domains: vec![],
+                    expires_ms: now + ttl,
+                    max_per_user: TOKEN_CAP,
+                    ip: None,
+                    now_ms: now,
+                };
+                let got = b.create_token(new, None).await.unwrap();
+                let mine = model.tokens_of(user);
+                let live = mine.iter().filter(|(_, t)| t.expires > now).count();
+                if live >= TOKEN_CAP {
+                    prop_assert_eq!(got.err(), Some(TokenRefusal::AtCap));
+                } else {
+                    let c = got.expect("under the cap");
+                    for (h, t) in mine {
+                        if t.expires <= now {
+                            model.tokens.remove(&h);
+                            model.event(EventKind::TokenExpired, Some(user), now * 1000);
+                        }
+                    }
+                    model.event(EventKind::TokenCreated, Some(user), now * 1000);
+                    prop_assert_eq!(c.info.expires_ms, now + ttl);
+                    prop_assert_eq!(c.info.last_used_ms, None);
+                    model.tokens.insert(
+                        c.token.hash(),
+                        MToken {
+                            user: user.into(),
+                            id: c.info.id,
+                            created: now,
+                            expires: now + ttl,
+                            last_used: None,
+                            ips: vec![],
+                        },
+                    );
+                    access.push((c.token.hash(), user.into(), c.info.id));
+                }
+            }
+            Step::UseToken { token, ip } => {
+                let Some((h, _, _)) = access.get(token) else {
+                    continue;
+                };
+                let ip: std::net::IpAddr = [10, 0, 0, ip].into();
+                let sent = b.touch_token(*h, now, Some(ip)).is_ok();
+                barrier(b).await;
+                if let Some(t) = model.tokens.get_mut(h)
+                    && sent
+                    && t.expires > now
+                {
+                    if t.last_used.is_none_or(|l| now > l) {
+                        t.last_used = Some(now);
+                    }
+                    if !t.ips.contains(&ip) {
+                        if t.ips.len() >= TOKEN_RECENT_IPS {
+                            t.ips.remove(0);
+                        }
+                        t.ips.push(ip);
+                        let user = t.user.clone();
+                        model.event(EventKind::TokenUsed, Some(&user), now * 1000);
+                    }
+                }
+            }
+            Step::RevokeToken { token, other } => {
+                let Some((h, owner, id)) = access.get(token).cloned() else {
+                    continue;
+                };
+                let asker = if other {
+                    USERS.iter().find(|u| **u != owner).unwrap().to_string()
+                } else {
+                    owner.clone()
+                };
+                let how = Revocation::new(RevokeReason::ByUser, now);
+                let got = b.revoke_token(&asker, id, how).await.unwrap();
+                let expected = !other && model.tokens.remove(&h).is_some();
+                prop_assert_eq!(got, expected);
+                if expected {
+                    model.event(EventKind::TokenRevoked, Some(&owner), now * 1000);
+                }
+            }
+            Step::RevokeUserTokens { user } => {
+                let user = USERS[user];
+                let how = Revocation::new(RevokeReason::UserChanged, now);
+                let got = b.revoke_user_tokens(user, how).await.unwrap();
+                let mut expected = Vec::new();
+                for (h, t) in model.tokens_of(user) {
+                    model.tokens.remove(&h);
+                    model.event(EventKind::TokenRevoked, Some(user), now * 1000);
+                    expected.push(t.id);
+                }
+                prop_assert_eq!(got, expected);
+            }
         }
         agree(b, &model, &tokens, now).await?;
+        agree_tokens(b, &model, &access, now).await?;
     }
     Ok(())
 }
@@ -428,6 +563,57 @@ async fn agree(
     let got: Vec<(u64, EventKind, Option<String>)> =
         all.into_iter().map(|e| (e.id.0, e.kind, e.user)).collect();
     prop_assert_eq!(&got, &model.events);
+    Ok(())
+}
+
+/// After every step: the access tokens the backend lists and finds agree
+/// with the model, and its check counts them.
+async fn agree_tokens(
+    b: &impl Subject,
+    model: &Model,
+    access: &[(TokenHash, String, PublicId)],
+    now: u64,
+) -> Result<(), TestCaseError> {
+    for user in USERS {
+        let mut expected: Vec<(u64, TokenHash, PublicId)> = model
+            .tokens_of(user)
+            .into_iter()
+            .filter(|(_, t)| t.expires > now)
+            .map(|(h, t)| (t.created, h, t.id))
+            .collect();
+        expected.sort();
+        let expected: Vec<PublicId> = expected.into_iter().rev().map(|e| e.2).collect();
+        let got: Vec<PublicId> = b
+            .tokens_of(user, now)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        prop_assert_eq!(got, expected);
+    }
+    for (h, _, _) in access {
+        let got = b
+            .token_by_hash(*h, now)
+            .await
+            .unwrap()
+            .map(|t| (t.id, t.last_used_ms, t.recent_ips));
+        let expected = model
+            .tokens
+            .get(h)
+            .filter(|t| t.expires > now)
+            .map(|t| (t.id, t.last_used, t.ips.clone()));
+        prop_assert_eq!(&got, &expected);
+        if let Some(now_answer) = b.token_by_hash_now(*h, now) {
+            let now_answer = now_answer
+                .unwrap()
+                .map(|t| (t.id, t.last_used_ms, t.recent_ips));
+            prop_assert_eq!(&now_answer, &expected);
+        }
+    }
+    prop_assert_eq!(b.token_count().await.unwrap(), model.tokens.len() as u64);
+    let report = b.check().await.unwrap();
+    prop_assert_eq!(report.tokens, model.tokens.len() as u64);
     Ok(())
 }
 

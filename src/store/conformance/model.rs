@@ -28,10 +28,23 @@ impl MSession {
     }
 }
 
+/// An access token as the model keeps it.
+#[derive(Debug, Clone)]
+pub(super) struct MToken {
+    pub user: String,
+    pub id: PublicId,
+    pub created: u64,
+    pub expires: u64,
+    pub last_used: Option<u64>,
+    /// Recent distinct addresses, newest last, at most `TOKEN_RECENT_IPS`.
+    pub ips: Vec<std::net::IpAddr>,
+}
+
 /// Everything the model holds.
 #[derive(Default)]
 pub(super) struct Model {
     pub sessions: BTreeMap<TokenHash, MSession>,
+    pub tokens: BTreeMap<TokenHash, MToken>,
     /// Ban run-out instants by user, in key order of the stored bans.
     pub bans: BTreeMap<String, u64>,
     /// (id, kind, user), in id order.
@@ -73,5 +86,17 @@ impl Model {
             .collect();
         live.sort();
         live.into_iter().rev().map(|e| e.2).collect()
+    }
+
+    /// A user's tokens in index order: (created, hash) ascending.
+    pub fn tokens_of(&self, user: &str) -> Vec<(TokenHash, MToken)> {
+        let mut v: Vec<_> = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.user == user)
+            .map(|(h, t)| (*h, t.clone()))
+            .collect();
+        v.sort_by_key(|(h, t)| (t.created, *h));
+        v
     }
 }

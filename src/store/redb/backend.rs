@@ -15,11 +15,14 @@ use super::ops::{Op, OpOutput};
 use super::writer::unreachable_output;
 use super::{Store, Writer};
 use crate::domain::{
-    Applied, Ban, BanSubject, CreatedSession, Event, EventFilter, EventId, EventPage, FactorChange,
-    FactorRefusal, FactorSet, Method, NewBan, NewEvent, NewSession, PendingSignIn, PublicId,
-    Revocation, Session, SessionToken, TokenHash,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
+    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
+    SessionToken, TokenHash, TokenRefusal,
 };
-use crate::store::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck};
+use crate::store::contract::{
+    AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore,
+};
 use crate::store::credentials::CredentialCheck;
 use crate::store::error::{QueryError, StoreError, WriteError};
 use crate::store::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
@@ -315,6 +318,98 @@ impl FactorStore for RedbBackend {
         match self.submit(op).await? {
             OpOutput::Completed(c) => Ok(c),
             other => unreachable_output("step_up", other),
+        }
+    }
+}
+
+impl TokenStore for RedbBackend {
+    async fn create_token(
+        &self,
+        new: NewAccessToken,
+        session: Option<TokenHash>,
+    ) -> Result<Result<CreatedAccessToken, TokenRefusal>, WriteError> {
+        let op = Op::CreateToken {
+            new: Box::new(new),
+            session,
+        };
+        match self.submit(op).await? {
+            OpOutput::TokenCreated(r) => Ok(r),
+            other => unreachable_output("create_token", other),
+        }
+    }
+
+    fn token_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<AccessTokenInfo>, StoreError>> + Send {
+        ready(self.store.token_by_hash(hash, now_ms))
+    }
+
+    #[inline]
+    fn token_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
+        Some(self.store.token_by_hash(hash, now_ms))
+    }
+
+    fn tokens_of(
+        &self,
+        user: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<AccessTokenInfo>, StoreError>> + Send {
+        // Bounded by the per-user token cap.
+        ready(self.store.tokens_of(user, now_ms))
+    }
+
+    fn token_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        ready(self.store.token_rows())
+    }
+
+    async fn revoke_token(
+        &self,
+        user: &str,
+        id: PublicId,
+        how: Revocation,
+    ) -> Result<bool, WriteError> {
+        let op = Op::RevokeToken {
+            user: user.to_string(),
+            id,
+            how,
+        };
+        match self.submit(op).await? {
+            OpOutput::TokenRevoked(done) => Ok(done),
+            other => unreachable_output("revoke_token", other),
+        }
+    }
+
+    async fn revoke_user_tokens(
+        &self,
+        user: &str,
+        how: Revocation,
+    ) -> Result<Vec<PublicId>, WriteError> {
+        let op = Op::RevokeUserTokens {
+            user: user.to_string(),
+            how,
+        };
+        match self.submit(op).await? {
+            OpOutput::TokensRevoked(ids) => Ok(ids),
+            other => unreachable_output("revoke_user_tokens", other),
+        }
+    }
+
+    #[inline]
+    fn touch_token(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), WriteError> {
+        match &self.writer {
+            Some(w) => w.touch_token(hash, now_ms, ip),
+            None => Err(WriteError::Closed),
         }
     }
 }

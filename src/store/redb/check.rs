@@ -9,7 +9,7 @@ use redb::{ReadTransaction, ReadableTable};
 use super::bucket;
 use super::codec::decode;
 use super::events::Lookup;
-use super::records::{ChainAnchor, ChainHead, EventRecord, SessionRecord};
+use super::records::{AccessTokenRecord, ChainAnchor, ChainHead, EventRecord, SessionRecord};
 use super::tables::*;
 use crate::domain::EventKind;
 use crate::store::chain::{ChainWalk, hex};
@@ -213,7 +213,60 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     }
     r.bans = txn.open_table(BANS)?.len_entries()?;
     super::factors::check(txn, &mut r)?;
+    check_tokens(txn, &mut r)?;
     Ok(r)
+}
+
+/// Access tokens and their two indexes: each row has exactly one entry in
+/// each, with its user, creation time and expiry, and nothing else is there.
+fn check_tokens(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), StoreError> {
+    let tokens = txn.open_table(ACCESS_TOKENS)?;
+    let mut user_keys = HashSet::new();
+    let mut expiry_keys = HashSet::new();
+    for row in tokens.iter()? {
+        let (k, v) = row?;
+        let hash = k.value();
+        r.tokens += 1;
+        match decode::<AccessTokenRecord>("access_tokens", v.value()) {
+            Ok(rec) => {
+                user_keys.insert((rec.user.clone(), rec.created_ms, hash));
+                expiry_keys.insert((rec.expires_ms, hash));
+            }
+            Err(e) => r.problem(format!("access token {}: {e}", &hex(&hash)[..8])),
+        }
+    }
+    let mut n = 0;
+    for row in txn.open_table(ACCESS_TOKENS_BY_USER)?.iter()? {
+        let (k, _) = row?;
+        let (u, c, h) = k.value();
+        n += 1;
+        if !user_keys.contains(&(u.to_string(), c, h)) {
+            r.problem(format!(
+                "access_tokens_by_user entry for {u:?} without a matching token"
+            ));
+        }
+    }
+    if n != user_keys.len() {
+        r.problem(format!(
+            "access_tokens_by_user has {n} entries for {} tokens",
+            user_keys.len()
+        ));
+    }
+    let mut n = 0;
+    for row in txn.open_table(ACCESS_TOKENS_BY_EXPIRY)?.iter()? {
+        let (k, _) = row?;
+        n += 1;
+        if !expiry_keys.contains(&k.value()) {
+            r.problem("access_tokens_by_expiry entry without a matching token".to_string());
+        }
+    }
+    if n != expiry_keys.len() {
+        r.problem(format!(
+            "access_tokens_by_expiry has {n} entries for {} tokens",
+            expiry_keys.len()
+        ));
+    }
+    Ok(())
 }
 
 /// `len()` under a name that does not clash with iterator adapters.

@@ -34,6 +34,7 @@ mod sessions;
 pub(crate) mod tables;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+mod tokens;
 mod txn;
 mod writer;
 
@@ -114,9 +115,12 @@ enum Medium {
     Faulty(Arc<faults::Faults>),
 }
 
+/// The hot path's tables of one read snapshot: `sessions` and
+/// `access_tokens`, opened together so that both answer from the same commit.
 struct SessionsSnapshot {
     generation: u64,
     table: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
+    tokens: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
 }
 
 impl Inner {

@@ -109,6 +109,28 @@ pub enum Op {
         through: EventId,
         limit: usize,
     },
+    /// Creates an access token and appends `token.created`; refused while
+    /// `session` (the one asking) is not live, or at the user's cap.
+    CreateToken {
+        // Boxed: keeps `Op` small.
+        new: Box<NewAccessToken>,
+        session: Option<TokenHash>,
+    },
+    /// Records a use of an access token (coalesced like session touches).
+    TouchToken {
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<IpAddr>,
+    },
+    RevokeToken {
+        user: String,
+        id: PublicId,
+        how: Revocation,
+    },
+    RevokeUserTokens {
+        user: String,
+        how: Revocation,
+    },
 }
 
 /// What an operation returned.
@@ -131,6 +153,10 @@ pub enum OpOutput {
     Pending(Option<PendingSignIn>),
     /// A pending sign-in completed (`Some`), or it was not there (`None`).
     Completed(Option<CreatedSession>),
+    TokenCreated(Result<CreatedAccessToken, TokenRefusal>),
+    TokenTouched(bool),
+    TokenRevoked(bool),
+    TokensRevoked(Vec<PublicId>),
 }
 
 impl Op {
@@ -153,6 +179,10 @@ impl Op {
             Op::TakePending { .. } => "take_pending",
             Op::CompletePending { .. } => "complete_pending",
             Op::StepUp { .. } => "step_up",
+            Op::CreateToken { .. } => "create_token",
+            Op::TouchToken { .. } => "touch_token",
+            Op::RevokeToken { .. } => "revoke_token",
+            Op::RevokeUserTokens { .. } => "revoke_user_tokens",
         }
     }
 
@@ -207,6 +237,9 @@ impl Op {
                 let (pending, more) = tx.sweep_pending(now_ms, limit)?;
                 report.pending = pending;
                 report.more |= more;
+                let (tokens, more) = tx.sweep_tokens(now_ms, limit)?;
+                report.tokens_expired = tokens;
+                report.more |= more;
                 OpOutput::Swept(report)
             }
             Op::AddBan {
@@ -259,6 +292,18 @@ impl Op {
                 event,
                 now_ms,
             } => OpOutput::Completed(tx.step_up_session(hash, method, event, now_ms)?),
+            Op::CreateToken { new, session } => {
+                OpOutput::TokenCreated(tx.create_token(*new, session)?)
+            }
+            Op::TouchToken { hash, now_ms, ip } => {
+                OpOutput::TokenTouched(tx.touch_token(hash, now_ms, ip)?)
+            }
+            Op::RevokeToken { user, id, how } => {
+                OpOutput::TokenRevoked(tx.revoke_token_by_id(&user, id, &how)?)
+            }
+            Op::RevokeUserTokens { user, how } => {
+                OpOutput::TokensRevoked(tx.revoke_user_tokens(&user, &how)?)
+            }
         })
     }
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::codec::decode;
-use super::records::SessionRecord;
+use super::records::{AccessTokenRecord, SessionRecord};
 use super::tables::*;
-use super::{Db, SessionsSnapshot, Store, bans, check, events, sessions};
+use super::{Db, SessionsSnapshot, Store, bans, check, events, sessions, tokens};
 use crate::domain::*;
 use crate::store::error::{QueryError, StoreError};
 use crate::store::reports::{CheckReport, StoreStats};
@@ -50,8 +50,31 @@ impl Store {
     fn sessions_table(
         &self,
     ) -> Result<Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>, StoreError> {
+        self.hot_table(false)
+    }
+
+    /// The `access_tokens` table at the latest commit, from the same shared
+    /// snapshot as [`Store::sessions_table`].
+    fn tokens_table(&self) -> Result<Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>, StoreError> {
+        self.hot_table(true)
+    }
+
+    /// One of the hot path's tables (`access_tokens` when `tokens`, else
+    /// `sessions`), from the shared snapshot when it is current.
+    fn hot_table(
+        &self,
+        tokens: bool,
+    ) -> Result<Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>, StoreError> {
+        let pick = |s: &SessionsSnapshot| {
+            if tokens {
+                s.tokens.clone()
+            } else {
+                s.table.clone()
+            }
+        };
         if self.inner.read_only {
-            return Ok(Arc::new(self.read()?.open_table(SESSIONS)?));
+            let def = if tokens { ACCESS_TOKENS } else { SESSIONS };
+            return Ok(Arc::new(self.read()?.open_table(def)?));
         }
         // Read before taking the snapshot: a commit racing this lookup makes
         // the cached generation stale, never a stale snapshot current.
@@ -62,14 +85,63 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(s) = cached.as_ref().filter(|s| s.generation == generation) {
-            return Ok(s.table.clone());
+            return Ok(pick(s));
         }
-        let table = Arc::new(self.read()?.open_table(SESSIONS)?);
-        *cached = Some(SessionsSnapshot {
+        let txn = self.read()?;
+        let snapshot = SessionsSnapshot {
             generation,
-            table: table.clone(),
-        });
-        Ok(table)
+            table: Arc::new(txn.open_table(SESSIONS)?),
+            tokens: Arc::new(txn.open_table(ACCESS_TOKENS)?),
+        };
+        let out = pick(&snapshot);
+        *cached = Some(snapshot);
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ access tokens
+
+    /// The live access token whose hash is `hash`, if any. A token past its
+    /// expiry is invalid here even before the sweep removes it. The hot
+    /// path: one lookup in the shared snapshot.
+    pub fn token_by_hash(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<AccessTokenInfo>, StoreError> {
+        let t = self.tokens_table()?;
+        let Some(g) = t.get(hash.0)? else {
+            return Ok(None);
+        };
+        let rec: AccessTokenRecord = decode("access_tokens", g.value())?;
+        if rec.expires_ms <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(tokens::to_info(rec)))
+    }
+
+    /// A user's live access tokens, newest first.
+    pub fn tokens_of(&self, user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError> {
+        let txn = self.read()?;
+        let by_user = txn.open_table(ACCESS_TOKENS_BY_USER)?;
+        let t = txn.open_table(ACCESS_TOKENS)?;
+        let (lo, hi) = tokens::user_range(user);
+        let mut out = Vec::new();
+        for row in by_user.range(lo..=hi)?.rev() {
+            let (k, _) = row?;
+            if let Some(g) = t.get(k.value().2)? {
+                let rec: AccessTokenRecord = decode("access_tokens", g.value())?;
+                if rec.expires_ms > now_ms {
+                    out.push(tokens::to_info(rec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of rows in `access_tokens` (live and not yet swept).
+    pub fn token_rows(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        Ok(txn.open_table(ACCESS_TOKENS)?.len()?)
     }
 
     /// A user's live sessions, newest first.
@@ -204,6 +276,7 @@ impl Store {
             sessions: txn.open_table(SESSIONS)?.len()?,
             events: events.len()?,
             bans: txn.open_table(BANS)?.len()?,
+            tokens: txn.open_table(ACCESS_TOKENS)?.len()?,
             oldest_event: events.first()?.map(|(k, _)| EventId(k.value())),
             newest_event: events.last()?.map(|(k, _)| EventId(k.value())),
             file_bytes: std::fs::metadata(&self.inner.path)

@@ -67,6 +67,26 @@ pub(crate) struct BanRecord {
     pub reason: String,
 }
 
+/// A row of `access_tokens` (schema 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AccessTokenRecord {
+    /// Random id shown to people and used to revoke; never the token.
+    pub public_id: [u8; 16],
+    pub user: String,
+    pub name: String,
+    /// The first characters of the token as shown, to tell tokens apart.
+    pub hint: String,
+    /// Scope: host names or `*.` suffixes; empty: every app.
+    pub domains: Vec<String>,
+    pub created_ms: u64,
+    /// The key of its `access_tokens_by_expiry` entry.
+    pub expires_ms: u64,
+    pub last_used_ms: Option<u64>,
+    /// The most recent distinct client addresses, newest last, at most
+    /// `TOKEN_RECENT_IPS`.
+    pub recent_ips: Vec<IpAddr>,
+}
+
 /// `meta[chain_head]`: the newest event and its hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub(crate) struct ChainHead {

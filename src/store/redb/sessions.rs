@@ -342,8 +342,8 @@ impl Tx<'_> {
         Ok(SweepReport {
             pending: 0,
             expired,
-            bans_lifted: 0,
             more,
+            ..SweepReport::default()
         })
     }
 }

@@ -16,16 +16,22 @@
 //! | `passkeys_by_credential` | authenticator credential id | user name |
 //! | `pending_signins` | SHA-256 of the pending cookie token | pending record |
 //! | `pending_by_expiry` | (deadline ms, hash) | () |
+//! | `access_tokens` | SHA-256 of the access token (domain separated) | token record |
+//! | `access_tokens_by_user` | (user, created ms, token hash) | () |
+//! | `access_tokens_by_expiry` | (expires ms, token hash) | () |
 //!
 //! Invariant: every row of `sessions` has exactly one entry in each of its two
 //! indexes, and every index entry points at an existing row. Every event has
 //! exactly one row in `audit_events` (its time order), one record in a bucket
 //! of its user in `audit_by_user` (where the record itself lives), and one
-//! entry in `audit_by_kind`. Every function that writes one of them writes the
-//! others in the same transaction. Every passkey in a `factors` row has
-//! exactly one `passkeys_by_credential` entry naming its user, and every
-//! entry names a user whose row holds it; every pending sign-in has exactly
-//! one `pending_by_expiry` entry and the reverse.
+//! entry in `audit_by_kind`. Every row of `access_tokens` has exactly one
+//! entry in each of its two indexes, and every index entry points at a row
+//! with the same user, creation time and expiry. Every passkey in a
+//! `factors` row has exactly one `passkeys_by_credential` entry naming its
+//! user, and every entry names a user whose row holds it; every pending
+//! sign-in has exactly one `pending_by_expiry` entry and the reverse. Every
+//! function that writes one of them writes the others in the same
+//! transaction.
 
 use redb::TableDefinition;
 
@@ -45,6 +51,13 @@ pub const EVENTS_BY_USER: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 pub const EVENT_RECORDS: &str = "audit_by_user";
 pub const EVENTS_BY_KIND: TableDefinition<(u8, u64), ()> = TableDefinition::new("audit_by_kind");
 pub const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("bans");
+/// Schema 5. Access tokens are stored only as their hash: a copied file
+/// holds no live token.
+pub const ACCESS_TOKENS: TableDefinition<HashKey, &[u8]> = TableDefinition::new("access_tokens");
+pub const ACCESS_TOKENS_BY_USER: TableDefinition<(&str, u64, HashKey), ()> =
+    TableDefinition::new("access_tokens_by_user");
+pub const ACCESS_TOKENS_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
+    TableDefinition::new("access_tokens_by_expiry");
 
 /// `meta` key of the audit chain head (last event id and its hash).
 pub const CHAIN_HEAD_KEY: &str = "chain_head";

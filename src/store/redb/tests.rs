@@ -694,7 +694,7 @@ fn v4_fixture_opens_and_upgrades() {
         "{err}"
     );
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(store.stats().unwrap().schema_version, 5);
+    assert_eq!(store.stats().unwrap().schema_version, 6);
     // A minute after the fixture was written.
     let now = 1_795_849_620_000;
     for user in ["alice", "bob"] {
@@ -998,5 +998,256 @@ fn check_names_a_record_in_the_wrong_bucket() {
             .any(|p| p.contains(&alice.to_string()) && p.contains("carol")),
         "{:?}",
         report.problems
+    );
+}
+
+fn new_token(user: &str, now_ms: u64, ttl_ms: u64) -> NewAccessToken {
+    NewAccessToken {
+        user: user.into(),
+        name: "ci".into(),
+        domains: vec!["git.example.com".into()],
+        expires_ms: now_ms + ttl_ms,
+        max_per_user: 2,
+        ip: None,
+        now_ms,
+    }
+}
+
+fn create_token(
+    store: &Store,
+    new: NewAccessToken,
+    session: Option<TokenHash>,
+) -> Result<CreatedAccessToken, TokenRefusal> {
+    match store.apply(Op::CreateToken {
+        new: Box::new(new),
+        session,
+    }) {
+        Ok(OpOutput::TokenCreated(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A token is found by its hash until it expires or is revoked; the cap
+/// refuses one more; a token asked for by an ended session is not made;
+/// the sweep removes expired ones with `token.expired`.
+#[test]
+fn access_token_lifecycle() {
+    let (_d, store) = temp_store();
+    let session = create(&store, new_session("alice", 1_000));
+    let a = create_token(
+        &store,
+        new_token("alice", 1_000, 5_000),
+        Some(session.token.hash()),
+    )
+    .unwrap();
+    let found = store.token_by_hash(a.token.hash(), 1_001).unwrap().unwrap();
+    assert_eq!(found.user, "alice");
+    assert_eq!(found.domains, vec!["git.example.com".to_string()]);
+    assert!(a.token.expose().starts_with(&found.hint));
+    // A session token with the same bytes is not this token.
+    assert!(
+        store
+            .session_by_hash(a.token.hash(), 1_001)
+            .unwrap()
+            .is_none()
+    );
+    let b = create_token(&store, new_token("alice", 1_000, 50_000), None).unwrap();
+    assert_eq!(
+        create_token(&store, new_token("alice", 1_000, 5_000), None).err(),
+        Some(TokenRefusal::AtCap)
+    );
+    // The session is gone (idle deadline passed): no token from it.
+    assert_eq!(
+        create_token(
+            &store,
+            new_token("bob", 2_500, 5_000),
+            Some(session.token.hash())
+        )
+        .err(),
+        Some(TokenRefusal::SessionEnded)
+    );
+    // Touches record the last use and each new address once.
+    let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    for at in [2_000, 2_100] {
+        store
+            .apply(Op::TouchToken {
+                hash: a.token.hash(),
+                now_ms: at,
+                ip: Some(ip),
+            })
+            .unwrap();
+    }
+    let used = store
+        .query_events(
+            &EventFilter {
+                kinds: vec![EventKind::TokenUsed],
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(used.events.len(), 1, "one event for one new address");
+    assert_eq!(used.events[0].ip, Some(ip));
+    let t = store.token_by_hash(a.token.hash(), 2_200).unwrap().unwrap();
+    assert_eq!(t.last_used_ms, Some(2_100));
+    // Past its expiry it is invalid at once; the sweep then removes it.
+    assert!(
+        store
+            .token_by_hash(a.token.hash(), 6_000)
+            .unwrap()
+            .is_none()
+    );
+    let OpOutput::Swept(r) = store
+        .apply(Op::Sweep {
+            now_ms: 6_000,
+            limit: 10,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.tokens_expired, 1);
+    assert_eq!(of_kind(&store, EventKind::TokenExpired).len(), 1);
+    // Revoked by another user: not found; by its owner: gone.
+    let how = Revocation::new(RevokeReason::ByUser, 7_000);
+    let OpOutput::TokenRevoked(false) = store
+        .apply(Op::RevokeToken {
+            user: "bob".into(),
+            id: b.info.id,
+            how: how.clone(),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let OpOutput::TokenRevoked(true) = store
+        .apply(Op::RevokeToken {
+            user: "alice".into(),
+            id: b.info.id,
+            how,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        store
+            .token_by_hash(b.token.hash(), 7_001)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(of_kind(&store, EventKind::TokenCreated).len(), 2);
+    assert_eq!(of_kind(&store, EventKind::TokenRevoked).len(), 1);
+    // No event carries any part of a token.
+    for e in store.events_after(EventId(0), 1_000).unwrap() {
+        let text = format!("{e:?}");
+        for t in [&a.token, &b.token] {
+            assert!(!text.contains(&t.expose()[14..]), "{text}");
+        }
+    }
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.tokens, 0);
+}
+
+/// A file at schema 4 (before access tokens) with a session and events
+/// upgrades to the current schema: its rows are kept, the token tables are
+/// there, and tokens can be made.
+#[test]
+fn v4_file_upgrades_with_token_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    let session = SessionToken::generate();
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        gatehouse_migrations::migrate_to(&db, 4).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            // Schema 4's session layout.
+            let rec = legacy::SessionRecordV4 {
+                public_id: [7; 16],
+                user: "alice".into(),
+                created_ms: 1_000,
+                last_seen_ms: 1_000,
+                idle_ttl_ms: None,
+                absolute_deadline_ms: u64::MAX / 2,
+                remember_me: true,
+                ip: None,
+                user_agent: None,
+            };
+            let hash = session.hash().0;
+            txn.open_table(SESSIONS)
+                .unwrap()
+                .insert(hash, super::codec::encode(&rec).as_slice())
+                .unwrap();
+            txn.open_table(SESSIONS_BY_USER)
+                .unwrap()
+                .insert(("alice", 1_000, hash), ())
+                .unwrap();
+            txn.open_table(SESSIONS_BY_EXPIRY)
+                .unwrap()
+                .insert((rec.absolute_deadline_ms, hash), ())
+                .unwrap();
+            // No token table exists yet.
+            assert!(
+                txn.list_tables()
+                    .unwrap()
+                    .all(|t| !::redb::TableHandle::name(&t).starts_with("access_tokens"))
+            );
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open_read_only(&path, &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::NeedsUpgrade { found: 4, .. }),
+        "{err}"
+    );
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.stats().unwrap().schema_version,
+        gatehouse_migrations::LATEST
+    );
+    // A new event chains onto the upgraded file.
+    append_all(&store, [NewEvent::now(EventKind::ServerStarted)]);
+    assert!(store.session(&session, now_ms()).unwrap().is_some());
+    assert!(store.tokens_of("alice", now_ms()).unwrap().is_empty());
+    let now = now_ms();
+    let t = create_token(
+        &store,
+        new_token("alice", now, 60_000),
+        Some(session.hash()),
+    )
+    .unwrap();
+    assert!(
+        store
+            .token_by_hash(t.token.hash(), now + 1)
+            .unwrap()
+            .is_some()
+    );
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.sessions, report.tokens), (1, 1));
+}
+
+/// A backup holds the tokens as hashes only: they are copied and checked,
+/// and no token's secret bytes are anywhere in the file.
+#[test]
+fn backups_copy_tokens_as_hashes_only() {
+    let (dir, store) = temp_store();
+    let now = now_ms();
+    let t = create_token(&store, new_token("alice", now, 60_000), None).unwrap();
+    let dest = dir.path().join("snap.redb");
+    let report = store.backup_to(&dest).unwrap();
+    assert_eq!(report.check.tokens, 1);
+    let bytes = std::fs::read(&dest).unwrap();
+    let shown = t.token.expose();
+    let secret = &shown.as_bytes()[crate::domain::ACCESS_TOKEN_PREFIX.len()..];
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+    let copy = Store::open_read_only(&dest, &StoreOptions::default()).unwrap();
+    assert!(
+        copy.token_by_hash(t.token.hash(), now + 1)
+            .unwrap()
+            .is_some()
     );
 }

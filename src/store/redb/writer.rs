@@ -262,6 +262,29 @@ impl Writer {
         sent
     }
 
+    /// Records a use of an access token, fire and forget, coalesced like
+    /// [`Writer::touch`] (token hashes never equal session hashes: they are
+    /// domain separated): at most one touch of a token waits in the queue.
+    pub fn touch_token(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), WriteError> {
+        let mut pending = self
+            .pending_touches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !pending.insert(hash) {
+            return Ok(());
+        }
+        let sent = self.submit_nowait(Op::TouchToken { hash, now_ms, ip });
+        if sent.is_err() {
+            pending.remove(&hash);
+        }
+        sent
+    }
+
     /// Removes up to `limit` expired sessions and bans in one commit.
     pub async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
         match self.submit(Op::Sweep { now_ms, limit }).await? {
@@ -421,7 +444,7 @@ fn run(
             // queue a new one.
             let mut pending = pending_touches.lock().unwrap_or_else(|p| p.into_inner());
             for op in &ops {
-                if let Op::Touch { hash, .. } = op {
+                if let Op::Touch { hash, .. } | Op::TouchToken { hash, .. } = op {
                     pending.remove(hash);
                 }
             }

@@ -309,3 +309,58 @@ fn crafted_names_are_escaped_in_tables_and_exact_in_json() {
     assert_eq!(json_lines(&o)[0]["user_agent"], "curl/8 \u{feff}x");
     live.shutdown();
 }
+
+/// `auditctl tokens --user NAME`: a user's live tokens, read-only beside
+/// the writer, never the token; `verify` counts them.
+#[test]
+fn tokens_of_a_user_are_listed_without_the_secret() {
+    let live = Live::start();
+    let now = gatehouse::store::now_ms();
+    let created = live.rt.block_on(async {
+        let out = live
+            .writer
+            .submit(gatehouse::store::Op::CreateToken {
+                new: Box::new(gatehouse::store::NewAccessToken {
+                    user: "alice".into(),
+                    name: "deploy \u{1b}[31mred".into(),
+                    domains: vec!["git.example.com".into()],
+                    expires_ms: now + 86_400_000,
+                    max_per_user: 5,
+                    ip: None,
+                    now_ms: now,
+                }),
+                session: None,
+            })
+            .await
+            .unwrap();
+        match out {
+            gatehouse::store::OpOutput::TokenCreated(Ok(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    });
+    let secret = created.token.expose();
+    let o = live.auditctl(&["tokens", "--user", "alice"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("USER"), "{out}");
+    assert!(
+        out.contains("git.example.com") && out.contains(&created.info.hint),
+        "{out}"
+    );
+    assert!(!out.contains(&secret[14..]), "the token itself: {out}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "control characters are escaped: {out}"
+    );
+    let o = live.auditctl(&["tokens", "--user", "alice", "--json"]);
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], created.info.id.to_string());
+    assert_eq!(lines[0]["domains"][0], "git.example.com");
+    let o = live.auditctl(&["tokens", "--user", "bob"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = live.auditctl(&["verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("tokens      1"), "{}", stdout(&o));
+    live.shutdown();
+}

@@ -13,6 +13,7 @@ mod passkey_support;
 mod proxied;
 mod sessions;
 mod signin;
+mod tokens;
 
 use std::net::SocketAddr;
 

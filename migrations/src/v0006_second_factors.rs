@@ -1,4 +1,4 @@
-//! Schema 5: second factors.
+//! Schema 6: second factors.
 //!
 //! Frozen. Adds:
 //! - `factors`: user name -> that user's enrolled factors (postcard; TOTP
@@ -12,7 +12,7 @@
 //!
 //! Every session row gains two trailing fields: the methods it was signed in
 //! with (one byte, bit 0 the password) and when a second factor was last done
-//! in it (none). Sessions of version 4 were all signed in with a password.
+//! in it (none). Sessions of version 5 were all signed in with a password.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ const PENDING: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pending_
 const PENDING_BY_EXPIRY: TableDefinition<(u64, [u8; 32]), ()> =
     TableDefinition::new("pending_by_expiry");
 
-/// The kind names and codes schema 5 adds. Codes 17 to 20 belong to the
+/// The kind names and codes schema 6 adds. Codes 17 to 20 belong to the
 /// access-token kinds.
 pub const NEW_KIND_CODES: [(&str, u8); 6] = [
     ("mfa.enrolled", 21),
@@ -42,7 +42,7 @@ pub const NEW_KIND_CODES: [(&str, u8); 6] = [
 const CHUNK: usize = 4_096;
 
 #[derive(Deserialize)]
-struct SessionV4 {
+struct SessionV5Old {
     public_id: [u8; 16],
     user: String,
     created_ms: u64,
@@ -94,7 +94,7 @@ pub fn apply(tx: &WriteTransaction) -> Result<(), MigrationError> {
             return Ok(());
         };
         for (key, bytes) in chunk {
-            let old: SessionV4 =
+            let old: SessionV5Old =
                 postcard::from_bytes(&bytes).map_err(|e| MigrationError::Corrupt {
                     table: "sessions",
                     reason: e.to_string(),

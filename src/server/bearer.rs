@@ -1,0 +1,318 @@
+//! Credentials in `Authorization` on the forward-auth check, for clients
+//! that cannot sign in with a form (scripts, CI, `git`, scrapers):
+//!
+//! - **An access token**, as `Bearer TOKEN` or `Basic base64(user:TOKEN)`:
+//!   one lookup of its hash in the store's cached snapshot, like a session
+//!   cookie; its last use is touched fire-and-forget (coalesced), and a use
+//!   from an address it was not recently used from is recorded.
+//! - **A password in Basic**, only with `[tokens] basic_auth_passwords`:
+//!   a result cached for a minute ([`BasicCache`], keyed by an HMAC of the
+//!   credential) answers on the spot; anything else is checked off the hot
+//!   path ([`basic_password`]) exactly as a sign-in form is (bans, the
+//!   failure limit, the bounded hashing pool, a dummy hash for unknown
+//!   users, failures counted, logged for fail2ban and audited).
+//!
+//! A Bearer value that is not a gatehouse token, or a Basic secret that is
+//! not one while passwords are off, is no credential at all: the check then
+//! answers as for an anonymous request. Unknown users, wrong tokens and
+//! wrong passwords all get the same 401.
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::client_ip;
+use super::password::HashError;
+use super::regulation::AtLimit;
+use super::rejections::Refusal;
+use super::{ApiError, AppState};
+use crate::config::{Policy, UserEntry};
+use crate::identity::basic::{self, Credential};
+use crate::store::{
+    ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind, NewEvent,
+    StoreError, TokenStore, now_ms,
+};
+
+/// How many Basic password results are cached at once (each about 50
+/// bytes); beyond it new credentials are hashed every time, still through
+/// the bounded pool and the failure limit.
+pub const BASIC_CACHE_ENTRIES: usize = 10_000;
+
+/// What a request's `Authorization` header presents.
+pub enum Presented {
+    /// Nothing gatehouse knows.
+    Nothing,
+    /// An access token; with Basic, the user name that came with it.
+    Token {
+        token: AccessToken,
+        basic_user: Option<String>,
+    },
+    /// Basic with a secret that is not an access token: a password.
+    Password { user: String, secret: String },
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::Nothing => f.write_str("Nothing"),
+            Presented::Token { .. } => f.write_str("Token(<redacted>)"),
+            Presented::Password { user, .. } => write!(f, "Password({user:?}, <redacted>)"),
+        }
+    }
+}
+
+/// Reads `Authorization`. Several values, or one that is not text, present
+/// nothing.
+pub fn presented(headers: &HeaderMap) -> Presented {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Presented::Nothing;
+    };
+    let Some(cred) = value.to_str().ok().and_then(basic::parse) else {
+        return Presented::Nothing;
+    };
+    match cred {
+        Credential::Bearer(t) => match AccessToken::parse(t) {
+            Some(token) => Presented::Token {
+                token,
+                basic_user: None,
+            },
+            None => Presented::Nothing,
+        },
+        Credential::Basic { user, secret } if secret.starts_with(ACCESS_TOKEN_PREFIX) => {
+            match AccessToken::parse(&secret) {
+                Some(token) => Presented::Token {
+                    token,
+                    basic_user: Some(user),
+                },
+                None => Presented::Nothing,
+            }
+        }
+        Credential::Basic { user, secret } => Presented::Password { user, secret },
+    }
+}
+
+/// Looks up an access token: one read of the cached snapshot. `f` gets the
+/// token, its user's current entry and the policy, under the policy's read
+/// lock (keep it short). `None` for an unknown, expired or revoked token, a
+/// Basic user name that is not the token's owner, or an owner no longer in
+/// the config. Touches the token (fire and forget) when its last recorded
+/// use is older than the touch interval or it comes from a new address.
+pub fn token_with<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    token: &AccessToken,
+    basic_user: Option<&str>,
+    f: impl FnOnce(&AccessTokenInfo, &UserEntry, &Policy) -> T,
+) -> Result<Option<T>, ApiError> {
+    let hash = token.hash();
+    let now = now_ms();
+    let found = state.store.token_by_hash_now(hash, now).unwrap_or_else(|| {
+        Err(StoreError::Storage(
+            "this store cannot look up a token without waiting".into(),
+        ))
+    });
+    let info = match found {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(ApiError::internal("token lookup failed", &e)),
+    };
+    if basic_user.is_some_and(|u| u != info.user) {
+        return Ok(None);
+    }
+    let Some(out) = state.with_policy(|policy| {
+        let user = policy.user(&info.user)?;
+        Some(f(&info, user, policy))
+    }) else {
+        return Ok(None);
+    };
+    let ip = client_ip(&state.config, peer, headers);
+    let stale = info
+        .last_used_ms
+        .is_none_or(|t| now.saturating_sub(t) >= state.config.session.touch_interval_ms);
+    if stale || !info.seen_from(ip) {
+        // A dropped touch (queue full) only delays the record to the next use.
+        if let Err(e) = state.store.touch_token(hash, now, ip) {
+            tracing::debug!(error = %e, "token touch dropped");
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The cached result of a Basic password check, if any: `Some(true)` for a
+/// credential that passed within the last minute, `Some(false)` for one that
+/// failed, `None` when it must be checked ([`basic_password`]).
+pub fn cached_password(state: &AppState, user: &str, secret: &str) -> Option<bool> {
+    state.basic.get(user, secret, now_ms())
+}
+
+/// `WWW-Authenticate` for a 401 that a non-browser client should answer
+/// with credentials (`curl -u`, `git` prompt on it).
+pub const CHALLENGE: HeaderValue = HeaderValue::from_static("Basic realm=\"gatehouse\"");
+
+/// 401 with `Retry-After`: a banned client, or one at the failure limit.
+/// The forward-auth check answers 401 rather than 429 because proxies turn
+/// any status but 2xx, 401 and 403 of an auth request into an error page.
+fn too_many(secs: u64) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "too many failed attempts, try again later",
+    )
+    .retry_after(secs)
+    .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Checks a Basic password off the hot path, exactly as the sign-in form
+/// checks one: bans first (no hashing), then a place under the failure
+/// limit, then a slot of the bounded hashing pool (503 when it and its queue
+/// are full), then argon2 (a dummy hash for an unknown user, so both take
+/// as long and answer alike). The result is cached for at most a minute
+/// under a keyed hash of the credential. A failure is counted toward a ban,
+/// logged as `login failed` (fail2ban's line) and audited as
+/// `login.failure` with `via = basic`. Returns `Ok(())` when the password
+/// is right (the caller answers from the cache), or the answer to send.
+pub async fn basic_password(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    user: &str,
+    secret: String,
+) -> Result<(), Response> {
+    let ip = client_ip(&state.config, peer, headers);
+    let ua = super::user_agent(headers);
+    let now = now_ms();
+    let m = &state.metrics;
+    if user.len() > crate::store::MAX_USER || secret.len() > super::login::MAX_PASSWORD {
+        return Err(ApiError::unauthorized().into_response());
+    }
+    let mut subjects = vec![BanSubject::User(user.to_string())];
+    subjects.extend(ip.map(BanSubject::ip));
+    for subject in &subjects {
+        match state.store.ban(subject, now).await {
+            Ok(Some(ban)) => {
+                m.login_rejected.inc();
+                super::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now).await;
+                return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::internal("ban lookup failed", &e).into_response()),
+        }
+    }
+    let (entry, _) = state.user_for_login(user);
+    let reservation = match state.regulator.reserve(&subjects, entry.is_some(), now) {
+        Ok(r) => r,
+        Err(AtLimit(subject)) => {
+            m.login_rejected.inc();
+            super::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now).await;
+            return Err(too_many(1));
+        }
+    };
+    let ok = match state
+        .hasher
+        .verify(
+            secret.clone(),
+            entry.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await
+    {
+        Ok(ok) => ok,
+        Err(HashError::Busy) => {
+            m.login_busy.inc();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy, try again in a moment",
+            )
+            .retry_after(1)
+            .into_response());
+        }
+        Err(e) => return Err(ApiError::internal("password check failed", &e).into_response()),
+    };
+    state.basic.put(user, &secret, ok, now_ms());
+    drop(secret);
+    if ok {
+        reservation.succeed(now);
+        return Ok(());
+    }
+    m.login_failure.inc();
+    tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "login failed");
+    super::login::audit(
+        state,
+        NewEvent::now(EventKind::LoginFailure)
+            .user(user.to_string())
+            .ip(ip)
+            .user_agent(ua)
+            .detail("via", "basic"),
+    )
+    .await;
+    super::login::regulate(state, reservation, ip, now).await;
+    Err(ApiError::unauthorized().into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn with_auth(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn what_authorization_presents() {
+        let t = AccessToken::generate();
+        let shown = t.expose();
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        match presented(&with_auth(&format!("Bearer {shown}"))) {
+            Presented::Token { token, basic_user } => {
+                assert_eq!(token.hash(), t.hash());
+                assert_eq!(basic_user, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match presented(&with_auth(&basic(&format!("alice:{shown}")))) {
+            Presented::Token { token, basic_user } => {
+                assert_eq!(token.hash(), t.hash());
+                assert_eq!(basic_user.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match presented(&with_auth(&basic("alice:hunter2 and more"))) {
+            p @ Presented::Password { .. } => {
+                assert!(!format!("{p:?}").contains("hunter2"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another service's bearer token, a broken token, no header: nothing.
+        for v in [
+            "Bearer abc.def.ghi",
+            &format!("Bearer {}", &shown[..shown.len() - 1]),
+            &basic(&format!("alice:{}", &shown[..shown.len() - 1])),
+            "Digest x",
+        ] {
+            assert!(
+                matches!(presented(&with_auth(v)), Presented::Nothing),
+                "{v}"
+            );
+        }
+        assert!(matches!(presented(&HeaderMap::new()), Presented::Nothing));
+        // Two values are ambiguous.
+        let mut two = with_auth(&format!("Bearer {shown}"));
+        two.append(
+            header::AUTHORIZATION,
+            format!("Bearer {shown}").parse().unwrap(),
+        );
+        assert!(matches!(presented(&two), Presented::Nothing));
+    }
+}
