@@ -387,11 +387,23 @@ fn rules_groups_and_identity_fields_load_and_errors_name_the_rule_line() {
     let bad = "[[rules]]\npolicy = \"bypass\"\n\n[[rules]]\ndomains = [\"a.example\"]\npaths = [\"(\"]\npolicy = \"deny\"\n";
     let e = load_text(bad).unwrap_err().to_string();
     assert!(e.contains("rules[1].paths") && e.contains(":6"), "{e}");
-    // two_factor waits for second factors.
-    let e = load_text("[[rules]]\npolicy = \"two_factor\"\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("second factors"), "{e}");
+    // two_factor rules load: second factors exist.
+    let c = load_text("[[rules]]\npolicy = \"two_factor\"\n").unwrap();
+    assert_eq!(
+        c.policy()
+            .rules()
+            .decide(
+                &crate::access::Request {
+                    host: "a",
+                    path: "/",
+                    method: "GET",
+                    ip: None
+                },
+                &crate::access::Subject::ANONYMOUS
+            )
+            .policy,
+        crate::access::Policy::TwoFactor
+    );
     // A group that would break the comma-separated header.
     let e = load_text(&format!(
         "[[users]]\nname = \"bob\"\npassword_hash = \"{HASH}\"\ngroups = [\"a,b\"]\n"

@@ -365,7 +365,7 @@ pub async fn api_confirm_totp(
             Enroller::Pending(hash, p) => {
                 let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
                 // The session cookie of `signed_in`, with this body.
-                let signed = signed_in(&state, &headers, &p.user, &created, p.remember_me, "");
+                let signed = signed_in(&state, &headers, ip, &p.user, &created, p.remember_me, "");
                 let mut res = body.into_response();
                 for v in signed.headers().get_all(axum::http::header::SET_COOKIE) {
                     res.headers_mut()
@@ -534,7 +534,7 @@ pub async fn submit(
         let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
         let target = crate::server::redirect::safe_redirect(&state.config, &headers, &rd)
             .unwrap_or_else(|| "/".into());
-        let signed = signed_in(&state, &headers, &p.user, &created, p.remember_me, &rd);
+        let signed = signed_in(&state, &headers, ip, &p.user, &created, p.remember_me, &rd);
         let mut res = pages::factors::recovery_codes(
             codes.as_ref().map(|c| c.shown()).unwrap_or(&[]),
             &target,

@@ -174,6 +174,7 @@ pub async fn after_password(
             return Ok(signed_in(
                 state,
                 headers,
+                s.ip,
                 &s.user.name,
                 &created,
                 s.remember,
@@ -334,6 +335,7 @@ pub async fn complete(
 pub fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
+    ip: Option<IpAddr>,
     user: &str,
     created: &CreatedSession,
     remember: bool,
@@ -349,7 +351,7 @@ pub fn signed_in(
         });
     }
     state.metrics.login_success.inc();
-    tracing::info!(target: "gatehouse::auth", user = ?user, methods = %created.session.methods.names(), "login succeeded");
+    tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, methods = %created.session.methods.names(), "login succeeded");
     let s = &state.config.session;
     let max_age = remember.then_some(s.remember_me_ms / 1000);
     let target = safe_redirect(&state.config, headers, rd).unwrap_or_else(|| "/".into());

@@ -299,7 +299,7 @@ pub async fn register_finish(
                 let created = complete(&state, hash, &s, Method::WebAuthn)
                     .await?
                     .ok_or_else(ApiError::unauthorized)?;
-                let signed = signed_in(&state, &headers, &p.user, &created, p.remember_me, &rd);
+                let signed = signed_in(&state, &headers, ip, &p.user, &created, p.remember_me, &rd);
                 let to = crate::server::redirect::safe_redirect(&state.config, &headers, &rd);
                 answer["redirect"] = Value::from(to.unwrap_or_else(|| "/".into()));
                 let mut res = Json(answer).into_response();
@@ -486,7 +486,7 @@ pub async fn discover_finish(
         .await?;
         reservation.succeed(now);
         Ok(signed_in(
-            &state, &headers, &user.name, &created, false, &rd,
+            &state, &headers, ip, &user.name, &created, false, &rd,
         ))
     };
     run.await.unwrap_or_else(|e| e.into_response())

@@ -429,7 +429,7 @@ pub async fn attempt_with(
     reservation.succeed(now);
     let remember = created.session.remember_me;
     Ok(signed_in(
-        state, headers, &user.name, &created, remember, rd,
+        state, headers, ip, &user.name, &created, remember, rd,
     ))
 }
 
