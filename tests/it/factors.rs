@@ -466,3 +466,60 @@ async fn a_backup_without_the_key_has_no_readable_secret() {
     assert_eq!(ours.open("totp", "bob", &sealed).unwrap(), app.0);
     s.stop().await;
 }
+
+/// With the server stopped, the reset writes the database itself, audited
+/// with the operator's name.
+#[tokio::test]
+async fn the_reset_works_on_a_stopped_server_too() {
+    use gatehouse::store::{
+        AuditStore, Backend, BackendConfig, EventFilter, EventKind, FactorStore,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path(), &config_text("", "")).await;
+    let c = json_client();
+    enroll(&c, &s, "bob", BOB_PW).await;
+    s.stop().await;
+    let dir = tmp.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["users", "--data-dir"])
+            .arg(&dir)
+            .arg("--config")
+            .arg(dir.join("gatehouse.toml"))
+            .args(["reset-second-factor", "bob"])
+            .env("USER", "operator")
+            .env_remove("GATEHOUSE_DATA_DIR")
+            .env_remove("GATEHOUSE_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("removed every second factor of bob"),
+        "{text}"
+    );
+    let db =
+        Backend::open_read_only(&BackendConfig::redb(tmp.path().join("gatehouse.redb"))).unwrap();
+    assert!(!db.factors("bob").await.unwrap().any());
+    let filter = EventFilter {
+        kinds: vec![EventKind::MfaReset],
+        ..EventFilter::default()
+    };
+    let page = db.query_events(&filter, 10, None).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(
+        page.events[0]
+            .details
+            .iter()
+            .any(|(k, v)| k == "actor" && v == "operator"),
+        "{:?}",
+        page.events[0]
+    );
+}
