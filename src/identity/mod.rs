@@ -1,10 +1,9 @@
 //! Who someone is, with no HTTP and no storage: second factors (TOTP,
-//! recovery codes, passkeys), the sealing of secrets at rest, the sign-in state
-//! machine, and the credentials non-browser clients send (`basic`). Every function takes plain values and returns decisions, so
-//! each is tested exhaustively without a server.
-//!
-//! Not wired into the server yet: the second-factor flow (pages, API,
-//! storage tables, passkeys) and access tokens build on these pieces.
+//! recovery codes, passkeys), the sealing of secrets at rest, the sign-in
+//! state machine, and the credentials non-browser clients send (`basic`).
+//! Every function takes plain values and returns decisions, so each is
+//! tested without a server; `server::factors` and `server::bearer` put them
+//! on HTTP, and the store keeps what they decide.
 
 pub mod basic;
 pub mod recovery;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{SignIn, complete, factors_of, open_totp, signed_in};
 use crate::identity::recovery;
+use crate::identity::signin::{self, Need, Next};
 use crate::identity::totp::TotpError;
 use crate::server::auth::{Authed, ClientIp, lookup};
 use crate::server::login::{admit, audit, regulate};
@@ -381,6 +382,33 @@ pub async fn attempt_with(
             Method::Password => Err(Failed::Wrong),
         }
     };
+    // A pending sign-in moves on as the state machine says.
+    if let Stepper::Pending(_, p) = who {
+        let machine = signin::Pending {
+            user: p.user.clone(),
+            need: if p.enroll {
+                Need::Enrollment
+            } else {
+                Need::SecondFactor(set.methods())
+            },
+            remember_me: p.remember_me,
+            expires_ms: p.expires_ms,
+        };
+        match signin::second_step(&machine, method, checked.is_ok(), now) {
+            Next::Expired => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "no sign-in in progress: it expired or was used; sign in again",
+                ));
+            }
+            Next::NotOffered => {
+                return Err(ApiError::bad_request(
+                    "this method is not set up for your account",
+                ));
+            }
+            Next::Retry | Next::Session(_) => {}
+        }
+    }
     if let Err(wrong) = checked {
         state.metrics.login_failure.inc();
         // The same line as a wrong password: fail2ban counts it.

@@ -3,8 +3,10 @@
 //!
 //! Markup is written with `maud`: the compiler checks it, and every
 //! interpolated value is escaped, so no page builds HTML from strings.
-//! Pages carry no script and no inline style; the one stylesheet and the
-//! icon are embedded assets served from `'self'` (`super::assets`).
+//! Pages carry no inline script and no inline style; the one stylesheet,
+//! the icon and the passkey buttons' script (only on pages with such a
+//! button, whose policy then allows it) are embedded assets served from
+//! `'self'` (`super::assets`).
 //!
 //! Referrer policy: `same-origin`. A browser then sends our own origin in
 //! `Origin` on the pages' form posts (which the cross-site guard,
