@@ -557,3 +557,46 @@ async fn the_admin_socket_revokes_a_users_tokens() {
     let r = bob.get(s.at("/api/v1/session")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A token is one factor: a `two_factor` rule refuses it unless the rule
+/// says `allow_tokens`, while a session signed in with a second factor
+/// passes both.
+#[tokio::test]
+async fn two_factor_rules_refuse_tokens_unless_they_allow_them() {
+    let rules = r#"
+[[rules]]
+domains = ["strict.example.com"]
+policy = "two_factor"
+
+[[rules]]
+domains = ["ci.example.com"]
+policy = "two_factor"
+allow_tokens = true
+"#;
+    let s = TestServer::start(&config_text("trusted_proxies = [\"127.0.0.1\"]", rules)).await;
+    let c = signed_in(&s, "bob", BOB_PW).await;
+    let (st, made) = create(&s, &c, json!({"name": "ci"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let bearer = format!("Bearer {}", made["token"].as_str().unwrap());
+    assert_eq!(
+        verify(&s, Some(&bearer), "strict.example.com")
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let ok = verify(&s, Some(&bearer), "ci.example.com").await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["remote-user"], "bob");
+    // The session that made it, with a password only, is asked to step up.
+    let r = c
+        .get(s.at("/auth/verify"))
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "strict.example.com")
+        .header("x-forwarded-uri", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
