@@ -180,6 +180,7 @@ async fn a_recovery_code_signs_in_once_and_the_count_drops() {
     let (st, ok) = post(&c, &s, "/login/recovery", json!({"code": codes[3]})).await;
     assert_eq!(st, StatusCode::OK, "{ok}");
     assert_eq!(ok["methods"], json!(["password", "recovery_code"]));
+    assert_eq!(ok["recovery_codes_left"], json!(9));
     let r: Value = c
         .get(s.at("/api/v1/mfa"))
         .send()

@@ -341,6 +341,23 @@ pub fn signed_in(
     remember: bool,
     rd: &str,
 ) -> Response {
+    signed_in_with(state, headers, ip, user, created, remember, rd, None)
+}
+
+/// [`signed_in`] after a recovery code, with the count of codes left: JSON
+/// clients get it as `recovery_codes_left`, browsers a page that says it
+/// (and where to make new ones) before going on to `rd`.
+#[allow(clippy::too_many_arguments)]
+pub fn signed_in_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+    user: &str,
+    created: &CreatedSession,
+    remember: bool,
+    rd: &str,
+    recovery_left: Option<usize>,
+) -> Response {
     if let Some(old) = cookie_hash(state, headers).filter(|h| *h != created.token.hash()) {
         let store = state.store.clone();
         let how = Revocation::new(RevokeReason::Logout, now_ms());
@@ -362,14 +379,19 @@ pub fn signed_in(
             session: String,
             methods: Vec<Method>,
             redirect: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            recovery_codes_left: Option<usize>,
         }
         Json(LoginOk {
             user,
             session: created.session.id.to_string(),
             methods: created.session.methods.iter().collect(),
             redirect: &target,
+            recovery_codes_left: recovery_left,
         })
         .into_response()
+    } else if let Some(left) = recovery_left {
+        super::pages::factors::recovery_used(user, left, &target)
     } else {
         see_other(&target)
     };

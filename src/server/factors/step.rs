@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{SignIn, complete, factors_of, open_totp, signed_in};
+use super::{SignIn, complete, factors_of, open_totp};
 use crate::identity::recovery;
 use crate::identity::signin::{self, Need, Next};
 use crate::identity::totp::TotpError;
@@ -306,7 +306,11 @@ pub async fn attempt_with(
     } else {
         match method {
             Method::Totp => {
-                let totp = set.totp.as_ref().expect("offered, so enrolled");
+                let Some(totp) = set.totp.as_ref() else {
+                    return Err(ApiError::bad_request(
+                        "this method is not set up for your account",
+                    ));
+                };
                 let secret = open_totp(state, &user.name, &totp.sealed)?;
                 match secret.verify(code, now / 1000, totp.last_step) {
                     Ok(step) => {
@@ -456,8 +460,13 @@ pub async fn attempt_with(
     };
     reservation.succeed(now);
     let remember = created.session.remember_me;
-    Ok(signed_in(
-        state, headers, ip, &user.name, &created, remember, rd,
+    // After a recovery code, the person is told how many are left.
+    let left = match method {
+        Method::Recovery => Some(factors_of(state, &user.name).await?.recovery.len()),
+        _ => None,
+    };
+    Ok(super::signed_in_with(
+        state, headers, ip, &user.name, &created, remember, rd, left,
     ))
 }
 

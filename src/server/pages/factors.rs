@@ -204,6 +204,32 @@ pub fn recovery_codes(codes: &[String], next: &str, user: Option<&str>) -> Respo
     )
 }
 
+/// After signing in with a recovery code: how many are left, and the way
+/// on (or to make new ones).
+pub fn recovery_used(user: &str, left: usize, next: &str) -> Response {
+    let content = html! {
+        div.card {
+            h1 { "Signed in with a recovery code" }
+            @if left == 0 {
+                p.error role="alert" { "That was your last recovery code. Make new ones now, in case you lose your second factor again." }
+            } @else {
+                p.notice role="status" {
+                    (left) " recovery " (if left == 1 { "code" } else { "codes" }) " left. Each works once."
+                }
+            }
+            p { "If you lost your authenticator, set up a new one and make new codes on the security page." }
+            div.actions {
+                a.button href=(next) { "Continue" }
+                a.button.secondary href="/account/security" { "Sign-in security" }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        layout("Recovery code used", Some(Viewer { user }), false, content),
+    )
+}
+
 /// A message after an action on the security page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {

@@ -104,6 +104,12 @@ async fn an_authenticator_app_and_a_recovery_code() {
     tab.fill("#recovery", &codes[0]).await;
     tab.click_and_wait("form[action='/login/recovery'] button")
         .await;
+    // Signed in, and told how many codes are left before going on.
+    let text = tab.text().await;
+    assert!(text.contains("9 recovery codes left"), "{text}");
+    tab.check_page("recovery-used").await;
+    tab.click_and_wait(".actions a.button:not(.secondary)")
+        .await;
     assert_eq!(
         tab.url().await,
         local(&s, "/sessions"),
