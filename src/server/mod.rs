@@ -233,6 +233,17 @@ impl AppState {
         }
         changed.sort();
         changed.dedup();
+        // A name that leaves or arrives keeps no second factor: a passkey
+        // left by the person who had the name must never sign in whoever
+        // has it next (passkeys sign in alone).
+        let mut arrived_or_left: Vec<String> = old
+            .users()
+            .keys()
+            .filter(|n| policy.user(n).is_none())
+            .chain(policy.users().keys().filter(|n| old.user(n).is_none()))
+            .cloned()
+            .collect();
+        arrived_or_left.sort();
         {
             let mut current = self.policy.write().unwrap_or_else(|p| p.into_inner());
             *current = policy;
@@ -257,6 +268,19 @@ impl AppState {
             // here.
             if let Err(e) = self.store.revoke_user_tokens(user, how).await {
                 tracing::error!(error = %e, user = ?user, "ending the tokens of a changed user failed");
+            }
+        }
+        for user in &arrived_or_left {
+            match crate::store::FactorStore::factors(&self.store, user).await {
+                Ok(set) if set.is_empty() => {}
+                Ok(_) => {
+                    if let Err(e) = admin::reset_factors(&self.store, user, "reload").await {
+                        tracing::error!(error = %e, user = ?user, "removing the second factors of a removed user failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, user = ?user, "reading the second factors of a removed user failed")
+                }
             }
         }
         changed

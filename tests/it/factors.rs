@@ -524,3 +524,31 @@ async fn the_reset_works_on_a_stopped_server_too() {
         page.events[0]
     );
 }
+
+/// A name that leaves the config takes its factors with it: whoever gets
+/// the name next does not inherit the last person's authenticator or
+/// passkeys (which could sign in alone).
+#[tokio::test]
+async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
+    let good = config_text("", "");
+    let s = TestServer::start(&good).await;
+    let path = s.dir.join("gatehouse.toml");
+    let c = json_client();
+    enroll(&c, &s, "bob", BOB_PW).await;
+    let without_bob = good
+        .split("[[users]]\nname = \"bob\"")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&path, &without_bob).unwrap();
+    s.reloader.reload().await.unwrap();
+    std::fs::write(&path, &good).unwrap();
+    s.reloader.reload().await.unwrap();
+    let (st, body) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.get("second_factor_required").is_none(), "{body}");
+    let resets = kinds(&s, "mfa.reset").await;
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0]["details"]["actor"], "reload");
+    s.stop().await;
+}
