@@ -439,15 +439,32 @@ async fn a_backup_without_the_key_has_no_readable_secret() {
     assert_eq!(mode & 0o777, 0o600);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("backup.redb");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
-        .arg("--data-dir")
-        .arg(&s.dir)
-        .env_remove("GATEHOUSE_DATA_DIR")
-        .arg("backup")
-        .arg(&dest)
-        .output()
+    // Off the test's runtime: `auditctl backup` records its event through
+    // the server's admin socket, which this runtime serves.
+    let auditctl = |args: Vec<std::ffi::OsString>| {
+        let dir = s.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
+                .arg("--data-dir")
+                .arg(&dir)
+                .env_remove("GATEHOUSE_DATA_DIR")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let o = auditctl(vec!["backup".into(), dest.clone().into()])
+        .await
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `auditctl verify` checks the second-factor tables and counts them.
+    let v = auditctl(vec!["verify".into()]).await.unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{text}");
+    assert!(
+        text.contains("factors     1 users with second factors"),
+        "{text}"
+    );
     let names: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -19,6 +19,10 @@ pub fn verify(store: &Backend) -> anyhow::Result<Status> {
     );
     println!("sessions    {}", r.sessions);
     println!("tokens      {}", r.tokens);
+    println!(
+        "factors     {} users with second factors, {} sign-ins waiting for one",
+        r.users_with_factors, r.pending_signins
+    );
     println!("bans        {}", r.bans);
     println!("chain head  {}", r.chain_head);
     if r.is_ok() {
