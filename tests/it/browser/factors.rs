@@ -200,3 +200,79 @@ async fn a_passkey_after_the_password_and_alone() {
     assert_eq!(events[0]["details"]["passkey_only"], "true");
     assert_eq!(events[1]["details"]["method"], "webauthn");
 }
+
+/// Step-up through real nginx running the shipped `deploy/nginx.conf`: a
+/// session signed in with a password, whose owner then sets up an
+/// authenticator app, meets an app area that a `two_factor` rule guards. The
+/// login page sends it to the second step (not to the password again), and
+/// a code brings it back to the app URL, query intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_factor_app_steps_the_session_up_through_nginx() {
+    use crate::proxy::{PROXY_RULES, Shipped, binary, free_port};
+    let test = "a_two_factor_app_steps_the_session_up_through_nginx";
+    let Some(nginx) = binary("nginx", &["/usr/sbin"]) else {
+        eprintln!("SKIPPED {test}: nginx is not installed");
+        return;
+    };
+    let Some(chrome) = Chrome::launch(test).await else {
+        return;
+    };
+    let (auth_port, app_port) = (free_port(), free_port());
+    let config = config_text(
+        &format!(
+            "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
+             allowed_redirect_domains = [\"127.0.0.1\"]"
+        ),
+        &format!("[[rules]]\npaths = ['^/secure(/|$)']\npolicy = \"two_factor\"\n\n{PROXY_RULES}"),
+    );
+    let s = TestServer::start(&config).await;
+    let app = super::serve(axum::Router::new().fallback(axum::routing::get(
+        |h: axum::http::HeaderMap| async move {
+            let user = h
+                .get("remote-user")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            axum::response::Html(format!(
+                "<!doctype html><title>Vault</title><link rel=icon href=data:,>\
+                 <h1 id=app>Vault</h1><p id=user>{user}</p>"
+            ))
+        },
+    )))
+    .await;
+    let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
+    let login_site = format!("http://127.0.0.1:{auth_port}");
+
+    // Signed in with a password, then an authenticator app set up.
+    let tab = chrome.tab().await;
+    tab.goto(&format!("{login_site}/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.goto(&format!("{login_site}/account/security")).await;
+    tab.click_and_wait("form[action='/account/security/totp'] button")
+        .await;
+    let secret = tab.text_of("code.secret").await.unwrap();
+    tab.fill("#code", &code(&secret, 0)).await;
+    tab.click_and_wait("form.stack button[type=submit]").await;
+
+    // An open area of the app lets the session in; the guarded one asks
+    // for the second factor.
+    tab.goto(&format!("http://127.0.0.1:{app_port}/notes"))
+        .await;
+    assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
+    let guarded = format!("http://127.0.0.1:{app_port}/secure/files?sort=name");
+    tab.goto(&guarded).await;
+    let url = tab.url().await;
+    assert!(
+        url.starts_with(&format!("{login_site}/login/second-factor?rd=")),
+        "{url}"
+    );
+    assert!(tab.text().await.contains("This needs a second factor"));
+    tab.check_page("step-up").await;
+    tab.fill("#code", &code(&secret, 1)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    assert_eq!(tab.url().await, guarded, "{}", tab.text().await);
+    assert_eq!(tab.text_of("#app").await.as_deref(), Some("Vault"));
+    assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
+    tab.assert_clean("back at the guarded app");
+}
