@@ -1,5 +1,5 @@
 //! Forms on another origin (a second local port) that post to gatehouse's
-//! sign-in, sign-out and revoke endpoints are refused, and so is a form in
+//! sign-in, sign-out, revoke and second-factor endpoints are refused, and so is a form in
 //! a sandboxed document, which sends `Origin: null`. The same endpoints
 //! work from gatehouse's own pages (the other scenarios).
 
@@ -32,11 +32,15 @@ fn other_site(gate: String) -> Router {
     );
     let logout = form_page(&at("/logout"), &[]);
     let revoke = form_page(&at("/sessions/revoke-others"), &[]);
+    let enroll = form_page(&at("/account/security/totp"), &[]);
+    let codes = form_page(&at("/account/security/recovery"), &[]);
     let sandboxed = logout.clone();
     Router::new()
         .route("/login", get(move || async move { Html(login) }))
         .route("/logout", get(move || async move { Html(logout) }))
         .route("/revoke", get(move || async move { Html(revoke) }))
+        .route("/enroll", get(move || async move { Html(enroll) }))
+        .route("/codes", get(move || async move { Html(codes) }))
         .route(
             "/sandboxed",
             get(move || async move {
@@ -84,6 +88,8 @@ async fn forms_on_other_origins_are_refused() {
     for (page, name) in [
         ("/logout", "logout"),
         ("/revoke", "revoke-others"),
+        ("/enroll", "totp-enroll"),
+        ("/codes", "recovery-codes"),
         ("/sandboxed", "sandboxed-logout"),
     ] {
         tab.goto(&elsewhere(page)).await;
@@ -106,6 +112,17 @@ async fn forms_on_other_origins_are_refused() {
             Some(cookie.clone())
         );
     }
+    // No enrollment was started for her from the other site.
+    let mfa: serde_json::Value = reqwest::Client::new()
+        .get(s.at("/api/v1/mfa"))
+        .header("cookie", format!("gatehouse_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mfa["totp_enrollment_started"], false, "{mfa}");
     tab.assert_clean("after the cross-site forms");
 }
 
