@@ -569,3 +569,71 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
     assert_eq!(resets[0]["details"]["actor"], "reload");
     s.stop().await;
 }
+
+/// Hostile or broken input on every second-factor endpoint is a clear 4xx,
+/// never a 5xx, and never echoes what was sent.
+#[tokio::test]
+async fn broken_second_factor_requests_get_clear_refusals() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    enroll(&c, &s, "bob", BOB_PW).await;
+    let pending = json_client();
+    sign_in(&pending, &s, "bob", BOB_PW).await;
+    let long = "9".repeat(5000);
+    let bodies: Vec<(&str, &str, String)> = vec![
+        (
+            "/login/totp",
+            "application/json",
+            json!({"code": long}).to_string(),
+        ),
+        (
+            "/login/totp",
+            "application/json",
+            "{\"code\": 123456}".into(),
+        ),
+        ("/login/totp", "application/json", "{not json".into()),
+        ("/login/totp", "text/plain", "code=1".into()),
+        (
+            "/login/recovery",
+            "application/json",
+            json!({"code": "\u{0}\u{7f}"}).to_string(),
+        ),
+        (
+            "/login/passkey/finish",
+            "application/json",
+            json!({"credential": {"id": "x"}}).to_string(),
+        ),
+        (
+            "/login/passkey/discover/finish",
+            "application/json",
+            json!({"credential": "nope"}).to_string(),
+        ),
+        (
+            "/api/v1/mfa/passkeys/register/finish",
+            "application/json",
+            json!({"name": "k", "credential": []}).to_string(),
+        ),
+        (
+            "/api/v1/mfa/totp/confirm",
+            "application/json",
+            json!({"code": long}).to_string(),
+        ),
+    ];
+    for who in [&pending, &c, &json_client()] {
+        for (path, ct, body) in &bodies {
+            let r = who
+                .post(s.at(path))
+                .header("content-type", *ct)
+                .header("host", format!("localhost:{}", s.addr.port()))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            assert!(status.is_client_error(), "{path} {body}: {status} {text}");
+            assert!(!text.contains(&long), "{path}: echoed the input");
+        }
+    }
+    s.stop().await;
+}
