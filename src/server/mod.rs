@@ -94,6 +94,8 @@ pub struct Inner {
     pub secrets: crate::identity::secret_box::SecretBox,
     /// Passkey ceremonies in flight (bounded).
     pub ceremonies: factors::passkeys::Ceremonies,
+    /// The WebAuthn relying party of the public origin, built once.
+    pub relying: factors::passkeys::Relying,
     /// Results of Basic password checks on `/auth/verify`, a minute at
     /// most, keyed by an HMAC of the credential; cleared when a reload
     /// changes users.
@@ -117,6 +119,7 @@ impl AppState {
     ) -> Self {
         let regulator = regulation::Regulator::new(config.regulation.clone());
         let rejections = rejections::Rejections::new(&config.regulation);
+        let relying = factors::passkeys::relying_party(&config);
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
@@ -131,6 +134,7 @@ impl AppState {
                 activity,
                 secrets,
                 ceremonies: Default::default(),
+                relying,
                 basic: crate::identity::basic::BasicCache::new(
                     bearer::BASIC_CACHE_ENTRIES,
                     crate::identity::basic::MAX_TTL_MS,

@@ -15,7 +15,7 @@
 //! passkeys, and the pages do not offer them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -28,7 +28,7 @@ use super::enroll::Enroller;
 use super::step::{Proof, Stepper, attempt_with};
 use super::{SignIn, complete, factors_of, signed_in};
 use crate::identity::recovery::RecoveryCodes;
-use crate::identity::webauthn::Passkeys;
+use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::server::auth::{ClientIp, cookie};
 use crate::server::login::{admit, audit, regulate};
 use crate::server::redirect::MAX_RD;
@@ -107,13 +107,25 @@ impl Ceremonies {
     }
 }
 
+/// The relying party of the public origin, built once at start: `None`
+/// without a public origin, an error when the origin cannot use passkeys.
+pub type Relying = Option<Result<Arc<Passkeys>, WebAuthnError>>;
+
+/// [`Relying`] for `config`.
+pub fn relying_party(config: &crate::config::Config) -> Relying {
+    let origin = config.public_origin.as_ref()?;
+    let built = Passkeys::new(origin).map(Arc::new);
+    if let Err(e) = &built {
+        tracing::warn!(origin = %origin, "passkeys are off: {e}");
+    }
+    Some(built)
+}
+
 /// The relying party for this request, if passkeys can be used here.
-pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Passkeys, ApiError> {
-    let refuse = |e: crate::identity::webauthn::WebAuthnError| {
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-    };
-    if let Some(origin) = &state.config.public_origin {
-        return Passkeys::new(origin).map_err(refuse);
+pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<Passkeys>, ApiError> {
+    let refuse = |e: WebAuthnError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+    if let Some(built) = &state.relying {
+        return built.clone().map_err(refuse);
     }
     let host = headers
         .get(header::HOST)
@@ -124,7 +136,7 @@ pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Passkeys, A
         let url = url::Url::parse(&format!("http://{host}")).map_err(|_| {
             ApiError::bad_request("passkeys need public_origin on https, or localhost")
         })?;
-        return Passkeys::new(&url).map_err(refuse);
+        return Passkeys::new(&url).map(Arc::new).map_err(refuse);
     }
     Err(ApiError::bad_request(
         "passkeys need public_origin on https, or localhost",
