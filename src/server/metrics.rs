@@ -55,6 +55,23 @@ pub struct Metrics {
     /// Connections closed at accept: their client had
     /// `limits.max_connections_per_ip` open already.
     pub conn_refused_per_ip: Counter,
+    /// Second steps by method (`Method as usize`) that passed.
+    pub second_step_ok: [Counter; 4],
+    /// Second steps by method that failed (a wrong, replayed or malformed
+    /// code, a refused passkey).
+    pub second_step_failed: [Counter; 4],
+}
+
+impl Metrics {
+    /// Counts a second step with `method`.
+    pub fn second_step(&self, method: crate::store::Method, ok: bool) {
+        let i = method as usize;
+        if ok {
+            self.second_step_ok[i].inc();
+        } else {
+            self.second_step_failed[i].inc();
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -70,6 +87,8 @@ impl Default for Metrics {
             verify_error: Counter::default(),
             access_denied: Default::default(),
             conn_refused_per_ip: Counter::default(),
+            second_step_ok: Default::default(),
+            second_step_failed: Default::default(),
             verify_micros: Histogram::new(&[
                 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000,
             ]),
@@ -229,6 +248,31 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "Time to answer a forward-auth check.",
         &m.verify_micros,
         1e6,
+    );
+    let steps = crate::store::Method::ALL
+        .into_iter()
+        .filter(|m| m.is_second_factor())
+        .flat_map(|method| {
+            let i = method as usize;
+            [
+                ("success", m.second_step_ok[i].get()),
+                ("failure", m.second_step_failed[i].get()),
+            ]
+            .map(|(result, n)| {
+                (
+                    vec![
+                        ("method", method.as_str().to_string()),
+                        ("result", result.to_string()),
+                    ],
+                    n,
+                )
+            })
+        })
+        .collect();
+    x.counter(
+        "gatehouse_second_factor_attempts",
+        "Second steps of sign-ins and step-ups, by method and result.",
+        steps,
     );
     x.counter(
         "gatehouse_bans_added",

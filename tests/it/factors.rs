@@ -167,6 +167,13 @@ async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
     };
     let text = all.to_string();
     assert!(!text.contains(&next), "a code reached the audit trail");
+    let metrics = metrics_text(&s).await;
+    for line in [
+        "gatehouse_second_factor_attempts_total{method=\"totp\",result=\"success\"} 1",
+        "gatehouse_second_factor_attempts_total{method=\"totp\",result=\"failure\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
     s.stop().await;
 }
 

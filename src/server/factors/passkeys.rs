@@ -438,6 +438,7 @@ pub async fn discover_finish(
         let creds: Vec<Vec<u8>> = set.passkeys.iter().map(|p| p.credential.clone()).collect();
         let pk = passkeys_for(&state, &headers)?;
         let checked = pk.finish_discoverable(&entry.state, &input.credential, &user.name, &creds);
+        state.metrics.second_step(Method::WebAuthn, checked.is_ok());
         let (cred_id, updated) = match checked {
             Ok(ok) => ok,
             Err(e) => {

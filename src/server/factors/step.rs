@@ -413,6 +413,7 @@ pub async fn attempt_with(
             Next::Retry | Next::Session(_) => {}
         }
     }
+    state.metrics.second_step(method, checked.is_ok());
     if let Err(wrong) = checked {
         state.metrics.login_failure.inc();
         // The same line as a wrong password: fail2ban counts it.
