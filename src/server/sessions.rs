@@ -29,6 +29,10 @@ pub struct SessionView {
     pub remember_me: bool,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// How it was signed in: `password`, `totp`, `webauthn`, `recovery_code`.
+    pub methods: Vec<crate::store::Method>,
+    /// When a second factor was last done in it.
+    pub second_factor_ms: Option<u64>,
     /// True for the session making this request.
     pub current: bool,
 }
@@ -44,6 +48,8 @@ fn view(s: &Session, current: &PublicId) -> SessionView {
         remember_me: s.remember_me,
         ip: s.ip,
         user_agent: s.user_agent.clone(),
+        methods: s.methods.iter().collect(),
+        second_factor_ms: s.second_factor_ms,
         current: s.id == *current,
     }
 }

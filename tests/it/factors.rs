@@ -130,6 +130,20 @@ async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
     assert_eq!(st, StatusCode::OK, "{ok}");
     assert_eq!(ok["methods"], json!(["password", "totp"]));
     assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
+    let me: Value = c
+        .get(s.at("/api/v1/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["session"]["methods"],
+        json!(["password", "totp"]),
+        "{me}"
+    );
+    assert!(me["session"]["second_factor_ms"].as_u64().is_some(), "{me}");
 
     // The same code again, in another sign-in: refused (replay).
     let other = json_client();

@@ -103,7 +103,7 @@ fn row(s: &Session, current: bool, now: u64) -> Markup {
                     @if current { span.badge { "This session" } }
                 }
                 p.meta {
-                    "Signed in " (when(s.created_ms, now))
+                    "Signed in " (when(s.created_ms, now)) " with " (how(s.methods))
                     " · last active " (when(s.last_seen_ms, now))
                     @if let Some(ip) = &ip { " · from " (ip) }
                 }
@@ -125,6 +125,22 @@ fn row(s: &Session, current: bool, now: u64) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// How a session was signed in, in words.
+fn how(m: crate::store::Methods) -> &'static str {
+    use crate::store::Method;
+    if m.contains(Method::WebAuthn) && !m.contains(Method::Password) {
+        "a passkey"
+    } else if m.contains(Method::WebAuthn) {
+        "password and passkey"
+    } else if m.contains(Method::Totp) {
+        "password and authenticator app"
+    } else if m.contains(Method::Recovery) {
+        "password and recovery code"
+    } else {
+        "password"
     }
 }
 

@@ -95,6 +95,11 @@ async fn an_authenticator_app_and_a_recovery_code() {
         "{}",
         tab.text().await
     );
+    assert!(
+        tab.text()
+            .await
+            .contains("with password and authenticator app")
+    );
 
     // A recovery code instead, once.
     sign_out(&tab, &s).await;
