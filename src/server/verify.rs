@@ -384,7 +384,13 @@ fn granted(f: Found) -> Response {
 /// 401, or with `?redirect=1` a 302 to the login page.
 fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Response {
     state.metrics.verify_denied.inc();
-    if wants_redirect(query) {
+    // A client that neither asks for a page nor holds a session cookie is
+    // not a browser: it gets the 401 and the challenge (which makes `curl
+    // -u` and `git` ask for credentials) even with `?redirect=1`, since a
+    // redirect to a sign-in form is of no use to it.
+    let browser =
+        super::wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
+    if wants_redirect(query) && browser {
         let login = login_url(state, original_url(headers).as_deref());
         let mut r = StatusCode::FOUND.into_response();
         if let Ok(v) = HeaderValue::from_str(&login) {
@@ -400,10 +406,8 @@ fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> 
                 r.headers_mut().insert(LOGIN_URL_HEADER, v);
             }
         }
-        // A client that neither asks for a page nor holds a session cookie
-        // is not a browser: the challenge makes `curl -u` and `git` ask for
-        // credentials (nginx passes it on with the 401).
-        if !super::wants_html(headers) && cookie(headers, &state.config.cookie.name).is_none() {
+        // nginx and Caddy pass the challenge on with the 401.
+        if !browser {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, super::bearer::CHALLENGE);
         }

@@ -342,13 +342,22 @@ async fn the_basic_challenge_goes_to_scripts_not_to_browsers() {
     assert!(r.headers().get("www-authenticate").is_none());
     let r = get(None, Some("gatehouse_session=stale")).await.unwrap();
     assert!(r.headers().get("www-authenticate").is_none());
-    // `?redirect=1` stays a redirect.
+    // With `?redirect=1` (Caddy, Traefik) a browser is redirected, and a
+    // script still gets the challenge.
+    let r = script()
+        .get(s.at("/auth/verify?redirect=1"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
     let r = script()
         .get(s.at("/auth/verify?redirect=1"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&r, "www-authenticate"), "Basic realm=\"gatehouse\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

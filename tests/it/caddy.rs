@@ -24,9 +24,18 @@ async fn caddy_forward_auth_passes_only_gatehouse_identity() {
     let _caddy = Shipped::caddy(&caddy, auth_port, app_port, s.addr, app).await;
     let app_url = format!("http://127.0.0.1:{app_port}/notes?a=1&b=2");
 
-    // Anonymous: to the login page, the whole URL in `rd`.
+    // A script (it asks for no page) gets the 401 and the challenge.
+    let r = client().get(&app_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"gatehouse\"");
+    // A browser, anonymous: to the login page, the whole URL in `rd`.
     let c = client();
-    let r = c.get(&app_url).send().await.unwrap();
+    let r = c
+        .get(&app_url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(

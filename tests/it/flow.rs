@@ -194,6 +194,7 @@ async fn verify_redirects_anonymous_browsers_to_login() {
     let c = client();
     let r = c
         .get(s.at("/auth/verify?redirect=1"))
+        .header("accept", "text/html")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "app.example.com")
         .header("x-forwarded-uri", "/notebook?x=1")

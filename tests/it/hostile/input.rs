@@ -243,6 +243,7 @@ async fn no_header_splitting() {
     // the login redirect.
     let r = bare()
         .get(s.at("/auth/verify?redirect=1"))
+        .header("accept", "text/html")
         .header(
             "x-original-url",
             "https://app.example.com/%0d%0aSet-Cookie:%20evil=1",
@@ -260,6 +261,7 @@ async fn no_header_splitting() {
     // A forwarded host with junk: the redirect is still to our login page.
     let r = bare()
         .get(s.at("/auth/verify?redirect=1"))
+        .header("accept", "text/html")
         .header("x-forwarded-host", "evil.example/@x")
         .header("x-forwarded-proto", "javascript")
         .header("x-forwarded-uri", "//evil.example/%0d%0a")
