@@ -56,3 +56,96 @@ async fn caddy_forward_auth_passes_only_gatehouse_identity() {
     )
     .await;
 }
+
+/// Access tokens through real Caddy running the shipped `deploy/Caddyfile`:
+/// a Bearer token reaches the app as its user, without the `Authorization`
+/// header; a script without one gets the 401 and the Basic challenge; a
+/// revoked token gets 401; an app's own `Authorization` beside a session
+/// cookie passes untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_passes_tokens_but_not_their_header() {
+    let Some(caddy) = binary("caddy", &["/usr/bin"]) else {
+        eprintln!("SKIPPED caddy_passes_tokens_but_not_their_header: caddy is not installed");
+        return;
+    };
+    let (auth_port, app_port) = (free_port(), free_port());
+    let s = TestServer::start(&behind_proxy(auth_port)).await;
+    let app = echo_app().await;
+    let _caddy = Shipped::caddy(&caddy, auth_port, app_port, s.addr, app).await;
+    let app_url = format!("http://127.0.0.1:{app_port}/api/status");
+
+    let c = client();
+    assert_eq!(
+        login(&c, &s, "bob", BOB_PW, &[]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let created: serde_json::Value = c
+        .post(s.at("/api/v1/tokens"))
+        .json(&serde_json::json!({"name": "script"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let script = reqwest::Client::new();
+    let r = script
+        .get(&app_url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "remote-user"), ["bob"]);
+    assert!(seen(&echo, "authorization").is_empty(), "{echo}");
+    assert!(seen(&echo, "x-gatehouse-credential").is_empty(), "{echo}");
+
+    let r = script.get(&app_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"gatehouse\"");
+
+    // A session cookie and the app's own Authorization: the header stays.
+    let session = token_of(&login(&client(), &s, "bob", BOB_PW, &[]).await).unwrap();
+    let r = script
+        .get(&app_url)
+        .header("cookie", format!("gatehouse_session={session}"))
+        .header("authorization", "Bearer the-apps-own")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "authorization"), ["Bearer the-apps-own"]);
+
+    // A client cannot make Caddy drop its Authorization by sending the
+    // marker itself.
+    let r = script
+        .get(&app_url)
+        .header("cookie", format!("gatehouse_session={session}"))
+        .header("authorization", "Bearer the-apps-own")
+        .header("x-gatehouse-credential", "authorization")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "authorization"), ["Bearer the-apps-own"]);
+
+    // Revoked: 401 through Caddy.
+    let r = c
+        .delete(s.at(&format!("/api/v1/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = script
+        .get(&app_url)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
