@@ -168,9 +168,33 @@ pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
                 input type="hidden" name="rd" value=(v.rd);
                 button type="submit" { "Turn on" }
             }
+            @if v.passkeys {
+                h2.section { "Or use a passkey" }
+                div.stack {
+                    label for="passkey-name" { "Name for the passkey" }
+                    input #passkey-name type="text" maxlength="64" placeholder="Laptop, phone, security key";
+                    div.actions {
+                        button.secondary type="button" data-passkey="register"
+                            data-start="/api/v1/mfa/passkeys/register/start"
+                            data-finish="/api/v1/mfa/passkeys/register/finish"
+                            data-name-input="passkey-name" data-rd=(v.rd) { "Add a passkey" }
+                    }
+                    (passkey_codes())
+                    (super::passkey_script())
+                }
+            }
         }
     };
-    respond(status, layout("Authenticator app", None, false, content))
+    let csp = if v.passkeys {
+        super::with_passkey_script(super::CSP)
+    } else {
+        super::CSP.to_string()
+    };
+    respond_with_csp(
+        status,
+        layout("Authenticator app", None, false, content),
+        &csp,
+    )
 }
 
 /// Recovery codes, shown once, with the way on.

@@ -281,3 +281,54 @@ async fn a_two_factor_app_steps_the_session_up_through_nginx() {
     assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
     tab.assert_clean("back at the guarded app");
 }
+
+/// A required second factor, enrolled as a passkey right after the
+/// password: the enrollment page's passkey button registers it, shows the
+/// recovery codes once, and the way on is signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_factor_enrolled_as_a_passkey() {
+    let Some(chrome) = Chrome::launch("a_required_factor_enrolled_as_a_passkey").await else {
+        return;
+    };
+    let s = TestServer::start(&config_text("", "[second_factor]\nrequired = true\n")).await;
+    let tab = chrome.tab().await;
+    let authenticator = tab.add_virtual_authenticator().await;
+    tab.goto(&local(&s, "/login?rd=%2Fsessions")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    assert!(
+        tab.url().await.starts_with(&local(&s, "/login/enroll")),
+        "{}",
+        tab.url().await
+    );
+    assert!(tab.text().await.contains("needs a second factor"));
+    tab.check_page("enroll-required").await;
+    // Nothing else works meanwhile.
+    tab.goto(&local(&s, "/sessions")).await;
+    assert!(tab.url().await.starts_with(&local(&s, "/login")));
+    tab.goto(&local(&s, "/login/enroll?rd=%2Fsessions")).await;
+    tab.fill("#passkey-name", "Phone").await;
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    wait_for(
+        &tab,
+        "!document.querySelector('[data-passkey-codes]').hidden",
+    )
+    .await;
+    let shown = tab
+        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
+        .await;
+    assert_eq!(shown.as_u64(), Some(10));
+    tab.click_and_wait("[data-passkey-continue]").await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    assert!(
+        tab.text().await.contains("with a passkey")
+            || tab.text().await.contains("with password and passkey")
+    );
+    assert_eq!(tab.authenticator_credentials(&authenticator).await.len(), 1);
+    tab.assert_clean("after enrolling a required passkey");
+}
