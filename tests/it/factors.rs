@@ -316,9 +316,29 @@ async fn a_two_factor_rule_steps_a_session_up_and_keeps_its_place() {
         .json()
         .await
         .unwrap();
-    // Removing a factor needs a recent second factor.
+    // Removing a factor needs a recent second factor: the API says so, the
+    // page's form sends the browser to the second step, which comes back.
     let r = c.delete(s.at("/api/v1/mfa/totp")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(s.at("/account/security/totp/remove"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()["location"],
+        "/login/second-factor?rd=%2Faccount%2Fsecurity"
+    );
+    let r: Value = c
+        .get(s.at("/api/v1/mfa"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["totp"], json!(true), "nothing was removed");
 
     let old = c.get(s.at("/api/v1/session")).send().await.unwrap();
     assert_eq!(old.status(), StatusCode::OK);

@@ -127,6 +127,31 @@ async fn an_authenticator_app_and_a_recovery_code() {
         "{}",
         tab.text().await
     );
+    // Signed in with a second factor just now: new codes and removal work
+    // from the page without another step.
+    tab.click_and_wait("form[action='/account/security/recovery'] button")
+        .await;
+    let fresh: Vec<String> = serde_json::from_value(
+        tab.eval("[...document.querySelectorAll('ol.codes code')].map(c => c.textContent)")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(fresh.len(), 10);
+    assert!(!fresh.contains(&codes[1]), "the old codes are void");
+    tab.click_and_wait("a.button").await;
+    assert!(
+        tab.text().await.contains("10 unused"),
+        "{}",
+        tab.text().await
+    );
+    tab.click_and_wait("form[action='/account/security/totp/remove'] button")
+        .await;
+    let text = tab.text().await;
+    assert!(
+        text.contains("Your authenticator app is removed."),
+        "{text}"
+    );
+    assert!(text.contains("Not set up."), "{text}");
     tab.assert_clean("after a recovery code");
 }
 
@@ -188,6 +213,22 @@ async fn a_passkey_after_the_password_and_alone() {
     );
     assert!(tab.text().await.contains("bob"));
     tab.assert_clean("after signing in with a passkey alone");
+
+    // Rename it, then remove it: the recovery codes go with the last factor.
+    tab.goto(&local(&s, "/account/security")).await;
+    tab.fill("input[name=name]", "Work laptop").await;
+    tab.click_and_wait("form.inline button").await;
+    assert!(tab.text().await.contains("The passkey is renamed."));
+    assert!(tab.text().await.contains("Work laptop"));
+    tab.click_and_wait("form[action$='/remove'] button.danger")
+        .await;
+    let text = tab.text().await;
+    assert!(text.contains("The passkey is removed."), "{text}");
+    assert!(text.contains("None registered."), "{text}");
+    assert!(
+        text.contains("Made when you set up your first second factor."),
+        "{text}"
+    );
 
     // The trail says how.
     let admin = client();
