@@ -6,9 +6,11 @@
 //! A ceremony is two requests. Its state (`identity::webauthn`) stays on
 //! the server in [`Ceremonies`], under the hash of a random token that the
 //! browser holds in a short-lived cookie (`<cookie_name>_webauthn`); it is
-//! taken at the finish, so each is used once. The map is bounded (entries
-//! live five minutes; when it is full of live ones a start answers 503) and
-//! in memory: a restart only means clicking the button again.
+//! taken at the finish, so each is used once. The map is bounded: entries
+//! live five minutes, a user has one in flight per purpose, and anonymous
+//! ones (a passkey alone) are at most 1,024, a new one replacing the
+//! oldest, so a flood of them never blocks a user's own. It is in memory: a
+//! restart only means clicking the button again.
 //!
 //! The relying party is the public origin; without one, a request to
 //! `localhost` uses its own origin (development). Anything else cannot use
@@ -38,8 +40,11 @@ use crate::store::{
     Passkey, PublicId, SessionToken, TokenHash, now_ms, truncate,
 };
 
-/// Most ceremonies in flight at once.
-const MAX_CEREMONIES: usize = 4096;
+/// Most anonymous ceremonies (sign-in with a passkey alone) in flight at
+/// once; a new one beyond it replaces the oldest. A user's own ceremonies
+/// are one per user and purpose, so they are bounded by the users, and no
+/// flood of anonymous ones can push them out.
+const MAX_ANONYMOUS: usize = 1024;
 /// Life of a ceremony: what the authenticator is given, too.
 const CEREMONY_MS: u64 = 300_000;
 
@@ -68,23 +73,32 @@ pub struct Ceremonies {
 }
 
 impl Ceremonies {
+    /// Keeps a ceremony's state; returns the token its cookie carries. A
+    /// user's earlier ceremony of the same purpose ends (one in flight
+    /// each); an anonymous one beyond [`MAX_ANONYMOUS`] replaces the oldest.
     fn put(
         &self,
         purpose: Purpose,
         user: Option<String>,
         state: Vec<u8>,
         now: u64,
-    ) -> Result<SessionToken, ApiError> {
+    ) -> SessionToken {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CEREMONIES {
-            map.retain(|_, e| e.expires_ms > now);
-        }
-        if map.len() >= MAX_CEREMONIES {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many passkey requests in progress; try again in a moment",
-            )
-            .retry_after(5));
+        map.retain(|_, e| {
+            e.expires_ms > now && !(user.is_some() && e.user == user && e.purpose == purpose)
+        });
+        if user.is_none() {
+            let anonymous = map.values().filter(|e| e.user.is_none()).count();
+            if anonymous >= MAX_ANONYMOUS {
+                let oldest = map
+                    .iter()
+                    .filter(|(_, e)| e.user.is_none())
+                    .min_by_key(|(_, e)| e.expires_ms)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    map.remove(&k);
+                }
+            }
         }
         let token = SessionToken::generate();
         map.insert(
@@ -96,7 +110,7 @@ impl Ceremonies {
                 expires_ms: now + CEREMONY_MS,
             },
         );
-        Ok(token)
+        token
     }
 
     /// Takes the live ceremony `hash` of `purpose`: used once.
@@ -222,7 +236,7 @@ pub async fn register_start(State(state): State<AppState>, headers: HeaderMap) -
             Some(who.user().to_string()),
             st,
             now_ms(),
-        )?;
+        );
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -343,10 +357,9 @@ pub async fn step_start(State(state): State<AppState>, headers: HeaderMap) -> Re
         let (options, st) = pk
             .start_authentication(&creds)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let token =
-            state
-                .ceremonies
-                .put(Purpose::Step, Some(who.user().to_string()), st, now_ms())?;
+        let token = state
+            .ceremonies
+            .put(Purpose::Step, Some(who.user().to_string()), st, now_ms());
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -393,9 +406,7 @@ pub async fn discover_start(State(state): State<AppState>, headers: HeaderMap) -
         let (options, st) = pk
             .start_discoverable()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let token = state
-            .ceremonies
-            .put(Purpose::Discover, None, st, now_ms())?;
+        let token = state.ceremonies.put(Purpose::Discover, None, st, now_ms());
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -503,4 +514,47 @@ pub async fn discover_finish(
         ))
     };
     run.await.unwrap_or_else(|e| e.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceremonies_are_single_use_bounded_and_floods_cannot_push_out_a_users() {
+        let c = Ceremonies::default();
+        let alice = c.put(Purpose::Step, Some("alice".into()), vec![1], 0);
+        // A flood of anonymous ceremonies: bounded, and alice's stays.
+        for _ in 0..3 * MAX_ANONYMOUS {
+            c.put(Purpose::Discover, None, vec![2], 0);
+        }
+        assert_eq!(
+            c.map.lock().unwrap().len(),
+            MAX_ANONYMOUS + 1,
+            "anonymous ones replace the oldest"
+        );
+        // A newer ceremony of alice's ends the older; a token presented for
+        // the wrong purpose is refused and burnt.
+        let again = c.put(Purpose::Step, Some("alice".into()), vec![3], 1);
+        assert!(
+            c.take(alice.hash(), Purpose::Step, 1).is_none(),
+            "replaced by the newer one"
+        );
+        assert!(c.take(again.hash(), Purpose::Register, 1).is_none());
+        assert!(
+            c.take(again.hash(), Purpose::Step, 1).is_none(),
+            "single use"
+        );
+        // Expired ones are not taken.
+        let late = c.put(Purpose::Register, Some("bob".into()), vec![4], 0);
+        assert!(
+            c.take(late.hash(), Purpose::Register, CEREMONY_MS)
+                .is_none()
+        );
+        let ok = c.put(Purpose::Register, Some("bob".into()), vec![5], 0);
+        assert_eq!(
+            c.take(ok.hash(), Purpose::Register, 1).unwrap().state,
+            vec![5]
+        );
+    }
 }
