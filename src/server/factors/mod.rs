@@ -6,7 +6,9 @@
 //!   `/login/recovery`), for a pending sign-in or a session stepping up;
 //! - `enroll`: the JSON API under `/api/v1/mfa` and enrollment during a
 //!   pending sign-in;
-//! - `account`: the security page, where a signed-in user manages factors.
+//! - `account`: the security page, where a signed-in user manages factors;
+//! - `passkeys`: WebAuthn ceremonies (register, second step, a passkey
+//!   alone) and their bounded, in-memory states.
 //!
 //! A pending sign-in is not a session: it lives in its own table under its
 //! own cookie (`<cookie_name>_pending`), host-only, for
