@@ -210,294 +210,107 @@ impl Backend {
     }
 }
 
-impl SessionStore for Backend {
-    async fn create_session(
-        &self,
-        new: NewSession,
-        login: NewEvent,
-        check: Option<CredentialCheck>,
-    ) -> Result<CreatedSession, WriteError> {
-        match self {
-            Backend::Redb(b) => b.create_session(new, login, check).await,
-        }
-    }
-
-    async fn session_by_hash(
-        &self,
-        hash: TokenHash,
-        now_ms: u64,
-    ) -> Result<Option<Session>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.session_by_hash(hash, now_ms).await,
-        }
-    }
-
-    #[inline]
-    fn session_by_hash_now(
-        &self,
-        hash: TokenHash,
-        now_ms: u64,
-    ) -> Option<Result<Option<Session>, StoreError>> {
-        match self {
-            Backend::Redb(b) => b.session_by_hash_now(hash, now_ms),
-        }
-    }
-
-    async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.sessions_of(user, now_ms).await,
-        }
-    }
-
-    async fn all_sessions(&self, now_ms: u64, limit: usize) -> Result<Vec<Session>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.all_sessions(now_ms, limit).await,
-        }
-    }
-
-    async fn session_count(&self) -> Result<u64, StoreError> {
-        match self {
-            Backend::Redb(b) => b.session_count().await,
-        }
-    }
-
-    async fn revoke_by_token(
-        &self,
-        hash: TokenHash,
-        how: Revocation,
-    ) -> Result<Option<PublicId>, WriteError> {
-        match self {
-            Backend::Redb(b) => b.revoke_by_token(hash, how).await,
-        }
-    }
-
-    async fn revoke_session(
-        &self,
-        user: &str,
-        id: PublicId,
-        how: Revocation,
-    ) -> Result<bool, WriteError> {
-        match self {
-            Backend::Redb(b) => b.revoke_session(user, id, how).await,
-        }
-    }
-
-    async fn revoke_user(
-        &self,
-        user: &str,
-        keep: Option<PublicId>,
-        how: Revocation,
-    ) -> Result<Vec<PublicId>, WriteError> {
-        match self {
-            Backend::Redb(b) => b.revoke_user(user, keep, how).await,
-        }
-    }
-
-    #[inline]
-    fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
-        match self {
-            Backend::Redb(b) => b.touch(hash, now_ms),
-        }
-    }
-
-    async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
-        match self {
-            Backend::Redb(b) => b.sweep(now_ms, limit).await,
-        }
-    }
-}
-
-/// Delegates every method of a trait to the variant, by name.
+/// Implements trait methods by handing each call to the variant's backend,
+/// by name: `async name(args) -> T;` awaits it, `fn name(args) -> T;` (the
+/// methods that answer on the spot) returns it.
 macro_rules! delegate {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)+) => {$(
+    () => {};
+    (async $name:ident($($arg:ident: $ty:ty),*) -> $out:ty; $($rest:tt)*) => {
         async fn $name(&self, $($arg: $ty),*) -> $out {
             match self {
                 Backend::Redb(b) => b.$name($($arg),*).await,
             }
         }
-    )+};
+        delegate!($($rest)*);
+    };
+    (fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty; $($rest:tt)*) => {
+        #[inline]
+        fn $name(&self, $($arg: $ty),*) -> $out {
+            match self {
+                Backend::Redb(b) => b.$name($($arg),*),
+            }
+        }
+        delegate!($($rest)*);
+    };
+}
+
+impl SessionStore for Backend {
+    delegate! {
+        async create_session(new: NewSession, login: NewEvent, check: Option<CredentialCheck>)
+            -> Result<CreatedSession, WriteError>;
+        async session_by_hash(hash: TokenHash, now_ms: u64) -> Result<Option<Session>, StoreError>;
+        fn session_by_hash_now(hash: TokenHash, now_ms: u64)
+            -> Option<Result<Option<Session>, StoreError>>;
+        async sessions_of(user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError>;
+        async all_sessions(now_ms: u64, limit: usize) -> Result<Vec<Session>, StoreError>;
+        async session_count() -> Result<u64, StoreError>;
+        async revoke_by_token(hash: TokenHash, how: Revocation) -> Result<Option<PublicId>, WriteError>;
+        async revoke_session(user: &str, id: PublicId, how: Revocation) -> Result<bool, WriteError>;
+        async revoke_user(user: &str, keep: Option<PublicId>, how: Revocation)
+            -> Result<Vec<PublicId>, WriteError>;
+        fn touch(hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
+        async sweep(now_ms: u64, limit: usize) -> Result<SweepReport, WriteError>;
+    }
 }
 
 impl FactorStore for Backend {
     delegate! {
-        factors(user: &str) -> Result<FactorSet, StoreError>;
-        passkey_owner(credential_id: &[u8]) -> Result<Option<String>, StoreError>;
-        change_factors(user: &str, change: FactorChange, event: Option<NewEvent>, now_ms: u64)
+        async factors(user: &str) -> Result<FactorSet, StoreError>;
+        async passkey_owner(credential_id: &[u8]) -> Result<Option<String>, StoreError>;
+        async change_factors(user: &str, change: FactorChange, event: Option<NewEvent>, now_ms: u64)
             -> Result<Result<Applied, FactorRefusal>, WriteError>;
-        create_pending(pending: PendingSignIn) -> Result<SessionToken, WriteError>;
-        pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, StoreError>;
-        end_pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, WriteError>;
-        complete_sign_in(hash: TokenHash, new: NewSession, login: NewEvent, check: Option<CredentialCheck>)
+        async create_pending(pending: PendingSignIn) -> Result<SessionToken, WriteError>;
+        async pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, StoreError>;
+        async end_pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, WriteError>;
+        async complete_sign_in(hash: TokenHash, new: NewSession, login: NewEvent, check: Option<CredentialCheck>)
             -> Result<Option<CreatedSession>, WriteError>;
-        step_up(hash: TokenHash, method: Method, event: NewEvent, now_ms: u64)
+        async step_up(hash: TokenHash, method: Method, event: NewEvent, now_ms: u64)
             -> Result<Option<CreatedSession>, WriteError>;
     }
 }
 
 impl TokenStore for Backend {
-    async fn create_token(
-        &self,
-        new: NewAccessToken,
-        session: Option<TokenHash>,
-    ) -> Result<Result<CreatedAccessToken, TokenRefusal>, WriteError> {
-        match self {
-            Backend::Redb(b) => b.create_token(new, session).await,
-        }
-    }
-
-    async fn token_by_hash(
-        &self,
-        hash: TokenHash,
-        now_ms: u64,
-    ) -> Result<Option<AccessTokenInfo>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.token_by_hash(hash, now_ms).await,
-        }
-    }
-
-    #[inline]
-    fn token_by_hash_now(
-        &self,
-        hash: TokenHash,
-        now_ms: u64,
-    ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
-        match self {
-            Backend::Redb(b) => b.token_by_hash_now(hash, now_ms),
-        }
-    }
-
-    async fn tokens_of(&self, user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.tokens_of(user, now_ms).await,
-        }
-    }
-
-    async fn token_count(&self) -> Result<u64, StoreError> {
-        match self {
-            Backend::Redb(b) => b.token_count().await,
-        }
-    }
-
-    async fn revoke_token(
-        &self,
-        user: &str,
-        id: PublicId,
-        how: Revocation,
-    ) -> Result<bool, WriteError> {
-        match self {
-            Backend::Redb(b) => b.revoke_token(user, id, how).await,
-        }
-    }
-
-    async fn revoke_user_tokens(
-        &self,
-        user: &str,
-        how: Revocation,
-    ) -> Result<Vec<PublicId>, WriteError> {
-        match self {
-            Backend::Redb(b) => b.revoke_user_tokens(user, how).await,
-        }
-    }
-
-    #[inline]
-    fn touch_token(
-        &self,
-        hash: TokenHash,
-        now_ms: u64,
-        ip: Option<std::net::IpAddr>,
-    ) -> Result<(), WriteError> {
-        match self {
-            Backend::Redb(b) => b.touch_token(hash, now_ms, ip),
-        }
+    delegate! {
+        async create_token(new: NewAccessToken, session: Option<TokenHash>)
+            -> Result<Result<CreatedAccessToken, TokenRefusal>, WriteError>;
+        async token_by_hash(hash: TokenHash, now_ms: u64) -> Result<Option<AccessTokenInfo>, StoreError>;
+        fn token_by_hash_now(hash: TokenHash, now_ms: u64)
+            -> Option<Result<Option<AccessTokenInfo>, StoreError>>;
+        async tokens_of(user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError>;
+        async token_count() -> Result<u64, StoreError>;
+        async revoke_token(user: &str, id: PublicId, how: Revocation) -> Result<bool, WriteError>;
+        async revoke_user_tokens(user: &str, how: Revocation) -> Result<Vec<PublicId>, WriteError>;
+        fn touch_token(hash: TokenHash, now_ms: u64, ip: Option<std::net::IpAddr>)
+            -> Result<(), WriteError>;
     }
 }
 
 impl BanStore for Backend {
-    async fn ban(&self, subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.ban(subject, now_ms).await,
-        }
-    }
-
-    async fn bans(&self, now_ms: u64) -> Result<Vec<Ban>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.bans(now_ms).await,
-        }
-    }
-
-    async fn add_ban(&self, ban: NewBan) -> Result<(), WriteError> {
-        match self {
-            Backend::Redb(b) => b.add_ban(ban).await,
-        }
-    }
-
-    async fn lift_ban(
-        &self,
-        subject: &BanSubject,
-        reason: &str,
-        actor: Option<&str>,
-        now_ms: u64,
-    ) -> Result<bool, WriteError> {
-        match self {
-            Backend::Redb(b) => b.lift_ban(subject, reason, actor, now_ms).await,
-        }
+    delegate! {
+        async ban(subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError>;
+        async bans(now_ms: u64) -> Result<Vec<Ban>, StoreError>;
+        async add_ban(ban: NewBan) -> Result<(), WriteError>;
+        async lift_ban(subject: &BanSubject, reason: &str, actor: Option<&str>, now_ms: u64)
+            -> Result<bool, WriteError>;
     }
 }
 
 impl AuditStore for Backend {
-    async fn append(&self, event: NewEvent) -> Result<EventId, WriteError> {
-        match self {
-            Backend::Redb(b) => b.append(event).await,
-        }
-    }
-
-    async fn query_events(
-        &self,
-        filter: &EventFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<EventPage, QueryError> {
-        match self {
-            Backend::Redb(b) => b.query_events(filter, limit, cursor).await,
-        }
-    }
-
-    async fn events_after(&self, after: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.events_after(after, limit).await,
-        }
-    }
-
-    async fn oldest_events(&self, below: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
-        match self {
-            Backend::Redb(b) => b.oldest_events(below, limit).await,
-        }
-    }
-
-    async fn prune(&self, through: EventId, limit: usize) -> Result<PruneReport, WriteError> {
-        match self {
-            Backend::Redb(b) => b.prune(through, limit).await,
-        }
-    }
-
-    async fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
-        match self {
-            Backend::Redb(b) => b.audit_counts(top).await,
-        }
+    delegate! {
+        async append(event: NewEvent) -> Result<EventId, WriteError>;
+        async query_events(filter: &EventFilter, limit: usize, cursor: Option<&str>)
+            -> Result<EventPage, QueryError>;
+        async events_after(after: EventId, limit: usize) -> Result<Vec<Event>, StoreError>;
+        async oldest_events(below: EventId, limit: usize) -> Result<Vec<Event>, StoreError>;
+        async prune(through: EventId, limit: usize) -> Result<PruneReport, WriteError>;
+        async audit_counts(top: usize) -> Result<AuditCounts, StoreError>;
     }
 }
 
 impl StoreCheck for Backend {
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        match self {
-            Backend::Redb(b) => b.stats().await,
-        }
-    }
-
-    async fn check(&self) -> Result<CheckReport, StoreError> {
-        match self {
-            Backend::Redb(b) => b.check().await,
-        }
+    delegate! {
+        async stats() -> Result<StoreStats, StoreError>;
+        async check() -> Result<CheckReport, StoreError>;
     }
 }
 
