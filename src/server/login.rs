@@ -420,10 +420,7 @@ pub async fn logout(
     let mut res = if wants_json(&headers) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        let mut r = StatusCode::SEE_OTHER.into_response();
-        r.headers_mut()
-            .insert(header::LOCATION, HeaderValue::from_static("/login"));
-        r
+        super::see_other("/login")
     };
     if let Some(stale) = clear_host_only_cookie(&state.config) {
         res.headers_mut().append(header::SET_COOKIE, stale);

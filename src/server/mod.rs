@@ -449,9 +449,25 @@ pub fn router(state: AppState) -> Router {
 /// `GET /`: the sessions page is gatehouse's home (it sends anonymous
 /// visitors on to the login form).
 async fn home() -> Response {
+    see_other("/sessions")
+}
+
+/// A `303` to `to` (a path of ours, or a URL already checked as a safe
+/// redirect).
+pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+    );
+    r
+}
+
+/// `r` with `Cache-Control: no-store`: answers that hold personal data.
+pub fn no_store(r: impl IntoResponse) -> Response {
+    let mut r = r.into_response();
     r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/sessions"));
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

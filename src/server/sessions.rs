@@ -7,14 +7,14 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Authed, ClientIp, lookup};
 use super::extract::{Form, Query};
 use super::pages::sessions::Notice;
-use super::{ApiError, AppState, pages};
+use super::{ApiError, AppState, no_store, pages, see_other};
 use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
 /// A session as the API shows it.
@@ -54,13 +54,14 @@ fn view(s: &Session, current: &PublicId) -> SessionView {
     }
 }
 
+/// `?user=NAME`: an admin acting on another user.
 #[derive(Deserialize)]
 pub struct UserQuery {
     user: Option<String>,
 }
 
 /// The user a request acts on: oneself, or (admins only) `?user=`.
-fn target(me: &Authed, q: &UserQuery) -> Result<(String, bool), ApiError> {
+pub(super) fn target(me: &Authed, q: &UserQuery) -> Result<(String, bool), ApiError> {
     match q.user.as_deref() {
         None => Ok((me.user.name.clone(), false)),
         Some(u) if u == me.user.name => Ok((u.to_string(), false)),
@@ -108,6 +109,20 @@ pub async fn list(
     })))
 }
 
+/// A revocation by `me`, as an admin acting on another user or not.
+pub(super) fn revocation(me: &Authed, by_admin: bool, ip: Option<IpAddr>) -> Revocation {
+    Revocation {
+        reason: if by_admin {
+            RevokeReason::ByAdmin
+        } else {
+            RevokeReason::ByUser
+        },
+        actor: Some(me.user.name.clone()),
+        ip,
+        now_ms: now_ms(),
+    }
+}
+
 async fn revoke_id(
     state: &AppState,
     me: &Authed,
@@ -119,16 +134,7 @@ async fn revoke_id(
     let id: PublicId = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed session id"))?;
-    let how = Revocation {
-        reason: if by_admin {
-            RevokeReason::ByAdmin
-        } else {
-            RevokeReason::ByUser
-        },
-        actor: Some(me.user.name.clone()),
-        ip,
-        now_ms: now_ms(),
-    };
+    let how = revocation(me, by_admin, ip);
     state
         .store
         .revoke_session(&user, id, how)
@@ -216,25 +222,11 @@ pub async fn revoke_all(
     Ok(Json(Revoked { revoked: n }).into_response())
 }
 
-fn no_store(r: impl IntoResponse) -> Response {
-    let mut r = r.into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
 fn notice_url(n: Notice) -> &'static str {
     match n {
         Notice::SignedOutOne => "/sessions?notice=signed-out",
         Notice::SignedOutOthers => "/sessions?notice=signed-out-others",
     }
-}
-
-fn see_other(to: &'static str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
-    r
 }
 
 #[derive(Deserialize)]

@@ -8,17 +8,18 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Authed, ClientIp, lookup};
 use super::extract::{Form, Json as JsonBody, Query};
 use super::pages::tokens::{Notice, TokensView};
-use super::{ApiError, AppState, pages};
+use super::sessions::{UserQuery, target};
+use super::{ApiError, AppState, no_store, pages, see_other};
 use crate::store::{
     AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAINS, MAX_TOKEN_NAME, NewAccessToken,
-    PublicId, Revocation, RevokeReason, TokenRefusal, TokenStore, normalize_scope_domain, now_ms,
+    PublicId, TokenRefusal, TokenStore, normalize_scope_domain, now_ms,
 };
 
 /// A token as the API lists it: never the secret.
@@ -46,21 +47,6 @@ fn view(t: &AccessTokenInfo) -> TokenView {
         expires_ms: t.expires_ms,
         last_used_ms: t.last_used_ms,
         domains: t.domains.clone(),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct UserQuery {
-    user: Option<String>,
-}
-
-/// The user a request acts on: oneself, or (admins only) `?user=`.
-fn target(me: &Authed, q: &UserQuery) -> Result<(String, bool), ApiError> {
-    match q.user.as_deref() {
-        None => Ok((me.user.name.clone(), false)),
-        Some(u) if u == me.user.name => Ok((u.to_string(), false)),
-        Some(_) if !me.is_admin() => Err(ApiError::forbidden()),
-        Some(u) => Ok((u.to_string(), true)),
     }
 }
 
@@ -174,14 +160,14 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let w = wanted(&state, &body.name, body.expires_in_days, &body.domains)?;
     let c = create_for(&state, &me, w, ip).await?;
-    Ok(no_store(
+    Ok(no_store((
         StatusCode::CREATED,
         Json(Created {
             id: c.info.id.to_string(),
             token: c.token.expose(),
             expires_ms: c.info.expires_ms,
         }),
-    ))
+    )))
 }
 
 #[derive(Serialize)]
@@ -201,12 +187,9 @@ pub async fn list(
         .tokens_of(&user, now_ms())
         .await
         .map_err(|e| ApiError::internal("listing tokens failed", &e))?;
-    Ok(no_store(
-        StatusCode::OK,
-        Json(List {
-            tokens: tokens.iter().map(view).collect(),
-        }),
-    ))
+    Ok(no_store(Json(List {
+        tokens: tokens.iter().map(view).collect(),
+    })))
 }
 
 async fn revoke_id(
@@ -220,16 +203,7 @@ async fn revoke_id(
     let id: PublicId = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed token id"))?;
-    let how = Revocation {
-        reason: if by_admin {
-            RevokeReason::ByAdmin
-        } else {
-            RevokeReason::ByUser
-        },
-        actor: Some(me.user.name.clone()),
-        ip,
-        now_ms: now_ms(),
-    };
+    let how = super::sessions::revocation(me, by_admin, ip);
     state
         .store
         .revoke_token(user, id, how)
@@ -253,20 +227,6 @@ pub async fn revoke(
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "no such token"))
     }
-}
-
-fn no_store(status: StatusCode, r: impl IntoResponse) -> Response {
-    let mut r = (status, r).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn see_other(to: &'static str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
-    r
 }
 
 /// Where a visitor to the page goes: the sign-in page, then back here.

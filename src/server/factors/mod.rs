@@ -30,6 +30,7 @@ use serde::Serialize;
 use super::auth::{Authed, clear_host_only_cookie, cookie, cookie_hash, session_cookie};
 use super::redirect::safe_redirect;
 use super::regulation::Reservation;
+pub use super::see_other;
 use super::{ApiError, AppState};
 use crate::config::{Config, UserEntry};
 use crate::identity::signin::{self, AfterPassword, Factors};
@@ -410,14 +411,4 @@ pub fn signed_in_with(
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
-}
-
-/// A 303 to `to`.
-pub fn see_other(to: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut().insert(
-        header::LOCATION,
-        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
-    );
-    r
 }
