@@ -74,22 +74,7 @@ async fn caddy_passes_tokens_but_not_their_header() {
     let _caddy = Shipped::caddy(&caddy, auth_port, app_port, s.addr, app).await;
     let app_url = format!("http://127.0.0.1:{app_port}/api/status");
 
-    let c = client();
-    assert_eq!(
-        login(&c, &s, "bob", BOB_PW, &[]).await.status(),
-        StatusCode::SEE_OTHER
-    );
-    let created: serde_json::Value = c
-        .post(s.at("/api/v1/tokens"))
-        .json(&serde_json::json!({"name": "script"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_string();
-    let id = created["id"].as_str().unwrap().to_string();
+    let (c, token, id) = token_for_bob(&s).await;
 
     let script = reqwest::Client::new();
     let r = script
@@ -108,31 +93,8 @@ async fn caddy_passes_tokens_but_not_their_header() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"gatehouse\"");
 
-    // A session cookie and the app's own Authorization: the header stays.
-    let session = token_of(&login(&client(), &s, "bob", BOB_PW, &[]).await).unwrap();
-    let r = script
-        .get(&app_url)
-        .header("cookie", format!("gatehouse_session={session}"))
-        .header("authorization", "Bearer the-apps-own")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let echo: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(seen(&echo, "authorization"), ["Bearer the-apps-own"]);
-
-    // A client cannot make Caddy drop its Authorization by sending the
-    // marker itself.
-    let r = script
-        .get(&app_url)
-        .header("cookie", format!("gatehouse_session={session}"))
-        .header("authorization", "Bearer the-apps-own")
-        .header("x-gatehouse-credential", "authorization")
-        .send()
-        .await
-        .unwrap();
-    let echo: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(seen(&echo, "authorization"), ["Bearer the-apps-own"]);
+    // The app's own Authorization beside a session cookie stays.
+    the_apps_own_authorization_passes(&s, &app_url).await;
 
     // Revoked: 401 through Caddy.
     let r = c

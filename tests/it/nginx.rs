@@ -85,23 +85,7 @@ async fn nginx_passes_tokens_and_refuses_revoked_ones() {
     let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
     let app_url = format!("http://127.0.0.1:{app_port}/api/status");
 
-    // bob makes a token (on gatehouse directly; the API needs a session).
-    let c = client();
-    assert_eq!(
-        login(&c, &s, "bob", BOB_PW, &[]).await.status(),
-        StatusCode::SEE_OTHER
-    );
-    let created: serde_json::Value = c
-        .post(s.at("/api/v1/tokens"))
-        .json(&serde_json::json!({"name": "curl"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_string();
-    let id = created["id"].as_str().unwrap().to_string();
+    let (c, token, id) = token_for_bob(&s).await;
 
     // `curl -H "Authorization: Bearer ..."`, the real curl when installed.
     let fetch = |auth: Option<String>| {
@@ -142,20 +126,7 @@ async fn nginx_passes_tokens_and_refuses_revoked_ones() {
     assert!(seen(&echo, "authorization").is_empty(), "{echo}");
     // An app's own credentials (not gatehouse's) are passed on untouched,
     // here alongside a session.
-    let session = token_of_login(&s, "alice", ALICE_PW).await;
-    let r = reqwest::Client::new()
-        .get(&app_url)
-        .header("cookie", format!("gatehouse_session={session}"))
-        .header("authorization", "Bearer the-apps-own")
-        .send()
-        .await
-        .unwrap();
-    let echo: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(
-        seen(&echo, "authorization"),
-        ["Bearer the-apps-own"],
-        "{echo}"
-    );
+    the_apps_own_authorization_passes(&s, &app_url).await;
 
     // Revoked: 401 with the challenge, not a redirect.
     let r = c
@@ -174,11 +145,4 @@ async fn nginx_passes_tokens_and_refuses_revoked_ones() {
     let (status, head, _) = fetch(None).await;
     assert_eq!(status, 401, "{head}");
     assert!(head.contains("www-authenticate"), "{head}");
-}
-
-/// A session token from a form login on gatehouse itself.
-async fn token_of_login(s: &TestServer, user: &str, pw: &str) -> String {
-    let r = login(&client(), s, user, pw, &[]).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    token_of(&r).unwrap()
 }

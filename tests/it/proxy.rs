@@ -497,3 +497,48 @@ impl Shipped {
         Shipped::ready(child, tmp, "caddy.log", &conf, [auth_port, app_port]).await
     }
 }
+
+/// bob signs in on gatehouse itself (the token API needs a session) and
+/// makes an access token: his client, the token and its id.
+pub async fn token_for_bob(s: &TestServer) -> (reqwest::Client, String, String) {
+    let c = client();
+    assert_eq!(
+        login(&c, s, "bob", BOB_PW, &[]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let created: Value = c
+        .post(s.at("/api/v1/tokens"))
+        .json(&json!({"name": "script"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    (c, token, id)
+}
+
+/// An app's own `Authorization`, sent beside a session cookie through the
+/// proxy at `app_url`, reaches the app untouched, even when the client
+/// also sends gatehouse's credential marker itself.
+pub async fn the_apps_own_authorization_passes(s: &TestServer, app_url: &str) {
+    let r = login(&client(), s, "alice", ALICE_PW, &[]).await;
+    let session = crate::harness::token_of(&r).unwrap();
+    for forged in [None, Some("authorization")] {
+        let mut rq = reqwest::Client::new()
+            .get(app_url)
+            .header("cookie", format!("gatehouse_session={session}"))
+            .header("authorization", "Bearer the-apps-own");
+        if let Some(f) = forged {
+            rq = rq.header("x-gatehouse-credential", f);
+        }
+        let echo: Value = rq.send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            seen(&echo, "authorization"),
+            ["Bearer the-apps-own"],
+            "{echo}"
+        );
+    }
+}
