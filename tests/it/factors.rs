@@ -89,6 +89,17 @@ async fn enroll(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (A
     (app, codes)
 }
 
+/// bob's factors are gone: his password alone signs him in, and one
+/// `mfa.reset` names `actor`.
+async fn assert_factors_were_reset(s: &TestServer, actor: &str) {
+    let (st, body) = sign_in(&json_client(), s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.get("second_factor_required").is_none(), "{body}");
+    let resets = kinds(s, "mfa.reset").await;
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0]["details"]["actor"], actor);
+}
+
 async fn kinds(s: &TestServer, kind: &str) -> Vec<Value> {
     let admin = client();
     login(&admin, s, "alice", ALICE_PW, &[]).await;
@@ -452,12 +463,7 @@ async fn an_administrator_resets_a_lost_factor_through_the_socket() {
         "{}",
         out.1
     );
-    let (st, body) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
-    assert_eq!(st, StatusCode::OK);
-    assert!(body.get("second_factor_required").is_none(), "{body}");
-    let resets = kinds(&s, "mfa.reset").await;
-    assert_eq!(resets.len(), 1);
-    assert_eq!(resets[0]["details"]["actor"], "admin-socket");
+    assert_factors_were_reset(&s, "admin-socket").await;
     s.stop().await;
 }
 
@@ -602,12 +608,7 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
     s.reloader.reload().await.unwrap();
     std::fs::write(&path, &good).unwrap();
     s.reloader.reload().await.unwrap();
-    let (st, body) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
-    assert_eq!(st, StatusCode::OK);
-    assert!(body.get("second_factor_required").is_none(), "{body}");
-    let resets = kinds(&s, "mfa.reset").await;
-    assert_eq!(resets.len(), 1, "{resets:?}");
-    assert_eq!(resets[0]["details"]["actor"], "reload");
+    assert_factors_were_reset(&s, "reload").await;
     s.stop().await;
 }
 

@@ -39,6 +39,24 @@ fn code(secret: &str, steps: i64) -> String {
         .code_at((now as i64 + steps * 30) as u64)
 }
 
+/// Presses the page's *Add a passkey* with `name` typed, and waits for the
+/// recovery codes that a first factor shows once (all 10).
+async fn register_passkey_showing_codes(tab: &Tab, name: &str) {
+    tab.fill("#passkey-name", name).await;
+    // The script's click: the registration is fetches, not a new page.
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    wait_for(
+        tab,
+        "!document.querySelector('[data-passkey-codes]').hidden",
+    )
+    .await;
+    let shown = tab
+        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
+        .await;
+    assert_eq!(shown.as_u64(), Some(10));
+}
+
 async fn sign_out(tab: &Tab, s: &TestServer) {
     tab.goto(&local(s, "/sessions")).await;
     tab.click_and_wait(".actions form[action='/logout'] button")
@@ -168,18 +186,7 @@ async fn a_passkey_after_the_password_and_alone() {
     tab.goto(&local(&s, "/account/security")).await;
 
     // Registration: the first factor, so its recovery codes are shown once.
-    tab.fill("#passkey-name", "Laptop").await;
-    tab.eval("document.querySelector('[data-passkey=register]').click()")
-        .await;
-    wait_for(
-        &tab,
-        "!document.querySelector('[data-passkey-codes]').hidden",
-    )
-    .await;
-    let shown = tab
-        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
-        .await;
-    assert_eq!(shown.as_u64(), Some(10));
+    register_passkey_showing_codes(&tab, "Laptop").await;
     tab.screenshot("passkey-registered-codes").await;
     tab.click_and_wait("[data-passkey-continue]").await;
     assert!(tab.text().await.contains("Laptop"), "{}", tab.text().await);
@@ -347,18 +354,7 @@ async fn a_required_factor_enrolled_as_a_passkey() {
     tab.goto(&local(&s, "/sessions")).await;
     assert!(tab.url().await.starts_with(&local(&s, "/login")));
     tab.goto(&local(&s, "/login/enroll?rd=%2Fsessions")).await;
-    tab.fill("#passkey-name", "Phone").await;
-    tab.eval("document.querySelector('[data-passkey=register]').click()")
-        .await;
-    wait_for(
-        &tab,
-        "!document.querySelector('[data-passkey-codes]').hidden",
-    )
-    .await;
-    let shown = tab
-        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
-        .await;
-    assert_eq!(shown.as_u64(), Some(10));
+    register_passkey_showing_codes(&tab, "Phone").await;
     tab.click_and_wait("[data-passkey-continue]").await;
     assert_eq!(
         tab.url().await,
