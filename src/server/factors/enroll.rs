@@ -401,12 +401,7 @@ async fn finish_enrollment(
     };
     complete(state, hash, &s, Method::Totp)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "no sign-in in progress: it expired or was used; sign in again",
-            )
-        })
+        .ok_or_else(super::no_sign_in)
 }
 
 /// `DELETE /api/v1/mfa/totp`.

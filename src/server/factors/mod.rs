@@ -54,6 +54,15 @@ pub struct SignIn<'a> {
     pub rd: &'a str,
 }
 
+/// The answer for a second step or an enrollment with no pending sign-in
+/// (it expired, or a parallel request used it).
+pub fn no_sign_in() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "no sign-in in progress: it expired or was used; sign in again",
+    )
+}
+
 /// Whether `user` must have a second factor.
 pub fn required_for(config: &Config, user: &UserEntry) -> bool {
     user.require_second_factor

@@ -191,12 +191,12 @@ fn taken(state: &AppState, headers: &HeaderMap, purpose: Purpose) -> Result<Entr
     cookie(headers, &cookie_name(state))
         .and_then(SessionToken::parse)
         .and_then(|t| state.ceremonies.take(t.hash(), purpose, now_ms()))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "this passkey request is no longer valid; please start again",
-            )
-        })
+        .ok_or_else(stale_ceremony)
+}
+
+/// The answer for a finish whose ceremony is gone, used, or another's.
+fn stale_ceremony() -> ApiError {
+    ApiError::bad_request("this passkey request is no longer valid; please start again")
 }
 
 /// A finish request: the browser's answer, and for registrations a name.
@@ -258,9 +258,7 @@ pub async fn register_finish(
             .ok_or_else(ApiError::unauthorized)?;
         let entry = taken(&state, &headers, Purpose::Register)?;
         if entry.user.as_deref() != Some(who.user()) {
-            return Err(ApiError::bad_request(
-                "this passkey request is no longer valid; please start again",
-            ));
+            return Err(stale_ceremony());
         }
         let pk = passkeys_for(&state, &headers)?;
         let (credential_id, credential) = pk
@@ -345,12 +343,9 @@ pub async fn register_finish(
 /// sign-in, or a session stepping up).
 pub async fn step_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let run = async {
-        let who = Stepper::of(&state, &headers).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "no sign-in in progress: it expired or was used; sign in again",
-            )
-        })?;
+        let who = Stepper::of(&state, &headers)
+            .await?
+            .ok_or_else(super::no_sign_in)?;
         let pk = passkeys_for(&state, &headers)?;
         let set = factors_of(&state, who.user()).await?;
         let creds: Vec<Vec<u8>> = set.passkeys.iter().map(|p| p.credential.clone()).collect();
@@ -374,17 +369,12 @@ pub async fn step_finish(
     let headers = req.headers().clone();
     let run = async {
         let input = body(&state, req).await?;
-        let who = Stepper::of(&state, &headers).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "no sign-in in progress: it expired or was used; sign in again",
-            )
-        })?;
+        let who = Stepper::of(&state, &headers)
+            .await?
+            .ok_or_else(super::no_sign_in)?;
         let entry = taken(&state, &headers, Purpose::Step)?;
         if entry.user.as_deref() != Some(who.user()) {
-            return Err(ApiError::bad_request(
-                "this passkey request is no longer valid; please start again",
-            ));
+            return Err(stale_ceremony());
         }
         let rd = input.rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default();
         let proof = Proof::Passkey {

@@ -209,11 +209,7 @@ async fn second_step(
     let who = match Stepper::of(&state, &headers).await {
         Ok(Some(w)) => w,
         Ok(None) if json => {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "no sign-in in progress: it expired or was used; sign in again",
-            )
-            .into_response();
+            return super::no_sign_in().into_response();
         }
         Ok(None) => return expired_page(&rd),
         Err(e) => return e.into_response(),
@@ -279,10 +275,7 @@ pub async fn attempt_with(
     let ua = user_agent(headers);
     let (user, _) = state.user_for_login(who.user());
     let Some(user) = user else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no sign-in in progress: it expired or was used; sign in again",
-        ));
+        return Err(super::no_sign_in());
     };
     let mut subjects = vec![BanSubject::User(user.name.clone())];
     subjects.extend(ip.map(BanSubject::ip));
@@ -400,10 +393,7 @@ pub async fn attempt_with(
         };
         match signin::second_step(&machine, method, checked.is_ok(), now) {
             Next::Expired => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "no sign-in in progress: it expired or was used; sign in again",
-                ));
+                return Err(super::no_sign_in());
             }
             Next::NotOffered => {
                 return Err(ApiError::bad_request(
@@ -454,10 +444,7 @@ pub async fn attempt_with(
             .map_err(|e| ApiError::internal("recording the second factor failed", &e))?,
     };
     let Some(created) = created else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no sign-in in progress: it expired or was used; sign in again",
-        ));
+        return Err(super::no_sign_in());
     };
     reservation.succeed(now);
     let remember = created.session.remember_me;
