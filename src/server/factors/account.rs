@@ -8,9 +8,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::enroll::{begin_totp, confirm_totp, enrolling, regenerate, remove_totp};
+use super::enroll::{confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp};
 use super::step::{CodeInput, next_page};
 use super::{factors_of, recent, see_other};
+use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp};
 use crate::server::{AppState, pages, user_agent};
 use crate::store::now_ms;
@@ -60,27 +61,32 @@ async fn show(
 
 /// `POST /account/security/totp`: a fresh secret and its QR code.
 pub async fn begin(State(state): State<AppState>, me: Authed) -> Response {
-    let secret = match enrolling(&state, &me.user.name).await {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => begin_totp(&state, &me.user.name).await,
-        Err(e) => Err(e),
-    };
-    match secret {
-        Ok(secret) => pages::factors::enroll_totp(
-            StatusCode::OK,
-            &pages::factors::EnrollView {
-                user: &me.user.name,
-                secret: &secret,
-                action: "/account/security/totp/confirm",
-                rd: "",
-                error: None,
-                required: false,
-                passkeys: false,
-            },
-        ),
+    match enrolling_or_new(&state, &me.user.name).await {
+        Ok(secret) => enroll_page(&me, &secret, StatusCode::OK, None),
         Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
         Err(e) => e.into_response(),
     }
+}
+
+/// The enrollment page of the security page's flow.
+fn enroll_page(
+    me: &Authed,
+    secret: &TotpSecret,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    pages::factors::enroll_totp(
+        status,
+        &pages::factors::EnrollView {
+            user: &me.user.name,
+            secret,
+            action: "/account/security/totp/confirm",
+            rd: "",
+            error,
+            required: false,
+            passkeys: false,
+        },
+    )
 }
 
 /// `POST /account/security/totp/confirm`.
@@ -100,18 +106,7 @@ pub async fn confirm(
         Ok(None) => see_other("/account/security?notice=totp-enrolled"),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             match enrolling(&state, &me.user.name).await {
-                Ok(Some(secret)) => pages::factors::enroll_totp(
-                    e.status,
-                    &pages::factors::EnrollView {
-                        user: &me.user.name,
-                        secret: &secret,
-                        action: "/account/security/totp/confirm",
-                        rd: "",
-                        error: Some(&e.message),
-                        required: false,
-                        passkeys: false,
-                    },
-                ),
+                Ok(Some(secret)) => enroll_page(&me, &secret, e.status, Some(&e.message)),
                 _ => see_other(HERE),
             }
         }

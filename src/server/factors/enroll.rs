@@ -21,7 +21,6 @@ use super::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signe
 use crate::identity::recovery::RecoveryCodes;
 use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp, lookup};
-use crate::server::redirect::MAX_RD;
 use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
     EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent, PendingSignIn,
@@ -89,6 +88,15 @@ pub async fn enrolling(state: &AppState, user: &str) -> Result<Option<TotpSecret
     match set.totp_enrollment {
         Some(e) => Ok(Some(open_totp(state, user, &e.sealed)?)),
         None => Ok(None),
+    }
+}
+
+/// The secret `user` is enrolling, or a fresh one: reloading the page
+/// shows the same QR code.
+pub async fn enrolling_or_new(state: &AppState, user: &str) -> Result<TotpSecret, ApiError> {
+    match enrolling(state, user).await? {
+        Some(s) => Ok(s),
+        None => begin_totp(state, user).await,
     }
 }
 
@@ -461,10 +469,7 @@ pub async fn page(
         else {
             return Ok(super::see_other(&super::step::next_page(false, &rd)));
         };
-        let secret = match enrolling(&state, &p.user).await? {
-            Some(s) => s,
-            None => begin_totp(&state, &p.user).await?,
-        };
+        let secret = enrolling_or_new(&state, &p.user).await?;
         Ok::<_, ApiError>(pages::factors::enroll_totp(
             StatusCode::OK,
             &pages::factors::EnrollView {
@@ -493,11 +498,7 @@ pub async fn submit(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    let rd = input
-        .rd
-        .clone()
-        .filter(|r| r.len() <= MAX_RD)
-        .unwrap_or_default();
+    let rd = super::step::bounded_rd(input.rd.clone());
     let run = async {
         let Some((hash, p)) = super::pending_of(&state, &headers)
             .await?

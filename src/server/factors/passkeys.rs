@@ -33,7 +33,6 @@ use crate::identity::recovery::RecoveryCodes;
 use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::server::auth::{ClientIp, cookie};
 use crate::server::login::{admit, audit, regulate};
-use crate::server::redirect::MAX_RD;
 use crate::server::{ApiError, AppState, user_agent};
 use crate::store::{
     BanSubject, EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method, Methods, NewEvent,
@@ -376,7 +375,7 @@ pub async fn step_finish(
         if entry.user.as_deref() != Some(who.user()) {
             return Err(stale_ceremony());
         }
-        let rd = input.rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default();
+        let rd = super::step::bounded_rd(input.rd);
         let proof = Proof::Passkey {
             state: entry.state,
             response: input.credential,
@@ -482,7 +481,7 @@ pub async fn discover_finish(
         )
         .await?
         .map_err(|r| ApiError::new(StatusCode::UNAUTHORIZED, r.to_string()))?;
-        let rd = input.rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default();
+        let rd = super::step::bounded_rd(input.rd);
         let s = SignIn {
             user: &user,
             remember: false,

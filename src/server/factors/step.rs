@@ -56,7 +56,13 @@ pub struct RdQuery {
 /// `rd` from a query, dropped when malformed or too long.
 pub fn rd_of(query: Option<&str>) -> String {
     let q: RdQuery = crate::server::extract::parse_query(query.unwrap_or("")).unwrap_or_default();
-    q.rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default()
+    bounded_rd(q.rd)
+}
+
+/// `rd` as a body sent it: none when too long (it is checked again where
+/// it is used, as a safe redirect).
+pub fn bounded_rd(rd: Option<String>) -> String {
+    rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default()
 }
 
 /// A code typed or sent. `Debug` never prints it.
@@ -201,11 +207,7 @@ async fn second_step(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    let rd = input
-        .rd
-        .clone()
-        .filter(|r| r.len() <= MAX_RD)
-        .unwrap_or_default();
+    let rd = bounded_rd(input.rd.clone());
     let who = match Stepper::of(&state, &headers).await {
         Ok(Some(w)) => w,
         Ok(None) if json => {
