@@ -294,6 +294,8 @@ pub async fn attempt_with(
         Proof::Code(c) => c.trim(),
         Proof::Passkey { .. } => "",
     };
+    // Unused recovery codes after spending one, from the write itself.
+    let mut recovery_left = None;
     let checked: Result<(), Failed> = if method != Method::WebAuthn
         && (code.is_empty() || code.len() > MAX_CODE)
     {
@@ -333,15 +335,21 @@ pub async fn attempt_with(
                         .ip(ip)
                         .user_agent(ua.clone())
                         .detail("method", method.as_str());
-                    match change(
-                        state,
-                        &user.name,
-                        FactorChange::UseRecovery { hash: h.0 },
-                        Some(event),
-                    )
-                    .await?
-                    {
-                        Ok(()) => Ok(()),
+                    let used = state
+                        .store
+                        .change_factors(
+                            &user.name,
+                            FactorChange::UseRecovery { hash: h.0 },
+                            Some(event),
+                            now_ms(),
+                        )
+                        .await
+                        .map_err(|e| ApiError::internal("updating second factors failed", &e))?;
+                    match used {
+                        Ok(applied) => {
+                            recovery_left = Some(applied.recovery_left);
+                            Ok(())
+                        }
                         Err(_) => Err(Failed::Wrong),
                     }
                 }
@@ -450,13 +458,17 @@ pub async fn attempt_with(
     };
     reservation.succeed(now);
     let remember = created.session.remember_me;
-    // After a recovery code, the person is told how many are left.
-    let left = match method {
-        Method::Recovery => Some(factors_of(state, &user.name).await?.recovery.len()),
-        _ => None,
-    };
+    // After a recovery code, the person is told how many are left (as the
+    // write that spent it counted them).
     Ok(super::signed_in_with(
-        state, headers, ip, &user.name, &created, remember, rd, left,
+        state,
+        headers,
+        ip,
+        &user.name,
+        &created,
+        remember,
+        rd,
+        recovery_left,
     ))
 }
 
