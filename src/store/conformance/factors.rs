@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 use crate::domain::*;
 use crate::store::contract::{FactorStore, SessionStore, StoreCheck};
@@ -86,25 +86,13 @@ where
     C: Fn(B, K) -> F,
     F: Future<Output = ()>,
 {
-    let mut runner = TestRunner::new(Config {
+    super::run_sequences(
         cases,
-        ..Config::default()
-    });
-    let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a test runtime");
-        let (backend, keep) = open();
-        rt.block_on(async {
-            let r = run_steps(&backend, steps).await;
-            close(backend, keep).await;
-            r
-        })
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+        proptest::collection::vec(step(), 1..40),
+        open,
+        close,
+        async |b: &B, steps| run_steps(b, steps).await,
+    );
 }
 
 async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestCaseError> {

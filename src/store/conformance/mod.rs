@@ -137,18 +137,41 @@ where
     C: Fn(B, K) -> F,
     F: Future<Output = ()>,
 {
+    run_sequences(
+        cases,
+        proptest::collection::vec(step(), 1..40),
+        open,
+        close,
+        async |b: &B, steps| run_steps(b, steps).await,
+    );
+}
+
+/// The runner every part of the suite shares: `cases` sequences drawn from
+/// `sequences`, each run by `steps` on a fresh backend from `open` in its
+/// own runtime, then `close`d whatever the outcome.
+pub(crate) fn run_sequences<S, B, K, C, F>(
+    cases: u32,
+    sequences: impl Strategy<Value = Vec<S>>,
+    open: impl Fn() -> (B, K),
+    close: C,
+    steps: impl AsyncFn(&B, Vec<S>) -> Result<(), TestCaseError>,
+) where
+    S: std::fmt::Debug + Clone,
+    C: Fn(B, K) -> F,
+    F: Future<Output = ()>,
+{
     let mut runner = TestRunner::new(Config {
         cases,
         ..Config::default()
     });
-    let result = runner.run(&proptest::collection::vec(step(), 1..40), |steps| {
+    let result = runner.run(&sequences, |seq| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a test runtime");
         let (backend, keep) = open();
         rt.block_on(async {
-            let r = run_steps(&backend, steps).await;
+            let r = steps(&backend, seq).await;
             close(backend, keep).await;
             r
         })
