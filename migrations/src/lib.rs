@@ -19,6 +19,7 @@ mod v0003_compact_audit;
 mod v0004_access_denied_kind;
 mod v0005_access_tokens;
 mod v0006_second_factors;
+mod v0007_bound_enrollment;
 
 pub use v0003_compact_audit::KIND_CODES;
 pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
@@ -33,7 +34,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 6;
+pub const LATEST: u32 = 7;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -73,6 +74,11 @@ const STEPS: &[Step] = &[
         version: 6,
         name: "second factors, pending sign-ins, session methods",
         apply: v0006_second_factors::apply,
+    },
+    Step {
+        version: 7,
+        name: "enrollments bound to their sign-in, tokens' two-factor flag, pending sign-ins by user",
+        apply: v0007_bound_enrollment::apply,
     },
 ];
 

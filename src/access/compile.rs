@@ -173,13 +173,18 @@ impl Rules {
     /// Whether a request authenticated by an access token may pass a
     /// decision made by `rule` (`None`: the default policy). A token is one
     /// factor: it passes everything but `two_factor`, and a `two_factor`
-    /// rule only when it sets `allow_tokens` (the default policy never does).
-    pub fn admits_token(&self, policy: Policy, rule: Option<usize>) -> bool {
+    /// rule only when it sets `allow_tokens` (the default policy never does)
+    /// and the session that made the token had done a second factor
+    /// (`two_factor_made`): a password-only session cannot mint its way
+    /// past such a rule.
+    pub fn admits_token(&self, policy: Policy, rule: Option<usize>, two_factor_made: bool) -> bool {
         if policy != Policy::TwoFactor {
             return true;
         }
-        rule.and_then(|i| self.rules.get(i))
-            .is_some_and(|r| r.allow_tokens)
+        two_factor_made
+            && rule
+                .and_then(|i| self.rules.get(i))
+                .is_some_and(|r| r.allow_tokens)
     }
 }
 
@@ -338,11 +343,12 @@ mod tests {
             true,
         )
         .unwrap();
-        assert!(!rules.admits_token(Policy::TwoFactor, Some(0)));
-        assert!(rules.admits_token(Policy::TwoFactor, Some(1)));
-        assert!(rules.admits_token(Policy::OneFactor, Some(2)));
-        assert!(!rules.admits_token(Policy::TwoFactor, None));
-        assert!(rules.admits_token(Policy::Bypass, None));
+        assert!(!rules.admits_token(Policy::TwoFactor, Some(0), true));
+        assert!(rules.admits_token(Policy::TwoFactor, Some(1), true));
+        assert!(!rules.admits_token(Policy::TwoFactor, Some(1), false));
+        assert!(rules.admits_token(Policy::OneFactor, Some(2), false));
+        assert!(!rules.admits_token(Policy::TwoFactor, None, true));
+        assert!(rules.admits_token(Policy::Bypass, None, false));
         // Through the decision for a request, as the check asks.
         let subject = super::super::Subject {
             user: Some("alice"),
@@ -361,7 +367,11 @@ mod tests {
                 ip: None,
             };
             let d = rules.decide(&req, &subject);
-            assert_eq!(rules.admits_token(d.policy, d.rule), admitted, "{host}");
+            assert_eq!(
+                rules.admits_token(d.policy, d.rule, true),
+                admitted,
+                "{host}"
+            );
         }
     }
 

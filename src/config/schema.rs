@@ -183,9 +183,13 @@ pub struct SecondFactorSettings {
     pub required: bool,
     /// Life of a sign-in between its password and its second step.
     pub pending_secs: u64,
-    /// Removing or regenerating a factor needs a second factor done within
-    /// this long in the same session.
+    /// Adding, removing or regenerating a factor needs a proof done within
+    /// this long in the same session: a second factor, or for a user with
+    /// none yet, the password.
     pub recent_secs: u64,
+    /// Most sign-ins one user may have waiting for their second step; a
+    /// new one past it replaces the oldest.
+    pub max_pending_per_user: usize,
 }
 
 impl Default for SecondFactorSettings {
@@ -194,6 +198,7 @@ impl Default for SecondFactorSettings {
             required: false,
             pending_secs: 300,
             recent_secs: 300,
+            max_pending_per_user: 8,
         }
     }
 }

@@ -235,6 +235,12 @@ impl Config {
                 "must be between 30 and 3600".into(),
             ));
         }
+        if !(1..=64).contains(&sf.max_pending_per_user) {
+            return Err(invalid(
+                "second_factor.max_pending_per_user",
+                "must be between 1 and 64".into(),
+            ));
+        }
         let a = &file.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;

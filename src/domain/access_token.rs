@@ -98,6 +98,9 @@ pub struct NewAccessToken {
     /// The address of the request that asked for it.
     pub ip: Option<IpAddr>,
     pub now_ms: u64,
+    /// The session asking for it had done a second factor. Stored only
+    /// when that session, checked inside the write, still has one.
+    pub two_factor: bool,
 }
 
 /// An access token as listed and checked: everything but the secret.
@@ -116,6 +119,10 @@ pub struct AccessTokenInfo {
     pub last_used_ms: Option<u64>,
     /// The most recent distinct client addresses, newest last.
     pub recent_ips: Vec<IpAddr>,
+    /// Made by a session that had done a second factor: only such tokens
+    /// pass a `two_factor` rule with `allow_tokens` (schema 7; older
+    /// tokens are one-factor).
+    pub two_factor: bool,
 }
 
 impl AccessTokenInfo {
@@ -251,6 +258,7 @@ mod tests {
             expires_ms: 1,
             last_used_ms: None,
             recent_ips: vec![],
+            two_factor: false,
         }
     }
 

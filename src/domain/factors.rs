@@ -143,11 +143,35 @@ pub struct TotpFactor {
     pub last_step: Option<u64>,
 }
 
+/// Who is adding a factor: a session, named by its public id (which a
+/// step-up keeps), or a pending sign-in, named by the hash of its token.
+/// An unconfirmed TOTP secret belongs to the one that began it: only it
+/// sees the secret and may confirm it, so another sign-in with the same
+/// password never learns a secret someone else is enrolling.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollerId {
+    Session([u8; 16]),
+    Pending([u8; 32]),
+}
+
+impl fmt::Debug for EnrollerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pending hash is not a credential, but it names one: show
+        // only which kind of enroller this is.
+        f.write_str(match self {
+            EnrollerId::Session(_) => "EnrollerId::Session",
+            EnrollerId::Pending(_) => "EnrollerId::Pending",
+        })
+    }
+}
+
 /// A TOTP secret shown to the user and not yet confirmed with a code.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpEnrollment {
     pub sealed: Vec<u8>,
     pub started_ms: u64,
+    /// The session or pending sign-in that began it (schema 7).
+    pub by: EnrollerId,
 }
 
 /// A registered passkey or security key.
@@ -191,16 +215,19 @@ impl fmt::Debug for FactorSet {
 /// One change to a user's factors.
 #[derive(Clone, PartialEq, Eq)]
 pub enum FactorChange {
-    /// Starts TOTP enrollment with a fresh sealed secret (replacing one not
-    /// yet confirmed). Refused when TOTP is already enrolled.
+    /// Starts TOTP enrollment by `by` with a fresh sealed secret (replacing
+    /// one not yet confirmed, whoever began it). Refused when TOTP is
+    /// already enrolled.
     BeginTotp {
         sealed: Vec<u8>,
+        by: EnrollerId,
     },
-    /// Confirms the pending secret with a code that matched at `step`.
+    /// Confirms the secret `by` began with a code that matched at `step`.
     /// `recovery` is stored when the user has no recovery codes yet.
     ConfirmTotp {
         step: u64,
         recovery: Vec<[u8; 32]>,
+        by: EnrollerId,
     },
     /// A TOTP code that matched at `step`: accepted once, later steps only.
     UseTotp {
@@ -215,10 +242,11 @@ pub enum FactorChange {
     SetRecovery {
         hashes: Vec<[u8; 32]>,
     },
-    /// Registers a passkey; `recovery` as for `ConfirmTotp`.
+    /// Registers a passkey for `by`; `recovery` as for `ConfirmTotp`.
     AddPasskey {
         passkey: Passkey,
         recovery: Vec<[u8; 32]>,
+        by: EnrollerId,
     },
     RenamePasskey {
         id: [u8; 16],
@@ -273,6 +301,10 @@ pub enum FactorRefusal {
     PasskeyExists,
     #[error("too many passkeys")]
     TooManyPasskeys,
+    /// A pending sign-in may enroll only a user's first factor: once one
+    /// exists, the sign-in must pass it instead.
+    #[error("a second factor is already set up: sign in with it")]
+    NotFirstFactor,
 }
 
 /// What an applied change leaves.
@@ -318,19 +350,31 @@ impl FactorSet {
     /// Applies `change` at `now_ms`; on refusal `self` is unchanged.
     pub fn apply(&mut self, change: FactorChange, now_ms: u64) -> Result<Applied, FactorRefusal> {
         let mut recovery_set = false;
+        if let FactorChange::BeginTotp { by, .. }
+        | FactorChange::ConfirmTotp { by, .. }
+        | FactorChange::AddPasskey { by, .. } = &change
+            && matches!(by, EnrollerId::Pending(_))
+            && self.any()
+        {
+            return Err(FactorRefusal::NotFirstFactor);
+        }
         match change {
-            FactorChange::BeginTotp { sealed } => {
+            FactorChange::BeginTotp { sealed, by } => {
                 if self.totp.is_some() {
                     return Err(FactorRefusal::TotpEnrolled);
                 }
                 self.totp_enrollment = Some(TotpEnrollment {
                     sealed,
                     started_ms: now_ms,
+                    by,
                 });
             }
-            FactorChange::ConfirmTotp { step, recovery } => {
+            FactorChange::ConfirmTotp { step, recovery, by } => {
                 if self.totp.is_some() {
                     return Err(FactorRefusal::TotpEnrolled);
+                }
+                if self.totp_enrollment.as_ref().is_none_or(|e| e.by != by) {
+                    return Err(FactorRefusal::NoEnrollment);
                 }
                 let e = self
                     .totp_enrollment
@@ -372,7 +416,9 @@ impl FactorSet {
                 self.recovery = hashes;
                 recovery_set = true;
             }
-            FactorChange::AddPasskey { passkey, recovery } => {
+            FactorChange::AddPasskey {
+                passkey, recovery, ..
+            } => {
                 if self.passkeys.len() >= MAX_PASSKEYS {
                     return Err(FactorRefusal::TooManyPasskeys);
                 }
@@ -469,6 +515,8 @@ impl fmt::Debug for PendingSignIn {
 mod tests {
     use super::*;
 
+    const ME: EnrollerId = EnrollerId::Session([7; 16]);
+
     fn key(n: u8) -> Passkey {
         Passkey {
             id: [n; 16],
@@ -496,19 +544,27 @@ mod tests {
             f.apply(
                 FactorChange::ConfirmTotp {
                     step: 1,
-                    recovery: vec![]
+                    recovery: vec![],
+                    by: ME,
                 },
                 0
             ),
             Err(FactorRefusal::NoEnrollment)
         );
-        f.apply(FactorChange::BeginTotp { sealed: vec![1] }, 0)
-            .unwrap();
+        f.apply(
+            FactorChange::BeginTotp {
+                sealed: vec![1],
+                by: ME,
+            },
+            0,
+        )
+        .unwrap();
         let a = f
             .apply(
                 FactorChange::ConfirmTotp {
                     step: 5,
                     recovery: vec![[1; 32], [2; 32]],
+                    by: ME,
                 },
                 1,
             )
@@ -520,7 +576,13 @@ mod tests {
         );
         f.apply(FactorChange::UseTotp { step: 6 }, 2).unwrap();
         assert_eq!(
-            f.apply(FactorChange::BeginTotp { sealed: vec![2] }, 3),
+            f.apply(
+                FactorChange::BeginTotp {
+                    sealed: vec![2],
+                    by: ME
+                },
+                3
+            ),
             Err(FactorRefusal::TotpEnrolled)
         );
     }
@@ -532,6 +594,7 @@ mod tests {
             FactorChange::AddPasskey {
                 passkey: key(1),
                 recovery: vec![[1; 32], [2; 32]],
+                by: ME,
             },
             0,
         )
@@ -559,6 +622,7 @@ mod tests {
                 FactorChange::AddPasskey {
                     passkey: key(n),
                     recovery: vec![],
+                    by: ME,
                 },
                 0,
             )
@@ -568,7 +632,8 @@ mod tests {
             f.apply(
                 FactorChange::AddPasskey {
                     passkey: key(0),
-                    recovery: vec![]
+                    recovery: vec![],
+                    by: ME,
                 },
                 0
             ),
@@ -580,11 +645,60 @@ mod tests {
             f.apply(
                 FactorChange::AddPasskey {
                     passkey: key(0),
-                    recovery: vec![]
+                    recovery: vec![],
+                    by: ME,
                 },
                 0
             ),
             Err(FactorRefusal::PasskeyExists)
+        );
+    }
+
+    /// An unconfirmed secret is confirmed only by the one that began it,
+    /// and a pending sign-in enrolls only a first factor.
+    #[test]
+    fn enrollment_belongs_to_its_enroller() {
+        let other = EnrollerId::Session([8; 16]);
+        let pending = EnrollerId::Pending([9; 32]);
+        let mut f = FactorSet::default();
+        f.apply(
+            FactorChange::BeginTotp {
+                sealed: vec![1],
+                by: ME,
+            },
+            0,
+        )
+        .unwrap();
+        let confirm = |by| FactorChange::ConfirmTotp {
+            step: 1,
+            recovery: vec![],
+            by,
+        };
+        assert_eq!(f.apply(confirm(other), 1), Err(FactorRefusal::NoEnrollment));
+        assert_eq!(
+            f.apply(confirm(pending), 1),
+            Err(FactorRefusal::NoEnrollment)
+        );
+        f.apply(confirm(ME), 1).unwrap();
+        // Now the user has a factor: a pending sign-in cannot add another.
+        let add = |by| FactorChange::AddPasskey {
+            passkey: key(1),
+            recovery: vec![],
+            by,
+        };
+        assert_eq!(f.apply(add(pending), 2), Err(FactorRefusal::NotFirstFactor));
+        f.apply(add(ME), 2).unwrap();
+        let mut g = FactorSet::default();
+        g.apply(add(pending), 3).unwrap();
+        assert_eq!(
+            g.apply(
+                FactorChange::BeginTotp {
+                    sealed: vec![2],
+                    by: pending
+                },
+                4
+            ),
+            Err(FactorRefusal::NotFirstFactor)
         );
     }
 }

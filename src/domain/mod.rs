@@ -24,8 +24,8 @@ pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
 pub use event_kind::{EventKind, Outcome};
 pub use factors::{
-    Applied, FactorChange, FactorRefusal, FactorSet, MAX_PASSKEY_NAME, MAX_PASSKEYS, Method,
-    Methods, Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
+    Applied, EnrollerId, FactorChange, FactorRefusal, FactorSet, MAX_PASSKEY_NAME, MAX_PASSKEYS,
+    Method, Methods, Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
 };
 pub use limits::{
     MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,

@@ -35,6 +35,9 @@ pub struct TokenView {
     pub last_used_ms: Option<u64>,
     /// Hosts it may reach; empty: every app its user may reach.
     pub domains: Vec<String>,
+    /// Made by a session that had done a second factor: only such a token
+    /// passes a `two_factor` rule that sets `allow_tokens`.
+    pub two_factor: bool,
 }
 
 fn view(t: &AccessTokenInfo) -> TokenView {
@@ -47,6 +50,7 @@ fn view(t: &AccessTokenInfo) -> TokenView {
         expires_ms: t.expires_ms,
         last_used_ms: t.last_used_ms,
         domains: t.domains.clone(),
+        two_factor: t.two_factor,
     }
 }
 
@@ -117,6 +121,7 @@ async fn create_for(
         max_per_user: state.config.tokens.max_per_user,
         ip,
         now_ms: now,
+        two_factor: me.session.methods.two_factor(),
     };
     match state.store.create_token(new, Some(me.hash)).await {
         Ok(Ok(c)) => Ok(c),

@@ -209,7 +209,12 @@ fn found_for(
     );
     let needs_more = match (factor, decision) {
         (Factor::Session { .. }, _) | (_, None) => false,
-        (Factor::Token, Some(d)) => !policy.rules().admits_token(d.policy, d.rule),
+        (Factor::Token, Some(d)) => {
+            let two_factor_made = token.is_some_and(|t| t.two_factor);
+            !policy
+                .rules()
+                .admits_token(d.policy, d.rule, two_factor_made)
+        }
         (Factor::Password, Some(d)) => d.policy == AccessPolicy::TwoFactor,
     };
     let out_of_scope = token.is_some_and(|t| {

@@ -259,7 +259,7 @@ impl FactorStore for Backend {
         async passkey_owner(credential_id: &[u8]) -> Result<Option<String>, StoreError>;
         async change_factors(user: &str, change: FactorChange, event: Option<NewEvent>, now_ms: u64)
             -> Result<Result<Applied, FactorRefusal>, WriteError>;
-        async create_pending(pending: PendingSignIn) -> Result<SessionToken, WriteError>;
+        async create_pending(pending: PendingSignIn, max_per_user: usize) -> Result<SessionToken, WriteError>;
         async pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, StoreError>;
         async end_pending(hash: TokenHash, now_ms: u64) -> Result<Option<PendingSignIn>, WriteError>;
         async complete_sign_in(hash: TokenHash, new: NewSession, login: NewEvent, check: Option<CredentialCheck>)

@@ -193,10 +193,13 @@ pub trait FactorStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Result<Applied, FactorRefusal>, WriteError>> + Send;
 
-    /// Stores a pending sign-in; its token is returned once.
+    /// Stores a pending sign-in; its token is returned once. When its user
+    /// then holds more than `max_per_user` pending sign-ins, the oldest are
+    /// removed in the same change.
     fn create_pending(
         &self,
         pending: PendingSignIn,
+        max_per_user: usize,
     ) -> impl Future<Output = Result<SessionToken, WriteError>> + Send;
 
     /// The live pending sign-in holding this token.

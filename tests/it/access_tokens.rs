@@ -47,11 +47,11 @@ async fn create(s: &TestServer, c: &reqwest::Client, body: Value) -> (StatusCode
 
 /// `/auth/verify` with this `Authorization` and the host the proxy names.
 async fn verify(s: &TestServer, auth: Option<&str>, host: &str) -> reqwest::Response {
-    let mut rq = script()
-        .get(s.at("/auth/verify"))
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", host)
-        .header("x-forwarded-uri", "/");
+    let mut rq = forwarded(
+        script().get(s.at("/auth/verify")),
+        "GET",
+        &format!("https://{host}/"),
+    );
     if let Some(a) = auth {
         rq = rq.header("authorization", a);
     }
@@ -110,12 +110,14 @@ async fn tokens_are_created_used_scoped_listed_and_revoked() {
     assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
 
     // A token gets the answer and the identity headers a session gets.
-    let by_cookie = bob
-        .get(s.at("/auth/verify"))
-        .header("x-forwarded-host", "git.example.com")
-        .send()
-        .await
-        .unwrap();
+    let by_cookie = forwarded(
+        bob.get(s.at("/auth/verify")),
+        "GET",
+        "https://git.example.com/",
+    )
+    .send()
+    .await
+    .unwrap();
     let bearer = format!("Bearer {scoped_token}");
     let by_token = verify(&s, Some(&bearer), "git.example.com").await;
     assert_eq!(by_token.status(), StatusCode::OK);
@@ -568,8 +570,9 @@ async fn the_admin_socket_revokes_a_users_tokens() {
 }
 
 /// A token is one factor: a `two_factor` rule refuses it unless the rule
-/// says `allow_tokens`, while a session signed in with a second factor
-/// passes both.
+/// says `allow_tokens` and the session that made the token had done a
+/// second factor, while a session signed in with a second factor passes
+/// both.
 #[tokio::test]
 async fn two_factor_rules_refuse_tokens_unless_they_allow_them() {
     let rules = r#"
@@ -583,29 +586,62 @@ policy = "two_factor"
 allow_tokens = true
 "#;
     let s = TestServer::start(&config_text("trusted_proxies = [\"127.0.0.1\"]", rules)).await;
-    let c = signed_in(&s, "bob", BOB_PW).await;
+    // bob has an authenticator app, and a session that signed in with the
+    // password alone.
+    let c = crate::factors::json_client();
+    let (app, _) = crate::factors::enroll(&c, &s, "bob", BOB_PW).await;
+    let (st, made) = create(&s, &c, json!({"name": "from a password"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let one_factor = format!("Bearer {}", made["token"].as_str().unwrap());
+    // The session steps up with its second factor and makes another.
+    let (st, _) = crate::factors::post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
+    assert_eq!(st, StatusCode::OK);
     let (st, made) = create(&s, &c, json!({"name": "ci"})).await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
     let bearer = format!("Bearer {}", made["token"].as_str().unwrap());
-    assert_eq!(
-        verify(&s, Some(&bearer), "strict.example.com")
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
+    for t in [&one_factor, &bearer] {
+        assert_eq!(
+            verify(&s, Some(t), "strict.example.com").await.status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    // allow_tokens lets only the token a two-factor session made through.
+    let r = verify(&s, Some(&one_factor), "ci.example.com").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let ok = verify(&s, Some(&bearer), "ci.example.com").await;
     assert_eq!(ok.status(), StatusCode::OK);
     assert_eq!(ok.headers()["remote-user"], "bob");
-    // The session that made it, with a password only, is asked to step up.
-    let r = c
-        .get(s.at("/auth/verify"))
-        .header("x-forwarded-for", "127.0.0.1")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "strict.example.com")
-        .header("x-forwarded-uri", "/")
-        .send()
-        .await
-        .unwrap();
+    // The list says which is which.
+    let listed = c.get(s.at("/api/v1/tokens")).send().await.unwrap();
+    let listed: Value = listed.json().await.unwrap();
+    let flags: Vec<(&str, bool)> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["two_factor"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [("ci", true), ("from a password", false)],
+        "{listed}"
+    );
+    // A password-only session is asked to step up.
+    let other = signed_in(&s, "bob", BOB_PW).await;
+    let r = forwarded(
+        other
+            .get(s.at("/auth/verify"))
+            .header("x-forwarded-for", "127.0.0.1"),
+        "GET",
+        "https://strict.example.com/",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     s.stop().await;
 }

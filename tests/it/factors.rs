@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// An authenticator app: the secret from enrollment, codes at any time.
-struct App(Vec<u8>);
+pub(crate) struct App(Vec<u8>);
 
 impl App {
     fn new(base32: &str) -> App {
@@ -20,7 +20,7 @@ impl App {
     }
 
     /// The code `steps` 30-second steps from now.
-    fn code(&self, steps: i64) -> String {
+    pub(crate) fn code(&self, steps: i64) -> String {
         let now = gatehouse::store::now_ms() / 1000;
         let t = (now as i64 + steps * 30) as u64;
         gatehouse::identity::totp::TotpSecret::from_bytes(self.0.clone())
@@ -29,7 +29,7 @@ impl App {
     }
 }
 
-fn json_client() -> reqwest::Client {
+pub(crate) fn json_client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -42,7 +42,12 @@ fn json_client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn post(c: &reqwest::Client, s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    c: &reqwest::Client,
+    s: &TestServer,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let r = c.post(s.at(path)).json(&body).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
@@ -61,7 +66,12 @@ async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> Statu
 }
 
 /// Signs `user` in and enrolls TOTP; returns the app and the recovery codes.
-async fn enroll(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (App, Vec<String>) {
+pub(crate) async fn enroll(
+    c: &reqwest::Client,
+    s: &TestServer,
+    user: &str,
+    pw: &str,
+) -> (App, Vec<String>) {
     let (st, _) = sign_in(c, s, user, pw).await;
     assert_eq!(st, StatusCode::OK);
     let (st, begun) = post(c, s, "/api/v1/mfa/totp", json!({})).await;

@@ -8,7 +8,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::enroll::{confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp};
+use super::enroll::{
+    confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp, session_enroller,
+};
 use super::step::{CodeInput, next_page};
 use super::{factors_of, recent, see_other};
 use crate::identity::totp::TotpSecret;
@@ -61,7 +63,7 @@ async fn show(
 
 /// `POST /account/security/totp`: a fresh secret and its QR code.
 pub async fn begin(State(state): State<AppState>, me: Authed) -> Response {
-    match enrolling_or_new(&state, &me.user.name).await {
+    match enrolling_or_new(&state, &me.user.name, session_enroller(&me)).await {
         Ok(secret) => enroll_page(&me, &secret, StatusCode::OK, None),
         Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),
         Err(e) => e.into_response(),
@@ -101,11 +103,20 @@ pub async fn confirm(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    match confirm_totp(&state, &me.user.name, &input.code, ip, ua).await {
+    match confirm_totp(
+        &state,
+        &me.user.name,
+        session_enroller(&me),
+        &input.code,
+        ip,
+        ua,
+    )
+    .await
+    {
         Ok(Some(codes)) => pages::factors::recovery_codes(codes.shown(), HERE, Some(&me.user.name)),
         Ok(None) => see_other("/account/security?notice=totp-enrolled"),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
-            match enrolling(&state, &me.user.name).await {
+            match enrolling(&state, &me.user.name, session_enroller(&me)).await {
                 Ok(Some(secret)) => enroll_page(&me, &secret, e.status, Some(&e.message)),
                 _ => see_other(HERE),
             }

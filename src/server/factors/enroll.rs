@@ -23,8 +23,8 @@ use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp, lookup};
 use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::store::{
-    EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent, PendingSignIn,
-    TokenHash, now_ms,
+    EnrollerId, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
+    PendingSignIn, TokenHash, now_ms,
 };
 
 /// Who is enrolling.
@@ -52,6 +52,20 @@ impl Enroller {
             Enroller::Pending(_, p) => &p.user,
         }
     }
+
+    /// How the store names this enroller (see [`EnrollerId`]).
+    pub fn id(&self) -> EnrollerId {
+        match self {
+            Enroller::Session(a) => session_enroller(a),
+            Enroller::Pending(h, _) => EnrollerId::Pending(h.0),
+        }
+    }
+}
+
+/// The store's name for a session adding a factor: its public id, which a
+/// step-up keeps.
+pub fn session_enroller(me: &Authed) -> EnrollerId {
+    EnrollerId::Session(me.session.id.0)
 }
 
 async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, ApiError> {
@@ -72,31 +86,45 @@ fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiEr
     Ok(me)
 }
 
-/// A fresh TOTP secret, sealed and stored as `user`'s pending enrollment.
-pub async fn begin_totp(state: &AppState, user: &str) -> Result<TotpSecret, ApiError> {
+/// A fresh TOTP secret, sealed and stored as `user`'s enrollment begun by
+/// `by` (replacing any other unconfirmed one).
+pub async fn begin_totp(
+    state: &AppState,
+    user: &str,
+    by: EnrollerId,
+) -> Result<TotpSecret, ApiError> {
     let secret = TotpSecret::generate();
     let sealed = state.secrets.seal(TOTP_PURPOSE, user, secret.as_bytes());
-    match change(state, user, FactorChange::BeginTotp { sealed }, None).await? {
+    match change(state, user, FactorChange::BeginTotp { sealed, by }, None).await? {
         Ok(()) => Ok(secret),
         Err(r) => Err(ApiError::new(StatusCode::CONFLICT, r.to_string())),
     }
 }
 
-/// The secret `user` is enrolling, if any (to show it again).
-pub async fn enrolling(state: &AppState, user: &str) -> Result<Option<TotpSecret>, ApiError> {
+/// The secret `user` is enrolling through `by`, if any (to show it again).
+/// A secret another session or sign-in began is never shown here.
+pub async fn enrolling(
+    state: &AppState,
+    user: &str,
+    by: EnrollerId,
+) -> Result<Option<TotpSecret>, ApiError> {
     let set = factors_of(state, user).await?;
     match set.totp_enrollment {
-        Some(e) => Ok(Some(open_totp(state, user, &e.sealed)?)),
-        None => Ok(None),
+        Some(e) if e.by == by => Ok(Some(open_totp(state, user, &e.sealed)?)),
+        _ => Ok(None),
     }
 }
 
-/// The secret `user` is enrolling, or a fresh one: reloading the page
-/// shows the same QR code.
-pub async fn enrolling_or_new(state: &AppState, user: &str) -> Result<TotpSecret, ApiError> {
-    match enrolling(state, user).await? {
+/// The secret `user` is enrolling through `by`, or a fresh one: reloading
+/// the page shows the same QR code.
+pub async fn enrolling_or_new(
+    state: &AppState,
+    user: &str,
+    by: EnrollerId,
+) -> Result<TotpSecret, ApiError> {
+    match enrolling(state, user, by).await? {
         Some(s) => Ok(s),
-        None => begin_totp(state, user).await,
+        None => begin_totp(state, user, by).await,
     }
 }
 
@@ -105,11 +133,12 @@ pub async fn enrolling_or_new(state: &AppState, user: &str) -> Result<TotpSecret
 pub async fn confirm_totp(
     state: &AppState,
     user: &str,
+    by: EnrollerId,
     code: &str,
     ip: Option<IpAddr>,
     ua: Option<String>,
 ) -> Result<Option<RecoveryCodes>, ApiError> {
-    let Some(secret) = enrolling(state, user).await? else {
+    let Some(secret) = enrolling(state, user, by).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             FactorRefusal::NoEnrollment.to_string(),
@@ -129,7 +158,7 @@ pub async fn confirm_totp(
         .store
         .change_factors(
             user,
-            FactorChange::ConfirmTotp { step, recovery },
+            FactorChange::ConfirmTotp { step, recovery, by },
             Some(event),
             now_ms(),
         )
@@ -329,7 +358,7 @@ struct Begun {
 pub async fn api_begin_totp(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let run = async {
         let who = enroller(&state, &headers).await?;
-        let secret = begin_totp(&state, who.user()).await?;
+        let secret = begin_totp(&state, who.user(), who.id()).await?;
         Ok::<_, ApiError>(Json(Begun {
             secret: secret.base32(),
             otpauth_uri: secret.otpauth_uri(who.user()),
@@ -363,7 +392,8 @@ pub async fn api_confirm_totp(
     };
     let run = async {
         let who = enroller(&state, &headers).await?;
-        let codes = confirm_totp(&state, who.user(), &input.code, ip, user_agent(&headers)).await?;
+        let ua = user_agent(&headers);
+        let codes = confirm_totp(&state, who.user(), who.id(), &input.code, ip, ua).await?;
         let body = Json(Confirmed {
             enrolled: Method::Totp.as_str(),
             recovery_codes: codes.as_ref().map(|c| c.shown()),
@@ -463,13 +493,13 @@ pub async fn page(
 ) -> Response {
     let rd = rd_of(query.as_deref());
     let run = async {
-        let Some((_, p)) = super::pending_of(&state, &headers)
+        let Some((hash, p)) = super::pending_of(&state, &headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
             return Ok(super::see_other(&super::step::next_page(false, &rd)));
         };
-        let secret = enrolling_or_new(&state, &p.user).await?;
+        let secret = enrolling_or_new(&state, &p.user, EnrollerId::Pending(hash.0)).await?;
         Ok::<_, ApiError>(pages::factors::enroll_totp(
             StatusCode::OK,
             &pages::factors::EnrollView {
@@ -506,11 +536,12 @@ pub async fn submit(
         else {
             return Ok(super::see_other(&super::step::next_page(false, &rd)));
         };
-        let codes = match confirm_totp(&state, &p.user, &input.code, ip, user_agent(&headers)).await
-        {
+        let by = EnrollerId::Pending(hash.0);
+        let ua = user_agent(&headers);
+        let codes = match confirm_totp(&state, &p.user, by, &input.code, ip, ua).await {
             Ok(c) => c,
             Err(e) if e.status == StatusCode::BAD_REQUEST && !wants_json(&headers) => {
-                let secret = enrolling(&state, &p.user).await?;
+                let secret = enrolling(&state, &p.user, by).await?;
                 let Some(secret) = secret else { return Err(e) };
                 return Ok(pages::factors::enroll_totp(
                     e.status,

@@ -199,15 +199,18 @@ pub async fn after_password(
     let enroll = matches!(pending.need, signin::Need::Enrollment);
     let token = state
         .store
-        .create_pending(PendingSignIn {
-            user: s.user.name.clone(),
-            enroll,
-            remember_me: s.remember,
-            created_ms: now,
-            expires_ms: pending.expires_ms,
-            ip: s.ip,
-            user_agent: s.ua.clone(),
-        })
+        .create_pending(
+            PendingSignIn {
+                user: s.user.name.clone(),
+                enroll,
+                remember_me: s.remember,
+                created_ms: now,
+                expires_ms: pending.expires_ms,
+                ip: s.ip,
+                user_agent: s.ua.clone(),
+            },
+            state.config.second_factor.max_pending_per_user,
+        )
         .await
         .map_err(|e| ApiError::internal("starting the second step failed", &e))?;
     tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");

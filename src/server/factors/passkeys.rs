@@ -290,6 +290,7 @@ pub async fn register_finish(
                         last_used_ms: None,
                     },
                     recovery: codes.hashes().into_iter().map(|h| h.0).collect(),
+                    by: who.id(),
                 },
                 Some(event),
                 now_ms(),

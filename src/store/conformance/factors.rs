@@ -20,6 +20,18 @@ impl<T: FactorStore + SessionStore + StoreCheck> FactorSubject for T {}
 
 const USERS: [&str; 2] = ["alice", "bob"];
 const PENDING_TTL: u64 = 2_000;
+/// The most pending sign-ins one user may hold in the suite.
+const MAX_PENDING: usize = 3;
+
+/// A pending sign-in the suite made, as the model sees it.
+struct Pend<'a> {
+    token: SessionToken,
+    owner: &'a str,
+    created: u64,
+    deadline: u64,
+    /// Still stored: not taken, swept or pushed out by newer ones.
+    live: bool,
+}
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -54,13 +66,27 @@ fn passkey(n: u8) -> Passkey {
     }
 }
 
+/// One of two sessions or a pending sign-in, chosen by `n`: enrollments
+/// begun by one and confirmed by another are refused.
+fn by(n: u8) -> EnrollerId {
+    match n % 3 {
+        0 => EnrollerId::Session([1; 16]),
+        1 => EnrollerId::Session([2; 16]),
+        _ => EnrollerId::Pending([3; 32]),
+    }
+}
+
 fn change(kind: usize, n: u8) -> FactorChange {
     let codes = |n: u8| vec![[n; 32], [n.wrapping_add(1); 32]];
     match kind {
-        0 => FactorChange::BeginTotp { sealed: vec![n; 8] },
+        0 => FactorChange::BeginTotp {
+            sealed: vec![n; 8],
+            by: by(n),
+        },
         1 => FactorChange::ConfirmTotp {
             step: u64::from(n),
             recovery: codes(n),
+            by: by(n),
         },
         2 => FactorChange::UseTotp { step: u64::from(n) },
         3 => FactorChange::RemoveTotp,
@@ -69,6 +95,7 @@ fn change(kind: usize, n: u8) -> FactorChange {
         6 => FactorChange::AddPasskey {
             passkey: passkey(n),
             recovery: codes(n),
+            by: by(n),
         },
         7 => FactorChange::RemovePasskey { id: [n; 16] },
         8 => FactorChange::UsePasskey {
@@ -97,8 +124,8 @@ where
 
 async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<&str, FactorSet> = BTreeMap::new();
-    // Every pending token ever made: (token, user, deadline, live in the model).
-    let mut pending: Vec<(SessionToken, &str, u64, bool)> = Vec::new();
+    // Every pending sign-in ever made.
+    let mut pending: Vec<Pend> = Vec::new();
     let mut now: u64 = 1_000_000;
     for s in steps {
         match s {
@@ -131,21 +158,48 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
             Step::CreatePending { user } => {
                 let u = USERS[user];
                 let token = b
-                    .create_pending(PendingSignIn {
-                        user: u.to_string(),
-                        enroll: false,
-                        remember_me: false,
-                        created_ms: now,
-                        expires_ms: now + PENDING_TTL,
-                        ip: None,
-                        user_agent: None,
-                    })
+                    .create_pending(
+                        PendingSignIn {
+                            user: u.to_string(),
+                            enroll: false,
+                            remember_me: false,
+                            created_ms: now,
+                            expires_ms: now + PENDING_TTL,
+                            ip: None,
+                            user_agent: None,
+                        },
+                        MAX_PENDING,
+                    )
                     .await
                     .expect("a pending sign-in is stored");
-                pending.push((token, u, now + PENDING_TTL, true));
+                pending.push(Pend {
+                    token,
+                    owner: u,
+                    created: now,
+                    deadline: now + PENDING_TTL,
+                    live: true,
+                });
+                // Past the cap, the user's oldest stored ones go (expired
+                // ones not yet swept count: they are stored).
+                let mut held: Vec<&mut Pend> = pending
+                    .iter_mut()
+                    .filter(|p| p.live && p.owner == u)
+                    .collect();
+                held.sort_by_key(|p| (p.created, p.token.hash().0));
+                let excess = held.len().saturating_sub(MAX_PENDING);
+                for p in held.into_iter().take(excess) {
+                    p.live = false;
+                }
             }
             Step::Complete { pending: i, user } => {
-                let Some((token, owner, deadline, live)) = pending.get_mut(i) else {
+                let Some(Pend {
+                    token,
+                    owner,
+                    deadline,
+                    live,
+                    ..
+                }) = pending.get_mut(i)
+                else {
                     continue;
                 };
                 let u = USERS[user];
@@ -178,7 +232,13 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                 *live = false;
             }
             Step::End { pending: i } => {
-                let Some((token, _, deadline, live)) = pending.get_mut(i) else {
+                let Some(Pend {
+                    token,
+                    deadline,
+                    live,
+                    ..
+                }) = pending.get_mut(i)
+                else {
                     continue;
                 };
                 let got = b.end_pending(token.hash(), now).await.unwrap();
@@ -197,8 +257,8 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                 }
                 let due = pending
                     .iter_mut()
-                    .filter(|p| p.3 && p.2 <= now)
-                    .map(|p| p.3 = false)
+                    .filter(|p| p.live && p.deadline <= now)
+                    .map(|p| p.live = false)
                     .count();
                 prop_assert_eq!(swept, due);
             }
@@ -213,11 +273,11 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                 prop_assert_eq!(owner.as_deref(), Some(u));
             }
         }
-        for (token, owner, deadline, live) in &pending {
-            let got = b.pending(token.hash(), now).await.unwrap();
-            prop_assert_eq!(got.is_some(), *live && *deadline > now);
-            if let Some(p) = got {
-                prop_assert_eq!(p.user.as_str(), *owner);
+        for p in &pending {
+            let got = b.pending(p.token.hash(), now).await.unwrap();
+            prop_assert_eq!(got.is_some(), p.live && p.deadline > now);
+            if let Some(got) = got {
+                prop_assert_eq!(got.user.as_str(), p.owner);
             }
         }
         let report = b.check().await.unwrap();

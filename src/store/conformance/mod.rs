@@ -428,6 +428,8 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                     max_per_user: TOKEN_CAP,
                     ip: None,
                     now_ms: now,
+                    // Claimed, but no session vouches for it.
+                    two_factor: true,
                 };
                 let got = b.create_token(new, None).await.unwrap();
                 let mine = model.tokens_of(user);
@@ -445,6 +447,10 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                     model.event(EventKind::TokenCreated, Some(user), now * 1000);
                     prop_assert_eq!(c.info.expires_ms, now + ttl);
                     prop_assert_eq!(c.info.last_used_ms, None);
+                    prop_assert!(
+                        !c.info.two_factor,
+                        "a token without a session is one-factor"
+                    );
                     model.tokens.insert(
                         c.token.hash(),
                         MToken {

@@ -256,8 +256,15 @@ impl FactorStore for RedbBackend {
         }
     }
 
-    async fn create_pending(&self, pending: PendingSignIn) -> Result<SessionToken, WriteError> {
-        match self.submit(Op::CreatePending(Box::new(pending))).await? {
+    async fn create_pending(
+        &self,
+        pending: PendingSignIn,
+        max_per_user: usize,
+    ) -> Result<SessionToken, WriteError> {
+        match self
+            .submit(Op::CreatePending(Box::new(pending), max_per_user))
+            .await?
+        {
             OpOutput::PendingCreated(t) => Ok(t),
             other => unreachable_output("create_pending", other),
         }

@@ -24,7 +24,7 @@ pub const BACKUP_CHUNK_ROWS: usize = 10_000;
 /// The name of every table a backup copies, from their definitions. A table
 /// in the file that is not listed here makes the backup fail rather than
 /// silently leave it out.
-fn known_tables() -> [&'static str; 15] {
+fn known_tables() -> [&'static str; 16] {
     [
         META.name(),
         SESSIONS.name(),
@@ -38,6 +38,7 @@ fn known_tables() -> [&'static str; 15] {
         PASSKEYS_BY_CREDENTIAL.name(),
         PENDING.name(),
         PENDING_BY_EXPIRY.name(),
+        PENDING_BY_USER.name(),
         ACCESS_TOKENS.name(),
         ACCESS_TOKENS_BY_USER.name(),
         ACCESS_TOKENS_BY_EXPIRY.name(),
@@ -159,6 +160,7 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, BackupError> {
     rows += copy_table(src, dst, PASSKEYS_BY_CREDENTIAL)?;
     rows += copy_table(src, dst, PENDING)?;
     rows += copy_table(src, dst, PENDING_BY_EXPIRY)?;
+    rows += copy_table(src, dst, PENDING_BY_USER)?;
     // Tokens are stored only as hashes: the copy holds no live token.
     rows += copy_table(src, dst, ACCESS_TOKENS)?;
     rows += copy_table(src, dst, ACCESS_TOKENS_BY_USER)?;

@@ -104,14 +104,46 @@ impl Tx<'_> {
         Ok(Ok(applied))
     }
 
-    /// Stores a pending sign-in under a fresh token, returned once.
-    pub fn create_pending(&mut self, p: PendingSignIn) -> Result<SessionToken, StoreError> {
+    /// Stores a pending sign-in under a fresh token, returned once. When
+    /// the user then holds more than `max_per_user`, the oldest go: one
+    /// password cannot fill the table.
+    pub fn create_pending(
+        &mut self,
+        p: PendingSignIn,
+        max_per_user: usize,
+    ) -> Result<SessionToken, StoreError> {
         let token = SessionToken::generate();
         let hash = token.hash().0;
         let rec = to_record(p);
         self.pending.insert(hash, encode(&rec).as_slice())?;
         self.pending_by_expiry.insert((rec.expires_ms, hash), ())?;
+        self.pending_by_user
+            .insert((rec.user.as_str(), rec.created_ms, hash), ())?;
+        let user = rec.user.as_str();
+        let range = (user, 0, [0u8; 32])..=(user, u64::MAX, [0xff; 32]);
+        let held = self.pending_by_user.range(range.clone())?.count();
+        let excess = held.saturating_sub(max_per_user.max(1));
+        let mut oldest = Vec::with_capacity(excess);
+        for row in self.pending_by_user.range(range)?.take(excess) {
+            oldest.push(row?.0.value().2);
+        }
+        for h in oldest {
+            self.remove_pending(&h)?;
+        }
         Ok(token)
+    }
+
+    /// Removes the pending sign-in `hash` and its index entries; returns
+    /// its record.
+    fn remove_pending(&mut self, hash: &HashKey) -> Result<Option<PendingRecord>, StoreError> {
+        let Some(rec) = self.load_pending(hash)? else {
+            return Ok(None);
+        };
+        self.pending.remove(hash)?;
+        self.pending_by_expiry.remove((rec.expires_ms, *hash))?;
+        self.pending_by_user
+            .remove((rec.user.as_str(), rec.created_ms, *hash))?;
+        Ok(Some(rec))
     }
 
     fn load_pending(&self, hash: &HashKey) -> Result<Option<PendingRecord>, StoreError> {
@@ -127,11 +159,9 @@ impl Tx<'_> {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<PendingSignIn>, StoreError> {
-        let Some(rec) = self.load_pending(&hash.0)? else {
+        let Some(rec) = self.remove_pending(&hash.0)? else {
             return Ok(None);
         };
-        self.pending.remove(hash.0)?;
-        self.pending_by_expiry.remove((rec.expires_ms, hash.0))?;
         Ok((rec.expires_ms > now_ms).then(|| to_pending(rec)))
     }
 
@@ -151,8 +181,10 @@ impl Tx<'_> {
             due.push(row?.0.value());
         }
         for (deadline, hash) in &due {
-            self.pending.remove(hash)?;
-            self.pending_by_expiry.remove((*deadline, *hash))?;
+            if self.remove_pending(hash)?.is_none() {
+                // An index entry without its row: removed all the same.
+                self.pending_by_expiry.remove((*deadline, *hash))?;
+            }
         }
         Ok((due.len(), more))
     }
@@ -197,13 +229,16 @@ pub(crate) fn check(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), St
 
     let pending = txn.open_table(PENDING)?;
     let by_expiry = txn.open_table(PENDING_BY_EXPIRY)?;
+    let by_user = txn.open_table(PENDING_BY_USER)?;
     let mut keys = HashSet::new();
+    let mut user_keys = HashSet::new();
     for row in pending.iter()? {
         let (k, v) = row?;
         r.pending_signins += 1;
         match decode::<PendingRecord>("pending_signins", v.value()) {
             Ok(rec) => {
                 keys.insert((rec.expires_ms, k.value()));
+                user_keys.insert((rec.user, rec.created_ms, k.value()));
             }
             Err(e) => r.problem(format!("pending sign-in {}: {e}", &hex(&k.value())[..8])),
         }
@@ -220,6 +255,21 @@ pub(crate) fn check(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), St
         r.problem(format!(
             "{} pending sign-ins but {n} pending_by_expiry entries",
             keys.len()
+        ));
+    }
+    let mut n = 0;
+    for row in by_user.iter()? {
+        let (k, _) = row?;
+        n += 1;
+        let (user, created, hash) = k.value();
+        if !user_keys.contains(&(user.to_string(), created, hash)) {
+            r.problem("pending_by_user entry without its pending sign-in".to_string());
+        }
+    }
+    if n != user_keys.len() {
+        r.problem(format!(
+            "{} pending sign-ins but {n} pending_by_user entries",
+            user_keys.len()
         ));
     }
     Ok(())

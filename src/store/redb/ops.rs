@@ -83,7 +83,8 @@ pub enum Op {
         event: Option<NewEvent>,
         now_ms: u64,
     },
-    CreatePending(Box<PendingSignIn>),
+    /// A pending sign-in, and the most its user may hold.
+    CreatePending(Box<PendingSignIn>, usize),
     TakePending {
         hash: TokenHash,
         now_ms: u64,
@@ -175,7 +176,7 @@ impl Op {
             Op::LiftBan { .. } => "lift_ban",
             Op::Prune { .. } => "prune",
             Op::ChangeFactors { .. } => "change_factors",
-            Op::CreatePending(_) => "create_pending",
+            Op::CreatePending(..) => "create_pending",
             Op::TakePending { .. } => "take_pending",
             Op::CompletePending { .. } => "complete_pending",
             Op::StepUp { .. } => "step_up",
@@ -265,7 +266,7 @@ impl Op {
                 event,
                 now_ms,
             } => OpOutput::Factors(tx.change_factors(&user, *change, event, now_ms)?),
-            Op::CreatePending(p) => OpOutput::PendingCreated(tx.create_pending(*p)?),
+            Op::CreatePending(p, max) => OpOutput::PendingCreated(tx.create_pending(*p, max)?),
             Op::TakePending { hash, now_ms } => OpOutput::Pending(tx.take_pending(hash, now_ms)?),
             Op::CompletePending {
                 hash,

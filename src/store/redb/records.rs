@@ -85,6 +85,8 @@ pub(crate) struct AccessTokenRecord {
     /// The most recent distinct client addresses, newest last, at most
     /// `TOKEN_RECENT_IPS`.
     pub recent_ips: Vec<IpAddr>,
+    /// Made by a session that had done a second factor (schema 7).
+    pub two_factor: bool,
 }
 
 /// `meta[chain_head]`: the newest event and its hash.

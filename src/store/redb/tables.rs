@@ -69,3 +69,7 @@ pub const PASSKEYS_BY_CREDENTIAL: TableDefinition<&[u8], &str> =
 pub const PENDING: TableDefinition<HashKey, &[u8]> = TableDefinition::new("pending_signins");
 pub const PENDING_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
     TableDefinition::new("pending_by_expiry");
+/// Pending sign-ins by `(user, created ms, hash)`: each user's, oldest
+/// first, so that their number can be capped (schema 7).
+pub const PENDING_BY_USER: TableDefinition<(&str, u64, HashKey), ()> =
+    TableDefinition::new("pending_by_user");

@@ -694,7 +694,10 @@ fn v4_fixture_opens_and_upgrades() {
         "{err}"
     );
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    assert_eq!(store.stats().unwrap().schema_version, 6);
+    assert_eq!(
+        store.stats().unwrap().schema_version,
+        gatehouse_migrations::LATEST
+    );
     // A minute after the fixture was written.
     let now = 1_795_849_620_000;
     for user in ["alice", "bob"] {
@@ -709,6 +712,66 @@ fn v4_fixture_opens_and_upgrades() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!((report.events, report.sessions), (7, 2));
     assert_eq!((report.users_with_factors, report.pending_signins), (0, 0));
+}
+
+/// A file written by a schema-6 server: alice with an authenticator app,
+/// a session and two sign-ins waiting for their second step; bob with
+/// three sessions, an access token and an authenticator-app enrollment begun but
+/// not confirmed. It upgrades: bob's enrollment is dropped (nobody can be
+/// named as its owner), his token is one-factor, alice's factor and
+/// pending sign-ins stay, now indexed by user, and the file verifies.
+#[test]
+fn v6_fixture_opens_and_upgrades() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v6.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    let err = Store::open_read_only(&path, &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::NeedsUpgrade { found: 6, .. }),
+        "{err}"
+    );
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.stats().unwrap().schema_version,
+        gatehouse_migrations::LATEST
+    );
+    // A minute after the fixture was written.
+    let now = 1_796_613_180_000;
+    let bob = store.factors_of("bob").unwrap();
+    assert!(bob.totp_enrollment.is_none() && !bob.any(), "{bob:?}");
+    let alice = store.factors_of("alice").unwrap();
+    assert!(
+        alice.totp.is_some() && alice.recovery.len() == 10,
+        "{alice:?}"
+    );
+    let tokens = store.tokens_of("bob", now).unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(!tokens[0].two_factor);
+    for (user, n) in [("alice", 1), ("bob", 3)] {
+        assert_eq!(store.sessions_of(user, now).unwrap().len(), n, "{user}");
+    }
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.pending_signins, 2);
+    // The index by user is complete: a third sign-in under a cap of two
+    // pushes out the oldest, and the file still verifies.
+    let pending = PendingSignIn {
+        user: "alice".into(),
+        enroll: false,
+        remember_me: false,
+        created_ms: now,
+        expires_ms: now + 300_000,
+        ip: None,
+        user_agent: None,
+    };
+    match store.apply(Op::CreatePending(Box::new(pending), 2)) {
+        Ok(OpOutput::PendingCreated(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.pending_signins, 2);
 }
 
 #[test]
@@ -1010,6 +1073,7 @@ fn new_token(user: &str, now_ms: u64, ttl_ms: u64) -> NewAccessToken {
         max_per_user: 2,
         ip: None,
         now_ms,
+        two_factor: false,
     }
 }
 

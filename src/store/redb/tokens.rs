@@ -26,6 +26,7 @@ pub(crate) fn to_info(rec: AccessTokenRecord) -> AccessTokenInfo {
         expires_ms: rec.expires_ms,
         last_used_ms: rec.last_used_ms,
         recent_ips: rec.recent_ips,
+        two_factor: rec.two_factor,
     }
 }
 
@@ -98,17 +99,20 @@ impl Tx<'_> {
         session: Option<TokenHash>,
     ) -> Result<Result<CreatedAccessToken, TokenRefusal>, StoreError> {
         let now = new.now_ms;
+        // Without a session to vouch for it, a token is one-factor.
+        let mut two_factor = false;
         if let Some(s) = session {
-            let live = match self.sessions.get(s.0)? {
-                Some(g) => {
-                    decode::<super::records::SessionRecord>("sessions", g.value())?.deadline_ms()
-                        > now
-                }
-                None => false,
+            let rec = match self.sessions.get(s.0)? {
+                Some(g) => Some(decode::<super::records::SessionRecord>(
+                    "sessions",
+                    g.value(),
+                )?),
+                None => None,
             };
-            if !live {
+            let Some(rec) = rec.filter(|r| r.deadline_ms() > now) else {
                 return Ok(Err(TokenRefusal::SessionEnded));
-            }
+            };
+            two_factor = new.two_factor && Methods::from_bits(rec.methods).two_factor();
         }
         let user = truncate(new.user, MAX_USER);
         let existing = self.user_tokens(&user)?;
@@ -136,6 +140,7 @@ impl Tx<'_> {
             expires_ms: new.expires_ms.max(now.saturating_add(1)),
             last_used_ms: None,
             recent_ips: Vec::new(),
+            two_factor,
         };
         self.insert_token(hash, &rec)?;
         let domains = if rec.domains.is_empty() {

@@ -26,6 +26,7 @@ pub(crate) struct Tx<'t> {
     pub passkeys: Table<'t, &'static [u8], &'static str>,
     pub pending: Table<'t, HashKey, &'static [u8]>,
     pub pending_by_expiry: Table<'t, (u64, HashKey), ()>,
+    pub pending_by_user: Table<'t, (&'static str, u64, HashKey), ()>,
     pub head: ChainHead,
     head_loaded: ChainHead,
 }
@@ -49,6 +50,7 @@ impl<'t> Tx<'t> {
             passkeys: txn.open_table(PASSKEYS_BY_CREDENTIAL)?,
             pending: txn.open_table(PENDING)?,
             pending_by_expiry: txn.open_table(PENDING_BY_EXPIRY)?,
+            pending_by_user: txn.open_table(PENDING_BY_USER)?,
             access_tokens: txn.open_table(ACCESS_TOKENS)?,
             access_tokens_by_user: txn.open_table(ACCESS_TOKENS_BY_USER)?,
             access_tokens_by_expiry: txn.open_table(ACCESS_TOKENS_BY_EXPIRY)?,

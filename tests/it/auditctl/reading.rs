@@ -328,6 +328,7 @@ fn tokens_of_a_user_are_listed_without_the_secret() {
                     max_per_user: 5,
                     ip: None,
                     now_ms: now,
+                    two_factor: false,
                 }),
                 session: None,
             })
