@@ -26,3 +26,4 @@ mod operations;
 mod proxy;
 mod regulation;
 mod signals;
+mod steering;
