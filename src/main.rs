@@ -199,14 +199,10 @@ fn access_check(
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         bail!("--url must be an http(s) URL with a host");
     }
-    let host = match parsed.port() {
-        Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
-        None => parsed.host_str().unwrap_or_default().to_string(),
-    };
-    let path = match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_string(),
-    };
+    // Normalised as the server normalises what a proxy reports.
+    let (host, path) = gatehouse::access::normalize::url(&parsed).map_err(|e| {
+        anyhow::anyhow!("--url {url:?}: {e}; the server answers such a request 403")
+    })?;
     let policy = config.policy();
     let mut all_groups: Vec<String> = groups.to_vec();
     if let Some(u) = user {

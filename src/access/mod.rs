@@ -16,11 +16,12 @@ mod compile;
 mod decide;
 pub mod denials;
 mod forwarded;
+pub mod normalize;
 pub mod report;
 
 pub use compile::{RuleError, RuleSpec, Rules};
 pub use decide::{Decision, Miss, Request, Subject, Trace};
-pub use forwarded::original_request;
+pub use forwarded::{Family, Original, Unreadable, read as read_original};
 
 use serde::Deserialize;
 

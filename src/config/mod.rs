@@ -106,6 +106,9 @@ pub struct Config {
     /// Parsed `public_origin`, without a trailing slash.
     pub public_origin: Option<url::Url>,
     pub trusted_proxies: Vec<IpNet>,
+    /// `[access] forwarded_headers`: the one header family a trusted
+    /// proxy's original request is read from.
+    pub forwarded_headers: crate::access::Family,
     /// Hosts (and their subdomains) that `rd` may point to besides this one.
     pub allowed_redirect_domains: Vec<String>,
     pub cookie: CookieConfig,

@@ -330,6 +330,10 @@ pub struct FileConfig {
 pub struct AccessSettings {
     /// Default `one_factor`: any signed-in user may reach every app.
     pub default_policy: crate::access::Policy,
+    /// Which headers of a trusted proxy name the original request:
+    /// `x-forwarded` (the default) or `x-original`. Only that family is
+    /// read; a proxy that sends the other gets 403.
+    pub forwarded_headers: crate::access::Family,
 }
 
 impl Default for FileConfig {

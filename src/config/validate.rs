@@ -273,6 +273,7 @@ impl Config {
             bind,
             public_origin,
             trusted_proxies: trusted,
+            forwarded_headers: file.access.forwarded_headers,
             policy: Arc::new(Policy::new(users, rules)),
         })
     }

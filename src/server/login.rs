@@ -140,14 +140,11 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
     }) else {
         return false;
     };
-    let host = match (to.host_str(), to.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        _ => return false,
-    };
-    let path = match to.query() {
-        Some(q) => format!("{}?{q}", to.path()),
-        None => to.path().to_string(),
+    if to.host_str().is_none() {
+        return false;
+    }
+    let Ok((host, path)) = crate::access::normalize::url(&to) else {
+        return false;
     };
     let found = super::auth::lookup_with(state, headers, |session, _, user, policy| {
         if session.methods.two_factor() {

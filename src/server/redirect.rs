@@ -127,39 +127,6 @@ fn split_host(h: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
-/// The URL the user originally asked for, as a forward-auth proxy reports it:
-/// `X-Original-URL` (nginx), or `X-Forwarded-Proto` + `X-Forwarded-Host` +
-/// `X-Forwarded-Uri` (Caddy, Traefik). `None` when the headers are missing
-/// or do not form an http(s) URL.
-pub fn original_url(headers: &HeaderMap) -> Option<String> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    let candidate = match get("x-original-url") {
-        Some(u) => u.to_string(),
-        None => {
-            let host = get("x-forwarded-host")?;
-            let proto = get("x-forwarded-proto").unwrap_or("https");
-            let uri = get("x-forwarded-uri").unwrap_or("/");
-            let uri = if uri.starts_with('/') {
-                uri.to_string()
-            } else {
-                format!("/{uri}")
-            };
-            format!("{proto}://{host}{uri}")
-        }
-    };
-    if candidate.len() > MAX_RD {
-        return None;
-    }
-    let url = url::Url::parse(&candidate).ok()?;
-    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,33 +243,6 @@ mod tests {
                 None
             );
         }
-    }
-
-    #[test]
-    fn original_url_from_headers() {
-        let mut h = HeaderMap::new();
-        assert_eq!(original_url(&h), None);
-        h.insert(
-            "x-forwarded-host",
-            HeaderValue::from_static("app.example.com"),
-        );
-        h.insert("x-forwarded-uri", HeaderValue::from_static("/p?q=1"));
-        assert_eq!(
-            original_url(&h).as_deref(),
-            Some("https://app.example.com/p?q=1")
-        );
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        assert_eq!(
-            original_url(&h).as_deref(),
-            Some("http://app.example.com/p?q=1")
-        );
-        h.insert(
-            "x-original-url",
-            HeaderValue::from_static("https://o.example.com/z"),
-        );
-        assert_eq!(original_url(&h).as_deref(), Some("https://o.example.com/z"));
-        h.insert("x-original-url", HeaderValue::from_static("javascript:x"));
-        assert_eq!(original_url(&h), None);
     }
 
     mod prop {
@@ -423,31 +363,6 @@ mod tests {
                 }
             }
 
-            /// The reported original URL is absent or an http(s) URL.
-            #[test]
-            fn original_url_is_http_or_nothing(
-                xo in proptest::option::of(tricky()),
-                proto in proptest::option::of(tricky()),
-                fhost in proptest::option::of(tricky()),
-                uri in proptest::option::of(tricky()),
-            ) {
-                let mut h = HeaderMap::new();
-                for (name, v) in [
-                    ("x-original-url", xo),
-                    ("x-forwarded-proto", proto),
-                    ("x-forwarded-host", fhost),
-                    ("x-forwarded-uri", uri),
-                ] {
-                    if let Some(v) = v.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                        h.insert(name, v);
-                    }
-                }
-                if let Some(u) = original_url(&h) {
-                    let parsed = url::Url::parse(&u).unwrap();
-                    prop_assert!(matches!(parsed.scheme(), "http" | "https"));
-                    prop_assert!(HeaderValue::from_str(&u).is_ok());
-                }
-            }
         }
 
         #[test]

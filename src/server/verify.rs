@@ -11,6 +11,7 @@
 //! through the bounded hashing pool and the failure limit.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -19,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{client_ip, cookie, lookup_with};
 use super::bearer::{Presented, basic_password, cached_password, presented, token_with};
-use super::redirect::original_url;
 use super::{ApiError, AppState};
 use crate::access::{
-    Decision, Policy as AccessPolicy, Request as AccessRequest, Subject, original_request,
+    Decision, Original, Policy as AccessPolicy, Request as AccessRequest, Subject, Unreadable,
+    read_original,
 };
 use crate::config::{Policy, UserEntry};
 use crate::store::AccessTokenInfo;
@@ -68,23 +69,70 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
         return r;
     }
     let (query, headers) = (req.uri().query(), req.headers());
+    let orig = match original(&state, headers, peer) {
+        Ok(o) => o,
+        Err(why) => return unreadable(&state, why),
+    };
     // A Basic password not seen within the last minute: checked as the
     // sign-in form checks one, off the hot path.
     let Presented::Password { user, secret } = presented(headers) else {
-        return not_signed_in(&state, query, headers);
+        return not_signed_in(&state, query, headers, orig.as_ref());
     };
     match basic_password(&state, headers, peer, &user, secret).await {
         Ok(()) => check_as(&state, query, headers, peer, Some(&user))
-            .unwrap_or_else(|| not_signed_in(&state, query, headers)),
+            .unwrap_or_else(|| not_signed_in(&state, query, headers, orig.as_ref())),
         // A wrong password answers as no credential does (with the challenge).
         Err(r)
             if r.status() == StatusCode::UNAUTHORIZED
                 && !r.headers().contains_key(header::RETRY_AFTER) =>
         {
-            not_signed_in(&state, query, headers)
+            not_signed_in(&state, query, headers, orig.as_ref())
         }
         Err(r) => r,
     }
+}
+
+/// Set once a trusted proxy has sent the family of headers the settings do
+/// not name, so that the warning is logged once per process.
+static OTHER_FAMILY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// The original request a trusted proxy names, read once per check from
+/// the one header family `[access] forwarded_headers` names, normalised.
+/// `Ok(None)` for a peer that is not a trusted proxy: its headers are not
+/// believed, and the rules see host "" and path "/". A trusted proxy's
+/// request that cannot be read is refused (403): deciding it as some other
+/// request is how rules get steered.
+fn original<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Option<Original<'h>>, Unreadable> {
+    if !peer.is_some_and(|p| state.config.is_trusted_proxy(p)) {
+        return Ok(None);
+    }
+    let family = state.config.forwarded_headers;
+    read_original(headers, family)
+        .map(Some)
+        .inspect_err(|&why| {
+            if why == Unreadable::OtherFamily && !OTHER_FAMILY_WARNED.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    setting = "access.forwarded_headers",
+                    configured = family.as_str(),
+                    "a trusted proxy sent the other family of original-request headers; \
+                 its checks are refused until the proxy's configuration or this setting changes"
+                );
+            } else {
+                tracing::debug!(reason = %why, "original request refused");
+            }
+        })
+}
+
+/// 403 for an original request that a trusted proxy named and that cannot
+/// be read; the body says what was wrong, never the value.
+fn unreadable(state: &AppState, why: Unreadable) -> Response {
+    state.metrics.verify_denied.inc();
+    ApiError::new(StatusCode::FORBIDDEN, why.to_string()).into_response()
 }
 
 /// The answer to a forward-auth request, made on the spot; `None` when it
@@ -143,16 +191,18 @@ pub const CREDENTIAL: HeaderName = HeaderName::from_static("x-gatehouse-credenti
 /// Builds what a check of `user` found, asking the rules. A session
 /// without a second factor steps up for a `two_factor` decision; a token
 /// is also held to its scope.
+#[allow(clippy::too_many_arguments)]
 fn found_for(
     state: &AppState,
     policy: &Policy,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
+    orig: Option<&Original<'_>>,
     user: &UserEntry,
     factor: Factor,
     token: Option<&AccessTokenInfo>,
 ) -> Found {
-    let decision = decide(state, policy, headers, peer, Some(user));
+    let decision = decide(state, policy, headers, peer, orig, Some(user));
     let step_up = matches!(
         (factor, decision),
         (Factor::Session { two_factor: false }, Some(d)) if d.policy == AccessPolicy::TwoFactor
@@ -163,14 +213,10 @@ fn found_for(
         (Factor::Password, Some(d)) => d.policy == AccessPolicy::TwoFactor,
     };
     let out_of_scope = token.is_some_and(|t| {
-        !t.domains.is_empty() && {
-            // Believed only from a trusted proxy, like the rules' view of
-            // the request: from anyone else the host is unknown and a
-            // scoped token matches nothing.
-            let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
-            let host = original_request(headers, trusted, None).map_or("", |r| r.host);
-            !t.allows_host(host)
-        }
+        // Believed only from a trusted proxy, like the rules' view of the
+        // request: from anyone else the host is unknown and a scoped token
+        // matches nothing.
+        !t.domains.is_empty() && !t.allows_host(orig.map_or("", |o| &o.host))
     });
     Found {
         // Values are validated at config load: no control characters.
@@ -200,25 +246,28 @@ fn decide(
     policy: &Policy,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
+    orig: Option<&Original<'_>>,
     user: Option<&UserEntry>,
 ) -> Option<Decision> {
     let rules = policy.rules();
     if rules.is_empty() && rules.default_policy() == AccessPolicy::OneFactor {
         return None;
     }
-    let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
     // The client's address is worked out only when a rule can use it.
     let ip = if rules.uses_networks() {
         client_ip(&state.config, peer, headers)
     } else {
         None
     };
-    let request = original_request(headers, trusted, ip).unwrap_or(AccessRequest {
-        host: "",
-        path: "/",
-        method: "GET",
-        ip,
-    });
+    let request = orig.map_or(
+        AccessRequest {
+            host: "",
+            path: "/",
+            method: "GET",
+            ip,
+        },
+        |o| o.request(ip),
+    );
     let subject = match user {
         None => Subject::ANONYMOUS,
         Some(u) => Subject {
@@ -252,12 +301,17 @@ fn check_as(
     verified: Option<&str>,
 ) -> Option<Response> {
     let start = Instant::now();
+    let orig = match original(state, headers, peer) {
+        Ok(o) => o,
+        Err(why) => return Some(unreadable(state, why)),
+    };
+    let orig = orig.as_ref();
     // Only what the answer needs is taken from the user's entry.
     let mut found = lookup_with(state, headers, |session, _, user, policy| {
         let factor = Factor::Session {
             two_factor: session.methods.two_factor(),
         };
-        found_for(state, policy, headers, peer, user, factor, None)
+        found_for(state, policy, headers, peer, orig, user, factor, None)
     });
     // Without a valid session cookie, `Authorization` is looked at: a
     // request with neither costs one header lookup more than before.
@@ -276,6 +330,7 @@ fn check_as(
                             policy,
                             headers,
                             peer,
+                            orig,
                             user,
                             Factor::Token,
                             Some(info),
@@ -290,8 +345,9 @@ fn check_as(
                 };
                 if ok {
                     found = Ok(state.with_policy(|p| {
-                        p.user(&user)
-                            .map(|u| found_for(state, p, headers, peer, u, Factor::Password, None))
+                        p.user(&user).map(|u| {
+                            found_for(state, p, headers, peer, orig, u, Factor::Password, None)
+                        })
                     }));
                 }
             }
@@ -307,11 +363,11 @@ fn check_as(
             )
             .into_response()
         }
-        Ok(Some(f)) if f.step_up => not_signed_in(state, query, headers),
+        Ok(Some(f)) if f.step_up => not_signed_in(state, query, headers, orig),
         Ok(Some(f)) => match f.decision {
             Some(d) if d.policy == AccessPolicy::Deny || f.needs_more => {
                 let user = f.user.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-                refuse(state, headers, peer, d, Some(user))
+                refuse(state, headers, peer, orig, d, Some(user))
             }
             _ => {
                 state.metrics.verify_ok.inc();
@@ -319,7 +375,7 @@ fn check_as(
             }
         },
         Ok(None) => {
-            let decision = state.with_policy(|p| decide(state, p, headers, peer, None));
+            let decision = state.with_policy(|p| decide(state, p, headers, peer, orig, None));
             match decision {
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Bypass => {
                     state.metrics.verify_ok.inc();
@@ -339,9 +395,9 @@ fn check_as(
                     })
                 }
                 Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
-                    refuse(state, headers, peer, d, None)
+                    refuse(state, headers, peer, orig, d, None)
                 }
-                _ => not_signed_in(state, query, headers),
+                _ => not_signed_in(state, query, headers, orig),
             }
         }
         Err(e) => {
@@ -382,7 +438,12 @@ fn granted(f: Found) -> Response {
 }
 
 /// 401, or with `?redirect=1` a 302 to the login page.
-fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> Response {
+fn not_signed_in(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    orig: Option<&Original<'_>>,
+) -> Response {
     state.metrics.verify_denied.inc();
     // A client that neither asks for a page nor holds a session cookie is
     // not a browser: it gets the 401 and the challenge (which makes `curl
@@ -391,7 +452,7 @@ fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> 
     let browser =
         super::wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
     if wants_redirect(query) && browser {
-        let login = login_url(state, original_url(headers).as_deref());
+        let login = login_url(state, return_url(state, headers, orig).as_deref());
         let mut r = StatusCode::FOUND.into_response();
         if let Ok(v) = HeaderValue::from_str(&login) {
             r.headers_mut().insert(header::LOCATION, v);
@@ -401,7 +462,7 @@ fn not_signed_in(state: &AppState, query: Option<&str>, headers: &HeaderMap) -> 
         let mut r = ApiError::unauthorized().into_response();
         // Only when the proxy said where the browser was going: an
         // anonymous check without it stays as cheap as before.
-        if let Some(rd) = original_url(headers) {
+        if let Some(rd) = return_url(state, headers, orig) {
             if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
                 r.headers_mut().insert(LOGIN_URL_HEADER, v);
             }
@@ -422,6 +483,7 @@ fn refuse(
     state: &AppState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
+    orig: Option<&Original<'_>>,
     d: Decision,
     user: Option<&str>,
 ) -> Response {
@@ -433,9 +495,7 @@ fn refuse(
         .unwrap_or_else(|p| p.into_inner())
         .entry((d.rule, d.policy.as_str()))
         .or_default() += 1;
-    let trusted = peer.is_some_and(|p| state.config.is_trusted_proxy(p));
-    let original = original_request(headers, trusted, None);
-    let (host, path) = original.map_or(("", ""), |r| (r.host, r.path));
+    let (host, path) = orig.map_or(("", ""), |o| (&*o.host, &*o.path));
     let rule = crate::access::rule_label(d.rule);
     tracing::info!(target: "gatehouse::access", user = ?user.unwrap_or("-"), host = ?host, path = ?path, rule = %rule, "access denied");
     if let Some(u) = user {
@@ -453,6 +513,23 @@ fn refuse(
             super::pages::forbidden::page(u, host, &sign_out, origin.as_deref())
         }
         _ => ApiError::new(StatusCode::FORBIDDEN, "access denied by rule").into_response(),
+    }
+}
+
+/// Where the browser goes back to after signing in: the original URL the
+/// proxy named. A peer that is not a trusted proxy is not believed about
+/// the request, but its URL is still offered as `rd`, which the sign-in
+/// checks like any other.
+fn return_url(
+    state: &AppState,
+    headers: &HeaderMap,
+    orig: Option<&Original<'_>>,
+) -> Option<String> {
+    match orig {
+        Some(o) => o.return_url(),
+        None => read_original(headers, state.config.forwarded_headers)
+            .ok()?
+            .return_url(),
     }
 }
 

@@ -36,8 +36,9 @@ methods = ["DELETE"]
 policy = "deny"
 "#;
 
-/// A forward-auth check as nginx sends it (`X-Original-URL`), or as Caddy
-/// and Traefik do (`X-Forwarded-*`) when `nginx` is false.
+/// A forward-auth check as the shipped nginx file sends it (the host
+/// without its port, the port apart), or as Caddy and Traefik do (the host
+/// as the client wrote it) when `nginx` is false.
 async fn check(
     s: &TestServer,
     cookie: Option<&str>,
@@ -50,19 +51,19 @@ async fn check(
     let mut r = reqwest::Client::new()
         .get(s.at("/auth/verify"))
         .header("x-forwarded-for", client);
-    if nginx {
-        r = r
-            .header("x-original-url", url)
-            .header("x-original-method", method);
-    } else {
-        let (proto, rest) = url.split_once("://").unwrap();
-        let (host, uri) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        r = r
-            .header("x-forwarded-proto", proto)
-            .header("x-forwarded-host", host)
-            .header("x-forwarded-uri", uri)
-            .header("x-forwarded-method", method);
-    }
+    let host = url
+        .split_once("://")
+        .unwrap()
+        .1
+        .split(['/', '?'])
+        .next()
+        .unwrap();
+    r = match host.rsplit_once(':') {
+        Some((name, port)) if nginx => {
+            forwarded(r, method, &url.replacen(host, name, 1)).header("x-forwarded-port", port)
+        }
+        _ => forwarded(r, method, url),
+    };
     if let Some(c) = cookie {
         r = r.header("cookie", format!("gatehouse_session={c}"));
     }

@@ -55,7 +55,7 @@ async fn sign_in(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (
 async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> StatusCode {
     let mut r = c.get(s.at("/auth/verify"));
     if let Some(u) = url {
-        r = r.header("x-original-url", u);
+        r = forwarded(r, "GET", u);
     }
     r.send().await.unwrap().status()
 }
@@ -429,14 +429,17 @@ async fn the_old_token_ends_when_a_session_steps_up() {
     let check = |t: String| {
         let s = &s;
         async move {
-            reqwest::Client::new()
-                .get(s.at("/auth/verify"))
-                .header("cookie", format!("gatehouse_session={t}"))
-                .header("x-original-url", "https://code.example.com/")
-                .send()
-                .await
-                .unwrap()
-                .status()
+            forwarded(
+                reqwest::Client::new()
+                    .get(s.at("/auth/verify"))
+                    .header("cookie", format!("gatehouse_session={t}")),
+                "GET",
+                "https://code.example.com/",
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
         }
     };
     assert_eq!(check(old).await, StatusCode::UNAUTHORIZED);

@@ -195,6 +195,7 @@ async fn verify_redirects_anonymous_browsers_to_login() {
     let r = c
         .get(s.at("/auth/verify?redirect=1"))
         .header("accept", "text/html")
+        .header("x-forwarded-method", "GET")
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "app.example.com")
         .header("x-forwarded-uri", "/notebook?x=1")
@@ -209,12 +210,14 @@ async fn verify_redirects_anonymous_browsers_to_login() {
 
     // Without `redirect=1` (nginx): 401, the same URL in a header, the
     // query's `&` encoded.
-    let r = c
-        .get(s.at("/auth/verify"))
-        .header("x-original-url", "https://app.example.com/n?a=1&b=2")
-        .send()
-        .await
-        .unwrap();
+    let r = forwarded(
+        c.get(s.at("/auth/verify")),
+        "GET",
+        "https://app.example.com/n?a=1&b=2",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         r.headers()["x-gatehouse-login"],

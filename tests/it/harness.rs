@@ -202,3 +202,21 @@ pub async fn metrics_text(s: &TestServer) -> String {
         .await
         .unwrap()
 }
+
+/// `req` with the original request `method url` named as Caddy, Traefik
+/// and the shipped nginx file name it to the forward-auth check
+/// (`X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri`): the family gatehouse
+/// reads by default.
+pub fn forwarded(req: reqwest::RequestBuilder, method: &str, url: &str) -> reqwest::RequestBuilder {
+    let (proto, rest) = url.split_once("://").expect("an absolute URL");
+    let (host, uri) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let uri = if uri.starts_with('/') {
+        uri.to_string()
+    } else {
+        format!("/{uri}")
+    };
+    req.header("x-forwarded-method", method)
+        .header("x-forwarded-proto", proto)
+        .header("x-forwarded-host", host)
+        .header("x-forwarded-uri", uri)
+}

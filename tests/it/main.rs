@@ -23,6 +23,7 @@ mod lifecycle;
 mod limits;
 mod nginx;
 mod operations;
+mod original;
 mod proxy;
 mod regulation;
 mod signals;
