@@ -350,12 +350,22 @@ fn html_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// `deploy/nginx.conf` (server blocks and maps for the `http` context) with
-/// its example addresses replaced by loopback ports, inside a main config
-/// that keeps every file nginx writes under `prefix`.
-fn nginx_conf(auth_port: u16, app_port: u16, gate: &str, app: &str, prefix: &str) -> String {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf")).unwrap();
+/// `deploy/nginx.conf` (server blocks and maps for the `http` context), as
+/// `edit` changes it, with its example addresses replaced by loopback
+/// ports, inside a main config that keeps every file nginx writes under
+/// `prefix`.
+fn nginx_conf(
+    auth_port: u16,
+    app_port: u16,
+    gate: &str,
+    app: &str,
+    prefix: &str,
+    edit: fn(&str) -> String,
+) -> String {
+    let shipped = edit(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+            .unwrap(),
+    );
     for needle in [
         "listen 443 ssl;",
         "server_name auth.example.com;",
@@ -445,6 +455,19 @@ impl Shipped {
         gate: SocketAddr,
         app: SocketAddr,
     ) -> Shipped {
+        Shipped::nginx_edited(nginx, auth_port, app_port, gate, app, |c| c.to_string()).await
+    }
+
+    /// [`Shipped::nginx`] on the shipped file as `edit` changes it (an
+    /// older version of a location, say).
+    pub async fn nginx_edited(
+        nginx: &Path,
+        auth_port: u16,
+        app_port: u16,
+        gate: SocketAddr,
+        app: SocketAddr,
+        edit: fn(&str) -> String,
+    ) -> Shipped {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = tmp.path().display().to_string();
         let conf = nginx_conf(
@@ -453,6 +476,7 @@ impl Shipped {
             &gate.to_string(),
             &app.to_string(),
             &prefix,
+            edit,
         );
         let conf_path = tmp.path().join("nginx.conf");
         std::fs::write(&conf_path, &conf).unwrap();

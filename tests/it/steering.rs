@@ -21,10 +21,11 @@ use crate::proxy::*;
 
 /// The rules: `secure.example.com` wants two factors, `/public` is open,
 /// the admin area is for the group `admin` (alice) only, and nobody may
-/// `DELETE` under `/notes`. Anything else is open to anyone.
-fn rules() -> String {
+/// `DELETE` under `/notes`. Anything else is open to anyone. `access`:
+/// more settings of `[access]`.
+fn rules(access: &str) -> String {
     format!(
-        "[access]\ndefault_policy = \"bypass\"\n\n\
+        "[access]\ndefault_policy = \"bypass\"\n{access}\n\
          [[rules]]\ndomains = [\"secure.example.com\"]\npolicy = \"two_factor\"\n\n\
          {PROXY_RULES}\n\
          [[rules]]\npaths = ['^/notes(/|$)']\nmethods = [\"DELETE\"]\npolicy = \"deny\"\n"
@@ -62,7 +63,7 @@ impl Proxy {
     }
 
     /// The shipped file of this proxy (`bin`) running in front of `gate`
-    /// and `app`.
+    /// and `app`; for nginx, as `edit` changes it.
     async fn start(
         self,
         bin: &Path,
@@ -70,9 +71,10 @@ impl Proxy {
         app_port: u16,
         gate: SocketAddr,
         app: SocketAddr,
+        edit: fn(&str) -> String,
     ) -> Shipped {
         match self {
-            Proxy::Nginx => Shipped::nginx(bin, auth_port, app_port, gate, app).await,
+            Proxy::Nginx => Shipped::nginx_edited(bin, auth_port, app_port, gate, app, edit).await,
             Proxy::Caddy => Shipped::caddy(bin, auth_port, app_port, gate, app).await,
         }
     }
@@ -102,6 +104,17 @@ struct Answer {
 
 impl Site {
     async fn start(proxy: Proxy, test: &str) -> Option<Site> {
+        Site::start_with(proxy, test, "", |c| c.to_string()).await
+    }
+
+    /// [`Site::start`] with `access` added to `[access]`, and for nginx the
+    /// shipped file as `edit` changes it.
+    async fn start_with(
+        proxy: Proxy,
+        test: &str,
+        access: &str,
+        edit: fn(&str) -> String,
+    ) -> Option<Site> {
         let bin = proxy.installed(test)?;
         let (auth_port, app_port) = (free_port(), free_port());
         let server = TestServer::start(&config_text(
@@ -109,12 +122,12 @@ impl Site {
                 "trusted_proxies = [\"127.0.0.1\"]\npublic_origin = \"http://127.0.0.1:{auth_port}\"\n\
                  allowed_redirect_domains = [\"127.0.0.1\"]"
             ),
-            &rules(),
+            &rules(access),
         ))
         .await;
         let app = routing_app().await;
         let shipped = proxy
-            .start(&bin, auth_port, app_port, server.addr, app.addr)
+            .start(&bin, auth_port, app_port, server.addr, app.addr, edit)
             .await;
         let session = |user: &'static str, pw: &'static str| {
             let s = &server;
@@ -210,7 +223,24 @@ impl Site {
         self.breaches.lock().unwrap().push(breach);
     }
 
-    /// Fails the test if [`Site::kept_out`] noted a breach.
+    /// Notes a breach if the app served a request it routes to the admin
+    /// area (`/admin` or below it).
+    fn not_in_admin(&self, a: &Answer, what: &str) {
+        for s in &a.served {
+            if s.routed == "/admin" || s.routed.starts_with("/admin/") {
+                self.breaches.lock().unwrap().push(format!(
+                    "{}: {what}: the app served {} {} (routed to {})",
+                    self.proxy.name(),
+                    s.method,
+                    s.target,
+                    s.routed
+                ));
+            }
+        }
+    }
+
+    /// Fails the test if [`Site::kept_out`] or [`Site::not_in_admin`]
+    /// noted a breach.
     fn finish(self) {
         let breaches = self.breaches.lock().unwrap();
         assert!(
@@ -327,9 +357,9 @@ async fn forged_original_request_headers_steer_nothing(proxy: Proxy, test: &str)
 }
 
 /// Finding 2: a byte at or above 0x80 in the request target (or the Host)
-/// makes the original request unreadable; it is refused, never decided as
-/// some other request. Also with forged `X-Forwarded-*` headers naming a
-/// bypass path, which the old reading fell back to.
+/// never makes gatehouse lose track of the request and decide on some
+/// other one (a bare `/`, or what forged `X-Forwarded-*` headers name,
+/// which the old reading fell back to): the admin area stays closed.
 async fn bytes_above_ascii_in_the_request_are_refused(proxy: Proxy, test: &str) {
     let Some(site) = Site::start(proxy, test).await else {
         return;
@@ -344,8 +374,9 @@ async fn bytes_above_ascii_in_the_request_are_refused(proxy: Proxy, test: &str) 
     for (who, cookie) in [("anonymous", None), ("bob", Some(site.bob.as_str()))] {
         for target in [
             &b"/admin/users?\xff"[..],
-            b"/admin\xff",
             b"/admin/users?q=\xc3\xa9",
+            b"/admin/\xff",
+            b"/\xff/../admin",
         ] {
             for extra in [&[][..], &forged[..]] {
                 let what = format!(
@@ -360,6 +391,14 @@ async fn bytes_above_ascii_in_the_request_are_refused(proxy: Proxy, test: &str) 
                 let a = site.get(target, cookie, extra).await;
                 site.kept_out(&a, &what);
             }
+        }
+        // A byte above ASCII joined to the name makes another name: the app
+        // routes `/admin\xff` to no page of the admin area, and whether it
+        // is served is the default policy's business; it is never the
+        // admin area.
+        for extra in [&[][..], &forged[..]] {
+            let a = site.get(b"/admin\xff", cookie, extra).await;
+            site.not_in_admin(&a, &format!("{who} at /admin\\xff"));
         }
         // A byte above ASCII in the Host instead.
         let mut bad_host = b"\xff".to_vec();
@@ -416,6 +455,12 @@ async fn the_rules_still_serve_their_users(proxy: Proxy, test: &str) {
     let Some(site) = Site::start(proxy, test).await else {
         return;
     };
+    serves_its_users(&site).await;
+    site.finish();
+}
+
+/// The checks of [`the_rules_still_serve_their_users`] on `site`.
+async fn serves_its_users(site: &Site) {
     let alice = Some(site.alice.as_str());
     let bob = Some(site.bob.as_str());
     for target in [&b"/admin"[..], b"/admin/users?page=2", b"/%61dmin/users"] {
@@ -462,7 +507,6 @@ async fn the_rules_still_serve_their_users(proxy: Proxy, test: &str) {
         "{}",
         a.head
     );
-    site.finish();
 }
 
 /// The shipped file itself, with a stand-in for gatehouse that lets
@@ -477,7 +521,9 @@ async fn the_proxy_tells_gatehouse_one_header_family(proxy: Proxy, test: &str) {
     let gate = routing_app().await;
     let app = routing_app().await;
     let _shipped = proxy
-        .start(&bin, auth_port, app_port, gate.addr, app.addr)
+        .start(&bin, auth_port, app_port, gate.addr, app.addr, |c| {
+            c.to_string()
+        })
         .await;
     let host = format!("127.0.0.1:{app_port}");
     let mut req = format!("DELETE /notes/a%2Fb/../c;x?q=1 HTTP/1.1\r\nHost: {host}\r\n");
@@ -563,5 +609,79 @@ async fn nginx_host_spellings_meet_the_domain_rule() {
     // The site under its own name is open to anyone.
     let a = site.get(b"/dash", None, &[]).await;
     site.assert_served(&a, "/dash", "", "anonymous at the open site");
+    site.finish();
+}
+
+/// The `/_gatehouse_verify` location of `deploy/nginx.conf` as shipped
+/// before `forwarded_headers`: the `X-Original-*` family, from
+/// `$http_host`, and the client's `X-Forwarded-*` passed on.
+fn older_nginx_file(conf: &str) -> String {
+    let start = conf
+        .find("location = /_gatehouse_verify {")
+        .expect("deploy/nginx.conf lost its verify location");
+    let end = start + conf[start..].find("\n    }\n").unwrap();
+    let older = "location = /_gatehouse_verify {
+        internal;
+        proxy_pass http://127.0.0.1:8080/auth/verify;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length \"\";
+        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;";
+    format!("{}{older}{}", &conf[..start], &conf[end..])
+}
+
+/// The upgrade note: behind an nginx file that still sends `X-Original-URL`
+/// and `X-Original-Method`, the default `forwarded_headers` answers every
+/// check with 403, never a decision for some other request (not even the
+/// open `/public`). With `forwarded_headers = "x-original"` the older file
+/// works again, and a client's own `X-Forwarded-*` (which that file passes
+/// on) and other spellings of the admin area steer nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_an_older_file_is_refused_until_told_x_original() {
+    let test = "steering::nginx_an_older_file_is_refused_until_told_x_original";
+    let Some(site) = Site::start_with(Proxy::Nginx, test, "", older_nginx_file).await else {
+        return;
+    };
+    for (who, cookie, target) in [
+        ("anonymous", None, &b"/public/status"[..]),
+        ("anonymous", None, b"/admin"),
+        ("alice", Some(site.alice.as_str()), b"/admin"),
+        ("bob", Some(site.bob.as_str()), b"/notes/1"),
+    ] {
+        let a = site.get(target, cookie, &[]).await;
+        let what = format!("{who} at {}", String::from_utf8_lossy(target));
+        site.kept_out(&a, &what);
+        assert_eq!(a.status, 403, "{what}: {}", a.head);
+    }
+    site.finish();
+
+    let Some(site) = Site::start_with(
+        Proxy::Nginx,
+        test,
+        "forwarded_headers = \"x-original\"",
+        older_nginx_file,
+    )
+    .await
+    else {
+        return;
+    };
+    serves_its_users(&site).await;
+    let host = site.host();
+    let forged: [(&str, &str); 4] = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Host", &host),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Original-URL", "http://127.0.0.1/public/x"),
+    ];
+    for (who, cookie) in [("anonymous", None), ("bob", Some(site.bob.as_str()))] {
+        let a = site.get(b"/admin/users", cookie, &forged).await;
+        site.kept_out(&a, &format!("{who} at /admin/users with forged headers"));
+        for spelling in [&b"/%61dmin"[..], b"//admin", b"/admin;x", b"/x/../admin"] {
+            let a = site.get(spelling, cookie, &[]).await;
+            let what = format!("{who} at {}", String::from_utf8_lossy(spelling));
+            site.kept_out(&a, &what);
+        }
+    }
     site.finish();
 }
