@@ -42,5 +42,8 @@ fuzz_target!(|data: &[u8]| {
     let landed = page.join(&out).expect("an accepted target resolves");
     assert!(matches!(landed.scheme(), "http" | "https"), "{out:?}");
     assert!(landed.username().is_empty() && landed.password().is_none());
-    assert!(allowed(landed.host_str().unwrap_or("")), "{rd:?} -> {out:?}");
+    assert!(
+        allowed(landed.host_str().unwrap_or("")),
+        "{rd:?} -> {out:?}"
+    );
 });

@@ -282,6 +282,55 @@ pub fn url(u: &url::Url) -> Result<(String, String), Refusal> {
     Ok((h, path(target.as_bytes())?.into_owned()))
 }
 
+/// Another spelling of the normal path `normal` (as [`path`] returns it)
+/// that a decoding, dot-resolving, slash-merging, parameter-stripping
+/// router sends to the same place: each byte of `choices` rewrites one
+/// segment (percent-encoding a character, adding `.`, `x/..`, an empty or
+/// an encoded dot segment, or a `;` parameter). For the fuzz target and the
+/// property tests that check that every spelling gets one decision.
+#[cfg(any(test, feature = "test-util"))]
+pub fn respell(normal: &str, choices: &[u8]) -> String {
+    let (p, query) = match normal.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (normal, None),
+    };
+    let segments: Vec<&str> = p[1..].split('/').collect();
+    let mut out = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let c = choices.get(i).copied().unwrap_or(0);
+        let mut seg = seg.to_string();
+        match c % 8 {
+            0 => {
+                // Encode the first unreserved character, in either case.
+                if let Some(at) = seg.bytes().position(unreserved) {
+                    let b = seg.as_bytes()[at];
+                    let enc = if c & 0x80 == 0 {
+                        format!("%{b:02X}")
+                    } else {
+                        format!("%{b:02x}")
+                    };
+                    seg.replace_range(at..=at, &enc);
+                }
+            }
+            1 => out.push_str("/."),
+            2 => out.push_str("/zz/.."),
+            3 => out.push('/'),
+            4 if !seg.is_empty() => seg.push_str(";p=1"),
+            5 => out.push_str("/%2e"),
+            6 => out.push_str("/x/%2E%2e"),
+            7 => out.push_str("/y;v/..;w"),
+            _ => {}
+        }
+        out.push('/');
+        out.push_str(&seg);
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 fn digits(s: &[u8]) -> bool {
     !s.is_empty() && s.len() <= 5 && s.iter().all(u8::is_ascii_digit)
 }
@@ -290,6 +339,26 @@ fn digits(s: &[u8]) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Rules with path patterns of several shapes, for the decision test.
+    fn rules() -> crate::access::Rules {
+        let specs: Vec<crate::access::RuleSpec> = [
+            "^/admin(/|$|\\?)",
+            "^/api/health$",
+            "/x/",
+            "\\.php$",
+            "^/[A-Z]",
+        ]
+        .iter()
+        .map(|p| crate::access::RuleSpec {
+            domains: Some(vec!["code.example.com".into()]),
+            paths: Some(vec![(*p).into()]),
+            policy: crate::access::Policy::Deny,
+            ..Default::default()
+        })
+        .collect();
+        crate::access::Rules::compile(&specs, crate::access::Policy::Bypass, true).unwrap()
+    }
 
     fn p(s: &str) -> Result<String, Refusal> {
         path(s.as_bytes()).map(Cow::into_owned)
@@ -449,6 +518,29 @@ mod tests {
     }
 
     proptest! {
+        /// Every spelling of a path, on every spelling of its host, meets
+        /// the same rule: the property the `rules` fuzz target checks.
+        #[test]
+        fn every_spelling_one_decision(
+            t in "(/[a-zA-Z0-9._~-]{0,8}){1,5}(\\?[a-z=&]{0,8})?",
+            choices in prop::collection::vec(any::<u8>(), 0..6),
+            host_case in any::<bool>(),
+        ) {
+            let Ok(normal) = path(t.as_bytes()) else { return Ok(()) };
+            let other = respell(&normal, &choices);
+            let renormal = path(other.as_bytes());
+            prop_assert_eq!(renormal.as_deref(), Ok(&*normal), "{} -> {}", t, other);
+            let h = if host_case { "Code.Example.COM.:8443" } else { "code.example.com" };
+            let rules = rules();
+            let decide = |p: &str, h: &str| {
+                let req = crate::access::Request { host: h, path: p, method: "GET", ip: None };
+                rules.decide(&req, &crate::access::Subject::ANONYMOUS)
+            };
+            let h = host(h.as_bytes()).unwrap();
+            let renormal = renormal.unwrap();
+            prop_assert_eq!(decide(&normal, "code.example.com"), decide(&renormal, &h));
+        }
+
         /// Two targets a router sends to the same path get the same normal
         /// path, and a refused target is one a router could read in more
         /// than one way (an encoded separator) or not at all.
