@@ -27,3 +27,4 @@ mod original;
 mod proxy;
 mod regulation;
 mod signals;
+mod steering;

@@ -1,13 +1,15 @@
-//! Shared pieces of the real-proxy tests (`nginx.rs`, `caddy.rs`,
+//! Shared pieces of the real-proxy tests (`nginx.rs`, `caddy.rs`, `steering.rs`,
 //! `browser/proxied.rs`): finding a proxy binary, the shipped nginx config
 //! running on loopback ports, free ports, a child process killed on drop, a readiness
-//! poll, the header-echoing app, the forged identity headers and the
-//! sign-in through the login page as a browser does it.
+//! poll, the header-echoing app, an app that routes as frameworks do, the
+//! forged identity headers and the sign-in through the login page as a
+//! browser does it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -85,6 +87,142 @@ pub async fn echo_app() -> SocketAddr {
     });
     tokio::spawn(async move { axum::serve(app, router).await });
     addr
+}
+
+/// A request [`routing_app`] served: its method, the path it routed it
+/// to, the request target as received (bytes above ASCII shown as
+/// `\u{FFFD}`) and its headers (names lower-cased, in order).
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub method: String,
+    pub routed: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Served {
+    /// Every value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An app that routes the way web frameworks do, on plain TCP so that it
+/// takes any request target a proxy passes on (bytes above ASCII
+/// included), with a log of what it served.
+pub struct RoutingApp {
+    pub addr: SocketAddr,
+    served: Arc<Mutex<Vec<Served>>>,
+}
+
+impl RoutingApp {
+    /// What the app served since the last call.
+    pub fn take(&self) -> Vec<Served> {
+        std::mem::take(&mut *self.served.lock().unwrap())
+    }
+}
+
+/// The path a framework routes `target` to: the query dropped, every
+/// `%XX` decoded (`%2f` included), `;params` dropped from each segment
+/// (as Tomcat and Spring do), empty and `.` segments dropped, `..` taking
+/// the segment before it away (never above the root).
+pub fn route(target: &[u8]) -> String {
+    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (path[i], path.get(i + 1), path.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap() * 16 + hex(l).unwrap()) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in decoded.split(|b| *b == b'/') {
+        match segment.split(|b| *b == b';').next().unwrap_or_default() {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", String::from_utf8_lossy(&segments.join(&b'/')))
+}
+
+/// Starts a [`RoutingApp`]. Every request gets `200` with JSON:
+/// `{"method", "target", "routed", "remote_user"}`, and the connection
+/// is closed after it.
+pub async fn routing_app() -> RoutingApp {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served: Arc<Mutex<Vec<Served>>> = Arc::default();
+    let log = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let mut lines = head
+                    .split(|b| *b == b'\n')
+                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+                let mut first = lines.next().unwrap_or_default().split(|b| *b == b' ');
+                let method = text(first.next().unwrap_or_default());
+                let target = first.next().unwrap_or_default();
+                let headers: Vec<(String, String)> = lines
+                    .take_while(|l| !l.is_empty())
+                    .filter_map(|l| {
+                        let colon = l.iter().position(|b| *b == b':')?;
+                        Some((
+                            text(&l[..colon]).to_ascii_lowercase(),
+                            text(&l[colon + 1..]).trim().to_string(),
+                        ))
+                    })
+                    .collect();
+                let served = Served {
+                    method,
+                    routed: route(target),
+                    target: text(target),
+                    headers,
+                };
+                let body = json!({
+                    "method": served.method,
+                    "target": served.target,
+                    "routed": served.routed,
+                    "remote_user": served.header("remote-user"),
+                })
+                .to_string();
+                log.lock().unwrap().push(served);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    RoutingApp { addr, served }
 }
 
 /// Every value the app saw under header `name` (lower case).
@@ -212,12 +350,22 @@ fn html_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// `deploy/nginx.conf` (server blocks and maps for the `http` context) with
-/// its example addresses replaced by loopback ports, inside a main config
-/// that keeps every file nginx writes under `prefix`.
-fn nginx_conf(auth_port: u16, app_port: u16, gate: &str, app: &str, prefix: &str) -> String {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf")).unwrap();
+/// `deploy/nginx.conf` (server blocks and maps for the `http` context), as
+/// `edit` changes it, with its example addresses replaced by loopback
+/// ports, inside a main config that keeps every file nginx writes under
+/// `prefix`.
+fn nginx_conf(
+    auth_port: u16,
+    app_port: u16,
+    gate: &str,
+    app: &str,
+    prefix: &str,
+    edit: fn(&str) -> String,
+) -> String {
+    let shipped = edit(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf"))
+            .unwrap(),
+    );
     for needle in [
         "listen 443 ssl;",
         "server_name auth.example.com;",
@@ -307,6 +455,19 @@ impl Shipped {
         gate: SocketAddr,
         app: SocketAddr,
     ) -> Shipped {
+        Shipped::nginx_edited(nginx, auth_port, app_port, gate, app, |c| c.to_string()).await
+    }
+
+    /// [`Shipped::nginx`] on the shipped file as `edit` changes it (an
+    /// older version of a location, say).
+    pub async fn nginx_edited(
+        nginx: &Path,
+        auth_port: u16,
+        app_port: u16,
+        gate: SocketAddr,
+        app: SocketAddr,
+        edit: fn(&str) -> String,
+    ) -> Shipped {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = tmp.path().display().to_string();
         let conf = nginx_conf(
@@ -315,6 +476,7 @@ impl Shipped {
             &gate.to_string(),
             &app.to_string(),
             &prefix,
+            edit,
         );
         let conf_path = tmp.path().join("nginx.conf");
         std::fs::write(&conf_path, &conf).unwrap();
