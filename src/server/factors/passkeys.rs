@@ -297,6 +297,8 @@ pub async fn register_finish(
             .await
             .map_err(|e| ApiError::internal("registering the passkey failed", &e))?
             .map_err(|r| ApiError::new(StatusCode::CONFLICT, r.to_string()))?;
+        // A Basic password of this user cached as enough must stop passing now.
+        state.basic.clear();
         let codes = applied.recovery_set.then_some(codes);
         let mut answer = serde_json::json!({
             "enrolled": Method::WebAuthn.as_str(),
