@@ -186,6 +186,9 @@ pub struct SecondFactorSettings {
     /// Removing or regenerating a factor needs a second factor done within
     /// this long in the same session.
     pub recent_secs: u64,
+    /// Most sign-ins with a passkey alone that one client (an IP address,
+    /// or an IPv6 /64) may have open at once; one more is refused (429).
+    pub passkey_ceremonies_per_client: usize,
 }
 
 impl Default for SecondFactorSettings {
@@ -194,6 +197,7 @@ impl Default for SecondFactorSettings {
             required: false,
             pending_secs: 300,
             recent_secs: 300,
+            passkey_ceremonies_per_client: 16,
         }
     }
 }

@@ -713,6 +713,66 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
     s.stop().await;
 }
 
+/// `POST` to a passkey endpoint as the page's script does, on `localhost`
+/// (passkeys need it, or an https public origin).
+async fn passkey_post(
+    c: &reqwest::Client,
+    s: &TestServer,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    c.post(s.at(path))
+        .header("host", format!("localhost:{}", s.addr.port()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_passkey_starts_cannot_push_out_anothers() {
+    let s = TestServer::start(&config_text("", "")).await;
+    // Someone about to sign in with a passkey alone.
+    let real = json_client();
+    let r = passkey_post(&real, &s, "/login/passkey/discover/start", json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A flood from one other address, past the global cap of 1,024.
+    let flooder = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for _ in 0..1_100 {
+        let r = passkey_post(&flooder, &s, "/login/passkey/discover/start", json!({})).await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let after: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=300).contains(&after), "{after}");
+            refused += 1;
+        } else {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    // The first ceremony is still there: its finish gets as far as the
+    // credential (a made-up one here), not "start again".
+    let r = passkey_post(
+        &real,
+        &s,
+        "/login/passkey/discover/finish",
+        json!({"credential": {"id": "AAAA", "rawId": "AAAA", "type": "public-key"}}),
+    )
+    .await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("start again"), "pushed out: {text}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert_eq!(refused, 1_100 - 16, "16 open per client");
+    s.stop().await;
+}
+
 /// Hostile or broken input on every second-factor endpoint is a clear 4xx,
 /// never a 5xx, and never echoes what was sent.
 #[tokio::test]
