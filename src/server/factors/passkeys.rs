@@ -128,13 +128,14 @@ impl Ceremonies {
         now: u64,
     ) -> Result<SessionToken, Busy> {
         let client = ip.map(client_network);
+        let quota = quota.max(1);
         let mut map = self.lock();
         map.retain(|_, e| e.expires_ms > now);
         let open = open_by_client(&map);
         let wait = |o: &Open| Busy {
             retry_after_ms: o.oldest.0.saturating_sub(now),
         };
-        if let Some(mine) = open.get(&client).filter(|o| o.count >= quota.max(1)) {
+        if let Some(mine) = open.get(&client).filter(|o| o.count >= quota) {
             return Err(wait(mine));
         }
         if open.values().map(|o| o.count).sum::<usize>() >= MAX_ANONYMOUS {
