@@ -190,6 +190,9 @@ pub struct SecondFactorSettings {
     /// Most sign-ins one user may have waiting for their second step; a
     /// new one past it replaces the oldest.
     pub max_pending_per_user: usize,
+    /// Most sign-ins with a passkey alone that one client (an IP address,
+    /// or an IPv6 /64) may have open at once; one more is refused (429).
+    pub passkey_ceremonies_per_client: usize,
 }
 
 impl Default for SecondFactorSettings {
@@ -199,6 +202,7 @@ impl Default for SecondFactorSettings {
             pending_secs: 300,
             recent_secs: 300,
             max_pending_per_user: 8,
+            passkey_ceremonies_per_client: 16,
         }
     }
 }

@@ -82,6 +82,19 @@ fn bad_values_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("users[0].password_hash"), "{e}");
+    for bad in ["0", "1025"] {
+        let e = load_text(&format!(
+            "[second_factor]\npasskey_ceremonies_per_client = {bad}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("second_factor.passkey_ceremonies_per_client") && e.contains("1 to 1024"),
+            "{e}"
+        );
+    }
+    let c = load_text("[second_factor]\npasskey_ceremonies_per_client = 4").unwrap();
+    assert_eq!(c.second_factor.passkey_ceremonies_per_client, 4);
 }
 
 #[test]
@@ -238,6 +251,7 @@ mod prop {
         ("argon2", "memory_kib"),
         ("argon2", "iterations"),
         ("argon2", "parallelism"),
+        ("second_factor", "passkey_ceremonies_per_client"),
     ];
 
     fn value() -> impl Strategy<Value = String> {

@@ -241,6 +241,13 @@ impl Config {
                 "must be between 1 and 64".into(),
             ));
         }
+        let most = super::MAX_ANONYMOUS_CEREMONIES;
+        if !(1..=most).contains(&sf.passkey_ceremonies_per_client) {
+            return Err(invalid(
+                "second_factor.passkey_ceremonies_per_client",
+                format!("must be from 1 to {most}"),
+            ));
+        }
         let a = &file.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;

@@ -69,12 +69,26 @@ pub fn parse(value: &str) -> Option<Credential<'_>> {
     })
 }
 
+/// What a Basic password check found, as the cache keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The right password of a user for whom a password alone is enough.
+    Right,
+    /// A wrong password, or an unknown user.
+    Wrong,
+    /// The right password of a user who has a second factor, or must have
+    /// one: the sign-in form would ask for a second step, which Basic
+    /// cannot give, so the password alone is refused (an access token is
+    /// the way for scripts).
+    NeedsSecondFactor,
+}
+
 /// Results of Basic password checks, for a minute at most.
 pub struct BasicCache {
     key: [u8; 32],
     capacity: usize,
     ttl_ms: u64,
-    entries: Mutex<HashMap<[u8; 32], (bool, u64)>>,
+    entries: Mutex<HashMap<[u8; 32], (Checked, u64)>>,
 }
 
 impl BasicCache {
@@ -100,7 +114,7 @@ impl BasicCache {
     }
 
     /// The cached result for this credential at `now_ms`, if still fresh.
-    pub fn get(&self, user: &str, secret: &str, now_ms: u64) -> Option<bool> {
+    pub fn get(&self, user: &str, secret: &str, now_ms: u64) -> Option<Checked> {
         let tag = self.tag(user, secret);
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
@@ -111,7 +125,7 @@ impl BasicCache {
 
     /// Remembers a check's result. Expired entries are dropped first; a
     /// cache full of live ones keeps what it has.
-    pub fn put(&self, user: &str, secret: &str, ok: bool, now_ms: u64) {
+    pub fn put(&self, user: &str, secret: &str, ok: Checked, now_ms: u64) {
         let tag = self.tag(user, secret);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&tag) {
@@ -180,8 +194,8 @@ mod tests {
     fn the_cache_is_short_lived_keyed_and_bounded() {
         let c = BasicCache::new(3, 120_000);
         assert_eq!(c.ttl_ms, MAX_TTL_MS, "at most a minute");
-        c.put("alice", "pw", true, 1_000);
-        assert_eq!(c.get("alice", "pw", 1_001), Some(true));
+        c.put("alice", "pw", Checked::Right, 1_000);
+        assert_eq!(c.get("alice", "pw", 1_001), Some(Checked::Right));
         assert_eq!(c.get("alice", "other", 1_001), None);
         assert_eq!(
             c.get("alic", "epw", 1_001),
@@ -189,15 +203,16 @@ mod tests {
             "user and secret are separated"
         );
         assert_eq!(c.get("alice", "pw", 1_000 + MAX_TTL_MS), None, "expired");
-        c.put("b", "x", false, 2_000);
-        c.put("c", "x", false, 2_000);
-        c.put("d", "x", false, 2_000);
+        c.put("b", "x", Checked::Wrong, 2_000);
+        c.put("c", "x", Checked::NeedsSecondFactor, 2_000);
+        c.put("d", "x", Checked::Wrong, 2_000);
         assert_eq!(c.len(), 3);
+        assert_eq!(c.get("c", "x", 2_001), Some(Checked::NeedsSecondFactor));
         // Full of live entries: a new one is not kept.
         assert_eq!(c.get("d", "x", 2_001), None);
         // Once they expire, there is room again.
-        c.put("e", "x", true, 2_000 + MAX_TTL_MS);
-        assert_eq!(c.get("e", "x", 2_001 + MAX_TTL_MS), Some(true));
+        c.put("e", "x", Checked::Right, 2_000 + MAX_TTL_MS);
+        assert_eq!(c.get("e", "x", 2_001 + MAX_TTL_MS), Some(Checked::Right));
         assert!(c.len() <= 3);
         c.clear();
         assert!(c.is_empty());

@@ -3,12 +3,16 @@
 //! start. Backups copy the database, never the key, so a copied backup holds
 //! no readable secret; the key is backed up separately, by hand.
 //!
+//! The key file must be its owner's alone: a key that other local users
+//! can read or replace is refused at start ([`SecretBoxError::Exposed`]),
+//! with the command that fixes it, rather than used in silence.
+//!
 //! A sealed value is `version (1) || nonce (24) || ciphertext+tag`. The
 //! associated data names the purpose and the user, so a value copied to
 //! another user's row, or used for another purpose, does not open.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -30,6 +34,15 @@ pub enum SecretBoxError {
     },
     #[error("the key file {0} is not 32 bytes; restore it from your backup of the key")]
     BadKey(String),
+    /// The key file can be read or written by its group or by others:
+    /// anyone who can read it can open every sealed TOTP secret in the
+    /// database (and in its backups), and anyone who can write it can
+    /// make them unreadable.
+    #[error(
+        "the key file {path} can be read or written by other users (mode {mode:o}); \
+         run `chmod 600 {path}` and start again"
+    )]
+    Exposed { path: String, mode: u32 },
     /// A value that does not open under this key (another key, damaged,
     /// moved to another user or purpose).
     #[error("a sealed secret does not open with this key")]
@@ -49,16 +62,30 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     /// Opens the key file in `dir`, creating it (0600, 256 random bits,
-    /// fsynced) when it does not exist.
+    /// fsynced) when it does not exist. An existing file whose mode lets its
+    /// group or others read or write it is refused
+    /// ([`SecretBoxError::Exposed`]): its mode is read from the opened file,
+    /// so what is checked is what is read.
     pub fn open_or_create(dir: &Path) -> Result<SecretBox, SecretBoxError> {
         let path = dir.join(KEY_FILE);
+        let shown = || path.display().to_string();
         let io = |source| SecretBoxError::Io {
-            path: path.display().to_string(),
+            path: shown(),
             source,
         };
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                Self::from_key(&bytes).ok_or(SecretBoxError::BadKey(path.display().to_string()))
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                let mode = f.metadata().map_err(io)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(SecretBoxError::Exposed {
+                        path: shown(),
+                        mode,
+                    });
+                }
+                // One byte more than a key, so a longer file is seen as such.
+                let mut bytes = Vec::with_capacity(33);
+                f.take(33).read_to_end(&mut bytes).map_err(io)?;
+                Self::from_key(&bytes).ok_or(SecretBoxError::BadKey(shown()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
@@ -142,7 +169,6 @@ fn aad(purpose: &str, user: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_key_file_is_private_and_stable() {
@@ -164,6 +190,30 @@ mod tests {
             SecretBox::open_or_create(dir.path()),
             Err(SecretBoxError::BadKey(_))
         ));
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_or_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        SecretBox::open_or_create(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = SecretBox::open_or_create(dir.path()).unwrap_err();
+            assert!(
+                matches!(e, SecretBoxError::Exposed { mode: m, .. } if m == mode),
+                "{mode:o}: {e:?}"
+            );
+            // The message names the file and the fix.
+            let shown = e.to_string();
+            let fix = format!("chmod 600 {}", path.display());
+            assert!(shown.contains(&fix), "{shown}");
+        }
+        // The owner's own bits do not matter; the fix works.
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            SecretBox::open_or_create(dir.path()).unwrap();
+        }
     }
 
     #[test]

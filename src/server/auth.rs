@@ -78,6 +78,15 @@ impl FromRequestParts<AppState> for ClientIp {
 /// domain or a longer path by a sibling host): then none is believed.
 /// Header values that are not visible ASCII are skipped.
 ///
+/// Names are read as RFC 6265 (section 4.2.1) writes them: each pair is
+/// `name=value`, pairs are separated by `;` with optional spaces or tabs
+/// around it, and the name is a token (no whitespace, no separators). A
+/// pair such as `gatehouse_session =TOKEN` is therefore no session cookie:
+/// a proxy's cookie filter, which reads names the same way, would not
+/// remove it either, and the app would receive a token that gatehouse
+/// believed. The value is taken as written (a pair of surrounding double
+/// quotes removed); whatever it holds, it counts toward the ambiguity rule.
+///
 /// Every pair is read: stopping after some number of pairs would let a
 /// second, different session cookie hide behind filler pairs. The cost is
 /// bounded by the request head limit (`limits.header_bytes`).
@@ -88,12 +97,11 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='));
+        .filter_map(cookie_pair);
     for (k, v) in pairs {
-        if k.trim() != name {
+        if k != name {
             continue;
         }
-        let v = v.trim().trim_matches('"');
         match found {
             None => found = Some(v),
             Some(f) if f == v => {}
@@ -101,6 +109,28 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         }
     }
     found
+}
+
+/// One `name=value` pair of a `Cookie` header, between two `;`: the
+/// optional whitespace around it trimmed, the value's surrounding quotes
+/// removed. `None` when it has no `=` or its name is not an RFC 7230
+/// token.
+fn cookie_pair(pair: &str) -> Option<(&str, &str)> {
+    let (k, v) = pair.trim_matches([' ', '\t']).split_once('=')?;
+    if k.is_empty() || !k.bytes().all(is_tchar) {
+        return None;
+    }
+    let v = v
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v);
+    Some((k, v))
+}
+
+/// A character of an RFC 7230 token: visible ASCII except the separators
+/// `()<>@,;:\"/[]?={}` (so no space, tab or control).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The token hash of the request's session cookie, if it is well formed.
@@ -403,6 +433,47 @@ mod tests {
         let h = headers(&[("cookie", "a=1; gatehouse_session=tok; b=2")]);
         assert_eq!(cookie(&h, "gatehouse_session"), Some("tok"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        let t = SessionToken::generate().expose();
+        // Whitespace inside a pair, a separator or quotes in the name: not
+        // the cookie named `s`, whatever a lenient reader would make of it.
+        for bad in [
+            format!("s ={t}"),
+            format!("a=1; s ={t}"),
+            format!("a=1;s\t={t}"),
+            format!(" s \t={t}"),
+            format!("x s={t}"),
+            format!("\"s\"={t}"),
+            format!("s:={t}"),
+            format!("={t}"),
+            format!("s{t}"),
+        ] {
+            let h = headers(&[("cookie", &bad)]);
+            assert_eq!(cookie(&h, "s"), None, "{bad:?}");
+        }
+        // The optional whitespace around each `;` is allowed, and so are
+        // quotes around the value.
+        for good in [
+            format!("s={t}"),
+            format!("a=1;s={t}"),
+            format!("a=1 ;  s={t}  ;b=2"),
+            format!("a=1;\ts={t}\t"),
+            format!("s=\"{t}\""),
+        ] {
+            let h = headers(&[("cookie", &good)]);
+            assert_eq!(cookie(&h, "s"), Some(t.as_str()), "{good:?}");
+        }
+        // A pair whose name is not a token is no value of `s`: it neither
+        // counts as a second value nor stands in for the first.
+        let u = SessionToken::generate().expose();
+        let h = headers(&[("cookie", &format!("s={t}; s ={u}"))]);
+        assert_eq!(cookie(&h, "s"), Some(t.as_str()));
+        // Two different values of the name still make none believed.
+        let h = headers(&[("cookie", &format!("s={t}; s={u}"))]);
+        assert_eq!(cookie(&h, "s"), None);
     }
 
     #[test]

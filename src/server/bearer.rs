@@ -7,10 +7,17 @@
 //!   from an address it was not recently used from is recorded.
 //! - **A password in Basic**, only with `[tokens] basic_auth_passwords`:
 //!   a result cached for a minute ([`BasicCache`], keyed by an HMAC of the
-//!   credential) answers on the spot; anything else is checked off the hot
-//!   path ([`basic_password`]) exactly as a sign-in form is (bans, the
-//!   failure limit, the bounded hashing pool, a dummy hash for unknown
-//!   users, failures counted, logged for fail2ban and audited).
+//!   credential) answers on the spot, after the same ban check as a
+//!   sign-in (the user and the client's address, from the store's hot
+//!   snapshot); anything else is checked off the hot path
+//!   ([`basic_password`]) exactly as a sign-in form is (bans, the failure
+//!   limit, the bounded hashing pool, a dummy hash for unknown users,
+//!   failures counted, logged for fail2ban and audited).
+//! - **A password alone is never a second factor.** A user who has a
+//!   second factor, or must have one, is refused a Basic password even
+//!   when it is right ([`password_not_enough`]: use an access token), and
+//!   a right Basic password never settles its attempt as a success, which
+//!   would forget the user's failures, wrong second-step codes among them.
 //!
 //! A Bearer value that is not a gatehouse token, or a Basic secret that is
 //! not one while passwords are off, is no credential at all: the check then
@@ -28,10 +35,10 @@ use super::regulation::AtLimit;
 use super::rejections::Refusal;
 use super::{ApiError, AppState};
 use crate::config::{Policy, UserEntry};
-use crate::identity::basic::{self, Credential};
+use crate::identity::basic::{self, Checked, Credential};
 use crate::store::{
-    ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind, NewEvent,
-    StoreError, TokenStore, now_ms,
+    ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind,
+    FactorStore, NewEvent, StoreError, TokenStore, now_ms,
 };
 
 /// How many Basic password results are cached at once (each about 50
@@ -141,11 +148,71 @@ pub fn token_with<T>(
     Ok(Some(out))
 }
 
-/// The cached result of a Basic password check, if any: `Some(true)` for a
-/// credential that passed within the last minute, `Some(false)` for one that
-/// failed, `None` when it must be checked ([`basic_password`]).
-pub fn cached_password(state: &AppState, user: &str, secret: &str) -> Option<bool> {
-    state.basic.get(user, secret, now_ms())
+/// The cached result of a Basic password check, answered on the spot, or
+/// `None` when it must be checked off the hot path ([`basic_password`]):
+/// it was not checked within the last minute, or it was right and a ban on
+/// the user or the client's address is in force, or cannot be ruled out
+/// without waiting. A right password is checked against bans here, before
+/// it is answered, as the sign-in form checks them: a credential cached
+/// just before a ban must not pass for the rest of its minute. It is also
+/// held to the user's current `require_second_factor` (a reload may have
+/// set it since).
+pub fn cached_password(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    user: &str,
+    secret: &str,
+) -> Option<Checked> {
+    let now = now_ms();
+    match state.basic.get(user, secret, now)? {
+        Checked::Right => {}
+        other => return Some(other),
+    }
+    if must_have_second_factor(state, user) {
+        return Some(Checked::NeedsSecondFactor);
+    }
+    let ip = client_ip(&state.config, peer, headers);
+    for subject in subjects(user, ip) {
+        // Banned, or not known without waiting: the router's path refuses
+        // it (and records the refusal) or finds the ban gone.
+        if !matches!(state.store.ban_now(&subject, now), Some(Ok(None))) {
+            return None;
+        }
+    }
+    Some(Checked::Right)
+}
+
+/// The ban subjects of an attempt: the user name and the client's address.
+fn subjects(user: &str, ip: Option<IpAddr>) -> Vec<BanSubject> {
+    let mut subjects = vec![BanSubject::User(user.to_string())];
+    subjects.extend(ip.map(BanSubject::ip));
+    subjects
+}
+
+/// Whether the configuration says `user` must have a second factor (their
+/// `require_second_factor`, else `[second_factor] required`).
+fn must_have_second_factor(state: &AppState, user: &str) -> bool {
+    state.with_policy(|p| {
+        p.user(user)
+            .is_some_and(|u| super::factors::required_for(&state.config, u))
+    })
+}
+
+/// 401 for the right Basic password of a user who has, or must have, a
+/// second factor: Basic cannot carry a second step, so the password alone
+/// is not enough, and the way for a script is an access token. Carries the
+/// challenge, so that `git` and `curl` ask again (for the token).
+pub fn password_not_enough() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "a password alone is not enough for this account (it has, or must have, a second factor): use an access token instead",
+    )
+    .into_response();
+    let h = r.headers_mut();
+    h.insert(header::WWW_AUTHENTICATE, CHALLENGE);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// `WWW-Authenticate` for a 401 that a non-browser client should answer
@@ -167,41 +234,78 @@ fn too_many(secs: u64) -> Response {
     r
 }
 
+/// Why [`basic_password`] did not accept a password.
+#[derive(Debug)]
+pub enum Refused {
+    /// A wrong password or an unknown user: the caller answers as for no
+    /// credential at all (with the challenge).
+    Wrong,
+    /// Any other refusal, answered as it is: a ban or the failure limit
+    /// (401 with `Retry-After`), a busy pool (503), a password that is not
+    /// enough for its user ([`password_not_enough`]), an error.
+    Answer(Response),
+}
+
+impl From<Response> for Refused {
+    fn from(r: Response) -> Self {
+        Refused::Answer(r)
+    }
+}
+
 /// Checks a Basic password off the hot path, exactly as the sign-in form
-/// checks one: bans first (no hashing), then a place under the failure
-/// limit, then a slot of the bounded hashing pool (503 when it and its queue
-/// are full), then argon2 (a dummy hash for an unknown user, so both take
-/// as long and answer alike). The result is cached for at most a minute
+/// checks one: bans first (no hashing), then a result from the last minute
+/// if there is one, then a place under the failure limit, then a slot of
+/// the bounded hashing pool (503 when it and its queue are full), then
+/// argon2 (a dummy hash for an unknown user, so both take as long and
+/// answer alike). A right password is then held to the user's second
+/// factors: one who has, or must have, a second factor is refused
+/// ([`password_not_enough`]). The result is cached for at most a minute
 /// under a keyed hash of the credential. A failure is counted toward a ban,
 /// logged as `login failed` (fail2ban's line) and audited as
-/// `login.failure` with `via = basic`. Returns `Ok(())` when the password
-/// is right (the caller answers from the cache), or the answer to send.
+/// `login.failure` with `via = basic`. A right password is never settled
+/// as a success: that forgets the user's failures, and a password alone
+/// must not clear failed second steps. Returns `Ok(())` when the password
+/// is right and enough (the caller answers for the user).
 pub async fn basic_password(
     state: &AppState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
     user: &str,
     secret: String,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let ip = client_ip(&state.config, peer, headers);
     let ua = super::user_agent(headers);
     let now = now_ms();
     let m = &state.metrics;
     if user.len() > crate::store::MAX_USER || secret.len() > super::login::MAX_PASSWORD {
-        return Err(ApiError::unauthorized().into_response());
+        return Err(Refused::Wrong);
     }
-    let mut subjects = vec![BanSubject::User(user.to_string())];
-    subjects.extend(ip.map(BanSubject::ip));
+    let subjects = subjects(user, ip);
     for subject in &subjects {
         match state.store.ban(subject, now).await {
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
                 super::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now).await;
-                return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)));
+                return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)).into());
             }
             Ok(None) => {}
-            Err(e) => return Err(ApiError::internal("ban lookup failed", &e).into_response()),
+            Err(e) => {
+                return Err(ApiError::internal("ban lookup failed", &e)
+                    .into_response()
+                    .into());
+            }
         }
+    }
+    // Checked within the last minute (the hot path sends a cached right
+    // password here when it could not rule out a ban without waiting).
+    match state.basic.get(user, &secret, now) {
+        Some(Checked::Wrong) => return Err(Refused::Wrong),
+        Some(Checked::NeedsSecondFactor) => return Err(password_not_enough().into()),
+        Some(Checked::Right) if must_have_second_factor(state, user) => {
+            return Err(password_not_enough().into());
+        }
+        Some(Checked::Right) => return Ok(()),
+        None => {}
     }
     let (entry, _) = state.user_for_login(user);
     let reservation = match state.regulator.reserve(&subjects, entry.is_some(), now) {
@@ -209,7 +313,7 @@ pub async fn basic_password(
         Err(AtLimit(subject)) => {
             m.login_rejected.inc();
             super::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now).await;
-            return Err(too_many(1));
+            return Err(too_many(1).into());
         }
     };
     let ok = match state
@@ -228,29 +332,54 @@ pub async fn basic_password(
                 "busy, try again in a moment",
             )
             .retry_after(1)
-            .into_response());
+            .into_response()
+            .into());
         }
-        Err(e) => return Err(ApiError::internal("password check failed", &e).into_response()),
+        Err(e) => {
+            return Err(ApiError::internal("password check failed", &e)
+                .into_response()
+                .into());
+        }
     };
-    state.basic.put(user, &secret, ok, now_ms());
-    drop(secret);
-    if ok {
-        reservation.succeed(now);
-        return Ok(());
+    let Some(entry) = entry.filter(|_| ok) else {
+        state.basic.put(user, &secret, Checked::Wrong, now_ms());
+        drop(secret);
+        m.login_failure.inc();
+        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "login failed");
+        super::login::audit(
+            state,
+            NewEvent::now(EventKind::LoginFailure)
+                .user(user.to_string())
+                .ip(ip)
+                .user_agent(ua)
+                .detail("via", "basic"),
+        )
+        .await;
+        super::login::regulate(state, reservation, ip, now).await;
+        return Err(Refused::Wrong);
+    };
+    // Right. Released, not settled as a success: see above.
+    drop(reservation);
+    let factors = match state.store.factors(user).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(ApiError::internal("reading second factors failed", &e)
+                .into_response()
+                .into());
+        }
+    };
+    let needs_more = factors.any() || super::factors::required_for(&state.config, &entry);
+    let checked = if needs_more {
+        Checked::NeedsSecondFactor
+    } else {
+        Checked::Right
+    };
+    state.basic.put(user, &secret, checked, now_ms());
+    if needs_more {
+        tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "basic password refused: the user has or must have a second factor");
+        return Err(password_not_enough().into());
     }
-    m.login_failure.inc();
-    tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "login failed");
-    super::login::audit(
-        state,
-        NewEvent::now(EventKind::LoginFailure)
-            .user(user.to_string())
-            .ip(ip)
-            .user_agent(ua)
-            .detail("via", "basic"),
-    )
-    .await;
-    super::login::regulate(state, reservation, ip, now).await;
-    Err(ApiError::unauthorized().into_response())
+    Ok(())
 }
 
 #[cfg(test)]

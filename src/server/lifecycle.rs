@@ -60,6 +60,9 @@ impl Server {
     /// store and binds the listener.
     pub async fn bind(config: Config, overrides: Overrides) -> Result<Server, ServerError> {
         let config = first_start::prepare(config, &overrides)?;
+        // First: a key file other users can read stops the start before
+        // anything is opened or bound.
+        let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
         let backend = BackendConfig::redb(config.db_path()).with_cache_bytes(config.cache_bytes);
         let (store, store_task) = tokio::task::spawn_blocking(move || Backend::open(&backend))
             .await
@@ -77,7 +80,6 @@ impl Server {
                 })?;
         let l = &config.limits;
         let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
-        let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
         let state = AppState::new(config, store, hasher, Arc::new(Activity::new()), secrets);
         Ok(Server {
             state,

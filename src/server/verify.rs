@@ -19,13 +19,16 @@ use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{client_ip, cookie, lookup_with};
-use super::bearer::{Presented, basic_password, cached_password, presented, token_with};
+use super::bearer::{
+    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
+};
 use super::{ApiError, AppState};
 use crate::access::{
     Decision, Original, Policy as AccessPolicy, Request as AccessRequest, Subject, Unreadable,
     read_original,
 };
 use crate::config::{Policy, UserEntry};
+use crate::identity::basic::Checked;
 use crate::store::AccessTokenInfo;
 
 /// Whether the query asks for a redirect to the login page instead of 401
@@ -82,13 +85,8 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
         Ok(()) => check_as(&state, query, headers, peer, Some(&user))
             .unwrap_or_else(|| not_signed_in(&state, query, headers, orig.as_ref())),
         // A wrong password answers as no credential does (with the challenge).
-        Err(r)
-            if r.status() == StatusCode::UNAUTHORIZED
-                && !r.headers().contains_key(header::RETRY_AFTER) =>
-        {
-            not_signed_in(&state, query, headers, orig.as_ref())
-        }
-        Err(r) => r,
+        Err(Refused::Wrong) => not_signed_in(&state, query, headers, orig.as_ref()),
+        Err(Refused::Answer(r)) => r,
     }
 }
 
@@ -346,7 +344,14 @@ fn check_as(
             Presented::Password { user, secret } if state.config.tokens.basic_auth_passwords => {
                 let ok = match verified {
                     Some(v) => v == user,
-                    None => cached_password(state, &user, &secret)?,
+                    None => match cached_password(state, headers, peer, &user, &secret)? {
+                        Checked::Right => true,
+                        Checked::Wrong => false,
+                        Checked::NeedsSecondFactor => {
+                            state.metrics.verify_denied.inc();
+                            return Some(password_not_enough());
+                        }
+                    },
                 };
                 if ok {
                     found = Ok(state.with_policy(|p| {

@@ -288,6 +288,7 @@ impl TokenStore for Backend {
 impl BanStore for Backend {
     delegate! {
         async ban(subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError>;
+        fn ban_now(subject: &BanSubject, now_ms: u64) -> Option<Result<Option<Ban>, StoreError>>;
         async bans(now_ms: u64) -> Result<Vec<Ban>, StoreError>;
         async add_ban(ban: NewBan) -> Result<(), WriteError>;
         async lift_ban(subject: &BanSubject, reason: &str, actor: Option<&str>, now_ms: u64)

@@ -326,6 +326,19 @@ pub trait BanStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Option<Ban>, StoreError>> + Send;
 
+    /// The same lookup answered on the spot, like
+    /// [`SessionStore::session_by_hash_now`], for the forward-auth check
+    /// answering a Basic password from its cache: `None` when the backend
+    /// would have to wait (the check then takes the awaited path).
+    fn ban_now(
+        &self,
+        subject: &BanSubject,
+        now_ms: u64,
+    ) -> Option<Result<Option<Ban>, StoreError>> {
+        let _ = (subject, now_ms);
+        None
+    }
+
     /// Every ban in force at `now_ms`.
     fn bans(&self, now_ms: u64) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send;
 

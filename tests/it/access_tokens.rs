@@ -1,6 +1,7 @@
 //! Personal access tokens and Basic auth on `/auth/verify`: create, use,
 //! list, revoke and scope a token; Basic with a token; Basic with a
-//! password off and on; a flood of bad Basic passwords; the challenge that
+//! password off and on; a flood of bad Basic passwords; bans that stop a
+//! cached Basic password at once; the challenge that
 //! makes `curl -u` and `git` prompt; tokens ended by a reload and by the
 //! admin socket.
 
@@ -473,6 +474,77 @@ async fn a_flood_of_bad_basic_passwords_is_banned_and_never_outruns_the_pool() {
     // The form is banned too: one regulation for both.
     let r = login(&script(), &s, "bob", BOB_PW, &[]).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// `/auth/verify` with Basic `user:pw`, sent from the loopback address
+/// `127.0.0.N`, so that each address is a client of its own.
+async fn basic_from(s: &TestServer, n: u8, user: &str, pw: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .unwrap()
+        .get(s.at("/auth/verify"))
+        .header("authorization", basic(user, pw))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_stops_a_cached_basic_password_at_once() {
+    let s = TestServer::start(&config_text(
+        "",
+        "[tokens]\nbasic_auth_passwords = true\n\
+         [regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 900\n",
+    ))
+    .await;
+    // bob's password, checked and cached, from 127.0.0.1.
+    for _ in 0..2 {
+        assert_eq!(
+            basic_from(&s, 1, "bob", BOB_PW).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(s.gate.passed(), 1, "answered from the cache");
+    // Guesses at bob from another address ban bob (and that address).
+    for i in 0..3 {
+        let r = basic_from(&s, 2, "bob", &format!("guess-{i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let hashed = s.gate.passed();
+    // The cached credential is refused at once, as the form refuses a
+    // banned user, and without hashing.
+    let r = basic_from(&s, 1, "bob", BOB_PW).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a banned user passed");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.headers().get("remote-user").is_none());
+    assert_eq!(s.gate.passed(), hashed);
+
+    // A ban on the client's address stops it too: alice's password cached
+    // from 127.0.0.3, then guesses at a name that does not exist from there.
+    assert_eq!(
+        basic_from(&s, 3, "alice", ALICE_PW).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        basic_from(&s, 3, "alice", ALICE_PW).await.status(),
+        StatusCode::OK
+    );
+    for i in 0..3 {
+        basic_from(&s, 3, "nobody", &format!("guess-{i}")).await;
+    }
+    let r = basic_from(&s, 3, "alice", ALICE_PW).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a banned address passed"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    // From elsewhere, alice is not banned: her cached answer stands.
+    assert_eq!(
+        basic_from(&s, 4, "alice", ALICE_PW).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

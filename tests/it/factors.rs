@@ -2,7 +2,8 @@
 //! TOTP enrollment, the pending step that `/auth/verify` never accepts,
 //! replay, recovery codes, bans after bad codes, required enrollment,
 //! step-up for a `two_factor` rule, the recent-factor rule for removal,
-//! the administrator's reset, and backups that hold no readable secret.
+//! the administrator's reset, backups that hold no readable secret, and
+//! Basic passwords, which never stand in for a second factor.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -268,6 +269,106 @@ async fn bad_codes_ban_like_bad_passwords() {
     // A right password in between does not clear the count.
     let (st, _) = sign_in(&json_client(), &s, "bob", BOB_PW).await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    s.stop().await;
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    format!("Basic {b64}")
+}
+
+/// `/auth/verify` with a Basic credential, from a client with no cookies.
+async fn verify_basic(s: &TestServer, user: &str, pw: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(s.at("/auth/verify"))
+        .header("authorization", basic(user, pw))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 401 whose body says to use an access token: a right password that
+/// is not enough on its own.
+async fn assert_token_needed(r: reqwest::Response) {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("remote-user").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("use an access token"), "{body}");
+}
+
+#[tokio::test]
+async fn a_basic_password_never_skips_a_second_factor() {
+    let s = TestServer::start(&config_text("", "[tokens]\nbasic_auth_passwords = true\n")).await;
+    // Cached as right while bob has no factor yet.
+    assert_eq!(
+        verify_basic(&s, "bob", BOB_PW).await.status(),
+        StatusCode::OK
+    );
+    enroll(&json_client(), &s, "bob", BOB_PW).await;
+    // With TOTP, the form asks for a second step; Basic cannot give one,
+    // so the password alone is refused, from the cache and after hashing.
+    assert_token_needed(verify_basic(&s, "bob", BOB_PW).await).await;
+    assert_token_needed(verify_basic(&s, "bob", BOB_PW).await).await;
+    // A wrong password still looks like any wrong password.
+    let wrong = verify_basic(&s, "bob", "nope").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(!wrong.text().await.unwrap().contains("access token"));
+    // alice has no factor: a password is enough for her.
+    let r = verify_basic(&s, "alice", ALICE_PW).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["remote-user"], "alice");
+    s.stop().await;
+
+    // A user who must have a second factor, and has none yet, is refused
+    // too: the form would send them to enroll.
+    let s = TestServer::start(&config_text(
+        "",
+        "[tokens]\nbasic_auth_passwords = true\n[second_factor]\nrequired = true\n",
+    ))
+    .await;
+    assert_token_needed(verify_basic(&s, "alice", ALICE_PW).await).await;
+    assert_token_needed(verify_basic(&s, "alice", ALICE_PW).await).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_right_basic_password_does_not_clear_failed_codes() {
+    let s = TestServer::start(&config_text(
+        "",
+        "[tokens]\nbasic_auth_passwords = true\n\
+         [regulation]\nmax_failures = 3\nwindow_secs = 600\nban_secs = 900\n",
+    ))
+    .await;
+    enroll(&json_client(), &s, "bob", BOB_PW).await;
+    let c = json_client();
+    sign_in(&c, &s, "bob", BOB_PW).await;
+    for _ in 0..2 {
+        let (st, _) = post(&c, &s, "/login/totp", json!({"code": "123456"})).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    // The right password in Basic between the codes: it must not forget
+    // bob's two failures.
+    let between = verify_basic(&s, "bob", BOB_PW).await;
+    let (st, _) = post(&c, &s, "/login/totp", json!({"code": "123456"})).await;
+    assert!(
+        st == StatusCode::UNAUTHORIZED || st == StatusCode::TOO_MANY_REQUESTS,
+        "{st}"
+    );
+    // Three failed codes: bob is banned. Seen from another address, so
+    // that it is bob's ban and not this address's.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = login(&elsewhere, &s, "bob", BOB_PW, &[]).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a right Basic password cleared bob's failed codes"
+    );
+    assert_token_needed(between).await;
     s.stop().await;
 }
 
@@ -622,6 +723,66 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
     std::fs::write(&path, &good).unwrap();
     s.reloader.reload().await.unwrap();
     assert_factors_were_reset(&s, "reload").await;
+    s.stop().await;
+}
+
+/// `POST` to a passkey endpoint as the page's script does, on `localhost`
+/// (passkeys need it, or an https public origin).
+async fn passkey_post(
+    c: &reqwest::Client,
+    s: &TestServer,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
+    c.post(s.at(path))
+        .header("host", format!("localhost:{}", s.addr.port()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_passkey_starts_cannot_push_out_anothers() {
+    let s = TestServer::start(&config_text("", "")).await;
+    // Someone about to sign in with a passkey alone.
+    let real = json_client();
+    let r = passkey_post(&real, &s, "/login/passkey/discover/start", json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A flood from one other address, past the global cap of 1,024.
+    let flooder = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for _ in 0..1_100 {
+        let r = passkey_post(&flooder, &s, "/login/passkey/discover/start", json!({})).await;
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let after: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=300).contains(&after), "{after}");
+            refused += 1;
+        } else {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    // The first ceremony is still there: its finish gets as far as the
+    // credential (a made-up one here), not "start again".
+    let r = passkey_post(
+        &real,
+        &s,
+        "/login/passkey/discover/finish",
+        json!({"credential": {"id": "AAAA", "rawId": "AAAA", "type": "public-key"}}),
+    )
+    .await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("start again"), "pushed out: {text}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert_eq!(refused, 1_100 - 16, "16 open per client");
     s.stop().await;
 }
 

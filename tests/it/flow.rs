@@ -288,6 +288,42 @@ async fn a_planted_cookie_never_becomes_a_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_name_with_whitespace_is_not_the_session_cookie() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let r = login(&client(), &s, "bob", BOB_PW, &[]).await;
+    let token = token_of(&r).unwrap();
+    let check = |cookie: String| {
+        let url = s.at("/auth/verify");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // A proxy's cookie filter reads these names as RFC 6265 writes them,
+    // so it would let such a pair through to the app: gatehouse must not
+    // take it for the session cookie either.
+    for odd in [
+        format!("gatehouse_session ={token}"),
+        format!("a=1; gatehouse_session\t={token}"),
+    ] {
+        assert_eq!(
+            check(odd.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "{odd:?}"
+        );
+    }
+    assert_eq!(
+        check(format!("a=1 ; gatehouse_session={token} ")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_posts_are_refused() {
     let s = TestServer::start(&config_text("", "")).await;
     let c = client();

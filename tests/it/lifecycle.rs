@@ -1,4 +1,5 @@
-//! Reload, idle timeout, graceful shutdown, first start.
+//! Reload, idle timeout, graceful shutdown, first start, a key file that
+//! others can read.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -199,4 +200,45 @@ async fn files_in_the_data_dir_are_owner_only_whatever_the_umask() {
         assert_eq!(mode(&p) & 0o077, 0, "{}", p.display());
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_other_users_can_read_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // A first start makes the key (0600).
+    TestServer::start_in(tmp.path(), &config_text("", ""))
+        .await
+        .stop()
+        .await;
+    let key = tmp.path().join(gatehouse::identity::secret_box::KEY_FILE);
+    let ov = gatehouse::config::Overrides {
+        config: Some(tmp.path().join("gatehouse.toml")),
+        data_dir: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    };
+    let bind = || async {
+        let config = gatehouse::config::Config::load(&ov).unwrap();
+        gatehouse::server::Server::bind(config, ov.clone()).await
+    };
+    // Loosened by hand (or restored by a tool that ignores modes): refused,
+    // and the message names the file and the command that fixes it.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Err(e) = bind().await else {
+        panic!("started with a world-readable key file");
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&format!("chmod 600 {}", key.display())),
+        "{shown}"
+    );
+    // After the fix, it starts.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = bind().await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    tx.send(()).unwrap();
+    h.await.unwrap().unwrap();
 }

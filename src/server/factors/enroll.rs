@@ -165,6 +165,8 @@ pub async fn confirm_totp(
         .await
         .map_err(|e| ApiError::internal("enrolling failed", &e))?
         .map_err(|r| ApiError::new(StatusCode::CONFLICT, r.to_string()))?;
+    // A Basic password of this user cached as enough must stop passing now.
+    state.basic.clear();
     Ok(applied.recovery_set.then_some(codes))
 }
 

@@ -549,6 +549,9 @@ async fn agree(
         let ban = b.ban(&subject, now).await.unwrap().map(|b| b.until_ms);
         let expected = model.bans.get(user).copied().filter(|&until| until > now);
         prop_assert_eq!(ban, expected);
+        if let Some(now_answer) = b.ban_now(&subject, now) {
+            prop_assert_eq!(now_answer.unwrap().map(|b| b.until_ms), expected);
+        }
     }
     let mut every: Vec<PublicId> = b
         .all_sessions(now, 1_000)

@@ -430,6 +430,15 @@ impl BanStore for RedbBackend {
         ready(self.store.ban(subject, now_ms))
     }
 
+    #[inline]
+    fn ban_now(
+        &self,
+        subject: &BanSubject,
+        now_ms: u64,
+    ) -> Option<Result<Option<Ban>, StoreError>> {
+        Some(self.store.ban_hot(subject, now_ms))
+    }
+
     fn bans(&self, now_ms: u64) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
         ready(self.store.bans(now_ms))
     }

@@ -115,12 +115,14 @@ enum Medium {
     Faulty(Arc<faults::Faults>),
 }
 
-/// The hot path's tables of one read snapshot: `sessions` and
-/// `access_tokens`, opened together so that both answer from the same commit.
+/// The hot path's tables of one read snapshot: `sessions`,
+/// `access_tokens` and `bans` (for Basic passwords answered from the
+/// cache), opened together so that all answer from the same commit.
 struct SessionsSnapshot {
     generation: u64,
     table: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
     tokens: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
+    bans: Arc<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
 }
 
 impl Inner {

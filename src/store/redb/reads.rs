@@ -65,17 +65,23 @@ impl Store {
         &self,
         tokens: bool,
     ) -> Result<Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>, StoreError> {
-        let pick = |s: &SessionsSnapshot| {
+        if self.inner.read_only {
+            let def = if tokens { ACCESS_TOKENS } else { SESSIONS };
+            return Ok(Arc::new(self.read()?.open_table(def)?));
+        }
+        self.hot_snapshot(|s| {
             if tokens {
                 s.tokens.clone()
             } else {
                 s.table.clone()
             }
-        };
-        if self.inner.read_only {
-            let def = if tokens { ACCESS_TOKENS } else { SESSIONS };
-            return Ok(Arc::new(self.read()?.open_table(def)?));
-        }
+        })
+    }
+
+    /// `pick` applied to the hot path's tables at the latest commit: the
+    /// shared snapshot when it is current (see [`Inner::sessions_snapshot`]),
+    /// else a fresh one, which becomes the shared one. Writable handles only.
+    fn hot_snapshot<T>(&self, pick: impl FnOnce(&SessionsSnapshot) -> T) -> Result<T, StoreError> {
         // Read before taking the snapshot: a commit racing this lookup makes
         // the cached generation stale, never a stale snapshot current.
         let generation = self.inner.generation.load(Ordering::Acquire);
@@ -92,6 +98,7 @@ impl Store {
             generation,
             table: Arc::new(txn.open_table(SESSIONS)?),
             tokens: Arc::new(txn.open_table(ACCESS_TOKENS)?),
+            bans: Arc::new(txn.open_table(BANS)?),
         };
         let out = pick(&snapshot);
         *cached = Some(snapshot);
@@ -237,13 +244,19 @@ impl Store {
     /// The active ban on `subject`, if any.
     pub fn ban(&self, subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         let txn = self.read()?;
-        let t = txn.open_table(BANS)?;
-        let key = subject.key();
-        let Some(g) = t.get(key.as_str())? else {
-            return Ok(None);
-        };
-        let ban = bans::to_ban(&key, g.value())?;
-        Ok((ban.until_ms > now_ms).then_some(ban))
+        ban_in(&txn.open_table(BANS)?, subject, now_ms)
+    }
+
+    /// [`Store::ban`] for the forward-auth hot path: from the shared read
+    /// snapshot of the sessions and tokens (no read transaction of its own
+    /// while no commit has happened since), which every commit made through
+    /// this handle replaces before it is acknowledged, so a ban is seen from
+    /// the moment it was stored.
+    pub fn ban_hot(&self, subject: &BanSubject, now_ms: u64) -> Result<Option<Ban>, StoreError> {
+        if self.inner.read_only {
+            return self.ban(subject, now_ms);
+        }
+        ban_in(&*self.hot_snapshot(|s| s.bans.clone())?, subject, now_ms)
     }
 
     /// Every active ban.
@@ -291,4 +304,19 @@ impl Store {
         let txn = self.read()?;
         check::check(&txn)
     }
+}
+
+/// The ban on `subject` in force at `now_ms` in `t`, the `bans` table of
+/// some read snapshot.
+fn ban_in(
+    t: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    subject: &BanSubject,
+    now_ms: u64,
+) -> Result<Option<Ban>, StoreError> {
+    let key = subject.key();
+    let Some(g) = t.get(key.as_str())? else {
+        return Ok(None);
+    };
+    let ban = bans::to_ban(&key, g.value())?;
+    Ok((ban.until_ms > now_ms).then_some(ban))
 }
