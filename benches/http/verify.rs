@@ -48,7 +48,13 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
     // Access rules: 100 rules, the request matching only the last, against
     // the same server with no rules, both asked about the same original URL
     // by a trusted proxy.
-    let original = "X-Original-URL: https://app99.example.com/notes?x=1";
+    // As Caddy, Traefik and the shipped nginx file send it.
+    let original = [
+        "X-Forwarded-Method: GET",
+        "X-Forwarded-Proto: https",
+        "X-Forwarded-Host: app99.example.com",
+        "X-Forwarded-Uri: /notes?x=1",
+    ];
     let trusted = "trusted_proxies = [\"127.0.0.1\"]";
     let none = start_gatehouse(&config_text(&hash, true, trusted, "")).await;
     let none_cookie = login(none.addr, "alice", PASSWORD).await;
@@ -59,7 +65,7 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
         .send(&get_req_with(
             "/auth/verify",
             Some(&ruled_cookie),
-            &[original],
+            &original,
         ))
         .await
         .expect("verify request");
@@ -69,26 +75,31 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
         .send(&get_req_with(
             "/auth/verify",
             Some(&ruled_cookie),
-            &["X-Original-URL: https://app3.example.com/"],
+            &[
+                "X-Forwarded-Method: GET",
+                "X-Forwarded-Proto: https",
+                "X-Forwarded-Host: app3.example.com",
+                "X-Forwarded-Uri: /",
+            ],
         ))
         .await
         .expect("verify request");
     assert_eq!(st, 403, "an earlier rule denies: {}", c.head);
-    let _ = load_with(none.addr, "/auth/verify", &none_cookie, &[original], 1).await;
+    let _ = load_with(none.addr, "/auth/verify", &none_cookie, &original, 1).await;
     let n = load_with(
         none.addr,
         "/auth/verify",
         &none_cookie,
-        &[original],
+        &original,
         p.load_secs,
     )
     .await;
-    let _ = load_with(ruled.addr, "/auth/verify", &ruled_cookie, &[original], 1).await;
+    let _ = load_with(ruled.addr, "/auth/verify", &ruled_cookie, &original, 1).await;
     let r = load_with(
         ruled.addr,
         "/auth/verify",
         &ruled_cookie,
-        &[original],
+        &original,
         p.load_secs,
     )
     .await;

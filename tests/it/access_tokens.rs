@@ -423,8 +423,7 @@ async fn a_flood_of_bad_basic_passwords_is_banned_and_never_outruns_the_pool() {
     for i in 0..N {
         let url = s.at("/auth/verify");
         flood.spawn(async move {
-            script()
-                .get(url)
+            forwarded(script().get(url), "GET", "https://app.example.com/")
                 .header("x-forwarded-for", "198.51.100.7")
                 .header("authorization", basic("bob", &format!("guess-{i}")))
                 .send()
@@ -432,7 +431,11 @@ async fn a_flood_of_bad_basic_passwords_is_banned_and_never_outruns_the_pool() {
                 .unwrap()
         });
     }
-    s.gate.wait_held(LIMIT).await;
+    // Bounded, so that a request that never reaches the pool fails the
+    // test instead of hanging it.
+    tokio::time::timeout(std::time::Duration::from_secs(60), s.gate.wait_held(LIMIT))
+        .await
+        .expect("the guesses reach the hashing pool");
     let mut refused = 0;
     while refused < N - LIMIT {
         let r = flood.join_next().await.unwrap().unwrap();

@@ -14,7 +14,7 @@ use crate::harness::*;
 pub(crate) struct App(Vec<u8>);
 
 impl App {
-    fn new(base32: &str) -> App {
+    pub(crate) fn new(base32: &str) -> App {
         App(totp_rs::Secret::Encoded(base32.to_string())
             .to_bytes()
             .unwrap())

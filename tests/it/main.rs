@@ -13,6 +13,7 @@ mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod enrollment;
 mod factors;
 mod fail2ban;
 mod floods;

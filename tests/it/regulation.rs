@@ -190,7 +190,11 @@ async fn a_burst_of_guesses_hashes_at_most_the_limit() {
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(r.headers().contains_key("retry-after"));
     }
-    s.gate.wait_held(LIMIT).await;
+    // Bounded, so that a request that never reaches the pool fails the
+    // test instead of hanging it.
+    tokio::time::timeout(std::time::Duration::from_secs(60), s.gate.wait_held(LIMIT))
+        .await
+        .expect("the guesses reach the hashing pool");
     assert_eq!(s.gate.held(), LIMIT);
     s.gate.open();
     while let Some(r) = burst.join_next().await {

@@ -35,15 +35,27 @@ pub enum Enroller {
 }
 
 impl Enroller {
-    /// The request's session, else its pending enrollment.
+    /// The request's session, else its pending enrollment. A pending
+    /// sign-in enrolls only a user's first factor: once the user has one
+    /// (enrolled since through another sign-in), it is refused here, and
+    /// again inside the write (`FactorRefusal::NotFirstFactor`).
     pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Enroller>, ApiError> {
         if let Some(a) = lookup(state, headers)? {
             return Ok(Some(Enroller::Session(Box::new(a))));
         }
-        Ok(super::pending_of(state, headers)
+        let Some((h, p)) = super::pending_of(state, headers)
             .await?
             .filter(|(_, p)| p.enroll)
-            .map(|(h, p)| Enroller::Pending(h, p)))
+        else {
+            return Ok(None);
+        };
+        if factors_of(state, &p.user).await?.any() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                FactorRefusal::NotFirstFactor.to_string(),
+            ));
+        }
+        Ok(Some(Enroller::Pending(h, p)))
     }
 
     pub fn user(&self) -> &str {
