@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gatehouse::store::{EventFilter, Op, Store};
+use gatehouse::store::Op;
 use gatehouse_benches::figure::{APPEND, BYTES_ON_DISK, DEEP_PAGES, NEWEST_100};
 use gatehouse_benches::report::{fmt_rate, short};
 use gatehouse_benches::stats::Better;
@@ -19,24 +19,6 @@ use crate::loops::{disk_bytes, file_bytes, open_store, progress};
 use crate::query::{deep_figure, query_figure};
 use crate::report::{Report, Unit};
 use crate::sqlite::{Sql, Sync as SqlSync};
-
-/// Ids of a user's newest `limit` events in gatehouse.
-pub fn gh_newest(
-    store: &Store,
-    user: &str,
-    limit: usize,
-    cursor: Option<&str>,
-) -> (Vec<u64>, Option<String>) {
-    let f = EventFilter {
-        user: Some(user.into()),
-        ..Default::default()
-    };
-    let page = store.query_events(&f, limit, cursor).expect("query");
-    (
-        page.events.iter().map(|e| e.id.0).collect(),
-        page.next_cursor,
-    )
-}
 
 pub fn figures(p: &Params, dir: &Path, rep: &mut Report, want: &dyn Fn(u8) -> bool) {
     let gh_path = dir.join("events.redb");

@@ -5,17 +5,34 @@
 
 use std::time::Instant;
 
-use gatehouse::store::Store;
+use gatehouse::store::{EventFilter, Store};
 use gatehouse_benches::figure::{DEEP_PAGES, NEWEST_100};
 use gatehouse_benches::report::{fmt_us, short};
 use gatehouse_benches::stats::{Better, Lat, sample, sample2};
 
 use crate::Params;
 use crate::data::{HEAVY_USER, Rng, USERS, user_name};
-use crate::events::gh_newest;
 use crate::jsonl::{self, Jsonl};
 use crate::report::{Report, Unit};
 use crate::sqlite::{self, Sql};
+
+/// Ids of a user's newest `limit` events in gatehouse.
+pub fn gh_newest(
+    store: &Store,
+    user: &str,
+    limit: usize,
+    cursor: Option<&str>,
+) -> (Vec<u64>, Option<String>) {
+    let f = EventFilter {
+        user: Some(user.into()),
+        ..Default::default()
+    };
+    let page = store.query_events(&f, limit, cursor).expect("query");
+    (
+        page.events.iter().map(|e| e.id.0).collect(),
+        page.next_cursor,
+    )
+}
 
 /// Figure 2 at one size. Returns the p50s of gatehouse, SQLite keyset, naive,
 /// streaming and grep.

@@ -111,11 +111,9 @@ fn row(s: &Session, current: bool, now: u64) -> Markup {
                     p.meta { "Kept signed in until " (exact(s.absolute_deadline_ms)) }
                 }
             }
-            @if current {
-                form method="post" action="/logout" {
-                    button.secondary type="submit" { "Sign out this session" }
-                }
-            } @else {
+            // The session viewing the page signs out with the one
+            // "Sign out" button below the list.
+            @if !current {
                 form method="post" action="/sessions/revoke" {
                     input type="hidden" name="id" value=(s.id.to_string());
                     button.danger type="submit" {
