@@ -185,7 +185,8 @@ pub struct SecondFactorSettings {
     pub pending_secs: u64,
     /// Adding, removing or regenerating a factor needs a proof done within
     /// this long in the same session: a second factor, or for a user with
-    /// none yet, the password.
+    /// none yet adding the first, the sign-in itself or the password typed
+    /// again. `0`: nothing is recent.
     pub recent_secs: u64,
     /// Most sign-ins one user may have waiting for their second step; a
     /// new one past it replaces the oldest.

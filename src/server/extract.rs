@@ -109,6 +109,27 @@ pub async fn json_or_form<T: DeserializeOwned, S: Send + Sync>(
     }
 }
 
+/// [`json_or_form`] for a body that may be left out: an empty body, of
+/// any type or none, is `T::default()`.
+pub async fn optional_json_or_form<T: DeserializeOwned + Default, S: Send + Sync>(
+    state: &S,
+    req: axum::extract::Request,
+) -> Result<T, ApiError> {
+    use axum::extract::FromRequest;
+    let (parts, body) = req.into_parts();
+    // Read with the route's limit, which travels in the extensions.
+    let mut read = axum::extract::Request::new(body);
+    *read.extensions_mut() = parts.extensions.clone();
+    let bytes = axum::body::Bytes::from_request(read, state)
+        .await
+        .map_err(|r| body_error(r.into_response().status(), "JSON"))?;
+    if bytes.is_empty() {
+        return Ok(T::default());
+    }
+    let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    json_or_form(state, req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,10 @@ use super::redirect::safe_redirect;
 use super::regulation::{AtLimit, Reservation};
 use super::rejections::{Note, Refusal};
 use super::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::config::UserEntry;
 use crate::store::{
-    AuditStore, BanStore, BanSubject, EventKind, MAX_USER, NewBan, NewEvent, Revocation,
-    RevokeReason, SessionStore, now_ms,
+    AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, MAX_USER, NewBan, NewEvent,
+    Revocation, RevokeReason, SessionStore, now_ms,
 };
 
 /// Longest password accepted (argon2 would take any length; the body limit
@@ -40,6 +41,18 @@ pub const FAILED: &str = "Wrong username or password.";
 #[derive(Deserialize, Default)]
 #[serde(transparent)]
 pub struct Password(String);
+
+impl Password {
+    /// Nothing was typed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Longer than any password gatehouse checks ([`MAX_PASSWORD`]).
+    pub fn too_long(&self) -> bool {
+        self.0.len() > MAX_PASSWORD
+    }
+}
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,50 +237,10 @@ async fn attempt(
     let rd = rd.unwrap_or_default();
     let fail = |e: ApiError| (e, username.clone(), rd.clone());
     let ua = user_agent(headers);
-    let now = now_ms();
-    let m = &state.metrics;
-
-    let mut subjects = vec![BanSubject::User(username.clone())];
-    subjects.extend(ip.map(BanSubject::ip));
-    // The entry and its credential generation come from one snapshot, so
-    // the session below is refused if a reload replaced this entry.
-    let (user, credentials) = state.user_for_login(&username);
-    let reservation = admit(state, &subjects, user.is_some(), &username, ip, &ua, now)
+    let checked = check_password(state, &username, password, ip, &ua, None)
         .await
         .map_err(fail)?;
-    let ok = match state
-        .hasher
-        .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
-        .await
-    {
-        Ok(ok) => ok,
-        Err(HashError::Busy) => {
-            m.login_busy.inc();
-            return Err(fail(
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The server is busy. Try again in a moment.",
-                )
-                .retry_after(1),
-            ));
-        }
-        Err(e) => return Err(fail(ApiError::internal("password check failed", &e))),
-    };
-
-    let Some(user) = user.filter(|_| ok) else {
-        m.login_failure.inc();
-        // One line per failure for fail2ban; the IP comes first and the user
-        // is quoted so that a crafted name cannot forge the IP field.
-        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login failed");
-        audit(
-            state,
-            NewEvent::now(EventKind::LoginFailure)
-                .user(username.clone())
-                .ip(ip)
-                .user_agent(ua.clone()),
-        )
-        .await;
-        regulate(state, reservation, ip, now).await;
+    let PasswordCheck::Right(user, credentials, reservation) = checked else {
         return Err(fail(ApiError::new(StatusCode::UNAUTHORIZED, FAILED)));
     };
 
@@ -283,6 +256,73 @@ async fn attempt(
     super::factors::after_password(state, headers, signed, credentials, reservation)
         .await
         .map_err(fail)
+}
+
+/// A password checked as the sign-in form checks one.
+pub(super) enum PasswordCheck<'s> {
+    /// Right: the user's entry and its credential generation, both as they
+    /// were when checked, and the attempt's reservation, for the caller to
+    /// settle (or to release by dropping it).
+    Right(UserEntry, CredentialCheck, Reservation<'s>),
+    /// Wrong, or no such user: already counted, logged and audited.
+    Wrong,
+}
+
+/// Checks `password` for `username`, from `ip`, the one way a typed
+/// password is checked: bans (429, before any hashing), a reservation under
+/// the failure limit (429), a hashing slot (503 when none is free), then the
+/// hash (a dummy one for unknown users, so that they take as long). A wrong
+/// password counts toward a ban, is logged as `login failed` (the line
+/// fail2ban reads) and audited as `login.failure`, with `via` when given.
+pub(super) async fn check_password<'s>(
+    state: &'s AppState,
+    username: &str,
+    password: Password,
+    ip: Option<IpAddr>,
+    ua: &Option<String>,
+    via: Option<&str>,
+) -> Result<PasswordCheck<'s>, ApiError> {
+    let now = now_ms();
+    let m = &state.metrics;
+    let mut subjects = vec![BanSubject::User(username.to_string())];
+    subjects.extend(ip.map(BanSubject::ip));
+    // The entry and its credential generation come from one snapshot, so
+    // a session made from this check is refused if a reload replaced it.
+    let (user, credentials) = state.user_for_login(username);
+    let reservation = admit(state, &subjects, user.is_some(), username, ip, ua, now).await?;
+    let ok = match state
+        .hasher
+        .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(HashError::Busy) => {
+            m.login_busy.inc();
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy. Try again in a moment.",
+            )
+            .retry_after(1));
+        }
+        Err(e) => return Err(ApiError::internal("password check failed", &e)),
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        m.login_failure.inc();
+        // One line per failure for fail2ban; the IP comes first and the user
+        // is quoted so that a crafted name cannot forge the IP field.
+        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login failed");
+        let mut event = NewEvent::now(EventKind::LoginFailure)
+            .user(username.to_string())
+            .ip(ip)
+            .user_agent(ua.clone());
+        if let Some(via) = via {
+            event = event.detail("via", via);
+        }
+        audit(state, event).await;
+        regulate(state, reservation, ip, now).await;
+        return Ok(PasswordCheck::Wrong);
+    };
+    Ok(PasswordCheck::Right(user, credentials, reservation))
 }
 
 /// Lets an attempt (a password or a second-factor code) of `username` from

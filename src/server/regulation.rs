@@ -234,9 +234,9 @@ impl Reservation<'_> {
     /// The attempt succeeded: releases it and forgets the user name's
     /// failures (the IP's stay). Only a sign-in that gets everything it
     /// asked for is a success: a right password that still needs a second
-    /// step, or a password in Basic (which never stands for a second
-    /// factor), is dropped instead, so that guessing codes between right
-    /// passwords still ends in a ban.
+    /// step, a password in Basic (which never stands for a second factor),
+    /// or one typed again to add a factor, is dropped instead, so that
+    /// guessing codes between right passwords still ends in a ban.
     pub fn succeed(mut self, now_ms: u64) {
         self.settled = true;
         let r = self.regulator;

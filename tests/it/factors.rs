@@ -742,6 +742,170 @@ async fn passkey_post(
         .unwrap()
 }
 
+/// The error text of a refused request.
+async fn refusal(r: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(r.status(), status);
+    let body: Value = r.json().await.unwrap();
+    body["error"].as_str().unwrap().to_string()
+}
+
+/// A session signed in with the password alone cannot add a factor for a
+/// user who has one, not even with the password: a stolen session would
+/// otherwise register a passkey that outlives it (and signs in alone,
+/// after `revoke-all` and a password change). A second factor in that
+/// session first, and it can.
+#[tokio::test]
+async fn adding_a_factor_to_one_who_has_one_needs_a_recent_second_factor() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    // A fresh sign-in adds the first factor with nothing more.
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    // The same session, signed in with the password alone.
+    for body in [json!({}), json!({"password": BOB_PW})] {
+        let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", body).await;
+        let text = refusal(r, StatusCode::FORBIDDEN).await;
+        assert!(text.contains("second factor"), "{text}");
+        assert!(text.contains("/login/second-factor"), "{text}");
+    }
+    let r = passkey_post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
+    let text = refusal(r, StatusCode::FORBIDDEN).await;
+    assert!(text.contains("second factor"), "{text}");
+    let r = c.get(s.at("/api/v1/mfa")).send().await.unwrap();
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["passkeys"], json!([]), "{status}");
+    // A second factor in this session: now it may.
+    let (st, ok) = post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let options: Value = r.json().await.unwrap();
+    assert!(options["publicKey"]["challenge"].is_string(), "{options}");
+    s.stop().await;
+}
+
+/// A user with no factor yet, whose sign-in is no longer recent (here
+/// `recent_secs = 0`: never), adds the first one only with the current
+/// password, checked as the sign-in form checks it: a wrong one counts
+/// toward a ban and is audited as a failed login. A fresh sign-in needs
+/// nothing more; confirming needs nothing more; once the user has a
+/// factor, the password is no longer enough.
+#[tokio::test]
+async fn a_first_factor_needs_the_password_once_the_sign_in_is_not_recent() {
+    // A fresh sign-in (the default `recent_secs`) adds one without it.
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    sign_in(&c, &s, "bob", BOB_PW).await;
+    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{begun}");
+    let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A registration is finished only by the session that started it
+    // (and gave the proof), even one holding the ceremony's cookie.
+    let ceremony = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        ceremony.starts_with("gatehouse_session_webauthn="),
+        "{ceremony}"
+    );
+    let other = token_of(&login(&client(), &s, "bob", BOB_PW, &[]).await).unwrap();
+    let r = reqwest::Client::new()
+        .post(s.at("/api/v1/mfa/passkeys/register/finish"))
+        .header("host", format!("localhost:{}", s.addr.port()))
+        .header("cookie", format!("gatehouse_session={other}; {ceremony}"))
+        .json(&json!({"name": "k", "credential": {"id": "AAAA", "type": "public-key"}}))
+        .send()
+        .await
+        .unwrap();
+    let text = refusal(r, StatusCode::BAD_REQUEST).await;
+    assert!(text.contains("start again"), "{text}");
+    s.stop().await;
+
+    let s = TestServer::start(&config_text(
+        "",
+        "[second_factor]\nrecent_secs = 0\n[regulation]\nmax_failures = 2\n",
+    ))
+    .await;
+    let c = json_client();
+    let (st, _) = sign_in(&c, &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    // Without the password: 403, naming what to send.
+    let (st, body) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let text = body["error"].as_str().unwrap();
+    assert!(text.contains("\"password\""), "{text}");
+    let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", json!({})).await;
+    let text = refusal(r, StatusCode::FORBIDDEN).await;
+    assert!(text.contains("\"password\""), "{text}");
+    // A wrong one: 403, a failed login.
+    let (st, body) = post(&c, &s, "/api/v1/mfa/totp", json!({"password": "guess"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.to_string().contains("guess"), "{body}");
+    // The right one: the enrollment starts, and its confirmation needs no
+    // password again.
+    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({"password": BOB_PW})).await;
+    assert_eq!(st, StatusCode::OK, "{begun}");
+    let app = App::new(begun["secret"].as_str().unwrap());
+    let r = passkey_post(
+        &c,
+        &s,
+        "/api/v1/mfa/passkeys/register/start",
+        json!({"password": BOB_PW}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (st, done) = post(
+        &c,
+        &s,
+        "/api/v1/mfa/totp/confirm",
+        json!({"code": app.code(0)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    // bob has a factor now: his password no longer proves anything here.
+    let r = passkey_post(
+        &c,
+        &s,
+        "/api/v1/mfa/passkeys/register/start",
+        json!({"password": BOB_PW}),
+    )
+    .await;
+    let text = refusal(r, StatusCode::FORBIDDEN).await;
+    assert!(text.contains("second factor"), "{text}");
+    // The wrong password was a failed login: audited, logged for fail2ban
+    // and counted.
+    let failures = kinds(&s, "login.failure").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["user"], "bob");
+    assert_eq!(failures[0]["details"]["via"], "add_factor");
+    let metrics = metrics_text(&s).await;
+    assert!(
+        metrics.contains("gatehouse_login_attempts_total{outcome=\"failure\"} 1"),
+        "{metrics}"
+    );
+    // Counted toward a ban: one more wrong one from this address (alice,
+    // who has no factor either) reaches the limit of 2, and then even a
+    // right one is refused.
+    let alice = json_client();
+    sign_in(&alice, &s, "alice", ALICE_PW).await;
+    let (st, _) = post(&alice, &s, "/api/v1/mfa/totp", json!({"password": "guess"})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let r = passkey_post(
+        &alice,
+        &s,
+        "/api/v1/mfa/totp",
+        json!({"password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_passkey_starts_cannot_push_out_anothers() {
     let s = TestServer::start(&config_text("", "")).await;

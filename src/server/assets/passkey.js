@@ -5,14 +5,17 @@
 //   <button type="button" data-passkey="register"
 //           data-start="/api/v1/mfa/passkeys/register/start"
 //           data-finish="/api/v1/mfa/passkeys/register/finish"
-//           data-name-input="passkey-name" data-done="/mfa">Add a passkey</button>
+//           data-name-input="passkey-name" data-password-input="passkey-password"
+//           data-done="/mfa">Add a passkey</button>
 //   <button type="button" data-passkey="sign-in"
 //           data-start="..." data-finish="..." data-rd="https://app/...">Sign in with a passkey</button>
 //   <p data-passkey-error hidden></p>
 //
-// Both POST JSON to data-start and get WebAuthn options back
-// ({"publicKey": {...}}, byte fields in base64url), run the browser's
-// ceremony, and POST its result to data-finish:
+// Both POST JSON to data-start ({}; for a register button with
+// data-password-input, {"password": "<that input's value>"} when it is
+// filled, the proof a session may need to add a factor) and get WebAuthn
+// options back ({"publicKey": {...}}, byte fields in base64url), run the
+// browser's ceremony, and POST its result to data-finish:
 //   register: {"name": "<the named input's value>", "credential": {...}},
 //             then go to data-done (or the answer's "redirect");
 //   sign-in:  {"credential": {...}, "rd": "<data-rd>"},
@@ -217,7 +220,9 @@
   function register(button) {
     var input = button.dataset.nameInput ? document.getElementById(button.dataset.nameInput) : null;
     var name = input ? input.value.trim() : '';
-    return post(button.dataset.start, {})
+    var password = button.dataset.passwordInput ? document.getElementById(button.dataset.passwordInput) : null;
+    var start = password && password.value ? { password: password.value } : {};
+    return post(button.dataset.start, start)
       .then(function (answer) {
         return navigator.credentials.create(creationOptions(answer));
       })

@@ -2,7 +2,9 @@
 //! and the plain forms that enroll, remove and regenerate them. Removing or
 //! regenerating needs a second factor within `[second_factor]
 //! recent_secs`; an older session is sent to the second-step page first,
-//! which brings it back here.
+//! which brings it back here. So does adding one for a user who has a
+//! factor; a user with none yet whose sign-in is older than `recent_secs`
+//! types the current password into the form instead (see `proof`).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use super::enroll::{
     confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp, session_enroller,
 };
+use super::proof::{Needs, ProofInput, needs, prove};
 use super::step::{CodeInput, next_page};
 use super::{factors_of, recent, see_other};
 use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp};
-use crate::server::{AppState, pages, user_agent};
+use crate::server::{ApiError, AppState, pages, user_agent};
 use crate::store::now_ms;
 
 const HERE: &str = "/account/security";
@@ -35,34 +38,71 @@ pub async fn page(
         .as_deref()
         .and_then(|q| q.strip_prefix("notice="))
         .and_then(pages::factors::Notice::from_code);
-    show(&state, &headers, &me, notice, StatusCode::OK).await
+    show(&state, &headers, &me, notice, None).await
 }
 
+/// The page, with `refused` (an attempt to add a factor) said on it.
 async fn show(
     state: &AppState,
     headers: &HeaderMap,
     me: &Authed,
     notice: Option<pages::factors::Notice>,
-    status: StatusCode,
+    refused: Option<&ApiError>,
 ) -> Response {
-    match factors_of(state, &me.user.name).await {
-        Ok(set) => pages::factors::security(
-            status,
-            &pages::factors::SecurityView {
-                user: &me.user.name,
-                set: &set,
-                required: super::required_for(&state.config, &me.user),
-                recent: recent(&state.config, me, now_ms()),
-                notice,
-                passkeys: super::passkeys::available(state, headers),
-            },
-        ),
-        Err(e) => e.into_response(),
+    let set = match factors_of(state, &me.user.name).await {
+        Ok(set) => set,
+        Err(e) => return e.into_response(),
+    };
+    let now = now_ms();
+    let mut res = pages::factors::security(
+        refused.map_or(StatusCode::OK, |e| e.status),
+        &pages::factors::SecurityView {
+            user: &me.user.name,
+            set: &set,
+            required: super::required_for(&state.config, &me.user),
+            recent: recent(&state.config, me, now),
+            password_to_add: needs(&state.config, me, &set, now) == Needs::Password,
+            notice,
+            error: refused.map(|e| e.message.as_str()),
+            passkeys: super::passkeys::available(state, headers),
+        },
+    );
+    if let Some(s) = refused.and_then(|e| e.retry_after) {
+        res.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, s.into());
     }
+    res
 }
 
-/// `POST /account/security/totp`: a fresh secret and its QR code.
-pub async fn begin(State(state): State<AppState>, me: Authed) -> Response {
+/// `POST /account/security/totp`, with the form field `password` when the
+/// page asks for it: a fresh secret and its QR code. A session that must
+/// do a second factor first goes to the second step; a missing or wrong
+/// password shows the page again, saying so.
+pub async fn begin(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    me: Authed,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let input: ProofInput = match crate::server::extract::optional_json_or_form(&state, req).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let set = match factors_of(&state, &me.user.name).await {
+        Ok(set) => set,
+        Err(e) => return e.into_response(),
+    };
+    if set.totp.is_some() {
+        return see_other(HERE);
+    }
+    if needs(&state.config, &me, &set, now_ms()) == Needs::SecondFactor {
+        return see_other(&next_page(false, HERE));
+    }
+    let ua = user_agent(&headers);
+    if let Err(e) = prove(&state, &me, &set, input.password, ip, &ua).await {
+        return show(&state, &headers, &me, None, Some(&e)).await;
+    }
     match enrolling_or_new(&state, &me.user.name, session_enroller(&me)).await {
         Ok(secret) => enroll_page(&me, &secret, StatusCode::OK, None),
         Err(e) if e.status == StatusCode::CONFLICT => see_other(HERE),

@@ -2,11 +2,13 @@
 //! the enrollment a pending sign-in must do first (`/login/enroll`) when a
 //! factor is required and the user has none.
 //!
-//! Who may enroll: a signed-in session, or a pending sign-in marked for
-//! enrollment (it can do nothing else). Removing a factor or regenerating
-//! recovery codes needs a session that did a second factor within
-//! `[second_factor] recent_secs`; anything else answers 403 naming the
-//! step-up page.
+//! Who may enroll: a pending sign-in marked for enrollment (it can do
+//! nothing else), or a signed-in session with proof from the last
+//! `[second_factor] recent_secs` (see [`super::proof`]: a second factor,
+//! or for a user with none yet a recent sign-in or the password sent as
+//! `"password"`). Removing a factor or regenerating recovery codes needs a
+//! session that did a second factor within `recent_secs`; anything else
+//! answers 403 naming what to do.
 
 use std::net::IpAddr;
 
@@ -16,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::proof::ProofInput;
 use super::step::{CodeInput, change, rd_of};
 use super::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in};
 use crate::identity::recovery::RecoveryCodes;
@@ -90,12 +93,26 @@ async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, Api
 fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
     let me = lookup(state, headers)?.ok_or_else(ApiError::unauthorized)?;
     if !recent(&state.config, &me, now_ms()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "confirm with a second factor first (POST /login/totp or /login/recovery, or the page /login/second-factor), then try again within 5 minutes",
-        ));
+        return Err(super::proof::step_up_first(&state.config));
     }
     Ok(me)
+}
+
+/// Checks that `who` may start adding a factor: a pending sign-in that
+/// must enroll may; a session needs proof ([`super::proof::prove`]), with
+/// the password the request sent, if any.
+pub async fn may_add(
+    state: &AppState,
+    who: &Enroller,
+    password: Option<crate::server::login::Password>,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Enroller::Session(me) = who else {
+        return Ok(());
+    };
+    let set = factors_of(state, &me.user.name).await?;
+    super::proof::prove(state, me, &set, password, ip, &user_agent(headers)).await
 }
 
 /// A fresh TOTP secret, sealed and stored as `user`'s enrollment begun by
@@ -368,10 +385,18 @@ struct Begun {
     otpauth_uri: String,
 }
 
-/// `POST /api/v1/mfa/totp`: starts TOTP enrollment.
-pub async fn api_begin_totp(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `POST /api/v1/mfa/totp`, with `{"password"}` when a session needs it:
+/// starts TOTP enrollment.
+pub async fn api_begin_totp(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
     let run = async {
         let who = enroller(&state, &headers).await?;
+        let input: ProofInput = crate::server::extract::optional_json_or_form(&state, req).await?;
+        may_add(&state, &who, input.password, ip, &headers).await?;
         let secret = begin_totp(&state, who.user(), who.id()).await?;
         Ok::<_, ApiError>(Json(Begun {
             secret: secret.base32(),

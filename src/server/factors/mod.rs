@@ -18,6 +18,7 @@
 pub mod account;
 pub mod enroll;
 pub mod passkeys;
+pub mod proof;
 pub mod step;
 
 use std::net::IpAddr;
@@ -69,11 +70,12 @@ pub fn required_for(config: &Config, user: &UserEntry) -> bool {
         .unwrap_or(config.second_factor.required)
 }
 
-/// Whether `session` did a second factor recently enough to change factors.
+/// Whether `session` did a second factor recently enough to change factors:
+/// strictly within `[second_factor] recent_secs` (see [`proof`]).
 pub fn recent(config: &Config, me: &Authed, now: u64) -> bool {
-    me.session.second_factor_ms.is_some_and(|t| {
-        now.saturating_sub(t) <= config.second_factor.recent_secs.saturating_mul(1000)
-    })
+    me.session
+        .second_factor_ms
+        .is_some_and(|t| proof::within(config.second_factor.recent_secs, t, now))
 }
 
 /// Name of the pending sign-in cookie.

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::enroll::Enroller;
+use super::proof::ProofInput;
 use super::step::{Proof, Stepper, attempt_with};
 use super::{SignIn, complete, factors_of, signed_in};
 use crate::identity::recovery::RecoveryCodes;
@@ -42,8 +43,9 @@ use crate::server::auth::{ClientIp, cookie};
 use crate::server::login::{admit, audit, regulate};
 use crate::server::{ApiError, AppState, user_agent};
 use crate::store::{
-    BanSubject, EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method, Methods, NewEvent,
-    Passkey, PublicId, SessionToken, TokenHash, client_network, now_ms, truncate,
+    BanSubject, EnrollerId, EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method,
+    Methods, NewEvent, Passkey, PublicId, SessionToken, TokenHash, client_network, now_ms,
+    truncate,
 };
 
 /// Most anonymous ceremonies (sign-in with a passkey alone) in flight at
@@ -68,6 +70,9 @@ struct Entry {
     purpose: Purpose,
     /// Whose ceremony (none for a discoverable sign-in).
     user: Option<String>,
+    /// For a registration: the session or sign-in that started it (with
+    /// its proof, see `proof`), the only one that may finish it.
+    by: Option<EnrollerId>,
     /// For an anonymous ceremony: the network of the client that started
     /// it ([`client_network`]; `None` when the address is unknown, and all
     /// such share one quota).
@@ -103,15 +108,23 @@ impl Ceremonies {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps the state of `user`'s ceremony; returns the token its cookie
-    /// carries. The user's earlier ceremony of the same purpose ends (one in
-    /// flight each).
-    fn put(&self, purpose: Purpose, user: String, state: Vec<u8>, now: u64) -> SessionToken {
+    /// Keeps the state of `user`'s ceremony, started by `by` (for a
+    /// registration); returns the token its cookie carries. The user's
+    /// earlier ceremony of the same purpose ends (one in flight each).
+    fn put(
+        &self,
+        purpose: Purpose,
+        user: String,
+        by: Option<EnrollerId>,
+        state: Vec<u8>,
+        now: u64,
+    ) -> SessionToken {
         let mut map = self.lock();
         map.retain(|_, e| {
             e.expires_ms > now && !(e.user.as_deref() == Some(&user) && e.purpose == purpose)
         });
-        insert(&mut map, purpose, Some(user), None, state, now)
+        let owner = Owner::User(user, by);
+        insert(&mut map, purpose, owner, state, now)
     }
 
     /// Keeps the state of an anonymous ceremony (a sign-in with a passkey
@@ -157,8 +170,7 @@ impl Ceremonies {
         Ok(insert(
             &mut map,
             Purpose::Discover,
-            None,
-            client,
+            Owner::Client(client),
             state,
             now,
         ))
@@ -171,21 +183,32 @@ impl Ceremonies {
     }
 }
 
+/// Whose ceremony: a user's (and for a registration, the enroller that
+/// started it), or an anonymous client's.
+enum Owner {
+    User(String, Option<EnrollerId>),
+    Client(Option<IpAddr>),
+}
+
 /// Adds a ceremony under a fresh token.
 fn insert(
     map: &mut HashMap<TokenHash, Entry>,
     purpose: Purpose,
-    user: Option<String>,
-    client: Option<IpAddr>,
+    owner: Owner,
     state: Vec<u8>,
     now: u64,
 ) -> SessionToken {
     let token = SessionToken::generate();
+    let (user, by, client) = match owner {
+        Owner::User(user, by) => (Some(user), by, None),
+        Owner::Client(client) => (None, None, client),
+    };
     map.insert(
         token.hash(),
         Entry {
             purpose,
             user,
+            by,
             client,
             state,
             expires_ms: now + CEREMONY_MS,
@@ -304,13 +327,21 @@ async fn body(state: &AppState, req: Request) -> Result<Finish, ApiError> {
 
 // ------------------------------------------------------------ register
 
-/// `POST /api/v1/mfa/passkeys/register/start`.
-pub async fn register_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `POST /api/v1/mfa/passkeys/register/start`, with `{"password"}` when a
+/// session needs it (see `proof`).
+pub async fn register_start(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
     let run = async {
         let who = Enroller::of(&state, &headers)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        let input: ProofInput = crate::server::extract::optional_json_or_form(&state, req).await?;
         let pk = passkeys_for(&state, &headers)?;
+        super::enroll::may_add(&state, &who, input.password, ip, &headers).await?;
         let set = factors_of(&state, who.user()).await?;
         let existing: Vec<Vec<u8>> = set
             .passkeys
@@ -320,9 +351,13 @@ pub async fn register_start(State(state): State<AppState>, headers: HeaderMap) -
         let (options, st) = pk
             .start_registration(who.user(), who.user(), &existing)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let token = state
-            .ceremonies
-            .put(Purpose::Register, who.user().to_string(), st, now_ms());
+        let token = state.ceremonies.put(
+            Purpose::Register,
+            who.user().to_string(),
+            Some(who.id()),
+            st,
+            now_ms(),
+        );
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -343,7 +378,7 @@ pub async fn register_finish(
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         let entry = taken(&state, &headers, Purpose::Register)?;
-        if entry.user.as_deref() != Some(who.user()) {
+        if entry.user.as_deref() != Some(who.user()) || entry.by != Some(who.id()) {
             return Err(stale_ceremony());
         }
         let pk = passkeys_for(&state, &headers)?;
@@ -443,7 +478,7 @@ pub async fn step_start(State(state): State<AppState>, headers: HeaderMap) -> Re
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let token = state
             .ceremonies
-            .put(Purpose::Step, who.user().to_string(), st, now_ms());
+            .put(Purpose::Step, who.user().to_string(), None, st, now_ms());
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -628,7 +663,7 @@ mod tests {
     #[test]
     fn ceremonies_are_single_use_bounded_and_floods_cannot_push_out_a_users() {
         let c = Ceremonies::default();
-        let alice = c.put(Purpose::Step, "alice".into(), vec![1], 0);
+        let alice = c.put(Purpose::Step, "alice".into(), None, vec![1], 0);
         // A flood of anonymous ceremonies from many clients: bounded, and
         // alice's stays.
         for n in 0..3 * MAX_ANONYMOUS as u32 {
@@ -641,7 +676,7 @@ mod tests {
         );
         // A newer ceremony of alice's ends the older; a token presented for
         // the wrong purpose is refused and burnt.
-        let again = c.put(Purpose::Step, "alice".into(), vec![3], 1);
+        let again = c.put(Purpose::Step, "alice".into(), None, vec![3], 1);
         assert!(
             c.take(alice.hash(), Purpose::Step, 1).is_none(),
             "replaced by the newer one"
@@ -652,12 +687,12 @@ mod tests {
             "single use"
         );
         // Expired ones are not taken.
-        let late = c.put(Purpose::Register, "bob".into(), vec![4], 0);
+        let late = c.put(Purpose::Register, "bob".into(), None, vec![4], 0);
         assert!(
             c.take(late.hash(), Purpose::Register, CEREMONY_MS)
                 .is_none()
         );
-        let ok = c.put(Purpose::Register, "bob".into(), vec![5], 0);
+        let ok = c.put(Purpose::Register, "bob".into(), None, vec![5], 0);
         assert_eq!(
             c.take(ok.hash(), Purpose::Register, 1).unwrap().state,
             vec![5]

@@ -302,14 +302,29 @@ pub struct SecurityView<'a> {
     pub required: bool,
     /// The session did a second factor recently (changes need one).
     pub recent: bool,
+    /// Adding a factor asks for the current password: the user has none
+    /// yet, and the sign-in is not recent.
+    pub password_to_add: bool,
     pub notice: Option<Notice>,
+    /// Why the last attempt to add a factor was refused.
+    pub error: Option<&'a str>,
     /// Passkeys can be registered on this origin.
     pub passkeys: bool,
 }
 
+/// Where a session goes to do a second factor, and comes back here.
+const STEP_UP_HERE: &str = "/login/second-factor?rd=%2Faccount%2Fsecurity";
+
 /// The security page.
 pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
     let set = v.set;
+    // A user with a factor adds another after a second factor only: the
+    // passkey button is then a way to the second step.
+    let step_up = set.any() && !v.recent;
+    let passkey_button = v.passkeys && !step_up;
+    let error_id = "add-error";
+    let invalid = v.error.is_some().then_some("true");
+    let described = v.error.is_some().then_some(error_id);
     let content = html! {
         div.card {
             h1 { "Sign-in security" }
@@ -326,7 +341,19 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
                 (change_form("/account/security/totp/remove", "Remove authenticator app", v.recent, true))
             } @else {
                 p.meta { "Not set up." }
-                form method="post" action="/account/security/totp" {
+                @if v.password_to_add {
+                    p.meta { "You signed in a while ago: adding a second factor asks for your password again." }
+                }
+                form.stack[v.password_to_add] method="post" action="/account/security/totp" {
+                    @if let Some(e) = v.error {
+                        p.error id=(error_id) role="alert" { (e) }
+                    }
+                    @if v.password_to_add {
+                        label for="totp-password" { "Current password" }
+                        input #totp-password name="password" type="password"
+                            autocomplete="current-password" required
+                            aria-invalid=[invalid] aria-describedby=[described];
+                    }
                     button type="submit" { "Set up authenticator app" }
                 }
             }
@@ -355,18 +382,27 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
                     }
                 }
             }
-            @if v.passkeys {
+            @if passkey_button {
                 div.stack {
                     label for="passkey-name" { "Name for a new passkey" }
                     input #passkey-name type="text" maxlength="64" placeholder="Laptop, phone, security key";
+                    @if v.password_to_add {
+                        label for="passkey-password" { "Current password" }
+                        input #passkey-password type="password" autocomplete="current-password";
+                    }
                     div.actions {
                         button type="button" data-passkey="register"
                             data-start="/api/v1/mfa/passkeys/register/start"
                             data-finish="/api/v1/mfa/passkeys/register/finish"
-                            data-name-input="passkey-name" { "Add a passkey" }
+                            data-name-input="passkey-name"
+                            data-password-input=[v.password_to_add.then_some("passkey-password")] { "Add a passkey" }
                     }
                     (passkey_codes())
                     (super::passkey_script())
+                }
+            } @else if v.passkeys {
+                div.actions {
+                    a.button.secondary href=(STEP_UP_HERE) { "Add a passkey" }
                 }
             }
             h2.section { "Recovery codes" }
@@ -384,7 +420,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             }
         }
     };
-    let csp = if v.passkeys {
+    let csp = if passkey_button {
         super::with_passkey_script(super::CSP)
     } else {
         super::CSP.to_string()

@@ -254,6 +254,90 @@ async fn a_passkey_after_the_password_and_alone() {
     assert_eq!(events[1]["details"]["method"], "webauthn");
 }
 
+/// A sign-in that is not recent (here `recent_secs = 0`: never) adds a
+/// first factor only with the current password: the security page asks
+/// for it beside the passkey button and in the authenticator app's form.
+/// Without it, or with a wrong one, the page says so; with it, the factor
+/// is added. Once there is one, adding another goes through the second
+/// step instead, and the page asks for no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_factor_after_an_old_sign_in_asks_for_the_password() {
+    let test = "a_first_factor_after_an_old_sign_in_asks_for_the_password";
+    let Some(chrome) = Chrome::launch(test).await else {
+        return;
+    };
+    let s = TestServer::start(&config_text("", "[second_factor]\nrecent_secs = 0\n")).await;
+    let mut tab = chrome.tab().await;
+    // The refusals below are on purpose.
+    tab.expect_problem("status of 403");
+    let authenticator = tab.add_virtual_authenticator().await;
+
+    // alice: a passkey, with her password typed beside the button.
+    tab.goto(&local(&s, "/login")).await;
+    sign_in(&tab, "alice", ALICE_PW, false).await;
+    tab.goto(&local(&s, "/account/security")).await;
+    for field in ["#totp-password", "#passkey-password"] {
+        let typed = format!("{field}[type=password][autocomplete=current-password]");
+        assert_eq!(tab.count(&typed).await, 1, "{field}");
+    }
+    tab.check_page("security-password").await;
+    tab.fill("#passkey-name", "Laptop").await;
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    wait_for(
+        &tab,
+        "!document.querySelector('[data-passkey-error]').hidden",
+    )
+    .await;
+    let said = tab.text_of("[data-passkey-error]").await.unwrap();
+    assert!(said.contains("password"), "{said}");
+    assert!(
+        tab.authenticator_credentials(&authenticator)
+            .await
+            .is_empty()
+    );
+    tab.fill("#passkey-password", ALICE_PW).await;
+    register_passkey_showing_codes(&tab, "Laptop").await;
+    assert_eq!(tab.authenticator_credentials(&authenticator).await.len(), 1);
+
+    // bob: the authenticator app, through its form.
+    sign_out(&tab, &s).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.goto(&local(&s, "/account/security")).await;
+    tab.fill("#totp-password", "guess").await;
+    tab.click_and_wait("form[action='/account/security/totp'] button")
+        .await;
+    assert_eq!(tab.status(), Some(403));
+    let text = tab.text().await;
+    assert!(text.contains("Wrong password"), "{text}");
+    assert_eq!(tab.count("#totp-password[aria-invalid=true]").await, 1);
+    tab.check_page("security-password-wrong").await;
+    tab.fill("#totp-password", BOB_PW).await;
+    tab.click_and_wait("form[action='/account/security/totp'] button")
+        .await;
+    assert_eq!(tab.count("figure.qr svg").await, 1, "{}", tab.text().await);
+    let secret = tab.text_of("code.secret").await.unwrap();
+    tab.fill("#code", &code(&secret, 0)).await;
+    tab.click_and_wait("form.stack button[type=submit]").await;
+    let shown = tab.count("ol.codes code").await;
+    assert_eq!(shown, 10, "{}", tab.text().await);
+    tab.click_and_wait("a.button").await;
+    let text = tab.text().await;
+    assert!(text.contains("On since"), "{text}");
+    // bob has a factor: another one needs a second factor first, and no
+    // password is asked for.
+    assert_eq!(tab.count("input[type=password]").await, 0);
+    assert_eq!(tab.count("[data-passkey=register]").await, 0);
+    tab.click_and_wait("a[href='/login/second-factor?rd=%2Faccount%2Fsecurity']")
+        .await;
+    assert!(
+        tab.text().await.contains("This needs a second factor"),
+        "{}",
+        tab.text().await
+    );
+    tab.assert_clean("after adding first factors with the password");
+}
+
 /// Step-up through real nginx running the shipped `deploy/nginx.conf`: a
 /// session signed in with a password, whose owner then sets up an
 /// authenticator app, meets an app area that a `two_factor` rule guards. The
