@@ -603,3 +603,121 @@ mod tests {
         );
     }
 }
+
+/// The ceremonies end to end with a software authenticator, and the
+/// checked-in passkey fixture (`tests/fixtures/factors/`): a credential
+/// stored by an earlier build must keep verifying.
+#[cfg(test)]
+mod ceremony_tests {
+    use super::*;
+    use crate::identity::soft_passkey::SoftPasskey;
+
+    const ORIGIN: &str = "http://localhost:8080";
+
+    fn pk() -> Passkeys {
+        Passkeys::new(&Url::parse(ORIGIN).unwrap()).unwrap()
+    }
+
+    /// Registers a new soft passkey for alice; returns it and the stored bytes.
+    fn registered(p: &Passkeys) -> (SoftPasskey, Vec<u8>) {
+        let mut soft = SoftPasskey::generate();
+        let (options, state) = p.start_registration("alice", "Alice", &[]).unwrap();
+        let answer = soft.register(&options, ORIGIN);
+        let (id, credential) = p.finish_registration(&state, &answer).unwrap();
+        assert_eq!(id, soft.credential_id());
+        assert_eq!(soft.user_handle(), user_handle("alice").as_bytes());
+        (soft, credential)
+    }
+
+    #[test]
+    fn a_passkey_registers_then_signs_in_as_second_step_and_alone() {
+        let p = pk();
+        let (mut soft, stored) = registered(&p);
+        // The second step after a password.
+        let (options, state) = p
+            .start_authentication(std::slice::from_ref(&stored))
+            .unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (id, updated) = p
+            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
+            .unwrap();
+        assert_eq!(id, soft.credential_id());
+        let stored = updated.expect("the counter moved");
+        // Alone, with the updated credential.
+        let (options, state) = p.start_discoverable().unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        assert_eq!(
+            Passkeys::credential_id_of(&answer).as_deref(),
+            Some(soft.credential_id())
+        );
+        let (_, updated) = p
+            .finish_discoverable(&state, &answer, "alice", std::slice::from_ref(&stored))
+            .unwrap();
+        assert!(updated.is_some());
+        // Not for bob, and not replayed.
+        let (_, state) = p.start_discoverable().unwrap();
+        assert_eq!(
+            p.finish_discoverable(&state, &answer, "bob", std::slice::from_ref(&stored))
+                .unwrap_err(),
+            WebAuthnError::Rejected
+        );
+        let (_, state) = p.start_discoverable().unwrap();
+        assert_eq!(
+            p.finish_discoverable(&state, &answer, "alice", &[stored])
+                .unwrap_err(),
+            WebAuthnError::Rejected
+        );
+    }
+
+    /// The passkey of `tests/fixtures/factors/facts.json`, stored by an
+    /// earlier build (webauthn-rs 0.5's serialised `Passkey`), still loads,
+    /// verifies an assertion as a second step and alone, and is rewritten in
+    /// a form that keeps verifying.
+    #[test]
+    fn a_passkey_stored_by_an_earlier_build_still_verifies() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/factors/facts.json"
+        );
+        let facts: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let f = &facts["passkey"];
+        let bytes = |k: &str| B64U.decode(f[k].as_str().unwrap()).unwrap();
+        let counter = f["counter"].as_u64().unwrap() as u32;
+        let mut soft = SoftPasskey::from_parts(
+            &bytes("secret"),
+            bytes("credential_id"),
+            bytes("user_handle"),
+            counter,
+        )
+        .unwrap();
+        let stored = f["stored"].as_str().unwrap().as_bytes().to_vec();
+        let p = pk();
+        let (options, state) = p
+            .start_authentication(std::slice::from_ref(&stored))
+            .unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (id, updated) = p
+            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
+            .unwrap();
+        assert_eq!(id, soft.credential_id());
+        let rewritten = updated.expect("the counter moved");
+        // The same answer to another challenge is refused.
+        let (_, state) = p
+            .start_authentication(std::slice::from_ref(&rewritten))
+            .unwrap();
+        assert!(
+            p.finish_authentication(&state, &answer, std::slice::from_ref(&rewritten))
+                .is_err()
+        );
+        // Alone, with the credential as this build rewrote it.
+        let (options, state) = p.start_discoverable().unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (_, again) = p
+            .finish_discoverable(&state, &answer, "alice", &[rewritten])
+            .unwrap();
+        assert!(again.is_some());
+    }
+}

@@ -15,6 +15,7 @@ mod crash_server;
 mod disk_full;
 mod factors;
 mod fail2ban;
+mod fixtures;
 mod floods;
 mod flow;
 mod harness;
