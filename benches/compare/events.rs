@@ -73,7 +73,7 @@ pub fn figures(p: &Params, dir: &Path, rep: &mut Report, want: &dyn Fn(u8) -> bo
             js.append(&evs);
             js_fill += t.elapsed();
             have += n;
-            if have % 1_000_000 == 0 {
+            if have.is_multiple_of(1_000_000) {
                 progress(format!("  {} events", short(have)));
             }
         }

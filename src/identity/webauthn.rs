@@ -31,9 +31,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn,
-    WebauthnBuilder,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 /// Why a passkey operation failed. The messages are safe to show: they
@@ -168,8 +167,7 @@ impl Passkeys {
         display: &str,
         existing: &[Vec<u8>],
     ) -> Result<(serde_json::Value, Vec<u8>), WebAuthnError> {
-        let exclude =
-            (!existing.is_empty()).then(|| existing.iter().map(|id| id.clone().into()).collect());
+        let exclude = (!existing.is_empty()).then(|| existing.to_vec());
         let (options, state) = self
             .webauthn
             .start_passkey_registration(user_handle(user), user, display, exclude)
@@ -209,7 +207,7 @@ impl Passkeys {
                 tracing::debug!(error = %e, "passkey registration refused");
                 WebAuthnError::Rejected
             })?;
-        let id = passkey.cred_id().as_ref().to_vec();
+        let id = passkey.cred_id().clone();
         Ok((id, encode_credential(&passkey)))
     }
 
@@ -303,7 +301,7 @@ impl Passkeys {
         let state: DiscoverableAuthentication = self.open(Ceremony::Discoverable, state)?;
         let response: PublicKeyCredential =
             serde_json::from_value(response.clone()).map_err(|_| WebAuthnError::Malformed)?;
-        let (handle, _) = self
+        let (handle, id) = self
             .webauthn
             .identify_discoverable_authentication(&response)
             .map_err(|_| WebAuthnError::Rejected)?;
@@ -311,13 +309,14 @@ impl Passkeys {
             return Err(WebAuthnError::Rejected);
         }
         let passkeys = decode_credentials(credentials)?;
-        if passkeys.is_empty() {
-            return Err(WebAuthnError::Rejected);
-        }
-        let keys: Vec<DiscoverableKey> = passkeys.iter().map(DiscoverableKey::from).collect();
+        // The one credential the answer names, among the user's.
+        let key = passkeys
+            .iter()
+            .find(|p| p.cred_id().as_slice() == id)
+            .ok_or(WebAuthnError::Rejected)?;
         let result = self
             .webauthn
-            .finish_discoverable_authentication(&response, state, &keys)
+            .finish_discoverable_authentication_v2(&response, state, key)
             .map_err(|e| {
                 tracing::debug!(error = %e, "discoverable passkey refused");
                 WebAuthnError::Rejected
@@ -363,7 +362,7 @@ fn updated(
     passkeys: Vec<Passkey>,
     result: &webauthn_rs::prelude::AuthenticationResult,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), WebAuthnError> {
-    let id = result.cred_id().as_ref().to_vec();
+    let id = result.cred_id().clone();
     for mut p in passkeys {
         match p.update_credential(result) {
             Some(true) => return Ok((id, Some(encode_credential(&p)))),

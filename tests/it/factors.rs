@@ -15,9 +15,10 @@ pub(crate) struct App(pub(crate) Vec<u8>);
 
 impl App {
     pub(crate) fn new(base32: &str) -> App {
-        App(totp_rs::Secret::Encoded(base32.to_string())
-            .to_bytes()
-            .unwrap())
+        App(totp_rs::Secret::try_from_base32(base32)
+            .unwrap()
+            .as_bytes()
+            .to_vec())
     }
 
     /// The code `steps` 30-second steps from now.
