@@ -258,7 +258,7 @@ fn redb_diagnostics(path: &Path, events: usize, sql_bytes: u64, rep: &mut Report
         ));
     }
     let t = Instant::now();
-    db.compact().expect("compact");
+    db.compact(redb::CompactionMode::Balanced).expect("compact");
     let took = t.elapsed();
     drop(db);
     let after = disk_bytes(path);
