@@ -11,5 +11,6 @@ pub mod jsonl;
 pub mod logging;
 pub mod retention;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod terminal;

@@ -418,25 +418,15 @@ fn serve(config: Config, ov: Overrides) -> anyhow::Result<()> {
 
 /// Completes at the first SIGINT or SIGTERM; a second one exits at once.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Ok(mut signals) = gatehouse::signals::StopSignals::install() else {
         tracing::error!("cannot install signal handlers; only the idle timeout stops the server");
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    signals.recv().await;
     tracing::info!("shutdown signal received; a second one exits at once");
     tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        signals.recv().await;
         eprintln!("second signal: exiting now");
         std::process::exit(130);
     });

@@ -95,10 +95,8 @@ fn append_frame(path: &Path, frame: &[u8]) -> Result<(), RetentionError> {
         let _ = f.set_len(len);
         return Err(archive_err(path, e));
     }
-    if !existed {
-        if let Some(dir) = path.parent() {
-            crate::store::sync_dir(dir).map_err(|e| archive_err(dir, e))?;
-        }
+    if !existed && let Some(dir) = path.parent() {
+        crate::store::sync_dir(dir).map_err(|e| archive_err(dir, e))?;
     }
     Ok(())
 }

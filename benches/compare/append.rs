@@ -210,7 +210,7 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &Path, rep: &mut Report) {
 /// against `ExclusiveWriter`, on raw redb with one small table: durable
 /// commits of one row, and read transactions that look up one key.
 pub fn redb_mode_diagnostics(dir: &Path, rep: &mut Report) {
-    use redb::{ConcurrencyMode, ReadableDatabase, TableDefinition};
+    use redb::{ConcurrencyMode, ReadableDatabase, ReadableTable, TableDefinition};
     const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
     progress("figures 1 and 4: redb SingleWriter vs ExclusiveWriter");
     let modes = [

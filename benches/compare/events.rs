@@ -55,7 +55,7 @@ pub fn figures(p: &Params, dir: &Path, rep: &mut Report, want: &dyn Fn(u8) -> bo
             js.append(&evs);
             js_fill += t.elapsed();
             have += n;
-            if have % 1_000_000 == 0 {
+            if have.is_multiple_of(1_000_000) {
                 progress(format!("  {} events", short(have)));
             }
         }
@@ -240,7 +240,7 @@ fn redb_diagnostics(path: &Path, events: usize, sql_bytes: u64, rep: &mut Report
         ));
     }
     let t = Instant::now();
-    db.compact().expect("compact");
+    db.compact(redb::CompactionMode::Balanced).expect("compact");
     let took = t.elapsed();
     drop(db);
     let after = disk_bytes(path);

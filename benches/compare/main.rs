@@ -186,7 +186,7 @@ fn main() {
 fn machine_facts() -> Vec<(String, String)> {
     let mut facts = machine::facts();
     facts.extend([
-        ("redb".into(), "4.6 (gatehouse store, 64 MiB cache)".into()),
+        ("redb".into(), "5.0 (gatehouse store, 64 MiB cache)".into()),
         (
             "SQLite".into(),
             format!("{} (rusqlite, bundled)", rusqlite::version()),

@@ -61,7 +61,7 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &Path, rep: &mut Report) {
         short(n_live)
     ));
     let is_live =
-        |i: usize| n_live > 0 && i % (total / n_live) == 0 && i / (total / n_live) < n_live;
+        |i: usize| n_live > 0 && i.is_multiple_of(total / n_live) && i / (total / n_live) < n_live;
     let mut gh_exp = Vec::with_capacity(n_exp);
     let mut gh_live = Vec::with_capacity(n_live);
     let mut sql_exp = Vec::with_capacity(n_exp);

@@ -47,10 +47,10 @@ async fn probe(
     let mut lat = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
-        if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), c.send(&req)).await {
-            if st == 200 {
-                lat.push(t.elapsed().as_micros() as u32);
-            }
+        if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), c.send(&req)).await
+            && st == 200
+        {
+            lat.push(t.elapsed().as_micros() as u32);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -216,13 +216,12 @@ pub async fn closed_load(
                 *by.entry(st).or_insert(0u64) += 1;
                 if st == 0 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                } else if let (Some(b), 429 | 503) = (backoff, st) {
-                    if tokio::time::timeout_at(deadline.into(), tokio::time::sleep(b))
+                } else if let (Some(b), 429 | 503) = (backoff, st)
+                    && tokio::time::timeout_at(deadline.into(), tokio::time::sleep(b))
                         .await
                         .is_err()
-                    {
-                        break;
-                    }
+                {
+                    break;
                 }
             }
             (lat, by)

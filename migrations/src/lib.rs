@@ -199,32 +199,10 @@ pub fn steps() -> impl Iterator<Item = (u32, &'static str)> {
 mod tests {
     use super::*;
 
-    fn temp_db() -> (tempfile_path::Dir, Database) {
-        let dir = tempfile_path::Dir::new();
-        let db = Database::create(dir.path.join("t.redb")).unwrap();
+    fn temp_db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
         (dir, db)
-    }
-
-    /// Minimal temp dir so the crate needs no dev-dependency.
-    mod tempfile_path {
-        pub struct Dir {
-            pub path: std::path::PathBuf,
-        }
-        impl Dir {
-            pub fn new() -> Self {
-                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("gatehouse-migrations-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&path).unwrap();
-                Dir { path }
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.path);
-            }
-        }
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub fn apply(tx: &WriteTransaction) -> Result<(), MigrationError> {
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
         let range = match after {
-            None => sessions.range::<[u8; 32]>(..)?,
+            None => sessions.range(..)?,
             Some(k) => {
                 sessions.range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))?
             }

@@ -138,7 +138,7 @@ fn flag_tokens(tx: &WriteTransaction) -> Result<(), MigrationError> {
     let mut after: Option<[u8; 32]> = None;
     loop {
         let range = match after {
-            None => tokens.range::<[u8; 32]>(..)?,
+            None => tokens.range(..)?,
             Some(k) => tokens.range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))?,
         };
         let mut chunk = Vec::with_capacity(CHUNK);

@@ -219,14 +219,15 @@ impl Rules {
             n += 1;
         }
         for (i, b) in host.bytes().enumerate() {
-            if b == b'.' && i > 0 {
-                if let Some(l) = self.by_suffix.get(&host[i..]) {
-                    if n == MAX_LISTS {
-                        return None;
-                    }
-                    lists[n] = l;
-                    n += 1;
+            if b == b'.'
+                && i > 0
+                && let Some(l) = self.by_suffix.get(&host[i..])
+            {
+                if n == MAX_LISTS {
+                    return None;
                 }
+                lists[n] = l;
+                n += 1;
             }
         }
         Some(Merge { lists, len: n })

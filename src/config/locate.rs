@@ -1,14 +1,17 @@
 //! Locating settings in the config text, so that every error names a line:
 //! the line of a validation error's field ([`field_line`]) and the line and
-//! column of a byte offset ([`line_col`], for TOML parse errors).
+//! column of a byte offset ([`line_col`], for TOML parse errors). Lines come
+//! from the spans of toml's own parse, so a setting is found however it is
+//! written: under a `[table]` header, as a dotted key, in an inline table,
+//! or as one element of an array spread over lines.
 
-use std::collections::HashMap;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
 
 /// Adds the line of the offending setting to a validation error, when the
-/// file holds that setting (best effort: `[table]` and `[[users]]` headers
-/// and `key = value` lines; dotted or inline keys are not found).
+/// file holds that setting.
 pub(super) fn locate(e: ConfigError, text: &str) -> ConfigError {
     match e {
         ConfigError::Invalid {
@@ -27,77 +30,37 @@ pub(super) fn locate(e: ConfigError, text: &str) -> ConfigError {
 }
 
 /// 1-based line of setting `field` (`bind`, `session.idle_secs`,
-/// `trusted_proxies[2]`, `users[1].name`, or a whole table such as `argon2`).
+/// `trusted_proxies[2]`, `users[1].name`, or a whole table such as
+/// `argon2`): the line of its key, or for an element of an array, of the
+/// element. `None` when the file does not hold it (a default, or text that
+/// does not parse).
 pub fn field_line(text: &str, field: &str) -> Option<usize> {
-    // Split the field into a table (with the index of a `[[users]]` entry)
-    // and a key.
-    let (table, index, key) = match field.split_once('.') {
-        Some((t, k)) => match t.split_once('[') {
-            Some((t, i)) => (
-                Some(t),
-                i.trim_end_matches(']').parse::<usize>().ok(),
-                Some(k),
-            ),
-            None => (Some(t), None, Some(k)),
-        },
-        None => {
-            let key = field.split('[').next().unwrap_or(field);
-            if text.lines().any(|l| header(l) == Some(key)) {
-                (Some(key), None, None)
-            } else {
-                (None, None, Some(key))
-            }
+    let doc = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = doc.get_ref();
+    let mut current: Option<&Spanned<DeValue<'_>>> = None;
+    let mut at = None;
+    for segment in field.split('.') {
+        let (name, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+        if let Some(v) = current {
+            table = v.get_ref().as_table()?;
         }
-    };
-    let mut current: Option<&str> = None;
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut current_index = 0;
-    for (n, l) in text.lines().enumerate() {
-        if let Some(h) = header(l) {
-            current = Some(h);
-            let c = seen.entry(h).or_insert(0);
-            current_index = *c;
-            *c += 1;
-            if key.is_none() && Some(h) == table {
-                return Some(n + 1);
-            }
-            continue;
+        let (key, mut value) = table.get_key_value(name)?;
+        at = Some(key.span().start);
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let i: usize = index.strip_suffix(']')?.parse().ok()?;
+            value = value.get_ref().as_array()?.get(i)?;
+            at = Some(value.span().start);
         }
-        let Some(key) = key else { continue };
-        if current != table || index.is_some_and(|i| i != current_index) {
-            continue;
-        }
-        let t = l.trim_start();
-        if let Some(rest) = t.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-        {
-            return Some(n + 1);
-        }
+        current = Some(value);
     }
-    None
+    at.map(|a| line_col(text, a).0)
 }
 
-/// 1-based line of the header of the `index`-th (0-based) `[[table]]`
-/// entry, for naming a rule by its place in the file.
+/// 1-based line of the `index`-th (0-based) entry of the array of tables
+/// `table` (its `[[table]]` header), for naming a rule by its place in the
+/// file.
 pub fn table_line(text: &str, table: &str, index: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim();
-            t.starts_with("[[") && header(l) == Some(table)
-        })
-        .nth(index)
-        .map(|(n, _)| n + 1)
-}
-
-/// The table name of a `[table]` or `[[table]]` header line.
-fn header(line: &str) -> Option<&str> {
-    let t = line.trim();
-    let t = t.split('#').next().unwrap_or(t).trim();
-    let inner = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
-    inner
-        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
-        .map(str::trim)
+    field_line(text, &format!("{table}[{index}]"))
 }
 
 /// 1-based line and column of byte offset `at` in `text`. Works on bytes, so

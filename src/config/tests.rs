@@ -41,6 +41,84 @@ fn validation_errors_name_the_line() {
     );
 }
 
+/// A setting is found however it is written: a dotted key, an inline
+/// table, one element of an array spread over lines, an inline array of
+/// tables.
+#[test]
+fn validation_errors_name_the_line_of_dotted_inline_and_spread_settings() {
+    for (text, field, line) in [
+        (
+            "metrics = true
+session.idle_secs = 0
+",
+            "session.idle_secs",
+            2,
+        ),
+        (
+            "metrics = true
+
+session = { max_per_user = 3, idle_secs = 0 }
+",
+            "session.idle_secs",
+            3,
+        ),
+        (
+            "[session]
+max_per_user = 3
+
+[regulation]
+window_secs = 0
+",
+            "regulation.window_secs",
+            5,
+        ),
+        (
+            "trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"nope\",\n]\n",
+            "trusted_proxies[1]",
+            3,
+        ),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("g.toml:{line}: invalid setting `{field}`")),
+            "{text:?}: {e}"
+        );
+    }
+    let users = format!(
+        "users = [\n  {{ name = \"a\", password_hash = \"{HASH}\" }},\n  \
+         {{ name = \"b c\", password_hash = \"{HASH}\" }},\n]\n"
+    );
+    let e = load_text(&users).unwrap_err().to_string();
+    assert!(
+        e.starts_with("g.toml:3: invalid setting `users[1].name`"),
+        "{e}"
+    );
+    assert_eq!(table_line(&users, "users", 1), Some(3));
+    let rules =
+        "metrics = true\n\n[[rules]]\npolicy = \"deny\"\n\n[[rules]]\npolicy = \"bypass\"\n";
+    assert_eq!(table_line(rules, "rules", 0), Some(3));
+    assert_eq!(table_line(rules, "rules", 1), Some(6));
+    assert_eq!(table_line(rules, "rules", 2), None);
+}
+
+/// Parse errors name the line and column toml points at.
+#[test]
+fn parse_errors_name_line_and_column() {
+    for (text, at) in [
+        (
+            "bind = \"127.0.0.1:1\"\n[session]\nidle_secs = \"soon\"\n",
+            "g.toml:3:13:",
+        ),
+        ("metrics = true\nmetrics = false\n", "g.toml:2:1:"),
+        ("[session]\nidle_secs = = 3\n", "g.toml:2:13:"),
+        ("metrics = true\n[session\n", "g.toml:2:9:"),
+        ("no_such_setting = 1\n", "g.toml:1:1:"),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(e.starts_with(at), "{text:?}: {e}");
+    }
+}
+
 #[test]
 fn empty_file_gives_defaults() {
     let c = load_text("").unwrap();

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Longest `Authorization` value looked at.
@@ -106,7 +106,7 @@ impl BasicCache {
     }
 
     fn tag(&self, user: &str, secret: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
         mac.update(&(user.len() as u64).to_be_bytes());
         mac.update(user.as_bytes());
         mac.update(secret.as_bytes());

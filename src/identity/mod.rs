@@ -9,5 +9,7 @@ pub mod basic;
 pub mod recovery;
 pub mod secret_box;
 pub mod signin;
+#[cfg(feature = "test-util")]
+pub mod soft_passkey;
 pub mod totp;
 pub mod webauthn;

@@ -119,7 +119,7 @@ impl SecretBox {
         let sealed = self
             .cipher
             .encrypt(
-                XNonce::from_slice(&nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: secret,
                     aad: &aad,
@@ -146,7 +146,7 @@ impl SecretBox {
         let aad = aad(purpose, user);
         self.cipher
             .decrypt(
-                XNonce::from_slice(&sealed[1..1 + NONCE]),
+                &XNonce::try_from(&sealed[1..1 + NONCE]).expect("checked length"),
                 Payload {
                     msg: &sealed[1 + NONCE..],
                     aad: &aad,

@@ -31,9 +31,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn,
-    WebauthnBuilder,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 /// Why a passkey operation failed. The messages are safe to show: they
@@ -168,8 +167,7 @@ impl Passkeys {
         display: &str,
         existing: &[Vec<u8>],
     ) -> Result<(serde_json::Value, Vec<u8>), WebAuthnError> {
-        let exclude =
-            (!existing.is_empty()).then(|| existing.iter().map(|id| id.clone().into()).collect());
+        let exclude = (!existing.is_empty()).then(|| existing.to_vec());
         let (options, state) = self
             .webauthn
             .start_passkey_registration(user_handle(user), user, display, exclude)
@@ -209,7 +207,7 @@ impl Passkeys {
                 tracing::debug!(error = %e, "passkey registration refused");
                 WebAuthnError::Rejected
             })?;
-        let id = passkey.cred_id().as_ref().to_vec();
+        let id = passkey.cred_id().clone();
         Ok((id, encode_credential(&passkey)))
     }
 
@@ -303,7 +301,7 @@ impl Passkeys {
         let state: DiscoverableAuthentication = self.open(Ceremony::Discoverable, state)?;
         let response: PublicKeyCredential =
             serde_json::from_value(response.clone()).map_err(|_| WebAuthnError::Malformed)?;
-        let (handle, _) = self
+        let (handle, id) = self
             .webauthn
             .identify_discoverable_authentication(&response)
             .map_err(|_| WebAuthnError::Rejected)?;
@@ -311,13 +309,14 @@ impl Passkeys {
             return Err(WebAuthnError::Rejected);
         }
         let passkeys = decode_credentials(credentials)?;
-        if passkeys.is_empty() {
-            return Err(WebAuthnError::Rejected);
-        }
-        let keys: Vec<DiscoverableKey> = passkeys.iter().map(DiscoverableKey::from).collect();
+        // The one credential the answer names, among the user's.
+        let key = passkeys
+            .iter()
+            .find(|p| p.cred_id().as_slice() == id)
+            .ok_or(WebAuthnError::Rejected)?;
         let result = self
             .webauthn
-            .finish_discoverable_authentication(&response, state, &keys)
+            .finish_discoverable_authentication_v2(&response, state, key)
             .map_err(|e| {
                 tracing::debug!(error = %e, "discoverable passkey refused");
                 WebAuthnError::Rejected
@@ -363,7 +362,7 @@ fn updated(
     passkeys: Vec<Passkey>,
     result: &webauthn_rs::prelude::AuthenticationResult,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), WebAuthnError> {
-    let id = result.cred_id().as_ref().to_vec();
+    let id = result.cred_id().clone();
     for mut p in passkeys {
         match p.update_credential(result) {
             Some(true) => return Ok((id, Some(encode_credential(&p)))),
@@ -601,5 +600,123 @@ mod tests {
             p.finish_discoverable(&state, &a, "alice", &[]).unwrap_err(),
             WebAuthnError::Rejected
         );
+    }
+}
+
+/// The ceremonies end to end with a software authenticator, and the
+/// checked-in passkey fixture (`tests/fixtures/factors/`): a credential
+/// stored by an earlier build must keep verifying.
+#[cfg(test)]
+mod ceremony_tests {
+    use super::*;
+    use crate::identity::soft_passkey::SoftPasskey;
+
+    const ORIGIN: &str = "http://localhost:8080";
+
+    fn pk() -> Passkeys {
+        Passkeys::new(&Url::parse(ORIGIN).unwrap()).unwrap()
+    }
+
+    /// Registers a new soft passkey for alice; returns it and the stored bytes.
+    fn registered(p: &Passkeys) -> (SoftPasskey, Vec<u8>) {
+        let mut soft = SoftPasskey::generate();
+        let (options, state) = p.start_registration("alice", "Alice", &[]).unwrap();
+        let answer = soft.register(&options, ORIGIN);
+        let (id, credential) = p.finish_registration(&state, &answer).unwrap();
+        assert_eq!(id, soft.credential_id());
+        assert_eq!(soft.user_handle(), user_handle("alice").as_bytes());
+        (soft, credential)
+    }
+
+    #[test]
+    fn a_passkey_registers_then_signs_in_as_second_step_and_alone() {
+        let p = pk();
+        let (mut soft, stored) = registered(&p);
+        // The second step after a password.
+        let (options, state) = p
+            .start_authentication(std::slice::from_ref(&stored))
+            .unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (id, updated) = p
+            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
+            .unwrap();
+        assert_eq!(id, soft.credential_id());
+        let stored = updated.expect("the counter moved");
+        // Alone, with the updated credential.
+        let (options, state) = p.start_discoverable().unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        assert_eq!(
+            Passkeys::credential_id_of(&answer).as_deref(),
+            Some(soft.credential_id())
+        );
+        let (_, updated) = p
+            .finish_discoverable(&state, &answer, "alice", std::slice::from_ref(&stored))
+            .unwrap();
+        assert!(updated.is_some());
+        // Not for bob, and not replayed.
+        let (_, state) = p.start_discoverable().unwrap();
+        assert_eq!(
+            p.finish_discoverable(&state, &answer, "bob", std::slice::from_ref(&stored))
+                .unwrap_err(),
+            WebAuthnError::Rejected
+        );
+        let (_, state) = p.start_discoverable().unwrap();
+        assert_eq!(
+            p.finish_discoverable(&state, &answer, "alice", &[stored])
+                .unwrap_err(),
+            WebAuthnError::Rejected
+        );
+    }
+
+    /// The passkey of `tests/fixtures/factors/facts.json`, stored by an
+    /// earlier build (webauthn-rs 0.5's serialised `Passkey`), still loads,
+    /// verifies an assertion as a second step and alone, and is rewritten in
+    /// a form that keeps verifying.
+    #[test]
+    fn a_passkey_stored_by_an_earlier_build_still_verifies() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/factors/facts.json"
+        );
+        let facts: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let f = &facts["passkey"];
+        let bytes = |k: &str| B64U.decode(f[k].as_str().unwrap()).unwrap();
+        let counter = f["counter"].as_u64().unwrap() as u32;
+        let mut soft = SoftPasskey::from_parts(
+            &bytes("secret"),
+            bytes("credential_id"),
+            bytes("user_handle"),
+            counter,
+        )
+        .unwrap();
+        let stored = f["stored"].as_str().unwrap().as_bytes().to_vec();
+        let p = pk();
+        let (options, state) = p
+            .start_authentication(std::slice::from_ref(&stored))
+            .unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (id, updated) = p
+            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
+            .unwrap();
+        assert_eq!(id, soft.credential_id());
+        let rewritten = updated.expect("the counter moved");
+        // The same answer to another challenge is refused.
+        let (_, state) = p
+            .start_authentication(std::slice::from_ref(&rewritten))
+            .unwrap();
+        assert!(
+            p.finish_authentication(&state, &answer, std::slice::from_ref(&rewritten))
+                .is_err()
+        );
+        // Alone, with the credential as this build rewrote it.
+        let (options, state) = p.start_discoverable().unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (_, again) = p
+            .finish_discoverable(&state, &answer, "alice", &[rewritten])
+            .unwrap();
+        assert!(again.is_some());
     }
 }

@@ -472,10 +472,10 @@ fn not_signed_in(
         let mut r = ApiError::unauthorized().into_response();
         // Only when the proxy said where the browser was going: an
         // anonymous check without it stays as cheap as before.
-        if let Some(rd) = return_url(state, headers, orig) {
-            if let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd))) {
-                r.headers_mut().insert(LOGIN_URL_HEADER, v);
-            }
+        if let Some(rd) = return_url(state, headers, orig)
+            && let Ok(v) = HeaderValue::from_str(&login_url(state, Some(&rd)))
+        {
+            r.headers_mut().insert(LOGIN_URL_HEADER, v);
         }
         // nginx and Caddy pass the challenge on with the 401.
         if !browser {

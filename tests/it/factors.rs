@@ -11,13 +11,14 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// An authenticator app: the secret from enrollment, codes at any time.
-pub(crate) struct App(Vec<u8>);
+pub(crate) struct App(pub(crate) Vec<u8>);
 
 impl App {
     pub(crate) fn new(base32: &str) -> App {
-        App(totp_rs::Secret::Encoded(base32.to_string())
-            .to_bytes()
-            .unwrap())
+        App(totp_rs::Secret::try_from_base32(base32)
+            .unwrap()
+            .as_bytes()
+            .to_vec())
     }
 
     /// The code `steps` 30-second steps from now.
@@ -54,11 +55,16 @@ pub(crate) async fn post(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn sign_in(c: &reqwest::Client, s: &TestServer, user: &str, pw: &str) -> (StatusCode, Value) {
+pub(crate) async fn sign_in(
+    c: &reqwest::Client,
+    s: &TestServer,
+    user: &str,
+    pw: &str,
+) -> (StatusCode, Value) {
     post(c, s, "/login", json!({"username": user, "password": pw})).await
 }
 
-async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> StatusCode {
+pub(crate) async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> StatusCode {
     let mut r = c.get(s.at("/auth/verify"));
     if let Some(u) = url {
         r = forwarded(r, "GET", u);
@@ -728,7 +734,7 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
 
 /// `POST` to a passkey endpoint as the page's script does, on `localhost`
 /// (passkeys need it, or an https public origin).
-async fn passkey_post(
+pub(crate) async fn passkey_post(
     c: &reqwest::Client,
     s: &TestServer,
     path: &str,

@@ -16,6 +16,7 @@ mod disk_full;
 mod enrollment;
 mod factors;
 mod fail2ban;
+mod fixtures;
 mod floods;
 mod flow;
 mod harness;

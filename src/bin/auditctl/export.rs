@@ -95,17 +95,10 @@ fn watch_signals() -> Arc<AtomicBool> {
             .name("signals".into())
             .spawn(move || {
                 rt.block_on(async {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let (Ok(mut int), Ok(mut term)) = (
-                        signal(SignalKind::interrupt()),
-                        signal(SignalKind::terminate()),
-                    ) else {
+                    let Ok(mut signals) = gatehouse::signals::StopSignals::install() else {
                         return;
                     };
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
+                    signals.recv().await;
                     set.store(true, Ordering::Relaxed);
                 })
             });

@@ -5,9 +5,9 @@
 use std::io::{BufWriter, Write};
 use std::time::Duration;
 
+use gatehouse::signals::StopSignals;
 use gatehouse::store::{AuditStore, Backend, Event, EventFilter, EventId, StoreCheck};
 use jiff::tz::TimeZone;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Status;
 use crate::cli::TailArgs;
@@ -95,14 +95,12 @@ fn follow(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     crate::wait(async {
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
+        let mut signals = StopSignals::install()?;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                _ = int.recv() => break,
-                _ = term.recv() => break,
+                _ = signals.recv() => break,
                 _ = tick.tick() => {
                     loop {
                         let batch = store.events_after(after, STEP).await?;

@@ -71,15 +71,16 @@ pub fn parse_time(s: &str, now: Timestamp, tz: &TimeZone) -> Result<u64, TimeSpe
     if t == "now" {
         return micros(now, s);
     }
-    if t.starts_with(|c: char| c.is_ascii_digit()) && t.ends_with(['s', 'm', 'h', 'd', 'w']) {
-        if let Ok(span) = parse_span(t) {
-            let secs = i64::try_from(span.as_secs()).map_err(|_| TimeSpecError::Range(s.into()))?;
-            let ts = jiff::SignedDuration::from_secs(secs);
-            let back = now
-                .checked_sub(ts)
-                .map_err(|_| TimeSpecError::Range(s.to_string()))?;
-            return micros(back, s);
-        }
+    if t.starts_with(|c: char| c.is_ascii_digit())
+        && t.ends_with(['s', 'm', 'h', 'd', 'w'])
+        && let Ok(span) = parse_span(t)
+    {
+        let secs = i64::try_from(span.as_secs()).map_err(|_| TimeSpecError::Range(s.into()))?;
+        let ts = jiff::SignedDuration::from_secs(secs);
+        let back = now
+            .checked_sub(ts)
+            .map_err(|_| TimeSpecError::Range(s.to_string()))?;
+        return micros(back, s);
     }
     if let Ok(ts) = t.parse::<Timestamp>() {
         return micros(ts, s);

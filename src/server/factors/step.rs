@@ -128,10 +128,10 @@ pub async fn page(
         Ok(None) => return expired_page(&rd),
         Err(e) => return e.into_response(),
     };
-    if let Stepper::Pending(_, p) = &who {
-        if p.enroll {
-            return super::see_other(&next_page(true, &rd));
-        }
+    if let Stepper::Pending(_, p) = &who
+        && p.enroll
+    {
+        return super::see_other(&next_page(true, &rd));
     }
     let set = match factors_of(&state, who.user()).await {
         Ok(s) => s,

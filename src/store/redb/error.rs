@@ -27,9 +27,11 @@ pub(super) fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
 impl From<redb::StorageError> for StoreError {
     fn from(e: redb::StorageError) -> Self {
         match e {
-            redb::StorageError::Io(_) | redb::StorageError::PreviousIo => {
-                StoreError::Io(e.to_string())
-            }
+            // `Backend`: a storage backend's failure that is not an
+            // `io::Error` (none of ours): a failing device all the same.
+            redb::StorageError::Io(_)
+            | redb::StorageError::Backend(_)
+            | redb::StorageError::PreviousIo => StoreError::Io(e.to_string()),
             other => StoreError::Storage(other.to_string()),
         }
     }
@@ -59,7 +61,9 @@ storage_from!(
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
         match e {
-            redb::Error::Io(_) | redb::Error::PreviousIo => StoreError::Io(e.to_string()),
+            redb::Error::Io(_) | redb::Error::Backend(_) | redb::Error::PreviousIo => {
+                StoreError::Io(e.to_string())
+            }
             other => StoreError::Storage(other.to_string()),
         }
     }

@@ -102,37 +102,37 @@ impl CountdownBackend {
             .truncate(false)
             .open(path)?;
         Ok(CountdownBackend {
-            inner: FileBackend::new(file)?,
+            inner: FileBackend::new(file),
             faults,
         })
     }
 }
 
 impl StorageBackend for CountdownBackend {
-    fn len(&self) -> io::Result<u64> {
+    fn len(&self) -> Result<u64, BackendError> {
         self.inner.len()
     }
 
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), BackendError> {
         self.inner.read(offset, out)
     }
 
-    fn set_len(&self, len: u64) -> io::Result<()> {
+    fn set_len(&self, len: u64) -> Result<(), BackendError> {
         self.faults.tick()?;
         self.inner.set_len(len)
     }
 
-    fn sync_data(&self) -> io::Result<()> {
+    fn sync_data(&self) -> Result<(), BackendError> {
         self.faults.tick()?;
         self.inner.sync_data()
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendError> {
         self.faults.tick()?;
         self.inner.write(offset, data)
     }
 
-    fn close(&self) -> io::Result<()> {
+    fn close(&self) -> Result<(), BackendError> {
         self.inner.close()
     }
 

@@ -32,7 +32,10 @@ async fn wait_for(tab: &Tab, js: &str) {
 /// The TOTP code for `secret` (base32, spaces allowed) `steps` from now.
 fn code(secret: &str, steps: i64) -> String {
     let secret: String = secret.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    let bytes = totp_rs::Secret::try_from_base32(secret)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
     let now = gatehouse::store::now_ms() / 1000;
     gatehouse::identity::totp::TotpSecret::from_bytes(bytes)
         .unwrap()
