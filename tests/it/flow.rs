@@ -148,7 +148,7 @@ async fn login_verify_list_revoke_logout() {
     // The HTML page lists the session.
     let page = c.get(s.at("/sessions")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("this session"));
+    assert!(page.text().await.unwrap().contains("This session"));
 
     // Logout.
     let r = c.post(s.at("/logout")).send().await.unwrap();
