@@ -129,6 +129,57 @@ fn ip_nets_match() {
     assert!(IpNet::parse("x").is_none());
 }
 
+/// An IPv4-mapped block names IPv4 clients, which arrive as IPv4 whichever
+/// socket family carried them: it matches them, in `trusted_proxies` and in
+/// a rule's `networks` alike.
+#[test]
+fn ipv4_mapped_blocks_match_ipv4_clients() {
+    let n = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
+    assert_eq!(n, IpNet::parse("10.0.0.0/8").unwrap());
+    assert!(n.contains("10.1.2.3".parse().unwrap()));
+    assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!n.contains("11.0.0.1".parse().unwrap()));
+    let one = IpNet::parse("::ffff:192.0.2.7").unwrap();
+    assert!(one.contains("192.0.2.7".parse().unwrap()));
+    assert!(!one.contains("192.0.2.8".parse().unwrap()));
+    // Plain IPv6 blocks stay IPv6 only.
+    assert!(
+        !IpNet::parse("::/0")
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap())
+    );
+
+    let c = load_text("trusted_proxies = [\"::ffff:10.0.0.0/104\"]\n").unwrap();
+    assert!(c.is_trusted_proxy("10.9.8.7".parse().unwrap()));
+    let rules = "[[rules]]\nnetworks = [\"::ffff:10.0.0.0/104\"]\npolicy = \"deny\"\n";
+    let c = load_text(rules).unwrap();
+    let req = crate::access::Request {
+        host: "app.example.com",
+        path: "/",
+        method: "GET",
+        ip: Some("10.1.2.3".parse().unwrap()),
+    };
+    let (d, _) = c
+        .policy()
+        .rules()
+        .explain(&req, &crate::access::Subject::ANONYMOUS);
+    assert_eq!(d.rule, Some(0), "{d:?}");
+
+    // A mapped block wider than the mapped range cannot be meant: refused,
+    // naming the field and what to write.
+    let e = load_text("trusted_proxies = [\"::ffff:10.0.0.0/64\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:1: invalid setting `trusted_proxies[0]`") && e.contains("10.0.0.0/8"),
+        "{e}"
+    );
+    let e = load_text("[[rules]]\nnetworks = [\"::ffff:0:0/80\"]\npolicy = \"deny\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rules[0].networks") && e.contains("/96"), "{e}");
+}
+
 #[test]
 fn append_user_round_trips() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,12 +51,10 @@ impl Config {
         };
         let mut trusted = Vec::new();
         for (i, s) in file.trusted_proxies.iter().enumerate() {
-            trusted.push(IpNet::parse(s).ok_or_else(|| {
-                invalid(
-                    &format!("trusted_proxies[{i}]"),
-                    format!("{s:?} is not an IP address or CIDR block"),
-                )
-            })?);
+            trusted.push(
+                IpNet::parse_explained(s)
+                    .map_err(|reason| invalid(&format!("trusted_proxies[{i}]"), reason))?,
+            );
         }
         if file.cookie_name.is_empty()
             || !file
