@@ -330,9 +330,9 @@ fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("user", name)
         .finish();
-    if let Some((code, body)) = admin::request(&config.data_dir, "POST", &format!("{path}?{q}"))? {
-        print!("{body}");
-        return admin_status(code);
+    if let Some(reply) = admin::request(&config.data_dir, "POST", &format!("{path}?{q}"))? {
+        print!("{}", reply.into_result()?);
+        return Ok(());
     }
     // No server runs: the file is changed directly.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -452,9 +452,9 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match command {
         BansCommand::List => {
-            if let Some((code, body)) = admin::request(&config.data_dir, "GET", "/bans")? {
-                print!("{body}");
-                return admin_status(code);
+            if let Some(reply) = admin::request(&config.data_dir, "GET", "/bans")? {
+                print!("{}", reply.into_result()?);
+                return Ok(());
             }
             let backend = Backend::open_read_only(&store)?;
             let bans = rt.block_on(backend.bans(now_ms()))?;
@@ -474,11 +474,11 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
             let q = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair(query.0, &query.1)
                 .finish();
-            if let Some((code, body)) =
+            if let Some(reply) =
                 admin::request(&config.data_dir, "POST", &format!("/bans/lift?{q}"))?
             {
-                print!("{body}");
-                return admin_status(code);
+                print!("{}", reply.into_result()?);
+                return Ok(());
             }
             let (backend, task) = Backend::open(&store)?;
             let actor = std::env::var("USER").ok();
@@ -497,13 +497,5 @@ fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-fn admin_status(code: u16) -> anyhow::Result<()> {
-    if (200..300).contains(&code) {
-        Ok(())
-    } else {
-        bail!("the server answered {code}")
     }
 }

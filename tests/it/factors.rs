@@ -571,11 +571,11 @@ async fn an_administrator_resets_a_lost_factor_through_the_socket() {
     .unwrap()
     .unwrap()
     .expect("the server's admin socket answers");
-    assert_eq!(out.0, 200, "{}", out.1);
+    assert_eq!(out.status, 200, "{}", out.body);
     assert!(
-        out.1.contains("removed every second factor of bob"),
+        out.body.contains("removed every second factor of bob"),
         "{}",
-        out.1
+        out.body
     );
     assert_factors_were_reset(&s, "admin-socket").await;
     s.stop().await;
