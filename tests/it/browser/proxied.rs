@@ -113,6 +113,7 @@ async fn a_refused_user_sees_the_403_page_and_can_sign_out() {
         text.contains("No access") && text.contains("signed in as bob"),
         "{text}"
     );
+    assert!(text.contains("may not open /admin on 127.0.0.1."), "{text}");
     // Styled from gatehouse's origin under the page's own policy.
     let styled = tab
         .eval("getComputedStyle(document.querySelector('.card')).borderRadius")
