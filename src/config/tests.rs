@@ -235,6 +235,78 @@ fn cookie_name_prefix_and_secure_default() {
     assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
 }
 
+/// A `cookie_domain` browsers drop makes every sign-in loop back to the
+/// sign-in page without an error anywhere: refused at start, naming the
+/// field and what to set instead.
+#[test]
+fn a_cookie_domain_browsers_drop_is_refused() {
+    let with = |origin: &str, domain: &str| {
+        load_text(&format!(
+            "public_origin = \"{origin}\"\ncookie_domain = \"{domain}\"\n"
+        ))
+    };
+    // One label: `localhost` (the attempt that looped), or a top-level domain.
+    let e = with("http://auth.localhost:8080", "localhost")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `cookie_domain`: \"localhost\" is a single label"),
+        "{e}"
+    );
+    assert!(e.contains("gh.localhost"), "{e}");
+    let e = with("https://auth.example.com", "com")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("single label") && e.contains("set it to \"example.com\""),
+        "{e}"
+    );
+    let e = load_text("cookie_domain = \"localhost\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`cookie_domain`") && e.contains("single label"),
+        "{e}"
+    );
+    // Not a parent of the public origin's host.
+    let e = with("https://auth.example.com", "example.org")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `cookie_domain`")
+            && e.contains("does not cover public_origin's host \"auth.example.com\"")
+            && e.contains("set it to \"example.com\""),
+        "{e}"
+    );
+    let e = with("https://notexample.com", "example.com")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not cover"), "{e}");
+    let e = with("http://127.0.0.1:8080", "example.com")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("an IP address"), "{e}");
+    // Not a domain name at all.
+    for bad in ["a..b", "-a.b", "a_b.c", "", "0.0.1", "127.0.0.1"] {
+        let e = with("https://auth.example.com", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`cookie_domain`"), "{bad}: {e}");
+    }
+    // What works: a parent of the host (any case, a leading dot ignored),
+    // the host itself, three-label local names, and no public origin.
+    for (origin, domain) in [
+        ("https://auth.example.com", "example.com"),
+        ("https://auth.example.com", "Example.COM"),
+        ("https://auth.example.com", ".example.com"),
+        ("https://auth.example.com", "auth.example.com"),
+        ("http://auth.gh.localhost:8080", "gh.localhost"),
+    ] {
+        assert!(with(origin, domain).is_ok(), "{origin} {domain}");
+    }
+    assert!(load_text("cookie_domain = \"example.com\"").is_ok());
+}
+
 #[test]
 fn hsts_only_with_an_https_public_origin() {
     assert_eq!(load_text("").unwrap().hsts, None);
