@@ -258,7 +258,14 @@ impl Config {
         let https = public_origin
             .as_ref()
             .is_some_and(|u| u.scheme() == "https");
+        let mut restart_settings = file.restart_settings();
+        // The data dir in force, wherever it was named.
+        restart_settings.insert(
+            "data_dir".into(),
+            format!("{:?}", data_dir.display().to_string()),
+        );
         Ok(Config {
+            restart_settings,
             cookie: CookieConfig::new(&file, https),
             hsts: hsts_value(&file.hsts, https),
             session: SessionConfig::from(&file.session),

@@ -5,6 +5,8 @@
 //!
 //! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`,
 //! `POST /users/revoke-tokens?user=U` (ends every access token of a user),
+//! `POST /config/reload` (re-reads the users and rules, as SIGHUP does, and
+//! says what it read and which changed settings wait for a restart),
 //! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
 //! `backup.created` event for a snapshot `auditctl backup` just took).
 
@@ -75,11 +77,19 @@ pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
 /// Serves admin requests until `stop` changes, then removes the socket file.
 pub async fn serve(
     state: AppState,
+    reloader: super::Reloader,
     listener: UnixListener,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     let router = Router::new()
+        .route(
+            "/config/reload",
+            post(move || {
+                let reloader = reloader.clone();
+                async move { reload(&reloader).await }
+            }),
+        )
         .route("/bans", get(list))
         .route("/bans/lift", post(lift))
         .route("/users/reset-second-factor", post(reset_second_factor))
@@ -112,6 +122,18 @@ pub async fn serve(
     conns.abort_all();
     while conns.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&path);
+}
+
+/// `POST /config/reload`: what the reload read, or why it failed (the
+/// previous users and rules then stay).
+async fn reload(reloader: &super::Reloader) -> (StatusCode, String) {
+    match reloader.reload().await {
+        Ok(done) => (StatusCode::OK, done.to_string()),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload failed, the previous users and rules stay: {e}\n"),
+        ),
+    }
 }
 
 async fn list(State(state): State<AppState>) -> (StatusCode, String) {

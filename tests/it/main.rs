@@ -28,3 +28,4 @@ mod proxy;
 mod regulation;
 mod signals;
 mod steering;
+mod users_cli;
