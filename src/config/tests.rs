@@ -307,6 +307,37 @@ fn a_cookie_domain_browsers_drop_is_refused() {
     assert!(load_text("cookie_domain = \"example.com\"").is_ok());
 }
 
+/// A reload swaps users and rules; every other setting that changed is
+/// named by its file key, and nothing else is.
+#[test]
+fn restart_changes_name_each_changed_setting() {
+    let user = format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n");
+    let old = load_text(&format!(
+        "metrics = true\n[session]\nidle_secs = 60\n{user}"
+    ))
+    .unwrap();
+    let same = load_text(
+        "metrics = true\n[session]\nidle_secs = 60\n[[rules]]\npolicy = \"deny\"\n\
+         [access]\ndefault_policy = \"deny\"\n",
+    )
+    .unwrap();
+    assert_eq!(old.restart_changes(&same), Vec::<String>::new());
+    let new = load_text(&format!(
+        "metrics = false\ntrusted_proxies = [\"10.0.0.1\"]\n[session]\nidle_secs = 90\n\
+         [access]\nforwarded_headers = \"x-original\"\n{user}"
+    ))
+    .unwrap();
+    assert_eq!(
+        old.restart_changes(&new),
+        [
+            "access.forwarded_headers",
+            "metrics",
+            "session.idle_secs",
+            "trusted_proxies"
+        ]
+    );
+}
+
 #[test]
 fn hsts_only_with_an_https_public_origin() {
     assert_eq!(load_text("").unwrap().hsts, None);
