@@ -280,10 +280,7 @@ fn compile_one(index: usize, spec: &RuleSpec) -> Result<Rule, RuleError> {
         None => None,
         Some(n) => Some(
             n.iter()
-                .map(|s| {
-                    IpNet::parse(s)
-                        .ok_or_else(|| err("networks", format!("{s:?} is not an IP or CIDR block")))
-                })
+                .map(|s| IpNet::parse_explained(s).map_err(|reason| err("networks", reason)))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };

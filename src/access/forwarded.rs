@@ -26,7 +26,7 @@ use super::Request;
 use super::normalize::{self, Refusal};
 
 /// Which headers carry the original request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Family {
     /// `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` (`-Port`).
     #[default]

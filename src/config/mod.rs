@@ -37,7 +37,7 @@ pub use schema::{
     SecondFactorSettings, SessionSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
-pub use write::append_user;
+pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};
 
 use locate::{line_col, locate};
 
@@ -137,6 +137,9 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// See [`Config::policy`].
     policy: Arc<Policy>,
+    /// Every setting read only at start, by file key (see
+    /// [`FileConfig::restart_settings`]), for [`Config::restart_changes`].
+    restart_settings: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -144,20 +147,34 @@ impl Config {
     /// applies the overrides and validates the result. A missing file at the
     /// default location is the same as an empty file.
     pub fn load(ov: &Overrides) -> Result<Config, ConfigError> {
+        let (path, text) = Config::read(ov)?;
+        Config::load_text(ov, path, &text)
+    }
+
+    /// The config file named by `ov` and its text: empty when the file is
+    /// missing at the default location (the same as an empty file).
+    pub fn read(ov: &Overrides) -> Result<(PathBuf, String), ConfigError> {
         let (path, explicit) = ov.config_file();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        };
-        let mut file = parse_file(&path, &text)?;
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok((path, t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok((path, String::new()))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// [`Config::load`] of `text` as the file at `path` would hold it: how
+    /// an edit is checked before it is written.
+    pub fn load_text(ov: &Overrides, path: PathBuf, text: &str) -> Result<Config, ConfigError> {
+        let mut file = parse_file(&path, text)?;
         // Values from flags and the environment are not in the file: a
         // validation error about them names no line.
         let overridden = ov.apply(&mut file);
         let data_dir = ov.data_dir(&file);
         Config::from_file(path, data_dir, file).map_err(|e| match &e {
             ConfigError::Invalid { field, .. } if overridden.contains(&field.as_str()) => e,
-            _ => locate(e, &text),
+            _ => locate(e, text),
         })
     }
 
@@ -166,6 +183,22 @@ impl Config {
     /// is `AppState::policy`, never this.
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
+    }
+
+    /// The settings that differ in `newer` and take effect only at the
+    /// next start (a reload swaps only the users and the rules), by file
+    /// key: `metrics`, `session.idle_secs`, ...
+    pub fn restart_changes(&self, newer: &Config) -> Vec<String> {
+        let (old, new) = (&self.restart_settings, &newer.restart_settings);
+        let mut keys: Vec<String> = old
+            .iter()
+            .filter(|(k, v)| new.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .chain(new.keys().filter(|k| !old.contains_key(*k)).cloned())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// Users whose hash is not argon2id at the `[argon2]` cost (see

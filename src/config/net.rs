@@ -1,9 +1,14 @@
-//! IP blocks (`trusted_proxies`) and the one canonical form of a client
-//! address.
+//! IP blocks (`trusted_proxies`, the `networks` of access rules) and the one
+//! canonical form of a client address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-/// An IP block from `trusted_proxies`.
+/// An IP block from `trusted_proxies` or a rule's `networks`.
+///
+/// Client addresses are compared in their canonical form ([`canonical_ip`]:
+/// an IPv4-mapped IPv6 address is its IPv4 address), so an IPv4-mapped
+/// block (`::ffff:10.0.0.0/104`) is held as the IPv4 block it names
+/// (`10.0.0.0/8`) and matches the same clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
     pub addr: IpAddr,
@@ -11,18 +16,47 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// An address or CIDR block; `None` when it is not one (see
+    /// [`IpNet::parse_explained`] for why).
     pub fn parse(s: &str) -> Option<IpNet> {
+        IpNet::parse_explained(s).ok()
+    }
+
+    /// An address or CIDR block, or why `s` is not one that can match.
+    pub fn parse_explained(s: &str) -> Result<IpNet, String> {
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().ok()?;
+        let not = || format!("{s:?} is not an IP address or CIDR block");
+        let addr: IpAddr = a.trim().parse().map_err(|_| not())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(not)?,
             None => max,
         };
-        Some(IpNet { addr, prefix })
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            // Clients arrive as IPv4 whichever socket family carried them.
+            if prefix < 96 {
+                return Err(format!(
+                    "{s:?}: an IPv4-mapped block needs a prefix of /96 or longer; \
+                     write the IPv4 block instead (for example \"{}/8\")",
+                    Ipv4Addr::from(u32::from(v4) & 0xff00_0000)
+                ));
+            }
+            return Ok(IpNet {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
+        Ok(IpNet { addr, prefix })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {

@@ -5,10 +5,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -76,7 +76,7 @@ impl fmt::Debug for UserEntry {
 }
 
 /// Session lifetimes and caps.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSettings {
     /// An ordinary session ends after this long without use.
@@ -108,7 +108,7 @@ impl Default for SessionSettings {
 }
 
 /// Brute-force regulation.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegulationSettings {
     /// Failures per user or per client IP within `window_secs` that trigger a ban.
@@ -131,7 +131,7 @@ impl Default for RegulationSettings {
 }
 
 /// Request and connection bounds.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
     /// Largest login request body.
@@ -174,7 +174,7 @@ impl Default for LimitSettings {
 
 /// `[second_factor]`: who must use a second factor, and how long its
 /// steps may take.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecondFactorSettings {
     /// Every user must have a second factor (a user's
@@ -209,7 +209,7 @@ impl Default for SecondFactorSettings {
 }
 
 /// `Strict-Transport-Security`, sent only when `public_origin` is https.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HstsSettings {
     /// Send the header (with an https public origin).
@@ -233,7 +233,7 @@ impl Default for HstsSettings {
 
 /// `[tokens]`: personal access tokens, and Basic auth on the forward-auth
 /// check for clients that cannot sign in with a form.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenSettings {
     /// Longest lifetime a token may be given, in days. A token asked for
@@ -268,7 +268,7 @@ impl TokenSettings {
 }
 
 /// argon2id cost used for new hashes and the dummy hash.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Argon2Settings {
     pub memory_kib: u32,
@@ -288,7 +288,7 @@ impl Default for Argon2Settings {
 }
 
 /// Everything in the config file. Every field has a default.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub bind: String,
@@ -329,16 +329,57 @@ pub struct FileConfig {
     pub tokens: TokenSettings,
     pub access: AccessSettings,
     pub second_factor: SecondFactorSettings,
-    /// Access rules, in order; the first that matches decides.
+    /// Access rules, in order; the first that matches decides. Reloaded
+    /// (not among the settings a reload reports).
+    #[serde(skip_serializing)]
     pub rules: Vec<crate::access::RuleSpec>,
+    /// Reloaded (not among the settings a reload reports).
+    #[serde(skip_serializing)]
     pub users: Vec<UserEntry>,
 }
 
+impl FileConfig {
+    /// Every setting that takes effect only at start (all but the users,
+    /// the rules and `access.default_policy`, which a reload swaps), as
+    /// `(file key, value)`: `metrics`, `session.idle_secs`, ... Derived from
+    /// the schema, so a new setting is listed without more code.
+    pub fn restart_settings(&self) -> std::collections::BTreeMap<String, String> {
+        fn flatten(
+            prefix: &str,
+            v: &serde_json::Value,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        flatten(&key, v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(v) = serde_json::to_value(self) {
+            flatten("", &v, &mut out);
+        }
+        out
+    }
+}
+
 /// `[access]`: what applies when no rule matches.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
     /// Default `one_factor`: any signed-in user may reach every app.
+    /// Reloaded with the rules (not among the settings a reload reports).
+    #[serde(skip_serializing)]
     pub default_policy: crate::access::Policy,
     /// Which headers of a trusted proxy name the original request:
     /// `x-forwarded` (the default) or `x-original`. Only that family is

@@ -207,6 +207,57 @@ fn ip_nets_match() {
     assert!(IpNet::parse("x").is_none());
 }
 
+/// An IPv4-mapped block names IPv4 clients, which arrive as IPv4 whichever
+/// socket family carried them: it matches them, in `trusted_proxies` and in
+/// a rule's `networks` alike.
+#[test]
+fn ipv4_mapped_blocks_match_ipv4_clients() {
+    let n = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
+    assert_eq!(n, IpNet::parse("10.0.0.0/8").unwrap());
+    assert!(n.contains("10.1.2.3".parse().unwrap()));
+    assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!n.contains("11.0.0.1".parse().unwrap()));
+    let one = IpNet::parse("::ffff:192.0.2.7").unwrap();
+    assert!(one.contains("192.0.2.7".parse().unwrap()));
+    assert!(!one.contains("192.0.2.8".parse().unwrap()));
+    // Plain IPv6 blocks stay IPv6 only.
+    assert!(
+        !IpNet::parse("::/0")
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap())
+    );
+
+    let c = load_text("trusted_proxies = [\"::ffff:10.0.0.0/104\"]\n").unwrap();
+    assert!(c.is_trusted_proxy("10.9.8.7".parse().unwrap()));
+    let rules = "[[rules]]\nnetworks = [\"::ffff:10.0.0.0/104\"]\npolicy = \"deny\"\n";
+    let c = load_text(rules).unwrap();
+    let req = crate::access::Request {
+        host: "app.example.com",
+        path: "/",
+        method: "GET",
+        ip: Some("10.1.2.3".parse().unwrap()),
+    };
+    let (d, _) = c
+        .policy()
+        .rules()
+        .explain(&req, &crate::access::Subject::ANONYMOUS);
+    assert_eq!(d.rule, Some(0), "{d:?}");
+
+    // A mapped block wider than the mapped range cannot be meant: refused,
+    // naming the field and what to write.
+    let e = load_text("trusted_proxies = [\"::ffff:10.0.0.0/64\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:1: invalid setting `trusted_proxies[0]`") && e.contains("10.0.0.0/8"),
+        "{e}"
+    );
+    let e = load_text("[[rules]]\nnetworks = [\"::ffff:0:0/80\"]\npolicy = \"deny\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rules[0].networks") && e.contains("/96"), "{e}");
+}
+
 #[test]
 fn append_user_round_trips() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,6 +311,109 @@ fn cookie_name_prefix_and_secure_default() {
         .to_string();
     assert!(e.contains("cookie_name"), "{e}");
     assert!(load_text("secure_cookies = true\ncookie_name = \"__Secure-x\"").is_ok());
+}
+
+/// A `cookie_domain` browsers drop makes every sign-in loop back to the
+/// sign-in page without an error anywhere: refused at start, naming the
+/// field and what to set instead.
+#[test]
+fn a_cookie_domain_browsers_drop_is_refused() {
+    let with = |origin: &str, domain: &str| {
+        load_text(&format!(
+            "public_origin = \"{origin}\"\ncookie_domain = \"{domain}\"\n"
+        ))
+    };
+    // One label: `localhost` (the attempt that looped), or a top-level domain.
+    let e = with("http://auth.localhost:8080", "localhost")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `cookie_domain`: \"localhost\" is a single label"),
+        "{e}"
+    );
+    assert!(e.contains("gh.localhost"), "{e}");
+    let e = with("https://auth.example.com", "com")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("single label") && e.contains("set it to \"example.com\""),
+        "{e}"
+    );
+    let e = load_text("cookie_domain = \"localhost\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`cookie_domain`") && e.contains("single label"),
+        "{e}"
+    );
+    // Not a parent of the public origin's host.
+    let e = with("https://auth.example.com", "example.org")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `cookie_domain`")
+            && e.contains("does not cover public_origin's host \"auth.example.com\"")
+            && e.contains("set it to \"example.com\""),
+        "{e}"
+    );
+    let e = with("https://notexample.com", "example.com")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not cover"), "{e}");
+    let e = with("http://127.0.0.1:8080", "example.com")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("an IP address"), "{e}");
+    // Not a domain name at all.
+    for bad in ["a..b", "-a.b", "a_b.c", "", "0.0.1", "127.0.0.1"] {
+        let e = with("https://auth.example.com", bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`cookie_domain`"), "{bad}: {e}");
+    }
+    // What works: a parent of the host (any case, a leading dot ignored),
+    // the host itself, three-label local names, and no public origin.
+    for (origin, domain) in [
+        ("https://auth.example.com", "example.com"),
+        ("https://auth.example.com", "Example.COM"),
+        ("https://auth.example.com", ".example.com"),
+        ("https://auth.example.com", "auth.example.com"),
+        ("http://auth.gh.localhost:8080", "gh.localhost"),
+    ] {
+        assert!(with(origin, domain).is_ok(), "{origin} {domain}");
+    }
+    assert!(load_text("cookie_domain = \"example.com\"").is_ok());
+}
+
+/// A reload swaps users and rules; every other setting that changed is
+/// named by its file key, and nothing else is.
+#[test]
+fn restart_changes_name_each_changed_setting() {
+    let user = format!("[[users]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n");
+    let old = load_text(&format!(
+        "metrics = true\n[session]\nidle_secs = 60\n{user}"
+    ))
+    .unwrap();
+    let same = load_text(
+        "metrics = true\n[session]\nidle_secs = 60\n[[rules]]\npolicy = \"deny\"\n\
+         [access]\ndefault_policy = \"deny\"\n",
+    )
+    .unwrap();
+    assert_eq!(old.restart_changes(&same), Vec::<String>::new());
+    let new = load_text(&format!(
+        "metrics = false\ntrusted_proxies = [\"10.0.0.1\"]\n[session]\nidle_secs = 90\n\
+         [access]\nforwarded_headers = \"x-original\"\n{user}"
+    ))
+    .unwrap();
+    assert_eq!(
+        old.restart_changes(&new),
+        [
+            "access.forwarded_headers",
+            "metrics",
+            "session.idle_secs",
+            "trusted_proxies"
+        ]
+    );
 }
 
 #[test]

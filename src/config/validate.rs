@@ -51,12 +51,10 @@ impl Config {
         };
         let mut trusted = Vec::new();
         for (i, s) in file.trusted_proxies.iter().enumerate() {
-            trusted.push(IpNet::parse(s).ok_or_else(|| {
-                invalid(
-                    &format!("trusted_proxies[{i}]"),
-                    format!("{s:?} is not an IP address or CIDR block"),
-                )
-            })?);
+            trusted.push(
+                IpNet::parse_explained(s)
+                    .map_err(|reason| invalid(&format!("trusted_proxies[{i}]"), reason))?,
+            );
         }
         if file.cookie_name.is_empty()
             || !file
@@ -69,13 +67,9 @@ impl Config {
                 "use letters, digits, '_' or '-'".into(),
             ));
         }
-        if let Some(d) = &file.cookie_domain
-            && (d.is_empty()
-                || !d
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
-        {
-            return Err(invalid("cookie_domain", format!("{d:?} is not a domain")));
+        if let Some(d) = &file.cookie_domain {
+            check_cookie_domain(d, public_origin.as_ref())
+                .map_err(|reason| invalid("cookie_domain", reason))?;
         }
         // Browsers drop prefixed cookies that break the prefix's rules; refuse
         // such a setting here instead of failing every login silently.
@@ -264,7 +258,14 @@ impl Config {
         let https = public_origin
             .as_ref()
             .is_some_and(|u| u.scheme() == "https");
+        let mut restart_settings = file.restart_settings();
+        // The data dir in force, wherever it was named.
+        restart_settings.insert(
+            "data_dir".into(),
+            format!("{:?}", data_dir.display().to_string()),
+        );
         Ok(Config {
+            restart_settings,
             cookie: CookieConfig::new(&file, https),
             hsts: hsts_value(&file.hsts, https),
             session: SessionConfig::from(&file.session),
@@ -290,6 +291,74 @@ impl Config {
             policy: Arc::new(Policy::new(users, rules)),
         })
     }
+}
+
+/// Refuses a `cookie_domain` that browsers would drop, which makes every
+/// sign-in loop back to the sign-in page with no error anywhere: one that
+/// is not a domain name, a single label (`localhost`, `com`), or one that
+/// does not cover `public_origin`'s host (a browser only keeps a cookie for
+/// the host that set it or a parent of it). Each reason says what to set.
+///
+/// Public suffixes of two labels or more (`co.uk`, `github.io`) are not
+/// recognised: that needs the whole Public Suffix List, which gatehouse does
+/// not carry. They are refused when they do not cover the public origin's
+/// host, which is where such a mistake usually shows.
+fn check_cookie_domain(d: &str, public_origin: Option<&url::Url>) -> Result<(), String> {
+    // Browsers ignore a leading dot.
+    let bare = d.strip_prefix('.').unwrap_or(d).to_ascii_lowercase();
+    let labels: Vec<&str> = bare.split('.').collect();
+    if bare.is_empty()
+        || labels
+            .iter()
+            .any(|l| l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-'))
+        || !bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        // No top-level domain is all digits: this is (part of) an address.
+        || labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("{d:?} is not a domain name"));
+    }
+    if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = public_origin.and_then(|u| u.host()) {
+        return Err(format!(
+            "{d:?} cannot cover public_origin's host, an IP address: browsers keep a cookie \
+             for an address only without a domain. Leave cookie_domain unset (cookies do \
+             not tell ports apart, so apps on other ports of that address receive it), \
+             or give gatehouse and the apps names"
+        ));
+    }
+    let host = public_origin
+        .and_then(|u| u.host_str())
+        .map(|h| h.to_ascii_lowercase());
+    // The parent of the public origin's host: what to set instead.
+    let suggestion = host
+        .as_deref()
+        .and_then(|h| h.split_once('.'))
+        .map(|(_, parent)| parent)
+        .filter(|p| p.contains('.') && !p.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+    if labels.len() < 2 {
+        let instead = match (suggestion, host.as_deref()) {
+            (Some(p), Some(h)) => format!("set it to {p:?} (the parent of {h})"),
+            _ => "name your hosts with three labels or more (auth.gh.localhost and                   app.gh.localhost, with cookie_domain = \"gh.localhost\")"
+                .to_string(),
+        };
+        return Err(format!(
+            "{d:?} is a single label: browsers drop a cookie for it, so every sign-in              would return to the sign-in page; {instead}, or leave cookie_domain unset              when gatehouse and the apps share one host"
+        ));
+    }
+    if let Some(h) = host.as_deref()
+        && h != bare
+        && !h.ends_with(&format!(".{bare}"))
+    {
+        let instead = match suggestion {
+            Some(p) => format!("set it to {p:?} (the parent of {h}) or to {h:?}"),
+            None => format!("set it to {h:?} or leave it unset"),
+        };
+        return Err(format!(
+            "{d:?} does not cover public_origin's host {h:?}: browsers drop a cookie for              another domain, so every sign-in would return to the sign-in page; {instead}"
+        ));
+    }
+    Ok(())
 }
 
 fn validate_users(

@@ -5,6 +5,8 @@
 //!
 //! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`,
 //! `POST /users/revoke-tokens?user=U` (ends every access token of a user),
+//! `POST /config/reload` (re-reads the users and rules, as SIGHUP does, and
+//! says what it read and which changed settings wait for a restart),
 //! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
 //! `backup.created` event for a snapshot `auditctl backup` just took).
 
@@ -31,8 +33,9 @@ use crate::store::{
 
 /// Name of the socket in the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
-/// Largest reply the CLI reads from the socket.
-pub const MAX_REPLY: u64 = 64 * 1024;
+/// Largest reply the CLI reads from the socket; a longer one is reported
+/// as cut ([`Reply::cut`]), never passed on as if it were whole.
+pub const MAX_REPLY: u64 = 1024 * 1024;
 
 /// Binds the socket (replacing a stale one) and makes it owner-only.
 ///
@@ -74,11 +77,19 @@ pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
 /// Serves admin requests until `stop` changes, then removes the socket file.
 pub async fn serve(
     state: AppState,
+    reloader: super::Reloader,
     listener: UnixListener,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     let router = Router::new()
+        .route(
+            "/config/reload",
+            post(move || {
+                let reloader = reloader.clone();
+                async move { reload(&reloader).await }
+            }),
+        )
         .route("/bans", get(list))
         .route("/bans/lift", post(lift))
         .route("/users/reset-second-factor", post(reset_second_factor))
@@ -111,6 +122,18 @@ pub async fn serve(
     conns.abort_all();
     while conns.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&path);
+}
+
+/// `POST /config/reload`: what the reload read, or why it failed (the
+/// previous users and rules then stay).
+async fn reload(reloader: &super::Reloader) -> (StatusCode, String) {
+    match reloader.reload().await {
+        Ok(done) => (StatusCode::OK, done.to_string()),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload failed, the previous users and rules stay: {e}\n"),
+        ),
+    }
 }
 
 async fn list(State(state): State<AppState>) -> (StatusCode, String) {
@@ -271,13 +294,43 @@ async fn backup_created(
     }
 }
 
-/// Client side: sends one request over the socket and returns the status
-/// code and body (read with a size limit). `Ok(None)` when no server listens.
+/// A reply from the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// The body; when `cut`, only its whole lines within [`MAX_REPLY`].
+    pub body: String,
+    /// The reply was longer than [`MAX_REPLY`]: the rest was not read.
+    pub cut: bool,
+}
+
+impl Reply {
+    /// The body for the operator, or an error when the server refused or
+    /// its reply was cut (the lines shown are then printed first, so that
+    /// nothing is lost silently).
+    pub fn into_result(self) -> anyhow::Result<String> {
+        if self.cut {
+            print!("{}", self.body);
+            anyhow::bail!(
+                "the server's reply was longer than {} KiB and was cut after the lines shown",
+                MAX_REPLY / 1024
+            );
+        }
+        if !(200..300).contains(&self.status) {
+            anyhow::bail!("the server answered {}: {}", self.status, self.body.trim());
+        }
+        Ok(self.body)
+    }
+}
+
+/// Client side: sends one request over the socket and returns its reply,
+/// read up to [`MAX_REPLY`] (a longer one is marked `cut`). `Ok(None)` when
+/// no server listens.
 pub fn request(
     data_dir: &Path,
     method: &str,
     path_and_query: &str,
-) -> std::io::Result<Option<(u16, String)>> {
+) -> std::io::Result<Option<Reply>> {
     use std::io::{Read, Write};
     let sock = data_dir.join(SOCKET_FILE);
     let mut s = match std::os::unix::net::UnixStream::connect(&sock) {
@@ -298,7 +351,9 @@ pub fn request(
         "{method} {path_and_query} HTTP/1.1\r\nHost: gatehouse\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
-    s.take(MAX_REPLY).read_to_end(&mut raw)?;
+    // One byte past the cap tells a reply that fits from one that does not.
+    s.take(MAX_REPLY + 1).read_to_end(&mut raw)?;
+    let cut = raw.len() as u64 > MAX_REPLY;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -306,7 +361,17 @@ pub fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("malformed reply from the admin socket"))?;
-    Ok(Some((status, body.to_string())))
+    let body = if cut {
+        // Whole lines only: a line cut in the middle could read as another.
+        body.rfind('\n').map_or("", |end| &body[..=end])
+    } else {
+        body
+    };
+    Ok(Some(Reply {
+        status,
+        body: body.to_string(),
+        cut,
+    }))
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub use dispatch::answer_hot;
 pub use error::ServerError;
 pub use health::Activity;
 pub use lifecycle::{Exit, Server};
-pub use reload::Reloader;
+pub use reload::{Reloaded, Reloader};
 
 /// State shared by every handler. Cheap to clone.
 #[derive(Clone)]

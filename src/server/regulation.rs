@@ -32,6 +32,11 @@ use crate::store::BanSubject;
 pub struct Regulator {
     settings: RegulationSettings,
     counters: Mutex<Counters>,
+    /// Per user name, the TOTP step whose replay was last counted: a code
+    /// already used is counted as a failure once per step, not at every
+    /// try (someone signing in again within the same 30 seconds retypes
+    /// the code they just used). At most `max_tracked` names.
+    replays: Mutex<HashMap<String, u64>>,
 }
 
 /// The failures and the attempts in flight of one subject.
@@ -76,7 +81,23 @@ impl Regulator {
         Regulator {
             settings,
             counters: Mutex::new(Counters::default()),
+            replays: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a replayed TOTP code of `user`, of `step`, is to be counted
+    /// as a failure: only the first replay of each step is. Remembers it.
+    pub fn first_replay(&self, user: &str, step: u64) -> bool {
+        let mut replays = self.replays.lock().unwrap_or_else(|p| p.into_inner());
+        if replays.get(user) == Some(&step) {
+            return false;
+        }
+        if !replays.contains_key(user) && replays.len() >= self.settings.max_tracked {
+            // Forgetting only lets one more replay count: never fewer.
+            replays.clear();
+        }
+        replays.insert(user.to_string(), step);
+        true
     }
 
     pub fn settings(&self) -> &RegulationSettings {
@@ -294,6 +315,21 @@ mod tests {
         let configured = s == user("alice");
         let bans = r.reserve(&[s], configured, now).unwrap().fail(now);
         bans.first().map(|(_, until)| *until)
+    }
+
+    #[test]
+    fn a_replayed_step_counts_once() {
+        let r = reg(2);
+        assert!(r.first_replay("alice", 7));
+        assert!(!r.first_replay("alice", 7));
+        assert!(!r.first_replay("alice", 7));
+        assert!(r.first_replay("bob", 7), "per user");
+        assert!(r.first_replay("alice", 8), "a new step counts again");
+        assert!(!r.first_replay("alice", 8));
+        // Bounded: a third name makes room by forgetting, which lets at
+        // most one more replay count.
+        assert!(r.first_replay("carol", 1));
+        assert!(r.first_replay("alice", 8));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! tests) and the SIGHUP task the server runs among its background tasks
 //! (`super::tasks`).
 //!
-//! A reload re-reads the config file and swaps the policy (the users)
-//! whole ([`AppState::replace_policy`]); other settings take effect at the
-//! next start. A failed reload keeps the previous policy.
+//! A reload re-reads the config file and swaps the policy (the users and
+//! the rules) whole ([`AppState::replace_policy`]); other settings take
+//! effect at the next start, and each one that changed is named in the log.
+//! A failed reload keeps the previous policy. SIGHUP and the admin socket's
+//! `POST /config/reload` (what `gatehouse users add|remove|passwd` send)
+//! reload the same way.
 
 use std::sync::{Arc, Weak};
 
@@ -33,30 +36,80 @@ impl Reloader {
         }
     }
 
-    /// Reloads users. On error the old users stay and the error is returned
-    /// (and logged). Other settings take effect at the next start.
-    pub async fn reload(&self) -> Result<usize, ConfigError> {
+    /// Reloads the users and the rules. On error the old ones stay and the
+    /// error is returned (and logged). Other settings take effect at the
+    /// next start: each one that changed in the file is logged by name,
+    /// and listed in the answer.
+    pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
         let Some(inner) = self.state.upgrade() else {
-            return Ok(0);
+            return Ok(Reloaded::default());
         };
         let state = AppState { inner };
         match Config::load(&self.overrides) {
             Ok(new) => {
-                let n = new.policy().len();
+                let done = Reloaded {
+                    path: new.path.display().to_string(),
+                    users: new.policy().len(),
+                    rules: new.policy().rules().len(),
+                    waiting: state.config.restart_changes(&new),
+                };
                 state.replace_policy(new.policy().clone()).await;
-                tracing::info!(users = n, path = %new.path.display(), "config reloaded");
-                super::login::audit(
-                    &state,
-                    NewEvent::now(EventKind::ConfigReloaded).detail("users", n.to_string()),
-                )
-                .await;
-                Ok(n)
+                for setting in &done.waiting {
+                    tracing::warn!(setting = %setting, path = %done.path, "setting changed in the config file; it applies at the next start");
+                }
+                tracing::info!(
+                    users = done.users,
+                    rules = done.rules,
+                    waiting_for_restart = done.waiting.len(),
+                    path = %done.path,
+                    "config reloaded: users and rules replaced"
+                );
+                let mut event = NewEvent::now(EventKind::ConfigReloaded)
+                    .detail("users", done.users.to_string())
+                    .detail("rules", done.rules.to_string());
+                if !done.waiting.is_empty() {
+                    event = event.detail("restart_needed", done.waiting.join(","));
+                }
+                super::login::audit(&state, event).await;
+                Ok(done)
             }
             Err(e) => {
-                tracing::error!(error = %e, "config reload failed; keeping the previous users");
+                tracing::error!(error = %e, "config reload failed; keeping the previous users and rules");
                 Err(e)
             }
         }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The file read.
+    pub path: String,
+    /// Users and rules now in force.
+    pub users: usize,
+    pub rules: usize,
+    /// Settings that changed in the file and wait for a restart, by file
+    /// key (`metrics`, `session.idle_secs`).
+    pub waiting: Vec<String>,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        writeln!(
+            f,
+            "reloaded {}: {} user{}, {} rule{}",
+            self.path,
+            self.users,
+            s(self.users),
+            self.rules,
+            s(self.rules)
+        )?;
+        for setting in &self.waiting {
+            writeln!(f, "changed, applies at the next start: {setting}")?;
+        }
+        Ok(())
     }
 }
 

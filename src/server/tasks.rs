@@ -52,7 +52,13 @@ impl Tasks {
         ));
         match super::admin::bind(&cfg.data_dir) {
             Ok((l, path)) => {
-                set.spawn(super::admin::serve(state.clone(), l, path, stop_rx.clone()));
+                set.spawn(super::admin::serve(
+                    state.clone(),
+                    reloader.clone(),
+                    l,
+                    path,
+                    stop_rx.clone(),
+                ));
             }
             // The server works without it; `bans lift` then needs a stopped server.
             Err(e) => tracing::warn!(error = %e, "admin socket unavailable"),

@@ -520,7 +520,7 @@ fn refuse(
                 .as_ref()
                 .map(|o| o.origin().ascii_serialization());
             let sign_out = format!("{}/logout", origin.as_deref().unwrap_or(""));
-            super::pages::forbidden::page(u, host, &sign_out, origin.as_deref())
+            super::pages::forbidden::page(u, host, path, &sign_out, origin.as_deref())
         }
         _ => ApiError::new(StatusCode::FORBIDDEN, "access denied by rule").into_response(),
     }

@@ -267,6 +267,11 @@ async fn rules_decide_through_forwarding_headers() {
         page.contains("<strong>bob</strong>") && page.contains("code.example.com"),
         "{page}"
     );
+    // Only `/admin` was refused: the page says so, not "this site".
+    assert!(
+        page.contains("<strong>/admin</strong> on <strong>code.example.com</strong>"),
+        "{page}"
+    );
     assert!(page.contains("href=\"/logout\""), "{page}");
 }
 

@@ -624,15 +624,15 @@ async fn the_admin_socket_revokes_a_users_tokens() {
         tokens.push(format!("Bearer {}", t["token"].as_str().unwrap()));
     }
     let dir = s.dir.clone();
-    let (code, body) = tokio::task::spawn_blocking(move || {
+    let reply = tokio::task::spawn_blocking(move || {
         gatehouse::server::admin::request(&dir, "POST", "/users/revoke-tokens?user=bob")
     })
     .await
     .unwrap()
     .unwrap()
     .expect("the server answers on its admin socket");
-    assert_eq!(code, 200);
-    assert_eq!(body, "revoked 2 access tokens of bob\n");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "revoked 2 access tokens of bob\n");
     for t in &tokens {
         assert_eq!(
             verify(&s, Some(t), "a").await.status(),

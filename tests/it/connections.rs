@@ -131,14 +131,17 @@ async fn admin_conn(s: &TestServer) -> tokio::net::UnixStream {
 /// The admin socket still serves an ordinary request.
 async fn admin_still_answers(s: &TestServer) {
     let dir = s.dir.clone();
-    let (code, body) = tokio::task::spawn_blocking(move || {
+    let reply = tokio::task::spawn_blocking(move || {
         gatehouse::server::admin::request(&dir, "GET", "/bans")
     })
     .await
     .unwrap()
     .unwrap()
     .expect("no server on the socket");
-    assert_eq!((code, body.as_str()), (200, "no bans in force\n"));
+    assert_eq!(
+        (reply.status, reply.body.as_str(), reply.cut),
+        (200, "no bans in force\n", false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,38 +186,62 @@ async fn the_admin_socket_refuses_a_huge_request() {
     s.stop().await;
 }
 
+/// The admin client reads at most its cap and says when a reply was cut:
+/// the library marks it, and `gatehouse bans list` prints the whole lines
+/// it read, then fails naming the cut (exit 1), never passing a part off as
+/// the whole list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_client_reads_at_most_its_cap() {
+async fn the_admin_client_reads_at_most_its_cap_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
-    // Something on the socket that answers without end and never closes.
+    // Something on the socket that answers ban lines without end and never
+    // closes, to two clients.
     let listener = std::os::unix::net::UnixListener::bind(tmp.path().join(SOCKET_FILE)).unwrap();
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
-        let (mut c, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 1024];
-        let _ = c.read(&mut buf);
-        let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
-        let chunk = [b'x'; 16 * 1024];
-        // Until the client hangs up (bounded: 64 MiB).
-        for _ in 0..4096 {
-            if c.write_all(&chunk).is_err() {
-                break;
+        for _ in 0..2 {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let line = "ip 203.0.113.7\t900s left\ttoo many failed logins\n";
+            let chunk = line.repeat(16 * 1024 / line.len());
+            // Until the client hangs up (bounded: about 64 MiB).
+            for _ in 0..4096 {
+                if c.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
             }
         }
     });
     let dir = tmp.path().to_path_buf();
-    let (code, body) = tokio::task::spawn_blocking(move || {
+    let reply = tokio::task::spawn_blocking(move || {
         gatehouse::server::admin::request(&dir, "GET", "/bans")
     })
     .await
     .unwrap()
     .unwrap()
     .unwrap();
-    assert_eq!(code, 200);
+    assert_eq!(reply.status, 200);
+    assert!(reply.cut);
     assert!(
-        !body.is_empty() && body.len() as u64 <= MAX_REPLY,
+        !reply.body.is_empty() && reply.body.len() as u64 <= MAX_REPLY,
         "{}",
-        body.len()
+        reply.body.len()
     );
+    assert!(reply.body.ends_with("too many failed logins\n"));
+    let e = reply.clone().into_result().unwrap_err().to_string();
+    assert!(e.contains("was cut"), "{e}");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["bans", "--data-dir"])
+        .arg(tmp.path())
+        .arg("list")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("was cut after the lines shown"), "{stderr}");
+    assert_eq!(out.stdout, reply.body.as_bytes());
     server.join().unwrap();
 }

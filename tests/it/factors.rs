@@ -219,6 +219,77 @@ async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
     s.stop().await;
 }
 
+/// Signing in again right after a sign-in, with the code just used: the
+/// answer says the code was used (not "Wrong code."), and however often it
+/// is retried, it counts toward a ban once for its step. Other failures
+/// still count: after the one replay, four wrong codes reach the limit.
+#[tokio::test]
+async fn a_replayed_code_says_so_and_counts_once_per_step() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    let (app, _) = enroll(&c, &s, "bob", BOB_PW).await;
+    c.post(s.at("/logout")).send().await.unwrap();
+    // A sign-in with a code: its step is now used.
+    let c = json_client();
+    sign_in(&c, &s, "bob", BOB_PW).await;
+    let used = app.code(1);
+    let (st, body) = post(&c, &s, "/login/totp", json!({"code": used})).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    // Again at once, with the same code, more often than `max_failures`.
+    let again = json_client();
+    let (st, _) = sign_in(&again, &s, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    for i in 0..7 {
+        let (st, body) = post(&again, &s, "/login/totp", json!({"code": used})).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "try {i}: {body}");
+        assert_eq!(
+            body["error"], "This code was already used. Wait for the next one.",
+            "try {i}"
+        );
+    }
+    // The page says the same.
+    let browser = client();
+    let r = login(&browser, &s, "bob", BOB_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = browser
+        .post(s.at("/login/totp"))
+        .form(&[("code", used.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("This code was already used. Wait for the next one."),
+        "{page}"
+    );
+    assert!(!page.contains("Wrong code."), "{page}");
+
+    // Every replay is in the trail; those after the first say they were
+    // not counted.
+    let failures = kinds(&s, "mfa.failure").await;
+    let replays: Vec<&Value> = failures
+        .iter()
+        .filter(|e| e["details"]["reason"] == "replayed")
+        .collect();
+    assert_eq!(replays.len(), 8, "{failures:?}");
+    let uncounted = replays
+        .iter()
+        .filter(|e| e["details"]["counted"] == "false")
+        .count();
+    assert_eq!(uncounted, 7, "{failures:?}");
+    // One failure counted so far: four wrong codes reach the limit of five.
+    for i in 0..4 {
+        let (st, body) = post(&again, &s, "/login/totp", json!({"code": "12345x"})).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "wrong {i}: {body}");
+    }
+    let (st, body) = post(&again, &s, "/login/totp", json!({"code": "12345x"})).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_recovery_code_signs_in_once_and_the_count_drops() {
     let s = TestServer::start(&config_text("", "")).await;
@@ -577,11 +648,11 @@ async fn an_administrator_resets_a_lost_factor_through_the_socket() {
     .unwrap()
     .unwrap()
     .expect("the server's admin socket answers");
-    assert_eq!(out.0, 200, "{}", out.1);
+    assert_eq!(out.status, 200, "{}", out.body);
     assert!(
-        out.1.contains("removed every second factor of bob"),
+        out.body.contains("removed every second factor of bob"),
         "{}",
-        out.1
+        out.body
     );
     assert_factors_were_reset(&s, "admin-socket").await;
     s.stop().await;

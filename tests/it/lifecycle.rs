@@ -35,7 +35,7 @@ async fn reload_swaps_users_and_keeps_sessions() {
         .unwrap()
         .to_string();
     std::fs::write(&path, without_bob).unwrap();
-    assert_eq!(s.reloader.reload().await.unwrap(), 1);
+    assert_eq!(s.reloader.reload().await.unwrap().users, 1);
     assert_eq!(
         bob.get(s.at("/auth/verify")).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED

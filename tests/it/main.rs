@@ -30,3 +30,4 @@ mod proxy;
 mod regulation;
 mod signals;
 mod steering;
+mod users_cli;

@@ -63,12 +63,13 @@ fn record_through_server(db: &Path, r: &BackupReport) {
     ])
     .unwrap_or_default();
     match gatehouse::server::admin::request(dir, "POST", &format!("/events/backup?{q}")) {
-        Ok(Some((200, _))) => {
+        Ok(Some(reply)) if reply.status == 200 => {
             println!("recorded a backup.created event through the running server")
         }
-        Ok(Some((code, body))) => println!(
-            "note: the server did not record the backup.created event ({code}: {}); the snapshot is complete",
-            body.trim()
+        Ok(Some(reply)) => println!(
+            "note: the server did not record the backup.created event ({}: {}); the snapshot is complete",
+            reply.status,
+            reply.body.trim()
         ),
         Ok(None) | Err(_) => println!(
             "note: a server holds the database but its admin socket did not answer, so auditctl \

@@ -99,11 +99,11 @@ pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
     let w = c
         .top_users
         .iter()
-        .map(|(u, _)| render::clean(u).chars().count())
+        .map(|(u, _)| render::width(&render::clean(u)))
         .max()
         .unwrap_or(0);
     for (u, n) in &c.top_users {
-        println!("  {:<w$}  {n:>10}", render::clean(u));
+        println!("  {}  {n:>10}", render::pad(&render::clean(u), w));
     }
     Ok(Status::Ok)
 }

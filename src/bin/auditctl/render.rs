@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use gatehouse::store::{AccessTokenInfo, Event, Session};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Local time of `us` microseconds since the epoch, to the second.
 pub fn local_time(tz: &TimeZone, us: u64) -> String {
@@ -72,7 +73,38 @@ pub fn event_header(tz: &TimeZone) -> Vec<String> {
 /// Widths that fit a follow stream without knowing the rows in advance.
 pub const FOLLOW_WIDTHS: [usize; 5] = [19, 16, 12, 15, 22];
 
-/// Writes rows with each column padded to `widths` (the last one unpadded).
+/// The columns `s` takes on a terminal: two for CJK and most emoji, none
+/// for combining marks (cells are escaped first, so no control characters).
+pub fn width(s: &str) -> usize {
+    s.width()
+}
+
+/// `s` followed by spaces up to `w` columns.
+pub fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// `s` cut to at most `max` columns, with `…` at the end when cut.
+pub fn fit(s: String, max: usize) -> String {
+    if width(&s) <= max {
+        return s;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+/// Writes rows with each column padded to `widths` columns (the last one
+/// unpadded).
 pub fn write_row(out: &mut impl Write, cells: &[String], widths: &[usize]) -> io::Result<()> {
     let mut line = String::new();
     for (i, c) in cells.iter().enumerate() {
@@ -80,10 +112,7 @@ pub fn write_row(out: &mut impl Write, cells: &[String], widths: &[usize]) -> io
             line.push_str(c);
         } else {
             let w = widths.get(i).copied().unwrap_or(0);
-            line.push_str(c);
-            for _ in c.chars().count()..w {
-                line.push(' ');
-            }
+            line.push_str(&pad(c, w));
             line.push_str("  ");
         }
     }
@@ -96,10 +125,10 @@ pub fn write_table(
     header: &[String],
     rows: &[Vec<String>],
 ) -> io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(width(c));
         }
     }
     write_row(out, header, &widths)?;
@@ -124,14 +153,7 @@ pub fn write_sessions(out: &mut impl Write, tz: &TimeZone, sessions: &[Session])
     let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|s| {
-            let agent = s.user_agent.as_deref().map(|a| {
-                let a = clean(a);
-                if a.chars().count() > 60 {
-                    format!("{}…", a.chars().take(59).collect::<String>())
-                } else {
-                    a
-                }
-            });
+            let agent = s.user_agent.as_deref().map(|a| fit(clean(a), 60));
             vec![
                 clean(&s.user),
                 s.id.to_string(),
@@ -289,6 +311,33 @@ mod tests {
         assert_eq!(lines[0], "A          B   C");
         assert_eq!(lines[1], "long cell  x   tail");
         assert_eq!(lines[2], "s          yy");
+    }
+
+    /// Wide characters (CJK, emoji) take two columns on a terminal: the
+    /// columns after them still line up.
+    #[test]
+    fn table_columns_align_by_display_width() {
+        let mut out = Vec::new();
+        let header = vec!["USER".to_string(), "IP".to_string(), "X".to_string()];
+        let rows = vec![
+            vec!["田中".to_string(), "10.0.0.1".to_string(), "a".to_string()],
+            vec!["bob🙂".to_string(), "10.0.0.2".to_string(), "b".to_string()],
+            vec!["zoë".to_string(), "10.0.0.3".to_string(), "c".to_string()],
+        ];
+        write_table(&mut out, &header, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "USER   IP        X");
+        assert_eq!(lines[1], "田中   10.0.0.1  a");
+        assert_eq!(lines[2], "bob🙂  10.0.0.2  b");
+        assert_eq!(lines[3], "zoë    10.0.0.3  c");
+        // Each IP starts at the same terminal column.
+        for l in &lines[1..] {
+            let ip = l.find("10.0.0").unwrap();
+            assert_eq!(width(&l[..ip]), 7, "{l}");
+        }
+        assert_eq!(fit("ab田中cd".into(), 5), "ab田…");
+        assert_eq!(fit("abc".into(), 5), "abc");
     }
 
     #[test]

@@ -248,7 +248,8 @@ async fn second_step(
 enum Failed {
     Malformed,
     Wrong,
-    Replayed,
+    /// A TOTP code already used; the step it replays.
+    Replayed(u64),
 }
 
 impl Failed {
@@ -256,7 +257,15 @@ impl Failed {
         match self {
             Failed::Malformed => "malformed",
             Failed::Wrong => "wrong",
-            Failed::Replayed => "replayed",
+            Failed::Replayed(_) => "replayed",
+        }
+    }
+
+    /// What the person is told.
+    fn message(&self) -> &'static str {
+        match self {
+            Failed::Replayed(_) => "This code was already used. Wait for the next one.",
+            _ => "Wrong code.",
         }
     }
 }
@@ -318,11 +327,14 @@ pub async fn attempt_with(
                             .await?
                         {
                             Ok(()) => Ok(()),
-                            Err(FactorRefusal::Replayed) => Err(Failed::Replayed),
+                            Err(FactorRefusal::Replayed) => Err(Failed::Replayed(step)),
                             Err(_) => Err(Failed::Wrong),
                         }
                     }
-                    Err(TotpError::Replayed) => Err(Failed::Replayed),
+                    // The code is of a step at or before the last one used.
+                    Err(TotpError::Replayed) => {
+                        Err(Failed::Replayed(totp.last_step.unwrap_or_default()))
+                    }
                     Err(TotpError::Malformed) => Err(Failed::Malformed),
                     Err(_) => Err(Failed::Wrong),
                 }
@@ -415,21 +427,34 @@ pub async fn attempt_with(
     }
     state.metrics.second_step(method, checked.is_ok());
     if let Err(wrong) = checked {
-        state.metrics.login_failure.inc();
-        // The same line as a wrong password: fail2ban counts it.
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "login failed");
-        audit(
-            state,
-            NewEvent::now(EventKind::MfaFailure)
-                .user(user.name.clone())
-                .ip(ip)
-                .user_agent(ua.clone())
-                .detail("method", method.as_str())
-                .detail("reason", wrong.reason()),
-        )
-        .await;
-        regulate(state, reservation, ip, now).await;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Wrong code."));
+        // A code already used counts once per step: retyping the code just
+        // used, within its 30 seconds, is a slip, not a guess.
+        let counted = match wrong {
+            Failed::Replayed(step) => state.regulator.first_replay(&user.name, step),
+            _ => true,
+        };
+        let mut event = NewEvent::now(EventKind::MfaFailure)
+            .user(user.name.clone())
+            .ip(ip)
+            .user_agent(ua.clone())
+            .detail("method", method.as_str())
+            .detail("reason", wrong.reason());
+        if counted {
+            state.metrics.login_failure.inc();
+            // The same line as a wrong password: fail2ban counts it.
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "login failed");
+        } else {
+            tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "code already used; counted once for its step");
+            event = event.detail("counted", "false");
+        }
+        audit(state, event).await;
+        if counted {
+            regulate(state, reservation, ip, now).await;
+        } else {
+            // Released uncounted.
+            drop(reservation);
+        }
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, wrong.message()));
     }
     let created = match who {
         Stepper::Pending(hash, p) => {

@@ -135,8 +135,21 @@ fn grouped(secret: &str) -> String {
 }
 
 /// TOTP enrollment: the QR code, the secret as text, and the form that
-/// confirms it with a first code.
+/// confirms it with a first code. From the security page (a signed-in
+/// session) it names who is signed in and cancels back to that page; in a
+/// sign-in that must enroll first (not signed in yet), it cancels back to
+/// the sign-in page.
 pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
+    let cancel = if !v.required {
+        "/account/security".to_string()
+    } else if v.rd.is_empty() {
+        "/login".to_string()
+    } else {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", v.rd)
+            .finish();
+        format!("/login?{q}")
+    };
     let uri = v.secret.otpauth_uri(v.user);
     let svg = qr_svg(&uri).unwrap_or_default();
     let error_id = "code-error";
@@ -183,6 +196,9 @@ pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
                     (super::passkey_script())
                 }
             }
+            div.actions {
+                a.button.secondary href=(cancel) { "Cancel" }
+            }
         }
     };
     let csp = if v.passkeys {
@@ -190,9 +206,10 @@ pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
     } else {
         super::CSP.to_string()
     };
+    let viewer = (!v.required).then_some(Viewer { user: v.user });
     respond_with_csp(
         status,
-        layout("Authenticator app", None, false, content),
+        layout("Authenticator app", viewer, false, content),
         &csp,
     )
 }
@@ -459,5 +476,49 @@ fn change_form(action: &str, label: &str, _recent: bool, danger: bool) -> Markup
                 button.secondary type="submit" { (label) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn enroll_html(required: bool) -> String {
+        let secret = TotpSecret::generate();
+        let r = enroll_totp(
+            StatusCode::OK,
+            &EnrollView {
+                user: "bob",
+                secret: &secret,
+                action: "/x",
+                rd: "https://app.example.com/a?b=1",
+                error: None,
+                required,
+                passkeys: false,
+            },
+        );
+        String::from_utf8(to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+    }
+
+    /// Set up from the security page: the bar says who is signed in, and a
+    /// cancel link goes back there. In a sign-in that must enroll first
+    /// nobody is signed in yet: no bar, and cancel goes back to sign-in.
+    #[tokio::test]
+    async fn enrollment_names_the_user_and_can_be_cancelled() {
+        let html = enroll_html(false).await;
+        assert!(html.contains("Signed in as <strong>bob</strong>"), "{html}");
+        assert!(
+            html.contains("<a class=\"button secondary\" href=\"/account/security\">Cancel</a>"),
+            "{html}"
+        );
+        let html = enroll_html(true).await;
+        assert!(!html.contains("Signed in as"), "{html}");
+        assert!(
+            html.contains(
+                "href=\"/login?rd=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3D1\">Cancel</a>"
+            ),
+            "{html}"
+        );
     }
 }

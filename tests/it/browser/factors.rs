@@ -84,6 +84,16 @@ async fn an_authenticator_app_and_a_recovery_code() {
     tab.click_and_wait("form[action='/account/security/totp'] button")
         .await;
     assert_eq!(tab.count("figure.qr svg").await, 1);
+    // Who is signed in, and a way back without setting anything up.
+    assert_eq!(
+        tab.text_of("header .who").await.as_deref(),
+        Some("Signed in as bob")
+    );
+    assert_eq!(
+        tab.count("a.button.secondary[href='/account/security']")
+            .await,
+        1
+    );
     tab.check_page("enroll-totp").await;
     let secret = tab.text_of("code.secret").await.unwrap();
     tab.fill("#code", &code(&secret, 0)).await;
