@@ -482,12 +482,26 @@ fn edit_users(ov: &Overrides, edit: Edit) -> anyhow::Result<()> {
     let socket = checked.data_dir.join(admin::SOCKET_FILE);
     match admin::request(&checked.data_dir, "POST", "/config/reload") {
         Ok(Some(reply)) => {
-            print!(
-                "{}",
-                reply
-                    .into_result()
-                    .context("the file is changed, but the running server did not reload it")?
-            );
+            let said = reply
+                .into_result()
+                .context("the file is changed, but the running server did not reload it")?;
+            print!("{said}");
+            // A server started with another --config reads another file.
+            let ours = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let theirs = said
+                .strip_prefix("reloaded ")
+                .and_then(|rest| rest.lines().next())
+                .and_then(|first| first.rsplit_once(": "))
+                .map(|(file, _)| std::path::PathBuf::from(file));
+            if let Some(theirs) = theirs.filter(|t| *t != ours) {
+                bail!(
+                    "the running server reads {}, not {}: the change does not apply to it; \
+                     run this again with --config {}",
+                    theirs.display(),
+                    ours.display(),
+                    theirs.display()
+                );
+            }
         }
         Ok(None) => println!(
             "no server answers on {}: the change applies when it starts",

@@ -48,7 +48,12 @@ impl Reloader {
         match Config::load(&self.overrides) {
             Ok(new) => {
                 let done = Reloaded {
-                    path: new.path.display().to_string(),
+                    // Absolute, so that a client elsewhere can tell which
+                    // file this is.
+                    path: std::fs::canonicalize(&new.path)
+                        .unwrap_or_else(|_| new.path.clone())
+                        .display()
+                        .to_string(),
                     users: new.policy().len(),
                     rules: new.policy().rules().len(),
                     waiting: state.config.restart_changes(&new),

@@ -723,6 +723,86 @@ async fn a_backup_without_the_key_has_no_readable_secret() {
     s.stop().await;
 }
 
+/// `auditctl backup` of a running server, as its operator runs it: the
+/// snapshot at `dest`; its output.
+pub(crate) async fn backup(data_dir: &std::path::Path, dest: &std::path::Path) -> String {
+    let (dir, dest) = (data_dir.to_path_buf(), dest.to_path_buf());
+    // Off the test's runtime: `auditctl backup` records its event through
+    // the server's admin socket, which this runtime serves.
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .env_remove("GATEHOUSE_DATA_DIR")
+            .arg("backup")
+            .arg(&dest)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// A restore as the docs tell it, into a new data dir: the snapshot as
+/// `gatehouse.redb`, `secrets.key` from `from` (its mode kept) and the
+/// config file's text, with which a second server then starts there.
+pub(crate) async fn restore(
+    from: &std::path::Path,
+    snapshot: &std::path::Path,
+    into: &std::path::Path,
+) -> TestServer {
+    use gatehouse::identity::secret_box::KEY_FILE;
+    std::fs::copy(snapshot, into.join("gatehouse.redb")).unwrap();
+    std::fs::copy(from.join(KEY_FILE), into.join(KEY_FILE)).unwrap();
+    let config = std::fs::read_to_string(from.join("gatehouse.toml")).unwrap();
+    TestServer::start_in(into, &config).await
+}
+
+/// A backup restored with its key and config on a second server: bob signs
+/// in there with his password and his authenticator app, and a recovery
+/// code still works once, as on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_with_its_key_signs_in_with_password_and_totp() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let c = json_client();
+    let (app, codes) = enroll(&c, &s, "bob", BOB_PW).await;
+    let out = tempfile::tempdir().unwrap();
+    let snapshot = out.path().join("snap.redb");
+    let printed = backup(&s.dir, &snapshot).await;
+    assert!(printed.contains("secrets.key"), "{printed}");
+    assert!(
+        printed.contains("recorded a backup.created event through the running server"),
+        "{printed}"
+    );
+
+    let second = tempfile::tempdir().unwrap();
+    let r = restore(&s.dir, &snapshot, second.path()).await;
+    s.stop().await;
+    let c = json_client();
+    let (st, body) = sign_in(&c, &r, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["second_factor_required"], json!(true), "{body}");
+    // The secret opens with the restored key: the app's next code works.
+    let (st, ok) = post(&c, &r, "/login/totp", json!({"code": app.code(1)})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(verify(&c, &r, None).await, StatusCode::OK);
+    let c = json_client();
+    sign_in(&c, &r, "bob", BOB_PW).await;
+    let (st, ok) = post(&c, &r, "/login/recovery", json!({"code": codes[0]})).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    // The backup's own event was recorded after its snapshot: not in it.
+    let backups = kinds(&r, "backup.created").await;
+    assert!(backups.is_empty(), "{backups:?}");
+    r.stop().await;
+}
+
 /// With the server stopped, the reset writes the database itself, audited
 /// with the operator's name.
 #[tokio::test]

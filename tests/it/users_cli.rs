@@ -147,6 +147,28 @@ async fn users_add_passwd_remove_edit_the_file_and_reload_the_server() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 
+    // A file the running server does not read: said, exit 1.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, "# another file\n").unwrap();
+    let (code, out, err) = users(
+        &[
+            "--config",
+            other.to_str().unwrap(),
+            "--data-dir",
+            &dir,
+            "add",
+            "erin",
+        ],
+        &[],
+        "erin-long-password\n",
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("the running server reads") && err.contains("run this again with --config"),
+        "{err}"
+    );
+
     // With the server stopped, the change waits for its next start.
     s.stop().await;
     let (code, out, err) = users(

@@ -78,12 +78,27 @@ fn record_through_server(db: &Path, r: &BackupReport) {
     }
 }
 
+/// What a restore needs besides the snapshot: said after every backup,
+/// since the snapshot alone does not bring the authenticator apps back.
+fn print_reminder(db: &Path) {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    println!(
+        "to restore, keep three things together: this snapshot, {} (the key that \
+         seals TOTP secrets, not in the snapshot: copy it once, it does not change) \
+         and the config file ({} unless --config names another: the users and \
+         their password hashes)",
+        dir.join("secrets.key").display(),
+        dir.join("gatehouse.toml").display()
+    );
+}
+
 pub fn run(config: &BackendConfig, a: &BackupArgs) -> anyhow::Result<Status> {
     let backend: Backend = open_read_only(config)?;
     let report = backend.backup_to(&a.dest)?;
     // Release the read handle before trying to open the file for writing.
     drop(backend);
     print_report(&report);
+    print_reminder(config.location());
     record(config, &report);
     Ok(Status::Ok)
 }

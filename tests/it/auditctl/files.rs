@@ -94,6 +94,18 @@ fn backup_during_writes_verifies_and_restores() {
         "{out}"
     );
     assert!(out.contains("did not record a backup.created"), "{out}");
+    // After its check, the reminder of what a restore needs besides it.
+    let reminder = out
+        .lines()
+        .find(|l| l.starts_with("to restore, keep three things together"))
+        .unwrap_or_else(|| panic!("no reminder: {out}"));
+    for thing in ["this snapshot", "secrets.key", "gatehouse.toml"] {
+        assert!(reminder.contains(thing), "{reminder}");
+    }
+    assert!(
+        out.find("check       ok").unwrap() < out.find("to restore").unwrap(),
+        "{out}"
+    );
     // The copy holds the whole audit trail: owner-only, whatever the umask.
     assert_eq!(mode(&dest), 0o600);
     live.wait_for_load(live.written.load(Ordering::Relaxed) + 10);

@@ -466,3 +466,120 @@ async fn a_required_factor_enrolled_as_a_passkey() {
     assert_eq!(tab.authenticator_credentials(&authenticator).await.len(), 1);
     tab.assert_clean("after enrolling a required passkey");
 }
+
+/// A backup restored with `secrets.key` and the config on a second server
+/// (the docs' three things): bob, who had set up an authenticator app and a
+/// passkey on the first, signs in there with his password and a code, then
+/// with the passkey alone, which the browser's authenticator still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_signs_in_with_every_factor() {
+    use crate::factors::{backup, json_client, post, restore};
+    use serde_json::json;
+    let Some(chrome) = Chrome::launch("a_restored_backup_signs_in_with_every_factor").await else {
+        return;
+    };
+    let s = TestServer::start(&config_text("", "")).await;
+
+    // An authenticator app, confirmed with the code of the step before
+    // this one, so that each later sign-in has a fresh step at hand.
+    let c = json_client();
+    let (st, _) = post(
+        &c,
+        &s,
+        "/login",
+        json!({"username": "bob", "password": BOB_PW}),
+    )
+    .await;
+    assert_eq!(st, reqwest::StatusCode::OK);
+    let (_, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
+    let secret = begun["secret"].as_str().unwrap().to_string();
+    let (st, done) = post(
+        &c,
+        &s,
+        "/api/v1/mfa/totp/confirm",
+        json!({"code": code(&secret, -1)}),
+    )
+    .await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{done}");
+
+    // A passkey, added in a session signed in with password and code.
+    let tab = chrome.tab().await;
+    let authenticator = tab.add_virtual_authenticator().await;
+    tab.goto(&local(&s, "/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.fill("#code", &code(&secret, 0)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    assert_eq!(
+        tab.url().await,
+        local(&s, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    tab.goto(&local(&s, "/account/security")).await;
+    tab.fill("#passkey-name", "Laptop").await;
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    // The script reloads the page once the passkey is stored: wait through
+    // that navigation (an evaluation it interrupts is tried again).
+    let listed =
+        "[...document.querySelectorAll('span.device')].some(e => e.textContent == 'Laptop')";
+    let wait = async {
+        loop {
+            if let Ok(v) = tab.page.evaluate(listed).await
+                && v.value().and_then(|v| v.as_bool()) == Some(true)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the passkey was never listed");
+    assert_eq!(tab.authenticator_credentials(&authenticator).await.len(), 1);
+
+    // The backup, taken while the server runs; then the browser signs out.
+    let out = tempfile::tempdir().unwrap();
+    let snapshot = out.path().join("snap.redb");
+    let printed = backup(&s.dir, &snapshot).await;
+    assert!(
+        printed.contains("to restore, keep three things together"),
+        "{printed}"
+    );
+    sign_out(&tab, &s).await;
+
+    // Restored on a second server, in another data dir.
+    let second = tempfile::tempdir().unwrap();
+    let r = restore(&s.dir, &snapshot, second.path()).await;
+    s.stop().await;
+    tab.goto(&local(&r, "/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    assert_eq!(tab.url().await, local(&r, "/login/second-factor"));
+    tab.fill("#code", &code(&secret, 1)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    assert_eq!(
+        tab.url().await,
+        local(&r, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    assert!(
+        tab.text()
+            .await
+            .contains("with password and authenticator app")
+    );
+    sign_out(&tab, &r).await;
+    // The passkey alone.
+    tab.click_and_wait("[data-passkey=sign-in]").await;
+    assert_eq!(
+        tab.url().await,
+        local(&r, "/sessions"),
+        "{}",
+        tab.text().await
+    );
+    assert!(tab.text().await.contains("bob"));
+    tab.assert_clean("signed in on the restored server");
+    r.stop().await;
+}
