@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const RULES: &str = r#"
+/// The rules of the access tests (also those of `original.rs`).
+pub(crate) const RULES: &str = r#"
 [[rules]]
 domains = ["code.example.com"]
 paths = ['^/api/health$']

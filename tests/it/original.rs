@@ -10,28 +10,8 @@ use reqwest::header::HeaderValue;
 
 use crate::harness::*;
 
-const RULES: &str = r#"
-[[rules]]
-domains = ["code.example.com"]
-paths = ['^/api/health$']
-policy = "bypass"
-
-[[rules]]
-domains = ["code.example.com"]
-paths = ['^/admin(/|$|\?)']
-subjects = ["group:admin"]
-policy = "one_factor"
-
-[[rules]]
-domains = ["code.example.com"]
-paths = ['^/admin(/|$|\?)']
-policy = "deny"
-
-[[rules]]
-domains = ["wiki.example.com"]
-methods = ["DELETE"]
-policy = "deny"
-
+/// A host that needs two factors, added to the access tests' rules.
+const SECURE: &str = r#"
 [[rules]]
 domains = ["secure.example.com"]
 policy = "two_factor"
@@ -43,7 +23,7 @@ async fn server(family: Option<&str>) -> TestServer {
     });
     TestServer::start(&config_text(
         "trusted_proxies = [\"127.0.0.1\"]",
-        &format!("{access}{RULES}"),
+        &format!("{access}{}{SECURE}", crate::access::RULES),
     ))
     .await
 }
