@@ -181,10 +181,11 @@ pub trait FactorStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Applies `change` to `user`'s factors and, when made, appends `event`
-    /// (a passkey whose credential id another user holds is refused with
-    /// [`FactorRefusal::PasskeyExists`])
     /// (a spent recovery code gets its `remaining` count) in one durable
-    /// change. `Ok(Err(_))`: refused, nothing written.
+    /// change. `Ok(Err(_))`: refused, nothing written. The user's own
+    /// refusals ([`FactorSet::apply`]) come first; then a passkey whose
+    /// credential id another user holds is refused with
+    /// [`FactorRefusal::PasskeyExists`].
     fn change_factors(
         &self,
         user: &str,

@@ -6,7 +6,6 @@
 //! its credential id, and `check()` finds the tables and indexes agreeing.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -106,22 +105,6 @@ fn change(kind: usize, n: u8) -> FactorChange {
     }
 }
 
-/// Runs `cases` random sequences against fresh backends from `open`.
-pub(crate) fn run<B, K, C, F>(cases: u32, open: impl Fn() -> (B, K), close: C)
-where
-    B: FactorSubject,
-    C: Fn(B, K) -> F,
-    F: Future<Output = ()>,
-{
-    super::run_sequences(
-        cases,
-        proptest::collection::vec(step(), 1..40),
-        open,
-        close,
-        async |b: &B, steps| run_steps(b, steps).await,
-    );
-}
-
 async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<&str, FactorSet> = BTreeMap::new();
     // Every pending sign-in ever made.
@@ -138,12 +121,16 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                         *o != u && set.passkeys.iter().any(|p| p.credential_id == id)
                     })
                 };
-                let expected = match &c {
-                    // A credential id belongs to one user at most.
-                    FactorChange::AddPasskey { passkey, .. } if taken(&passkey.credential_id) => {
+                // The user's own refusals come first (a pending sign-in may
+                // not add a second factor, whoever holds the credential);
+                // then a credential id belongs to one user at most.
+                let expected = match (want.apply(c.clone(), now), &c) {
+                    (Ok(_), FactorChange::AddPasskey { passkey, .. })
+                        if taken(&passkey.credential_id) =>
+                    {
                         Err(FactorRefusal::PasskeyExists)
                     }
-                    _ => want.apply(c.clone(), now),
+                    (r, _) => r,
                 };
                 let event = NewEvent::at(EventKind::MfaEnrolled, now * 1000).user(u);
                 let got = b
@@ -286,12 +273,12 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
     Ok(())
 }
 
-/// The redb backend conforms.
-#[test]
-fn redb_factors_conform() {
+/// Runs `sequences` against fresh redb backends.
+fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<Step>>) {
     use crate::store::{Backend, BackendConfig};
-    run(
-        32,
+    super::run_sequences(
+        cases,
+        sequences,
         || {
             let dir = tempfile::tempdir_in("/dev/shm")
                 .or_else(|_| tempfile::tempdir())
@@ -305,5 +292,21 @@ fn redb_factors_conform() {
             backend.close().unwrap();
             drop(dir);
         },
+        async |b: &_, steps| run_steps(b, steps).await,
     );
+}
+
+/// The redb backend conforms.
+#[test]
+fn redb_factors_conform() {
+    on_redb(32, proptest::collection::vec(step(), 1..40));
+}
+
+/// A pending sign-in adding a passkey whose credential id another user
+/// holds is refused as a pending enroller: the user's own refusal comes
+/// before the clash across users.
+#[test]
+fn pending_enroller_refused_before_credential_clash() {
+    let change = |user, n| Step::Change { user, change: 6, n };
+    on_redb(1, Just(vec![change(1, 2), change(0, 0), change(0, 2)]));
 }
