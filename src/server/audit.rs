@@ -9,9 +9,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Authed;
-use super::extract::Query;
-use super::{ApiError, AppState};
+use crate::server::auth::Authed;
+use crate::server::extract::Query;
+use crate::server::{ApiError, AppState};
 use crate::store::{
     AuditStore, DEFAULT_LIMIT, Event, EventFilter, EventKind, MAX_LIMIT, QueryError,
 };

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState};
+use crate::server::{ApiError, AppState};
 use crate::config::{Config, Policy, UserEntry, canonical_ip};
 use crate::store::{Session, SessionStore, SessionToken, StoreError, TokenHash, now_ms};
 
@@ -340,8 +340,8 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe && !same_origin(&state.config, req.headers()) {
         let status = axum::http::StatusCode::FORBIDDEN;
-        if super::wants_html(req.headers()) {
-            return super::pages::message(
+        if crate::server::wants_html(req.headers()) {
+            return crate::server::pages::message(
                 status,
                 "Request refused",
                 "This form was sent from another site, so it was refused (cross-site request refused). \

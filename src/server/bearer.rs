@@ -29,11 +29,11 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::client_ip;
-use super::password::HashError;
-use super::regulation::AtLimit;
-use super::rejections::Refusal;
-use super::{ApiError, AppState};
+use crate::server::auth::client_ip;
+use crate::server::password::HashError;
+use crate::server::regulation::AtLimit;
+use crate::server::rejections::Refusal;
+use crate::server::{ApiError, AppState};
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::{self, Checked, Credential};
 use crate::store::{
@@ -195,7 +195,7 @@ fn subjects(user: &str, ip: Option<IpAddr>) -> Vec<BanSubject> {
 fn must_have_second_factor(state: &AppState, user: &str) -> bool {
     state.with_policy(|p| {
         p.user(user)
-            .is_some_and(|u| super::factors::required_for(&state.config, u))
+            .is_some_and(|u| crate::server::factors::required_for(&state.config, u))
     })
 }
 
@@ -274,10 +274,10 @@ pub async fn basic_password(
     secret: String,
 ) -> Result<(), Refused> {
     let ip = client_ip(&state.config, peer, headers);
-    let ua = super::user_agent(headers);
+    let ua = crate::server::user_agent(headers);
     let now = now_ms();
     let m = &state.metrics;
-    if user.len() > crate::store::MAX_USER || secret.len() > super::login::MAX_PASSWORD {
+    if user.len() > crate::store::MAX_USER || secret.len() > crate::server::login::MAX_PASSWORD {
         return Err(Refused::Wrong);
     }
     let subjects = subjects(user, ip);
@@ -285,7 +285,7 @@ pub async fn basic_password(
         match state.store.ban(subject, now).await {
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
-                super::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now).await;
+                crate::server::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now).await;
                 return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)).into());
             }
             Ok(None) => {}
@@ -312,7 +312,7 @@ pub async fn basic_password(
         Ok(r) => r,
         Err(AtLimit(subject)) => {
             m.login_rejected.inc();
-            super::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now).await;
+            crate::server::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now).await;
             return Err(too_many(1).into());
         }
     };
@@ -345,8 +345,8 @@ pub async fn basic_password(
         state.basic.put(user, &secret, Checked::Wrong, now_ms());
         drop(secret);
         m.login_failure.inc();
-        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "login failed");
-        super::login::audit(
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, "login failed");
+        crate::server::login::audit(
             state,
             NewEvent::now(EventKind::LoginFailure)
                 .user(user.to_string())
@@ -355,7 +355,7 @@ pub async fn basic_password(
                 .detail("via", "basic"),
         )
         .await;
-        super::login::regulate(state, reservation, ip, now).await;
+        crate::server::login::regulate(state, reservation, ip, now).await;
         return Err(Refused::Wrong);
     };
     // Right. Released, not settled as a success: see above.
@@ -368,7 +368,7 @@ pub async fn basic_password(
                 .into());
         }
     };
-    let needs_more = factors.any() || super::factors::required_for(&state.config, &entry);
+    let needs_more = factors.any() || crate::server::factors::required_for(&state.config, &entry);
     let checked = if needs_more {
         Checked::NeedsSecondFactor
     } else {
@@ -376,7 +376,7 @@ pub async fn basic_password(
     };
     state.basic.put(user, &secret, checked, now_ms());
     if needs_more {
-        tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, "basic password refused: the user has or must have a second factor");
+        tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, "basic password refused: the user has or must have a second factor");
         return Err(password_not_enough().into());
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Where gatehouse's requests go: the hot path ([`answer_hot`]: `GET
 //! /auth/verify`, `GET /healthz`), answered on the spot, then the router
-//! (`super::router`) for everything else. The connection layer
-//! (`super::conn`) calls these through its [`Dispatch`] trait.
+//! (`crate::server::router`) for everything else. The connection layer
+//! (`crate::server::conn`) calls these through its [`Dispatch`] trait.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -13,8 +13,8 @@ use axum::routing::future::RouteFuture;
 use hyper::body::Incoming;
 use tower::Service;
 
-use super::conn::Dispatch;
-use super::{AppState, health, verify};
+use crate::server::conn::Dispatch;
+use crate::server::{AppState, health, verify};
 
 /// gatehouse's dispatch: the hot path, then the router.
 #[derive(Clone)]
@@ -28,7 +28,7 @@ pub(super) struct AppDispatch {
 impl AppDispatch {
     pub(super) fn new(state: AppState) -> Self {
         AppDispatch {
-            router: super::router(state.clone()),
+            router: crate::server::router(state.clone()),
             state,
         }
     }
@@ -43,7 +43,7 @@ impl Dispatch for AppDispatch {
 
     fn route(&mut self, mut req: Request<Incoming>) -> Self::Future {
         // HTTP/2 names the site in `:authority`, not `Host`.
-        super::auth::fill_host(&mut req);
+        crate::server::auth::fill_host(&mut req);
         // The router is always ready (it has no back-pressure).
         self.router.call(req)
     }

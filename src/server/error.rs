@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::password;
+use crate::server::password;
 use crate::config::ConfigError;
 use crate::store::OpenError;
 

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use super::ServerError;
-use super::password;
+use crate::server::ServerError;
+use crate::server::password;
 use crate::config::{self, Config, Overrides, UserEntry};
 
 /// File holding the generated admin password on first start.

@@ -3,7 +3,7 @@
 //!
 //! Requests count as activity (the idle timer stops the server after a quiet
 //! period); at most once per [`BEAT_INTERVAL`] a request also wakes the
-//! heartbeat task (`super::tasks`), which touches the heartbeat file.
+//! heartbeat task (`crate::server::tasks`), which touches the heartbeat file.
 //! `/healthz` says `alive` while the last beat is younger than
 //! [`BEAT_EXPIRY`]. Health checks themselves are not activity.
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::AppState;
+use crate::server::AppState;
 use crate::store::now_ms;
 
 /// At most one heartbeat per this interval.

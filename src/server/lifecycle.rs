@@ -1,10 +1,10 @@
 //! Start, run and stop: [`Server::bind`], [`Server::run`] and the one
 //! shutdown path.
 //!
-//! [`Server::bind`] prepares the data dir (`super::first_start`), opens the
+//! [`Server::bind`] prepares the data dir (`crate::server::first_start`), opens the
 //! store, binds the listener and builds the state; [`Server::run`] starts
-//! the background tasks (`super::tasks`), serves connections
-//! (`super::conn`) until the shutdown future completes or the idle timer
+//! the background tasks (`crate::server::tasks`), serves connections
+//! (`crate::server::conn`) until the shutdown future completes or the idle timer
 //! fires, whichever is first (entered once), and then stops everything it
 //! owns before it returns:
 //!
@@ -23,13 +23,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use super::conn::Connections;
-use super::dispatch::AppDispatch;
-use super::health::Activity;
-use super::password::Hasher;
-use super::reload::Reloader;
-use super::tasks::Tasks;
-use super::{AppState, ServerError, first_start};
+use crate::server::conn::Connections;
+use crate::server::dispatch::AppDispatch;
+use crate::server::health::Activity;
+use crate::server::password::Hasher;
+use crate::server::reload::Reloader;
+use crate::server::tasks::Tasks;
+use crate::server::{AppState, ServerError, first_start};
 use crate::config::{Config, Overrides};
 use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
 
@@ -114,7 +114,7 @@ impl Server {
         } = self;
         let cfg = &state.config;
         let tasks = Tasks::start(&state, reloader);
-        super::login::audit(
+        crate::server::login::audit(
             &state,
             NewEvent::now(EventKind::ServerStarted).detail("bind", cfg.bind.to_string()),
         )
@@ -137,8 +137,8 @@ impl Server {
 
         // Every connection and task is done: no refusal can be counted after
         // this, so every count still owed is recorded now.
-        super::rejections::record(&state, state.rejections.take_all()).await;
-        super::login::audit(
+        crate::server::rejections::record(&state, state.rejections.take_all()).await;
+        crate::server::login::audit(
             &state,
             NewEvent::now(EventKind::ServerStopped)
                 .detail("reason", format!("{exit:?}").to_lowercase()),

@@ -18,12 +18,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash};
-use super::password::HashError;
-use super::redirect::safe_redirect;
-use super::regulation::{AtLimit, Reservation};
-use super::rejections::{Note, Refusal};
-use super::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::server::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash};
+use crate::server::password::HashError;
+use crate::server::redirect::safe_redirect;
+use crate::server::regulation::{AtLimit, Reservation};
+use crate::server::rejections::{Note, Refusal};
+use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
 use crate::config::UserEntry;
 use crate::store::{
     AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, MAX_USER, NewBan, NewEvent,
@@ -116,7 +116,7 @@ fn page(
             username,
             rd,
             continue_to: continue_to.as_deref(),
-            passkeys: super::factors::passkeys::available(state, headers),
+            passkeys: crate::server::factors::passkeys::available(state, headers),
         },
     )
 }
@@ -127,16 +127,16 @@ pub async fn form(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q: FormQuery = super::extract::parse_query(query.as_deref().unwrap_or(""))
+    let q: FormQuery = crate::server::extract::parse_query(query.as_deref().unwrap_or(""))
         .unwrap_or(FormQuery { rd: None });
     let rd = q.rd.unwrap_or_default();
-    let rd = if rd.len() > super::redirect::MAX_RD {
+    let rd = if rd.len() > crate::server::redirect::MAX_RD {
         ""
     } else {
         &rd
     };
     if needs_step_up(&state, &headers, rd) {
-        return super::factors::see_other(&super::factors::step::next_page(false, rd));
+        return crate::server::factors::see_other(&crate::server::factors::step::next_page(false, rd));
     }
     page(&state, &headers, StatusCode::OK, None, "", rd)
 }
@@ -159,7 +159,7 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
     let Ok((host, path)) = crate::access::normalize::url(&to) else {
         return false;
     };
-    let found = super::auth::lookup_with(state, headers, |session, _, user, policy| {
+    let found = crate::server::auth::lookup_with(state, headers, |session, _, user, policy| {
         if session.methods.two_factor() {
             return false;
         }
@@ -180,7 +180,7 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
 
 /// Reads the body as JSON or as a form, with the body limit applied.
 async fn parse<S: Send + Sync>(state: &S, req: Request) -> Result<LoginInput, ApiError> {
-    let input: LoginInput = super::extract::json_or_form(state, req).await?;
+    let input: LoginInput = crate::server::extract::json_or_form(state, req).await?;
     if input.username.is_empty() || input.password.0.is_empty() {
         return Err(ApiError::bad_request("username and password are required"));
     }
@@ -246,14 +246,14 @@ async fn attempt(
 
     // The password is right: a session, or first a second step.
     let remember = remember_me.is_some_and(|f| f.is_set());
-    let signed = super::factors::SignIn {
+    let signed = crate::server::factors::SignIn {
         user: &user,
         remember,
         ip,
         ua: ua.clone(),
         rd: &rd,
     };
-    super::factors::after_password(state, headers, signed, credentials, reservation)
+    crate::server::factors::after_password(state, headers, signed, credentials, reservation)
         .await
         .map_err(fail)
 }
@@ -310,7 +310,7 @@ pub(super) async fn check_password<'s>(
         m.login_failure.inc();
         // One line per failure for fail2ban; the IP comes first and the user
         // is quoted so that a crafted name cannot forge the IP field.
-        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, "login failed");
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, "login failed");
         let mut event = NewEvent::now(EventKind::LoginFailure)
             .user(username.to_string())
             .ip(ip)
@@ -381,7 +381,7 @@ pub(super) async fn regulate(
 ) {
     for (subject, until) in reservation.fail(now) {
         state.metrics.bans_added.inc();
-        tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
         let ban = NewBan {
             subject,
             until_ms: until,
@@ -423,10 +423,10 @@ pub(super) async fn reject(
     .await;
     match refusal {
         Refusal::Banned => {
-            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
         }
         Refusal::AtLimit => {
-            tracing::warn!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
         }
     }
 }
@@ -457,7 +457,7 @@ pub async fn logout(
     let mut res = if wants_json(&headers) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        super::see_other("/login")
+        crate::server::see_other("/login")
     };
     if let Some(stale) = clear_host_only_cookie(&state.config) {
         res.headers_mut().append(header::SET_COOKIE, stale);

@@ -1,6 +1,6 @@
 //! Reloading the users: [`Reloader`] (used by the SIGHUP task and by
 //! tests) and the SIGHUP task the server runs among its background tasks
-//! (`super::tasks`).
+//! (`crate::server::tasks`).
 //!
 //! A reload re-reads the config file and swaps the policy (the users and
 //! the rules) whole ([`AppState::replace_policy`]); other settings take
@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
 
-use super::{AppState, Inner};
+use crate::server::{AppState, Inner};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::store::{EventKind, NewEvent};
 
@@ -75,7 +75,7 @@ impl Reloader {
                 if !done.waiting.is_empty() {
                     event = event.detail("restart_needed", done.waiting.join(","));
                 }
-                super::login::audit(&state, event).await;
+                crate::server::login::audit(&state, event).await;
                 Ok(done)
             }
             Err(e) => {

@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Authed, ClientIp, lookup};
-use super::extract::{Form, Query};
-use super::pages::sessions::Notice;
-use super::{ApiError, AppState, no_store, pages, see_other};
+use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::extract::{Form, Query};
+use crate::server::pages::sessions::Notice;
+use crate::server::{ApiError, AppState, no_store, pages, see_other};
 use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
 /// A session as the API shows it.

@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::AppState;
-use super::first_start::write_private_unsynced;
-use super::health::Activity;
-use super::reload::{Reloader, reload_on_hangup};
+use crate::server::AppState;
+use crate::server::first_start::write_private_unsynced;
+use crate::server::health::Activity;
+use crate::server::reload::{Reloader, reload_on_hangup};
 use crate::config::RetentionConfig;
 use crate::store::{SessionStore, now_ms};
 
@@ -50,9 +50,9 @@ impl Tasks {
             cfg.data_dir.join(HEARTBEAT_FILE),
             stop_rx.clone(),
         ));
-        match super::admin::bind(&cfg.data_dir) {
+        match crate::server::admin::bind(&cfg.data_dir) {
             Ok((l, path)) => {
-                set.spawn(super::admin::serve(
+                set.spawn(crate::server::admin::serve(
                     state.clone(),
                     reloader.clone(),
                     l,
@@ -103,7 +103,7 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        super::rejections::record(&state, state.rejections.take_ended(now_ms())).await;
+        crate::server::rejections::record(&state, state.rejections.take_ended(now_ms())).await;
         loop {
             match state.store.sweep(now_ms(), 1_000).await {
                 Ok(r) if r.more && !*stop.borrow() => continue,

@@ -12,11 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Authed, ClientIp, lookup};
-use super::extract::{Form, Json as JsonBody, Query};
-use super::pages::tokens::{Notice, TokensView};
-use super::sessions::{UserQuery, target};
-use super::{ApiError, AppState, no_store, pages, see_other};
+use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::extract::{Form, Json as JsonBody, Query};
+use crate::server::pages::tokens::{Notice, TokensView};
+use crate::server::sessions::{UserQuery, target};
+use crate::server::{ApiError, AppState, no_store, pages, see_other};
 use crate::store::{
     AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAINS, MAX_TOKEN_NAME, NewAccessToken,
     PublicId, TokenRefusal, TokenStore, normalize_scope_domain, now_ms,
@@ -208,7 +208,7 @@ async fn revoke_id(
     let id: PublicId = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed token id"))?;
-    let how = super::sessions::revocation(me, by_admin, ip);
+    let how = crate::server::sessions::revocation(me, by_admin, ip);
     state
         .store
         .revoke_token(user, id, how)

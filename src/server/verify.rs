@@ -3,9 +3,9 @@
 //!
 //! This is the hot path: one read transaction, no write, no lock, no
 //! hashing. A stale session is touched fire-and-forget (see
-//! [`super::auth::lookup`]). Without a session cookie, an access token in
+//! [`crate::server::auth::lookup`]). Without a session cookie, an access token in
 //! `Authorization` is checked the same way (one read, a coalesced touch;
-//! see [`super::bearer`]). The one exception is a Basic password
+//! see [`crate::server::bearer`]). The one exception is a Basic password
 //! (`[tokens] basic_auth_passwords`) not checked within the last minute:
 //! [`answer`] then declines and [`verify`], behind the router, checks it
 //! through the bounded hashing pool and the failure limit.
@@ -18,11 +18,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{client_ip, cookie, lookup_with};
-use super::bearer::{
+use crate::server::auth::{client_ip, cookie, lookup_with};
+use crate::server::bearer::{
     Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
 };
-use super::{ApiError, AppState};
+use crate::server::{ApiError, AppState};
 use crate::access::{
     Decision, Original, Policy as AccessPolicy, Request as AccessRequest, Subject, Unreadable,
     read_original,
@@ -37,7 +37,7 @@ use crate::store::AccessTokenInfo;
 /// answers 200, 401 or 302, never 400, because a proxy turns any other
 /// status into an error page for the protected app.
 pub fn wants_redirect(query: Option<&str>) -> bool {
-    let Some(q) = query.filter(|q| q.len() <= super::extract::MAX_QUERY) else {
+    let Some(q) = query.filter(|q| q.len() <= crate::server::extract::MAX_QUERY) else {
         return false;
     };
     url::form_urlencoded::parse(q.as_bytes())
@@ -135,7 +135,7 @@ fn unreadable(state: &AppState, why: Unreadable) -> Response {
 
 /// The answer to a forward-auth request, made on the spot; `None` when it
 /// needs a password checked first (see [`verify`]). Counts it as activity:
-/// the route is outside the activity middleware (see `super::router`).
+/// the route is outside the activity middleware (see `crate::server::router`).
 pub fn answer<B>(
     state: &AppState,
     req: &http::Request<B>,
@@ -460,7 +460,7 @@ fn not_signed_in(
     // -u` and `git` ask for credentials) even with `?redirect=1`, since a
     // redirect to a sign-in form is of no use to it.
     let browser =
-        super::wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
+        crate::server::wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
     if wants_redirect(query) && browser {
         let login = login_url(state, return_url(state, headers, orig).as_deref());
         let mut r = StatusCode::FOUND.into_response();
@@ -480,7 +480,7 @@ fn not_signed_in(
         // nginx and Caddy pass the challenge on with the 401.
         if !browser {
             r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, super::bearer::CHALLENGE);
+                .insert(header::WWW_AUTHENTICATE, crate::server::bearer::CHALLENGE);
         }
         r
     }
@@ -513,14 +513,14 @@ fn refuse(
         state.record_denial(u, d.rule, host, path, ip);
     }
     match user {
-        Some(u) if super::wants_html(headers) => {
+        Some(u) if crate::server::wants_html(headers) => {
             let origin = state
                 .config
                 .public_origin
                 .as_ref()
                 .map(|o| o.origin().ascii_serialization());
             let sign_out = format!("{}/logout", origin.as_deref().unwrap_or(""));
-            super::pages::forbidden::page(u, host, path, &sign_out, origin.as_deref())
+            crate::server::pages::forbidden::page(u, host, path, &sign_out, origin.as_deref())
         }
         _ => ApiError::new(StatusCode::FORBIDDEN, "access denied by rule").into_response(),
     }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use axum::body::{Body, Bytes};
 use hyper::body::{Frame, SizeHint};
 
-use super::idle::InFlight;
+use crate::server::conn::idle::InFlight;
 
 /// A response body and the in-flight marker of its request.
 pub(crate) struct TrackedBody {

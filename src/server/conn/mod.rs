@@ -46,12 +46,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use self::body::TrackedBody;
-use self::idle::{ConnIdle, InFlight, first_bytes};
-use self::slots::{ConnSlot, PerIp};
-use self::upgrade::Adopted;
-pub use self::upgrade::ConnHandle;
-use super::AppState;
+use crate::server::conn::body::TrackedBody;
+use crate::server::conn::idle::{ConnIdle, InFlight, first_bytes};
+use crate::server::conn::slots::{ConnSlot, PerIp};
+use crate::server::conn::upgrade::Adopted;
+pub use crate::server::conn::upgrade::ConnHandle;
+use crate::server::AppState;
 use crate::config;
 
 /// Where a connection's requests go: the hot path, then the app.

@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::*;
+use crate::server::conn::*;
 use crate::config::{Config, Overrides};
 use crate::server::Server;
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use super::idle::{ConnIdle, InFlight};
+use crate::server::conn::idle::{ConnIdle, InFlight};
 
 /// A task serving an upgraded stream, as the connection's task receives it.
 pub(crate) type Adopted = Pin<Box<dyn Future<Output = ()> + Send>>;

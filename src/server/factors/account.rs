@@ -10,12 +10,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::enroll::{
+use crate::server::factors::enroll::{
     confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp, session_enroller,
 };
-use super::proof::{Needs, ProofInput, needs, prove};
-use super::step::{CodeInput, next_page};
-use super::{factors_of, recent, see_other};
+use crate::server::factors::proof::{Needs, ProofInput, needs, prove};
+use crate::server::factors::step::{CodeInput, next_page};
+use crate::server::factors::{factors_of, recent, see_other};
 use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp};
 use crate::server::{ApiError, AppState, pages, user_agent};
@@ -59,12 +59,12 @@ async fn show(
         &pages::factors::SecurityView {
             user: &me.user.name,
             set: &set,
-            required: super::required_for(&state.config, &me.user),
+            required: crate::server::factors::required_for(&state.config, &me.user),
             recent: recent(&state.config, me, now),
             password_to_add: needs(&state.config, me, &set, now) == Needs::Password,
             notice,
             error: refused.map(|e| e.message.as_str()),
-            passkeys: super::passkeys::available(state, headers),
+            passkeys: crate::server::factors::passkeys::available(state, headers),
         },
     );
     if let Some(s) = refused.and_then(|e| e.retry_after) {
@@ -216,7 +216,7 @@ pub async fn rename_passkey(
     axum::extract::Path(id): axum::extract::Path<String>,
     crate::server::extract::Form(f): crate::server::extract::Form<RenameForm>,
 ) -> Response {
-    match super::enroll::rename(&state, &me.user.name, &id, &f.name).await {
+    match crate::server::factors::enroll::rename(&state, &me.user.name, &id, &f.name).await {
         Ok(()) => see_other("/account/security?notice=passkey-renamed"),
         Err(e) => e.into_response(),
     }
@@ -233,7 +233,7 @@ pub async fn remove_passkey(
     if let Some(r) = step_up_first(&state, &me) {
         return r;
     }
-    match super::enroll::remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
+    match crate::server::factors::enroll::remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
     {
         Ok(()) => see_other("/account/security?notice=passkey-removed"),
         Err(e) if e.status == StatusCode::NOT_FOUND => see_other(HERE),

@@ -4,7 +4,7 @@
 //!
 //! Who may enroll: a pending sign-in marked for enrollment (it can do
 //! nothing else), or a signed-in session with proof from the last
-//! `[second_factor] recent_secs` (see [`super::proof`]: a second factor,
+//! `[second_factor] recent_secs` (see [`crate::server::factors::proof`]: a second factor,
 //! or for a user with none yet a recent sign-in or the password sent as
 //! `"password"`). Removing a factor or regenerating recovery codes needs a
 //! session that did a second factor within `recent_secs`; anything else
@@ -18,9 +18,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::proof::ProofInput;
-use super::step::{CodeInput, change, rd_of};
-use super::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in};
+use crate::server::factors::proof::ProofInput;
+use crate::server::factors::step::{CodeInput, change, rd_of};
+use crate::server::factors::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in};
 use crate::identity::recovery::RecoveryCodes;
 use crate::identity::totp::TotpSecret;
 use crate::server::auth::{Authed, ClientIp, lookup};
@@ -46,7 +46,7 @@ impl Enroller {
         if let Some(a) = lookup(state, headers)? {
             return Ok(Some(Enroller::Session(Box::new(a))));
         }
-        let Some((h, p)) = super::pending_of(state, headers)
+        let Some((h, p)) = crate::server::factors::pending_of(state, headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
@@ -93,13 +93,13 @@ async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, Api
 fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
     let me = lookup(state, headers)?.ok_or_else(ApiError::unauthorized)?;
     if !recent(&state.config, &me, now_ms()) {
-        return Err(super::proof::step_up_first(&state.config));
+        return Err(crate::server::factors::proof::step_up_first(&state.config));
     }
     Ok(me)
 }
 
 /// Checks that `who` may start adding a factor: a pending sign-in that
-/// must enroll may; a session needs proof ([`super::proof::prove`]), with
+/// must enroll may; a session needs proof ([`crate::server::factors::proof::prove`]), with
 /// the password the request sent, if any.
 pub async fn may_add(
     state: &AppState,
@@ -112,7 +112,7 @@ pub async fn may_add(
         return Ok(());
     };
     let set = factors_of(state, &me.user.name).await?;
-    super::proof::prove(state, me, &set, password, ip, &user_agent(headers)).await
+    crate::server::factors::proof::prove(state, me, &set, password, ip, &user_agent(headers)).await
 }
 
 /// A fresh TOTP secret, sealed and stored as `user`'s enrollment begun by
@@ -358,7 +358,7 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let required = state
         .user_for_login(who.user())
         .0
-        .is_some_and(|u| super::required_for(&state.config, &u));
+        .is_some_and(|u| crate::server::factors::required_for(&state.config, &u));
     Json(Status {
         user: who.user().to_string(),
         totp: set.totp.is_some(),
@@ -478,7 +478,7 @@ async fn finish_enrollment(
     };
     complete(state, hash, &s, Method::Totp)
         .await?
-        .ok_or_else(super::no_sign_in)
+        .ok_or_else(crate::server::factors::no_sign_in)
 }
 
 /// `DELETE /api/v1/mfa/totp`.
@@ -532,11 +532,11 @@ pub async fn page(
 ) -> Response {
     let rd = rd_of(query.as_deref());
     let run = async {
-        let Some((hash, p)) = super::pending_of(&state, &headers)
+        let Some((hash, p)) = crate::server::factors::pending_of(&state, &headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
-            return Ok(super::see_other(&super::step::next_page(false, &rd)));
+            return Ok(crate::server::factors::see_other(&crate::server::factors::step::next_page(false, &rd)));
         };
         let secret = enrolling_or_new(&state, &p.user, EnrollerId::Pending(hash.0)).await?;
         Ok::<_, ApiError>(pages::factors::enroll_totp(
@@ -548,7 +548,7 @@ pub async fn page(
                 rd: &rd,
                 error: None,
                 required: true,
-                passkeys: super::passkeys::available(&state, &headers),
+                passkeys: crate::server::factors::passkeys::available(&state, &headers),
             },
         ))
     };
@@ -567,13 +567,13 @@ pub async fn submit(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    let rd = super::step::bounded_rd(input.rd.clone());
+    let rd = crate::server::factors::step::bounded_rd(input.rd.clone());
     let run = async {
-        let Some((hash, p)) = super::pending_of(&state, &headers)
+        let Some((hash, p)) = crate::server::factors::pending_of(&state, &headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
-            return Ok(super::see_other(&super::step::next_page(false, &rd)));
+            return Ok(crate::server::factors::see_other(&crate::server::factors::step::next_page(false, &rd)));
         };
         let by = EnrollerId::Pending(hash.0);
         let ua = user_agent(&headers);
@@ -591,7 +591,7 @@ pub async fn submit(
                         rd: &rd,
                         error: Some(&e.message),
                         required: true,
-                        passkeys: super::passkeys::available(&state, &headers),
+                        passkeys: crate::server::factors::passkeys::available(&state, &headers),
                     },
                 ));
             }

@@ -28,11 +28,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::auth::{Authed, clear_host_only_cookie, cookie, cookie_hash, session_cookie};
-use super::redirect::safe_redirect;
-use super::regulation::Reservation;
-pub use super::see_other;
-use super::{ApiError, AppState};
+use crate::server::auth::{Authed, clear_host_only_cookie, cookie, cookie_hash, session_cookie};
+use crate::server::redirect::safe_redirect;
+use crate::server::regulation::Reservation;
+pub use crate::server::see_other;
+use crate::server::{ApiError, AppState};
 use crate::config::{Config, UserEntry};
 use crate::identity::signin::{self, AfterPassword, Factors};
 use crate::identity::totp::TotpSecret;
@@ -215,11 +215,11 @@ pub async fn after_password(
         )
         .await
         .map_err(|e| ApiError::internal("starting the second step failed", &e))?;
-    tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");
+    tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");
     let methods: Vec<&str> = set.methods().iter().map(|m| m.as_str()).collect();
     let rd = safe_redirect(&state.config, headers, s.rd).unwrap_or_default();
     let next = step::next_page(enroll, &rd);
-    let mut res = if super::wants_json(headers) {
+    let mut res = if crate::server::wants_json(headers) {
         #[derive(Serialize)]
         struct Pending<'a> {
             second_factor_required: bool,
@@ -302,7 +302,7 @@ fn credentials_error(state: &AppState, s: &SignIn<'_>, e: WriteError) -> ApiErro
     match e {
         WriteError::CredentialsChanged => {
             state.metrics.login_failure.inc();
-            tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(s.ip), user = ?s.user.name, "login refused: credentials changed during the check");
+            tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(s.ip), user = ?s.user.name, "login refused: credentials changed during the check");
             let store = state.store.clone();
             let ev = NewEvent::now(EventKind::LoginFailure)
                 .user(s.user.name.clone())
@@ -314,7 +314,7 @@ fn credentials_error(state: &AppState, s: &SignIn<'_>, e: WriteError) -> ApiErro
                     tracing::error!(error = %e, "audit append failed");
                 }
             });
-            ApiError::new(StatusCode::UNAUTHORIZED, super::login::FAILED)
+            ApiError::new(StatusCode::UNAUTHORIZED, crate::server::login::FAILED)
         }
         e => ApiError::internal("creating a session failed", &e),
     }
@@ -385,11 +385,11 @@ pub fn signed_in_with(
         });
     }
     state.metrics.login_success.inc();
-    tracing::info!(target: "gatehouse::auth", ip = %super::ip_str(ip), user = ?user, methods = %created.session.methods.names(), "login succeeded");
+    tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, methods = %created.session.methods.names(), "login succeeded");
     let s = &state.config.session;
     let max_age = remember.then_some(s.remember_me_ms / 1000);
     let target = safe_redirect(&state.config, headers, rd).unwrap_or_else(|| "/".into());
-    let mut res = if super::wants_json(headers) {
+    let mut res = if crate::server::wants_json(headers) {
         #[derive(Serialize)]
         struct LoginOk<'a> {
             user: &'a str,
@@ -408,7 +408,7 @@ pub fn signed_in_with(
         })
         .into_response()
     } else if let Some(left) = recovery_left {
-        super::pages::factors::recovery_used(user, left, &target)
+        crate::server::pages::factors::recovery_used(user, left, &target)
     } else {
         see_other(&target)
     };

@@ -33,10 +33,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::enroll::Enroller;
-use super::proof::ProofInput;
-use super::step::{Proof, Stepper, attempt_with};
-use super::{SignIn, complete, factors_of, signed_in};
+use crate::server::factors::enroll::Enroller;
+use crate::server::factors::proof::ProofInput;
+use crate::server::factors::step::{Proof, Stepper, attempt_with};
+use crate::server::factors::{SignIn, complete, factors_of, signed_in};
 use crate::identity::recovery::RecoveryCodes;
 use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::server::auth::{ClientIp, cookie};
@@ -341,7 +341,7 @@ pub async fn register_start(
             .ok_or_else(ApiError::unauthorized)?;
         let input: ProofInput = crate::server::extract::optional_json_or_form(&state, req).await?;
         let pk = passkeys_for(&state, &headers)?;
-        super::enroll::may_add(&state, &who, input.password, ip, &headers).await?;
+        crate::server::factors::enroll::may_add(&state, &who, input.password, ip, &headers).await?;
         let set = factors_of(&state, who.user()).await?;
         let existing: Vec<Vec<u8>> = set
             .passkeys
@@ -469,7 +469,7 @@ pub async fn step_start(State(state): State<AppState>, headers: HeaderMap) -> Re
     let run = async {
         let who = Stepper::of(&state, &headers)
             .await?
-            .ok_or_else(super::no_sign_in)?;
+            .ok_or_else(crate::server::factors::no_sign_in)?;
         let pk = passkeys_for(&state, &headers)?;
         let set = factors_of(&state, who.user()).await?;
         let creds: Vec<Vec<u8>> = set.passkeys.iter().map(|p| p.credential.clone()).collect();
@@ -495,12 +495,12 @@ pub async fn step_finish(
         let input = body(&state, req).await?;
         let who = Stepper::of(&state, &headers)
             .await?
-            .ok_or_else(super::no_sign_in)?;
+            .ok_or_else(crate::server::factors::no_sign_in)?;
         let entry = taken(&state, &headers, Purpose::Step)?;
         if entry.user.as_deref() != Some(who.user()) {
             return Err(stale_ceremony());
         }
-        let rd = super::step::bounded_rd(input.rd);
+        let rd = crate::server::factors::step::bounded_rd(input.rd);
         let proof = Proof::Passkey {
             state: entry.state,
             response: input.credential,
@@ -616,7 +616,7 @@ pub async fn discover_finish(
             .user_agent(ua.clone())
             .detail("method", Method::WebAuthn.as_str())
             .detail("passkey_only", "true");
-        super::step::change(
+        crate::server::factors::step::change(
             &state,
             &user.name,
             FactorChange::UsePasskey {
@@ -627,7 +627,7 @@ pub async fn discover_finish(
         )
         .await?
         .map_err(|r| ApiError::new(StatusCode::UNAUTHORIZED, r.to_string()))?;
-        let rd = super::step::bounded_rd(input.rd);
+        let rd = crate::server::factors::step::bounded_rd(input.rd);
         let s = SignIn {
             user: &user,
             remember: false,
@@ -635,7 +635,7 @@ pub async fn discover_finish(
             ua,
             rd: &rd,
         };
-        let created = super::create(
+        let created = crate::server::factors::create(
             &state,
             &s,
             Methods::of(&[Method::WebAuthn]),

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{SignIn, complete, factors_of, open_totp};
+use crate::server::factors::{SignIn, complete, factors_of, open_totp};
 use crate::identity::recovery;
 use crate::identity::signin::{self, Need, Next};
 use crate::identity::totp::TotpError;
@@ -102,7 +102,7 @@ pub enum Stepper {
 impl Stepper {
     /// The request's pending sign-in, else its session; `None` for neither.
     pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Stepper>, ApiError> {
-        if let Some((hash, p)) = super::pending_of(state, headers).await? {
+        if let Some((hash, p)) = crate::server::factors::pending_of(state, headers).await? {
             return Ok(Some(Stepper::Pending(hash, p)));
         }
         Ok(lookup(state, headers)?.map(|a| Stepper::Session(Box::new(a))))
@@ -131,7 +131,7 @@ pub async fn page(
     if let Stepper::Pending(_, p) = &who
         && p.enroll
     {
-        return super::see_other(&next_page(true, &rd));
+        return crate::server::factors::see_other(&next_page(true, &rd));
     }
     let set = match factors_of(&state, who.user()).await {
         Ok(s) => s,
@@ -148,7 +148,7 @@ pub async fn page(
             error: None,
             step_up,
             continue_to: continue_to(&state, &headers, &rd).as_deref(),
-            passkeys: super::passkeys::available(&state, &headers),
+            passkeys: crate::server::factors::passkeys::available(&state, &headers),
         },
     )
 }
@@ -211,7 +211,7 @@ async fn second_step(
     let who = match Stepper::of(&state, &headers).await {
         Ok(Some(w)) => w,
         Ok(None) if json => {
-            return super::no_sign_in().into_response();
+            return crate::server::factors::no_sign_in().into_response();
         }
         Ok(None) => return expired_page(&rd),
         Err(e) => return e.into_response(),
@@ -232,7 +232,7 @@ async fn second_step(
                     error: Some(&e.message),
                     step_up: matches!(who, Stepper::Session(_)),
                     continue_to: continue_to(&state, &headers, &rd).as_deref(),
-                    passkeys: super::passkeys::available(&state, &headers),
+                    passkeys: crate::server::factors::passkeys::available(&state, &headers),
                 },
             );
             if let Some(s) = e.retry_after {
@@ -286,7 +286,7 @@ pub async fn attempt_with(
     let ua = user_agent(headers);
     let (user, _) = state.user_for_login(who.user());
     let Some(user) = user else {
-        return Err(super::no_sign_in());
+        return Err(crate::server::factors::no_sign_in());
     };
     let mut subjects = vec![BanSubject::User(user.name.clone())];
     subjects.extend(ip.map(BanSubject::ip));
@@ -374,7 +374,7 @@ pub async fn attempt_with(
                 else {
                     return Err(ApiError::bad_request("a passkey answer is required"));
                 };
-                let pk = super::passkeys::passkeys_for(state, headers)?;
+                let pk = crate::server::factors::passkeys::passkeys_for(state, headers)?;
                 let creds: Vec<Vec<u8>> =
                     set.passkeys.iter().map(|p| p.credential.clone()).collect();
                 match pk.finish_authentication(st, response, &creds) {
@@ -415,7 +415,7 @@ pub async fn attempt_with(
         };
         match signin::second_step(&machine, method, checked.is_ok(), now) {
             Next::Expired => {
-                return Err(super::no_sign_in());
+                return Err(crate::server::factors::no_sign_in());
             }
             Next::NotOffered => {
                 return Err(ApiError::bad_request(
@@ -479,13 +479,13 @@ pub async fn attempt_with(
             .map_err(|e| ApiError::internal("recording the second factor failed", &e))?,
     };
     let Some(created) = created else {
-        return Err(super::no_sign_in());
+        return Err(crate::server::factors::no_sign_in());
     };
     reservation.succeed(now);
     let remember = created.session.remember_me;
     // After a recovery code, the person is told how many are left (as the
     // write that spent it counted them).
-    Ok(super::signed_in_with(
+    Ok(crate::server::factors::signed_in_with(
         state,
         headers,
         ip,

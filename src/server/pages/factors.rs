@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, PreEscaped, html};
 
-use super::describe::exact;
-use super::{Viewer, csp_with_form_target, layout, respond, respond_with_csp};
+use crate::server::pages::describe::exact;
+use crate::server::pages::{Viewer, csp_with_form_target, layout, respond, respond_with_csp};
 use crate::identity::totp::TotpSecret;
 use crate::store::{FactorSet, Method};
 
@@ -55,7 +55,7 @@ pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
                         "Use your passkey"
                     }
                 }
-                (super::passkey_script())
+                (crate::server::pages::passkey_script())
             }
             @if totp {
                 form.stack method="post" action="/login/totp" {
@@ -88,7 +88,7 @@ pub fn second_step(status: StatusCode, v: &StepView<'_>) -> Response {
     let page = layout("Second factor", None, false, content);
     let csp = csp_with_form_target(v.continue_to);
     let csp = if passkey {
-        super::with_passkey_script(&csp)
+        crate::server::pages::with_passkey_script(&csp)
     } else {
         csp
     };
@@ -193,7 +193,7 @@ pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
                             data-name-input="passkey-name" data-rd=(v.rd) { "Add a passkey" }
                     }
                     (passkey_codes())
-                    (super::passkey_script())
+                    (crate::server::pages::passkey_script())
                 }
             }
             div.actions {
@@ -202,9 +202,9 @@ pub fn enroll_totp(status: StatusCode, v: &EnrollView<'_>) -> Response {
         }
     };
     let csp = if v.passkeys {
-        super::with_passkey_script(super::CSP)
+        crate::server::pages::with_passkey_script(crate::server::pages::CSP)
     } else {
-        super::CSP.to_string()
+        crate::server::pages::CSP.to_string()
     };
     let viewer = (!v.required).then_some(Viewer { user: v.user });
     respond_with_csp(
@@ -415,7 +415,7 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
                             data-password-input=[v.password_to_add.then_some("passkey-password")] { "Add a passkey" }
                     }
                     (passkey_codes())
-                    (super::passkey_script())
+                    (crate::server::pages::passkey_script())
                 }
             } @else if v.passkeys {
                 div.actions {
@@ -438,9 +438,9 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
         }
     };
     let csp = if passkey_button {
-        super::with_passkey_script(super::CSP)
+        crate::server::pages::with_passkey_script(crate::server::pages::CSP)
     } else {
-        super::CSP.to_string()
+        crate::server::pages::CSP.to_string()
     };
     respond_with_csp(
         status,

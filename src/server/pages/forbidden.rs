@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{Viewer, csp_with_assets, layout_from, respond_with_csp};
+use crate::server::pages::{Viewer, csp_with_assets, layout_from, respond_with_csp};
 
 /// Longest path the page names; a longer one is cut with `…`.
 const MAX_PATH_SHOWN: usize = 100;
@@ -54,7 +54,7 @@ pub fn page(user: &str, host: &str, path: &str, sign_out: &str, assets: Option<&
             }
         }
     };
-    let csp = assets.map_or(super::CSP.to_string(), csp_with_assets);
+    let csp = assets.map_or(crate::server::pages::CSP.to_string(), csp_with_assets);
     respond_with_csp(
         StatusCode::FORBIDDEN,
         layout_from(assets, "No access", Some(Viewer { user }), false, content),

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{csp_with_form_target, layout, respond_with_csp};
+use crate::server::pages::{csp_with_form_target, layout, respond_with_csp};
 
 /// What the sign-in page shows.
 pub struct LoginView<'a> {
@@ -33,7 +33,7 @@ pub fn page(status: StatusCode, v: &LoginView<'_>) -> Response {
             @if let Some(to) = v.continue_to {
                 p.lead { "to continue to " strong { (host_of(to)) } }
             } @else {
-                p.lead { "with your " (super::PRODUCT) " account" }
+                p.lead { "with your " (crate::server::pages::PRODUCT) " account" }
             }
             form.stack method="post" action="/login" {
                 @if let Some(e) = v.error {
@@ -61,14 +61,14 @@ pub fn page(status: StatusCode, v: &LoginView<'_>) -> Response {
                         "Sign in with a passkey"
                     }
                 }
-                (super::passkey_script())
+                (crate::server::pages::passkey_script())
             }
         }
     };
     let page = layout("Sign in", None, false, content);
     let csp = csp_with_form_target(v.continue_to);
     let csp = if v.passkeys {
-        super::with_passkey_script(&csp)
+        crate::server::pages::with_passkey_script(&csp)
     } else {
         csp
     };

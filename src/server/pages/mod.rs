@@ -6,11 +6,11 @@
 //! Pages carry no inline script and no inline style; the one stylesheet,
 //! the icon and the passkey buttons' script (only on pages with such a
 //! button, whose policy then allows it) are embedded assets served from
-//! `'self'` (`super::assets`).
+//! `'self'` (`crate::server::assets`).
 //!
 //! Referrer policy: `same-origin`. A browser then sends our own origin in
 //! `Origin` on the pages' form posts (which the cross-site guard,
-//! `super::auth::csrf_guard`, compares with the site), while a request to
+//! `crate::server::auth::csrf_guard`, compares with the site), while a request to
 //! another site carries no `Referer` at all. `no-referrer` would make
 //! Chromium send `Origin: null` on our own forms, which the guard must
 //! refuse because sandboxed frames send the same.

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::describe::{exact, machine, relative};
-use super::{Viewer, layout, respond};
+use crate::server::pages::describe::{exact, machine, relative};
+use crate::server::pages::{Viewer, layout, respond};
 use crate::store::AccessTokenInfo;
 
 /// A message after an action on the page, chosen by a fixed code in the
