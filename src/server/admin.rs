@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::store::{
     AuditStore, BanStore, BanSubject, EventKind, NewEvent, Revocation, RevokeReason, TokenStore,
     now_ms,
@@ -77,7 +77,7 @@ pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
 /// Serves admin requests until `stop` changes, then removes the socket file.
 pub async fn serve(
     state: AppState,
-    reloader: crate::server::Reloader,
+    reloader: crate::server::reload::Reloader,
     listener: UnixListener,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -126,7 +126,7 @@ pub async fn serve(
 
 /// `POST /config/reload`: what the reload read, or why it failed (the
 /// previous users and rules then stay).
-async fn reload(reloader: &crate::server::Reloader) -> (StatusCode, String) {
+async fn reload(reloader: &crate::server::reload::Reloader) -> (StatusCode, String) {
     match reloader.reload().await {
         Ok(done) => (StatusCode::OK, done.to_string()),
         Err(e) => (

@@ -9,9 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::server::auth::Authed;
+use crate::server::authed::Authed;
 use crate::server::extract::Query;
-use crate::server::{ApiError, AppState};
+use crate::server::respond::ApiError;
+use crate::server::state::AppState;
 use crate::store::{
     AuditStore, DEFAULT_LIMIT, Event, EventFilter, EventKind, MAX_LIMIT, QueryError,
 };

@@ -29,13 +29,14 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::server::auth::client_ip;
+use crate::config::{Policy, UserEntry};
+use crate::identity::basic::{self, Checked, Credential};
+use crate::server::client::client_ip;
 use crate::server::password::HashError;
 use crate::server::regulation::AtLimit;
 use crate::server::rejections::Refusal;
-use crate::server::{ApiError, AppState};
-use crate::config::{Policy, UserEntry};
-use crate::identity::basic::{self, Checked, Credential};
+use crate::server::respond::ApiError;
+use crate::server::state::AppState;
 use crate::store::{
     ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind,
     FactorStore, NewEvent, StoreError, TokenStore, now_ms,
@@ -274,7 +275,7 @@ pub async fn basic_password(
     secret: String,
 ) -> Result<(), Refused> {
     let ip = client_ip(&state.config, peer, headers);
-    let ua = crate::server::user_agent(headers);
+    let ua = crate::server::respond::user_agent(headers);
     let now = now_ms();
     let m = &state.metrics;
     if user.len() > crate::store::MAX_USER || secret.len() > crate::server::login::MAX_PASSWORD {
@@ -285,7 +286,8 @@ pub async fn basic_password(
         match state.store.ban(subject, now).await {
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
-                crate::server::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now).await;
+                crate::server::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now)
+                    .await;
                 return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)).into());
             }
             Ok(None) => {}
@@ -312,7 +314,8 @@ pub async fn basic_password(
         Ok(r) => r,
         Err(AtLimit(subject)) => {
             m.login_rejected.inc();
-            crate::server::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now).await;
+            crate::server::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now)
+                .await;
             return Err(too_many(1).into());
         }
     };
@@ -345,7 +348,7 @@ pub async fn basic_password(
         state.basic.put(user, &secret, Checked::Wrong, now_ms());
         drop(secret);
         m.login_failure.inc();
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, "login failed");
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user, "login failed");
         crate::server::login::audit(
             state,
             NewEvent::now(EventKind::LoginFailure)
@@ -376,7 +379,7 @@ pub async fn basic_password(
     };
     state.basic.put(user, &secret, checked, now_ms());
     if needs_more {
-        tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, "basic password refused: the user has or must have a second factor");
+        tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user, "basic password refused: the user has or must have a second factor");
         return Err(password_not_enough().into());
     }
     Ok(())

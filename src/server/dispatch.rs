@@ -14,7 +14,8 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use crate::server::conn::Dispatch;
-use crate::server::{AppState, health, verify};
+use crate::server::state::AppState;
+use crate::server::{health, verify};
 
 /// gatehouse's dispatch: the hot path, then the router.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ impl Dispatch for AppDispatch {
 
     fn route(&mut self, mut req: Request<Incoming>) -> Self::Future {
         // HTTP/2 names the site in `:authority`, not `Host`.
-        crate::server::auth::fill_host(&mut req);
+        crate::server::csrf::fill_host(&mut req);
         // The router is always ready (it has no back-pressure).
         self.router.call(req)
     }

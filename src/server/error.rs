@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::server::password;
 use crate::config::ConfigError;
+use crate::server::password;
 use crate::store::OpenError;
 
 /// Starting or running the server failed.

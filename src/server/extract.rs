@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
 
-use crate::server::ApiError;
+use crate::server::respond::ApiError;
 
 /// Longest query string looked at; the request head limit bounds it anyway.
 pub const MAX_QUERY: usize = 8192;

@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use crate::server::ServerError;
-use crate::server::password;
 use crate::config::{self, Config, Overrides, UserEntry};
+use crate::server::error::ServerError;
+use crate::server::password;
 
 /// File holding the generated admin password on first start.
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::AppState;
+use crate::server::state::AppState;
 use crate::store::now_ms;
 
 /// At most one heartbeat per this interval.

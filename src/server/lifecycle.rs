@@ -23,14 +23,16 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::config::{Config, Overrides};
 use crate::server::conn::Connections;
 use crate::server::dispatch::AppDispatch;
+use crate::server::error::ServerError;
+use crate::server::first_start;
 use crate::server::health::Activity;
 use crate::server::password::Hasher;
 use crate::server::reload::Reloader;
+use crate::server::state::AppState;
 use crate::server::tasks::Tasks;
-use crate::server::{AppState, ServerError, first_start};
-use crate::config::{Config, Overrides};
 use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
 
 /// Why [`Server::run`] returned.

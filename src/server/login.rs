@@ -18,13 +18,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::server::auth::{ClientIp, clear_cookie, clear_host_only_cookie, cookie_hash};
+use crate::config::UserEntry;
+use crate::server::client::ClientIp;
+use crate::server::cookie::{clear_cookie, clear_host_only_cookie, cookie_hash};
+use crate::server::pages;
 use crate::server::password::HashError;
 use crate::server::redirect::safe_redirect;
 use crate::server::regulation::{AtLimit, Reservation};
 use crate::server::rejections::{Note, Refusal};
-use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
-use crate::config::UserEntry;
+use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::state::AppState;
 use crate::store::{
     AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, MAX_USER, NewBan, NewEvent,
     Revocation, RevokeReason, SessionStore, now_ms,
@@ -136,7 +139,9 @@ pub async fn form(
         &rd
     };
     if needs_step_up(&state, &headers, rd) {
-        return crate::server::factors::see_other(&crate::server::factors::step::next_page(false, rd));
+        return crate::server::respond::see_other(&crate::server::factors::step::next_page(
+            false, rd,
+        ));
     }
     page(&state, &headers, StatusCode::OK, None, "", rd)
 }
@@ -159,7 +164,7 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
     let Ok((host, path)) = crate::access::normalize::url(&to) else {
         return false;
     };
-    let found = crate::server::auth::lookup_with(state, headers, |session, _, user, policy| {
+    let found = crate::server::authed::lookup_with(state, headers, |session, _, user, policy| {
         if session.methods.two_factor() {
             return false;
         }
@@ -310,7 +315,7 @@ pub(super) async fn check_password<'s>(
         m.login_failure.inc();
         // One line per failure for fail2ban; the IP comes first and the user
         // is quoted so that a crafted name cannot forge the IP field.
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, "login failed");
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, "login failed");
         let mut event = NewEvent::now(EventKind::LoginFailure)
             .user(username.to_string())
             .ip(ip)
@@ -381,7 +386,7 @@ pub(super) async fn regulate(
 ) {
     for (subject, until) in reservation.fail(now) {
         state.metrics.bans_added.inc();
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
+        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
         let ban = NewBan {
             subject,
             until_ms: until,
@@ -423,10 +428,10 @@ pub(super) async fn reject(
     .await;
     match refusal {
         Refusal::Banned => {
-            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
         }
         Refusal::AtLimit => {
-            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
         }
     }
 }
@@ -457,7 +462,7 @@ pub async fn logout(
     let mut res = if wants_json(&headers) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        crate::server::see_other("/login")
+        crate::server::respond::see_other("/login")
     };
     if let Some(stale) = clear_host_only_cookie(&state.config) {
         res.headers_mut().append(header::SET_COOKIE, stale);

@@ -16,7 +16,8 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, 
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::{ApiError, AppState};
+use crate::server::respond::ApiError;
+use crate::server::state::AppState;
 use crate::store::{BanStore, Histogram, StoreCheck, WriterStats, now_ms};
 
 /// A monotonically increasing counter.

@@ -9,12 +9,13 @@
 //! `POST /config/reload` (what `gatehouse users add|remove|passwd` send)
 //! reload the same way.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use tokio::sync::watch;
 
-use crate::server::{AppState, Inner};
 use crate::config::{Config, ConfigError, Overrides};
+use crate::server::state::AppState;
+use crate::server::state::Inner;
 use crate::store::{EventKind, NewEvent};
 
 /// Re-reads the users from the config file. Holds the state weakly, so it
@@ -31,7 +32,7 @@ pub struct Reloader {
 impl Reloader {
     pub(super) fn new(state: &AppState, overrides: Overrides) -> Self {
         Reloader {
-            state: Arc::downgrade(&state.inner),
+            state: state.downgrade(),
             overrides,
         }
     }
@@ -41,10 +42,9 @@ impl Reloader {
     /// next start: each one that changed in the file is logged by name,
     /// and listed in the answer.
     pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
-        let Some(inner) = self.state.upgrade() else {
+        let Some(state) = AppState::upgrade(&self.state) else {
             return Ok(Reloaded::default());
         };
-        let state = AppState { inner };
         match Config::load(&self.overrides) {
             Ok(new) => {
                 let done = Reloaded {

@@ -11,10 +11,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::authed::{Authed, lookup};
+use crate::server::client::ClientIp;
 use crate::server::extract::{Form, Query};
+use crate::server::pages;
 use crate::server::pages::sessions::Notice;
-use crate::server::{ApiError, AppState, no_store, pages, see_other};
+use crate::server::respond::{ApiError, no_store, see_other};
+use crate::server::state::AppState;
 use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
 /// A session as the API shows it.

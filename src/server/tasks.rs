@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::server::AppState;
+use crate::config::RetentionConfig;
 use crate::server::first_start::write_private_unsynced;
 use crate::server::health::Activity;
 use crate::server::reload::{Reloader, reload_on_hangup};
-use crate::config::RetentionConfig;
+use crate::server::state::AppState;
 use crate::store::{SessionStore, now_ms};
 
 /// File touched on each beat.

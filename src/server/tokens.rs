@@ -12,11 +12,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::authed::{Authed, lookup};
+use crate::server::client::ClientIp;
 use crate::server::extract::{Form, Json as JsonBody, Query};
+use crate::server::pages;
 use crate::server::pages::tokens::{Notice, TokensView};
+use crate::server::respond::{ApiError, no_store, see_other};
 use crate::server::sessions::{UserQuery, target};
-use crate::server::{ApiError, AppState, no_store, pages, see_other};
+use crate::server::state::AppState;
 use crate::store::{
     AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAINS, MAX_TOKEN_NAME, NewAccessToken,
     PublicId, TokenRefusal, TokenStore, normalize_scope_domain, now_ms,

@@ -3,7 +3,7 @@
 //!
 //! This is the hot path: one read transaction, no write, no lock, no
 //! hashing. A stale session is touched fire-and-forget (see
-//! [`crate::server::auth::lookup`]). Without a session cookie, an access token in
+//! [`crate::server::authed::lookup`]). Without a session cookie, an access token in
 //! `Authorization` is checked the same way (one read, a coalesced touch;
 //! see [`crate::server::bearer`]). The one exception is a Basic password
 //! (`[tokens] basic_auth_passwords`) not checked within the last minute:
@@ -18,17 +18,20 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{self, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::server::auth::{client_ip, cookie, lookup_with};
-use crate::server::bearer::{
-    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
-};
-use crate::server::{ApiError, AppState};
 use crate::access::{
     Decision, Original, Policy as AccessPolicy, Request as AccessRequest, Subject, Unreadable,
     read_original,
 };
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::Checked;
+use crate::server::authed::lookup_with;
+use crate::server::bearer::{
+    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
+};
+use crate::server::client::client_ip;
+use crate::server::cookie::cookie;
+use crate::server::respond::ApiError;
+use crate::server::state::AppState;
 use crate::store::AccessTokenInfo;
 
 /// Whether the query asks for a redirect to the login page instead of 401
@@ -459,8 +462,8 @@ fn not_signed_in(
     // not a browser: it gets the 401 and the challenge (which makes `curl
     // -u` and `git` ask for credentials) even with `?redirect=1`, since a
     // redirect to a sign-in form is of no use to it.
-    let browser =
-        crate::server::wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
+    let browser = crate::server::respond::wants_html(headers)
+        || cookie(headers, &state.config.cookie.name).is_some();
     if wants_redirect(query) && browser {
         let login = login_url(state, return_url(state, headers, orig).as_deref());
         let mut r = StatusCode::FOUND.into_response();
@@ -513,7 +516,7 @@ fn refuse(
         state.record_denial(u, d.rule, host, path, ip);
     }
     match user {
-        Some(u) if crate::server::wants_html(headers) => {
+        Some(u) if crate::server::respond::wants_html(headers) => {
             let origin = state
                 .config
                 .public_origin

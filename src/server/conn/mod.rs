@@ -46,13 +46,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::config;
 use crate::server::conn::body::TrackedBody;
 use crate::server::conn::idle::{ConnIdle, InFlight, first_bytes};
 use crate::server::conn::slots::{ConnSlot, PerIp};
 use crate::server::conn::upgrade::Adopted;
 pub use crate::server::conn::upgrade::ConnHandle;
-use crate::server::AppState;
-use crate::config;
+use crate::server::state::AppState;
 
 /// Where a connection's requests go: the hot path, then the app.
 pub trait Dispatch: Clone + Send + Sync + 'static {

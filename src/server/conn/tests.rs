@@ -14,9 +14,9 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::server::conn::*;
 use crate::config::{Config, Overrides};
-use crate::server::Server;
+use crate::server::conn::*;
+use crate::server::lifecycle::Server;
 
 /// The shortened per-connection deadline.
 const LIMIT: Duration = Duration::from_millis(200);

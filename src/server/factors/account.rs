@@ -10,15 +10,19 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::identity::totp::TotpSecret;
+use crate::server::authed::Authed;
+use crate::server::client::ClientIp;
 use crate::server::factors::enroll::{
     confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp, session_enroller,
 };
 use crate::server::factors::proof::{Needs, ProofInput, needs, prove};
 use crate::server::factors::step::{CodeInput, next_page};
-use crate::server::factors::{factors_of, recent, see_other};
-use crate::identity::totp::TotpSecret;
-use crate::server::auth::{Authed, ClientIp};
-use crate::server::{ApiError, AppState, pages, user_agent};
+use crate::server::factors::{factors_of, recent};
+use crate::server::pages;
+use crate::server::respond::see_other;
+use crate::server::respond::{ApiError, user_agent};
+use crate::server::state::AppState;
 use crate::store::now_ms;
 
 const HERE: &str = "/account/security";
@@ -29,7 +33,7 @@ pub async fn page(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let me = match crate::server::auth::lookup(&state, &headers) {
+    let me = match crate::server::authed::lookup(&state, &headers) {
         Ok(Some(me)) => me,
         Ok(None) => return see_other("/login?rd=%2Faccount%2Fsecurity"),
         Err(e) => return e.into_response(),
@@ -233,7 +237,14 @@ pub async fn remove_passkey(
     if let Some(r) = step_up_first(&state, &me) {
         return r;
     }
-    match crate::server::factors::enroll::remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
+    match crate::server::factors::enroll::remove_passkey(
+        &state,
+        &me.user.name,
+        &id,
+        ip,
+        user_agent(&headers),
+    )
+    .await
     {
         Ok(()) => see_other("/account/security?notice=passkey-removed"),
         Err(e) if e.status == StatusCode::NOT_FOUND => see_other(HERE),

@@ -18,13 +18,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::server::factors::proof::ProofInput;
-use crate::server::factors::step::{CodeInput, change, rd_of};
-use crate::server::factors::{SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in};
 use crate::identity::recovery::RecoveryCodes;
 use crate::identity::totp::TotpSecret;
-use crate::server::auth::{Authed, ClientIp, lookup};
-use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::server::authed::{Authed, lookup};
+use crate::server::client::ClientIp;
+use crate::server::factors::proof::ProofInput;
+use crate::server::factors::step::{CodeInput, change, rd_of};
+use crate::server::factors::{
+    SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in,
+};
+use crate::server::pages;
+use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::state::AppState;
 use crate::store::{
     EnrollerId, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
     PendingSignIn, TokenHash, now_ms,
@@ -536,7 +541,9 @@ pub async fn page(
             .await?
             .filter(|(_, p)| p.enroll)
         else {
-            return Ok(crate::server::factors::see_other(&crate::server::factors::step::next_page(false, &rd)));
+            return Ok(crate::server::respond::see_other(
+                &crate::server::factors::step::next_page(false, &rd),
+            ));
         };
         let secret = enrolling_or_new(&state, &p.user, EnrollerId::Pending(hash.0)).await?;
         Ok::<_, ApiError>(pages::factors::enroll_totp(
@@ -573,7 +580,9 @@ pub async fn submit(
             .await?
             .filter(|(_, p)| p.enroll)
         else {
-            return Ok(crate::server::factors::see_other(&crate::server::factors::step::next_page(false, &rd)));
+            return Ok(crate::server::respond::see_other(
+                &crate::server::factors::step::next_page(false, &rd),
+            ));
         };
         let by = EnrollerId::Pending(hash.0);
         let ua = user_agent(&headers);

@@ -28,14 +28,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::server::auth::{Authed, clear_host_only_cookie, cookie, cookie_hash, session_cookie};
-use crate::server::redirect::safe_redirect;
-use crate::server::regulation::Reservation;
-pub use crate::server::see_other;
-use crate::server::{ApiError, AppState};
 use crate::config::{Config, UserEntry};
 use crate::identity::signin::{self, AfterPassword, Factors};
 use crate::identity::totp::TotpSecret;
+use crate::server::authed::Authed;
+use crate::server::cookie::cookie;
+use crate::server::cookie::{clear_host_only_cookie, cookie_hash, session_cookie};
+use crate::server::redirect::safe_redirect;
+use crate::server::regulation::Reservation;
+use crate::server::respond::ApiError;
+pub use crate::server::respond::see_other;
+use crate::server::state::AppState;
 use crate::store::{
     AuditStore, CreatedSession, CredentialCheck, EventKind, FactorSet, FactorStore, Method,
     Methods, NewEvent, NewSession, PendingSignIn, Revocation, RevokeReason, SessionStore,
@@ -215,11 +218,11 @@ pub async fn after_password(
         )
         .await
         .map_err(|e| ApiError::internal("starting the second step failed", &e))?;
-    tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");
+    tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");
     let methods: Vec<&str> = set.methods().iter().map(|m| m.as_str()).collect();
     let rd = safe_redirect(&state.config, headers, s.rd).unwrap_or_default();
     let next = step::next_page(enroll, &rd);
-    let mut res = if crate::server::wants_json(headers) {
+    let mut res = if crate::server::respond::wants_json(headers) {
         #[derive(Serialize)]
         struct Pending<'a> {
             second_factor_required: bool,
@@ -302,7 +305,7 @@ fn credentials_error(state: &AppState, s: &SignIn<'_>, e: WriteError) -> ApiErro
     match e {
         WriteError::CredentialsChanged => {
             state.metrics.login_failure.inc();
-            tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(s.ip), user = ?s.user.name, "login refused: credentials changed during the check");
+            tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(s.ip), user = ?s.user.name, "login refused: credentials changed during the check");
             let store = state.store.clone();
             let ev = NewEvent::now(EventKind::LoginFailure)
                 .user(s.user.name.clone())
@@ -385,11 +388,11 @@ pub fn signed_in_with(
         });
     }
     state.metrics.login_success.inc();
-    tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user, methods = %created.session.methods.names(), "login succeeded");
+    tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user, methods = %created.session.methods.names(), "login succeeded");
     let s = &state.config.session;
     let max_age = remember.then_some(s.remember_me_ms / 1000);
     let target = safe_redirect(&state.config, headers, rd).unwrap_or_else(|| "/".into());
-    let mut res = if crate::server::wants_json(headers) {
+    let mut res = if crate::server::respond::wants_json(headers) {
         #[derive(Serialize)]
         struct LoginOk<'a> {
             user: &'a str,

@@ -33,15 +33,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::identity::recovery::RecoveryCodes;
+use crate::identity::webauthn::{Passkeys, WebAuthnError};
+use crate::server::client::ClientIp;
+use crate::server::cookie::cookie;
 use crate::server::factors::enroll::Enroller;
 use crate::server::factors::proof::ProofInput;
 use crate::server::factors::step::{Proof, Stepper, attempt_with};
 use crate::server::factors::{SignIn, complete, factors_of, signed_in};
-use crate::identity::recovery::RecoveryCodes;
-use crate::identity::webauthn::{Passkeys, WebAuthnError};
-use crate::server::auth::{ClientIp, cookie};
 use crate::server::login::{admit, audit, regulate};
-use crate::server::{ApiError, AppState, user_agent};
+use crate::server::respond::{ApiError, user_agent};
+use crate::server::state::AppState;
 use crate::store::{
     BanSubject, EnrollerId, EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method,
     Methods, NewEvent, Passkey, PublicId, SessionToken, TokenHash, client_network, now_ms,
@@ -589,7 +591,7 @@ pub async fn discover_finish(
             Ok(ok) => ok,
             Err(e) => {
                 state.metrics.login_failure.inc();
-                tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = "webauthn", "login failed");
+                tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user.name, method = "webauthn", "login failed");
                 audit(
                     &state,
                     NewEvent::now(EventKind::MfaFailure)

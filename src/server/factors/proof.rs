@@ -27,9 +27,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::server::auth::Authed;
+use crate::server::authed::Authed;
 use crate::server::login::{Password, PasswordCheck, check_password};
-use crate::server::{ApiError, AppState};
+use crate::server::respond::ApiError;
+use crate::server::state::AppState;
 use crate::store::{FactorSet, now_ms};
 
 /// The `via` of the `login.failure` a wrong password here records.

@@ -15,14 +15,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::server::factors::{SignIn, complete, factors_of, open_totp};
 use crate::identity::recovery;
 use crate::identity::signin::{self, Need, Next};
 use crate::identity::totp::TotpError;
-use crate::server::auth::{Authed, ClientIp, lookup};
+use crate::server::authed::{Authed, lookup};
+use crate::server::client::ClientIp;
+use crate::server::factors::{SignIn, complete, factors_of, open_totp};
 use crate::server::login::{admit, audit, regulate};
+use crate::server::pages;
 use crate::server::redirect::{MAX_RD, safe_redirect};
-use crate::server::{ApiError, AppState, pages, user_agent, wants_json};
+use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::state::AppState;
 use crate::store::{
     BanSubject, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
     PendingSignIn, TokenHash, now_ms,
@@ -131,7 +134,7 @@ pub async fn page(
     if let Stepper::Pending(_, p) = &who
         && p.enroll
     {
-        return crate::server::factors::see_other(&next_page(true, &rd));
+        return crate::server::respond::see_other(&next_page(true, &rd));
     }
     let set = match factors_of(&state, who.user()).await {
         Ok(s) => s,
@@ -442,9 +445,9 @@ pub async fn attempt_with(
         if counted {
             state.metrics.login_failure.inc();
             // The same line as a wrong password: fail2ban counts it.
-            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "login failed");
+            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user.name, method = %method, "login failed");
         } else {
-            tracing::info!(target: "gatehouse::auth", ip = %crate::server::ip_str(ip), user = ?user.name, method = %method, "code already used; counted once for its step");
+            tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user.name, method = %method, "code already used; counted once for its step");
             event = event.detail("counted", "false");
         }
         audit(state, event).await;

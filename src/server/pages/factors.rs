@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, PreEscaped, html};
 
+use crate::identity::totp::TotpSecret;
 use crate::server::pages::describe::exact;
 use crate::server::pages::{Viewer, csp_with_form_target, layout, respond, respond_with_csp};
-use crate::identity::totp::TotpSecret;
 use crate::store::{FactorSet, Method};
 
 /// What the second-step page shows.

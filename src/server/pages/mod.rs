@@ -10,7 +10,7 @@
 //!
 //! Referrer policy: `same-origin`. A browser then sends our own origin in
 //! `Origin` on the pages' form posts (which the cross-site guard,
-//! `crate::server::auth::csrf_guard`, compares with the site), while a request to
+//! `crate::server::csrf::csrf_guard`, compares with the site), while a request to
 //! another site carries no `Referer` at all. `no-referrer` would make
 //! Chromium send `Origin: null` on our own forms, which the guard must
 //! refuse because sandboxed frames send the same.
