@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use gatehouse::config::{Argon2Settings, Config, LogFormat, Overrides};
-use gatehouse::server::login::MAX_PASSWORD;
-use gatehouse::server::{Server, admin};
+use gatehouse::server::Server;
+use gatehouse::server::guard::MAX_PASSWORD;
+use gatehouse::server::ops::admin;
 use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, TokenStore, now_ms};
 
 #[derive(Parser)]
@@ -535,7 +536,7 @@ fn users(config: &Config, action: Action, name: &str) -> anyhow::Result<()> {
     let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
     let actor = std::env::var("USER").ok();
     let done = match action {
-        Action::ResetSecondFactor => rt.block_on(admin::reset_factors(
+        Action::ResetSecondFactor => rt.block_on(gatehouse::server::factors::reset::reset_factors(
             &backend,
             name,
             actor.as_deref().unwrap_or("command line"),

@@ -81,6 +81,7 @@ pub static STYLE: LazyLock<Asset> = LazyLock::new(|| {
         CACHE,
     )
 });
+
 pub static ROBOTS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
         include_bytes!("assets/robots.txt"),
@@ -88,6 +89,7 @@ pub static ROBOTS: LazyLock<Asset> = LazyLock::new(|| {
         CACHE,
     )
 });
+
 pub static SECURITY: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
         include_bytes!("assets/security.txt"),

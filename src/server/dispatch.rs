@@ -14,12 +14,13 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use crate::server::conn::Dispatch;
+use crate::server::forward_auth::verify;
+use crate::server::ops::health;
 use crate::server::state::AppState;
-use crate::server::{health, verify};
 
 /// gatehouse's dispatch: the hot path, then the router.
 #[derive(Clone)]
-pub(super) struct AppDispatch {
+pub(crate) struct AppDispatch {
     /// For the hot path.
     state: AppState,
     /// Every route, with its layers.
@@ -27,7 +28,7 @@ pub(super) struct AppDispatch {
 }
 
 impl AppDispatch {
-    pub(super) fn new(state: AppState) -> Self {
+    pub(crate) fn new(state: AppState) -> Self {
         AppDispatch {
             router: crate::server::router(state.clone()),
             state,

@@ -1,7 +1,7 @@
 //! Start, run and stop: [`Server::bind`], [`Server::run`] and the one
 //! shutdown path.
 //!
-//! [`Server::bind`] prepares the data dir (`crate::server::first_start`), opens the
+//! [`Server::bind`] prepares the data dir (`crate::server::ops::first_start`), opens the
 //! store, binds the listener and builds the state; [`Server::run`] starts
 //! the background tasks (`crate::server::tasks`), serves connections
 //! (`crate::server::conn`) until the shutdown future completes or the idle timer
@@ -24,13 +24,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Overrides};
+use crate::server::activity::Activity;
 use crate::server::conn::Connections;
 use crate::server::dispatch::AppDispatch;
 use crate::server::error::ServerError;
-use crate::server::first_start;
-use crate::server::health::Activity;
+use crate::server::ops::first_start;
+use crate::server::ops::reload::Reloader;
 use crate::server::password::Hasher;
-use crate::server::reload::Reloader;
 use crate::server::state::AppState;
 use crate::server::tasks::Tasks;
 use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
@@ -116,7 +116,7 @@ impl Server {
         } = self;
         let cfg = &state.config;
         let tasks = Tasks::start(&state, reloader);
-        crate::server::login::audit(
+        crate::server::guard::audit(
             &state,
             NewEvent::now(EventKind::ServerStarted).detail("bind", cfg.bind.to_string()),
         )
@@ -139,8 +139,8 @@ impl Server {
 
         // Every connection and task is done: no refusal can be counted after
         // this, so every count still owed is recorded now.
-        crate::server::rejections::record(&state, state.rejections.take_all()).await;
-        crate::server::login::audit(
+        crate::server::guard::rejections::record(&state, state.rejections.take_all()).await;
+        crate::server::guard::audit(
             &state,
             NewEvent::now(EventKind::ServerStopped)
                 .detail("reason", format!("{exit:?}").to_lowercase()),

@@ -1,84 +1,59 @@
-//! The HTTP server: shared state, the router and the response helpers every
-//! handler uses.
+//! The HTTP server. This file only assembles: the rooms below and the
+//! router that maps every path to its handler.
 //!
-//! [`AppState`] is one `Arc`, cloned per request. It holds the store (reads on
-//! the request's own thread, no locks), the writer (all writes), the hashing
-//! pool, the regulator and the metrics. The users form one [`Policy`] behind a
-//! `RwLock<Arc<Policy>>` that a reload swaps whole, so a request sees one
-//! consistent set. Under the same lock the reload moves the credential
-//! generation of every changed user ([`CredentialGenerations`]), which the
-//! writer checks before it creates a session: a login whose password was
-//! checked against a replaced hash gets no session.
+//! The core, which every room may use: [`state`] (the shared state),
+//! [`respond`] (errors and answers), [`extract`], [`client`] (who is
+//! asking), [`cookie`], [`authed`] (the signed-in request), [`csrf`],
+//! [`password`] (the hashing pool), [`metrics`] (counters) and
+//! [`activity`]. Above them, one room per capability, each importing only
+//! rooms listed before it:
+//!
+//! - [`guard`]: bans, regulation, and the one password check;
+//! - [`factors`]: second factors shared by sign-in and account pages;
+//! - [`forward_auth`]: `/auth/verify`, the hot path;
+//! - [`signin`]: the sign-in flow;
+//! - [`account`]: what a signed-in person manages;
+//! - [`ops`]: the operator's side.
+//!
+//! [`pages`] and [`assets`] render; they import no handler. On top,
+//! [`lifecycle`], [`dispatch`], [`tasks`] and `conn` run the server.
 
-pub mod admin;
-
+pub mod account;
+pub mod activity;
 pub mod assets;
-
-pub mod audit;
-
 pub mod authed;
 pub mod client;
+pub mod conn;
 pub mod cookie;
 pub mod csrf;
-
-pub mod bearer;
-
-pub mod conn;
-
 mod dispatch;
-
 mod error;
-
 pub mod extract;
-
 pub mod factors;
-
-pub mod first_start;
-
-pub mod health;
-
+pub mod forward_auth;
+pub mod guard;
 pub mod lifecycle;
-
-pub mod login;
-
 pub mod metrics;
-
+pub mod ops;
 pub mod pages;
-
 pub mod password;
-
-pub mod redirect;
-
-pub mod regulation;
-
-pub mod rejections;
-
-pub mod reload;
 pub mod respond;
-
-pub mod sessions;
+pub mod signin;
 pub mod state;
-
 pub mod tasks;
-#[cfg(test)]
-mod testing;
 
-pub mod tokens;
-
-pub mod verify;
+pub use activity::Activity;
+pub use dispatch::answer_hot;
+pub use error::ServerError;
+pub use lifecycle::{Exit, Server};
+pub use ops::reload::{Reloaded, Reloader};
+pub use respond::{ApiError, ip_str, no_store, see_other, user_agent, wants_html, wants_json};
+pub use state::AppState;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
 use axum::routing::{delete, get, post};
-pub use dispatch::answer_hot;
-pub use error::ServerError;
-pub use health::Activity;
-pub use lifecycle::{Exit, Server};
-pub use reload::{Reloaded, Reloader};
-pub use respond::{ApiError, ip_str, no_store, see_other, user_agent, wants_html, wants_json};
-pub use state::AppState;
 
 /// Builds the router with every route and layer.
 pub fn router(state: AppState) -> Router {
@@ -87,26 +62,23 @@ pub fn router(state: AppState) -> Router {
     let body_limit = limits.body_bytes;
     let timeout = limits.request_timeout;
     let login = Router::new()
-        .route("/login", get(login::form).post(login::submit))
-        .route("/login/second-factor", get(factors::step::page))
-        .route("/login/totp", post(factors::step::totp))
-        .route("/login/recovery", post(factors::step::recovery))
-        .route("/login/passkey/start", post(factors::passkeys::step_start))
-        .route(
-            "/login/passkey/finish",
-            post(factors::passkeys::step_finish),
-        )
+        .route("/login", get(signin::form::form).post(signin::form::submit))
+        .route("/login/second-factor", get(signin::step::page))
+        .route("/login/totp", post(signin::step::totp))
+        .route("/login/recovery", post(signin::step::recovery))
+        .route("/login/passkey/start", post(signin::passkeys::step_start))
+        .route("/login/passkey/finish", post(signin::passkeys::step_finish))
         .route(
             "/login/passkey/discover/start",
-            post(factors::passkeys::discover_start),
+            post(signin::passkeys::discover_start),
         )
         .route(
             "/login/passkey/discover/finish",
-            post(factors::passkeys::discover_finish),
+            post(signin::passkeys::discover_finish),
         )
         .route(
             "/login/enroll",
-            get(factors::enroll::page).post(factors::enroll::submit),
+            get(signin::enroll::page).post(signin::enroll::submit),
         )
         .layer(DefaultBodyLimit::max(login_limit));
     // The forward-auth check runs on every request to every protected app.
@@ -118,80 +90,95 @@ pub fn router(state: AppState) -> Router {
     // activity; `verify` records its own) and the request trace layer, each
     // a boxed service and a boxed future per request.
     let hot = Router::new()
-        .route("/auth/verify", get(verify::verify))
-        .route("/healthz", get(health::healthz));
+        .route("/auth/verify", get(forward_auth::verify::verify))
+        .route("/healthz", get(ops::health::healthz));
     let rest = Router::new()
         .merge(login)
-        .route("/", get(home))
-        .route("/logout", get(sessions::page_sign_out).post(login::logout))
-        .route("/api/v1/session", get(sessions::whoami))
-        .route("/api/v1/sessions", get(sessions::list))
-        .route("/api/v1/sessions/{id}", delete(sessions::revoke_one))
+        .route("/", get(account::sessions::home))
+        .route(
+            "/logout",
+            get(account::sessions::page_sign_out).post(account::sessions::logout),
+        )
+        .route("/api/v1/session", get(account::sessions::whoami))
+        .route("/api/v1/sessions", get(account::sessions::list))
+        .route(
+            "/api/v1/sessions/{id}",
+            delete(account::sessions::revoke_one),
+        )
         .route(
             "/api/v1/sessions/revoke-others",
-            post(sessions::revoke_others),
+            post(account::sessions::revoke_others),
         )
-        .route("/api/v1/sessions/revoke-all", post(sessions::revoke_all))
-        .route("/sessions", get(sessions::page))
+        .route(
+            "/api/v1/sessions/revoke-all",
+            post(account::sessions::revoke_all),
+        )
+        .route("/sessions", get(account::sessions::page))
         .route(
             "/sessions/revoke-others",
-            get(sessions::page_confirm_others).post(sessions::page_revoke_others),
+            get(account::sessions::page_confirm_others).post(account::sessions::page_revoke_others),
         )
-        .route("/sessions/revoke", post(sessions::page_revoke))
-        .route("/api/v1/mfa", get(factors::enroll::status))
+        .route("/sessions/revoke", post(account::sessions::page_revoke))
+        .route("/api/v1/mfa", get(account::mfa::status))
         .route(
             "/api/v1/mfa/totp",
-            post(factors::enroll::api_begin_totp).delete(factors::enroll::api_remove_totp),
+            post(account::mfa::api_begin_totp).delete(account::mfa::api_remove_totp),
         )
         .route(
             "/api/v1/mfa/totp/confirm",
-            post(factors::enroll::api_confirm_totp),
+            post(account::mfa::api_confirm_totp),
         )
         .route(
             "/api/v1/mfa/recovery-codes",
-            post(factors::enroll::api_regenerate),
+            post(account::mfa::api_regenerate),
         )
         .route(
             "/api/v1/mfa/passkeys/register/start",
-            post(factors::passkeys::register_start),
+            post(account::passkeys::register_start),
         )
         .route(
             "/api/v1/mfa/passkeys/register/finish",
-            post(factors::passkeys::register_finish),
+            post(account::passkeys::register_finish),
         )
         .route(
             "/api/v1/mfa/passkeys/{id}",
-            axum::routing::patch(factors::enroll::api_rename_passkey)
-                .delete(factors::enroll::api_remove_passkey),
+            axum::routing::patch(account::mfa::api_rename_passkey)
+                .delete(account::mfa::api_remove_passkey),
         )
-        .route("/account/security", get(factors::account::page))
+        .route("/account/security", get(account::security::page))
         .route(
             "/account/security/passkeys/{id}/rename",
-            post(factors::account::rename_passkey),
+            post(account::security::rename_passkey),
         )
         .route(
             "/account/security/passkeys/{id}/remove",
-            post(factors::account::remove_passkey),
+            post(account::security::remove_passkey),
         )
-        .route("/account/security/totp", post(factors::account::begin))
+        .route("/account/security/totp", post(account::security::begin))
         .route(
             "/account/security/totp/confirm",
-            post(factors::account::confirm),
+            post(account::security::confirm),
         )
         .route(
             "/account/security/totp/remove",
-            post(factors::account::remove),
+            post(account::security::remove),
         )
         .route(
             "/account/security/recovery",
-            post(factors::account::new_codes),
+            post(account::security::new_codes),
         )
-        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
-        .route("/tokens", get(tokens::page).post(tokens::page_create))
-        .route("/tokens/revoke", post(tokens::page_revoke))
-        .route("/api/v1/audit", get(audit::query))
-        .route("/metrics", get(metrics::render))
+        .route(
+            "/api/v1/tokens",
+            get(account::tokens::list).post(account::tokens::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(account::tokens::revoke))
+        .route(
+            "/tokens",
+            get(account::tokens::page).post(account::tokens::page_create),
+        )
+        .route("/tokens/revoke", post(account::tokens::page_revoke))
+        .route("/api/v1/audit", get(ops::audit::query))
+        .route("/metrics", get(ops::metrics::render))
         .route("/robots.txt", get(assets::robots))
         .route("/security.txt", get(assets::security))
         .route("/.well-known/security.txt", get(assets::security))
@@ -214,7 +201,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            health::track_activity,
+            activity::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -235,8 +222,5 @@ pub fn router(state: AppState) -> Router {
     hot.merge(rest).with_state(state)
 }
 
-/// `GET /`: the sessions page is gatehouse's home (it sends anonymous
-/// visitors on to the login form).
-async fn home() -> Response {
-    see_other("/sessions")
-}
+#[cfg(test)]
+mod testing;

@@ -33,17 +33,17 @@ pub struct Inner {
     /// The store: sessions, bans and the audit trail.
     pub store: Backend,
     pub hasher: crate::server::password::Hasher,
-    pub regulator: crate::server::regulation::Regulator,
+    pub regulator: crate::server::guard::regulation::Regulator,
     /// Refused logins not yet recorded, per subject and window.
-    pub rejections: crate::server::rejections::Rejections,
+    pub rejections: crate::server::guard::rejections::Rejections,
     /// Which access refusals become `access.denied` events (bounded).
     pub denials: crate::access::denials::Denials,
     pub metrics: crate::server::metrics::Metrics,
-    pub activity: Arc<crate::server::health::Activity>,
+    pub activity: Arc<crate::server::activity::Activity>,
     /// Seals second-factor secrets at rest, with the data directory's key.
     pub secrets: crate::identity::secret_box::SecretBox,
     /// Passkey ceremonies in flight (bounded).
-    pub ceremonies: crate::server::factors::passkeys::Ceremonies,
+    pub ceremonies: crate::server::factors::ceremonies::Ceremonies,
     /// The WebAuthn relying party of the public origin, built once.
     pub relying: crate::server::factors::passkeys::Relying,
     /// Results of Basic password checks on `/auth/verify`, a minute at
@@ -75,11 +75,11 @@ impl AppState {
         config: Config,
         store: Backend,
         hasher: crate::server::password::Hasher,
-        activity: Arc<crate::server::health::Activity>,
+        activity: Arc<crate::server::activity::Activity>,
         secrets: crate::identity::secret_box::SecretBox,
     ) -> Self {
-        let regulator = crate::server::regulation::Regulator::new(config.regulation.clone());
-        let rejections = crate::server::rejections::Rejections::new(&config.regulation);
+        let regulator = crate::server::guard::regulation::Regulator::new(config.regulation.clone());
+        let rejections = crate::server::guard::rejections::Rejections::new(&config.regulation);
         let relying = crate::server::factors::passkeys::relying_party(&config);
         AppState {
             inner: Arc::new(Inner {
@@ -97,7 +97,7 @@ impl AppState {
                 ceremonies: Default::default(),
                 relying,
                 basic: crate::identity::basic::BasicCache::new(
-                    crate::server::bearer::BASIC_CACHE_ENTRIES,
+                    crate::server::forward_auth::bearer::BASIC_CACHE_ENTRIES,
                     crate::identity::basic::MAX_TTL_MS,
                 ),
             }),
@@ -240,7 +240,8 @@ impl AppState {
                 Ok(set) if set.is_empty() => {}
                 Ok(_) => {
                     if let Err(e) =
-                        crate::server::admin::reset_factors(&self.store, user, "reload").await
+                        crate::server::factors::reset::reset_factors(&self.store, user, "reload")
+                            .await
                     {
                         tracing::error!(error = %e, user = ?user, "removing the second factors of a removed user failed");
                     }

@@ -16,9 +16,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::RetentionConfig;
-use crate::server::first_start::write_private_unsynced;
-use crate::server::health::Activity;
-use crate::server::reload::{Reloader, reload_on_hangup};
+use crate::server::activity::Activity;
+use crate::server::ops::first_start::write_private_unsynced;
+use crate::server::ops::reload::{Reloader, reload_on_hangup};
 use crate::server::state::AppState;
 use crate::store::{SessionStore, now_ms};
 
@@ -26,7 +26,7 @@ use crate::store::{SessionStore, now_ms};
 pub const HEARTBEAT_FILE: &str = "heartbeat";
 
 /// The running background tasks and their stop signal.
-pub(super) struct Tasks {
+pub(crate) struct Tasks {
     /// Set to `true` once, to stop every task.
     stop: watch::Sender<bool>,
     /// Every task; joined by [`Tasks::stop`].
@@ -37,7 +37,7 @@ pub(super) struct Tasks {
 
 impl Tasks {
     /// Starts every background task the config asks for.
-    pub(super) fn start(state: &AppState, reloader: Reloader) -> Tasks {
+    pub(crate) fn start(state: &AppState, reloader: Reloader) -> Tasks {
         let cfg = &state.config;
         let (stop, stop_rx) = watch::channel(false);
         let mut set = JoinSet::new();
@@ -50,9 +50,9 @@ impl Tasks {
             cfg.data_dir.join(HEARTBEAT_FILE),
             stop_rx.clone(),
         ));
-        match crate::server::admin::bind(&cfg.data_dir) {
+        match crate::server::ops::admin::bind(&cfg.data_dir) {
             Ok((l, path)) => {
-                set.spawn(crate::server::admin::serve(
+                set.spawn(crate::server::ops::admin::serve(
                     state.clone(),
                     reloader.clone(),
                     l,
@@ -77,12 +77,12 @@ impl Tasks {
     }
 
     /// Completes once the idle timeout is reached (never without one).
-    pub(super) async fn idle(&self) {
+    pub(crate) async fn idle(&self) {
         self.idle.notified().await
     }
 
     /// Stops every task and waits for each to end.
-    pub(super) async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
         while let Some(r) = self.set.join_next().await {
             if let Err(e) = r {
@@ -103,7 +103,8 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        crate::server::rejections::record(&state, state.rejections.take_ended(now_ms())).await;
+        crate::server::guard::rejections::record(&state, state.rejections.take_ended(now_ms()))
+            .await;
         loop {
             match state.store.sweep(now_ms(), 1_000).await {
                 Ok(r) if r.more && !*stop.borrow() => continue,
@@ -197,8 +198,8 @@ async fn idle_timer(
 
 #[cfg(test)]
 mod tests {
-    use super::super::health::BEAT_INTERVAL;
     use super::*;
+    use crate::server::activity::BEAT_INTERVAL;
 
     #[tokio::test(start_paused = true)]
     async fn idle_timer_waits_for_quiet_and_closed_connections() {

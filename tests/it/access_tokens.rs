@@ -625,7 +625,7 @@ async fn the_admin_socket_revokes_a_users_tokens() {
     }
     let dir = s.dir.clone();
     let reply = tokio::task::spawn_blocking(move || {
-        gatehouse::server::admin::request(&dir, "POST", "/users/revoke-tokens?user=bob")
+        gatehouse::server::ops::admin::request(&dir, "POST", "/users/revoke-tokens?user=bob")
     })
     .await
     .unwrap()

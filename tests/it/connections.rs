@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gatehouse::server::Exit;
-use gatehouse::server::admin::{MAX_REPLY, SOCKET_FILE};
+use gatehouse::server::ops::admin::{MAX_REPLY, SOCKET_FILE};
 use gatehouse::store::{EventFilter, EventKind, Store, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -132,7 +132,7 @@ async fn admin_conn(s: &TestServer) -> tokio::net::UnixStream {
 async fn admin_still_answers(s: &TestServer) {
     let dir = s.dir.clone();
     let reply = tokio::task::spawn_blocking(move || {
-        gatehouse::server::admin::request(&dir, "GET", "/bans")
+        gatehouse::server::ops::admin::request(&dir, "GET", "/bans")
     })
     .await
     .unwrap()
@@ -215,7 +215,7 @@ async fn the_admin_client_reads_at_most_its_cap_and_says_so() {
     });
     let dir = tmp.path().to_path_buf();
     let reply = tokio::task::spawn_blocking(move || {
-        gatehouse::server::admin::request(&dir, "GET", "/bans")
+        gatehouse::server::ops::admin::request(&dir, "GET", "/bans")
     })
     .await
     .unwrap()

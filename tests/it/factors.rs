@@ -642,7 +642,7 @@ async fn an_administrator_resets_a_lost_factor_through_the_socket() {
     enroll(&c, &s, "bob", BOB_PW).await;
     let dir = s.dir.clone();
     let out = tokio::task::spawn_blocking(move || {
-        gatehouse::server::admin::request(&dir, "POST", "/users/reset-second-factor?user=bob")
+        gatehouse::server::ops::admin::request(&dir, "POST", "/users/reset-second-factor?user=bob")
     })
     .await
     .unwrap()

@@ -179,7 +179,7 @@ async fn files_in_the_data_dir_are_owner_only_whatever_the_umask() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let s = TestServer::start_in(tmp.path(), &config_text("", "")).await;
     let heartbeat = tmp.path().join(gatehouse::server::tasks::HEARTBEAT_FILE);
-    let socket = tmp.path().join(gatehouse::server::admin::SOCKET_FILE);
+    let socket = tmp.path().join(gatehouse::server::ops::admin::SOCKET_FILE);
     // Both appear shortly after start (bounded wait).
     for _ in 0..400 {
         if heartbeat.exists() && socket.exists() {

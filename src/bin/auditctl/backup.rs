@@ -62,7 +62,7 @@ fn record_through_server(db: &Path, r: &BackupReport) {
         ("chain_head", r.check.chain_head.clone()),
     ])
     .unwrap_or_default();
-    match gatehouse::server::admin::request(dir, "POST", &format!("/events/backup?{q}")) {
+    match gatehouse::server::ops::admin::request(dir, "POST", &format!("/events/backup?{q}")) {
         Ok(Some(reply)) if reply.status == 200 => {
             println!("recorded a backup.created event through the running server")
         }

@@ -51,8 +51,9 @@ use crate::server::conn::body::TrackedBody;
 use crate::server::conn::idle::{ConnIdle, InFlight, first_bytes};
 use crate::server::conn::slots::{ConnSlot, PerIp};
 use crate::server::conn::upgrade::Adopted;
-pub use crate::server::conn::upgrade::ConnHandle;
 use crate::server::state::AppState;
+
+pub use crate::server::conn::upgrade::ConnHandle;
 
 /// Where a connection's requests go: the hot path, then the app.
 pub trait Dispatch: Clone + Send + Sync + 'static {
@@ -72,7 +73,7 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
 }
 
 /// The accepted connections of one server and what they share.
-pub(super) struct Connections<D> {
+pub(crate) struct Connections<D> {
     /// Where requests go.
     dispatch: D,
     /// The state: config (limits, trusted proxies), metrics, activity.
@@ -92,7 +93,7 @@ pub(super) struct Connections<D> {
 }
 
 impl<D: Dispatch> Connections<D> {
-    pub(super) fn new(state: &AppState, dispatch: D) -> Self {
+    pub(crate) fn new(state: &AppState, dispatch: D) -> Self {
         let l = &state.config.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // No hyper header timer: it arms and clears a timer for every
@@ -124,7 +125,7 @@ impl<D: Dispatch> Connections<D> {
 
     /// Accepts and serves connections until `stop` completes; returns its
     /// output. Connections keep running until [`Connections::drain`].
-    pub(super) async fn accept_until<T>(
+    pub(crate) async fn accept_until<T>(
         &mut self,
         listener: &TcpListener,
         stop: impl Future<Output = T>,
@@ -183,7 +184,7 @@ impl<D: Dispatch> Connections<D> {
 
     /// The drain: tells every connection to finish, waits up to `grace`
     /// for all of them (adopted streams included), then drops the rest.
-    pub(super) async fn drain(mut self, grace: Duration) {
+    pub(crate) async fn drain(mut self, grace: Duration) {
         let _ = self.drain.send(true);
         let all_done = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all_done).await.is_err() {
@@ -198,7 +199,7 @@ impl<D: Dispatch> Connections<D> {
 
     /// Connections whose task still runs.
     #[cfg(test)]
-    pub(super) fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.tasks.len()
     }
 }

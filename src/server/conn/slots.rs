@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::server::health::Activity;
+use crate::server::activity::Activity;
 use crate::store::client_network;
 
 /// Counts a connection open for as long as it lives, and holds its slots

@@ -20,6 +20,7 @@ use crate::server::lifecycle::Server;
 
 /// The shortened per-connection deadline.
 const LIMIT: Duration = Duration::from_millis(200);
+
 /// The bound of every wait on the client side.
 const WAIT: Duration = Duration::from_secs(20);
 

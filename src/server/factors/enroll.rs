@@ -12,23 +12,13 @@
 
 use std::net::IpAddr;
 
-use axum::Json;
-use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::identity::recovery::RecoveryCodes;
 use crate::identity::totp::TotpSecret;
 use crate::server::authed::{Authed, lookup};
-use crate::server::client::ClientIp;
-use crate::server::factors::proof::ProofInput;
-use crate::server::factors::step::{CodeInput, change, rd_of};
-use crate::server::factors::{
-    SignIn, TOTP_PURPOSE, complete, factors_of, open_totp, recent, signed_in,
-};
-use crate::server::pages;
-use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::factors::{TOTP_PURPOSE, change, factors_of, open_totp, recent};
+use crate::server::respond::{ApiError, user_agent};
 use crate::server::state::AppState;
 use crate::store::{
     EnrollerId, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
@@ -51,7 +41,7 @@ impl Enroller {
         if let Some(a) = lookup(state, headers)? {
             return Ok(Some(Enroller::Session(Box::new(a))));
         }
-        let Some((h, p)) = crate::server::factors::pending_of(state, headers)
+        let Some((h, p)) = crate::server::factors::pending::pending_of(state, headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
@@ -88,14 +78,14 @@ pub fn session_enroller(me: &Authed) -> EnrollerId {
     EnrollerId::Session(me.session.id.0)
 }
 
-async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, ApiError> {
+pub async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller, ApiError> {
     Enroller::of(state, headers)
         .await?
         .ok_or_else(ApiError::unauthorized)
 }
 
 /// A signed-in session that did a second factor recently, else 403.
-fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
+pub fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
     let me = lookup(state, headers)?.ok_or_else(ApiError::unauthorized)?;
     if !recent(&state.config, &me, now_ms()) {
         return Err(crate::server::factors::proof::step_up_first(&state.config));
@@ -109,7 +99,7 @@ fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiEr
 pub async fn may_add(
     state: &AppState,
     who: &Enroller,
-    password: Option<crate::server::login::Password>,
+    password: Option<crate::server::guard::Password>,
     ip: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
@@ -289,337 +279,4 @@ fn passkey_id(id: &str) -> Result<[u8; 16], ApiError> {
     id.parse::<crate::store::PublicId>()
         .map(|p| p.0)
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such passkey"))
-}
-
-// ------------------------------------------------------------------ API
-
-#[derive(serde::Deserialize)]
-pub struct NameInput {
-    name: String,
-}
-
-/// `PATCH /api/v1/mfa/passkeys/{id}` with `{"name"}`.
-pub async fn api_rename_passkey(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    crate::server::extract::Json(input): crate::server::extract::Json<NameInput>,
-) -> Response {
-    let run = async {
-        let me = lookup(&state, &headers)?.ok_or_else(ApiError::unauthorized)?;
-        rename(&state, &me.user.name, &id, &input.name).await
-    };
-    match run.await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `DELETE /api/v1/mfa/passkeys/{id}`: needs a recent second factor.
-pub async fn api_remove_passkey(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    let run = async {
-        let me = recent_session(&state, &headers)?;
-        remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
-    };
-    match run.await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-#[derive(Serialize)]
-struct Status {
-    user: String,
-    totp: bool,
-    totp_enrollment_started: bool,
-    passkeys: Vec<PasskeyView>,
-    recovery_codes_left: usize,
-    required: bool,
-}
-
-#[derive(Serialize)]
-struct PasskeyView {
-    id: String,
-    name: String,
-    created_ms: u64,
-    last_used_ms: Option<u64>,
-}
-
-/// `GET /api/v1/mfa`: what the caller has enrolled.
-pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let who = match enroller(&state, &headers).await {
-        Ok(w) => w,
-        Err(e) => return e.into_response(),
-    };
-    let set = match factors_of(&state, who.user()).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let required = state
-        .user_for_login(who.user())
-        .0
-        .is_some_and(|u| crate::server::factors::required_for(&state.config, &u));
-    Json(Status {
-        user: who.user().to_string(),
-        totp: set.totp.is_some(),
-        totp_enrollment_started: set.totp_enrollment.is_some(),
-        passkeys: set
-            .passkeys
-            .iter()
-            .map(|p| PasskeyView {
-                id: crate::store::PublicId(p.id).to_string(),
-                name: p.name.clone(),
-                created_ms: p.created_ms,
-                last_used_ms: p.last_used_ms,
-            })
-            .collect(),
-        recovery_codes_left: set.recovery.len(),
-        required,
-    })
-    .into_response()
-}
-
-#[derive(Serialize)]
-struct Begun {
-    secret: String,
-    otpauth_uri: String,
-}
-
-/// `POST /api/v1/mfa/totp`, with `{"password"}` when a session needs it:
-/// starts TOTP enrollment.
-pub async fn api_begin_totp(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-) -> Response {
-    let headers = req.headers().clone();
-    let run = async {
-        let who = enroller(&state, &headers).await?;
-        let input: ProofInput = crate::server::extract::optional_json_or_form(&state, req).await?;
-        may_add(&state, &who, input.password, ip, &headers).await?;
-        let secret = begin_totp(&state, who.user(), who.id()).await?;
-        Ok::<_, ApiError>(Json(Begun {
-            secret: secret.base32(),
-            otpauth_uri: secret.otpauth_uri(who.user()),
-        }))
-    };
-    match run.await {
-        Ok(j) => j.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-#[derive(Serialize)]
-struct Confirmed<'a> {
-    enrolled: &'a str,
-    /// Shown once, when this first factor stored them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovery_codes: Option<&'a [String]>,
-}
-
-/// `POST /api/v1/mfa/totp/confirm` with `{"code"}`: activates TOTP. For a
-/// pending sign-in that had to enroll, this also signs it in.
-pub async fn api_confirm_totp(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-) -> Response {
-    let headers = req.headers().clone();
-    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let run = async {
-        let who = enroller(&state, &headers).await?;
-        let ua = user_agent(&headers);
-        let codes = confirm_totp(&state, who.user(), who.id(), &input.code, ip, ua).await?;
-        let body = Json(Confirmed {
-            enrolled: Method::Totp.as_str(),
-            recovery_codes: codes.as_ref().map(|c| c.shown()),
-        });
-        match who {
-            Enroller::Session(_) => Ok::<_, ApiError>(body.into_response()),
-            Enroller::Pending(hash, p) => {
-                let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
-                // The session cookie of `signed_in`, with this body.
-                let signed = signed_in(&state, &headers, ip, &p.user, &created, p.remember_me, "");
-                let mut res = body.into_response();
-                for v in signed.headers().get_all(axum::http::header::SET_COOKIE) {
-                    res.headers_mut()
-                        .append(axum::http::header::SET_COOKIE, v.clone());
-                }
-                Ok(res)
-            }
-        }
-    };
-    match run.await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Turns a pending sign-in that just enrolled TOTP into its session.
-async fn finish_enrollment(
-    state: &AppState,
-    headers: &HeaderMap,
-    hash: TokenHash,
-    p: &PendingSignIn,
-    ip: Option<IpAddr>,
-) -> Result<crate::store::CreatedSession, ApiError> {
-    let Some(user) = state.user_for_login(&p.user).0 else {
-        return Err(ApiError::unauthorized());
-    };
-    let s = SignIn {
-        user: &user,
-        remember: p.remember_me,
-        ip,
-        ua: user_agent(headers),
-        rd: "",
-    };
-    complete(state, hash, &s, Method::Totp)
-        .await?
-        .ok_or_else(crate::server::factors::no_sign_in)
-}
-
-/// `DELETE /api/v1/mfa/totp`.
-pub async fn api_remove_totp(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-) -> Response {
-    let run = async {
-        let me = recent_session(&state, &headers)?;
-        remove_totp(&state, &me.user.name, ip, user_agent(&headers)).await
-    };
-    match run.await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-#[derive(Serialize)]
-struct Codes<'a> {
-    recovery_codes: &'a [String],
-}
-
-/// `POST /api/v1/mfa/recovery-codes`: replaces the recovery codes.
-pub async fn api_regenerate(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-) -> Response {
-    let run = async {
-        let me = recent_session(&state, &headers)?;
-        regenerate(&state, &me.user.name, ip, user_agent(&headers)).await
-    };
-    match run.await {
-        Ok(codes) => Json(Codes {
-            recovery_codes: codes.shown(),
-        })
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-// --------------------------------------------------- pending enrollment
-
-/// `GET /login/enroll`: a pending sign-in that must enroll sees the QR
-/// code of a fresh secret (the one it started, if any).
-pub async fn page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let rd = rd_of(query.as_deref());
-    let run = async {
-        let Some((hash, p)) = crate::server::factors::pending_of(&state, &headers)
-            .await?
-            .filter(|(_, p)| p.enroll)
-        else {
-            return Ok(crate::server::respond::see_other(
-                &crate::server::factors::step::next_page(false, &rd),
-            ));
-        };
-        let secret = enrolling_or_new(&state, &p.user, EnrollerId::Pending(hash.0)).await?;
-        Ok::<_, ApiError>(pages::factors::enroll_totp(
-            StatusCode::OK,
-            &pages::factors::EnrollView {
-                user: &p.user,
-                secret: &secret,
-                action: "/login/enroll",
-                rd: &rd,
-                error: None,
-                required: true,
-                passkeys: crate::server::factors::passkeys::available(&state, &headers),
-            },
-        ))
-    };
-    run.await.unwrap_or_else(|e| e.into_response())
-}
-
-/// `POST /login/enroll` with `code`: confirms, signs in, shows the
-/// recovery codes once with a way on to `rd`.
-pub async fn submit(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-) -> Response {
-    let headers = req.headers().clone();
-    let input: CodeInput = match crate::server::extract::json_or_form(&state, req).await {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let rd = crate::server::factors::step::bounded_rd(input.rd.clone());
-    let run = async {
-        let Some((hash, p)) = crate::server::factors::pending_of(&state, &headers)
-            .await?
-            .filter(|(_, p)| p.enroll)
-        else {
-            return Ok(crate::server::respond::see_other(
-                &crate::server::factors::step::next_page(false, &rd),
-            ));
-        };
-        let by = EnrollerId::Pending(hash.0);
-        let ua = user_agent(&headers);
-        let codes = match confirm_totp(&state, &p.user, by, &input.code, ip, ua).await {
-            Ok(c) => c,
-            Err(e) if e.status == StatusCode::BAD_REQUEST && !wants_json(&headers) => {
-                let secret = enrolling(&state, &p.user, by).await?;
-                let Some(secret) = secret else { return Err(e) };
-                return Ok(pages::factors::enroll_totp(
-                    e.status,
-                    &pages::factors::EnrollView {
-                        user: &p.user,
-                        secret: &secret,
-                        action: "/login/enroll",
-                        rd: &rd,
-                        error: Some(&e.message),
-                        required: true,
-                        passkeys: crate::server::factors::passkeys::available(&state, &headers),
-                    },
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-        let created = finish_enrollment(&state, &headers, hash, &p, ip).await?;
-        let target = crate::server::redirect::safe_redirect(&state.config, &headers, &rd)
-            .unwrap_or_else(|| "/".into());
-        let signed = signed_in(&state, &headers, ip, &p.user, &created, p.remember_me, &rd);
-        let mut res = pages::factors::recovery_codes(
-            codes.as_ref().map(|c| c.shown()).unwrap_or(&[]),
-            &target,
-            Some(&p.user),
-        );
-        for v in signed.headers().get_all(axum::http::header::SET_COOKIE) {
-            res.headers_mut()
-                .append(axum::http::header::SET_COOKIE, v.clone());
-        }
-        Ok::<_, ApiError>(res)
-    };
-    run.await.unwrap_or_else(|e| e.into_response())
 }

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::server::authed::Authed;
-use crate::server::login::{Password, PasswordCheck, check_password};
+use crate::server::guard::{Password, PasswordCheck, check_password};
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{FactorSet, now_ms};

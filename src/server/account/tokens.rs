@@ -12,13 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::server::account::sessions::{UserQuery, target};
 use crate::server::authed::{Authed, lookup};
 use crate::server::client::ClientIp;
 use crate::server::extract::{Form, Json as JsonBody, Query};
 use crate::server::pages;
 use crate::server::pages::tokens::{Notice, TokensView};
 use crate::server::respond::{ApiError, no_store, see_other};
-use crate::server::sessions::{UserQuery, target};
 use crate::server::state::AppState;
 use crate::store::{
     AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAINS, MAX_TOKEN_NAME, NewAccessToken,
@@ -211,7 +211,7 @@ async fn revoke_id(
     let id: PublicId = id
         .parse()
         .map_err(|_| ApiError::bad_request("malformed token id"))?;
-    let how = crate::server::sessions::revocation(me, by_admin, ip);
+    let how = crate::server::account::sessions::revocation(me, by_admin, ip);
     state
         .store
         .revoke_token(user, id, how)

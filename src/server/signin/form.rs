@@ -18,50 +18,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::config::UserEntry;
 use crate::server::client::ClientIp;
-use crate::server::cookie::{clear_cookie, clear_host_only_cookie, cookie_hash};
+use crate::server::guard::{FAILED, Password, PasswordCheck, check_password};
 use crate::server::pages;
-use crate::server::password::HashError;
-use crate::server::redirect::safe_redirect;
-use crate::server::regulation::{AtLimit, Reservation};
-use crate::server::rejections::{Note, Refusal};
 use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::signin::redirect::safe_redirect;
 use crate::server::state::AppState;
-use crate::store::{
-    AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, MAX_USER, NewBan, NewEvent,
-    Revocation, RevokeReason, SessionStore, now_ms,
-};
-
-/// Longest password accepted (argon2 would take any length; the body limit
-/// bounds it anyway, this keeps the message clear).
-pub const MAX_PASSWORD: usize = 1024;
-
-/// The one message for every failed login: no hint whether the user exists.
-pub const FAILED: &str = "Wrong username or password.";
-
-/// A password. `Debug` never prints it.
-#[derive(Deserialize, Default)]
-#[serde(transparent)]
-pub struct Password(String);
-
-impl Password {
-    /// Nothing was typed.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Longer than any password gatehouse checks ([`MAX_PASSWORD`]).
-    pub fn too_long(&self) -> bool {
-        self.0.len() > MAX_PASSWORD
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
+use crate::store::MAX_USER;
 
 /// A checkbox (`on`) or a JSON boolean.
 #[derive(Deserialize, Debug)]
@@ -133,13 +96,13 @@ pub async fn form(
     let q: FormQuery = crate::server::extract::parse_query(query.as_deref().unwrap_or(""))
         .unwrap_or(FormQuery { rd: None });
     let rd = q.rd.unwrap_or_default();
-    let rd = if rd.len() > crate::server::redirect::MAX_RD {
+    let rd = if rd.len() > crate::server::signin::redirect::MAX_RD {
         ""
     } else {
         &rd
     };
     if needs_step_up(&state, &headers, rd) {
-        return crate::server::respond::see_other(&crate::server::factors::step::next_page(
+        return crate::server::respond::see_other(&crate::server::signin::step::next_page(
             false, rd,
         ));
     }
@@ -186,13 +149,13 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
 /// Reads the body as JSON or as a form, with the body limit applied.
 async fn parse<S: Send + Sync>(state: &S, req: Request) -> Result<LoginInput, ApiError> {
     let input: LoginInput = crate::server::extract::json_or_form(state, req).await?;
-    if input.username.is_empty() || input.password.0.is_empty() {
+    if input.username.is_empty() || input.password.is_empty() {
         return Err(ApiError::bad_request("username and password are required"));
     }
     if input.username.len() > MAX_USER || input.username.chars().any(char::is_control) {
         return Err(ApiError::bad_request("username too long or malformed"));
     }
-    if input.password.0.len() > MAX_PASSWORD {
+    if input.password.too_long() {
         return Err(ApiError::bad_request("password too long"));
     }
     Ok(input)
@@ -251,227 +214,16 @@ async fn attempt(
 
     // The password is right: a session, or first a second step.
     let remember = remember_me.is_some_and(|f| f.is_set());
-    let signed = crate::server::factors::SignIn {
+    let signed = crate::server::signin::session::SignIn {
         user: &user,
         remember,
         ip,
         ua: ua.clone(),
         rd: &rd,
     };
-    crate::server::factors::after_password(state, headers, signed, credentials, reservation)
+    crate::server::signin::session::after_password(state, headers, signed, credentials, reservation)
         .await
         .map_err(fail)
-}
-
-/// A password checked as the sign-in form checks one.
-pub(super) enum PasswordCheck<'s> {
-    /// Right: the user's entry and its credential generation, both as they
-    /// were when checked, and the attempt's reservation, for the caller to
-    /// settle (or to release by dropping it).
-    Right(UserEntry, CredentialCheck, Reservation<'s>),
-    /// Wrong, or no such user: already counted, logged and audited.
-    Wrong,
-}
-
-/// Checks `password` for `username`, from `ip`, the one way a typed
-/// password is checked: bans (429, before any hashing), a reservation under
-/// the failure limit (429), a hashing slot (503 when none is free), then the
-/// hash (a dummy one for unknown users, so that they take as long). A wrong
-/// password counts toward a ban, is logged as `login failed` (the line
-/// fail2ban reads) and audited as `login.failure`, with `via` when given.
-pub(super) async fn check_password<'s>(
-    state: &'s AppState,
-    username: &str,
-    password: Password,
-    ip: Option<IpAddr>,
-    ua: &Option<String>,
-    via: Option<&str>,
-) -> Result<PasswordCheck<'s>, ApiError> {
-    let now = now_ms();
-    let m = &state.metrics;
-    let mut subjects = vec![BanSubject::User(username.to_string())];
-    subjects.extend(ip.map(BanSubject::ip));
-    // The entry and its credential generation come from one snapshot, so
-    // a session made from this check is refused if a reload replaced it.
-    let (user, credentials) = state.user_for_login(username);
-    let reservation = admit(state, &subjects, user.is_some(), username, ip, ua, now).await?;
-    let ok = match state
-        .hasher
-        .verify(password.0, user.as_ref().map(|u| u.password_hash.clone()))
-        .await
-    {
-        Ok(ok) => ok,
-        Err(HashError::Busy) => {
-            m.login_busy.inc();
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is busy. Try again in a moment.",
-            )
-            .retry_after(1));
-        }
-        Err(e) => return Err(ApiError::internal("password check failed", &e)),
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        m.login_failure.inc();
-        // One line per failure for fail2ban; the IP comes first and the user
-        // is quoted so that a crafted name cannot forge the IP field.
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, "login failed");
-        let mut event = NewEvent::now(EventKind::LoginFailure)
-            .user(username.to_string())
-            .ip(ip)
-            .user_agent(ua.clone());
-        if let Some(via) = via {
-            event = event.detail("via", via);
-        }
-        audit(state, event).await;
-        regulate(state, reservation, ip, now).await;
-        return Ok(PasswordCheck::Wrong);
-    };
-    Ok(PasswordCheck::Right(user, credentials, reservation))
-}
-
-/// Lets an attempt (a password or a second-factor code) of `username` from
-/// `ip` go on to its check, or refuses it: banned users and IPs first (one
-/// read each, no hashing), then a place under the failure limit, reserved
-/// before the check so that a burst cannot outrun the ban (attempts in
-/// flight count; they settle within one check). Both refusals are the
-/// same 429.
-pub(super) async fn admit<'s>(
-    state: &'s AppState,
-    subjects: &[BanSubject],
-    configured: bool,
-    username: &str,
-    ip: Option<IpAddr>,
-    ua: &Option<String>,
-    now: u64,
-) -> Result<Reservation<'s>, ApiError> {
-    let m = &state.metrics;
-    for subject in subjects {
-        match state.store.ban(subject, now).await {
-            Ok(Some(ban)) => {
-                m.login_rejected.inc();
-                let secs = ban.until_ms.saturating_sub(now).div_ceil(1000);
-                reject(state, subject, Refusal::Banned, username, ip, ua, now).await;
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed attempts. Try again later.",
-                )
-                .retry_after(secs));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(ApiError::internal("ban lookup failed", &e)),
-        }
-    }
-    match state.regulator.reserve(subjects, configured, now) {
-        Ok(r) => Ok(r),
-        Err(AtLimit(subject)) => {
-            m.login_rejected.inc();
-            reject(state, &subject, Refusal::AtLimit, username, ip, ua, now).await;
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed attempts. Try again later.",
-            )
-            .retry_after(1))
-        }
-    }
-}
-
-/// Counts a failure against the user and the IP (settling the attempt's
-/// reservation), and stores a ban when a limit is reached.
-pub(super) async fn regulate(
-    state: &AppState,
-    reservation: Reservation<'_>,
-    ip: Option<IpAddr>,
-    now: u64,
-) {
-    for (subject, until) in reservation.fail(now) {
-        state.metrics.bans_added.inc();
-        tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
-        let ban = NewBan {
-            subject,
-            until_ms: until,
-            reason: "too many failed logins".into(),
-            ip,
-            now_ms: now,
-        };
-        if let Err(e) = state.store.add_ban(ban).await {
-            tracing::error!(error = %e, "storing a ban failed");
-        }
-    }
-}
-
-/// A login refused before hashing, of `subject` (the banned or at-limit
-/// one): recorded and logged only when it is the first of its subject's
-/// window, otherwise only counted (see `rejections`), so that a flood of
-/// refused attempts writes a bounded number of events and log lines.
-pub(super) async fn reject(
-    state: &AppState,
-    subject: &BanSubject,
-    refusal: Refusal,
-    username: &str,
-    ip: Option<IpAddr>,
-    ua: &Option<String>,
-    now: u64,
-) {
-    let Note::Record { count } = state.rejections.note(subject, refusal, now) else {
-        return;
-    };
-    audit(
-        state,
-        NewEvent::now(EventKind::LoginRejected)
-            .user(username.to_string())
-            .ip(ip)
-            .user_agent(ua.clone())
-            .detail("reason", refusal.reason())
-            .detail("count", count.to_string()),
-    )
-    .await;
-    match refusal {
-        Refusal::Banned => {
-            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, subject = %subject, "login refused: banned")
-        }
-        Refusal::AtLimit => {
-            tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?username, subject = %subject, "login refused: failure limit reached")
-        }
-    }
-}
-
-/// Appends an audit event and waits until it is durable. A failure is
-/// logged: the request's answer does not depend on it.
-pub async fn audit(state: &AppState, ev: NewEvent) {
-    if let Err(e) = state.store.append(ev).await {
-        tracing::error!(error = %e, "audit append failed");
-    }
-}
-
-/// `POST /logout`: ends the session, clears the cookie, back to the form.
-pub async fn logout(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(hash) = cookie_hash(&state, &headers) {
-        let how = Revocation {
-            ip,
-            ..Revocation::new(RevokeReason::Logout, now_ms())
-        };
-        if let Err(e) = state.store.revoke_by_token(hash, how).await {
-            return ApiError::internal("logout failed", &e).into_response();
-        }
-    }
-    let mut res = if wants_json(&headers) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        crate::server::respond::see_other("/login")
-    };
-    if let Some(stale) = clear_host_only_cookie(&state.config) {
-        res.headers_mut().append(header::SET_COOKIE, stale);
-    }
-    res.headers_mut()
-        .append(header::SET_COOKIE, clear_cookie(&state.config));
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 #[cfg(test)]
@@ -508,8 +260,8 @@ mod tests {
             Ok(i) => {
                 assert!(!i.username.is_empty() && i.username.len() <= MAX_USER);
                 assert!(!i.username.chars().any(char::is_control));
-                assert!(!i.password.0.is_empty() && i.password.0.len() <= MAX_PASSWORD);
-                assert!(!format!("{i:?}").contains(&i.password.0) || i.password.0.len() < 4);
+                assert!(!i.password.is_empty() && !i.password.too_long());
+                assert!(password.len() < 4 || !format!("{i:?}").contains(password));
             }
             Err(e) => {
                 assert!(e.status.is_client_error(), "{}", e.status);
@@ -526,7 +278,7 @@ mod tests {
             "(?s).{0,40}",
             ".{120,140}",
             Just("a\r\nSet-Cookie: x=y".to_string()),
-            Just("x".repeat(MAX_PASSWORD + 1)),
+            Just("x".repeat(crate::server::guard::MAX_PASSWORD + 1)),
         ]
     }
 

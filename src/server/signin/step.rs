@@ -20,11 +20,12 @@ use crate::identity::signin::{self, Need, Next};
 use crate::identity::totp::TotpError;
 use crate::server::authed::{Authed, lookup};
 use crate::server::client::ClientIp;
-use crate::server::factors::{SignIn, complete, factors_of, open_totp};
-use crate::server::login::{admit, audit, regulate};
+use crate::server::factors::{change, factors_of, open_totp};
+use crate::server::guard::{admit, audit, regulate};
 use crate::server::pages;
-use crate::server::redirect::{MAX_RD, safe_redirect};
 use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::signin::redirect::{MAX_RD, safe_redirect};
+use crate::server::signin::session::{SignIn, complete};
 use crate::server::state::AppState;
 use crate::store::{
     BanSubject, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
@@ -105,7 +106,8 @@ pub enum Stepper {
 impl Stepper {
     /// The request's pending sign-in, else its session; `None` for neither.
     pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Stepper>, ApiError> {
-        if let Some((hash, p)) = crate::server::factors::pending_of(state, headers).await? {
+        if let Some((hash, p)) = crate::server::factors::pending::pending_of(state, headers).await?
+        {
             return Ok(Some(Stepper::Pending(hash, p)));
         }
         Ok(lookup(state, headers)?.map(|a| Stepper::Session(Box::new(a))))
@@ -214,7 +216,7 @@ async fn second_step(
     let who = match Stepper::of(&state, &headers).await {
         Ok(Some(w)) => w,
         Ok(None) if json => {
-            return crate::server::factors::no_sign_in().into_response();
+            return crate::server::factors::pending::no_sign_in().into_response();
         }
         Ok(None) => return expired_page(&rd),
         Err(e) => return e.into_response(),
@@ -289,7 +291,7 @@ pub async fn attempt_with(
     let ua = user_agent(headers);
     let (user, _) = state.user_for_login(who.user());
     let Some(user) = user else {
-        return Err(crate::server::factors::no_sign_in());
+        return Err(crate::server::factors::pending::no_sign_in());
     };
     let mut subjects = vec![BanSubject::User(user.name.clone())];
     subjects.extend(ip.map(BanSubject::ip));
@@ -418,7 +420,7 @@ pub async fn attempt_with(
         };
         match signin::second_step(&machine, method, checked.is_ok(), now) {
             Next::Expired => {
-                return Err(crate::server::factors::no_sign_in());
+                return Err(crate::server::factors::pending::no_sign_in());
             }
             Next::NotOffered => {
                 return Err(ApiError::bad_request(
@@ -482,13 +484,13 @@ pub async fn attempt_with(
             .map_err(|e| ApiError::internal("recording the second factor failed", &e))?,
     };
     let Some(created) = created else {
-        return Err(crate::server::factors::no_sign_in());
+        return Err(crate::server::factors::pending::no_sign_in());
     };
     reservation.succeed(now);
     let remember = created.session.remember_me;
     // After a recovery code, the person is told how many are left (as the
     // write that spent it counted them).
-    Ok(crate::server::factors::signed_in_with(
+    Ok(crate::server::signin::session::signed_in_with(
         state,
         headers,
         ip,
@@ -506,19 +508,4 @@ fn success_event(user: &str, ip: Option<IpAddr>, ua: &Option<String>, method: Me
         .ip(ip)
         .user_agent(ua.clone())
         .detail("method", method.as_str())
-}
-
-/// Applies a factor change; `Ok(Err(_))` when refused.
-pub async fn change(
-    state: &AppState,
-    user: &str,
-    change: FactorChange,
-    event: Option<NewEvent>,
-) -> Result<Result<(), FactorRefusal>, ApiError> {
-    state
-        .store
-        .change_factors(user, change, event, now_ms())
-        .await
-        .map(|r| r.map(|_| ()))
-        .map_err(|e| ApiError::internal("updating second factors failed", &e))
 }

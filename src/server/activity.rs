@@ -1,5 +1,4 @@
-//! Liveness: [`Activity`] (request activity, open connections, heartbeats)
-//! and `GET /healthz`.
+//! Liveness: [`Activity`] (request activity, open connections, heartbeats).
 //!
 //! Requests count as activity (the idle timer stops the server after a quiet
 //! period); at most once per [`BEAT_INTERVAL`] a request also wakes the
@@ -12,8 +11,7 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::response::Response;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -22,6 +20,7 @@ use crate::store::now_ms;
 
 /// At most one heartbeat per this interval.
 pub const BEAT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// `/healthz` says `expired` when the last beat is older than this.
 pub const BEAT_EXPIRY: Duration = Duration::from_secs(300);
 
@@ -41,7 +40,7 @@ pub struct Activity {
     /// Heartbeat writes that failed since the last one that worked.
     beat_failures: AtomicU64,
     /// Wakes the heartbeat task.
-    pub(super) beat: Notify,
+    pub(crate) beat: Notify,
 }
 
 impl Activity {
@@ -96,12 +95,12 @@ impl Activity {
     }
 
     /// A connection took a slot.
-    pub(super) fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.open_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection gave its slot back.
-    pub(super) fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -116,7 +115,7 @@ impl Activity {
 
     /// Records the outcome of a heartbeat write; returns the failures
     /// before it (for the log line of a recovery).
-    pub(super) fn beat_written(&self, ok: bool) -> u64 {
+    pub(crate) fn beat_written(&self, ok: bool) -> u64 {
         if ok {
             self.beat_failures.swap(0, Ordering::Relaxed)
         } else {
@@ -136,31 +135,6 @@ impl Default for Activity {
 pub async fn track_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
     state.activity.record();
     next.run(req).await
-}
-
-/// The body of a `/healthz` answer.
-#[derive(Serialize)]
-struct Health {
-    /// `alive` or `expired`.
-    status: &'static str,
-    /// Wall-clock milliseconds of the last heartbeat.
-    last_heartbeat: u64,
-}
-
-/// `GET /healthz`: no auth, not activity.
-pub async fn healthz(State(state): State<AppState>) -> Response {
-    health(&state)
-}
-
-/// The `/healthz` answer.
-pub fn health(state: &AppState) -> Response {
-    let last = state.activity.last_beat_ms();
-    let alive = now_ms().saturating_sub(last) < BEAT_EXPIRY.as_millis() as u64;
-    axum::Json(Health {
-        status: if alive { "alive" } else { "expired" },
-        last_heartbeat: last,
-    })
-    .into_response()
 }
 
 #[cfg(test)]

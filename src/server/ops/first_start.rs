@@ -17,7 +17,7 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
 /// Creates the data dir (owner-only) and, when the config has no users,
 /// the first admin; returns the config to run with.
-pub(super) fn prepare(mut config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
+pub(crate) fn prepare(mut config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
     create_private_dir(&config.data_dir)?;
     if config.policy().is_empty() {
         config = create_first_admin(config, overrides)?;
@@ -72,7 +72,7 @@ fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
 
 /// Warns when a file made before files were created owner-only (or
 /// loosened by hand) can be read by other local users.
-pub(super) fn warn_if_shared(path: &Path) {
+pub(crate) fn warn_if_shared(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -116,7 +116,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
 
 /// Writes a file only its owner can read (created 0600), without syncing:
 /// for files rewritten often whose loss costs nothing (the heartbeat).
-pub(super) async fn write_private_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_private_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut opts = tokio::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

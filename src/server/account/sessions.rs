@@ -7,16 +7,17 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::server::authed::{Authed, lookup};
 use crate::server::client::ClientIp;
+use crate::server::cookie::{clear_cookie, clear_host_only_cookie, cookie_hash};
 use crate::server::extract::{Form, Query};
 use crate::server::pages;
 use crate::server::pages::sessions::Notice;
-use crate::server::respond::{ApiError, no_store, see_other};
+use crate::server::respond::{ApiError, no_store, see_other, wants_json};
 use crate::server::state::AppState;
 use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
@@ -64,7 +65,7 @@ pub struct UserQuery {
 }
 
 /// The user a request acts on: oneself, or (admins only) `?user=`.
-pub(super) fn target(me: &Authed, q: &UserQuery) -> Result<(String, bool), ApiError> {
+pub(crate) fn target(me: &Authed, q: &UserQuery) -> Result<(String, bool), ApiError> {
     match q.user.as_deref() {
         None => Ok((me.user.name.clone(), false)),
         Some(u) if u == me.user.name => Ok((u.to_string(), false)),
@@ -113,7 +114,7 @@ pub async fn list(
 }
 
 /// A revocation by `me`, as an admin acting on another user or not.
-pub(super) fn revocation(me: &Authed, by_admin: bool, ip: Option<IpAddr>) -> Revocation {
+pub(crate) fn revocation(me: &Authed, by_admin: bool, ip: Option<IpAddr>) -> Revocation {
     Revocation {
         reason: if by_admin {
             RevokeReason::ByAdmin
@@ -327,6 +328,42 @@ pub async fn page_revoke_others(
     )
     .await?;
     Ok(see_other(notice_url(Notice::SignedOutOthers)))
+}
+
+/// `POST /logout`: ends the session, clears the cookie, back to the form.
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(hash) = cookie_hash(&state, &headers) {
+        let how = Revocation {
+            ip,
+            ..Revocation::new(RevokeReason::Logout, now_ms())
+        };
+        if let Err(e) = state.store.revoke_by_token(hash, how).await {
+            return ApiError::internal("logout failed", &e).into_response();
+        }
+    }
+    let mut res = if wants_json(&headers) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        crate::server::respond::see_other("/login")
+    };
+    if let Some(stale) = clear_host_only_cookie(&state.config) {
+        res.headers_mut().append(header::SET_COOKIE, stale);
+    }
+    res.headers_mut()
+        .append(header::SET_COOKIE, clear_cookie(&state.config));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `GET /`: the sessions page is gatehouse's home (it sends anonymous
+/// visitors on to the login form).
+pub async fn home() -> Response {
+    see_other("/sessions")
 }
 
 #[cfg(test)]

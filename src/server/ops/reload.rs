@@ -14,8 +14,7 @@ use std::sync::Weak;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError, Overrides};
-use crate::server::state::AppState;
-use crate::server::state::Inner;
+use crate::server::state::{AppState, Inner};
 use crate::store::{EventKind, NewEvent};
 
 /// Re-reads the users from the config file. Holds the state weakly, so it
@@ -30,7 +29,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub(super) fn new(state: &AppState, overrides: Overrides) -> Self {
+    pub(crate) fn new(state: &AppState, overrides: Overrides) -> Self {
         Reloader {
             state: state.downgrade(),
             overrides,
@@ -75,7 +74,7 @@ impl Reloader {
                 if !done.waiting.is_empty() {
                     event = event.detail("restart_needed", done.waiting.join(","));
                 }
-                crate::server::login::audit(&state, event).await;
+                crate::server::guard::audit(&state, event).await;
                 Ok(done)
             }
             Err(e) => {
@@ -121,7 +120,7 @@ impl std::fmt::Display for Reloaded {
 /// Reloads the users on every SIGHUP until `stop` changes. A reload that
 /// has begun runs to its end before the task stops: its revocations must
 /// reach the writer, which stops only after every task is joined.
-pub(super) async fn reload_on_hangup(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn reload_on_hangup(reloader: Reloader, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,

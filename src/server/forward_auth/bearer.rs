@@ -32,9 +32,9 @@ use axum::response::{IntoResponse, Response};
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::{self, Checked, Credential};
 use crate::server::client::client_ip;
+use crate::server::guard::regulation::AtLimit;
+use crate::server::guard::rejections::Refusal;
 use crate::server::password::HashError;
-use crate::server::regulation::AtLimit;
-use crate::server::rejections::Refusal;
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{
@@ -278,7 +278,7 @@ pub async fn basic_password(
     let ua = crate::server::respond::user_agent(headers);
     let now = now_ms();
     let m = &state.metrics;
-    if user.len() > crate::store::MAX_USER || secret.len() > crate::server::login::MAX_PASSWORD {
+    if user.len() > crate::store::MAX_USER || secret.len() > crate::server::guard::MAX_PASSWORD {
         return Err(Refused::Wrong);
     }
     let subjects = subjects(user, ip);
@@ -286,7 +286,7 @@ pub async fn basic_password(
         match state.store.ban(subject, now).await {
             Ok(Some(ban)) => {
                 m.login_rejected.inc();
-                crate::server::login::reject(state, subject, Refusal::Banned, user, ip, &ua, now)
+                crate::server::guard::reject(state, subject, Refusal::Banned, user, ip, &ua, now)
                     .await;
                 return Err(too_many(ban.until_ms.saturating_sub(now).div_ceil(1000)).into());
             }
@@ -314,7 +314,7 @@ pub async fn basic_password(
         Ok(r) => r,
         Err(AtLimit(subject)) => {
             m.login_rejected.inc();
-            crate::server::login::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now)
+            crate::server::guard::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now)
                 .await;
             return Err(too_many(1).into());
         }
@@ -349,7 +349,7 @@ pub async fn basic_password(
         drop(secret);
         m.login_failure.inc();
         tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), user = ?user, "login failed");
-        crate::server::login::audit(
+        crate::server::guard::audit(
             state,
             NewEvent::now(EventKind::LoginFailure)
                 .user(user.to_string())
@@ -358,7 +358,7 @@ pub async fn basic_password(
                 .detail("via", "basic"),
         )
         .await;
-        crate::server::login::regulate(state, reservation, ip, now).await;
+        crate::server::guard::regulate(state, reservation, ip, now).await;
         return Err(Refused::Wrong);
     };
     // Right. Released, not settled as a success: see above.

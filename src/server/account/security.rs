@@ -17,11 +17,10 @@ use crate::server::factors::enroll::{
     confirm_totp, enrolling, enrolling_or_new, regenerate, remove_totp, session_enroller,
 };
 use crate::server::factors::proof::{Needs, ProofInput, needs, prove};
-use crate::server::factors::step::{CodeInput, next_page};
 use crate::server::factors::{factors_of, recent};
 use crate::server::pages;
-use crate::server::respond::see_other;
-use crate::server::respond::{ApiError, user_agent};
+use crate::server::respond::{ApiError, see_other, user_agent};
+use crate::server::signin::step::{CodeInput, next_page};
 use crate::server::state::AppState;
 use crate::store::now_ms;
 

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use crate::server::factors::reset::reset_factors;
 use crate::server::state::AppState;
 use crate::store::{
     AuditStore, BanStore, BanSubject, EventKind, NewEvent, Revocation, RevokeReason, TokenStore,
@@ -33,6 +34,7 @@ use crate::store::{
 
 /// Name of the socket in the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
+
 /// Largest reply the CLI reads from the socket; a longer one is reported
 /// as cut ([`Reply::cut`]), never passed on as if it were whole.
 pub const MAX_REPLY: u64 = 1024 * 1024;
@@ -77,7 +79,7 @@ pub fn bind(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
 /// Serves admin requests until `stop` changes, then removes the socket file.
 pub async fn serve(
     state: AppState,
-    reloader: crate::server::reload::Reloader,
+    reloader: crate::server::ops::reload::Reloader,
     listener: UnixListener,
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -126,7 +128,7 @@ pub async fn serve(
 
 /// `POST /config/reload`: what the reload read, or why it failed (the
 /// previous users and rules then stay).
-async fn reload(reloader: &crate::server::reload::Reloader) -> (StatusCode, String) {
+async fn reload(reloader: &crate::server::ops::reload::Reloader) -> (StatusCode, String) {
     match reloader.reload().await {
         Ok(done) => (StatusCode::OK, done.to_string()),
         Err(e) => (
@@ -227,33 +229,6 @@ async fn revoke_tokens(
         Ok(ids) => (StatusCode::OK, revoked_tokens_line(&q.user, ids.len())),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
-}
-
-/// Removes every second factor of `user` (TOTP, passkeys, recovery codes)
-/// with an `mfa.reset` event naming `actor`. The message says what was done.
-pub async fn reset_factors(
-    store: &crate::store::Backend,
-    user: &str,
-    actor: &str,
-) -> Result<String, crate::store::WriteError> {
-    use crate::store::{EventKind, FactorChange, FactorStore, NewEvent};
-    let event = NewEvent::now(EventKind::MfaReset)
-        .user(user.to_string())
-        .detail("method", "all")
-        .detail("actor", actor);
-    Ok(
-        match store
-            .change_factors(user, FactorChange::Reset, Some(event), now_ms())
-            .await?
-        {
-            Ok(_) => format!(
-                "removed every second factor of {}; they sign in with their password (and enroll again if one is required)\n",
-                crate::terminal::escape(user)
-            ),
-            // A reset has nothing to refuse; said as it is all the same.
-            Err(r) => format!("{r}\n"),
-        },
-    )
 }
 
 /// What `users revoke-tokens` prints, the user escaped for the terminal.

@@ -5,7 +5,7 @@
 //! hashing. A stale session is touched fire-and-forget (see
 //! [`crate::server::authed::lookup`]). Without a session cookie, an access token in
 //! `Authorization` is checked the same way (one read, a coalesced touch;
-//! see [`crate::server::bearer`]). The one exception is a Basic password
+//! see [`crate::server::forward_auth::bearer`]). The one exception is a Basic password
 //! (`[tokens] basic_auth_passwords`) not checked within the last minute:
 //! [`answer`] then declines and [`verify`], behind the router, checks it
 //! through the bounded hashing pool and the failure limit.
@@ -25,11 +25,11 @@ use crate::access::{
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::Checked;
 use crate::server::authed::lookup_with;
-use crate::server::bearer::{
-    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
-};
 use crate::server::client::client_ip;
 use crate::server::cookie::cookie;
+use crate::server::forward_auth::bearer::{
+    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
+};
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::AccessTokenInfo;
@@ -49,10 +49,12 @@ pub fn wants_redirect(query: Option<&str>) -> bool {
 
 /// Headers that name the signed-in user to the protected app.
 const REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+
 /// Always sent on a 200, empty for a user in no group: a proxy that copies it
 /// (Caddy's `copy_headers`) then always has a value to copy, and overwrites
 /// whatever a client sent under that name.
 const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+
 /// On a 401: the login page with `rd` set to the original URL, encoded. For
 /// nginx, whose `auth_request` passes only 401/403 on and has no URL encoding
 /// of its own (`auth_request_set` reads it; see `deploy/nginx.conf`).
@@ -60,6 +62,7 @@ pub const LOGIN_URL_HEADER: HeaderName = HeaderName::from_static("x-gatehouse-lo
 
 /// `Remote-Email` and `Remote-Name`: the user's, or empty.
 const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+
 const REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
@@ -482,8 +485,10 @@ fn not_signed_in(
         }
         // nginx and Caddy pass the challenge on with the 401.
         if !browser {
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, crate::server::bearer::CHALLENGE);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                crate::server::forward_auth::bearer::CHALLENGE,
+            );
         }
         r
     }
