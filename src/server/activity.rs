@@ -6,6 +6,7 @@
 //! `/healthz` says `alive` while the last beat is younger than
 //! [`BEAT_EXPIRY`]. Health checks themselves are not activity.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use axum::response::Response;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::server::state::AppState;
 use crate::store::now_ms;
 
 /// At most one heartbeat per this interval.
@@ -132,8 +132,12 @@ impl Default for Activity {
 
 /// Middleware: a request is activity. Every route has it but `/healthz`
 /// (not activity) and `/auth/verify` (which records its own).
-pub async fn track_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    state.activity.record();
+pub async fn track_activity(
+    State(activity): State<Arc<Activity>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    activity.record();
     next.run(req).await
 }
 

@@ -139,7 +139,7 @@ impl Server {
 
         // Every connection and task is done: no refusal can be counted after
         // this, so every count still owed is recorded now.
-        crate::server::guard::rejections::record(&state, state.rejections.take_all()).await;
+        crate::server::guard::rejections::record(&state.store, state.rejections.take_all()).await;
         crate::server::guard::audit(
             &state,
             NewEvent::now(EventKind::ServerStopped)

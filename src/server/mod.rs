@@ -200,7 +200,7 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.activity.clone(),
             activity::track_activity,
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).

@@ -45,7 +45,7 @@ pub struct Inner {
     /// Passkey ceremonies in flight (bounded).
     pub ceremonies: crate::server::factors::ceremonies::Ceremonies,
     /// The WebAuthn relying party of the public origin, built once.
-    pub relying: crate::server::factors::passkeys::Relying,
+    pub relying: crate::server::factors::ceremonies::Relying,
     /// Results of Basic password checks on `/auth/verify`, a minute at
     /// most, keyed by an HMAC of the credential; cleared when a reload
     /// changes users.
@@ -80,7 +80,7 @@ impl AppState {
     ) -> Self {
         let regulator = crate::server::guard::regulation::Regulator::new(config.regulation.clone());
         let rejections = crate::server::guard::rejections::Rejections::new(&config.regulation);
-        let relying = crate::server::factors::passkeys::relying_party(&config);
+        let relying = crate::server::factors::ceremonies::relying_party(&config);
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
@@ -97,7 +97,7 @@ impl AppState {
                 ceremonies: Default::default(),
                 relying,
                 basic: crate::identity::basic::BasicCache::new(
-                    crate::server::forward_auth::bearer::BASIC_CACHE_ENTRIES,
+                    BASIC_CACHE_ENTRIES,
                     crate::identity::basic::MAX_TTL_MS,
                 ),
             }),
@@ -254,3 +254,8 @@ impl AppState {
         changed
     }
 }
+
+/// How many Basic password results are cached at once (each about 50
+/// bytes); beyond it new credentials are hashed every time, still through
+/// the bounded pool and the failure limit.
+pub const BASIC_CACHE_ENTRIES: usize = 10_000;

@@ -103,8 +103,11 @@ async fn sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        crate::server::guard::rejections::record(&state, state.rejections.take_ended(now_ms()))
-            .await;
+        crate::server::guard::rejections::record(
+            &state.store,
+            state.rejections.take_ended(now_ms()),
+        )
+        .await;
         loop {
             match state.store.sweep(now_ms(), 1_000).await {
                 Ok(r) if r.more && !*stop.borrow() => continue,

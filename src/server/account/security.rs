@@ -20,7 +20,8 @@ use crate::server::factors::proof::{Needs, ProofInput, needs, prove};
 use crate::server::factors::{factors_of, recent};
 use crate::server::pages;
 use crate::server::respond::{ApiError, see_other, user_agent};
-use crate::server::signin::step::{CodeInput, next_page};
+use crate::server::signin::redirect::next_page;
+use crate::server::signin::step::CodeInput;
 use crate::server::state::AppState;
 use crate::store::now_ms;
 

@@ -24,8 +24,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::store::{EnrollerId, SessionToken, TokenHash, client_network};
 
 /// Most anonymous ceremonies (sign-in with a passkey alone) in flight at
@@ -213,6 +214,20 @@ fn open_by_client(map: &HashMap<TokenHash, Entry>) -> HashMap<Option<IpAddr>, Op
         }
     }
     open
+}
+
+/// The relying party of the public origin, built once at start: `None`
+/// without a public origin, an error when the origin cannot use passkeys.
+pub type Relying = Option<Result<Arc<Passkeys>, WebAuthnError>>;
+
+/// [`Relying`] for `config`.
+pub fn relying_party(config: &crate::config::Config) -> Relying {
+    let origin = config.public_origin.as_ref()?;
+    let built = Passkeys::new(origin).map(Arc::new);
+    if let Err(e) = &built {
+        tracing::warn!(origin = %origin, "passkeys are off: {e}");
+    }
+    Some(built)
 }
 
 #[cfg(test)]

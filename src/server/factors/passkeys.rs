@@ -18,20 +18,6 @@ use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{SessionToken, now_ms};
 
-/// The relying party of the public origin, built once at start: `None`
-/// without a public origin, an error when the origin cannot use passkeys.
-pub type Relying = Option<Result<Arc<Passkeys>, WebAuthnError>>;
-
-/// [`Relying`] for `config`.
-pub fn relying_party(config: &crate::config::Config) -> Relying {
-    let origin = config.public_origin.as_ref()?;
-    let built = Passkeys::new(origin).map(Arc::new);
-    if let Err(e) = &built {
-        tracing::warn!(origin = %origin, "passkeys are off: {e}");
-    }
-    Some(built)
-}
-
 /// The relying party for this request, if passkeys can be used here.
 pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<Passkeys>, ApiError> {
     let refuse = |e: WebAuthnError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());

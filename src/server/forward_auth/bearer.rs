@@ -31,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::{self, Checked, Credential};
-use crate::server::client::client_ip;
 use crate::server::guard::regulation::AtLimit;
 use crate::server::guard::rejections::Refusal;
 use crate::server::password::HashError;
@@ -41,11 +40,6 @@ use crate::store::{
     ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind,
     FactorStore, NewEvent, StoreError, TokenStore, now_ms,
 };
-
-/// How many Basic password results are cached at once (each about 50
-/// bytes); beyond it new credentials are hashed every time, still through
-/// the bounded pool and the failure limit.
-pub const BASIC_CACHE_ENTRIES: usize = 10_000;
 
 /// What a request's `Authorization` header presents.
 pub enum Presented {
@@ -109,8 +103,7 @@ pub fn presented(headers: &HeaderMap) -> Presented {
 /// use is older than the touch interval or it comes from a new address.
 pub fn token_with<T>(
     state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
+    client_ip: impl FnOnce() -> Option<IpAddr>,
     token: &AccessToken,
     basic_user: Option<&str>,
     f: impl FnOnce(&AccessTokenInfo, &UserEntry, &Policy) -> T,
@@ -136,7 +129,7 @@ pub fn token_with<T>(
     }) else {
         return Ok(None);
     };
-    let ip = client_ip(&state.config, peer, headers);
+    let ip = client_ip();
     let stale = info
         .last_used_ms
         .is_none_or(|t| now.saturating_sub(t) >= state.config.session.touch_interval_ms);
@@ -160,8 +153,7 @@ pub fn token_with<T>(
 /// set it since).
 pub fn cached_password(
     state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
+    client_ip: impl FnOnce() -> Option<IpAddr>,
     user: &str,
     secret: &str,
 ) -> Option<Checked> {
@@ -173,8 +165,7 @@ pub fn cached_password(
     if must_have_second_factor(state, user) {
         return Some(Checked::NeedsSecondFactor);
     }
-    let ip = client_ip(&state.config, peer, headers);
-    for subject in subjects(user, ip) {
+    for subject in subjects(user, client_ip()) {
         // Banned, or not known without waiting: the router's path refuses
         // it (and records the refusal) or finds the ban gone.
         if !matches!(state.store.ban_now(&subject, now), Some(Ok(None))) {
@@ -270,11 +261,10 @@ impl From<Response> for Refused {
 pub async fn basic_password(
     state: &AppState,
     headers: &HeaderMap,
-    peer: Option<IpAddr>,
+    ip: Option<IpAddr>,
     user: &str,
     secret: String,
 ) -> Result<(), Refused> {
-    let ip = client_ip(&state.config, peer, headers);
     let ua = crate::server::respond::user_agent(headers);
     let now = now_ms();
     let m = &state.metrics;

@@ -4,5 +4,7 @@
 //! core, [`guard`](super::guard) (Basic) and [`pages`](super::pages) (the
 //! 403 page); never [`signin`](super::signin) or [`account`](super::account).
 
+pub mod answers;
+pub mod asked;
 pub mod bearer;
 pub mod verify;

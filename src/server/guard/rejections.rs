@@ -196,10 +196,10 @@ pub fn summary_event(s: &Summary) -> NewEvent {
 
 /// Records `summaries` durably, all in flight at once so that the store
 /// can commit them together.
-pub async fn record(state: &crate::server::state::AppState, summaries: Vec<Summary>) {
+pub async fn record(store: &crate::store::Backend, summaries: Vec<Summary>) {
     let mut pending = tokio::task::JoinSet::new();
     for s in &summaries {
-        let store = state.store.clone();
+        let store = store.clone();
         let ev = summary_event(s);
         pending.spawn(async move { store.append(ev).await });
     }

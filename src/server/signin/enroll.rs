@@ -11,8 +11,9 @@ use crate::server::client::ClientIp;
 use crate::server::factors::enroll::{confirm_totp, enrolling, enrolling_or_new};
 use crate::server::pages;
 use crate::server::respond::{ApiError, user_agent, wants_json};
+use crate::server::signin::redirect::rd_of;
 use crate::server::signin::session::{SignIn, complete, signed_in};
-use crate::server::signin::step::{CodeInput, rd_of};
+use crate::server::signin::step::CodeInput;
 use crate::server::state::AppState;
 use crate::store::{EnrollerId, Method, PendingSignIn, TokenHash};
 
@@ -32,7 +33,7 @@ pub async fn page(
             .filter(|(_, p)| p.enroll)
         else {
             return Ok(crate::server::respond::see_other(
-                &crate::server::signin::step::next_page(false, &rd),
+                &crate::server::signin::redirect::next_page(false, &rd),
             ));
         };
         let secret = enrolling_or_new(&state, &p.user, EnrollerId::Pending(hash.0)).await?;
@@ -64,14 +65,14 @@ pub async fn submit(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    let rd = crate::server::signin::step::bounded_rd(input.rd.clone());
+    let rd = crate::server::signin::redirect::bounded_rd(input.rd.clone());
     let run = async {
         let Some((hash, p)) = crate::server::factors::pending::pending_of(&state, &headers)
             .await?
             .filter(|(_, p)| p.enroll)
         else {
             return Ok(crate::server::respond::see_other(
-                &crate::server::signin::step::next_page(false, &rd),
+                &crate::server::signin::redirect::next_page(false, &rd),
             ));
         };
         let by = EnrollerId::Pending(hash.0);

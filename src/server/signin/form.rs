@@ -102,7 +102,7 @@ pub async fn form(
         &rd
     };
     if needs_step_up(&state, &headers, rd) {
-        return crate::server::respond::see_other(&crate::server::signin::step::next_page(
+        return crate::server::respond::see_other(&crate::server::signin::redirect::next_page(
             false, rd,
         ));
     }

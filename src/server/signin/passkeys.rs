@@ -60,7 +60,7 @@ pub async fn step_finish(
         if entry.user.as_deref() != Some(who.user()) {
             return Err(stale_ceremony());
         }
-        let rd = crate::server::signin::step::bounded_rd(input.rd);
+        let rd = crate::server::signin::redirect::bounded_rd(input.rd);
         let proof = Proof::Passkey {
             state: entry.state,
             response: input.credential,
@@ -178,7 +178,7 @@ pub async fn discover_finish(
         )
         .await?
         .map_err(|r| ApiError::new(StatusCode::UNAUTHORIZED, r.to_string()))?;
-        let rd = crate::server::signin::step::bounded_rd(input.rd);
+        let rd = crate::server::signin::redirect::bounded_rd(input.rd);
         let s = SignIn {
             user: &user,
             remember: false,

@@ -16,6 +16,7 @@
 //! site (another program may listen there).
 
 use axum::http::{HeaderMap, header};
+use serde::Deserialize;
 
 use crate::config::Config;
 
@@ -125,6 +126,40 @@ fn split_host(h: &str) -> Option<(&str, Option<u16>)> {
         None => Some((host, None)),
         Some(p) => p.parse().ok().map(|p| (host, Some(p))),
     }
+}
+
+/// The page a pending sign-in goes to next, carrying `rd`.
+pub fn next_page(enroll: bool, rd: &str) -> String {
+    let path = if enroll {
+        "/login/enroll"
+    } else {
+        "/login/second-factor"
+    };
+    if rd.is_empty() {
+        path.to_string()
+    } else {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", rd)
+            .finish();
+        format!("{path}?{q}")
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct RdQuery {
+    pub rd: Option<String>,
+}
+
+/// `rd` from a query, dropped when malformed or too long.
+pub fn rd_of(query: Option<&str>) -> String {
+    let q: RdQuery = crate::server::extract::parse_query(query.unwrap_or("")).unwrap_or_default();
+    bounded_rd(q.rd)
+}
+
+/// `rd` as a body sent it: none when too long (it is checked again where
+/// it is used, as a safe redirect).
+pub fn bounded_rd(rd: Option<String>) -> String {
+    rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -16,10 +16,8 @@ use crate::server::cookie::{clear_host_only_cookie, cookie, cookie_hash, session
 use crate::server::factors::pending::{clear_pending, pending_cookie, pending_name};
 use crate::server::factors::{factors_of, required_for};
 use crate::server::guard::regulation::Reservation;
-use crate::server::respond::ApiError;
-use crate::server::see_other;
-use crate::server::signin::redirect::safe_redirect;
-use crate::server::signin::step;
+use crate::server::respond::{ApiError, see_other};
+use crate::server::signin::redirect::{next_page, safe_redirect};
 use crate::server::state::AppState;
 use crate::store::{
     AuditStore, CreatedSession, CredentialCheck, EventKind, FactorStore, Method, Methods, NewEvent,
@@ -98,7 +96,7 @@ pub async fn after_password(
     tracing::info!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(s.ip), user = ?s.user.name, enroll, "password accepted, second step pending");
     let methods: Vec<&str> = set.methods().iter().map(|m| m.as_str()).collect();
     let rd = safe_redirect(&state.config, headers, s.rd).unwrap_or_default();
-    let next = step::next_page(enroll, &rd);
+    let next = next_page(enroll, &rd);
     let mut res = if crate::server::respond::wants_json(headers) {
         #[derive(Serialize)]
         struct Pending<'a> {

@@ -24,7 +24,7 @@ use crate::server::factors::{change, factors_of, open_totp};
 use crate::server::guard::{admit, audit, regulate};
 use crate::server::pages;
 use crate::server::respond::{ApiError, user_agent, wants_json};
-use crate::server::signin::redirect::{MAX_RD, safe_redirect};
+use crate::server::signin::redirect::{bounded_rd, next_page, rd_of, safe_redirect};
 use crate::server::signin::session::{SignIn, complete};
 use crate::server::state::AppState;
 use crate::store::{
@@ -34,40 +34,6 @@ use crate::store::{
 
 /// Longest code accepted (a recovery code with its dashes, with room).
 const MAX_CODE: usize = 64;
-
-/// The page a pending sign-in goes to next, carrying `rd`.
-pub fn next_page(enroll: bool, rd: &str) -> String {
-    let path = if enroll {
-        "/login/enroll"
-    } else {
-        "/login/second-factor"
-    };
-    if rd.is_empty() {
-        path.to_string()
-    } else {
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("rd", rd)
-            .finish();
-        format!("{path}?{q}")
-    }
-}
-
-#[derive(Deserialize, Default)]
-pub struct RdQuery {
-    pub rd: Option<String>,
-}
-
-/// `rd` from a query, dropped when malformed or too long.
-pub fn rd_of(query: Option<&str>) -> String {
-    let q: RdQuery = crate::server::extract::parse_query(query.unwrap_or("")).unwrap_or_default();
-    bounded_rd(q.rd)
-}
-
-/// `rd` as a body sent it: none when too long (it is checked again where
-/// it is used, as a safe redirect).
-pub fn bounded_rd(rd: Option<String>) -> String {
-    rd.filter(|r| r.len() <= MAX_RD).unwrap_or_default()
-}
 
 /// A code typed or sent. `Debug` never prints it.
 #[derive(Deserialize, Default)]
