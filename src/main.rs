@@ -22,14 +22,15 @@ struct Cli {
     command: Command,
 }
 
-/// Where the config and the data live (shared by the subcommands).
+/// Where the config and the data live (shared by the subcommands). Global:
+/// accepted before or after a nested subcommand (`access check --config F`).
 #[derive(clap::Args, Clone)]
 struct Location {
     /// Config file [default: <data-dir>/gatehouse.toml].
-    #[arg(long, env = "GATEHOUSE_CONFIG")]
+    #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Directory holding the database and runtime files [default: ./data].
-    #[arg(long, env = "GATEHOUSE_DATA_DIR")]
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
 }
 

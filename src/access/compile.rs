@@ -9,7 +9,7 @@ use regex::RegexSet;
 use serde::Deserialize;
 
 use super::Policy;
-use crate::config::IpNet;
+use crate::domain::IpNet;
 
 /// Longest regex source accepted, and the compiled size limit: a rule file
 /// cannot make matching slow or compilation huge.

@@ -8,11 +8,10 @@
 //!
 //! One concern per file: `schema` (the file as written), `overrides`
 //! (flags and environment on top), `validate` (checks and conversion),
-//! `settings` (the typed sections handlers read), `policy` (users), `net`
-//! (IP blocks), `locate` (lines for errors), `write` (appending a user).
+//! `settings` (the typed sections handlers read), `policy` (users),
+//! `locate` (lines for errors), `write` (appending a user).
 
 mod locate;
-mod net;
 mod overrides;
 mod policy;
 mod schema;
@@ -24,12 +23,13 @@ mod write;
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+
+use crate::domain::IpNet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use locate::{field_line, table_line};
-pub use net::{IpNet, canonical_ip};
 pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{

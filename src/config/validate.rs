@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::net::IpNet;
 use super::policy::Policy;
 use super::schema::{FileConfig, UserEntry};
 use super::settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig, hsts_value};
 use super::{Config, ConfigError, MAX_BYTES, MAX_COUNT, MAX_SECS};
+use crate::domain::IpNet;
 
 /// Most access tokens one user may hold: each is listed on one page and
 /// checked at creation.

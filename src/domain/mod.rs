@@ -1,5 +1,5 @@
-//! The domain of gatehouse: tokens, sessions, audit events, bans and the
-//! clock, as every part of the program speaks of them. Nothing here knows
+//! The domain of gatehouse: tokens, sessions, audit events, bans, IP
+//! blocks and the clock, as every part of the program speaks of them. Nothing here knows
 //! how or where they are stored; the store and its backends build on these
 //! types, and the server and the tools exchange them.
 
@@ -10,6 +10,7 @@ mod event;
 mod event_kind;
 mod factors;
 mod limits;
+mod net;
 mod session;
 mod token;
 mod wire;
@@ -30,6 +31,7 @@ pub use factors::{
 pub use limits::{
     MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
 };
+pub use net::{IpNet, canonical_ip};
 pub use session::{CreatedSession, NewSession, Revocation, RevokeReason, Session};
 pub use token::{PublicId, SessionToken, TokenHash};
 pub use wire::rfc3339_utc;

@@ -7,7 +7,8 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::config::{Config, canonical_ip};
+use crate::config::Config;
+use crate::domain::canonical_ip;
 use crate::server::state::AppState;
 
 /// Most `X-Forwarded-For` entries looked at.

@@ -375,21 +375,49 @@ async fn a_reload_swaps_the_rules_and_a_bad_file_keeps_the_old_ones() {
 
 /// Runs `gatehouse access check` on `config`; its exit code and output.
 fn access_check(config: &str, args: &[&str]) -> (i32, String) {
+    access_check_with(config, args, false)
+}
+
+/// [`access_check`], with `--config` and `--data-dir` after `check` when
+/// `after`.
+fn access_check_with(config: &str, args: &[&str], after: bool) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.toml");
     std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["access", "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.arg("access");
+    if after {
+        cmd.arg("check");
+    }
+    cmd.arg("--config")
         .arg(&path)
         .arg("--data-dir")
-        .arg(dir.path())
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
+        .arg(dir.path());
+    if !after {
+        cmd.arg("check");
+    }
+    let out = cmd.args(args).output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// `--config` and `--data-dir` are global: typed after `check`, they name
+/// the same files and the answer is the same.
+#[test]
+fn the_rule_checker_takes_its_locations_after_the_subcommand() {
+    let config = config_text("", RULES);
+    let args = [
+        "--url",
+        "https://code.example.com/admin?x=1",
+        "--user",
+        "bob",
+    ];
+    let before = access_check_with(&config, &args, false);
+    let after = access_check_with(&config, &args, true);
+    assert_eq!(after.0, 1, "{}", after.1);
+    assert!(after.1.starts_with("DENY: deny by rule 2 ("), "{}", after.1);
+    assert_eq!(before, after);
 }
 
 #[test]

@@ -46,7 +46,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config;
 use crate::server::conn::body::TrackedBody;
 use crate::server::conn::idle::{ConnIdle, InFlight, first_bytes};
 use crate::server::conn::slots::{ConnSlot, PerIp};
@@ -154,7 +153,7 @@ impl<D: Dispatch> Connections<D> {
             // The per-client cap: one client must not take every slot.
             // Trusted proxies carry many clients and are not counted here
             // (they must limit each of their clients themselves).
-            let peer_ip = config::canonical_ip(peer.ip());
+            let peer_ip = crate::domain::canonical_ip(peer.ip());
             let per_ip = if self.state.config.is_trusted_proxy(peer_ip) {
                 None
             } else {
