@@ -375,24 +375,25 @@ async fn a_reload_swaps_the_rules_and_a_bad_file_keeps_the_old_ones() {
 
 /// Runs `gatehouse access check` on `config`; its exit code and output.
 fn access_check(config: &str, args: &[&str]) -> (i32, String) {
-    access_check_with(config, args, false)
+    access_check_with(tempfile::tempdir().unwrap().path(), config, args, false)
 }
 
-/// [`access_check`], with `--config` and `--data-dir` after `check` when
-/// `after`.
-fn access_check_with(config: &str, args: &[&str], after: bool) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gatehouse.toml");
+/// [`access_check`] with the files in `dir`, and `--config` and
+/// `--data-dir` after `check` when `after`.
+fn access_check_with(
+    dir: &std::path::Path,
+    config: &str,
+    args: &[&str],
+    after: bool,
+) -> (i32, String) {
+    let path = dir.join("gatehouse.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.arg("access");
     if after {
         cmd.arg("check");
     }
-    cmd.arg("--config")
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(dir.path());
+    cmd.arg("--config").arg(&path).arg("--data-dir").arg(dir);
     if !after {
         cmd.arg("check");
     }
@@ -413,8 +414,9 @@ fn the_rule_checker_takes_its_locations_after_the_subcommand() {
         "--user",
         "bob",
     ];
-    let before = access_check_with(&config, &args, false);
-    let after = access_check_with(&config, &args, true);
+    let dir = tempfile::tempdir().unwrap();
+    let before = access_check_with(dir.path(), &config, &args, false);
+    let after = access_check_with(dir.path(), &config, &args, true);
     assert_eq!(after.0, 1, "{}", after.1);
     assert!(after.1.starts_with("DENY: deny by rule 2 ("), "{}", after.1);
     assert_eq!(before, after);
