@@ -9,7 +9,8 @@
 //! One concern per file: `schema` (the file as written), `overrides`
 //! (flags and environment on top), `validate` (checks and conversion),
 //! `settings` (the typed sections handlers read), `policy` (users), `net`
-//! (IP blocks), `locate` (lines for errors), `write` (appending a user).
+//! (IP blocks), `suffix` (public suffixes, for `cookie_domain`), `locate`
+//! (lines for errors), `write` (appending a user).
 
 mod locate;
 mod net;
@@ -17,6 +18,7 @@ mod overrides;
 mod policy;
 mod schema;
 mod settings;
+mod suffix;
 mod validate;
 mod write;
 
