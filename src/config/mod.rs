@@ -9,13 +9,15 @@
 //! One concern per file: `schema` (the file as written), `overrides`
 //! (flags and environment on top), `validate` (checks and conversion),
 //! `settings` (the typed sections handlers read), `policy` (users),
-//! `locate` (lines for errors), `write` (appending a user).
+//! `suffix` (public suffixes, for `cookie_domain`), `locate` (lines for
+//! errors), `write` (appending a user).
 
 mod locate;
 mod overrides;
 mod policy;
 mod schema;
 mod settings;
+mod suffix;
 mod validate;
 mod write;
 

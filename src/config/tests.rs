@@ -346,6 +346,40 @@ fn a_cookie_domain_browsers_drop_is_refused() {
         e.contains("`cookie_domain`") && e.contains("single label"),
         "{e}"
     );
+    // A public suffix of two labels or more: anyone may register a name
+    // under it, so browsers drop a cookie for it as for a single label.
+    let e = with("https://auth.example.co.uk", "co.uk")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("g.toml:2: invalid setting `cookie_domain`: \"co.uk\" is a public suffix")
+            && e.contains("set it to \"example.co.uk\" (the parent of auth.example.co.uk)"),
+        "{e}"
+    );
+    for (origin, domain) in [
+        ("https://auth.example.com.au", "com.au"),
+        ("https://auth.example.com.au", ".COM.au"),
+        ("https://me.github.io", "github.io"),
+        ("https://auth.example.com", "co.uk"),
+    ] {
+        let e = with(origin, domain).unwrap_err().to_string();
+        assert!(
+            e.contains("`cookie_domain`") && e.contains("is a public suffix"),
+            "{origin} {domain}: {e}"
+        );
+    }
+    // The parent of `me.github.io` is no better: it is not suggested.
+    let e = with("https://me.github.io", "github.io")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !e.contains("set it to") && e.contains("a domain of your own"),
+        "{e}"
+    );
+    let e = load_text("cookie_domain = \"github.io\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is a public suffix"), "{e}");
     // Not a parent of the public origin's host.
     let e = with("https://auth.example.com", "example.org")
         .unwrap_err()
@@ -379,6 +413,9 @@ fn a_cookie_domain_browsers_drop_is_refused() {
         ("https://auth.example.com", ".example.com"),
         ("https://auth.example.com", "auth.example.com"),
         ("http://auth.gh.localhost:8080", "gh.localhost"),
+        ("https://auth.example.co.uk", "example.co.uk"),
+        ("https://auth.example.com.au", "example.com.au"),
+        ("https://me.github.io", "me.github.io"),
     ] {
         assert!(with(origin, domain).is_ok(), "{origin} {domain}");
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::policy::Policy;
 use super::schema::{FileConfig, UserEntry};
 use super::settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig, hsts_value};
+use super::suffix::PublicSuffixes;
 use super::{Config, ConfigError, MAX_BYTES, MAX_COUNT, MAX_SECS};
 use crate::domain::IpNet;
 
@@ -295,14 +296,10 @@ impl Config {
 
 /// Refuses a `cookie_domain` that browsers would drop, which makes every
 /// sign-in loop back to the sign-in page with no error anywhere: one that
-/// is not a domain name, a single label (`localhost`, `com`), or one that
-/// does not cover `public_origin`'s host (a browser only keeps a cookie for
-/// the host that set it or a parent of it). Each reason says what to set.
-///
-/// Public suffixes of two labels or more (`co.uk`, `github.io`) are not
-/// recognised: that needs the whole Public Suffix List, which gatehouse does
-/// not carry. They are refused when they do not cover the public origin's
-/// host, which is where such a mistake usually shows.
+/// is not a domain name, a single label (`localhost`, `com`), a public
+/// suffix (`co.uk`, `github.io`: [`PublicSuffixes`]), or one that does not
+/// cover `public_origin`'s host (a browser only keeps a cookie for the host
+/// that set it or a parent of it). Each reason says what to set.
 fn check_cookie_domain(d: &str, public_origin: Option<&url::Url>) -> Result<(), String> {
     // Browsers ignore a leading dot.
     let bare = d.strip_prefix('.').unwrap_or(d).to_ascii_lowercase();
@@ -327,23 +324,37 @@ fn check_cookie_domain(d: &str, public_origin: Option<&url::Url>) -> Result<(), 
              or give gatehouse and the apps names"
         ));
     }
+    let suffixes = PublicSuffixes::load();
     let host = public_origin
         .and_then(|u| u.host_str())
         .map(|h| h.to_ascii_lowercase());
-    // The parent of the public origin's host: what to set instead.
+    // The parent of the public origin's host: what to set instead, unless
+    // browsers would drop that too.
     let suggestion = host
         .as_deref()
         .and_then(|h| h.split_once('.'))
         .map(|(_, parent)| parent)
-        .filter(|p| p.contains('.') && !p.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
-    if labels.len() < 2 {
+        .filter(|p| p.contains('.') && !p.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .filter(|p| !suffixes.contains(p));
+    let dropped = if labels.len() < 2 {
+        "a single label"
+    } else if suffixes.contains(&bare) {
+        "a public suffix"
+    } else {
+        ""
+    };
+    if !dropped.is_empty() {
         let instead = match (suggestion, host.as_deref()) {
             (Some(p), Some(h)) => format!("set it to {p:?} (the parent of {h})"),
-            _ => "name your hosts with three labels or more (auth.gh.localhost and                   app.gh.localhost, with cookie_domain = \"gh.localhost\")"
+            _ => "name your hosts under a domain of your own, with three labels or more \
+                  for local names (auth.gh.localhost and app.gh.localhost, with \
+                  cookie_domain = \"gh.localhost\")"
                 .to_string(),
         };
         return Err(format!(
-            "{d:?} is a single label: browsers drop a cookie for it, so every sign-in              would return to the sign-in page; {instead}, or leave cookie_domain unset              when gatehouse and the apps share one host"
+            "{d:?} is {dropped}: browsers drop a cookie for it, so every sign-in \
+             would return to the sign-in page; {instead}, or leave cookie_domain unset \
+             when gatehouse and the apps share one host"
         ));
     }
     if let Some(h) = host.as_deref()
@@ -355,7 +366,8 @@ fn check_cookie_domain(d: &str, public_origin: Option<&url::Url>) -> Result<(), 
             None => format!("set it to {h:?} or leave it unset"),
         };
         return Err(format!(
-            "{d:?} does not cover public_origin's host {h:?}: browsers drop a cookie for              another domain, so every sign-in would return to the sign-in page; {instead}"
+            "{d:?} does not cover public_origin's host {h:?}: browsers drop a cookie for \
+             another domain, so every sign-in would return to the sign-in page; {instead}"
         ));
     }
     Ok(())

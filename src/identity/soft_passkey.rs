@@ -120,18 +120,11 @@ impl SoftPasskey {
             (cbor_text("attStmt"), cbor_map(&[])),
             (cbor_text("authData"), cbor_bytes(&auth_data)),
         ]);
-        let id = B64U.encode(&self.credential_id);
-        json!({
-            "id": id,
-            "rawId": id,
-            "type": "public-key",
-            "response": {
-                "attestationObject": B64U.encode(&attestation),
-                "clientDataJSON": B64U.encode(&client_data),
-                "transports": ["internal"],
-            },
-            "extensions": {},
-        })
+        self.credential(json!({
+            "attestationObject": B64U.encode(&attestation),
+            "clientDataJSON": B64U.encode(&client_data),
+            "transports": ["internal"],
+        }))
     }
 
     /// Answers request options (`{"publicKey": {...}}`) from `origin`,
@@ -146,17 +139,23 @@ impl SoftPasskey {
         let mut signed = auth_data.clone();
         signed.extend_from_slice(&Sha256::digest(&client_data));
         let signature: Signature = self.key.sign(&signed);
+        self.credential(json!({
+            "authenticatorData": B64U.encode(&auth_data),
+            "clientDataJSON": B64U.encode(&client_data),
+            "signature": B64U.encode(signature.to_der().as_bytes()),
+            "userHandle": B64U.encode(&self.user_handle),
+        }))
+    }
+
+    /// The JSON form of a `PublicKeyCredential` of this passkey around an
+    /// authenticator's `response`.
+    fn credential(&self, response: Value) -> Value {
         let id = B64U.encode(&self.credential_id);
         json!({
             "id": id,
             "rawId": id,
             "type": "public-key",
-            "response": {
-                "authenticatorData": B64U.encode(&auth_data),
-                "clientDataJSON": B64U.encode(&client_data),
-                "signature": B64U.encode(signature.to_der().as_bytes()),
-                "userHandle": B64U.encode(&self.user_handle),
-            },
+            "response": response,
             "extensions": {},
         })
     }

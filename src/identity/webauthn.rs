@@ -628,30 +628,48 @@ mod ceremony_tests {
         (soft, credential)
     }
 
+    /// The second step after a password: `soft` answers a challenge for
+    /// `stored`, which verifies; returns the credential as rewritten.
+    fn second_step(
+        p: &Passkeys,
+        soft: &mut SoftPasskey,
+        stored: &[u8],
+    ) -> (serde_json::Value, Vec<u8>) {
+        let stored = [stored.to_vec()];
+        let (options, state) = p.start_authentication(&stored).unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (id, updated) = p.finish_authentication(&state, &answer, &stored).unwrap();
+        assert_eq!(id, soft.credential_id());
+        (answer, updated.expect("the counter moved"))
+    }
+
+    /// Alice signs in with `soft` alone, `stored` being her credential;
+    /// returns the answer and the credential if rewritten.
+    fn alone(
+        p: &Passkeys,
+        soft: &mut SoftPasskey,
+        stored: &[u8],
+    ) -> (serde_json::Value, Option<Vec<u8>>) {
+        let (options, state) = p.start_discoverable().unwrap();
+        let answer = soft.assert(&options, ORIGIN);
+        let (_, updated) = p
+            .finish_discoverable(&state, &answer, "alice", &[stored.to_vec()])
+            .unwrap();
+        (answer, updated)
+    }
+
     #[test]
     fn a_passkey_registers_then_signs_in_as_second_step_and_alone() {
         let p = pk();
         let (mut soft, stored) = registered(&p);
         // The second step after a password.
-        let (options, state) = p
-            .start_authentication(std::slice::from_ref(&stored))
-            .unwrap();
-        let answer = soft.assert(&options, ORIGIN);
-        let (id, updated) = p
-            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
-            .unwrap();
-        assert_eq!(id, soft.credential_id());
-        let stored = updated.expect("the counter moved");
+        let (_, stored) = second_step(&p, &mut soft, &stored);
         // Alone, with the updated credential.
-        let (options, state) = p.start_discoverable().unwrap();
-        let answer = soft.assert(&options, ORIGIN);
+        let (answer, updated) = alone(&p, &mut soft, &stored);
         assert_eq!(
             Passkeys::credential_id_of(&answer).as_deref(),
             Some(soft.credential_id())
         );
-        let (_, updated) = p
-            .finish_discoverable(&state, &answer, "alice", std::slice::from_ref(&stored))
-            .unwrap();
         assert!(updated.is_some());
         // Not for bob, and not replayed.
         let (_, state) = p.start_discoverable().unwrap();
@@ -694,15 +712,7 @@ mod ceremony_tests {
         .unwrap();
         let stored = f["stored"].as_str().unwrap().as_bytes().to_vec();
         let p = pk();
-        let (options, state) = p
-            .start_authentication(std::slice::from_ref(&stored))
-            .unwrap();
-        let answer = soft.assert(&options, ORIGIN);
-        let (id, updated) = p
-            .finish_authentication(&state, &answer, std::slice::from_ref(&stored))
-            .unwrap();
-        assert_eq!(id, soft.credential_id());
-        let rewritten = updated.expect("the counter moved");
+        let (answer, rewritten) = second_step(&p, &mut soft, &stored);
         // The same answer to another challenge is refused.
         let (_, state) = p
             .start_authentication(std::slice::from_ref(&rewritten))
@@ -712,11 +722,7 @@ mod ceremony_tests {
                 .is_err()
         );
         // Alone, with the credential as this build rewrote it.
-        let (options, state) = p.start_discoverable().unwrap();
-        let answer = soft.assert(&options, ORIGIN);
-        let (_, again) = p
-            .finish_discoverable(&state, &answer, "alice", &[rewritten])
-            .unwrap();
+        let (_, again) = alone(&p, &mut soft, &rewritten);
         assert!(again.is_some());
     }
 }

@@ -663,13 +663,13 @@ allow_tokens = true
     let s = TestServer::start(&config_text("trusted_proxies = [\"127.0.0.1\"]", rules)).await;
     // bob has an authenticator app, and a session that signed in with the
     // password alone.
-    let c = crate::factors::json_client();
-    let (app, _) = crate::factors::enroll(&c, &s, "bob", BOB_PW).await;
+    let c = crate::api::json_client();
+    let (app, _) = crate::api::enroll(&c, &s, "bob", BOB_PW).await;
     let (st, made) = create(&s, &c, json!({"name": "from a password"})).await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
     let one_factor = format!("Bearer {}", made["token"].as_str().unwrap());
     // The session steps up with its second factor and makes another.
-    let (st, _) = crate::factors::post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
+    let (st, _) = crate::api::post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
     assert_eq!(st, StatusCode::OK);
     let (st, made) = create(&s, &c, json!({"name": "ci"})).await;
     assert_eq!(st, StatusCode::CREATED, "{made}");

@@ -5,17 +5,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::factors::{App, enroll, json_client, post};
+use crate::api::{begin_totp, confirm_totp, enroll, json_client, post};
 use crate::harness::*;
 
 async fn sign_in(c: &reqwest::Client, s: &TestServer) -> Value {
-    let (st, body) = post(
-        c,
-        s,
-        "/login",
-        json!({"username": "bob", "password": BOB_PW}),
-    )
-    .await;
+    let (st, body) = crate::api::sign_in(c, s, "bob", BOB_PW).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     body
 }
@@ -29,10 +23,8 @@ async fn an_enrollment_is_seen_and_confirmed_only_by_its_own_sign_in() {
     let (kate, other) = (json_client(), json_client());
     sign_in(&kate, &s).await;
     sign_in(&other, &s).await;
-    let (st, begun) = post(&kate, &s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
+    let (app, begun) = begin_totp(&kate, &s, json!({})).await;
     let first = begun["secret"].as_str().unwrap().to_string();
-    let app = App::new(&first);
 
     // The other session, with a code of kate's secret: nothing to confirm.
     let (st, body) = post(
@@ -70,16 +62,8 @@ async fn an_enrollment_is_seen_and_confirmed_only_by_its_own_sign_in() {
     )
     .await;
     assert_eq!(st, StatusCode::CONFLICT);
-    let (_, again) = post(&kate, &s, "/api/v1/mfa/totp", json!({})).await;
-    let app = App::new(again["secret"].as_str().unwrap());
-    let (st, done) = post(
-        &kate,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
+    let (app, _) = begin_totp(&kate, &s, json!({})).await;
+    confirm_totp(&kate, &s, &app, 0).await;
     s.stop().await;
 }
 
@@ -98,17 +82,8 @@ async fn an_old_enrollment_cookie_cannot_enroll_past_a_factor() {
         let body = sign_in(c, &s).await;
         assert_eq!(body["enrollment_required"], true, "{body}");
     }
-    let (st, begun) = post(&late, &s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
-    let app = App::new(begun["secret"].as_str().unwrap());
-    let (st, done) = post(
-        &late,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
+    let (app, _) = begin_totp(&late, &s, json!({})).await;
+    confirm_totp(&late, &s, &app, 0).await;
 
     for path in ["/api/v1/mfa/passkeys/register/start", "/api/v1/mfa/totp"] {
         let r = early

@@ -8,103 +8,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::api::{
+    App, audit, backup, begin_totp, confirm_totp, enroll, get_json, json_client, kinds,
+    passkey_post, post, restore, sign_in, verify,
+};
 use crate::harness::*;
-
-/// An authenticator app: the secret from enrollment, codes at any time.
-pub(crate) struct App(pub(crate) Vec<u8>);
-
-impl App {
-    pub(crate) fn new(base32: &str) -> App {
-        App(totp_rs::Secret::try_from_base32(base32)
-            .unwrap()
-            .as_bytes()
-            .to_vec())
-    }
-
-    /// The code `steps` 30-second steps from now.
-    pub(crate) fn code(&self, steps: i64) -> String {
-        let now = gatehouse::store::now_ms() / 1000;
-        let t = (now as i64 + steps * 30) as u64;
-        gatehouse::identity::totp::TotpSecret::from_bytes(self.0.clone())
-            .unwrap()
-            .code_at(t)
-    }
-}
-
-pub(crate) fn json_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers({
-            let mut h = reqwest::header::HeaderMap::new();
-            h.insert("accept", "application/json".parse().unwrap());
-            h
-        })
-        .build()
-        .unwrap()
-}
-
-pub(crate) async fn post(
-    c: &reqwest::Client,
-    s: &TestServer,
-    path: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let r = c.post(s.at(path)).json(&body).send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-pub(crate) async fn sign_in(
-    c: &reqwest::Client,
-    s: &TestServer,
-    user: &str,
-    pw: &str,
-) -> (StatusCode, Value) {
-    post(c, s, "/login", json!({"username": user, "password": pw})).await
-}
-
-pub(crate) async fn verify(c: &reqwest::Client, s: &TestServer, url: Option<&str>) -> StatusCode {
-    let mut r = c.get(s.at("/auth/verify"));
-    if let Some(u) = url {
-        r = forwarded(r, "GET", u);
-    }
-    r.send().await.unwrap().status()
-}
-
-/// Signs `user` in and enrolls TOTP; returns the app and the recovery codes.
-pub(crate) async fn enroll(
-    c: &reqwest::Client,
-    s: &TestServer,
-    user: &str,
-    pw: &str,
-) -> (App, Vec<String>) {
-    let (st, _) = sign_in(c, s, user, pw).await;
-    assert_eq!(st, StatusCode::OK);
-    let (st, begun) = post(c, s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
-    let uri = begun["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/gatehouse:"), "{uri}");
-    let app = App::new(begun["secret"].as_str().unwrap());
-    let (st, body) = post(c, s, "/api/v1/mfa/totp/confirm", json!({"code": "000000x"})).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    let (st, done) = post(
-        c,
-        s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
-    let codes: Vec<String> = done["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(codes.len(), 10);
-    (app, codes)
-}
 
 /// bob's factors are gone: his password alone signs him in, and one
 /// `mfa.reset` names `actor`.
@@ -115,20 +23,6 @@ async fn assert_factors_were_reset(s: &TestServer, actor: &str) {
     let resets = kinds(s, "mfa.reset").await;
     assert_eq!(resets.len(), 1, "{resets:?}");
     assert_eq!(resets[0]["details"]["actor"], actor);
-}
-
-async fn kinds(s: &TestServer, kind: &str) -> Vec<Value> {
-    let admin = client();
-    login(&admin, s, "alice", ALICE_PW, &[]).await;
-    let ev: Value = admin
-        .get(s.at(&format!("/api/v1/audit?kind={kind}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ev["events"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -158,14 +52,7 @@ async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
     assert_eq!(st, StatusCode::OK, "{ok}");
     assert_eq!(ok["methods"], json!(["password", "totp"]));
     assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
-    let me: Value = c
-        .get(s.at("/api/v1/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = get_json(&c, &s, "/api/v1/session").await;
     assert_eq!(
         me["session"]["methods"],
         json!(["password", "totp"]),
@@ -195,18 +82,7 @@ async fn totp_sign_in_is_two_steps_and_codes_are_used_once() {
     let enrolled = kinds(&s, "mfa.enrolled").await;
     assert_eq!(enrolled.len(), 1);
     // No event carries a secret or a code.
-    let all: Value = {
-        let admin = client();
-        login(&admin, &s, "alice", ALICE_PW, &[]).await;
-        admin
-            .get(s.at("/api/v1/audit?limit=500"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let all = audit(&s, "limit=500").await;
     let text = all.to_string();
     assert!(!text.contains(&next), "a code reached the audit trail");
     let metrics = metrics_text(&s).await;
@@ -301,14 +177,7 @@ async fn a_recovery_code_signs_in_once_and_the_count_drops() {
     assert_eq!(st, StatusCode::OK, "{ok}");
     assert_eq!(ok["methods"], json!(["password", "recovery_code"]));
     assert_eq!(ok["recovery_codes_left"], json!(9));
-    let r: Value = c
-        .get(s.at("/api/v1/mfa"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = get_json(&c, &s, "/api/v1/mfa").await;
     assert_eq!(r["recovery_codes_left"], json!(9));
     let c2 = json_client();
     sign_in(&c2, &s, "bob", BOB_PW).await;
@@ -459,27 +328,11 @@ async fn a_required_factor_is_enrolled_before_anything_else() {
     assert_eq!(verify(&c, &s, None).await, StatusCode::UNAUTHORIZED);
     let r = c.get(s.at("/api/v1/sessions")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK);
-    let app = App::new(begun["secret"].as_str().unwrap());
-    let (st, done) = post(
-        &c,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
+    let (app, _) = begin_totp(&c, &s, json!({})).await;
+    let done = confirm_totp(&c, &s, &app, 0).await;
     assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10);
     assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
-    let me: Value = c
-        .get(s.at("/api/v1/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = get_json(&c, &s, "/api/v1/session").await;
     assert_eq!(me["user"], "bob", "{me}");
     s.stop().await;
 }
@@ -507,14 +360,7 @@ async fn a_two_factor_rule_steps_a_session_up_and_keeps_its_place() {
         verify(&c, &s, Some(app_url)).await,
         StatusCode::UNAUTHORIZED
     );
-    let before: Value = c
-        .get(s.at("/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = get_json(&c, &s, "/api/v1/sessions").await;
     // Removing a factor needs a recent second factor: the API says so, the
     // page's form sends the browser to the second step, which comes back.
     let r = c.delete(s.at("/api/v1/mfa/totp")).send().await.unwrap();
@@ -529,14 +375,7 @@ async fn a_two_factor_rule_steps_a_session_up_and_keeps_its_place() {
         r.headers()["location"],
         "/login/second-factor?rd=%2Faccount%2Fsecurity"
     );
-    let r: Value = c
-        .get(s.at("/api/v1/mfa"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = get_json(&c, &s, "/api/v1/mfa").await;
     assert_eq!(r["totp"], json!(true), "nothing was removed");
 
     let old = c.get(s.at("/api/v1/session")).send().await.unwrap();
@@ -544,14 +383,7 @@ async fn a_two_factor_rule_steps_a_session_up_and_keeps_its_place() {
     let (st, ok) = post(&c, &s, "/login/totp", json!({"code": app.code(1)})).await;
     assert_eq!(st, StatusCode::OK, "{ok}");
     assert_eq!(verify(&c, &s, Some(app_url)).await, StatusCode::OK);
-    let after: Value = c
-        .get(s.at("/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = get_json(&c, &s, "/api/v1/sessions").await;
     let ids = |v: &Value| -> Vec<String> {
         v["sessions"]
             .as_array()
@@ -723,48 +555,6 @@ async fn a_backup_without_the_key_has_no_readable_secret() {
     s.stop().await;
 }
 
-/// `auditctl backup` of a running server, as its operator runs it: the
-/// snapshot at `dest`; its output.
-pub(crate) async fn backup(data_dir: &std::path::Path, dest: &std::path::Path) -> String {
-    let (dir, dest) = (data_dir.to_path_buf(), dest.to_path_buf());
-    // Off the test's runtime: `auditctl backup` records its event through
-    // the server's admin socket, which this runtime serves.
-    let o = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
-            .arg("--data-dir")
-            .arg(&dir)
-            .env_remove("GATEHOUSE_DATA_DIR")
-            .arg("backup")
-            .arg(&dest)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-/// A restore as the docs tell it, into a new data dir: the snapshot as
-/// `gatehouse.redb`, `secrets.key` from `from` (its mode kept) and the
-/// config file's text, with which a second server then starts there.
-pub(crate) async fn restore(
-    from: &std::path::Path,
-    snapshot: &std::path::Path,
-    into: &std::path::Path,
-) -> TestServer {
-    use gatehouse::identity::secret_box::KEY_FILE;
-    std::fs::copy(snapshot, into.join("gatehouse.redb")).unwrap();
-    std::fs::copy(from.join(KEY_FILE), into.join(KEY_FILE)).unwrap();
-    let config = std::fs::read_to_string(from.join("gatehouse.toml")).unwrap();
-    TestServer::start_in(into, &config).await
-}
-
 /// A backup restored with its key and config on a second server: bob signs
 /// in there with his password and his authenticator app, and a recovery
 /// code still works once, as on the first.
@@ -883,22 +673,6 @@ async fn a_removed_user_leaves_no_factor_to_the_next_holder_of_the_name() {
     s.stop().await;
 }
 
-/// `POST` to a passkey endpoint as the page's script does, on `localhost`
-/// (passkeys need it, or an https public origin).
-pub(crate) async fn passkey_post(
-    c: &reqwest::Client,
-    s: &TestServer,
-    path: &str,
-    body: Value,
-) -> reqwest::Response {
-    c.post(s.at(path))
-        .header("host", format!("localhost:{}", s.addr.port()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// The error text of a refused request.
 async fn refusal(r: reqwest::Response, status: StatusCode) -> String {
     assert_eq!(r.status(), status);
@@ -952,8 +726,7 @@ async fn a_first_factor_needs_the_password_once_the_sign_in_is_not_recent() {
     let s = TestServer::start(&config_text("", "")).await;
     let c = json_client();
     sign_in(&c, &s, "bob", BOB_PW).await;
-    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
+    begin_totp(&c, &s, json!({})).await;
     let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", json!({})).await;
     assert_eq!(r.status(), StatusCode::OK);
     // A registration is finished only by the session that started it
@@ -1004,9 +777,7 @@ async fn a_first_factor_needs_the_password_once_the_sign_in_is_not_recent() {
     assert!(!body.to_string().contains("guess"), "{body}");
     // The right one: the enrollment starts, and its confirmation needs no
     // password again.
-    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({"password": BOB_PW})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
-    let app = App::new(begun["secret"].as_str().unwrap());
+    let (app, _) = begin_totp(&c, &s, json!({"password": BOB_PW})).await;
     let r = passkey_post(
         &c,
         &s,
@@ -1015,14 +786,7 @@ async fn a_first_factor_needs_the_password_once_the_sign_in_is_not_recent() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let (st, done) = post(
-        &c,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
+    confirm_totp(&c, &s, &app, 0).await;
     // bob has a factor now: his password no longer proves anything here.
     let r = passkey_post(
         &c,

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::factors::{App, json_client, passkey_post, post, sign_in, verify};
+use crate::api::{App, begin_totp, confirm_totp, json_client, passkey_post, post, sign_in, verify};
 use crate::harness::*;
 
 /// What the fixture's files do not say by themselves: the secrets a person
@@ -63,20 +63,34 @@ fn origin(s: &TestServer) -> String {
     format!("http://localhost:{}", s.addr.port())
 }
 
-/// Signs in with the soft passkey alone; returns the status.
-async fn passkey_alone(c: &reqwest::Client, s: &TestServer, soft: &mut SoftPasskey) -> StatusCode {
-    let r = passkey_post(c, s, "/login/passkey/discover/start", json!({})).await;
+/// A passkey ceremony with the soft passkey: `{kind}/start`, then its
+/// answer to `{kind}/finish` (beside the fields of `extra`); returns the
+/// finish's response.
+async fn ceremony(
+    c: &reqwest::Client,
+    s: &TestServer,
+    soft: &mut SoftPasskey,
+    kind: &str,
+    extra: Value,
+) -> reqwest::Response {
+    let r = passkey_post(c, s, &format!("{kind}/start"), json!({})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let options: Value = r.json().await.unwrap();
-    let answer = soft.assert(&options, &origin(s));
-    let r = passkey_post(
-        c,
-        s,
-        "/login/passkey/discover/finish",
-        json!({"credential": answer}),
-    )
-    .await;
-    r.status()
+    let answer = if kind.ends_with("/register") {
+        soft.register(&options, &origin(s))
+    } else {
+        soft.assert(&options, &origin(s))
+    };
+    let mut body = extra;
+    body["credential"] = answer;
+    passkey_post(c, s, &format!("{kind}/finish"), body).await
+}
+
+/// Signs in with the soft passkey alone; returns the status.
+async fn passkey_alone(c: &reqwest::Client, s: &TestServer, soft: &mut SoftPasskey) -> StatusCode {
+    ceremony(c, s, soft, "/login/passkey/discover", json!({}))
+        .await
+        .status()
 }
 
 async fn alices_credential(db: &Path) -> Vec<u8> {
@@ -104,29 +118,17 @@ async fn write_factors_fixture() {
     // The authenticator app, the first factor: it brings recovery codes.
     let (st, _) = sign_in(&c, &s, "alice", password).await;
     assert_eq!(st, StatusCode::OK);
-    let (st, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
-    assert_eq!(st, StatusCode::OK, "{begun}");
-    let app = App::new(begun["secret"].as_str().unwrap());
-    let (st, done) = post(
-        &c,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": app.code(0)}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{done}");
+    let (app, _) = begin_totp(&c, &s, json!({})).await;
+    let done = confirm_totp(&c, &s, &app, 0).await;
     let recovery_code = done["recovery_codes"][0].as_str().unwrap().to_string();
     // The passkey.
     let mut soft = SoftPasskey::generate();
-    let r = passkey_post(&c, &s, "/api/v1/mfa/passkeys/register/start", json!({})).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let options: Value = r.json().await.unwrap();
-    let answer = soft.register(&options, &origin(&s));
-    let r = passkey_post(
+    let r = ceremony(
         &c,
         &s,
-        "/api/v1/mfa/passkeys/register/finish",
-        json!({"name": "fixture key", "credential": answer}),
+        &mut soft,
+        "/api/v1/mfa/passkeys/register",
+        json!({"name": "fixture key"}),
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
@@ -227,17 +229,7 @@ async fn an_earlier_builds_factors_still_sign_in() {
     let c = json_client();
     let (st, _) = sign_in(&c, &s, user, pw).await;
     assert_eq!(st, StatusCode::OK);
-    let r = passkey_post(&c, &s, "/login/passkey/start", json!({})).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let options: Value = r.json().await.unwrap();
-    let answer = soft.assert(&options, &origin(&s));
-    let r = passkey_post(
-        &c,
-        &s,
-        "/login/passkey/finish",
-        json!({"credential": answer}),
-    )
-    .await;
+    let r = ceremony(&c, &s, &mut soft, "/login/passkey", json!({})).await;
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     assert_eq!(verify(&c, &s, None).await, StatusCode::OK);
 

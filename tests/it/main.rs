@@ -4,6 +4,7 @@
 
 mod access;
 mod access_tokens;
+mod api;
 mod auditctl;
 mod backup_load;
 mod browser;

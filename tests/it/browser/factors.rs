@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::{Chrome, Tab, sign_in};
+use crate::api::{App, kinds};
 use crate::harness::*;
 
 /// The server's pages as the browser reaches them: `localhost`, not the IP.
@@ -29,17 +30,25 @@ async fn wait_for(tab: &Tab, js: &str) {
         .unwrap_or_else(|_| panic!("never true: {js}"));
 }
 
-/// The TOTP code for `secret` (base32, spaces allowed) `steps` from now.
-fn code(secret: &str, steps: i64) -> String {
-    let secret: String = secret.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = totp_rs::Secret::try_from_base32(secret)
-        .unwrap()
-        .as_bytes()
-        .to_vec();
-    let now = gatehouse::store::now_ms() / 1000;
-    gatehouse::identity::totp::TotpSecret::from_bytes(bytes)
-        .unwrap()
-        .code_at((now as i64 + steps * 30) as u64)
+/// On the authenticator app's enrollment page: reads the key shown as
+/// text and confirms it with the app's current code; returns the app.
+async fn confirm_app_on_page(tab: &Tab) -> App {
+    let app = App::new(&tab.text_of("code.secret").await.unwrap());
+    tab.fill("#code", &app.code(0)).await;
+    tab.click_and_wait("form.stack button[type=submit]").await;
+    app
+}
+
+/// At the second step: types the app's code `steps` from now.
+async fn second_step_with_app(tab: &Tab, app: &App, steps: i64) {
+    tab.fill("#code", &app.code(steps)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+}
+
+/// The tab is at `path` on `s` (else the page's text says why).
+async fn assert_at(tab: &Tab, s: &TestServer, path: &str) {
+    assert_eq!(tab.url().await, local(s, path), "{}", tab.text().await);
 }
 
 /// Presses the page's *Add a passkey* with `name` typed, and waits for the
@@ -95,9 +104,7 @@ async fn an_authenticator_app_and_a_recovery_code() {
         1
     );
     tab.check_page("enroll-totp").await;
-    let secret = tab.text_of("code.secret").await.unwrap();
-    tab.fill("#code", &code(&secret, 0)).await;
-    tab.click_and_wait("form.stack button[type=submit]").await;
+    let app = confirm_app_on_page(&tab).await;
     let codes: Vec<String> = serde_json::from_value(
         tab.eval("[...document.querySelectorAll('ol.codes code')].map(c => c.textContent)")
             .await,
@@ -117,15 +124,8 @@ async fn an_authenticator_app_and_a_recovery_code() {
     sign_in(&tab, "bob", BOB_PW, false).await;
     assert_eq!(tab.url().await, local(&s, "/login/second-factor"));
     tab.check_page("second-factor").await;
-    tab.fill("#code", &code(&secret, 1)).await;
-    tab.click_and_wait("form[action='/login/totp'] button")
-        .await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    second_step_with_app(&tab, &app, 1).await;
+    assert_at(&tab, &s, "/sessions").await;
     assert!(
         tab.text()
             .await
@@ -146,12 +146,7 @@ async fn an_authenticator_app_and_a_recovery_code() {
     tab.check_page("recovery-used").await;
     tab.click_and_wait(".actions a.button:not(.secondary)")
         .await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    assert_at(&tab, &s, "/sessions").await;
     tab.goto(&local(&s, "/account/security")).await;
     assert!(
         tab.text().await.contains("9 unused"),
@@ -214,23 +209,13 @@ async fn a_passkey_after_the_password_and_alone() {
     assert_eq!(tab.url().await, local(&s, "/login/second-factor"));
     tab.check_page("second-factor-passkey").await;
     tab.click_and_wait("[data-passkey=sign-in]").await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    assert_at(&tab, &s, "/sessions").await;
 
     // Alone: no name, no password.
     sign_out(&tab, &s).await;
     tab.check_page("login-passkey").await;
     tab.click_and_wait("[data-passkey=sign-in]").await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    assert_at(&tab, &s, "/sessions").await;
     assert!(tab.text().await.contains("bob"));
     tab.assert_clean("after signing in with a passkey alone");
 
@@ -251,18 +236,8 @@ async fn a_passkey_after_the_password_and_alone() {
     );
 
     // The trail says how.
-    let admin = client();
-    login(&admin, &s, "alice", ALICE_PW, &[]).await;
-    let ev: serde_json::Value = admin
-        .get(s.at("/api/v1/audit?kind=mfa.success"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = ev["events"].as_array().unwrap();
-    assert_eq!(events.len(), 2, "{ev}");
+    let events = kinds(&s, "mfa.success").await;
+    assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["details"]["passkey_only"], "true");
     assert_eq!(events[1]["details"]["method"], "webauthn");
 }
@@ -329,9 +304,7 @@ async fn a_first_factor_after_an_old_sign_in_asks_for_the_password() {
     tab.click_and_wait("form[action='/account/security/totp'] button")
         .await;
     assert_eq!(tab.count("figure.qr svg").await, 1, "{}", tab.text().await);
-    let secret = tab.text_of("code.secret").await.unwrap();
-    tab.fill("#code", &code(&secret, 0)).await;
-    tab.click_and_wait("form.stack button[type=submit]").await;
+    confirm_app_on_page(&tab).await;
     let shown = tab.count("ol.codes code").await;
     assert_eq!(shown, 10, "{}", tab.text().await);
     tab.click_and_wait("a.button").await;
@@ -400,9 +373,7 @@ async fn a_two_factor_app_steps_the_session_up_through_nginx() {
     tab.goto(&format!("{login_site}/account/security")).await;
     tab.click_and_wait("form[action='/account/security/totp'] button")
         .await;
-    let secret = tab.text_of("code.secret").await.unwrap();
-    tab.fill("#code", &code(&secret, 0)).await;
-    tab.click_and_wait("form.stack button[type=submit]").await;
+    let app = confirm_app_on_page(&tab).await;
 
     // An open area of the app lets the session in; the guarded one asks
     // for the second factor.
@@ -418,9 +389,7 @@ async fn a_two_factor_app_steps_the_session_up_through_nginx() {
     );
     assert!(tab.text().await.contains("This needs a second factor"));
     tab.check_page("step-up").await;
-    tab.fill("#code", &code(&secret, 1)).await;
-    tab.click_and_wait("form[action='/login/totp'] button")
-        .await;
+    second_step_with_app(&tab, &app, 1).await;
     assert_eq!(tab.url().await, guarded, "{}", tab.text().await);
     assert_eq!(tab.text_of("#app").await.as_deref(), Some("Vault"));
     assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
@@ -453,12 +422,7 @@ async fn a_required_factor_enrolled_as_a_passkey() {
     tab.goto(&local(&s, "/login/enroll?rd=%2Fsessions")).await;
     register_passkey_showing_codes(&tab, "Phone").await;
     tab.click_and_wait("[data-passkey-continue]").await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    assert_at(&tab, &s, "/sessions").await;
     assert!(
         tab.text().await.contains("with a passkey")
             || tab.text().await.contains("with password and passkey")
@@ -473,7 +437,7 @@ async fn a_required_factor_enrolled_as_a_passkey() {
 /// with the passkey alone, which the browser's authenticator still holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_backup_signs_in_with_every_factor() {
-    use crate::factors::{backup, json_client, post, restore};
+    use crate::api::{backup, begin_totp, confirm_totp, json_client, restore};
     use serde_json::json;
     let Some(chrome) = Chrome::launch("a_restored_backup_signs_in_with_every_factor").await else {
         return;
@@ -483,39 +447,18 @@ async fn a_restored_backup_signs_in_with_every_factor() {
     // An authenticator app, confirmed with the code of the step before
     // this one, so that each later sign-in has a fresh step at hand.
     let c = json_client();
-    let (st, _) = post(
-        &c,
-        &s,
-        "/login",
-        json!({"username": "bob", "password": BOB_PW}),
-    )
-    .await;
+    let (st, _) = crate::api::sign_in(&c, &s, "bob", BOB_PW).await;
     assert_eq!(st, reqwest::StatusCode::OK);
-    let (_, begun) = post(&c, &s, "/api/v1/mfa/totp", json!({})).await;
-    let secret = begun["secret"].as_str().unwrap().to_string();
-    let (st, done) = post(
-        &c,
-        &s,
-        "/api/v1/mfa/totp/confirm",
-        json!({"code": code(&secret, -1)}),
-    )
-    .await;
-    assert_eq!(st, reqwest::StatusCode::OK, "{done}");
+    let (app, _) = begin_totp(&c, &s, json!({})).await;
+    confirm_totp(&c, &s, &app, -1).await;
 
     // A passkey, added in a session signed in with password and code.
     let tab = chrome.tab().await;
     let authenticator = tab.add_virtual_authenticator().await;
     tab.goto(&local(&s, "/login")).await;
     sign_in(&tab, "bob", BOB_PW, false).await;
-    tab.fill("#code", &code(&secret, 0)).await;
-    tab.click_and_wait("form[action='/login/totp'] button")
-        .await;
-    assert_eq!(
-        tab.url().await,
-        local(&s, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    second_step_with_app(&tab, &app, 0).await;
+    assert_at(&tab, &s, "/sessions").await;
     tab.goto(&local(&s, "/account/security")).await;
     tab.fill("#passkey-name", "Laptop").await;
     tab.eval("document.querySelector('[data-passkey=register]').click()")
@@ -556,15 +499,8 @@ async fn a_restored_backup_signs_in_with_every_factor() {
     tab.goto(&local(&r, "/login")).await;
     sign_in(&tab, "bob", BOB_PW, false).await;
     assert_eq!(tab.url().await, local(&r, "/login/second-factor"));
-    tab.fill("#code", &code(&secret, 1)).await;
-    tab.click_and_wait("form[action='/login/totp'] button")
-        .await;
-    assert_eq!(
-        tab.url().await,
-        local(&r, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    second_step_with_app(&tab, &app, 1).await;
+    assert_at(&tab, &r, "/sessions").await;
     assert!(
         tab.text()
             .await
@@ -573,12 +509,7 @@ async fn a_restored_backup_signs_in_with_every_factor() {
     sign_out(&tab, &r).await;
     // The passkey alone.
     tab.click_and_wait("[data-passkey=sign-in]").await;
-    assert_eq!(
-        tab.url().await,
-        local(&r, "/sessions"),
-        "{}",
-        tab.text().await
-    );
+    assert_at(&tab, &r, "/sessions").await;
     assert!(tab.text().await.contains("bob"));
     tab.assert_clean("signed in on the restored server");
     r.stop().await;
