@@ -10,6 +10,7 @@ mod event;
 mod event_kind;
 mod factors;
 mod limits;
+mod method;
 mod net;
 mod session;
 mod token;
@@ -26,11 +27,12 @@ pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT
 pub use event_kind::{EventKind, Outcome};
 pub use factors::{
     Applied, EnrollerId, FactorChange, FactorRefusal, FactorSet, MAX_PASSKEY_NAME, MAX_PASSKEYS,
-    Method, Methods, Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
+    Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
 };
 pub use limits::{
     MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
 };
+pub use method::{Method, Methods};
 pub use net::{IpNet, canonical_ip};
 pub use session::{CreatedSession, NewSession, Revocation, RevokeReason, Session};
 pub use token::{PublicId, SessionToken, TokenHash};

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::factors::Methods;
+use super::method::Methods;
 use super::token::{PublicId, SessionToken};
 
 /// What a caller asks for when creating a session.
