@@ -9,8 +9,15 @@
 //!
 //! - **Durable before acknowledged.** A write method's future resolves only
 //!   after the change is durable; `Err` means nothing of it was stored.
-//!   [`SessionStore::touch`] is the one fire-and-forget write: it returns at
-//!   once, and a dropped touch only means the idle deadline moves at the next.
+//!   [`SessionStore::touch`] (and [`TokenStore::touch_token`]) are the
+//!   fire-and-forget writes: they return at once, and a dropped touch only
+//!   means the deadline moves at the next.
+//! - **Touches are ordered before later writes.** A touch that returned
+//!   `Ok` on a handle is applied before any write submitted after it on the
+//!   same handle. So an awaited write, even one that changes nothing, is a
+//!   barrier: when it returns, every earlier touch of that handle is
+//!   visible to every handle of the store (the conformance suite uses a
+//!   no-op revocation this way on each node).
 //! - **Audited together.** A session created by [`SessionStore::create_session`]
 //!   is stored with its `session.created` event and the caller's sign-in
 //!   event, all or nothing; every revocation, expiry, eviction, ban and lift

@@ -105,12 +105,17 @@ fn change(kind: usize, n: u8) -> FactorChange {
     }
 }
 
-async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestCaseError> {
+async fn run_steps(
+    nodes: &[impl FactorSubject; 2],
+    steps: Vec<(usize, Step)>,
+) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<&str, FactorSet> = BTreeMap::new();
     // Every pending sign-in ever made.
     let mut pending: Vec<Pend> = Vec::new();
-    let mut now: u64 = 1_000_000;
-    for s in steps {
+    let mut now: u64 = super::EPOCH_MS;
+    for (node, s) in steps {
+        // The step's node; what it did is read back through the other.
+        let b = &nodes[node];
         match s {
             Step::Change { user, change: k, n } => {
                 let u = USERS[user];
@@ -250,7 +255,8 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
                 prop_assert_eq!(swept, due);
             }
         }
-        // The backend agrees with the model.
+        // The backend, read through the other node, agrees with the model.
+        let b = &nodes[1 - node];
         for u in USERS {
             let want = model.get(u).cloned().unwrap_or_default();
             let got = b.factors(u).await.unwrap();
@@ -274,7 +280,7 @@ async fn run_steps(b: &impl FactorSubject, steps: Vec<Step>) -> Result<(), TestC
 }
 
 /// Runs `sequences` against fresh redb backends.
-fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<Step>>) {
+fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<(usize, Step)>>) {
     use crate::store::{Backend, BackendConfig};
     super::run_sequences(
         cases,
@@ -285,21 +291,22 @@ fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<Step>>) {
                 .unwrap();
             let (backend, task) =
                 Backend::open(&BackendConfig::redb(dir.path().join("g.redb"))).unwrap();
-            (backend, (dir, task))
+            ([backend.clone(), backend], (dir, task))
         },
-        |backend, (dir, task)| async move {
+        |[other, backend], (dir, task)| async move {
+            drop(other);
             task.shutdown().await.unwrap();
             backend.close().unwrap();
             drop(dir);
         },
-        async |b: &_, steps| run_steps(b, steps).await,
+        async |nodes: &[_; 2], steps| run_steps(nodes, steps).await,
     );
 }
 
 /// The redb backend conforms.
 #[test]
 fn redb_factors_conform() {
-    on_redb(32, proptest::collection::vec(step(), 1..40));
+    on_redb(32, proptest::collection::vec((0..2usize, step()), 1..40));
 }
 
 /// A pending sign-in adding a passkey whose credential id another user
@@ -307,6 +314,6 @@ fn redb_factors_conform() {
 /// before the clash across users.
 #[test]
 fn pending_enroller_refused_before_credential_clash() {
-    let change = |user, n| Step::Change { user, change: 6, n };
+    let change = |user, n| (0, Step::Change { user, change: 6, n });
     on_redb(1, Just(vec![change(1, 2), change(0, 0), change(0, 2)]));
 }

@@ -28,6 +28,11 @@ pub(crate) trait Subject:
 }
 impl<T: SessionStore + TokenStore + BanStore + AuditStore + StoreCheck> Subject for T {}
 
+/// Where the suite's clock starts: 2026-01-01T00:00:00Z, a real time, so
+/// that a backend keyed or expiring by wall time (Redis TTLs, SQL
+/// timestamps) sees the values it would in service.
+pub(crate) const EPOCH_MS: u64 = 1_767_225_600_000;
+
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 const KINDS: [EventKind; 4] = [
     EventKind::LoginSuccess,
@@ -129,20 +134,22 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 /// Runs `cases` random sequences, each against a fresh backend from `open`
-/// (which also returns whatever must outlive it, such as a temporary
-/// directory), ended by `close`. Panics with the smallest failing sequence.
-pub(crate) fn run<B, K, C, F>(cases: u32, open: impl Fn() -> (B, K), close: C)
+/// (two handles on it, as two nodes would hold, and whatever must outlive
+/// them, such as a temporary directory), ended by `close`. Each step runs
+/// on one node, and its results are read back through the other. Panics
+/// with the smallest failing sequence.
+pub(crate) fn run<B, K, C, F>(cases: u32, open: impl Fn() -> ([B; 2], K), close: C)
 where
     B: Subject,
-    C: Fn(B, K) -> F,
+    C: Fn([B; 2], K) -> F,
     F: Future<Output = ()>,
 {
     run_sequences(
         cases,
-        proptest::collection::vec(step(), 1..40),
+        proptest::collection::vec((0..2usize, step()), 1..40),
         open,
         close,
-        async |b: &B, steps| run_steps(b, steps).await,
+        async |nodes: &[B; 2], steps| run_steps(nodes, steps).await,
     );
 }
 
@@ -152,12 +159,12 @@ where
 pub(crate) fn run_sequences<S, B, K, C, F>(
     cases: u32,
     sequences: impl Strategy<Value = Vec<S>>,
-    open: impl Fn() -> (B, K),
+    open: impl Fn() -> ([B; 2], K),
     close: C,
-    steps: impl AsyncFn(&B, Vec<S>) -> Result<(), TestCaseError>,
+    steps: impl AsyncFn(&[B; 2], Vec<S>) -> Result<(), TestCaseError>,
 ) where
     S: std::fmt::Debug + Clone,
-    C: Fn(B, K) -> F,
+    C: Fn([B; 2], K) -> F,
     F: Future<Output = ()>,
 {
     let mut runner = TestRunner::new(Config {
@@ -169,10 +176,10 @@ pub(crate) fn run_sequences<S, B, K, C, F>(
             .enable_all()
             .build()
             .expect("a test runtime");
-        let (backend, keep) = open();
+        let (nodes, keep) = open();
         rt.block_on(async {
-            let r = steps(&backend, seq).await;
-            close(backend, keep).await;
+            let r = steps(&nodes, seq).await;
+            close(nodes, keep).await;
             r
         })
     });
@@ -181,24 +188,32 @@ pub(crate) fn run_sequences<S, B, K, C, F>(
     }
 }
 
-/// A write that changes nothing, awaited: every fire-and-forget write sent
-/// before it has been applied when it returns.
-async fn barrier(b: &impl Subject) {
-    b.revoke_by_token(
-        SessionToken::generate().hash(),
-        Revocation::new(RevokeReason::ByUser, 0),
-    )
-    .await
-    .expect("a no-op write");
+/// A write that changes nothing, awaited on every node: every
+/// fire-and-forget write sent before it has been applied when it returns
+/// (the ordering [`SessionStore::touch`] promises).
+async fn barrier(nodes: &[impl Subject; 2]) {
+    for b in nodes {
+        b.revoke_by_token(
+            SessionToken::generate().hash(),
+            Revocation::new(RevokeReason::ByUser, 0),
+        )
+        .await
+        .expect("a no-op write");
+    }
 }
 
-async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseError> {
+async fn run_steps(
+    nodes: &[impl Subject; 2],
+    steps: Vec<(usize, Step)>,
+) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut tokens: Vec<SessionToken> = Vec::new();
     let mut access: Vec<(TokenHash, String, PublicId)> = Vec::new();
-    let mut now: u64 = 1_000_000;
+    let mut now: u64 = EPOCH_MS;
 
-    for step in steps {
+    for (node, step) in steps {
+        // The step's node; what it did is read back through the other.
+        let b = &nodes[node];
         match step {
             Step::Create { user, remember } => {
                 let user = USERS[user];
@@ -251,7 +266,7 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
             Step::Touch { token } => {
                 let Some(t) = tokens.get(token) else { continue };
                 let sent = b.touch(t.hash(), now).is_ok();
-                barrier(b).await;
+                barrier(nodes).await;
                 if let Some(s) = model.sessions.get_mut(&t.hash())
                     && sent
                     && s.deadline() > now
@@ -471,7 +486,7 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                 };
                 let ip: std::net::IpAddr = [10, 0, 0, ip].into();
                 let sent = b.touch_token(*h, now, Some(ip)).is_ok();
-                barrier(b).await;
+                barrier(nodes).await;
                 if let Some(t) = model.tokens.get_mut(h)
                     && sent
                     && t.expires > now
@@ -519,8 +534,9 @@ async fn run_steps(b: &impl Subject, steps: Vec<Step>) -> Result<(), TestCaseErr
                 prop_assert_eq!(got, expected);
             }
         }
-        agree(b, &model, &tokens, now).await?;
-        agree_tokens(b, &model, &access, now).await?;
+        let other = &nodes[1 - node];
+        agree(other, &model, &tokens, now).await?;
+        agree_tokens(other, &model, &access, now).await?;
     }
     Ok(())
 }
@@ -690,9 +706,12 @@ fn redb_conforms() {
                 .unwrap();
             let config = BackendConfig::redb(dir.path().join("g.redb"));
             let (backend, task) = Backend::open(&config).unwrap();
-            (backend, (dir, task))
+            // One process holds one redb file: its two "nodes" are two
+            // handles on it.
+            ([backend.clone(), backend], (dir, task))
         },
-        |backend, (dir, task)| async move {
+        |[other, backend], (dir, task)| async move {
+            drop(other);
             task.shutdown().await.unwrap();
             backend.close().unwrap();
             drop(dir);
