@@ -8,7 +8,15 @@
 //! locates a break; the full hash at the head detects one. The format is
 //! part of the stored data: the fixed vectors below pin it.
 
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::domain::{
+    EventId, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, NewEvent,
+    truncate,
+};
 
 /// A chain hash.
 pub type ChainHash = [u8; 32];
@@ -36,6 +44,115 @@ pub fn link_of(hash: &ChainHash) -> Link {
     let mut link = [0; 8];
     link.copy_from_slice(&hash[..8]);
     link
+}
+
+/// One event as it is chained and stored: every backend hashes these
+/// bytes ([`EventRecord::to_bytes`]), so one verification checks them all.
+/// The timestamp is not in it (it is the high bits of the id), nor is the
+/// user (the hash covers it beside the record; a backend keys by it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// `EventKind::code`: one byte instead of the name.
+    pub kind: u8,
+    /// First 8 bytes of the previous event's chain hash (or of the anchor for
+    /// the oldest kept event). It locates a break; the 256-bit chain hash,
+    /// which covers the whole previous hash, detects one.
+    pub link: [u8; 8],
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// Public id of the session concerned.
+    pub session: Option<String>,
+    pub details: Vec<(String, String)>,
+}
+
+impl EventRecord {
+    /// The record's bytes as chained and stored (postcard): part of the
+    /// stored format, pinned by the fixed vectors below.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encoding of an in-memory record")
+    }
+}
+
+/// `meta[chain_head]`: the newest event and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChainHead {
+    pub last_id: u64,
+    pub hash: [u8; 32],
+    /// Events appended since the database was created (pruned ones included).
+    pub appended: u64,
+}
+
+/// `meta[chain_anchor]`: what the oldest kept event links back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChainAnchor {
+    pub hash: [u8; 32],
+    /// Id of the last event removed by retention (0 when none was).
+    pub pruned_through: u64,
+    /// Events removed by retention so far.
+    pub pruned: u64,
+}
+
+/// An event made ready to store by [`extend`]: its id, its user (empty for
+/// none), its record and bytes, and the chain's head after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    pub id: EventId,
+    pub user: String,
+    pub record: EventRecord,
+    pub bytes: Vec<u8>,
+    pub head: ChainHead,
+}
+
+/// Extends the chain whose newest event is `head` by `ev`, the one rule
+/// every backend follows: the event is bounded ([`sanitize`]); its id is
+/// its time in microseconds with the low bits free (`EventId::from_micros`),
+/// moved past the head's when not above it, so ids only grow; its record
+/// links to the head's hash, and the new head hashes it.
+pub fn extend(head: &ChainHead, ev: NewEvent) -> Linked {
+    let ev = sanitize(ev);
+    let mut id = EventId::from_micros(ev.at_us).0;
+    if id <= head.last_id {
+        id = head.last_id + 1;
+    }
+    let user = ev.user.unwrap_or_default();
+    let record = EventRecord {
+        kind: ev.kind.code(),
+        link: link_of(&head.hash),
+        ip: ev.ip,
+        user_agent: ev.user_agent,
+        session: ev.session.map(|s| s.to_string()),
+        details: ev.details,
+    };
+    let bytes = record.to_bytes();
+    let next = ChainHead {
+        last_id: id,
+        hash: chain_hash(&head.hash, id, &user, &bytes),
+        appended: head.appended + 1,
+    };
+    Linked {
+        id: EventId(id),
+        user,
+        record,
+        bytes,
+        head: next,
+    }
+}
+
+/// `ev` within the stored bounds: user names, user agents and details
+/// truncated, the empty user name taken as none (it is the bucket of
+/// events without a user).
+pub fn sanitize(mut ev: NewEvent) -> NewEvent {
+    ev.user = ev
+        .user
+        .filter(|u| !u.is_empty())
+        .map(|u| truncate(u, MAX_USER));
+    ev.user_agent = ev.user_agent.map(|u| truncate(u, MAX_USER_AGENT));
+    ev.details.truncate(MAX_DETAILS);
+    for (k, v) in ev.details.iter_mut() {
+        *k = truncate(std::mem::take(k), MAX_DETAIL_KEY);
+        *v = truncate(std::mem::take(v), MAX_DETAIL_VALUE);
+    }
+    ev
 }
 
 /// Lower-case hex of bytes, for reports.
@@ -100,6 +217,44 @@ mod tests {
             "04f4dd4978eea7208b844b02f190dd906bc5d3e7eb4b8a14e62b1d311ca532b4"
         );
         assert_eq!(c, from_hex(&hex(&c)));
+    }
+
+    /// The one rule of extending a chain: bounded, ids only grow, linked to
+    /// the head, hashed over exactly the stored bytes, which are pinned.
+    #[test]
+    fn extend_links_bounds_and_orders() {
+        use crate::domain::EventKind;
+        let head = ChainHead {
+            last_id: EventId::from_micros(2_000_000).0,
+            hash: chain_hash(&GENESIS, 1, "", b""),
+            appended: 4,
+        };
+        // An event older than the head gets the next id, not its own.
+        let ev = NewEvent::at(EventKind::LoginSuccess, 1_000_000)
+            .user("alice")
+            .detail("k".repeat(MAX_DETAIL_KEY + 9), "v");
+        let linked = extend(&head, ev);
+        assert_eq!(linked.id.0, head.last_id + 1);
+        assert_eq!(linked.user, "alice");
+        assert_eq!(linked.record.link, link_of(&head.hash));
+        assert_eq!(linked.record.details[0].0.len(), MAX_DETAIL_KEY);
+        assert_eq!(linked.bytes, linked.record.to_bytes());
+        assert_eq!(
+            linked.head,
+            ChainHead {
+                last_id: linked.id.0,
+                hash: chain_hash(&head.hash, linked.id.0, "alice", &linked.bytes),
+                appended: 5,
+            }
+        );
+        // A newer event keeps its own time as its id; the empty name is none.
+        let later = extend(
+            &linked.head,
+            NewEvent::at(EventKind::LoginFailure, 9_000_000).user(""),
+        );
+        assert_eq!(later.id, EventId::from_micros(9_000_000));
+        assert_eq!(later.user, "");
+        assert_eq!(hex(&later.bytes), "0215c84baa009a246600000000");
     }
 
     #[test]

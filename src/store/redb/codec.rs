@@ -26,11 +26,13 @@ pub(crate) fn decode<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::redb::records::{EventRecord, SessionRecord};
+    use crate::store::chain::EventRecord;
+    use crate::store::redb::records::SessionRecord;
     use proptest::prelude::*;
 
     fn all_kinds(bytes: &[u8]) {
-        use crate::store::redb::records::{BanRecord, ChainAnchor, ChainHead};
+        use crate::store::chain::{ChainAnchor, ChainHead};
+        use crate::store::redb::records::BanRecord;
         let _ = decode::<SessionRecord>("sessions", bytes);
         let _ = decode::<EventRecord>("events", bytes);
         let _ = decode::<BanRecord>("bans", bytes);

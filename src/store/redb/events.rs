@@ -5,12 +5,12 @@
 use redb::{AccessGuard, ReadTransaction, ReadableTable};
 
 use super::bucket::{self, Entry};
-use super::codec::{decode, encode};
-use super::records::{ChainHead, EventRecord};
+use super::codec::decode;
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::*;
-use crate::store::chain::{chain_hash, link_of};
+use crate::store::chain;
+use crate::store::chain::EventRecord;
 use crate::store::cursor;
 use crate::store::error::{QueryError, StoreError};
 
@@ -19,50 +19,18 @@ use crate::store::error::{QueryError, StoreError};
 /// into a scan of the whole table.
 pub const MAX_SCAN: usize = 20_000;
 
-fn sanitize(mut ev: NewEvent) -> NewEvent {
-    // The empty name is the bucket of events without a user.
-    ev.user = ev
-        .user
-        .filter(|u| !u.is_empty())
-        .map(|u| truncate(u, MAX_USER));
-    ev.user_agent = ev.user_agent.map(|u| truncate(u, MAX_USER_AGENT));
-    ev.details.truncate(MAX_DETAILS);
-    for (k, v) in ev.details.iter_mut() {
-        *k = truncate(std::mem::take(k), MAX_DETAIL_KEY);
-        *v = truncate(std::mem::take(v), MAX_DETAIL_VALUE);
-    }
-    ev
-}
-
 impl Tx<'_> {
     /// Appends an event: assigns the next id (never below the chain head),
     /// links it to the previous event's hash, adds it to its user's newest
     /// bucket (or starts one) and writes its index entries.
     pub fn append_event(&mut self, ev: NewEvent) -> Result<EventId, StoreError> {
-        let ev = sanitize(ev);
-        let mut id = EventId::from_micros(ev.at_us).0;
-        if id <= self.head.last_id {
-            id = self.head.last_id + 1;
-        }
-        let user = ev.user.unwrap_or_default();
-        let rec = EventRecord {
-            kind: ev.kind.code(),
-            link: link_of(&self.head.hash),
-            ip: ev.ip,
-            user_agent: ev.user_agent,
-            session: ev.session.map(|s| s.to_string()),
-            details: ev.details,
-        };
-        let bytes = encode(&rec);
-        self.add_to_bucket(&user, id, &bytes)?;
-        self.events.insert(id, user.as_str())?;
-        self.events_by_kind.insert((rec.kind, id), ())?;
-        self.head = ChainHead {
-            last_id: id,
-            hash: chain_hash(&self.head.hash, id, &user, &bytes),
-            appended: self.head.appended + 1,
-        };
-        Ok(EventId(id))
+        let linked = chain::extend(&self.head, ev);
+        let id = linked.id.0;
+        self.add_to_bucket(&linked.user, id, &linked.bytes)?;
+        self.events.insert(id, linked.user.as_str())?;
+        self.events_by_kind.insert((linked.record.kind, id), ())?;
+        self.head = linked.head;
+        Ok(linked.id)
     }
 
     fn add_to_bucket(&mut self, user: &str, id: u64, record: &[u8]) -> Result<(), StoreError> {

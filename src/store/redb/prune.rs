@@ -16,11 +16,11 @@ use super::bucket;
 use super::check::read_head;
 use super::codec::{decode, encode};
 use super::events::{Lookup, to_event};
-use super::records::{ChainAnchor, EventRecord};
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::{Event, EventId};
 use crate::store::chain::ChainWalk;
+use crate::store::chain::{ChainAnchor, EventRecord};
 use crate::store::error::StoreError;
 use crate::store::reports::PruneReport;
 

@@ -42,23 +42,6 @@ impl SessionRecord {
     }
 }
 
-/// One event as stored in its user's bucket. The timestamp is not stored (it
-/// is the high bits of the id), nor is the user (it is the bucket's key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct EventRecord {
-    /// `EventKind::code`: one byte instead of the name.
-    pub kind: u8,
-    /// First 8 bytes of the previous event's chain hash (or of the anchor for
-    /// the oldest kept event). It locates a break; the 256-bit chain hash,
-    /// which covers the whole previous hash, detects one.
-    pub link: [u8; 8],
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    /// Public id of the session concerned.
-    pub session: Option<String>,
-    pub details: Vec<(String, String)>,
-}
-
 /// A row of `bans`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct BanRecord {
@@ -87,25 +70,6 @@ pub(crate) struct AccessTokenRecord {
     pub recent_ips: Vec<IpAddr>,
     /// Made by a session that had done a second factor (schema 7).
     pub two_factor: bool,
-}
-
-/// `meta[chain_head]`: the newest event and its hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub(crate) struct ChainHead {
-    pub last_id: u64,
-    pub hash: [u8; 32],
-    /// Events appended since the database was created (pruned ones included).
-    pub appended: u64,
-}
-
-/// `meta[chain_anchor]`: what the oldest kept event links back to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub(crate) struct ChainAnchor {
-    pub hash: [u8; 32],
-    /// Id of the last event removed by retention (0 when none was).
-    pub pruned_through: u64,
-    /// Events removed by retention so far.
-    pub pruned: u64,
 }
 
 /// A row of `pending_signins`.

@@ -9,8 +9,8 @@ use redb::{Database, ReadableTable};
 
 use super::bucket;
 use super::codec::{decode, encode};
-use super::records::EventRecord;
 use super::tables::*;
+use crate::store::chain::EventRecord;
 use crate::store::error::StoreError;
 
 fn open(path: &Path) -> Result<Database, StoreError> {

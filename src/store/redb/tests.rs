@@ -462,8 +462,8 @@ fn write_v1_fixture() {
 /// against what old releases really left on disk.
 mod legacy {
     use super::*;
+    use crate::store::chain::ChainHead;
     use crate::store::redb::codec::encode;
-    use crate::store::redb::records::ChainHead;
     use sha2::{Digest, Sha256};
 
     #[derive(serde::Serialize)]
@@ -1325,6 +1325,7 @@ fn backups_copy_tokens_as_hashes_only() {
 fn stored_values_encode_back_to_the_same_bytes() {
     use super::codec::{decode, encode};
     use super::records::*;
+    use crate::store::chain::{ChainAnchor, ChainHead, EventRecord};
     use serde::{Serialize, de::DeserializeOwned};
     use std::collections::BTreeMap;
 

@@ -4,8 +4,8 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
-use super::records::ChainHead;
 use super::tables::*;
+use crate::store::chain::ChainHead;
 use crate::store::error::StoreError;
 
 /// Every table of the schema, open in one write transaction, plus the audit
