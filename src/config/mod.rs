@@ -31,12 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The `[regulation]` section, a domain type: the store's failure counters
+/// take these limits with every call.
+pub use crate::domain::RegulationSettings;
 pub use locate::{field_line, table_line};
 pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
-    Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, RegulationSettings,
-    SecondFactorSettings, SessionSettings, TokenSettings, UserEntry,
+    Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, SecondFactorSettings,
+    SessionSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
 pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};

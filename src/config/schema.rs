@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::RegulationSettings;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -103,29 +105,6 @@ impl Default for SessionSettings {
             max_per_user: 32,
             touch_interval_secs: 60,
             sweep_interval_secs: 60,
-        }
-    }
-}
-
-/// Brute-force regulation.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegulationSettings {
-    /// Failures per user or per client IP within `window_secs` that trigger a ban.
-    pub max_failures: usize,
-    pub window_secs: u64,
-    pub ban_secs: u64,
-    /// Most users and IPs tracked at once; the stalest are dropped beyond it.
-    pub max_tracked: usize,
-}
-
-impl Default for RegulationSettings {
-    fn default() -> Self {
-        RegulationSettings {
-            max_failures: 5,
-            window_secs: 600,
-            ban_secs: 900,
-            max_tracked: 10_000,
         }
     }
 }

@@ -12,6 +12,7 @@ mod factors;
 mod limits;
 mod method;
 mod net;
+mod regulation;
 mod session;
 mod token;
 mod wire;
@@ -34,6 +35,7 @@ pub use limits::{
 };
 pub use method::{Method, Methods};
 pub use net::{IpNet, canonical_ip};
+pub use regulation::RegulationSettings;
 pub use session::{CreatedSession, NewSession, Revocation, RevokeReason, Session};
 pub use token::{PublicId, SessionToken, TokenHash};
 pub use wire::rfc3339_utc;

@@ -33,7 +33,6 @@ pub struct Inner {
     /// The store: sessions, bans and the audit trail.
     pub store: Backend,
     pub hasher: crate::server::password::Hasher,
-    pub regulator: crate::server::guard::regulation::Regulator,
     /// Refused logins not yet recorded, per subject and window.
     pub rejections: crate::server::guard::rejections::Rejections,
     /// Which access refusals become `access.denied` events (bounded).
@@ -78,7 +77,6 @@ impl AppState {
         activity: Arc<crate::server::activity::Activity>,
         secrets: crate::identity::secret_box::SecretBox,
     ) -> Self {
-        let regulator = crate::server::guard::regulation::Regulator::new(config.regulation.clone());
         let rejections = crate::server::guard::rejections::Rejections::new(&config.regulation);
         let relying = crate::server::factors::ceremonies::relying_party(&config);
         AppState {
@@ -88,7 +86,6 @@ impl AppState {
                 config,
                 store,
                 hasher,
-                regulator,
                 rejections,
                 denials: crate::access::denials::Denials::new(MAX_DENIAL_KEYS),
                 metrics: crate::server::metrics::Metrics::default(),

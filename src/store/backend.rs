@@ -6,19 +6,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore};
+use super::contract::{
+    AuditStore, BanStore, FactorStore, RegulationStore, SessionStore, StoreCheck, TokenStore,
+};
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
 use super::redb::{
     BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterStats,
     WriterTask,
 };
+use super::regulation::{AtLimit, Lease};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
     AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
     EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
-    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
-    SessionToken, TokenHash, TokenRefusal,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
+    Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
 
 /// The name of the database file in a data directory.
@@ -305,6 +308,18 @@ impl AuditStore for Backend {
         async oldest_events(below: EventId, limit: usize) -> Result<Vec<Event>, StoreError>;
         async prune(through: EventId, limit: usize) -> Result<PruneReport, WriteError>;
         async audit_counts(top: usize) -> Result<AuditCounts, StoreError>;
+    }
+}
+
+impl RegulationStore for Backend {
+    delegate! {
+        async reserve(limits: &RegulationSettings, subjects: &[BanSubject], configured: bool, now_ms: u64)
+            -> Result<Result<Lease, AtLimit>, StoreError>;
+        async fail(limits: &RegulationSettings, lease: Lease, now_ms: u64)
+            -> Result<Vec<(BanSubject, u64)>, StoreError>;
+        async succeed(limits: &RegulationSettings, lease: Lease, now_ms: u64) -> Result<(), StoreError>;
+        fn release(limits: &RegulationSettings, lease: Lease, now_ms: u64) -> ();
+        async first_replay(limits: &RegulationSettings, user: &str, step: u64) -> Result<bool, StoreError>;
     }
 }
 

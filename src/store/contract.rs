@@ -1,9 +1,9 @@
 //! The store's interface: what every backend does, in the language of the
-//! domain, as five traits (sessions, access tokens, bans, the audit trail,
-//! whole-store checks) so that a backend holding only part of the data
-//! (sessions and bans in Redis, the audit trail in PostgreSQL) implements
-//! only its part,
-//! and a composite backend routes each trait to one of them.
+//! domain, as one trait per part (sessions, second factors, access tokens,
+//! bans, failure counters, the audit trail, whole-store checks) so that a
+//! backend holding only part of the data (sessions and bans in Redis, the
+//! audit trail in PostgreSQL) implements only its part, and a composite
+//! backend routes each trait to one of them.
 //!
 //! # The contract
 //!
@@ -59,12 +59,13 @@ use std::future::Future;
 
 use super::credentials::CredentialCheck;
 use super::error::{QueryError, StoreError, WriteError};
+use super::regulation::{AtLimit, Lease};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
     AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
     EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
-    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
-    SessionToken, TokenHash, TokenRefusal,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
+    Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
 
 /// Sessions: created by a sign-in, looked up by token hash on every
@@ -411,6 +412,59 @@ pub trait AuditStore: Send + Sync {
         &self,
         top: usize,
     ) -> impl Future<Output = Result<AuditCounts, StoreError>> + Send;
+}
+
+/// The failure counters behind bans: every node counts against the same
+/// ones. An attempt reserves its place before its check (attempts in flight
+/// count toward the limit), then its [`Lease`] is settled once, as a
+/// failure or a success, or released. A backend that shares the counters
+/// gives a lease a deadline, so one whose holder died stops counting by
+/// itself: a release never waits. The limits come with every call.
+pub trait RegulationStore: Send + Sync {
+    /// Reserves one attempt against each of `subjects` (the user name, the
+    /// client's IP); `configured`: the name is a configured user, whose
+    /// counter is never pushed out. `Ok(Err(AtLimit))`: a subject's
+    /// failures in the window and attempts in flight already reach the
+    /// limit, and nothing was reserved.
+    fn reserve(
+        &self,
+        limits: &RegulationSettings,
+        subjects: &[BanSubject],
+        configured: bool,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Result<Lease, AtLimit>, StoreError>> + Send;
+
+    /// The attempt failed: counted against every subject. Returns the
+    /// subjects whose failures reached the limit with the end of their
+    /// ban, for the caller to store ([`BanStore::add_ban`]); their counters
+    /// start again.
+    fn fail(
+        &self,
+        limits: &RegulationSettings,
+        lease: Lease,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<(BanSubject, u64)>, StoreError>> + Send;
+
+    /// The attempt succeeded: released, and the user name's failures
+    /// forgotten (the IP's stay).
+    fn succeed(
+        &self,
+        limits: &RegulationSettings,
+        lease: Lease,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases `lease` uncounted, at once and without waiting.
+    fn release(&self, limits: &RegulationSettings, lease: Lease, now_ms: u64);
+
+    /// Whether a replayed TOTP code of `user` at `step` is to count as a
+    /// failure: only the first replay of each step is.
+    fn first_replay(
+        &self,
+        limits: &RegulationSettings,
+        user: &str,
+        step: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Whole-store facts and verification.

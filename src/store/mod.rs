@@ -25,12 +25,16 @@ mod credentials;
 mod cursor;
 mod error;
 pub mod redb;
+pub mod regulation;
 mod reports;
 
 pub use backend::{Backend, BackendConfig, BackendTask};
-pub use contract::{AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore};
+pub use contract::{
+    AuditStore, BanStore, FactorStore, RegulationStore, SessionStore, StoreCheck, TokenStore,
+};
 pub use credentials::{CredentialCheck, CredentialGenerations};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
+pub use regulation::{AtLimit, Lease};
 pub use reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 
 pub(crate) use self::redb::sync_dir;

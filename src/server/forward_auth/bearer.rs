@@ -31,11 +31,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::{self, Checked, Credential};
-use crate::server::guard::regulation::AtLimit;
 use crate::server::guard::rejections::Refusal;
+use crate::server::guard::reservation::Reservation;
 use crate::server::password::HashError;
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
+use crate::store::AtLimit;
 use crate::store::{
     ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind,
     FactorStore, NewEvent, StoreError, TokenStore, now_ms,
@@ -300,9 +301,14 @@ pub async fn basic_password(
         None => {}
     }
     let (entry, _) = state.user_for_login(user);
-    let reservation = match state.regulator.reserve(&subjects, entry.is_some(), now) {
-        Ok(r) => r,
-        Err(AtLimit(subject)) => {
+    let reservation = match Reservation::take(state, &subjects, entry.is_some(), now).await {
+        Ok(Ok(r)) => r,
+        Err(e) => {
+            return Err(ApiError::internal("reserving an attempt failed", &e)
+                .into_response()
+                .into());
+        }
+        Ok(Err(AtLimit(subject))) => {
             m.login_rejected.inc();
             crate::server::guard::reject(state, &subject, Refusal::AtLimit, user, ip, &ua, now)
                 .await;

@@ -1,6 +1,6 @@
-//! The guard every typed secret passes: bans, the failure regulator
-//! (`regulation`), the aggregation of refusals (`rejections`) and the one
-//! password check. Used by the sign-in flow and by Basic credentials on the
+//! The guard every typed secret passes: bans, the failure counters (the
+//! store's, held through a [`Reservation`]), the aggregation of refusals
+//! (`rejections`) and the one password check. Used by the sign-in flow and by Basic credentials on the
 //! forward-auth path; it uses only the core.
 
 use std::net::IpAddr;
@@ -9,17 +9,17 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use crate::config::UserEntry;
-use crate::server::guard::regulation::{AtLimit, Reservation};
 use crate::server::guard::rejections::{Note, Refusal};
+use crate::server::guard::reservation::Reservation;
 use crate::server::password::HashError;
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{
-    AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, NewBan, NewEvent, now_ms,
+    AtLimit, AuditStore, BanStore, BanSubject, CredentialCheck, EventKind, NewBan, NewEvent, now_ms,
 };
 
-pub mod regulation;
 pub mod rejections;
+pub mod reservation;
 
 /// The one message for every failed login: no hint whether the user exists.
 pub const FAILED: &str = "Wrong username or password.";
@@ -146,9 +146,10 @@ pub(crate) async fn admit<'s>(
             Err(e) => return Err(ApiError::internal("ban lookup failed", &e)),
         }
     }
-    match state.regulator.reserve(subjects, configured, now) {
-        Ok(r) => Ok(r),
-        Err(AtLimit(subject)) => {
+    match Reservation::take(state, subjects, configured, now).await {
+        Ok(Ok(r)) => Ok(r),
+        Err(e) => Err(ApiError::internal("reserving an attempt failed", &e)),
+        Ok(Err(AtLimit(subject))) => {
             m.login_rejected.inc();
             reject(state, &subject, Refusal::AtLimit, username, ip, ua, now).await;
             Err(ApiError::new(
@@ -168,7 +169,7 @@ pub(crate) async fn regulate(
     ip: Option<IpAddr>,
     now: u64,
 ) {
-    for (subject, until) in reservation.fail(now) {
+    for (subject, until) in reservation.fail(now).await {
         state.metrics.bans_added.inc();
         tracing::warn!(target: "gatehouse::auth", ip = %crate::server::respond::ip_str(ip), subject = %subject, until_ms = until, "banned after repeated login failures");
         let ban = NewBan {

@@ -194,7 +194,7 @@ pub async fn discover_finish(
             now,
         )
         .await?;
-        reservation.succeed(now);
+        reservation.succeed(now).await;
         Ok(signed_in(
             &state, &headers, ip, &user.name, &created, false, &rd,
         ))

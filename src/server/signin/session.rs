@@ -15,7 +15,7 @@ use crate::identity::signin::{self, AfterPassword, Factors};
 use crate::server::cookie::{clear_host_only_cookie, cookie, cookie_hash, session_cookie};
 use crate::server::factors::pending::{clear_pending, pending_cookie, pending_name};
 use crate::server::factors::{factors_of, required_for};
-use crate::server::guard::regulation::Reservation;
+use crate::server::guard::reservation::Reservation;
 use crate::server::respond::{ApiError, see_other};
 use crate::server::signin::redirect::{next_page, safe_redirect};
 use crate::server::state::AppState;
@@ -62,7 +62,7 @@ pub async fn after_password(
     let pending = match outcome {
         AfterPassword::Session(_) => {
             let created = create(state, &s, Methods::PASSWORD, credentials, now).await?;
-            reservation.succeed(now);
+            reservation.succeed(now).await;
             return Ok(signed_in(
                 state,
                 headers,

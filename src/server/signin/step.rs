@@ -29,7 +29,7 @@ use crate::server::signin::session::{SignIn, complete};
 use crate::server::state::AppState;
 use crate::store::{
     BanSubject, EventKind, FactorChange, FactorRefusal, FactorStore, Method, NewEvent,
-    PendingSignIn, TokenHash, now_ms,
+    PendingSignIn, RegulationStore, TokenHash, now_ms,
 };
 
 /// Longest code accepted (a recovery code with its dashes, with room).
@@ -401,7 +401,12 @@ pub async fn attempt_with(
         // A code already used counts once per step: retyping the code just
         // used, within its 30 seconds, is a slip, not a guess.
         let counted = match wrong {
-            Failed::Replayed(step) => state.regulator.first_replay(&user.name, step),
+            // A store that cannot say counts it: never fewer failures.
+            Failed::Replayed(step) => state
+                .store
+                .first_replay(&state.config.regulation, &user.name, step)
+                .await
+                .unwrap_or(true),
             _ => true,
         };
         let mut event = NewEvent::now(EventKind::MfaFailure)
@@ -452,7 +457,7 @@ pub async fn attempt_with(
     let Some(created) = created else {
         return Err(crate::server::factors::pending::no_sign_in());
     };
-    reservation.succeed(now);
+    reservation.succeed(now).await;
     let remember = created.session.remember_me;
     // After a recovery code, the person is told how many are left (as the
     // write that spent it counted them).

@@ -17,14 +17,16 @@ use super::{Store, Writer};
 use crate::domain::{
     AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
     EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
-    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, Revocation, Session,
-    SessionToken, TokenHash, TokenRefusal,
+    NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
+    Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
+use crate::store::contract::RegulationStore;
 use crate::store::contract::{
     AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore,
 };
 use crate::store::credentials::CredentialCheck;
 use crate::store::error::{QueryError, StoreError, WriteError};
+use crate::store::regulation::{AtLimit, Lease, Regulator};
 use crate::store::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 
 /// The redb store behind the interface. Cheap to clone.
@@ -35,6 +37,8 @@ pub struct RedbBackend {
     /// The writer thread's queue; `None` for a read-only open, whose writes
     /// all fail.
     writer: Option<Writer>,
+    /// The failure counters: in this process, as one node holds the file.
+    regulator: std::sync::Arc<Regulator>,
 }
 
 impl RedbBackend {
@@ -43,6 +47,7 @@ impl RedbBackend {
         RedbBackend {
             store,
             writer: Some(writer),
+            regulator: Default::default(),
         }
     }
 
@@ -51,6 +56,7 @@ impl RedbBackend {
         RedbBackend {
             store,
             writer: None,
+            regulator: Default::default(),
         }
     }
 
@@ -524,6 +530,51 @@ impl AuditStore for RedbBackend {
         top: usize,
     ) -> impl Future<Output = Result<AuditCounts, StoreError>> + Send {
         self.blocking(move |s| s.audit_counts(top))
+    }
+}
+
+/// In process: the counters answer at once, so no future ever waits.
+impl RegulationStore for RedbBackend {
+    async fn reserve(
+        &self,
+        limits: &RegulationSettings,
+        subjects: &[BanSubject],
+        configured: bool,
+        now_ms: u64,
+    ) -> Result<Result<Lease, AtLimit>, StoreError> {
+        Ok(self.regulator.reserve(limits, subjects, configured, now_ms))
+    }
+
+    async fn fail(
+        &self,
+        limits: &RegulationSettings,
+        lease: Lease,
+        now_ms: u64,
+    ) -> Result<Vec<(BanSubject, u64)>, StoreError> {
+        Ok(self.regulator.fail(limits, lease, now_ms))
+    }
+
+    async fn succeed(
+        &self,
+        limits: &RegulationSettings,
+        lease: Lease,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.regulator.succeed(limits, lease, now_ms);
+        Ok(())
+    }
+
+    fn release(&self, limits: &RegulationSettings, lease: Lease, now_ms: u64) {
+        self.regulator.release(limits, lease, now_ms);
+    }
+
+    async fn first_replay(
+        &self,
+        limits: &RegulationSettings,
+        user: &str,
+        step: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.regulator.first_replay(limits, user, step))
     }
 }
 

@@ -1,14 +1,16 @@
-//! Brute-force regulation: failed logins counted per user and per client IP
-//! in a sliding window.
+//! Brute-force regulation in process: failed attempts counted per user and
+//! per client IP in a sliding window. This is the redb backend's
+//! [`RegulationStore`](super::RegulationStore) (one node holds the
+//! counters); the server's guard is its one user.
 //!
 //! An attempt reserves its place before it hashes ([`Regulator::reserve`]):
 //! attempts in flight count toward the limit together with the failures in
 //! the window, so a burst of concurrent guesses cannot all pass the ban check
 //! before the first of them has failed. A reservation that would go past
-//! `max_failures` is refused, with no hashing. Each reservation is settled
-//! once: as a failure ([`Reservation::fail`]), as a success
-//! ([`Reservation::succeed`]), or released uncounted when dropped (the pool
-//! was busy, the request was cancelled).
+//! `max_failures` is refused, with no hashing. Each [`Lease`] is settled
+//! once: as a failure ([`Regulator::fail`]), as a success
+//! ([`Regulator::succeed`]), or released uncounted ([`Regulator::release`]:
+//! the pool was busy, the request was cancelled).
 //!
 //! Counters live in memory. Those of configured user names are never evicted
 //! (there are as many as the config has users), so failing at random names
@@ -19,24 +21,34 @@
 //! nothing in flight) is dropped. Protection changes only what is kept, never
 //! an answer, so answers say nothing about whether a name exists. Reaching
 //! `max_failures` inside the window turns into a ban, which the caller stores
-//! (`Op::AddBan`) so that it survives a restart; the store is the authority on
-//! who is banned.
+//! so that it survives a restart; the store's bans are the authority on who
+//! is banned.
+//!
+//! The limits come with every call (`RegulationSettings`), so a reload
+//! that changes them applies to the next attempt.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::config::RegulationSettings;
-use crate::store::BanSubject;
+use crate::domain::{BanSubject, RegulationSettings};
 
-/// Failure counters. Shared behind the app state.
+/// Failure counters.
+#[derive(Default)]
 pub struct Regulator {
-    settings: RegulationSettings,
     counters: Mutex<Counters>,
     /// Per user name, the TOTP step whose replay was last counted: a code
     /// already used is counted as a failure once per step, not at every
     /// try (someone signing in again within the same 30 seconds retypes
     /// the code they just used). At most `max_tracked` names.
     replays: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Regulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regulator")
+            .field("tracked", &self.tracked())
+            .finish()
+    }
 }
 
 /// The failures and the attempts in flight of one subject.
@@ -71,37 +83,46 @@ struct Counters {
     others: HashMap<BanSubject, Counter>,
 }
 
-/// Why [`Regulator::reserve`] refused: this subject's failures and attempts
-/// in flight already reach the limit.
+/// Why a reservation was refused: this subject's failures and attempts in
+/// flight already reach the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AtLimit(pub BanSubject);
 
-impl Regulator {
-    pub fn new(settings: RegulationSettings) -> Self {
-        Regulator {
-            settings,
-            counters: Mutex::new(Counters::default()),
-            replays: Mutex::new(HashMap::new()),
-        }
-    }
+/// One attempt counted as in flight against its subjects until it is
+/// settled. A store that shares its counters between nodes also gives it
+/// a deadline, after which it counts no more even if never settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a lease is settled by fail or succeed, or released"]
+pub struct Lease {
+    subjects: Vec<BanSubject>,
+    configured: bool,
+}
 
+impl Lease {
+    /// The subjects it counts against: the user name and the client's IP.
+    pub fn subjects(&self) -> &[BanSubject] {
+        &self.subjects
+    }
+}
+
+fn horizon(limits: &RegulationSettings, now_ms: u64) -> u64 {
+    now_ms.saturating_sub(limits.window_secs.saturating_mul(1000))
+}
+
+impl Regulator {
     /// Whether a replayed TOTP code of `user`, of `step`, is to be counted
     /// as a failure: only the first replay of each step is. Remembers it.
-    pub fn first_replay(&self, user: &str, step: u64) -> bool {
+    pub fn first_replay(&self, limits: &RegulationSettings, user: &str, step: u64) -> bool {
         let mut replays = self.replays.lock().unwrap_or_else(|p| p.into_inner());
         if replays.get(user) == Some(&step) {
             return false;
         }
-        if !replays.contains_key(user) && replays.len() >= self.settings.max_tracked {
+        if !replays.contains_key(user) && replays.len() >= limits.max_tracked {
             // Forgetting only lets one more replay count: never fewer.
             replays.clear();
         }
         replays.insert(user.to_string(), step);
         true
-    }
-
-    pub fn settings(&self) -> &RegulationSettings {
-        &self.settings
     }
 
     /// Subjects currently tracked.
@@ -117,10 +138,6 @@ impl Regulator {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn horizon(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.settings.window_secs.saturating_mul(1000))
-    }
-
     /// Reserves one attempt against each of `subjects` (the user name and the
     /// client's IP). `configured` says whether the user name is a configured
     /// user, whose counter is then never evicted. Refused, with nothing
@@ -128,74 +145,39 @@ impl Regulator {
     /// in flight already reach `max_failures`.
     pub fn reserve(
         &self,
+        limits: &RegulationSettings,
         subjects: &[BanSubject],
         configured: bool,
         now_ms: u64,
-    ) -> Result<Reservation<'_>, AtLimit> {
-        let horizon = self.horizon(now_ms);
+    ) -> Result<Lease, AtLimit> {
+        let horizon = horizon(limits, now_ms);
         let mut guard = self.lock();
         let c = &mut *guard;
         for s in subjects {
             let counter = c.protected.get_mut(s).or_else(|| c.others.get_mut(s));
             if let Some(counter) = counter {
                 counter.slide(horizon);
-                if counter.failures.len() + counter.in_flight >= self.settings.max_failures {
+                if counter.failures.len() + counter.in_flight >= limits.max_failures {
                     return Err(AtLimit(s.clone()));
                 }
             }
         }
         for s in subjects {
             let protect = configured && matches!(s, BanSubject::User(_));
-            self.counter(c, s, protect, horizon).in_flight += 1;
+            counter(limits, c, s, protect, horizon).in_flight += 1;
         }
-        Ok(Reservation {
-            regulator: self,
+        Ok(Lease {
             subjects: subjects.to_vec(),
             configured,
-            settled: false,
         })
     }
 
-    /// The counter of `s`, created if needed, in the map its protection
-    /// calls for; makes room in the capped map first.
-    fn counter<'c>(
-        &self,
-        c: &'c mut Counters,
-        s: &BanSubject,
-        protect: bool,
-        horizon: u64,
-    ) -> &'c mut Counter {
-        if protect {
-            // A name that became a configured user (a reload) keeps its count.
-            let moved = c.others.remove(s);
-            let counter = c.protected.entry(s.clone()).or_default();
-            if let Some(m) = moved {
-                counter.failures.extend(m.failures);
-                counter.in_flight += m.in_flight;
-            }
-            return counter;
-        }
-        if c.protected.contains_key(s) {
-            return c.protected.get_mut(s).expect("checked above");
-        }
-        if !c.others.contains_key(s) && c.others.len() >= self.settings.max_tracked {
-            c.others.retain(|_, k| !k.idle(horizon));
-            c.protected.retain(|_, k| !k.idle(horizon));
-            if c.others.len() >= self.settings.max_tracked
-                && let Some(stalest) = c
-                    .others
-                    .iter()
-                    .min_by_key(|(_, k)| (k.in_flight > 0, k.failures.back().copied().unwrap_or(0)))
-                    .map(|(s, _)| s.clone())
-            {
-                c.others.remove(&stalest);
-            }
-        }
-        c.others.entry(s.clone()).or_default()
+    /// Releases `lease` without counting a failure.
+    pub fn release(&self, limits: &RegulationSettings, lease: Lease, now_ms: u64) {
+        self.release_subjects(&lease.subjects, horizon(limits, now_ms));
     }
 
-    fn release(&self, subjects: &[BanSubject], now_ms: u64) {
-        let horizon = self.horizon(now_ms);
+    fn release_subjects(&self, subjects: &[BanSubject], horizon: u64) {
         let mut guard = self.lock();
         let c = &mut *guard;
         for s in subjects {
@@ -209,38 +191,29 @@ impl Regulator {
             }
         }
     }
-}
 
-/// One attempt counted as in flight until it is settled. Dropping it
-/// unsettled releases it without counting a failure.
-#[must_use = "a reservation is settled by fail or succeed, or released when dropped"]
-pub struct Reservation<'r> {
-    regulator: &'r Regulator,
-    subjects: Vec<BanSubject>,
-    configured: bool,
-    settled: bool,
-}
-
-impl Reservation<'_> {
     /// The attempt failed: counts it against every subject. Returns the
     /// subjects whose failures reached the limit, with the end of their ban;
     /// their counters start again from zero.
-    pub fn fail(mut self, now_ms: u64) -> Vec<(BanSubject, u64)> {
-        self.settled = true;
-        let r = self.regulator;
-        let horizon = r.horizon(now_ms);
-        let until = now_ms.saturating_add(r.settings.ban_secs.saturating_mul(1000));
-        let mut guard = r.lock();
+    pub fn fail(
+        &self,
+        limits: &RegulationSettings,
+        lease: Lease,
+        now_ms: u64,
+    ) -> Vec<(BanSubject, u64)> {
+        let horizon = horizon(limits, now_ms);
+        let until = now_ms.saturating_add(limits.ban_secs.saturating_mul(1000));
+        let mut guard = self.lock();
         let c = &mut *guard;
         let mut bans = Vec::new();
-        for s in &self.subjects {
-            let protect = self.configured && matches!(s, BanSubject::User(_));
+        for s in &lease.subjects {
+            let protect = lease.configured && matches!(s, BanSubject::User(_));
             // Re-created if it was evicted meanwhile (only unprotected ones can be).
-            let k = r.counter(c, s, protect, horizon);
+            let k = counter(limits, c, s, protect, horizon);
             k.in_flight = k.in_flight.saturating_sub(1);
             k.slide(horizon);
             k.failures.push_back(now_ms);
-            if k.failures.len() >= r.settings.max_failures {
+            if k.failures.len() >= limits.max_failures {
                 k.failures.clear();
                 bans.push((s.clone(), until));
             }
@@ -256,15 +229,13 @@ impl Reservation<'_> {
     /// failures (the IP's stay). Only a sign-in that gets everything it
     /// asked for is a success: a right password that still needs a second
     /// step, a password in Basic (which never stands for a second factor),
-    /// or one typed again to add a factor, is dropped instead, so that
+    /// or one typed again to add a factor, is released instead, so that
     /// guessing codes between right passwords still ends in a ban.
-    pub fn succeed(mut self, now_ms: u64) {
-        self.settled = true;
-        let r = self.regulator;
+    pub fn succeed(&self, limits: &RegulationSettings, lease: Lease, now_ms: u64) {
         {
-            let mut guard = r.lock();
+            let mut guard = self.lock();
             let c = &mut *guard;
-            for s in &self.subjects {
+            for s in &lease.subjects {
                 if matches!(s, BanSubject::User(_)) {
                     for map in [&mut c.protected, &mut c.others] {
                         if let Some(k) = map.get_mut(s) {
@@ -274,32 +245,117 @@ impl Reservation<'_> {
                 }
             }
         }
-        r.release(&self.subjects, now_ms);
+        self.release_subjects(&lease.subjects, horizon(limits, now_ms));
     }
 }
 
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            // Whatever the time, releasing only lowers a count; `now` only
-            // decides whether an emptied counter may go.
-            self.regulator
-                .release(&self.subjects, crate::store::now_ms());
+/// The counter of `s`, created if needed, in the map its protection calls
+/// for; makes room in the capped map first.
+fn counter<'c>(
+    limits: &RegulationSettings,
+    c: &'c mut Counters,
+    s: &BanSubject,
+    protect: bool,
+    horizon: u64,
+) -> &'c mut Counter {
+    if protect {
+        // A name that became a configured user (a reload) keeps its count.
+        let moved = c.others.remove(s);
+        let counter = c.protected.entry(s.clone()).or_default();
+        if let Some(m) = moved {
+            counter.failures.extend(m.failures);
+            counter.in_flight += m.in_flight;
+        }
+        return counter;
+    }
+    if c.protected.contains_key(s) {
+        return c.protected.get_mut(s).expect("checked above");
+    }
+    if !c.others.contains_key(s) && c.others.len() >= limits.max_tracked {
+        c.others.retain(|_, k| !k.idle(horizon));
+        c.protected.retain(|_, k| !k.idle(horizon));
+        if c.others.len() >= limits.max_tracked
+            && let Some(stalest) = c
+                .others
+                .iter()
+                .min_by_key(|(_, k)| (k.in_flight > 0, k.failures.back().copied().unwrap_or(0)))
+                .map(|(s, _)| s.clone())
+        {
+            c.others.remove(&stalest);
         }
     }
+    c.others.entry(s.clone()).or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn reg(max_tracked: usize) -> Regulator {
-        Regulator::new(RegulationSettings {
-            max_failures: 3,
-            window_secs: 10,
-            ban_secs: 60,
-            max_tracked,
-        })
+    /// A regulator with its limits, answering as the guard's reservation
+    /// does (a held reservation is released when dropped).
+    struct Reg {
+        r: Regulator,
+        limits: RegulationSettings,
+    }
+
+    struct Held<'a> {
+        reg: &'a Reg,
+        lease: Option<Lease>,
+    }
+
+    impl Reg {
+        fn reserve(
+            &self,
+            s: &[BanSubject],
+            configured: bool,
+            now: u64,
+        ) -> Result<Held<'_>, AtLimit> {
+            let lease = self.r.reserve(&self.limits, s, configured, now)?;
+            Ok(Held {
+                reg: self,
+                lease: Some(lease),
+            })
+        }
+
+        fn first_replay(&self, user: &str, step: u64) -> bool {
+            self.r.first_replay(&self.limits, user, step)
+        }
+
+        fn tracked(&self) -> usize {
+            self.r.tracked()
+        }
+    }
+
+    impl Held<'_> {
+        fn fail(mut self, now: u64) -> Vec<(BanSubject, u64)> {
+            let lease = self.lease.take().unwrap();
+            self.reg.r.fail(&self.reg.limits, lease, now)
+        }
+
+        fn succeed(mut self, now: u64) {
+            let lease = self.lease.take().unwrap();
+            self.reg.r.succeed(&self.reg.limits, lease, now)
+        }
+    }
+
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            if let Some(lease) = self.lease.take() {
+                self.reg.r.release(&self.reg.limits, lease, 0);
+            }
+        }
+    }
+
+    fn reg(max_tracked: usize) -> Reg {
+        Reg {
+            r: Regulator::default(),
+            limits: RegulationSettings {
+                max_failures: 3,
+                window_secs: 10,
+                ban_secs: 60,
+                max_tracked,
+            },
+        }
     }
 
     fn user(s: &str) -> BanSubject {
@@ -311,7 +367,7 @@ mod tests {
     }
 
     /// One failed attempt, reserved and settled at `now`.
-    fn fail(r: &Regulator, s: BanSubject, now: u64) -> Option<u64> {
+    fn fail(r: &Reg, s: BanSubject, now: u64) -> Option<u64> {
         let configured = s == user("alice");
         let bans = r.reserve(&[s], configured, now).unwrap().fail(now);
         bans.first().map(|(_, until)| *until)
