@@ -58,9 +58,6 @@ pub const MAX_SECS: u64 = 10 * 365 * 86_400;
 pub const MAX_COUNT: usize = 1_000_000;
 /// Largest byte size setting accepted (bodies, request heads): 64 MiB.
 pub const MAX_BYTES: usize = 64 << 20;
-/// Most sign-ins with a passkey alone open at once, from all clients
-/// together; `second_factor.passkey_ceremonies_per_client` is at most this.
-pub const MAX_ANONYMOUS_CEREMONIES: usize = 1024;
 
 /// Loading or validating the configuration failed.
 #[derive(Debug, thiserror::Error)]

@@ -236,7 +236,7 @@ impl Config {
                 "must be between 1 and 64".into(),
             ));
         }
-        let most = super::MAX_ANONYMOUS_CEREMONIES;
+        let most = crate::domain::MAX_ANONYMOUS_CEREMONIES;
         if !(1..=most).contains(&sf.passkey_ceremonies_per_client) {
             return Err(invalid(
                 "second_factor.passkey_ceremonies_per_client",

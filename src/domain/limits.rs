@@ -12,6 +12,10 @@ pub const MAX_DETAIL_VALUE: usize = 512;
 /// Maximum length of a user name, in bytes.
 pub const MAX_USER: usize = 128;
 
+/// Most sign-ins with a passkey alone open at once, from all clients
+/// together; `second_factor.passkey_ceremonies_per_client` is at most this.
+pub const MAX_ANONYMOUS_CEREMONIES: usize = 1024;
+
 /// Truncates `s` to at most `max` bytes on a character boundary.
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {

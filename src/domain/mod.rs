@@ -31,7 +31,8 @@ pub use factors::{
     Passkey, PendingSignIn, TotpEnrollment, TotpFactor,
 };
 pub use limits::{
-    MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT, truncate,
+    MAX_ANONYMOUS_CEREMONIES, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER,
+    MAX_USER_AGENT, truncate,
 };
 pub use method::{Method, Methods};
 pub use net::{IpNet, canonical_ip};

@@ -41,10 +41,8 @@ pub struct Inner {
     pub activity: Arc<crate::server::activity::Activity>,
     /// Seals second-factor secrets at rest, with the data directory's key.
     pub secrets: crate::identity::secret_box::SecretBox,
-    /// Passkey ceremonies in flight (bounded).
-    pub ceremonies: crate::server::factors::ceremonies::Ceremonies,
     /// The WebAuthn relying party of the public origin, built once.
-    pub relying: crate::server::factors::ceremonies::Relying,
+    pub relying: crate::server::factors::relying::Relying,
     /// Results of Basic password checks on `/auth/verify`, a minute at
     /// most, keyed by an HMAC of the credential; cleared when a reload
     /// changes users.
@@ -78,7 +76,7 @@ impl AppState {
         secrets: crate::identity::secret_box::SecretBox,
     ) -> Self {
         let rejections = crate::server::guard::rejections::Rejections::new(&config.regulation);
-        let relying = crate::server::factors::ceremonies::relying_party(&config);
+        let relying = crate::server::factors::relying::relying_party(&config);
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
@@ -91,7 +89,6 @@ impl AppState {
                 metrics: crate::server::metrics::Metrics::default(),
                 activity,
                 secrets,
-                ceremonies: Default::default(),
                 relying,
                 basic: crate::identity::basic::BasicCache::new(
                     BASIC_CACHE_ENTRIES,

@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::ceremonies::{Busy, Entry as Ceremony, Purpose};
 use super::contract::{
-    AuditStore, BanStore, FactorStore, RegulationStore, SessionStore, StoreCheck, TokenStore,
+    AuditStore, BanStore, CeremonyStore, FactorStore, RegulationStore, SessionStore, StoreCheck,
+    TokenStore,
 };
 use super::credentials::CredentialCheck;
 use super::error::{OpenError, QueryError, StoreError, WriteError};
@@ -18,8 +20,8 @@ use super::redb::{
 use super::regulation::{AtLimit, Lease};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
-    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, EnrollerId,
+    Event, EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
     NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
     Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
@@ -320,6 +322,17 @@ impl RegulationStore for Backend {
         async succeed(limits: &RegulationSettings, lease: Lease, now_ms: u64) -> Result<(), StoreError>;
         fn release(limits: &RegulationSettings, lease: Lease, now_ms: u64) -> ();
         async first_replay(limits: &RegulationSettings, user: &str, step: u64) -> Result<bool, StoreError>;
+    }
+}
+
+impl CeremonyStore for Backend {
+    delegate! {
+        async put_ceremony(purpose: Purpose, user: String, by: Option<EnrollerId>, state: Vec<u8>, now_ms: u64)
+            -> Result<SessionToken, StoreError>;
+        async put_anonymous_ceremony(ip: Option<std::net::IpAddr>, quota: usize, state: Vec<u8>, now_ms: u64)
+            -> Result<Result<SessionToken, Busy>, StoreError>;
+        async take_ceremony(hash: TokenHash, purpose: Purpose, now_ms: u64)
+            -> Result<Option<Ceremony>, StoreError>;
     }
 }
 

@@ -57,13 +57,14 @@
 
 use std::future::Future;
 
+use super::ceremonies::{Busy, Entry as Ceremony, Purpose};
 use super::credentials::CredentialCheck;
 use super::error::{QueryError, StoreError, WriteError};
 use super::regulation::{AtLimit, Lease};
 use super::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
 use crate::domain::{
-    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
-    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, EnrollerId,
+    Event, EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
     NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
     Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
@@ -465,6 +466,45 @@ pub trait RegulationStore: Send + Sync {
         user: &str,
         step: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Passkey ceremonies in flight: each is kept under a fresh token between
+/// its two requests and taken exactly once, by whichever node the finish
+/// reaches. Bounded: a user has one per purpose; anonymous ones (a passkey
+/// alone) have a quota per client and a cap in all, and a flood from a few
+/// clients never pushes out another's.
+pub trait CeremonyStore: Send + Sync {
+    /// Keeps `user`'s ceremony of `purpose`, started by `by` (for a
+    /// registration), ending the user's earlier one of that purpose; the
+    /// token its cookie carries.
+    fn put_ceremony(
+        &self,
+        purpose: Purpose,
+        user: String,
+        by: Option<EnrollerId>,
+        state: Vec<u8>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<SessionToken, StoreError>> + Send;
+
+    /// Keeps an anonymous ceremony started by a client at `ip`, which may
+    /// have `quota` open; `Ok(Err(Busy))` when it may not have another.
+    fn put_anonymous_ceremony(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        quota: usize,
+        state: Vec<u8>,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Result<SessionToken, Busy>, StoreError>> + Send;
+
+    /// Takes the live ceremony `hash` of `purpose`, once: a second take, a
+    /// take for another purpose (which burns it) or a take past its life
+    /// finds nothing.
+    fn take_ceremony(
+        &self,
+        hash: TokenHash,
+        purpose: Purpose,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Ceremony>, StoreError>> + Send;
 }
 
 /// Whole-store facts and verification.

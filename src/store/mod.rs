@@ -17,6 +17,7 @@
 //! behaviour once, as a model test any backend is run through.
 
 mod backend;
+pub mod ceremonies;
 pub mod chain;
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -29,8 +30,10 @@ pub mod regulation;
 mod reports;
 
 pub use backend::{Backend, BackendConfig, BackendTask};
+pub use ceremonies::{Busy, CEREMONY_MS, Entry as Ceremony, Purpose};
 pub use contract::{
-    AuditStore, BanStore, FactorStore, RegulationStore, SessionStore, StoreCheck, TokenStore,
+    AuditStore, BanStore, CeremonyStore, FactorStore, RegulationStore, SessionStore, StoreCheck,
+    TokenStore,
 };
 pub use credentials::{CredentialCheck, CredentialGenerations};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};

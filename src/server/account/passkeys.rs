@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::identity::recovery::RecoveryCodes;
 use crate::server::client::ClientIp;
-use crate::server::factors::ceremonies::Purpose;
 use crate::server::factors::enroll::Enroller;
 use crate::server::factors::factors_of;
 use crate::server::factors::passkeys::{body, passkeys_for, stale_ceremony, started, taken};
@@ -17,6 +16,7 @@ use crate::server::factors::proof::ProofInput;
 use crate::server::respond::{ApiError, user_agent};
 use crate::server::signin::session::{SignIn, complete, signed_in};
 use crate::server::state::AppState;
+use crate::store::{CeremonyStore, Purpose};
 use crate::store::{
     EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method, NewEvent, Passkey, PublicId,
     now_ms, truncate,
@@ -48,13 +48,17 @@ pub async fn register_start(
         let (options, st) = pk
             .start_registration(who.user(), who.user(), &existing)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let token = state.ceremonies.put(
-            Purpose::Register,
-            who.user().to_string(),
-            Some(who.id()),
-            st,
-            now_ms(),
-        );
+        let token = state
+            .store
+            .put_ceremony(
+                Purpose::Register,
+                who.user().to_string(),
+                Some(who.id()),
+                st,
+                now_ms(),
+            )
+            .await
+            .map_err(|e| ApiError::internal("keeping a passkey ceremony failed", &e))?;
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -74,7 +78,7 @@ pub async fn register_finish(
         let who = Enroller::of(&state, &headers)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let entry = taken(&state, &headers, Purpose::Register)?;
+        let entry = taken(&state, &headers, Purpose::Register).await?;
         if entry.user.as_deref() != Some(who.user()) || entry.by != Some(who.id()) {
             return Err(stale_ceremony());
         }

@@ -3,11 +3,11 @@
 //! cookie, passkey ceremonies, the proof a session gives before it adds a
 //! factor, and the changes themselves. Uses the core and [`guard`](super::guard).
 
-pub mod ceremonies;
 pub mod enroll;
 pub mod passkeys;
 pub mod pending;
 pub mod proof;
+pub mod relying;
 pub mod reset;
 
 use axum::http::StatusCode;

@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::server::cookie::cookie;
-use crate::server::factors::ceremonies::{Busy, CEREMONY_MS, Entry, Purpose};
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
+use crate::store::{Busy, CEREMONY_MS, Ceremony, CeremonyStore, Purpose};
 use crate::store::{SessionToken, now_ms};
 
 /// The relying party for this request, if passkeys can be used here.
@@ -69,11 +69,20 @@ pub fn started(state: &AppState, token: &SessionToken, options: Value) -> Respon
     res
 }
 
-/// Takes the request's ceremony of `purpose`.
-pub fn taken(state: &AppState, headers: &HeaderMap, purpose: Purpose) -> Result<Entry, ApiError> {
-    cookie(headers, &cookie_name(state))
-        .and_then(SessionToken::parse)
-        .and_then(|t| state.ceremonies.take(t.hash(), purpose, now_ms()))
+/// Takes the request's ceremony of `purpose`, once.
+pub async fn taken(
+    state: &AppState,
+    headers: &HeaderMap,
+    purpose: Purpose,
+) -> Result<Ceremony, ApiError> {
+    let Some(token) = cookie(headers, &cookie_name(state)).and_then(SessionToken::parse) else {
+        return Err(stale_ceremony());
+    };
+    state
+        .store
+        .take_ceremony(token.hash(), purpose, now_ms())
+        .await
+        .map_err(|e| ApiError::internal("taking a passkey ceremony failed", &e))?
         .ok_or_else(stale_ceremony)
 }
 

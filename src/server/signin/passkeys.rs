@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::identity::webauthn::Passkeys;
 use crate::server::client::ClientIp;
-use crate::server::factors::ceremonies::Purpose;
 use crate::server::factors::factors_of;
 use crate::server::factors::passkeys::{
     body, passkeys_for, stale_ceremony, started, taken, too_many_ceremonies,
@@ -20,6 +19,7 @@ use crate::server::state::AppState;
 use crate::store::{
     BanSubject, EventKind, FactorChange, FactorStore, Method, Methods, NewEvent, now_ms,
 };
+use crate::store::{CeremonyStore, Purpose};
 
 // ---------------------------------------------------------- second step
 
@@ -37,8 +37,10 @@ pub async fn step_start(State(state): State<AppState>, headers: HeaderMap) -> Re
             .start_authentication(&creds)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let token = state
-            .ceremonies
-            .put(Purpose::Step, who.user().to_string(), None, st, now_ms());
+            .store
+            .put_ceremony(Purpose::Step, who.user().to_string(), None, st, now_ms())
+            .await
+            .map_err(|e| ApiError::internal("keeping a passkey ceremony failed", &e))?;
         Ok::<_, ApiError>(started(&state, &token, options))
     };
     run.await.unwrap_or_else(|e| e.into_response())
@@ -56,7 +58,7 @@ pub async fn step_finish(
         let who = Stepper::of(&state, &headers)
             .await?
             .ok_or_else(crate::server::factors::pending::no_sign_in)?;
-        let entry = taken(&state, &headers, Purpose::Step)?;
+        let entry = taken(&state, &headers, Purpose::Step).await?;
         if entry.user.as_deref() != Some(who.user()) {
             return Err(stale_ceremony());
         }
@@ -90,8 +92,10 @@ pub async fn discover_start(
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let quota = state.config.second_factor.passkey_ceremonies_per_client;
         let token = state
-            .ceremonies
-            .put_anonymous(ip, quota, st, now_ms())
+            .store
+            .put_anonymous_ceremony(ip, quota, st, now_ms())
+            .await
+            .map_err(|e| ApiError::internal("keeping a passkey ceremony failed", &e))?
             .map_err(too_many_ceremonies)?;
         Ok::<_, ApiError>(started(&state, &token, options))
     };
@@ -110,7 +114,7 @@ pub async fn discover_finish(
     let headers = req.headers().clone();
     let run = async {
         let input = body(&state, req).await?;
-        let entry = taken(&state, &headers, Purpose::Discover)?;
+        let entry = taken(&state, &headers, Purpose::Discover).await?;
         let unknown = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -15,15 +15,16 @@ use super::ops::{Op, OpOutput};
 use super::writer::unreachable_output;
 use super::{Store, Writer};
 use crate::domain::{
-    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, Event,
-    EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
+    AccessTokenInfo, Applied, Ban, BanSubject, CreatedAccessToken, CreatedSession, EnrollerId,
+    Event, EventFilter, EventId, EventPage, FactorChange, FactorRefusal, FactorSet, Method,
     NewAccessToken, NewBan, NewEvent, NewSession, PendingSignIn, PublicId, RegulationSettings,
     Revocation, Session, SessionToken, TokenHash, TokenRefusal,
 };
-use crate::store::contract::RegulationStore;
+use crate::store::ceremonies::{Busy, Ceremonies, Entry as Ceremony, Purpose};
 use crate::store::contract::{
     AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore,
 };
+use crate::store::contract::{CeremonyStore, RegulationStore};
 use crate::store::credentials::CredentialCheck;
 use crate::store::error::{QueryError, StoreError, WriteError};
 use crate::store::regulation::{AtLimit, Lease, Regulator};
@@ -38,7 +39,9 @@ pub struct RedbBackend {
     /// all fail.
     writer: Option<Writer>,
     /// The failure counters: in this process, as one node holds the file.
-    regulator: std::sync::Arc<Regulator>,
+    regulator: Arc<Regulator>,
+    /// Passkey ceremonies in flight, in this process too.
+    ceremonies: Arc<Ceremonies>,
 }
 
 impl RedbBackend {
@@ -48,6 +51,7 @@ impl RedbBackend {
             store,
             writer: Some(writer),
             regulator: Default::default(),
+            ceremonies: Default::default(),
         }
     }
 
@@ -57,6 +61,7 @@ impl RedbBackend {
             store,
             writer: None,
             regulator: Default::default(),
+            ceremonies: Default::default(),
         }
     }
 
@@ -575,6 +580,39 @@ impl RegulationStore for RedbBackend {
         step: u64,
     ) -> Result<bool, StoreError> {
         Ok(self.regulator.first_replay(limits, user, step))
+    }
+}
+
+/// In process: answered at once, so no future ever waits.
+impl CeremonyStore for RedbBackend {
+    async fn put_ceremony(
+        &self,
+        purpose: Purpose,
+        user: String,
+        by: Option<EnrollerId>,
+        state: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<SessionToken, StoreError> {
+        Ok(self.ceremonies.put(purpose, user, by, state, now_ms))
+    }
+
+    async fn put_anonymous_ceremony(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        quota: usize,
+        state: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<Result<SessionToken, Busy>, StoreError> {
+        Ok(self.ceremonies.put_anonymous(ip, quota, state, now_ms))
+    }
+
+    async fn take_ceremony(
+        &self,
+        hash: TokenHash,
+        purpose: Purpose,
+        now_ms: u64,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        Ok(self.ceremonies.take(hash, purpose, now_ms))
     }
 }
 

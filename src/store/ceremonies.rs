@@ -1,39 +1,32 @@
-//! Passkeys over HTTP: registering one (a signed-in session, or a pending
-//! sign-in that must enroll), using one as the second step (after the
-//! password, or to step up), and signing in with one alone (discoverable,
-//! user verification required). The page side is `assets/passkey.js`.
+//! Passkey ceremonies in flight, in process: the redb backend's
+//! [`CeremonyStore`](super::CeremonyStore).
 //!
-//! A ceremony is two requests. Its state (`identity::webauthn`) stays on
-//! the server in [`Ceremonies`], under the hash of a random token that the
-//! browser holds in a short-lived cookie (`<cookie_name>_webauthn`); it is
-//! taken at the finish, so each is used once. The map is bounded: entries
-//! live five minutes, a user has one in flight per purpose, and anonymous
-//! ones (a passkey alone) are at most 1,024 in all and
-//! `[second_factor] passkey_ceremonies_per_client` (16) per client (its
+//! A ceremony is two requests. Its state (`identity::webauthn`) is kept
+//! here under the hash of a random token that the browser holds in a
+//! short-lived cookie; it is taken at the finish, so each is used once.
+//! The map is bounded: entries live five minutes ([`CEREMONY_MS`]), a user
+//! has one in flight per purpose, and anonymous ones (a passkey alone) are
+//! at most [`MAX_ANONYMOUS_CEREMONIES`] in all and a quota per client (its
 //! address, an IPv6 address counting as its /64). A client at its quota is
-//! refused (429 with `Retry-After`); when all 1,024 are taken, the oldest
-//! ceremony of the client with the most is ended only if that client is at
-//! its quota, and otherwise the newcomer is refused. So a flood from a few
-//! clients never pushes out another client's ceremony, and neither
-//! anonymous floods nor anything else touch a user's own. It is in memory:
-//! a restart only means clicking the button again.
-//!
-//! The relying party is the public origin; without one, a request to
-//! `localhost` uses its own origin (development). Anything else cannot use
-//! passkeys, and the pages do not offer them.
+//! refused ([`Busy`]); when all are taken, the oldest ceremony of the
+//! client with the most is ended only if that client is at its quota, and
+//! otherwise the newcomer is refused. So a flood from a few clients never
+//! pushes out another client's ceremony, and neither anonymous floods nor
+//! anything else touch a user's own. It is in memory: a restart only means
+//! clicking the button again.
 
+use crate::domain::{
+    EnrollerId, MAX_ANONYMOUS_CEREMONIES, SessionToken, TokenHash, client_network,
+};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-
-use crate::identity::webauthn::{Passkeys, WebAuthnError};
-use crate::store::{EnrollerId, SessionToken, TokenHash, client_network};
+use std::sync::Mutex;
 
 /// Most anonymous ceremonies (sign-in with a passkey alone) in flight at
 /// once, from all clients together. A user's own ceremonies are one per
 /// user and purpose, so they are bounded by the users, and no flood of
 /// anonymous ones can push them out.
-const MAX_ANONYMOUS: usize = crate::config::MAX_ANONYMOUS_CEREMONIES;
+const MAX_ANONYMOUS: usize = MAX_ANONYMOUS_CEREMONIES;
 
 /// Life of a ceremony: what the authenticator is given, too.
 pub const CEREMONY_MS: u64 = 300_000;
@@ -48,6 +41,8 @@ pub enum Purpose {
     Discover,
 }
 
+/// A ceremony in flight, as its finish takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     purpose: Purpose,
     /// Whose ceremony (none for a discoverable sign-in).
@@ -80,8 +75,9 @@ struct Open {
     oldest: (u64, TokenHash),
 }
 
-/// Ceremony states in flight, bounded. Owned by the server state.
-#[derive(Default)]
+/// Ceremony states in flight, bounded: the redb backend's
+/// [`CeremonyStore`](super::CeremonyStore), in this process.
+#[derive(Default, Debug)]
 pub struct Ceremonies {
     map: Mutex<HashMap<TokenHash, Entry>>,
 }
@@ -216,20 +212,6 @@ fn open_by_client(map: &HashMap<TokenHash, Entry>) -> HashMap<Option<IpAddr>, Op
     open
 }
 
-/// The relying party of the public origin, built once at start: `None`
-/// without a public origin, an error when the origin cannot use passkeys.
-pub type Relying = Option<Result<Arc<Passkeys>, WebAuthnError>>;
-
-/// [`Relying`] for `config`.
-pub fn relying_party(config: &crate::config::Config) -> Relying {
-    let origin = config.public_origin.as_ref()?;
-    let built = Passkeys::new(origin).map(Arc::new);
-    if let Err(e) = &built {
-        tracing::warn!(origin = %origin, "passkeys are off: {e}");
-    }
-    Some(built)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,14 +326,5 @@ mod tests {
         assert!(c.take(real.hash(), Purpose::Discover, 7_000).is_some());
         // The place it frees is open to anyone under their quota.
         c.put_anonymous(ip(0), 16, vec![1], 7_000).unwrap();
-    }
-
-    #[test]
-    fn the_global_cap_matches_the_config_bound() {
-        assert_eq!(MAX_ANONYMOUS, crate::config::MAX_ANONYMOUS_CEREMONIES);
-        assert_eq!(
-            crate::config::SecondFactorSettings::default().passkey_ceremonies_per_client,
-            16
-        );
     }
 }
