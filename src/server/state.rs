@@ -4,10 +4,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, Policy, UserEntry};
-use crate::store::{
-    Backend, CredentialCheck, CredentialGenerations, Revocation, RevokeReason, SessionStore,
-    TokenStore,
-};
+use crate::store::{Backend, CredentialCheck, Revocation, RevokeReason, SessionStore, TokenStore};
 
 /// Most (user, rule, minute) keys remembered for recording refusals.
 const MAX_DENIAL_KEYS: usize = 10_000;
@@ -25,11 +22,6 @@ pub struct Inner {
     pub config: Config,
     /// The current policy, replaced whole by a reload.
     policy: RwLock<Arc<Policy>>,
-    /// Per-user credential generations, shared with the writer thread
-    /// through the session-creating operation. Bumped only while `policy` is
-    /// write-locked, so a reader of `policy` sees a user and a generation of
-    /// the same reload.
-    credentials: CredentialGenerations,
     /// The store: sessions, bans and the audit trail.
     pub store: Backend,
     pub hasher: crate::server::password::Hasher,
@@ -80,7 +72,6 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
-                credentials: CredentialGenerations::default(),
                 config,
                 store,
                 hasher,
@@ -145,11 +136,14 @@ impl AppState {
         f(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The current entry of `name` and a check, taken under the same lock,
-    /// that holds until a reload changes that user's credentials.
+    /// The current entry of `name`, and the check of its credentials that
+    /// a session made from it carries: it holds until a reload changes that
+    /// user's credentials. (An unknown name gets the check of an empty
+    /// hash, never used: no session is made for one.)
     pub fn user_for_login(&self, name: &str) -> (Option<UserEntry>, CredentialCheck) {
-        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
-        (policy.user(name).cloned(), self.credentials.check(name))
+        let user = self.with_policy(|p| p.user(name).cloned());
+        let check = CredentialCheck::of(user.as_ref().map_or("", |u| u.password_hash.as_str()));
+        (user, check)
     }
 
     /// Replaces the policy (a reload) and ends every session and access
@@ -161,9 +155,9 @@ impl AppState {
     /// Returns the users whose sessions were ended.
     ///
     /// Logins still checking a password against the old entry are covered
-    /// too: the changed users' credential generations move together with the
-    /// swap, before any revocation is queued, so their session creation is
-    /// refused by the writer if it comes after the revocation.
+    /// too: the store learns the changed users' credentials before the swap
+    /// and before any revocation is queued, so their session creation is
+    /// refused by the store if it comes after the revocation.
     pub async fn replace_policy(&self, policy: Arc<Policy>) -> Vec<String> {
         let old = self.policy();
         let removed_or_changed = old.users().values().filter(|u| {
@@ -203,14 +197,32 @@ impl AppState {
             .cloned()
             .collect();
         arrived_or_left.sort();
-        {
-            let mut current = self.policy.write().unwrap_or_else(|p| p.into_inner());
-            *current = policy;
-            // Before the revocations below are queued: the writer applies in
-            // order, so each login of a changed user either commits its
-            // session before the revocation or finds the generation moved.
-            self.credentials.bump(changed.iter().map(String::as_str));
+        // Every name whose credentials differ, removed names as none.
+        // Before the swap and the revocations below: the store applies
+        // writes in order, so each login of a changed user either commits
+        // its session before the revocation or finds its credentials
+        // replaced (and a login between this and the swap checks the old
+        // entry, which no longer holds either).
+        let credentials: Vec<(String, Option<CredentialCheck>)> = old
+            .users()
+            .keys()
+            .chain(policy.users().keys())
+            .filter(|n| {
+                old.user(n).map(|u| &u.password_hash) != policy.user(n).map(|u| &u.password_hash)
+            })
+            .map(|n| {
+                (
+                    n.clone(),
+                    policy
+                        .user(n)
+                        .map(|u| CredentialCheck::of(&u.password_hash)),
+                )
+            })
+            .collect();
+        if let Err(e) = self.store.set_credentials(credentials).await {
+            tracing::error!(error = %e, "recording changed credentials failed");
         }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
         if !changed.is_empty() {
             // A Basic password checked against a replaced hash must not
             // pass from the cache for the rest of its minute.

@@ -254,6 +254,7 @@ impl SessionStore for Backend {
         async revoke_user(user: &str, keep: Option<PublicId>, how: Revocation)
             -> Result<Vec<PublicId>, WriteError>;
         fn touch(hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
+        async set_credentials(changes: Vec<(String, Option<CredentialCheck>)>) -> Result<(), WriteError>;
         async sweep(now_ms: u64, limit: usize) -> Result<SweepReport, WriteError>;
     }
 }

@@ -24,7 +24,9 @@
 //!   appends its event in the same atomic change.
 //! - **Credentials checked inside the write.** With a [`CredentialCheck`],
 //!   creation is refused ([`WriteError::CredentialsChanged`]) when the
-//!   user's generation moved, checked after every write submitted before it.
+//!   user's credentials are no longer those checked
+//!   ([`SessionStore::set_credentials`]), checked after every write
+//!   submitted before it.
 //! - **Read your writes.** A read that starts after a write was acknowledged
 //!   sees it; a session past either deadline is invalid at once, before any
 //!   sweep.
@@ -156,6 +158,15 @@ pub trait SessionStore: Send + Sync {
     /// when the backend cannot take it without waiting. A touch that
     /// returned `Ok` is applied before any write submitted after it.
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError>;
+
+    /// Records the current credentials of each user given (`None`: the
+    /// user was removed), before the writes that follow: a
+    /// session-creating write whose [`CredentialCheck`] is not its user's
+    /// current one creates nothing. A user never given holds every check.
+    fn set_credentials(
+        &self,
+        changes: Vec<(String, Option<CredentialCheck>)>,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
 
     /// Removes up to `limit` sessions past their deadline, up to `limit`
     /// ran-out bans and, for a backend that also implements [`TokenStore`],

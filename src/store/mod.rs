@@ -11,7 +11,7 @@
 //! - [`redb`](self::redb): the redb backend (one file, a group-commit writer
 //!   thread); no redb type leaves that module.
 //! - Shared by all backends: the hash chain ([`chain`]), keyset cursors,
-//!   credential generations, the reports and the errors.
+//!   credential checks, the reports and the errors.
 //!
 //! The conformance suite (`conformance.rs`, tests only) specifies the
 //! behaviour once, as a model test any backend is run through.
@@ -22,7 +22,7 @@ pub mod chain;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod contract;
-mod credentials;
+pub(crate) mod credentials;
 mod cursor;
 mod error;
 pub mod redb;
@@ -35,7 +35,7 @@ pub use contract::{
     AuditStore, BanStore, CeremonyStore, FactorStore, RegulationStore, SessionStore, StoreCheck,
     TokenStore,
 };
-pub use credentials::{CredentialCheck, CredentialGenerations};
+pub use credentials::{CredentialCheck, Credentials};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};
 pub use regulation::{AtLimit, Lease};
 pub use reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub const ALICE_PW: &str = "alice-secret-pw";
 pub const BOB_PW: &str = "bob-secret-pw";
 
-fn cheap() -> Argon2Settings {
+pub fn cheap() -> Argon2Settings {
     Argon2Settings {
         memory_kib: 64,
         iterations: 1,

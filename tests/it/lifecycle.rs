@@ -242,3 +242,63 @@ async fn a_key_file_other_users_can_read_stops_the_start() {
     tx.send(()).unwrap();
     h.await.unwrap().unwrap();
 }
+
+/// A sign-in whose password was checked against a hash that a reload then
+/// replaced gets no session: the store learns the new credentials before
+/// the reload ends the user's sessions, and refuses the session the
+/// checked password would make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_checked_against_a_replaced_password_gets_no_session() {
+    let s = TestServer::start(&config_text("", "")).await;
+    let path = s.dir.join("gatehouse.toml");
+    let (alice_hash, _) = hashes();
+    // alice's sign-in is held in the hashing pool, checking the old hash.
+    s.gate.close();
+    let c = client();
+    let held = {
+        let c = c.clone();
+        let url = s.at("/login");
+        tokio::spawn(async move {
+            c.post(url)
+                .header("accept", "application/json")
+                .form(&[("username", "alice"), ("password", ALICE_PW)])
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(60), s.gate.wait_held(1))
+        .await
+        .expect("the sign-in reaches the hashing pool");
+    // Her password changes meanwhile.
+    let new_hash = gatehouse::server::password::hash_password("a-new-secret-pw", &cheap()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(alice_hash.as_str(), &new_hash, 1)).unwrap();
+    s.reloader.reload().await.unwrap();
+    s.gate.open();
+    let answer = held.await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        c.get(s.at("/auth/verify")).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "no session came of it"
+    );
+    // The new password signs in.
+    let fresh = client();
+    let r = login(&fresh, &s, "alice", "a-new-secret-pw", &[]).await;
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    assert_eq!(
+        fresh
+            .get(s.at("/auth/verify"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    s.stop().await;
+}

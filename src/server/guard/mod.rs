@@ -49,8 +49,8 @@ impl std::fmt::Debug for Password {
 
 /// A password checked as the sign-in form checks one.
 pub(crate) enum PasswordCheck<'s> {
-    /// Right: the user's entry and its credential generation, both as they
-    /// were when checked, and the attempt's reservation, for the caller to
+    /// Right: the user's entry as it was checked and the check of its
+    /// credentials, and the attempt's reservation, for the caller to
     /// settle (or to release by dropping it).
     Right(UserEntry, CredentialCheck, Reservation<'s>),
     /// Wrong, or no such user: already counted, logged and audited.
@@ -75,8 +75,8 @@ pub(crate) async fn check_password<'s>(
     let m = &state.metrics;
     let mut subjects = vec![BanSubject::User(username.to_string())];
     subjects.extend(ip.map(BanSubject::ip));
-    // The entry and its credential generation come from one snapshot, so
-    // a session made from this check is refused if a reload replaced it.
+    // The check is of the very entry whose hash is verified, so a session
+    // made from it is refused if a reload replaced that hash.
     let (user, credentials) = state.user_for_login(username);
     let reservation = admit(state, &subjects, user.is_some(), username, ip, ua, now).await?;
     let ok = match state

@@ -25,7 +25,7 @@ use crate::store::contract::{
     AuditStore, BanStore, FactorStore, SessionStore, StoreCheck, TokenStore,
 };
 use crate::store::contract::{CeremonyStore, RegulationStore};
-use crate::store::credentials::CredentialCheck;
+use crate::store::credentials::{CredentialCheck, Credentials, HeldCheck};
 use crate::store::error::{QueryError, StoreError, WriteError};
 use crate::store::regulation::{AtLimit, Lease, Regulator};
 use crate::store::reports::{AuditCounts, CheckReport, PruneReport, StoreStats, SweepReport};
@@ -42,6 +42,9 @@ pub struct RedbBackend {
     regulator: Arc<Regulator>,
     /// Passkey ceremonies in flight, in this process too.
     ceremonies: Arc<Ceremonies>,
+    /// The current credentials of users a reload changed, which the writer
+    /// checks a session-creating write against.
+    credentials: Credentials,
 }
 
 impl RedbBackend {
@@ -52,6 +55,7 @@ impl RedbBackend {
             writer: Some(writer),
             regulator: Default::default(),
             ceremonies: Default::default(),
+            credentials: Default::default(),
         }
     }
 
@@ -62,7 +66,18 @@ impl RedbBackend {
             writer: None,
             regulator: Default::default(),
             ceremonies: Default::default(),
+            credentials: Default::default(),
         }
+    }
+
+    /// `check` bound to this backend's credentials, as a write carries it.
+    fn held(&self, check: Option<CredentialCheck>) -> Option<Box<HeldCheck>> {
+        check.map(|check| {
+            Box::new(HeldCheck {
+                table: self.credentials.clone(),
+                check,
+            })
+        })
     }
 
     /// The database file.
@@ -114,7 +129,7 @@ impl SessionStore for RedbBackend {
         let op = Op::CreateSessionAudited {
             new: Box::new(new),
             event: login,
-            check,
+            check: self.held(check),
         };
         match self.submit(op).await? {
             OpOutput::Created(c) => Ok(c),
@@ -221,6 +236,16 @@ impl SessionStore for RedbBackend {
     }
 
     #[inline]
+    /// In process: later writes are submitted after this returns, and the
+    /// writer reads the table when it applies them.
+    async fn set_credentials(
+        &self,
+        changes: Vec<(String, Option<CredentialCheck>)>,
+    ) -> Result<(), WriteError> {
+        self.credentials.set(changes);
+        Ok(())
+    }
+
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
         match &self.writer {
             Some(w) => w.touch(hash, now_ms),
@@ -311,7 +336,7 @@ impl FactorStore for RedbBackend {
             hash,
             new: Box::new(new),
             event: login,
-            check,
+            check: self.held(check),
         };
         match self.submit(op).await? {
             OpOutput::Completed(c) => Ok(c),

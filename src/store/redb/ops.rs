@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::txn::Tx;
 use crate::domain::*;
-use crate::store::credentials::CredentialCheck;
+use crate::store::credentials::HeldCheck;
 use crate::store::error::StoreError;
 use crate::store::reports::PruneReport;
 use crate::store::reports::SweepReport;
@@ -28,7 +28,7 @@ pub enum Op {
         // Boxed: keeps `Op`, and so every queue slot, small.
         new: Box<NewSession>,
         event: NewEvent,
-        check: Option<CredentialCheck>,
+        check: Option<Box<HeldCheck>>,
     },
     Touch {
         hash: TokenHash,
@@ -96,7 +96,7 @@ pub enum Op {
         hash: TokenHash,
         new: Box<NewSession>,
         event: NewEvent,
-        check: Option<CredentialCheck>,
+        check: Option<Box<HeldCheck>>,
     },
     StepUp {
         hash: TokenHash,

@@ -3,6 +3,7 @@
 
 use super::tables::*;
 use super::*;
+use crate::store::credentials::HeldCheck;
 use crate::store::*;
 use ::redb::ReadableTable;
 
@@ -824,15 +825,22 @@ fn a_session_and_its_audit_event_commit_together() {
 #[test]
 fn a_checked_sign_in_after_a_credential_change_creates_nothing() {
     let (_d, store) = temp_store();
-    let generations = CredentialGenerations::default();
+    let table = Credentials::default();
+    let held = |check: CredentialCheck| {
+        Some(Box::new(HeldCheck {
+            table: table.clone(),
+            check,
+        }))
+    };
     let sign_in = |check: CredentialCheck| Op::CreateSessionAudited {
         new: Box::new(new_session("alice", 1_000)),
         event: NewEvent::at(EventKind::LoginSuccess, 1_000_000).user("alice"),
-        check: Some(check),
+        check: held(check),
     };
-    let before = generations.check("alice");
-    let bob = generations.check("bob");
-    generations.bump(["alice"]);
+    let before = CredentialCheck::of("$argon2id$old");
+    let bob = CredentialCheck::of("$argon2id$bob");
+    let after = CredentialCheck::of("$argon2id$new");
+    table.set([("alice".to_string(), Some(after))]);
     // In one batch with a sign-in whose check still holds: only that one
     // commits, and the refused one fails nothing else.
     let out = store.apply_batch(vec![
@@ -840,7 +848,7 @@ fn a_checked_sign_in_after_a_credential_change_creates_nothing() {
         Op::CreateSessionAudited {
             new: Box::new(new_session("bob", 1_000)),
             event: NewEvent::at(EventKind::LoginSuccess, 1_000_001).user("bob"),
-            check: Some(bob),
+            check: held(bob),
         },
     ]);
     assert!(
@@ -853,7 +861,7 @@ fn a_checked_sign_in_after_a_credential_change_creates_nothing() {
     assert_eq!(success.len(), 1);
     assert_eq!(success[0].user.as_deref(), Some("bob"));
     // A check taken after the change holds.
-    let out = store.apply(sign_in(generations.check("alice"))).unwrap();
+    let out = store.apply(sign_in(after)).unwrap();
     assert!(matches!(out, OpOutput::Created(_)), "{out:?}");
     assert!(store.check().unwrap().is_ok());
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Store;
 use super::ops::{Op, OpOutput};
 use crate::domain::*;
-use crate::store::credentials::CredentialCheck;
+use crate::store::credentials::HeldCheck;
 use crate::store::error::WriteError;
 use crate::store::reports::SweepReport;
 
@@ -228,7 +228,7 @@ impl Writer {
         &self,
         new: NewSession,
         event: NewEvent,
-        check: Option<CredentialCheck>,
+        check: Option<Box<HeldCheck>>,
     ) -> Result<CreatedSession, WriteError> {
         match self
             .submit(Op::CreateSessionAudited {
