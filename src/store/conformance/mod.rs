@@ -9,6 +9,7 @@
 //! by `redb_conforms` below.
 
 mod factors;
+mod guards;
 mod model;
 
 use std::future::Future;
