@@ -11,6 +11,7 @@
 //! checked against a replaced hash gets no session.
 
 pub mod admin;
+pub mod admin_stream;
 pub mod assets;
 pub mod audit;
 pub mod auth;
