@@ -17,8 +17,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
@@ -50,12 +50,24 @@ pub enum Frame {
         through: Option<EventId>,
     },
     /// The end of a query page: where the next one starts.
-    Page { next_cursor: Option<String> },
-    Stats { stats: StoreStats },
-    Counts { counts: AuditCounts },
-    Check { report: CheckReport },
-    Sessions { sessions: Vec<Session> },
-    Tokens { tokens: Vec<AccessTokenInfo> },
+    Page {
+        next_cursor: Option<String>,
+    },
+    Stats {
+        stats: StoreStats,
+    },
+    Counts {
+        counts: AuditCounts,
+    },
+    Check {
+        report: CheckReport,
+    },
+    Sessions {
+        sessions: Vec<Session>,
+    },
+    Tokens {
+        tokens: Vec<AccessTokenInfo>,
+    },
     /// A snapshot taken and checked by the server; its bytes follow as
     /// [`Frame::Chunk`]s.
     Snapshot {
@@ -64,13 +76,18 @@ pub enum Frame {
         check: CheckReport,
     },
     /// Base64 of the next bytes of a snapshot.
-    Chunk { data: String },
+    Chunk {
+        data: String,
+    },
     /// Nothing new; the server is working or waiting.
     Alive,
     /// The answer is complete.
     End,
     /// The answer failed; nothing more follows.
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// What kind of failure a [`Frame::Error`] reports.
@@ -219,11 +236,10 @@ impl FrameStream {
             }
             Err(e) => return Err(connect_err(&e)),
         };
-        let (mut send, conn) = hyper::client::conn::http1::handshake(
-            hyper_util::rt::TokioIo::new(sock),
-        )
-        .await
-        .map_err(|e| connect_err(&e))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(sock))
+                .await
+                .map_err(|e| connect_err(&e))?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -44,11 +44,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::admin_wire::{CHUNK_BYTES, ErrorKind, EVENTS_PER_FRAME, Frame, HEARTBEAT};
+use crate::admin_wire::{CHUNK_BYTES, EVENTS_PER_FRAME, ErrorKind, Frame, HEARTBEAT};
 use crate::domain::{Event, EventFilter, EventId, MAX_LIMIT};
-use crate::store::{
-    AuditStore, Backend, QueryError, SessionStore, StoreCheck, TokenStore, now_ms,
-};
+use crate::store::{AuditStore, Backend, QueryError, SessionStore, StoreCheck, TokenStore, now_ms};
 
 /// How long a connection may take for one request that is not a stream.
 pub const SINGLE_REPLY: Duration = Duration::from_secs(10);
@@ -249,42 +247,46 @@ where
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// The filter and the other parameters of a request, or a 400.
-fn params(raw: Option<String>) -> Result<(EventFilter, Vec<(String, String)>), Response> {
-    crate::admin_wire::filter_from_query(raw.as_deref().unwrap_or(""))
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())
+/// A request the routes cannot read: answered 400 with the reason.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, format!("{}\n", self.0)).into_response()
+    }
+}
+
+/// The filter and the other parameters of a request.
+fn params(raw: Option<String>) -> Result<(EventFilter, Vec<(String, String)>), BadRequest> {
+    crate::admin_wire::filter_from_query(raw.as_deref().unwrap_or("")).map_err(BadRequest)
 }
 
 fn param<T: std::str::FromStr>(
     rest: &[(String, String)],
     name: &str,
-) -> Result<Option<T>, Response> {
+) -> Result<Option<T>, BadRequest> {
     match rest.iter().find(|(k, _)| k == name) {
         None => Ok(None),
-        Some((_, v)) => v.parse().map(Some).map_err(|_| {
-            (StatusCode::BAD_REQUEST, format!("bad {name}: {v:?}\n")).into_response()
-        }),
+        Some((_, v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| BadRequest(format!("bad {name}: {v:?}"))),
     }
 }
+
+type Answer = Result<Response, BadRequest>;
 
 type Shared = State<Arc<Streams>>;
 type Prog = Option<Extension<Progress>>;
 
-async fn query(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (filter, rest) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let limit = match param::<usize>(&rest, "limit") {
-        Ok(l) => l.unwrap_or(100).clamp(1, MAX_LIMIT),
-        Err(r) => return r,
-    };
-    let cursor = match param::<String>(&rest, "cursor") {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn query(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (filter, rest) = params(raw)?;
+    let limit = param::<usize>(&rest, "limit")?
+        .unwrap_or(100)
+        .clamp(1, MAX_LIMIT);
+    let cursor = param::<String>(&rest, "cursor")?;
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         let page = sink
             .alive_while(store.query_events(&filter, limit, cursor.as_deref()))
             .await?;
@@ -300,20 +302,15 @@ async fn query(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
             Err(QueryError::Cursor(c)) => sink.fail(ErrorKind::Cursor, c).await,
             Err(QueryError::Store(e)) => sink.fail(ErrorKind::Store, e).await,
         }
-    })
+    }))
 }
 
-async fn export(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (filter, rest) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let (after, end) = match (param::<u64>(&rest, "after"), param::<u64>(&rest, "end")) {
-        (Ok(a), Ok(e)) => (EventId(a.unwrap_or(0)), EventId(e.unwrap_or(u64::MAX))),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+async fn export(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (filter, rest) = params(raw)?;
+    let after = EventId(param::<u64>(&rest, "after")?.unwrap_or(0));
+    let end = EventId(param::<u64>(&rest, "end")?.unwrap_or(u64::MAX));
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         let mut after = after;
         loop {
             let batch = match sink.alive_while(store.events_after(after, STEP)).await? {
@@ -342,20 +339,14 @@ async fn export(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response 
                 return sink.send(Frame::End).await;
             }
         }
-    })
+    }))
 }
 
-async fn follow(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (filter, rest) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let after = match param::<u64>(&rest, "after") {
-        Ok(a) => EventId(a.unwrap_or(0)),
-        Err(r) => return r,
-    };
+async fn follow(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (filter, rest) = params(raw)?;
+    let after = EventId(param::<u64>(&rest, "after")?.unwrap_or(0));
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         let mut after = after;
         let mut tick = tokio::time::interval(FOLLOW_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -388,7 +379,7 @@ async fn follow(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response 
                 quiet_since = Instant::now();
             }
         }
-    })
+    }))
 }
 
 async fn stats(State(s): Shared, p: Prog) -> Response {
@@ -404,17 +395,13 @@ async fn stats(State(s): Shared, p: Prog) -> Response {
     })
 }
 
-async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (_, rest) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let top = match param::<usize>(&rest, "top") {
-        Ok(t) => t.unwrap_or(10).min(MAX_SESSIONS),
-        Err(r) => return r,
-    };
+async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (_, rest) = params(raw)?;
+    let top = param::<usize>(&rest, "top")?
+        .unwrap_or(10)
+        .min(MAX_SESSIONS);
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         match sink.alive_while(store.audit_counts(top)).await? {
             Ok(counts) => {
                 sink.send(Frame::Counts { counts }).await?;
@@ -422,7 +409,7 @@ async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response 
             }
             Err(e) => sink.fail(ErrorKind::Store, e).await,
         }
-    })
+    }))
 }
 
 async fn check(State(s): Shared, p: Prog) -> Response {
@@ -438,17 +425,13 @@ async fn check(State(s): Shared, p: Prog) -> Response {
     })
 }
 
-async fn sessions(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (filter, rest) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let limit = match param::<usize>(&rest, "limit") {
-        Ok(l) => l.unwrap_or(1_000).min(MAX_SESSIONS),
-        Err(r) => return r,
-    };
+async fn sessions(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (filter, rest) = params(raw)?;
+    let limit = param::<usize>(&rest, "limit")?
+        .unwrap_or(1_000)
+        .min(MAX_SESSIONS);
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         let now = now_ms();
         let list = match &filter.user {
             Some(u) => sink.alive_while(store.sessions_of(u, now)).await?,
@@ -466,19 +449,16 @@ async fn sessions(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Respons
             }
             Err(e) => sink.fail(ErrorKind::Store, e).await,
         }
-    })
+    }))
 }
 
-async fn tokens(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response {
-    let (filter, _) = match params(raw) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn tokens(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
+    let (filter, _) = params(raw)?;
     let Some(user) = filter.user else {
-        return (StatusCode::BAD_REQUEST, "give user\n").into_response();
+        return Err(BadRequest("give user".into()));
     };
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    Ok(stream(&s, p, move |sink| async move {
         match sink.alive_while(store.tokens_of(&user, now_ms())).await? {
             Ok(tokens) => {
                 sink.send(Frame::Tokens { tokens }).await?;
@@ -486,7 +466,7 @@ async fn tokens(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Response 
             }
             Err(e) => sink.fail(ErrorKind::Store, e).await,
         }
-    })
+    }))
 }
 
 /// Removes the server's copy of a snapshot once it is sent, or abandoned.
@@ -561,7 +541,10 @@ async fn backup(State(s): Shared, p: Prog) -> Response {
             return sink
                 .fail(
                     ErrorKind::Store,
-                    format!("the snapshot changed size while sent ({sent} of {} bytes)", report.bytes),
+                    format!(
+                        "the snapshot changed size while sent ({sent} of {} bytes)",
+                        report.bytes
+                    ),
                 )
                 .await;
         }

@@ -151,12 +151,7 @@ pub fn run(store: &Source, a: &ExportArgs) -> anyhow::Result<Status> {
     result
 }
 
-fn export(
-    store: &Source,
-    a: &ExportArgs,
-    tmp: &Path,
-    stop: &AtomicBool,
-) -> anyhow::Result<Status> {
+fn export(store: &Source, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // Export what exists now: a live server keeps appending, the export ends.
     let stats = store.stats()?;

@@ -340,7 +340,8 @@ impl Remote {
                 dest.display()
             );
         }
-        let same = matches!((dest.canonicalize(), self.db.canonicalize()), (Ok(x), Ok(y)) if x == y);
+        let same =
+            matches!((dest.canonicalize(), self.db.canonicalize()), (Ok(x), Ok(y)) if x == y);
         if same {
             anyhow::bail!(
                 "cannot write the backup at {}: the destination is the live database itself",
