@@ -214,12 +214,16 @@ impl Stream for Framed {
 
 /// Answers with the frames `produce` sends, holding a stream slot for as
 /// long as it runs; busy when every slot is taken.
-fn stream<F, Fut>(s: &Streams, progress: Option<Extension<Progress>>, produce: F) -> Response
+fn stream<F, Fut>(
+    slots: &Arc<Semaphore>,
+    progress: Option<Extension<Progress>>,
+    produce: F,
+) -> Response
 where
     F: FnOnce(Sink) -> Fut,
     Fut: Future<Output = Result<(), Gone>> + Send + 'static,
 {
-    let Ok(slot) = s.slots.clone().try_acquire_owned() else {
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("too many streams at once (at most {MAX_STREAMS}); try again\n"),
@@ -286,7 +290,7 @@ async fn query(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
         .clamp(1, MAX_LIMIT);
     let cursor = param::<String>(&rest, "cursor")?;
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         let page = sink
             .alive_while(store.query_events(&filter, limit, cursor.as_deref()))
             .await?;
@@ -310,7 +314,7 @@ async fn export(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
     let after = EventId(param::<u64>(&rest, "after")?.unwrap_or(0));
     let end = EventId(param::<u64>(&rest, "end")?.unwrap_or(u64::MAX));
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         let mut after = after;
         loop {
             let batch = match sink.alive_while(store.events_after(after, STEP)).await? {
@@ -346,7 +350,7 @@ async fn follow(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
     let (filter, rest) = params(raw)?;
     let after = EventId(param::<u64>(&rest, "after")?.unwrap_or(0));
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         let mut after = after;
         let mut tick = tokio::time::interval(FOLLOW_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -384,7 +388,7 @@ async fn follow(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
 
 async fn stats(State(s): Shared, p: Prog) -> Response {
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    stream(&s.slots, p, move |sink| async move {
         match sink.alive_while(store.stats()).await? {
             Ok(stats) => {
                 sink.send(Frame::Stats { stats }).await?;
@@ -401,7 +405,7 @@ async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
         .unwrap_or(10)
         .min(MAX_SESSIONS);
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         match sink.alive_while(store.audit_counts(top)).await? {
             Ok(counts) => {
                 sink.send(Frame::Counts { counts }).await?;
@@ -414,7 +418,7 @@ async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
 
 async fn check(State(s): Shared, p: Prog) -> Response {
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    stream(&s.slots, p, move |sink| async move {
         match sink.alive_while(store.check()).await? {
             Ok(report) => {
                 sink.send(Frame::Check { report }).await?;
@@ -431,7 +435,7 @@ async fn sessions(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer 
         .unwrap_or(1_000)
         .min(MAX_SESSIONS);
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         let now = now_ms();
         let list = match &filter.user {
             Some(u) => sink.alive_while(store.sessions_of(u, now)).await?,
@@ -458,7 +462,7 @@ async fn tokens(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
         return Err(BadRequest("give user".into()));
     };
     let store = s.store.clone();
-    Ok(stream(&s, p, move |sink| async move {
+    Ok(stream(&s.slots, p, move |sink| async move {
         match sink.alive_while(store.tokens_of(&user, now_ms())).await? {
             Ok(tokens) => {
                 sink.send(Frame::Tokens { tokens }).await?;
@@ -493,7 +497,7 @@ async fn backup(State(s): Shared, p: Prog) -> Response {
             .into_response();
     };
     let store = s.store.clone();
-    stream(&s, p, move |sink| async move {
+    stream(&s.slots, p, move |sink| async move {
         let path = snapshot_path(store.location());
         // Left by an abandoned backup: none runs now (this one holds the
         // permit, which a backup's blocking work keeps until it ends).
@@ -555,6 +559,66 @@ async fn backup(State(s): Shared, p: Prog) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A router with one stream route whose producer sends a frame, then
+    /// waits `every`, forever.
+    fn endless(every: Duration) -> Router {
+        let slots = Arc::new(Semaphore::new(1));
+        Router::new().route(
+            "/x",
+            get(move |p: Prog| {
+                let slots = slots.clone();
+                async move {
+                    stream(&slots, p, move |sink| async move {
+                        loop {
+                            sink.send(Frame::Alive).await?;
+                            tokio::time::sleep(every).await;
+                        }
+                    })
+                }
+            }),
+        )
+    }
+
+    async fn connect(app: Router) -> (UnixStream, tokio::task::JoinHandle<()>) {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let conn = tokio::spawn(serve_connection(builder, server, app));
+        client
+            .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        (client, conn)
+    }
+
+    /// A client that stops reading stops the stream, which is cut once
+    /// nothing has left it for `STALL`.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_nobody_reads_is_cut_after_the_stall_bound() {
+        let (_client, conn) = connect(endless(Duration::ZERO)).await;
+        let start = Instant::now();
+        conn.await.unwrap();
+        let took = start.elapsed();
+        assert!(took >= STALL, "{took:?}");
+        assert!(took < STALL + SINGLE_REPLY + STALL, "{took:?}");
+    }
+
+    /// A stream that keeps moving outlives the single-reply bound.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_read_as_it_comes_is_not_cut() {
+        let (mut client, conn) = connect(endless(HEARTBEAT)).await;
+        let mut buf = vec![0u8; 4096];
+        let start = Instant::now();
+        while start.elapsed() < 5 * STALL {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "cut after {:?}", start.elapsed());
+        }
+        assert!(!conn.is_finished());
+        // Once the client goes, the connection ends.
+        drop(client);
+        conn.await.unwrap();
+    }
 
     /// A producer runs only as far as the body is read: with nobody
     /// reading, it stops after filling the channel.
