@@ -34,7 +34,11 @@ pub(super) struct Live {
 
 impl Live {
     pub(super) fn start() -> Live {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// The stand-in on an existing data dir (a restart).
+    pub(super) fn start_in(dir: tempfile::TempDir) -> Live {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
