@@ -60,8 +60,8 @@ pub const QUEUED_FRAMES: usize = 2;
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 /// Events read per step of an export or a follow.
 const STEP: usize = 1_000;
-/// Most sessions one answer lists.
-const MAX_SESSIONS: usize = 1_000_000;
+/// Most sessions, or busiest users, one answer lists.
+const MAX_LISTED: usize = 1_000_000;
 
 /// What the stream routes share.
 struct Streams {
@@ -401,9 +401,7 @@ async fn stats(State(s): Shared, p: Prog) -> Response {
 
 async fn counts(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer {
     let (_, rest) = params(raw)?;
-    let top = param::<usize>(&rest, "top")?
-        .unwrap_or(10)
-        .min(MAX_SESSIONS);
+    let top = param::<usize>(&rest, "top")?.unwrap_or(10).min(MAX_LISTED);
     let store = s.store.clone();
     Ok(stream(&s.slots, p, move |sink| async move {
         match sink.alive_while(store.audit_counts(top)).await? {
@@ -433,7 +431,7 @@ async fn sessions(State(s): Shared, p: Prog, RawQuery(raw): RawQuery) -> Answer 
     let (filter, rest) = params(raw)?;
     let limit = param::<usize>(&rest, "limit")?
         .unwrap_or(1_000)
-        .min(MAX_SESSIONS);
+        .min(MAX_LISTED);
     let store = s.store.clone();
     Ok(stream(&s.slots, p, move |sink| async move {
         let now = now_ms();
