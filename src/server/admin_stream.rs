@@ -602,6 +602,21 @@ mod tests {
         assert!(took < STALL + SINGLE_REPLY + STALL, "{took:?}");
     }
 
+    /// A stream past the slots is refused at once, with a reason.
+    #[tokio::test(start_paused = true)]
+    async fn streams_beyond_the_slots_are_refused_as_busy() {
+        let app = endless(HEARTBEAT);
+        let (mut first, _c1) = connect(app.clone()).await;
+        let mut buf = vec![0u8; 4096];
+        let n = first.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let (mut second, _c2) = connect(app).await;
+        let n = second.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains("too many streams"), "{text}");
+    }
+
     /// A stream that keeps moving outlives the single-reply bound.
     #[tokio::test(start_paused = true)]
     async fn a_stream_read_as_it_comes_is_not_cut() {
