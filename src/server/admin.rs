@@ -83,7 +83,7 @@ pub async fn serve(
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
-    let streams = super::admin_stream::router(state.store.clone());
+    let streams = crate::server::admin_stream::router(state.store.clone());
     let router = Router::new()
         .route(
             "/config/reload",
@@ -116,7 +116,7 @@ pub async fn serve(
         };
         // One short exchange, or a stream that keeps moving; a stuck
         // client is cut off.
-        conns.spawn(super::admin_stream::serve_connection(
+        conns.spawn(crate::server::admin_stream::serve_connection(
             builder.clone(),
             stream,
             router.clone(),
