@@ -4,6 +4,7 @@
 //! the map.
 
 pub mod access;
+pub mod admin_wire;
 pub mod config;
 pub mod domain;
 pub mod identity;

@@ -104,7 +104,7 @@ pub struct NewAccessToken {
 }
 
 /// An access token as listed and checked: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccessTokenInfo {
     /// Random id shown in lists and used to revoke it; never the token.
     pub id: PublicId,

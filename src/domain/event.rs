@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::clock::now_us;
 use super::event_kind::{EventKind, Outcome};
@@ -41,6 +41,16 @@ impl Serialize for EventId {
     /// As a string: JSON consumers such as `jq` lose precision above 2^53.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    /// From the string form [`Serialize`] writes.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map(EventId)
+            .map_err(|_| serde::de::Error::custom(format!("bad event id {s:?}")))
     }
 }
 

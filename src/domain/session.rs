@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::method::Methods;
 use super::token::{PublicId, SessionToken};
@@ -28,7 +28,7 @@ pub struct NewSession {
 }
 
 /// A session as the store reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id: PublicId,
     pub user: String,

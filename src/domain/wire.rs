@@ -8,11 +8,19 @@
 //! 2^53); absent values are `null`; `details` is an object in stored order.
 //! Archives exist in this form: it changes only compatibly (new fields at
 //! the end), and byte for byte the same for the same event.
+//!
+//! The same form is read back ([`Deserialize`] for [`Event`]) where a
+//! running server hands events to `auditctl` over its admin socket; `time`
+//! is then ignored (it is derived from `time_us`).
 
-use serde::Serialize;
+use std::net::IpAddr;
+
+use serde::de::{MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::event::Event;
+use super::event::{Event, EventId};
+use super::event_kind::EventKind;
 
 /// RFC 3339 UTC form of a time in microseconds since the epoch.
 pub fn rfc3339_utc(time_us: u64) -> String {
@@ -54,6 +62,57 @@ impl Serialize for Event {
     }
 }
 
+/// Details read back from their object, keeping its order.
+struct DetailsIn(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for DetailsIn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = DetailsIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<DetailsIn, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0).min(64));
+                while let Some(pair) = m.next_entry::<String, String>()? {
+                    out.push(pair);
+                }
+                Ok(DetailsIn(out))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    id: EventId,
+    time_us: u64,
+    kind: EventKind,
+    user: Option<String>,
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    session: Option<String>,
+    details: DetailsIn,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let e = EventIn::deserialize(d)?;
+        Ok(Event {
+            id: e.id,
+            time_us: e.time_us,
+            kind: e.kind,
+            user: e.user,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            session: e.session,
+            details: e.details.0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +142,16 @@ mod tests {
             text,
             r#"{"id":"7228665413140299776","time":"2025-11-26T19:44:26.123456Z","time_us":1764186266123456,"kind":"login.failure","user":"al\"ice\n","ip":"203.0.113.9","user_agent":null,"session":"l-MK7ZLO7NltevKMi9pK2w","details":{"reason":"bad password","count":"2"}}"#
         );
+    }
+
+    /// Read back, the form gives the same event, details in their order.
+    #[test]
+    fn the_form_reads_back() {
+        let ev = event();
+        let text = serde_json::to_string(&ev).unwrap();
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ev);
+        assert!(serde_json::from_str::<Event>(&text.replace("login.failure", "x.y")).is_err());
     }
 
     #[test]

@@ -149,7 +149,8 @@ impl Backend {
         }
     }
 
-    /// Opens an existing store read-only, beside a running server or not.
+    /// Opens an existing store read-only; fails as locked while a server
+    /// holds it (read through the server then, `crate::admin_wire`).
     /// Every write fails.
     pub fn open_read_only(config: &BackendConfig) -> Result<Backend, OpenError> {
         match config {

@@ -1,10 +1,12 @@
 //! What the store's operations report: sweeps, prunes, checks, counts and
 //! whole-store facts. Every backend fills the same reports.
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::{EventId, EventKind};
 
 /// Counts and facts about the database, for `auditctl stats` and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {
     /// Schema version recorded in the file.
     pub schema_version: u32,
@@ -51,7 +53,7 @@ pub struct PruneReport {
 }
 
 /// Events per kind and per user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCounts {
     /// Every kind with at least one event, most frequent first.
     pub by_kind: Vec<(EventKind, u64)>,
@@ -69,7 +71,7 @@ pub struct AuditCounts {
 const MAX_LISTED: usize = 20;
 
 /// What a check found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub sessions: u64,
     pub events: u64,

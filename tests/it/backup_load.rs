@@ -60,6 +60,13 @@ async fn round_of_backups(round: usize, n: usize) -> usize {
     let dir = tmp.path().to_path_buf();
     let store = Store::open(dir.join("gatehouse.redb"), &StoreOptions::default()).unwrap();
     let (writer, task) = Writer::spawn(store.clone(), WriterConfig::default());
+    // The backups go through the admin socket, as a running server's do.
+    let socket = crate::standin::AdminSocket::serve(
+        &tokio::runtime::Handle::current(),
+        &store,
+        &writer,
+        &dir,
+    );
     let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -114,6 +121,7 @@ async fn round_of_backups(round: usize, n: usize) -> usize {
         tokio::time::timeout(WAIT, l).await.unwrap().unwrap();
     }
     let written = acked.lock().await.len();
+    socket.stop().await;
     drop(writer);
     task.shutdown().await.unwrap();
     assert!(store.check().unwrap().is_ok());

@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse::store::{EventFilter, EventKind, Store};
 use reqwest::StatusCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -196,26 +195,83 @@ pub async fn verify_status(c: &reqwest::Client, url: &str, token: &str) -> Optio
         .map(|r| r.status())
 }
 
-/// Public ids of every `login.success` event of `user`.
-pub fn login_success_ids(store: &Store, user: &str) -> HashSet<String> {
-    let filter = EventFilter {
-        user: Some(user.into()),
-        kinds: vec![EventKind::LoginSuccess],
-        ..EventFilter::default()
-    };
+/// The public id of the session `token` holds, as the running server lists
+/// it (`GET /api/v1/sessions`, the entry marked current); `None` when the
+/// token holds none.
+pub async fn session_id(c: &reqwest::Client, url: &str, token: &str) -> Option<String> {
+    let r = c
+        .get(format!("{url}/api/v1/sessions"))
+        .header("cookie", format!("gatehouse_session={token}"))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["sessions"]
+        .as_array()?
+        .iter()
+        .find(|s| s["current"] == true)
+        .and_then(|s| s["id"].as_str().map(String::from))
+}
+
+/// Public ids of every `login.success` event of `user`, read with `auditctl
+/// query` (through the running server's admin socket while it runs).
+pub async fn login_success_ids_through(dir: &Path, user: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut cursor: Option<String> = None;
     for _ in 0..100_000 {
-        let page = store
-            .query_events(&filter, 1000, cursor.as_deref())
-            .unwrap();
-        ids.extend(page.events.iter().filter_map(|e| e.session.clone()));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
+        let mut args = vec![
+            "query",
+            "--user",
+            user,
+            "--kind",
+            "login.success",
+            "--limit",
+            "1000",
+            "--json",
+        ];
+        if let Some(c) = cursor.as_deref() {
+            args.extend(["--cursor", c]);
+        }
+        let (code, out, err) = auditctl(dir, &args).await;
+        assert!(code == Some(0) || code == Some(1), "auditctl query: {err}");
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(s) = v["session"].as_str() {
+                ids.insert(s.to_string());
+            }
+        }
+        cursor = err
+            .lines()
+            .find(|l| l.starts_with("more results:"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|c| c.trim_matches('\'').to_string());
+        if cursor.is_none() {
+            break;
         }
     }
     ids
+}
+
+/// Public ids of `user`'s live sessions, read with `auditctl sessions`.
+pub async fn session_ids_through(dir: &Path, user: &str) -> HashSet<String> {
+    let (code, out, err) = auditctl(
+        dir,
+        &["sessions", "--user", user, "--limit", "10000000", "--json"],
+    )
+    .await;
+    assert!(
+        code == Some(0) || code == Some(1),
+        "auditctl sessions: {err}"
+    );
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect()
 }
 
 /// Runs `auditctl` with `args` on `dir`; returns (exit code, stdout, stderr).

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gatehouse::store::{SessionToken, Store, StoreOptions, now_ms, now_us};
+use gatehouse::store::{Store, StoreOptions, now_us};
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -181,28 +181,26 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
         let (code, out, err) = auditctl(&dir, &["verify"]).await;
         assert_eq!(code, Some(0), "cycle {cycle}: verify failed:\n{out}\n{err}");
 
-        // Every acknowledged session is there, with its login.success event.
+        // Every session acknowledged since the last cycle, and a sample of
+        // the older ones, is there with its login.success event: read
+        // through the running server, which holds the file.
         let acked_now = acked.lock().await.clone();
-        let store = Store::open_read_only(&db, &StoreOptions::default()).unwrap();
-        let logged = login_success_ids(&store, "alice");
-        for t in &acked_now {
-            let token = SessionToken::parse(t).unwrap();
-            let s = store
-                .session(&token, now_ms())
-                .unwrap()
-                .unwrap_or_else(|| panic!("cycle {cycle}: an acknowledged session was lost"));
-            assert!(
-                logged.contains(&s.id.to_string()),
-                "cycle {cycle}: login.success of an acknowledged session was lost"
-            );
-        }
-        drop(store);
-        // ...and the running server accepts them: this cycle's all, plus a sample.
+        let logged = login_success_ids_through(&dir, "alice").await;
         let c = plain_client();
         let mut sample: Vec<&String> = acked_now[checked_upto..].iter().collect();
         for _ in 0..16.min(checked_upto) {
             sample.push(&acked_now[rng.below(checked_upto as u64) as usize]);
         }
+        for t in &sample {
+            let id = session_id(&c, &server.url, t)
+                .await
+                .unwrap_or_else(|| panic!("cycle {cycle}: an acknowledged session was lost"));
+            assert!(
+                logged.contains(&id),
+                "cycle {cycle}: login.success of an acknowledged session was lost"
+            );
+        }
+        // ...and the forward-auth check accepts them.
         for t in sample {
             assert_eq!(
                 verify_status(&c, &server.url, t).await,
@@ -228,12 +226,17 @@ async fn acknowledged_logins_survive_sigkill_of_the_server() {
             Some(StatusCode::OK)
         );
     }
+    // Every live session of alice has its login.success event.
+    let logged = login_success_ids_through(&dir, "alice").await;
+    let live = session_ids_through(&dir, "alice").await;
+    assert!(live.len() >= all.len(), "{} of {}", live.len(), all.len());
+    assert!(live.is_subset(&logged), "a login.success was lost");
     let (code, out, _) = auditctl(&dir, &["verify"]).await;
     assert_eq!(code, Some(0), "{out}");
-    let store = Store::open_read_only(&db, &StoreOptions::default()).unwrap();
-    let events = store.stats().unwrap().events;
-    drop(store);
     server.kill().await;
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let events = store.stats().unwrap().events;
+    store.close().unwrap();
     eprintln!(
         "crash_server: {cycles} cycles ({early_kills} more kills during start-up), {events} events, \
          {} acknowledged sessions checked, backups during kills: {} complete + {} failed cleanly, \

@@ -10,12 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gatehouse::store::{SessionToken, Store, StoreOptions, now_ms};
 use reqwest::StatusCode;
 
 use crate::child::{
-    Proc, WAIT, auditctl, crash_config, form_login, login_success_ids, plain_client, verify_status,
-    wait_healthy,
+    Proc, WAIT, auditctl, crash_config, form_login, login_success_ids_through, plain_client,
+    session_id, verify_status, wait_healthy,
 };
 use crate::harness::ALICE_PW;
 
@@ -183,17 +182,14 @@ async fn a_full_disk_fails_writes_cleanly_and_the_server_recovers() {
             "an acknowledged session was lost"
         );
     }
-    let store =
-        Store::open_read_only(dir.join("gatehouse.redb"), &StoreOptions::default()).unwrap();
-    let logged = login_success_ids(&store, "alice");
+    // Read through the running server, which holds the file.
+    let logged = login_success_ids_through(&dir, "alice").await;
     for t in &acked {
-        let s = store
-            .session(&SessionToken::parse(t).unwrap(), now_ms())
-            .unwrap()
+        let id = session_id(&c, &server.url, t)
+            .await
             .expect("acknowledged session present");
-        assert!(logged.contains(&s.id.to_string()), "login.success lost");
+        assert!(logged.contains(&id), "login.success lost");
     }
-    drop(store);
     let (code, out, err) = auditctl(&dir, &["verify"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
 

@@ -30,5 +30,6 @@ mod original;
 mod proxy;
 mod regulation;
 mod signals;
+mod standin;
 mod steering;
 mod users_cli;

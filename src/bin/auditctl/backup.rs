@@ -1,6 +1,9 @@
-//! `auditctl backup DEST`: a consistent snapshot through
-//! [`Backend::backup_to`], then a `backup.created` audit event when the tool can
-//! write one (that is, when no server holds the file).
+//! `auditctl backup DEST`: a consistent, checked snapshot, then a
+//! `backup.created` audit event. With no server, the tool copies the file
+//! itself ([`Backend::backup_to`]) and records the event; while a server
+//! holds the file, the server takes the snapshot and checks it, the tool
+//! receives it through the admin socket, checks it again, renames it into
+//! place, and asks the server to record the event.
 
 use std::path::Path;
 
@@ -10,6 +13,7 @@ use gatehouse::store::{
 
 use crate::cli::BackupArgs;
 use crate::render::human_bytes;
+use crate::source::Source;
 use crate::{Status, close_writable, open_read_only, open_writable, wait};
 
 fn print_report(r: &BackupReport) {
@@ -93,12 +97,21 @@ fn print_reminder(db: &Path) {
 }
 
 pub fn run(config: &BackendConfig, a: &BackupArgs) -> anyhow::Result<Status> {
-    let backend: Backend = open_read_only(config)?;
-    let report = backend.backup_to(&a.dest)?;
-    // Release the read handle before trying to open the file for writing.
-    drop(backend);
-    print_report(&report);
-    print_reminder(config.location());
-    record(config, &report);
+    match open_read_only(config)? {
+        Source::Local(backend) => {
+            let report = backend.backup_to(&a.dest)?;
+            // Release the read handle before trying to open the file for writing.
+            drop::<Backend>(backend);
+            print_report(&report);
+            print_reminder(config.location());
+            record(config, &report);
+        }
+        Source::Remote(server) => {
+            let report = server.backup(&a.dest)?;
+            print_report(&report);
+            print_reminder(config.location());
+            record_through_server(config.location(), &report);
+        }
+    }
     Ok(Status::Ok)
 }

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use gatehouse::store::{AuditStore, Backend, EventId, StoreCheck};
+use gatehouse::store::{AuditStore, Event, EventFilter, EventId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Status;
 use crate::cli::ExportArgs;
 use crate::render::human_bytes;
+use crate::source::Source;
 
 /// Events read per step: memory stays flat whatever the export size.
 const STEP: usize = 1_000;
@@ -82,6 +83,40 @@ fn temp_path(output: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The matching events above `after` up to `end`, read from the file in
+/// steps of [`STEP`], each handed to `on` with the newest id examined.
+fn local_steps(
+    store: &gatehouse::store::Backend,
+    filter: &EventFilter,
+    mut after: EventId,
+    end: EventId,
+    on: &mut impl FnMut(&[Event], Option<EventId>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    loop {
+        let batch = crate::wait(store.events_after(after, STEP))?;
+        let mut out = Vec::new();
+        let mut done = batch.len() < STEP;
+        for ev in batch {
+            if ev.id > end
+                || filter
+                    .until_us
+                    .is_some_and(|t| ev.id >= EventId::from_micros(t))
+            {
+                done = true;
+                break;
+            }
+            after = ev.id;
+            if filter.matches(&ev) {
+                out.push(ev);
+            }
+        }
+        on(&out, Some(after))?;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
 /// Sets a flag on SIGINT or SIGTERM, so that an interrupted export removes
 /// its partial file instead of leaving it behind.
 fn watch_signals() -> Arc<AtomicBool> {
@@ -106,7 +141,7 @@ fn watch_signals() -> Arc<AtomicBool> {
     flag
 }
 
-pub fn run(store: &Backend, a: &ExportArgs) -> anyhow::Result<Status> {
+pub fn run(store: &Source, a: &ExportArgs) -> anyhow::Result<Status> {
     let tmp = temp_path(&a.output);
     let stop = watch_signals();
     let result = export(store, a, &tmp, &stop);
@@ -116,17 +151,12 @@ pub fn run(store: &Backend, a: &ExportArgs) -> anyhow::Result<Status> {
     result
 }
 
-fn export(
-    store: &Backend,
-    a: &ExportArgs,
-    tmp: &Path,
-    stop: &AtomicBool,
-) -> anyhow::Result<Status> {
+fn export(store: &Source, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // Export what exists now: a live server keeps appending, the export ends.
-    let stats = crate::wait(store.stats())?;
+    let stats = store.stats()?;
     let end = stats.newest_event.unwrap_or(EventId(0));
-    let mut after = EventId(
+    let after = EventId(
         filter
             .since_us
             .map(|t| EventId::from_micros(t).0.saturating_sub(1))
@@ -140,32 +170,25 @@ fn export(
     let mut sink = Sink::create(tmp, compress)?;
     let pb = progress_bar(end_us.saturating_sub(start_us) / 1_000_000);
     let mut count = 0u64;
-    'outer: loop {
+    let mut step = |events: &[Event], through: Option<EventId>| -> anyhow::Result<()> {
         if stop.load(Ordering::Relaxed) {
             pb.finish_and_clear();
             anyhow::bail!("interrupted; {} was left unchanged", a.output.display());
         }
-        let batch = crate::wait(store.events_after(after, STEP))?;
-        for ev in &batch {
-            if ev.id > end
-                || filter
-                    .until_us
-                    .is_some_and(|t| ev.id >= EventId::from_micros(t))
-            {
-                break 'outer;
-            }
-            after = ev.id;
-            if filter.matches(ev) {
-                gatehouse::jsonl::write_event(sink.out(), ev)
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                count += 1;
-            }
+        for ev in events {
+            gatehouse::jsonl::write_event(sink.out(), ev)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            count += 1;
         }
-        pb.set_position(after.micros().saturating_sub(start_us) / 1_000_000);
+        if let Some(t) = through {
+            pb.set_position(t.micros().saturating_sub(start_us) / 1_000_000);
+        }
         pb.set_message(format!("{count} events"));
-        if batch.len() < STEP {
-            break;
-        }
+        Ok(())
+    };
+    match store {
+        Source::Local(b) => local_steps(b, &filter, after, end, &mut step)?,
+        Source::Remote(r) => r.export(&filter, after, end, &mut step)?,
     }
     pb.finish_and_clear();
     sink.finish()

@@ -3,15 +3,15 @@
 
 use std::io::{BufWriter, Write};
 
-use gatehouse::store::{AuditStore, Backend, SessionStore, StoreCheck, TokenStore, now_ms};
 use jiff::tz::TimeZone;
 
+use crate::Status;
 use crate::cli::{SessionsArgs, StatsArgs, TokensArgs};
 use crate::render::{self, human_bytes, local_time};
-use crate::{Status, wait};
+use crate::source::Source;
 
-pub fn verify(store: &Backend) -> anyhow::Result<Status> {
-    let r = wait(store.check())?;
+pub fn verify(store: &Source) -> anyhow::Result<Status> {
+    let r = store.check()?;
     println!("database    {}", store.location().display());
     println!(
         "events      {} (appended {}, pruned {})",
@@ -49,9 +49,9 @@ pub fn verify(store: &Backend) -> anyhow::Result<Status> {
     Ok(Status::Failed)
 }
 
-pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
-    let s = wait(store.stats())?;
-    let c = wait(store.audit_counts(a.top))?;
+pub fn stats(store: &Source, a: &StatsArgs) -> anyhow::Result<Status> {
+    let s = store.stats()?;
+    let c = store.audit_counts(a.top)?;
     let tz = TimeZone::system();
     println!("database    {}", store.location().display());
     println!("file size   {}", human_bytes(s.file_bytes));
@@ -108,9 +108,9 @@ pub fn stats(store: &Backend, a: &StatsArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// `auditctl tokens --user NAME`: read-only, from the file.
-pub fn tokens(store: &Backend, a: &TokensArgs) -> anyhow::Result<Status> {
-    let list = wait(store.tokens_of(&a.user, now_ms()))?;
+/// `auditctl tokens --user NAME`: read-only.
+pub fn tokens(store: &Source, a: &TokensArgs) -> anyhow::Result<Status> {
+    let list = store.tokens_of(&a.user)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if a.json {
@@ -128,12 +128,8 @@ pub fn tokens(store: &Backend, a: &TokensArgs) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-pub fn sessions(store: &Backend, a: &SessionsArgs) -> anyhow::Result<Status> {
-    let now = now_ms();
-    let mut list = match &a.user {
-        Some(u) => wait(store.sessions_of(u, now))?,
-        None => wait(store.all_sessions(now, a.limit))?,
-    };
+pub fn sessions(store: &Source, a: &SessionsArgs) -> anyhow::Result<Status> {
+    let mut list = store.sessions(a.user.as_deref(), a.limit)?;
     list.truncate(a.limit);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

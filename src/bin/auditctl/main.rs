@@ -1,7 +1,7 @@
-//! `auditctl`: the operator's tool for the gatehouse audit trail. It opens the
-//! store ([`Backend`]) read-only beside a running server (never blocking it)
-//! to query, follow, export, back up, verify and count; see
-//! `docs/auditctl.md`.
+//! `auditctl`: the operator's tool for the gatehouse audit trail. It reads
+//! the store ([`Backend`]) read-only when no process holds it, and through
+//! the running server's admin socket when one does (`source.rs`), to query,
+//! follow, export, back up, verify and count; see `docs/auditctl.md`.
 //!
 //! Exit codes: 0 success, 1 nothing found or verification failed, 2 usage
 //! error or failure.
@@ -13,6 +13,7 @@ mod inspect;
 mod prune;
 mod query;
 mod render;
+mod source;
 mod tail;
 mod timespec;
 
@@ -47,8 +48,8 @@ pub fn explain_open(e: OpenError) -> anyhow::Error {
              the server creates the file when it first starts",
         ),
         OpenError::Locked(_) => Some(
-            "auditctl reads beside a running server; this file is held by a process \
-             that excludes readers (another tool, or a server of an older version)",
+            "auditctl reads through a running server's admin socket; this file is held \
+             by a process that excludes readers and answers on no socket",
         ),
         _ => None,
     };
@@ -73,9 +74,9 @@ pub fn wait<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Opens the store read-only.
-pub fn open_read_only(config: &BackendConfig) -> anyhow::Result<Backend> {
-    Backend::open_read_only(config).map_err(explain_open)
+/// Opens the store read-only, or reaches the server that holds it.
+pub fn open_read_only(config: &BackendConfig) -> anyhow::Result<source::Source> {
+    source::Source::open(config)
 }
 
 /// Opens the store for writing: only possible when no server runs. The task
@@ -99,7 +100,7 @@ fn run(cli: &Cli) -> anyhow::Result<Status> {
     let config = cli.backend_config()?.with_cache_bytes(CACHE_BYTES);
     match &cli.command {
         Command::Query(a) => query::run(&open_read_only(&config)?, a),
-        Command::Tail(a) => tail::run(&open_read_only(&config)?, a),
+        Command::Tail(a) => tail::run(&config, open_read_only(&config)?, a),
         Command::Sessions(a) => inspect::sessions(&open_read_only(&config)?, a),
         Command::Tokens(a) => inspect::tokens(&open_read_only(&config)?, a),
         Command::Export(a) => export::run(&open_read_only(&config)?, a),

@@ -3,37 +3,42 @@
 
 use std::io::{BufWriter, Write};
 
-use gatehouse::store::{AuditStore, Backend, Event, EventFilter, QueryError};
+use gatehouse::store::{Event, EventFilter, QueryError};
 use jiff::tz::TimeZone;
 
+use crate::Status;
 use crate::cli::QueryArgs;
 use crate::render;
-use crate::{Status, wait};
+use crate::source::Source;
 
 /// Turns a query error into what the operator should do about it.
 pub fn explain(e: QueryError) -> anyhow::Error {
     match e {
-        QueryError::Cursor(c) => anyhow::anyhow!(
-            "{c}\n  hint: pass the cursor printed by the previous page of this same query \
-             (same --user, --kind, --ip and --outcome)"
-        ),
+        QueryError::Cursor(c) => explain_cursor(&c),
         QueryError::Store(s) => anyhow::Error::new(s),
     }
+}
+
+/// A cursor that is not one of this query's, with what to pass instead.
+pub fn explain_cursor(c: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{c}\n  hint: pass the cursor printed by the previous page of this same query \
+         (same --user, --kind, --ip and --outcome)"
+    )
 }
 
 /// Up to `want` newest events matching `filter`, below `cursor`. Keeps reading
 /// when the store stops a page early (its scan budget), so a rare match still
 /// fills the page. Returns the cursor of the rest, if any may remain.
 pub fn fetch(
-    store: &Backend,
+    store: &Source,
     filter: &EventFilter,
     want: usize,
     mut cursor: Option<String>,
 ) -> anyhow::Result<(Vec<Event>, Option<String>)> {
     let mut out: Vec<Event> = Vec::new();
     while out.len() < want {
-        let page = wait(store.query_events(filter, want - out.len(), cursor.as_deref()))
-            .map_err(explain)?;
+        let page = store.query_events(filter, want - out.len(), cursor.as_deref())?;
         out.extend(page.events);
         cursor = page.next_cursor;
         if cursor.is_none() {
@@ -71,7 +76,7 @@ pub fn next_page_command(args: &[String], cursor: &str) -> String {
     out.join(" ")
 }
 
-pub fn run(store: &Backend, a: &QueryArgs) -> anyhow::Result<Status> {
+pub fn run(store: &Source, a: &QueryArgs) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     let (events, next) = fetch(store, &filter, a.limit.into(), a.cursor.clone())?;
     let stdout = std::io::stdout();

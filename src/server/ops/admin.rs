@@ -8,7 +8,8 @@
 //! `POST /config/reload` (re-reads the users and rules, as SIGHUP does, and
 //! says what it read and which changed settings wait for a restart),
 //! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
-//! `backup.created` event for a snapshot `auditctl backup` just took).
+//! `backup.created` event for a snapshot `auditctl backup` just took), and
+//! the streamed answers of `auditctl` under `/stream/` (`admin_stream.rs`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
 use tokio::net::UnixListener;
@@ -84,6 +85,7 @@ pub async fn serve(
     path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
+    let streams = crate::server::ops::admin_stream::router(state.store.clone());
     let router = Router::new()
         .route(
             "/config/reload",
@@ -97,7 +99,8 @@ pub async fn serve(
         .route("/users/reset-second-factor", post(reset_second_factor))
         .route("/events/backup", post(backup_created))
         .route("/users/revoke-tokens", post(revoke_tokens))
-        .with_state(state);
+        .with_state(state)
+        .merge(streams);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -113,13 +116,13 @@ pub async fn serve(
             },
             _ = stop.changed() => break,
         };
-        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
-        let builder = builder.clone();
-        conns.spawn(async move {
-            // Admin requests are one short exchange; a stuck client is cut off.
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-        });
+        // One short exchange, or a stream that keeps moving; a stuck
+        // client is cut off.
+        conns.spawn(crate::server::ops::admin_stream::serve_connection(
+            builder.clone(),
+            stream,
+            router.clone(),
+        ));
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}

@@ -3,6 +3,7 @@
 //! and [`factors`](super::factors) (an admin resets a user's factors).
 
 pub mod admin;
+pub mod admin_stream;
 pub mod audit;
 pub mod first_start;
 pub mod health;

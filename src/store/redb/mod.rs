@@ -8,8 +8,13 @@
 //! - Writes are [`Op`]s applied in batches by [`Writer`], one write transaction
 //!   and one durable commit per batch. [`Store::apply`] runs a single op
 //!   synchronously for tools and tests that own the file.
-//! - The server opens the file with redb's single-writer mode so that `auditctl`
-//!   can open the same file read-only at the same time.
+//! - Every handle opens the file in redb's exclusive mode
+//!   (`ConcurrencyMode::ExclusiveWriter`): a writable handle holds the whole
+//!   file for itself, read-only handles share it with each other. It is the
+//!   one mode whose durable commit syncs once (the shared modes force a
+//!   two-phase commit, two `fdatasync`s) and whose read transactions take no
+//!   file lock. While a server holds the file, `auditctl` reads through the
+//!   server's admin socket (`server/admin_stream.rs`).
 //!
 //! No redb type leaves this module: errors carry redb's message as a string.
 
@@ -93,9 +98,9 @@ struct Inner {
     /// acknowledges it), and on reopen.
     generation: AtomicU64,
     /// The `sessions` table of one read snapshot, shared by session lookups
-    /// while `generation` is unchanged. Beginning a read transaction in redb's
-    /// single-writer mode takes file-lock system calls; the forward-auth hot
-    /// path reuses the snapshot instead. Only a writable handle caches: this
+    /// while `generation` is unchanged. Beginning a read transaction and
+    /// opening its tables costs more than the lookup itself; the
+    /// forward-auth hot path reuses the snapshot instead. Only a writable handle caches: this
     /// process makes every commit, so a snapshot taken at the current
     /// generation is the latest state, and a lookup that starts after a write
     /// was acknowledged always sees it.
@@ -183,10 +188,19 @@ pub fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How long [`Store::open`] waits for a file another process holds: a
+/// reader (`auditctl` with no server running) holds it for one command or
+/// one look of `tail --follow`.
+pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Exclusive mode for every handle: one `fdatasync` per durable commit and
+/// no file lock per read transaction. Durability stays `Immediate` and
+/// two-phase commit off (redb's defaults): a commit is durable when
+/// acknowledged, and a torn commit is told by its checksum at the next open.
 fn builder(opts: &StoreOptions) -> redb::Builder {
     let mut b = redb::Builder::new();
     b.set_cache_size(opts.cache_bytes)
-        .set_concurrency_mode(ConcurrencyMode::SingleWriter);
+        .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter);
     b
 }
 
@@ -220,7 +234,17 @@ impl Store {
             path: path.to_path_buf(),
             reason: format!("cannot create the file: {e}"),
         })?;
-        let db = open_rw(path, opts, &medium)?;
+        // A reader's hold is short; a writer's (another server) is not,
+        // and is reported once the wait is over.
+        let deadline = std::time::Instant::now() + OPEN_WAIT;
+        let db = loop {
+            match open_rw(path, opts, &medium) {
+                Err(OpenError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        };
         let mut inner = Inner::new(Db::Rw(db), path, false, opts);
         inner.medium = medium;
         Ok(Store {
@@ -319,8 +343,9 @@ fn open_rw(path: &Path, opts: &StoreOptions, medium: &Medium) -> Result<Database
 }
 
 impl Store {
-    /// Opens an existing database read-only, beside a running server or not.
-    /// Never writes to the file and never blocks the writer.
+    /// Opens an existing database read-only. Never writes to the file.
+    /// Fails with [`OpenError::Locked`] while a writer (a running server)
+    /// holds it, and keeps a writer from opening it while open.
     pub fn open_read_only(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
         let path = path.as_ref();
         if !path.exists() {

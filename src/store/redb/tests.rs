@@ -300,21 +300,40 @@ fn everything_acknowledged_survives_a_clean_close_and_reopen() {
     assert!(store.check().unwrap().is_ok());
 }
 
+/// The writer holds the file for itself; read-only handles share it with
+/// each other once it is closed, and keep a writer out while they hold it.
 #[test]
-fn read_only_handle_sees_commits_of_the_writer_beside_it() {
+fn the_writer_holds_the_file_and_readers_share_it_after() {
     let (dir, store) = temp_store();
-    let ro = Store::open_read_only(dir.path().join("g.redb"), &StoreOptions::default()).unwrap();
+    let path = dir.path().join("g.redb");
     append_all(&store, [NewEvent::at(EventKind::Logout, 5).user("alice")]);
+    assert!(matches!(
+        Store::open_read_only(&path, &StoreOptions::default()),
+        Err(OpenError::Locked(_))
+    ));
+    store.close().unwrap();
+    let ro = Store::open_read_only(&path, &StoreOptions::default()).unwrap();
+    let ro2 = Store::open_read_only(&path, &StoreOptions::default()).unwrap();
     let page = ro.query_events(&EventFilter::default(), 10, None).unwrap();
     assert_eq!(page.events.len(), 1);
+    assert_eq!(
+        ro2.query_events(&EventFilter::default(), 10, None)
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
     assert!(
         ro.apply(Op::Append(NewEvent::now(EventKind::Logout)))
             .is_err()
     );
+    // A writer waits for readers a little (`OPEN_WAIT`), then says locked.
     assert!(matches!(
-        Store::open(dir.path().join("g.redb"), &StoreOptions::default()),
+        Store::open(&path, &StoreOptions::default()),
         Err(OpenError::Locked(_))
     ));
+    drop((ro, ro2));
+    Store::open(&path, &StoreOptions::default()).unwrap();
 }
 
 #[test]

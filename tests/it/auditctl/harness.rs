@@ -1,6 +1,7 @@
 //! The harness: a stand-in server (`Store::open` and `Writer::spawn` in this
-//! process) writing the database while the `auditctl` binary reads it, and
-//! helpers to run the binary and read what it prints.
+//! process, and the admin socket's stream routes) writing the database while
+//! the `auditctl` binary reads it through the socket, and helpers to run the
+//! binary and read what it prints.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,8 +18,10 @@ use gatehouse::store::{
 pub(super) const WAIT: Duration = Duration::from_secs(30);
 pub(super) const DAY_US: u64 = 86_400_000_000;
 
-/// The stand-in server: owns the file for writing, like `gatehouse serve`.
+/// The stand-in server: owns the file for writing, like `gatehouse serve`,
+/// and answers `auditctl` on its admin socket.
 pub(super) struct Live {
+    socket: Option<crate::standin::AdminSocket>,
     dir: tempfile::TempDir,
     pub(super) rt: tokio::runtime::Runtime,
     store: Store,
@@ -31,7 +34,11 @@ pub(super) struct Live {
 
 impl Live {
     pub(super) fn start() -> Live {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// The stand-in on an existing data dir (a restart).
+    pub(super) fn start_in(dir: tempfile::TempDir) -> Live {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -43,7 +50,9 @@ impl Live {
             let _g = rt.enter();
             Writer::spawn(store.clone(), WriterConfig::default())
         };
+        let socket = crate::standin::AdminSocket::serve(rt.handle(), &store, &writer, dir.path());
         Live {
+            socket: Some(socket),
             dir,
             rt,
             store,
@@ -120,6 +129,9 @@ impl Live {
             self.rt.block_on(load).unwrap();
         }
         let task = self.task.take().unwrap();
+        if let Some(socket) = self.socket.take() {
+            self.rt.block_on(socket.stop());
+        }
         let Live {
             dir,
             rt,
