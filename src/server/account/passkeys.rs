@@ -16,10 +16,9 @@ use crate::server::factors::proof::ProofInput;
 use crate::server::respond::{ApiError, user_agent};
 use crate::server::signin::session::{SignIn, complete, signed_in};
 use crate::server::state::AppState;
-use crate::store::{CeremonyStore, Purpose};
 use crate::store::{
-    EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method, NewEvent, Passkey, PublicId,
-    now_ms, truncate,
+    CeremonyStore, EventKind, FactorChange, FactorStore, MAX_PASSKEY_NAME, Method, NewEvent,
+    Passkey, PublicId, Purpose, now_ms, truncate,
 };
 
 // ------------------------------------------------------------ register

@@ -15,8 +15,7 @@ use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use crate::server::cookie::cookie;
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
-use crate::store::{Busy, CEREMONY_MS, Ceremony, CeremonyStore, Purpose};
-use crate::store::{SessionToken, now_ms};
+use crate::store::{Busy, CEREMONY_MS, Ceremony, CeremonyStore, Purpose, SessionToken, now_ms};
 
 /// The relying party for this request, if passkeys can be used here.
 pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<Passkeys>, ApiError> {

@@ -1,8 +1,9 @@
 //! The WebAuthn relying party of the public origin, built once at start and
 //! held in the shared state.
 
-use crate::identity::webauthn::{Passkeys, WebAuthnError};
 use std::sync::Arc;
+
+use crate::identity::webauthn::{Passkeys, WebAuthnError};
 
 /// The relying party of the public origin, built once at start: `None`
 /// without a public origin, an error when the origin cannot use passkeys.

@@ -36,9 +36,8 @@ use crate::server::guard::reservation::Reservation;
 use crate::server::password::HashError;
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
-use crate::store::AtLimit;
 use crate::store::{
-    ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, BanStore, BanSubject, EventKind,
+    ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, AtLimit, BanStore, BanSubject, EventKind,
     FactorStore, NewEvent, StoreError, TokenStore, now_ms,
 };
 

@@ -17,9 +17,9 @@ use crate::server::signin::session::{SignIn, signed_in};
 use crate::server::signin::step::{Proof, Stepper, attempt_with};
 use crate::server::state::AppState;
 use crate::store::{
-    BanSubject, EventKind, FactorChange, FactorStore, Method, Methods, NewEvent, now_ms,
+    BanSubject, CeremonyStore, EventKind, FactorChange, FactorStore, Method, Methods, NewEvent,
+    Purpose, now_ms,
 };
-use crate::store::{CeremonyStore, Purpose};
 
 // ---------------------------------------------------------- second step
 
