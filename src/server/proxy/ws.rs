@@ -255,11 +255,22 @@ async fn exchange(
 ) -> Result<Exchanged, ExchangeError> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     let mut conn = conn.with_upgrades();
+    // The sender is ready only once the connection's future has run.
+    let send = async {
+        sender.ready().await?;
+        sender.send_request(req).await
+    };
+    let mut send = std::pin::pin!(send);
+    // On a 101 the connection's future ends as soon as it has handed the
+    // response and the socket over: the response is then still to be
+    // taken from the sender.
+    let mut conn_done = false;
     let res = tokio::select! {
-        r = sender.send_request(req) => r?,
+        r = &mut send => r?,
         r = &mut conn => {
             r?;
-            return Err(ExchangeError::Closed);
+            conn_done = true;
+            send.await.map_err(|_| ExchangeError::Closed)?
         }
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -267,8 +278,13 @@ async fn exchange(
         return Ok(Exchanged::Refused(parts.status, parts.headers));
     }
     let headers = res.headers().clone();
-    let (upgraded, done) = tokio::join!(hyper::upgrade::on(res), conn);
-    done?;
+    let upgraded = if conn_done {
+        hyper::upgrade::on(res).await
+    } else {
+        let (upgraded, done) = tokio::join!(hyper::upgrade::on(res), conn);
+        done?;
+        upgraded
+    };
     Ok(Exchanged::Switched {
         headers,
         upgraded: upgraded?,
@@ -389,6 +405,9 @@ impl Relay {
             }
         };
         if let End::Cut(reason, code) = end {
+            // Recorded (durably) before the client is told, so a client
+            // that saw the close finds the event.
+            self.record(reason).await;
             let text = match reason {
                 "session_ended" => "session ended",
                 "shutdown" => "server shutting down",
@@ -402,7 +421,6 @@ impl Relay {
             };
             let _ = timeout(CLOSE_WAIT, c.close(close(code))).await;
             let _ = timeout(CLOSE_WAIT, u.close(close(CloseCode::Away))).await;
-            self.record(reason).await;
         }
     }
 
