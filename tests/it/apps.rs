@@ -493,15 +493,11 @@ async fn websockets_echo_and_need_a_session_and_the_apps_origin() {
     assert_eq!(m, Message::binary(vec![1u8; 100_000]));
     ws.close(None).await.unwrap();
 
-    let e = ws_connect(&s, None, Some(&own))
-        .await
-        .err()
-        .expect("refused");
+    let e = ws_connect(&s, None, Some(&own)).await.expect_err("refused");
     assert_eq!(refused_with(e), 401);
     let e = ws_connect(&s, Some(&token), Some("http://evil.test"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(refused_with(e), 403);
 }
 
