@@ -344,6 +344,9 @@ impl Relay {
         .await;
         let mut commits = self.state.store.commits();
         let watching = self.session.is_some();
+        // Cleared if the store's notice ends (the store closed): a closed
+        // `watch` is ready at once, every time.
+        let mut notices = watching;
         let mut last_moved = Instant::now();
         let mut moved_since_check = false;
         let mut last_check = Instant::now();
@@ -383,10 +386,12 @@ impl Relay {
                 },
                 _ = &mut drain => break End::Cut("shutdown", CloseCode::Away),
                 _ = sleep_until(idle_at) => break End::Cut("idle", CloseCode::Away),
-                r = commits.changed(), if watching => {
+                r = commits.changed(), if notices => {
                     if r.is_ok() {
                         let soonest = (last_check + CHECK_AT_MOST_EVERY).max(Instant::now());
                         next_check = next_check.min(soonest);
+                    } else {
+                        notices = false;
                     }
                 }
                 _ = sleep_until(next_check), if watching => {
