@@ -20,11 +20,13 @@ mod v0004_access_denied_kind;
 mod v0005_access_tokens;
 mod v0006_second_factors;
 mod v0007_bound_enrollment;
+mod v0008_proxy_closed_kind;
 
 pub use v0003_compact_audit::KIND_CODES;
 pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
 pub use v0005_access_tokens::NEW_KIND_CODES as KIND_CODES_V5;
 pub use v0006_second_factors::NEW_KIND_CODES as KIND_CODES_V6;
+pub use v0008_proxy_closed_kind::NEW_KIND_CODES as KIND_CODES_V8;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -34,7 +36,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 7;
+pub const LATEST: u32 = 8;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -79,6 +81,11 @@ const STEPS: &[Step] = &[
         version: 7,
         name: "enrollments bound to their sign-in, tokens' two-factor flag, pending sign-ins by user",
         apply: v0007_bound_enrollment::apply,
+    },
+    Step {
+        version: 8,
+        name: "audit kind proxy.closed",
+        apply: v0008_proxy_closed_kind::apply,
     },
 ];
 

@@ -151,6 +151,29 @@ impl<'a> Original<'a> {
     }
 }
 
+impl<'a> Original<'a> {
+    /// A request received directly (the built-in proxy): `authority` from
+    /// `Host` or the HTTP/2 `:authority`, `target` the path and query as
+    /// the client wrote them, `proto` the scheme the client used. Normalised
+    /// as a proxy's report of the same request would be.
+    pub fn direct(
+        authority: &'a str,
+        target: &'a [u8],
+        method: &'a str,
+        proto: &'a str,
+    ) -> Result<Original<'a>, Refusal> {
+        Ok(Original {
+            host: normalize::host(authority.as_bytes())?,
+            path: normalize::path(target)?,
+            method,
+            proto: Some(proto),
+            authority,
+            port: None,
+            target,
+        })
+    }
+}
+
 /// The one value of header `name`: `Ok(None)` when absent, an error when
 /// repeated or empty.
 fn one<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h [u8]>, Unreadable> {

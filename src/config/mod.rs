@@ -10,8 +10,9 @@
 //! (flags and environment on top), `validate` (checks and conversion),
 //! `settings` (the typed sections handlers read), `policy` (users),
 //! `suffix` (public suffixes, for `cookie_domain`), `locate` (lines for
-//! errors), `write` (appending a user).
+//! errors), `write` (appending a user), `apps` (`[[apps]]` and `[proxy]`).
 
+mod apps;
 mod locate;
 mod overrides;
 mod policy;
@@ -34,12 +35,13 @@ use std::time::Duration;
 /// The `[regulation]` section, a domain type: the store's failure counters
 /// take these limits with every call.
 pub use crate::domain::RegulationSettings;
+pub use apps::{AppConfig, ProxyConfig, Route, Upstream};
 pub use locate::{field_line, table_line};
 pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
-    Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, SecondFactorSettings,
-    SessionSettings, TokenSettings, UserEntry,
+    AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, ProxySettings,
+    SecondFactorSettings, SessionSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
 pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};
@@ -137,6 +139,8 @@ pub struct Config {
     pub argon2: Argon2Settings,
     /// `[tokens]`: access tokens and Basic auth.
     pub tokens: TokenSettings,
+    /// `[proxy]` and `[[apps]]`: the built-in reverse proxy.
+    pub proxy: ProxyConfig,
     /// See [`Config::policy`].
     policy: Arc<Policy>,
     /// Every setting read only at start, by file key (see

@@ -308,6 +308,11 @@ pub struct FileConfig {
     pub tokens: TokenSettings,
     pub access: AccessSettings,
     pub second_factor: SecondFactorSettings,
+    /// `[proxy]`: what every app behind the built-in proxy shares.
+    pub proxy: ProxySettings,
+    /// `[[apps]]`: the apps the built-in proxy serves, each matched by its
+    /// host or by a path prefix. Read at start only.
+    pub apps: Vec<AppEntry>,
     /// Access rules, in order; the first that matches decides. Reloaded
     /// (not among the settings a reload reports).
     #[serde(skip_serializing)]
@@ -393,8 +398,84 @@ impl Default for FileConfig {
             tokens: TokenSettings::default(),
             access: AccessSettings::default(),
             second_factor: SecondFactorSettings::default(),
+            proxy: ProxySettings::default(),
+            apps: Vec::new(),
             rules: Vec::new(),
             users: Vec::new(),
         }
     }
+}
+
+/// `[proxy]`: the built-in reverse proxy's bounds, shared by every app.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// Where gatehouse's own pages live on an app's host (`/.gatehouse`):
+    /// a request under it goes to gatehouse with the prefix removed, never
+    /// to the app.
+    pub reserved_prefix: String,
+    /// Longest wait for a connection to an upstream (and for a place under
+    /// its app's `max_connections`).
+    pub connect_timeout_secs: u64,
+    /// Longest wait for an upstream's response head once the request is sent.
+    pub response_timeout_secs: u64,
+    /// Longest time a proxied body (either way) may go without a byte while
+    /// gatehouse waits on it.
+    pub body_idle_secs: u64,
+    /// A WebSocket with no frame either way for this long is closed.
+    pub ws_idle_secs: u64,
+    /// How often an open WebSocket's session is checked again, besides the
+    /// store's notice of each commit.
+    pub ws_recheck_secs: u64,
+    /// Most proxied WebSockets open at once, over all apps. They also hold
+    /// their connection's slot (`limits.max_connections`).
+    pub max_upgraded: usize,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            reserved_prefix: "/.gatehouse".into(),
+            connect_timeout_secs: 5,
+            response_timeout_secs: 60,
+            body_idle_secs: 60,
+            ws_idle_secs: 600,
+            ws_recheck_secs: 30,
+            max_upgraded: 1024,
+        }
+    }
+}
+
+/// One `[[apps]]` entry, as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppEntry {
+    /// Names the app in pages, logs, metrics and audit events.
+    pub name: String,
+    /// The host this app claims (every path on it); or else
+    #[serde(default)]
+    pub host: Option<String>,
+    /// the path prefix it takes on every host no app claims (`/code/`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Remove `path_prefix` before the request goes upstream.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Send the client's `Host` upstream (the default); `false` sends the
+    /// upstream's own.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    /// `http://HOST:PORT` or `unix:/PATH`.
+    pub upstream: String,
+    /// Most connections to the upstream at once.
+    #[serde(default = "default_app_connections")]
+    pub max_connections: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_app_connections() -> usize {
+    64
 }

@@ -246,6 +246,7 @@ impl Config {
         let a = &file.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;
+        let proxy = super::apps::check(&file, invalid)?;
         let users = validate_users(&path, &file.users)?;
         let rules = crate::access::Rules::compile(&file.rules, file.access.default_policy, true)
             .map_err(|e| {
@@ -276,6 +277,7 @@ impl Config {
             second_factor: file.second_factor.clone(),
             argon2: file.argon2.clone(),
             tokens: file.tokens.clone(),
+            proxy,
             allowed_redirect_domains: file.allowed_redirect_domains.clone(),
             log_format: file.log_format,
             metrics: file.metrics,

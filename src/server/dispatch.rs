@@ -1,21 +1,31 @@
-//! Where gatehouse's requests go: the hot path ([`answer_hot`]: `GET
-//! /auth/verify`, `GET /healthz`), answered on the spot, then the router
-//! (`crate::server::router`) for everything else. The connection layer
-//! (`crate::server::conn`) calls these through its [`Dispatch`] trait.
+//! Where gatehouse's requests go: a request for one of the `[[apps]]` to
+//! the built-in proxy (`crate::server::proxy`), before anything else; then
+//! the hot path ([`answer_hot`]: `GET /auth/verify`, `GET /healthz`),
+//! answered on the spot; then the router (`crate::server::router`) for
+//! everything else, with gatehouse's reserved prefix (`/.gatehouse`)
+//! removed. The connection layer (`crate::server::conn`) calls these
+//! through its [`Dispatch`] trait.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::http::{Method, Request};
+use axum::http::{Method, Request, Uri};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use hyper::body::Incoming;
 use tower::Service;
 
+use crate::config::Route;
+use crate::server::conn::ConnHandle;
 use crate::server::conn::Dispatch;
 use crate::server::forward_auth::verify;
 use crate::server::ops::health;
+use crate::server::proxy::{Adopter, Proxy, ws};
 use crate::server::state::AppState;
 
 /// gatehouse's dispatch: the hot path, then the router.
@@ -25,29 +35,98 @@ pub(crate) struct AppDispatch {
     state: AppState,
     /// Every route, with its layers.
     router: Router,
+    /// The built-in proxy, when `[[apps]]` names any.
+    proxy: Option<Arc<Proxy>>,
 }
 
 impl AppDispatch {
     pub(crate) fn new(state: AppState) -> Self {
         AppDispatch {
             router: crate::server::router(state.clone()),
+            proxy: Proxy::new(&state.config),
             state,
+        }
+    }
+
+    /// Where `req` goes; gatehouse's own routes when there is no proxy.
+    fn route_of<B>(&self, req: &Request<B>) -> Route {
+        self.proxy.as_ref().map_or(Route::Own, |p| p.route_of(req))
+    }
+}
+
+/// The future of a routed request: the router's, or the proxy's. The
+/// connection layer boxes it once per request, so the router's larger
+/// variant costs no second allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Routed {
+    Router(RouteFuture<Infallible>),
+    Proxy(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Future for Routed {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Both variants are `Unpin`: the router's future is, the proxy's is boxed.
+        match self.get_mut() {
+            Routed::Router(f) => Pin::new(f).poll(cx),
+            Routed::Proxy(f) => f.as_mut().poll(cx).map(Ok),
         }
     }
 }
 
 impl Dispatch for AppDispatch {
-    type Future = RouteFuture<Infallible>;
+    type Future = Routed;
 
     fn answer_hot(&self, req: &Request<Incoming>, peer: SocketAddr) -> Option<Response> {
+        // An app's host or prefix is the app's, `/healthz` included.
+        if self.route_of(req) != Route::Own {
+            return None;
+        }
         answer_hot(&self.state, req, Some(peer.ip()))
     }
 
     fn route(&mut self, mut req: Request<Incoming>) -> Self::Future {
         // HTTP/2 names the site in `:authority`, not `Host`.
         crate::server::csrf::fill_host(&mut req);
-        // The router is always ready (it has no back-pressure).
-        self.router.call(req)
+        match (self.route_of(&req), &self.proxy) {
+            (Route::App(i), Some(p)) => {
+                let adopter = ws::is_upgrade(&req)
+                    .then(|| req.extensions().get::<ConnHandle>().cloned())
+                    .flatten()
+                    .map(|h| Adopter {
+                        draining: Box::pin(h.draining()),
+                        adopt: Box::new(move |stream| h.adopt(stream)),
+                    });
+                Routed::Proxy(Box::pin(p.clone().serve(
+                    self.state.clone(),
+                    i,
+                    req,
+                    adopter,
+                )))
+            }
+            (Route::Reserved(len), _) => {
+                strip_reserved(&mut req, len);
+                // The router is always ready (it has no back-pressure).
+                Routed::Router(self.router.call(req))
+            }
+            _ => Routed::Router(self.router.call(req)),
+        }
+    }
+}
+
+/// Removes the reserved prefix (its first `len` bytes) from the request's
+/// path: `/.gatehouse/login?rd=x` becomes `/login?rd=x`.
+fn strip_reserved<B>(req: &mut Request<B>, len: usize) {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let rest = pq.get(len..).unwrap_or("");
+    let rest = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    if let Ok(uri) = rest.parse::<Uri>() {
+        *req.uri_mut() = uri;
     }
 }
 

@@ -44,6 +44,13 @@ pub struct Metrics {
     /// default policy) and policy. Bounded by the number of rules.
     pub access_denied:
         std::sync::Mutex<std::collections::BTreeMap<(Option<usize>, &'static str), u64>>,
+    /// Proxied requests whose upstream failed, by app index (`[[apps]]`
+    /// order) and outcome (`bad_gateway`, `timeout`). Bounded by the apps;
+    /// touched only on a failure.
+    pub proxy_failed: std::sync::Mutex<std::collections::BTreeMap<(usize, &'static str), u64>>,
+    /// WebSockets the proxy closed itself, by reason (`session_ended`,
+    /// `shutdown`, `idle`).
+    pub proxy_ws_closed: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Connections closed at accept: their client had
     /// `limits.max_connections_per_ip` open already.
     pub conn_refused_per_ip: Counter,
@@ -78,6 +85,8 @@ impl Default for Metrics {
             verify_denied: Counter::default(),
             verify_error: Counter::default(),
             access_denied: Default::default(),
+            proxy_failed: Default::default(),
+            proxy_ws_closed: Default::default(),
             conn_refused_per_ip: Counter::default(),
             second_step_ok: Default::default(),
             second_step_failed: Default::default(),

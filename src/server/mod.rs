@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pages;
 pub mod password;
+pub mod proxy;
 pub mod respond;
 pub mod signin;
 pub mod state;

@@ -167,6 +167,16 @@ impl Backend {
         }
     }
 
+    /// A notice that changes after each commit of this process, once the
+    /// commit is visible to reads: whoever holds a session for long (an
+    /// open WebSocket) looks it up again then, so an ended session is seen
+    /// within a moment. Holds one value, never a queue.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        match self {
+            Backend::Redb(b) => b.store().commits(),
+        }
+    }
+
     /// Where the data lives, for messages.
     pub fn location(&self) -> &Path {
         match self {

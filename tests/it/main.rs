@@ -5,6 +5,7 @@
 mod access;
 mod access_tokens;
 mod api;
+mod apps;
 mod auditctl;
 mod backup_load;
 mod browser;

@@ -106,7 +106,24 @@ pub fn not_signed_in(state: &AppState, asked: &Asked<'_>) -> Response {
     // redirect to a sign-in form is of no use to it.
     let headers = asked.headers;
     let browser = wants_html(headers) || cookie(headers, &state.config.cookie.name).is_some();
-    if wants_redirect(asked.query) && browser {
+    // A request received directly (the built-in proxy) has no proxy to
+    // pass a 401 on: a browser is sent to sign in at once.
+    if let Some(base) = asked.login
+        && browser
+    {
+        let login = with_rd(base.to_string(), asked.return_url().as_deref());
+        let mut r = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    } else if asked.login.is_some() {
+        let mut r = ApiError::unauthorized().into_response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, CHALLENGE);
+        r
+    } else if wants_redirect(asked.query) && browser {
         let login = login_url(state, asked.return_url().as_deref());
         let mut r = StatusCode::FOUND.into_response();
         if let Ok(v) = HeaderValue::from_str(&login) {
@@ -176,6 +193,11 @@ pub fn login_url(state: &AppState, rd: Option<&str>) -> String {
         Some(o) => format!("{}/login", o.as_str().trim_end_matches('/')),
         None => "/login".to_string(),
     };
+    with_rd(base, rd)
+}
+
+/// `base` with `rd` as its query, when there is one.
+fn with_rd(base: String, rd: Option<&str>) -> String {
     match rd {
         Some(rd) => {
             let q: String = url::form_urlencoded::Serializer::new(String::new())

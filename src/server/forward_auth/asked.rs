@@ -1,13 +1,14 @@
 //! What one forward-auth check is about, read once: the proxy's headers
 //! and query, its address, the original request it names and, worked out
 //! on first use only, the client's address. Every step of a check takes
-//! this one value instead of reading the headers again.
+//! this one value instead of reading the headers again. The built-in proxy
+//! builds the same value from the request itself ([`Asked::direct`]).
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, Uri, header};
 
 use crate::access::{Original, Request as AccessRequest, Unreadable, read_original};
 use crate::config::Config;
@@ -34,6 +35,9 @@ pub struct Asked<'r> {
     /// The client's address ([`client_ip`]), computed on first use: most
     /// checks never need it.
     ip: OnceLock<Option<IpAddr>>,
+    /// For a request received directly, where a browser that must sign in
+    /// is sent (the sign-in page, without `rd`); `None` for a proxy's check.
+    pub login: Option<&'r str>,
 }
 
 impl<'r> Asked<'r> {
@@ -72,6 +76,46 @@ impl<'r> Asked<'r> {
             peer,
             original,
             ip: OnceLock::new(),
+            login: None,
+        })
+    }
+
+    /// Reads a request received directly (the built-in proxy): the request
+    /// is its own original, whoever the peer is. The host comes from `Host`
+    /// (or HTTP/2's `:authority`), the path is normalised as the rules see
+    /// it, `proto` is the scheme the client used, and a browser that must
+    /// sign in is sent to `login`.
+    pub fn direct(
+        config: &'r Config,
+        method: &'r Method,
+        uri: &'r Uri,
+        headers: &'r HeaderMap,
+        peer: Option<IpAddr>,
+        proto: &'r str,
+        login: &'r str,
+    ) -> Result<Self, Unreadable> {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let authority = match (hosts.next(), hosts.next()) {
+            (Some(h), None) => h.to_str().map_err(|_| Unreadable::Header("host"))?,
+            (None, _) => uri
+                .authority()
+                .map(|a| a.as_str())
+                .ok_or(Unreadable::Header("host"))?,
+            (Some(_), Some(_)) => return Err(Unreadable::Header("host")),
+        };
+        let target = uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .as_bytes();
+        let original = Original::direct(authority, target, method.as_str(), proto)?;
+        Ok(Asked {
+            config,
+            headers,
+            query: None,
+            peer,
+            original: Some(original),
+            ip: OnceLock::new(),
+            login: Some(login),
         })
     }
 

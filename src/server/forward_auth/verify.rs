@@ -29,7 +29,7 @@ use crate::server::forward_auth::bearer::{
 };
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
-use crate::store::AccessTokenInfo;
+use crate::store::{AccessTokenInfo, PublicId, TokenHash};
 
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map. Reached through the router
@@ -45,21 +45,27 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
         Ok(a) => a,
         Err(why) => return unreadable(&state, why),
     };
-    if let Some(r) = check(&state, &asked, None) {
-        return r;
+    decide_request(&state, &asked).await.into_response()
+}
+
+/// The decision on a request: [`check`], and when that needs a Basic
+/// password not seen within the last minute, that password checked as the
+/// sign-in form checks one (bans, the failure limit, the bounded hashing
+/// pool). Used by `/auth/verify` behind the router and by the built-in
+/// proxy, which may wait.
+pub async fn decide_request(state: &AppState, asked: &Asked<'_>) -> Verdict {
+    if let Some(v) = check(state, asked, None) {
+        return v;
     }
-    // A Basic password not seen within the last minute: checked as the
-    // sign-in form checks one, off the hot path.
     let Presented::Password { user, secret } = presented(asked.headers) else {
-        return not_signed_in(&state, &asked);
+        return Verdict::Answer(not_signed_in(state, asked));
     };
-    match basic_password(&state, asked.headers, asked.ip(), &user, secret).await {
-        Ok(()) => {
-            check(&state, &asked, Some(&user)).unwrap_or_else(|| not_signed_in(&state, &asked))
-        }
+    match basic_password(state, asked.headers, asked.ip(), &user, secret).await {
+        Ok(()) => check(state, asked, Some(&user))
+            .unwrap_or_else(|| Verdict::Answer(not_signed_in(state, asked))),
         // A wrong password answers as no credential does (with the challenge).
-        Err(Refused::Wrong) => not_signed_in(&state, &asked),
-        Err(Refused::Answer(r)) => r,
+        Err(Refused::Wrong) => Verdict::Answer(not_signed_in(state, asked)),
+        Err(Refused::Answer(r)) => Verdict::Answer(r),
     }
 }
 
@@ -73,14 +79,47 @@ pub fn answer<B>(
 ) -> Option<Response> {
     state.activity.record();
     match Asked::read(&state.config, req.uri().query(), req.headers(), peer) {
-        Ok(asked) => check(state, &asked, None),
+        Ok(asked) => check(state, &asked, None).map(Verdict::into_response),
         Err(why) => Some(unreadable(state, why)),
+    }
+}
+
+/// A check's decision: let the request through as someone, or answer it.
+pub enum Verdict {
+    /// Allowed: the identity headers' values, and how it was authenticated.
+    Allowed(Allowed),
+    /// Not signed in, refused, or failed: the answer to send.
+    Answer(Response),
+}
+
+/// An allowed request.
+pub struct Allowed {
+    /// The identity headers (`Identity::by_authorization` when
+    /// `Authorization` carried the credential).
+    pub id: Identity,
+    /// How it was authenticated; `None` for a bypass rule (no one).
+    pub factor: Option<Factor>,
+    /// The session's token hash and public id, when a session cookie
+    /// authenticated it: what the proxy checks again while a WebSocket of
+    /// it stays open.
+    pub session: Option<(TokenHash, PublicId)>,
+    /// The user's name, when someone is signed in.
+    pub user: Option<String>,
+}
+
+impl Verdict {
+    /// The forward-auth answer: 200 with the identity headers, or the answer.
+    pub fn into_response(self) -> Response {
+        match self {
+            Verdict::Allowed(a) => granted(a.id),
+            Verdict::Answer(r) => r,
+        }
     }
 }
 
 /// How a request was authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Factor {
+pub enum Factor {
     /// A session cookie; `two_factor`: signed in with a second factor.
     Session { two_factor: bool },
     /// An access token (Bearer, or Basic with the token as the secret).
@@ -93,6 +132,9 @@ enum Factor {
 /// rules' decision (`None` when there are no rules to ask).
 struct Found {
     id: Identity,
+    factor: Factor,
+    session: Option<(TokenHash, PublicId)>,
+    user: String,
     decision: Option<Decision>,
     /// An access token whose scope does not include the requested host.
     out_of_scope: bool,
@@ -150,6 +192,9 @@ fn found_for(
                 .and_then(|n| HeaderValue::from_str(n).ok()),
             by_authorization: !matches!(factor, Factor::Session { .. }),
         },
+        factor,
+        session: None,
+        user: user.name.clone(),
         decision,
         out_of_scope,
         needs_more,
@@ -177,21 +222,23 @@ fn decide(policy: &Policy, asked: &Asked<'_>, user: Option<&UserEntry>) -> Optio
     Some(rules.decide(&request, &subject))
 }
 
-/// The answer to a forward-auth check, made on the spot: a session cookie,
+/// The decision on a check, made on the spot: a session cookie,
 /// else an access token or a Basic password checked within the last
 /// minute. `None` when the request carries a Basic password that must be
 /// hashed first (see [`verify`]). `verified`: the user whose Basic password
 /// was just checked and found right, answered without the cache (which may
 /// be full).
-fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Option<Response> {
+pub fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Option<Verdict> {
     let start = Instant::now();
     let headers = asked.headers;
     // Only what the answer needs is taken from the user's entry.
-    let mut found = lookup_with(state, headers, |session, _, user, policy| {
+    let mut found = lookup_with(state, headers, |session, hash, user, policy| {
         let factor = Factor::Session {
             two_factor: session.methods.two_factor(),
         };
-        found_for(policy, asked, user, factor, None)
+        let mut f = found_for(policy, asked, user, factor, None);
+        f.session = Some((hash, session.id));
+        f
     });
     // Without a valid session cookie, `Authorization` is looked at: a
     // request with neither costs one header lookup more.
@@ -214,7 +261,7 @@ fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Option<
                         Checked::Wrong => false,
                         Checked::NeedsSecondFactor => {
                             state.metrics.verify_denied.inc();
-                            return Some(password_not_enough());
+                            return Some(Verdict::Answer(password_not_enough()));
                         }
                     },
                 };
@@ -231,36 +278,48 @@ fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Option<
     let res = match found {
         Ok(Some(f)) if f.out_of_scope => {
             state.metrics.verify_denied.inc();
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this access token is not valid for this site",
+            Verdict::Answer(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "this access token is not valid for this site",
+                )
+                .into_response(),
             )
-            .into_response()
         }
-        Ok(Some(f)) if f.step_up => not_signed_in(state, asked),
+        Ok(Some(f)) if f.step_up => Verdict::Answer(not_signed_in(state, asked)),
         Ok(Some(f)) => match f.decision {
             Some(d) if d.policy == AccessPolicy::Deny || f.needs_more => {
                 let user = f.id.user.as_ref().and_then(|v| v.to_str().ok());
-                refuse(state, asked, d, Some(user.unwrap_or("")))
+                Verdict::Answer(refuse(state, asked, d, Some(user.unwrap_or(""))))
             }
             _ => {
                 state.metrics.verify_ok.inc();
-                granted(f.id)
+                Verdict::Allowed(Allowed {
+                    id: f.id,
+                    factor: Some(f.factor),
+                    session: f.session,
+                    user: Some(f.user),
+                })
             }
         },
         Ok(None) => match state.with_policy(|p| decide(p, asked, None)) {
             Some(d) if !d.needs_subject && d.policy == AccessPolicy::Bypass => {
                 state.metrics.verify_ok.inc();
-                granted(Identity::anonymous())
+                Verdict::Allowed(Allowed {
+                    id: Identity::anonymous(),
+                    factor: None,
+                    session: None,
+                    user: None,
+                })
             }
             Some(d) if !d.needs_subject && d.policy == AccessPolicy::Deny => {
-                refuse(state, asked, d, None)
+                Verdict::Answer(refuse(state, asked, d, None))
             }
-            _ => not_signed_in(state, asked),
+            _ => Verdict::Answer(not_signed_in(state, asked)),
         },
         Err(e) => {
             state.metrics.verify_error.inc();
-            e.into_response()
+            Verdict::Answer(e.into_response())
         }
     };
     state

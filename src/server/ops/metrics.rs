@@ -163,6 +163,34 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "Forward-auth checks refused by an access rule, by rule index and policy.",
         denied,
     );
+    let apps = &state.config.proxy.apps;
+    let failed = m
+        .proxy_failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|((app, outcome), n)| {
+            let name = apps.get(*app).map_or_else(String::new, |a| a.name.clone());
+            (vec![("app", name), ("outcome", outcome.to_string())], *n)
+        })
+        .collect();
+    x.counter(
+        "gatehouse_proxy_upstream_failures",
+        "Proxied requests whose app failed (bad_gateway: 502) or did not answer in time (timeout: 504), by app.",
+        failed,
+    );
+    let ws_closed = m
+        .proxy_ws_closed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(reason, n)| (vec![("reason", reason.to_string())], *n))
+        .collect();
+    x.counter(
+        "gatehouse_proxy_websockets_closed",
+        "WebSockets the proxy closed itself, by reason (session_ended, shutdown, idle).",
+        ws_closed,
+    );
     x.histogram(
         "gatehouse_verify_duration_seconds",
         "Time to answer a forward-auth check.",

@@ -21,6 +21,7 @@ pub mod forbidden;
 pub mod login;
 pub mod sessions;
 pub mod tokens;
+pub mod upstream;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

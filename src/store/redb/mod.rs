@@ -108,6 +108,11 @@ struct Inner {
     /// What the file is opened through for writing, at open and at every
     /// reopen.
     medium: Medium,
+    /// The generation after each commit, for whoever must see a change
+    /// soon (the proxy re-checks the sessions of open WebSockets). A
+    /// `watch` holds one value: it never queues, and a slow reader only
+    /// misses generations in between.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a writable file is opened through: the file itself or, in tests, a
@@ -140,19 +145,23 @@ impl Inner {
             generation: AtomicU64::new(0),
             sessions_snapshot: Mutex::new(None),
             medium: Medium::File,
+            commits: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// Marks the cached snapshot stale and drops it: a snapshot kept alive
     /// would stop redb from reusing the pages that later commits free.
     fn committed(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
         let stale = self
             .sessions_snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         drop(stale);
+        // After the snapshot is dropped: a reader woken by this sees the
+        // commit.
+        self.commits.send_replace(generation);
     }
 }
 
@@ -380,6 +389,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Changes after every commit made through this handle, once the
+    /// commit is visible to reads (see `Inner::commits`).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 
     pub fn is_read_only(&self) -> bool {
