@@ -21,8 +21,7 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use crate::config::Route;
-use crate::server::conn::ConnHandle;
-use crate::server::conn::Dispatch;
+use crate::server::conn::{ConnHandle, Dispatch};
 use crate::server::forward_auth::verify;
 use crate::server::ops::health;
 use crate::server::proxy::{Adopter, Proxy, ws};

@@ -28,31 +28,28 @@
 //! session to watch; it ends with its connection, the drain or the idle
 //! bound.
 
-use std::future::Future;
+mod relay;
+
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use axum::response::IntoResponse;
-use futures_util::{SinkExt, StreamExt};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::time::{Instant, sleep_until, timeout};
+use relay::Relay;
+use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::server::forward_auth::verify::Allowed;
 use crate::server::proxy::{Adopter, Failure, Proxy, headers, upstream};
 use crate::server::respond::{ApiError, wants_html};
 use crate::server::state::AppState;
-use crate::store::{AuditStore, EventKind, NewEvent, PublicId, SessionStore, TokenHash, now_ms};
 
 /// A burst of commits costs each open socket at most one lookup per this.
 pub const CHECK_AT_MOST_EVERY: Duration = Duration::from_millis(250);
@@ -291,221 +288,4 @@ async fn exchange(
     })
 }
 
-/// An open socket's relay and what it watches.
-struct Relay {
-    state: AppState,
-    app: String,
-    idle: Duration,
-    recheck: Duration,
-    /// The session that opened it, when a cookie did.
-    session: Option<(TokenHash, PublicId)>,
-    user: Option<String>,
-    ip: Option<IpAddr>,
-}
-
-/// What a look at the session found.
-enum Seen {
-    /// Valid until this many ms since the epoch; last recorded use.
-    Live {
-        deadline_ms: u64,
-        last_seen_ms: u64,
-    },
-    Ended,
-    /// The store could not say; asked again at the next check.
-    Unknown,
-}
-
-/// Why the relay ended.
-enum End {
-    /// A side closed or failed: nothing for gatehouse to send or record.
-    Peer,
-    /// gatehouse cuts it: the reason recorded and the client's close code.
-    Cut(&'static str, CloseCode),
-}
-
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
-
-impl Relay {
-    /// Relays until a side closes or gatehouse cuts the socket.
-    async fn run(
-        self,
-        client: Upgraded,
-        upstream: Upgraded,
-        mut drain: Pin<Box<dyn Future<Output = ()> + Send>>,
-    ) {
-        let mut c: Ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(ws_config()))
-                .await;
-        let mut u: Ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upstream),
-            Role::Client,
-            Some(ws_config()),
-        )
-        .await;
-        let mut commits = self.state.store.commits();
-        let watching = self.session.is_some();
-        // Cleared if the store's notice ends (the store closed): a closed
-        // `watch` is ready at once, every time.
-        let mut notices = watching;
-        let mut last_moved = Instant::now();
-        let mut moved_since_check = false;
-        let mut last_check = Instant::now();
-        let mut next_check = Instant::now();
-        let end = loop {
-            let idle_at = last_moved + self.idle;
-            tokio::select! {
-                m = c.next() => match m {
-                    Some(Ok(Message::Close(f))) => {
-                        pass_close(&mut c, &mut u, f).await;
-                        break End::Peer;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_moved = Instant::now(),
-                    Some(Ok(m)) => {
-                        last_moved = Instant::now();
-                        moved_since_check = true;
-                        if !matches!(timeout(self.idle, u.send(m)).await, Ok(Ok(()))) {
-                            break End::Peer;
-                        }
-                    }
-                    _ => break End::Peer,
-                },
-                m = u.next() => match m {
-                    Some(Ok(Message::Close(f))) => {
-                        pass_close(&mut u, &mut c, f).await;
-                        break End::Peer;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => last_moved = Instant::now(),
-                    Some(Ok(m)) => {
-                        last_moved = Instant::now();
-                        moved_since_check = true;
-                        if !matches!(timeout(self.idle, c.send(m)).await, Ok(Ok(()))) {
-                            break End::Peer;
-                        }
-                    }
-                    _ => break End::Peer,
-                },
-                _ = &mut drain => break End::Cut("shutdown", CloseCode::Away),
-                _ = sleep_until(idle_at) => break End::Cut("idle", CloseCode::Away),
-                r = commits.changed(), if notices => {
-                    if r.is_ok() {
-                        let soonest = (last_check + CHECK_AT_MOST_EVERY).max(Instant::now());
-                        next_check = next_check.min(soonest);
-                    } else {
-                        notices = false;
-                    }
-                }
-                _ = sleep_until(next_check), if watching => {
-                    last_check = Instant::now();
-                    let wait = match self.look(moved_since_check) {
-                        Seen::Ended => break End::Cut("session_ended", CloseCode::Policy),
-                        Seen::Live { deadline_ms, .. } => {
-                            let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()) + 1);
-                            left.min(self.recheck)
-                        }
-                        Seen::Unknown => self.recheck,
-                    };
-                    moved_since_check = false;
-                    next_check = last_check + wait;
-                }
-            }
-        };
-        if let End::Cut(reason, code) = end {
-            // Recorded (durably) before the client is told, so a client
-            // that saw the close finds the event.
-            self.record(reason).await;
-            let text = match reason {
-                "session_ended" => "session ended",
-                "shutdown" => "server shutting down",
-                _ => "idle",
-            };
-            let close = |code| {
-                Some(CloseFrame {
-                    code,
-                    reason: text.into(),
-                })
-            };
-            let _ = timeout(CLOSE_WAIT, c.close(close(code))).await;
-            let _ = timeout(CLOSE_WAIT, u.close(close(CloseCode::Away))).await;
-        }
-    }
-
-    /// Looks the session up again (one read of the store's snapshot), and
-    /// touches it when messages moved and its last recorded use is older
-    /// than the touch interval, as a page load would.
-    fn look(&self, moved: bool) -> Seen {
-        let Some((hash, _)) = self.session else {
-            return Seen::Unknown;
-        };
-        let now = now_ms();
-        let seen = match self.state.store.session_by_hash_now(hash, now) {
-            Some(Ok(Some(s))) => {
-                if self.state.with_policy(|p| p.user(&s.user).is_some()) {
-                    Seen::Live {
-                        deadline_ms: s.deadline_ms(),
-                        last_seen_ms: s.last_seen_ms,
-                    }
-                } else {
-                    Seen::Ended
-                }
-            }
-            Some(Ok(None)) => Seen::Ended,
-            // A store that cannot answer now is asked again later: cutting
-            // every open socket on one failed read would be worse than a
-            // late cut, and the next sign-in check fails closed anyway.
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "WebSocket session check failed");
-                Seen::Unknown
-            }
-            None => Seen::Unknown,
-        };
-        if let Seen::Live { last_seen_ms, .. } = seen
-            && moved
-            && now.saturating_sub(last_seen_ms) >= self.state.config.session.touch_interval_ms
-            && let Err(e) = self.state.store.touch(hash, now)
-        {
-            tracing::debug!(error = %e, "session touch dropped");
-        }
-        seen
-    }
-
-    /// Counts and records a cut (`proxy.closed`).
-    async fn record(&self, reason: &'static str) {
-        *self
-            .state
-            .metrics
-            .proxy_ws_closed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason)
-            .or_default() += 1;
-        tracing::info!(app = %self.app, user = ?self.user, reason, "WebSocket closed by gatehouse");
-        let mut e = NewEvent::now(EventKind::ProxyClosed);
-        e.user = self.user.clone();
-        e.session = self.session.map(|(_, id)| id);
-        e.ip = self.ip;
-        e.details = vec![
-            ("app".into(), self.app.clone()),
-            ("reason".into(), reason.into()),
-        ];
-        // Bounded by the writer's backpressure, and at shutdown by the
-        // grace period that drops this task.
-        if let Err(e) = self.state.store.append(e).await {
-            tracing::warn!(error = %e, "proxy.closed not recorded");
-        }
-    }
-}
-
-/// Passes a close frame from `from` to `to`, lets `from`'s automatic reply
-/// go out, and waits briefly for `to`'s reply: each within [`CLOSE_WAIT`].
-async fn pass_close(from: &mut Ws, to: &mut Ws, frame: Option<CloseFrame>) {
-    let _ = timeout(CLOSE_WAIT, to.send(Message::Close(frame))).await;
-    let _ = timeout(CLOSE_WAIT, from.flush()).await;
-    let _ = timeout(CLOSE_WAIT, async {
-        while let Some(Ok(m)) = to.next().await {
-            if m.is_close() {
-                break;
-            }
-        }
-    })
-    .await;
-}
