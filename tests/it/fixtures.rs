@@ -191,14 +191,17 @@ async fn an_earlier_builds_factors_still_sign_in() {
     // exposed key.
     std::fs::set_permissions(tmp.path().join(key), PermissionsExt::from_mode(0o600)).unwrap();
     let db = tmp.path().join(gatehouse::config::DB_FILE);
-    // The server upgrades the fixture to the current schema first: a
-    // read-only open refuses an older one.
-    let s = TestServer::start_in(tmp.path(), &config(&facts.password_hash)).await;
+    // Upgraded to the current schema first (a read-only open refuses an
+    // older one), and read before a server holds the file for itself.
+    let (backend, task) = Backend::open(&BackendConfig::redb(&db)).unwrap();
+    task.shutdown().await.unwrap();
+    backend.close().unwrap();
     assert_eq!(
         alices_credential(&db).await,
         facts.passkey.stored.as_bytes(),
         "the fixture's database and facts.json disagree"
     );
+    let s = TestServer::start_in(tmp.path(), &config(&facts.password_hash)).await;
     let (user, pw) = (facts.user.as_str(), facts.password.as_str());
 
     // The argon2 hash and the sealed TOTP secret.
