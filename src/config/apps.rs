@@ -101,28 +101,48 @@ impl ProxyConfig {
     }
 
     /// Where a request for `host` (normal form: lower case, no port) and
-    /// `path` (as received) goes. A path under the reserved prefix is
-    /// always gatehouse's, on every host.
+    /// `path` (as received, without the query) goes. A path under the
+    /// reserved prefix is always gatehouse's, on every host.
+    ///
+    /// Path prefixes are matched on the path's normal form, the one the
+    /// access rules see ([`crate::access::normalize::path`]): otherwise
+    /// `/public/../code/x` would go to the app of `/public/` while being
+    /// decided, and routed by that app's framework, as `/code/x`. A path
+    /// with no normal form goes to no prefix app; the host's app, if any,
+    /// refuses it in its access check. Another spelling of the reserved
+    /// prefix (`/x/../.gatehouse/`) goes to no app either.
     pub fn route(&self, host: &str, path: &str) -> Route {
         if self.apps.is_empty() {
             return Route::Own;
         }
-        if let Some(rest) = path.strip_prefix(self.reserved_prefix.as_str())
-            && (rest.is_empty() || rest.starts_with('/'))
-        {
+        let reserved = |p: &str| {
+            p.strip_prefix(self.reserved_prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if reserved(path) {
             return Route::Reserved(self.reserved_prefix.len());
         }
-        if let Some(&i) = self.hosts.get(host) {
-            return Route::App(i);
+        let host_app = self.hosts.get(host).map(|&i| Route::App(i));
+        let Ok(normal) = crate::access::normalize::path(path.as_bytes()) else {
+            return host_app.unwrap_or(Route::Own);
+        };
+        if reserved(&normal) {
+            return Route::Own;
         }
-        for &i in &self.prefixes {
+        if let Some(app) = host_app {
+            return app;
+        }
+        self.prefix_app(&normal).map_or(Route::Own, Route::App)
+    }
+
+    /// The prefix app whose `path_prefix` holds `normal` (a path in normal
+    /// form), the longest prefix first.
+    fn prefix_app(&self, normal: &str) -> Option<usize> {
+        self.prefixes.iter().copied().find(|&i| {
             let p = self.apps[i].path_prefix.as_deref().unwrap_or("/");
             // `/code/` also takes `/code`, which the app would redirect.
-            if path.starts_with(p) || path == &p[..p.len() - 1] {
-                return Route::App(i);
-            }
-        }
-        Route::Own
+            normal.starts_with(p) || normal == &p[..p.len() - 1]
+        })
     }
 }
 
@@ -388,6 +408,37 @@ mod tests {
         assert_eq!(p.route("other", "/a"), Route::App(1));
         assert_eq!(p.route("other", "/ab"), Route::Own);
         assert_eq!(p.route("other", "/login"), Route::Own);
+    }
+
+    #[test]
+    fn prefixes_match_the_spelling_the_rules_see() {
+        let p = checked(vec![
+            app("code", Some("code.example.com"), None),
+            app("public", None, Some("/public/")),
+            app("private", None, Some("/private/")),
+        ])
+        .unwrap();
+        // Each of these reaches `/private/x` in the app's framework, and is
+        // decided as `/private/x`: it must go to the app of `/private/`.
+        for spelling in [
+            "/public/../private/x",
+            "/public/%2e%2e/private/x",
+            "/public/./../private/x",
+            "//private/x",
+            "/%70rivate/x",
+            "/public;x/../private/x",
+        ] {
+            assert_eq!(p.route("other", spelling), Route::App(2), "{spelling}");
+        }
+        assert_eq!(p.route("other", "/private/../public/"), Route::App(1));
+        assert_eq!(p.route("other", "/private/.."), Route::Own);
+        // No normal form: no prefix app; the host's app refuses it itself.
+        assert_eq!(p.route("other", "/public/%2fx"), Route::Own);
+        assert_eq!(p.route("other", "/public/%zz"), Route::Own);
+        assert_eq!(p.route("code.example.com", "/%2fx"), Route::App(0));
+        // Another spelling of the reserved prefix reaches no app.
+        assert_eq!(p.route("other", "/public/../.gatehouse/login"), Route::Own);
+        assert_eq!(p.route("code.example.com", "/x/../.gatehouse/"), Route::Own);
     }
 
     #[test]

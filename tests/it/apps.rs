@@ -265,6 +265,54 @@ async fn signed_in_requests_reach_the_app_with_identity_and_without_gatehouse_cr
     assert!(r.text().await.unwrap().contains("remote-user: alice"));
 }
 
+/// One request written as is, with no client resolving its dot segments:
+/// the status and body of the answer.
+async fn raw_get(s: &TestServer, target: &str, token: &str) -> (StatusCode, String) {
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(target)
+        .header("host", s.addr.to_string())
+        .header("cookie", format!("gatehouse_session={token}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let res = timeout(STEP, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = res.status();
+    let body = timeout(STEP, res.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_path_goes_to_the_app_its_resolved_spelling_names() {
+    let Setup { s, .. } = setup().await;
+    let (_, token) = signed_in(&s, "bob", BOB_PW).await;
+    // Decided as `/up/a/b`, so it must be the app of `/up/` that serves
+    // it, and with the path that was decided, not `/hang/../up/...`.
+    for target in [
+        "/hang/../up/a/b?q=1",
+        "/hang/%2e%2e/up/a/%62?q=1",
+        "//up/./a/b?q=1",
+    ] {
+        let (status, text) = raw_get(&s, target, &token).await;
+        assert_eq!(status, 200, "{target}: {text}");
+        assert!(text.starts_with("path=/a/b?q=1\n"), "{target}: {text}");
+    }
+    // Another spelling of the reserved prefix reaches no app.
+    let (status, _) = raw_get(&s, "/up/../.gatehouse/login", &token).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn not_signed_in_browsers_go_to_sign_in_and_others_get_the_challenge() {
     let Setup { s, .. } = setup().await;

@@ -239,18 +239,29 @@ impl Proxy {
         host: Option<HeaderValue>,
     ) -> Result<(), ApiError> {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target = match (&app.config.path_prefix, app.config.strip_prefix) {
-            (Some(prefix), true) => {
-                // `/code/x` → `/x`; `/code` → `/`.
-                let bare = &prefix[..prefix.len() - 1];
-                let rest = pq.strip_prefix(bare).unwrap_or(pq);
-                if rest.starts_with('/') {
-                    rest.to_string()
+        let target = match &app.config.path_prefix {
+            // A prefix app gets the path in the normal form it was routed
+            // and decided by, so that its own router cannot resolve a
+            // spelling such as `/code/../other/x` to another app's path.
+            Some(prefix) => {
+                let normal = crate::access::normalize::path(req.uri().path().as_bytes())
+                    .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad request target"))?;
+                let query = req.uri().query().map(|q| format!("?{q}"));
+                let path = if app.config.strip_prefix {
+                    // `/code/x` → `/x`; `/code` → `/`.
+                    let bare = &prefix[..prefix.len() - 1];
+                    let rest = normal.strip_prefix(bare).unwrap_or(&normal);
+                    if rest.starts_with('/') {
+                        rest.to_string()
+                    } else {
+                        format!("/{rest}")
+                    }
                 } else {
-                    format!("/{rest}")
-                }
+                    normal.into_owned()
+                };
+                format!("{path}{}", query.unwrap_or_default())
             }
-            _ => pq.to_string(),
+            None => pq.to_string(),
         };
         let authority = app.authority.to_str().unwrap_or("localhost");
         let uri: Uri = format!("http://{authority}{target}")
