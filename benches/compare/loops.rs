@@ -133,6 +133,7 @@ pub const STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub fn open_store(p: &Path) -> Store {
     let opts = StoreOptions {
         cache_bytes: STORE_CACHE_BYTES,
+        ..StoreOptions::default()
     };
     Store::open(p, &opts).expect("open store")
 }

@@ -213,6 +213,13 @@ impl Config {
         self.policy().users_with_other_cost(&self.argon2)
     }
 
+    /// The store this configuration names: the redb file in the data
+    /// directory, with the configured page cache. The one place a server or
+    /// a command turns the configuration into a backend to open.
+    pub fn backend_config(&self) -> crate::store::BackendConfig {
+        crate::store::BackendConfig::redb(self.db_path()).with_cache_bytes(self.cache_bytes)
+    }
+
     /// Path of the database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)

@@ -61,17 +61,23 @@ impl Server {
     /// reloads), creates the first admin when there are no users, opens the
     /// store and binds the listener.
     pub async fn bind(config: Config, overrides: Overrides) -> Result<Server, ServerError> {
+        let backend = config.backend_config();
+        Self::bind_to(config, overrides, backend).await
+    }
+
+    /// [`Server::bind`] on the store `backend` instead of the one the
+    /// config names (tests run the server on a store that answers no read
+    /// on the spot, as a network store's cache miss).
+    pub async fn bind_to(
+        config: Config,
+        overrides: Overrides,
+        backend: BackendConfig,
+    ) -> Result<Server, ServerError> {
         let config = first_start::prepare(config, &overrides)?;
         // First: a key file other users can read stops the start before
         // anything is opened or bound.
         let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
-        let backend = BackendConfig::redb(config.db_path()).with_cache_bytes(config.cache_bytes);
-        let (store, store_task) = tokio::task::spawn_blocking(move || Backend::open(&backend))
-            .await
-            .map_err(|e| ServerError::Io {
-                path: config.db_path(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+        let (store, store_task) = Backend::connect(&backend).await?;
         first_start::warn_if_shared(&config.db_path());
         let listener =
             TcpListener::bind(config.bind)

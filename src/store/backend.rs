@@ -89,6 +89,15 @@ impl BackendConfig {
         self
     }
 
+    /// Whether the `_now` lookups are answered on the spot (see
+    /// [`StoreOptions::spot_reads`]); on by default.
+    pub fn with_spot_reads(mut self, on: bool) -> Self {
+        match &mut self {
+            BackendConfig::Redb { options, .. } => options.spot_reads = on,
+        }
+        self
+    }
+
     /// Where the data lives, for messages.
     pub fn location(&self) -> &Path {
         match self {
@@ -142,11 +151,26 @@ impl Backend {
                 let store = Store::open(path, options)?;
                 let (w, task) = Writer::spawn(store.clone(), *writer);
                 Ok((
-                    Backend::Redb(RedbBackend::new(store, w)),
+                    Backend::Redb(RedbBackend::new(store, w).with_spot_reads(options.spot_reads)),
                     BackendTask::Redb(task),
                 ))
             }
         }
+    }
+
+    /// [`Backend::open`] from async code: a redb file is opened on the
+    /// blocking pool (an open may wait for another process's lock), a
+    /// network backend would connect here.
+    pub async fn connect(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Backend::open(&config))
+            .await
+            .unwrap_or_else(|e| {
+                Err(OpenError::Other {
+                    path: PathBuf::new(),
+                    reason: format!("the opening task failed: {e}"),
+                })
+            })
     }
 
     /// Opens an existing store read-only; fails as locked while a server
@@ -154,9 +178,10 @@ impl Backend {
     /// Every write fails.
     pub fn open_read_only(config: &BackendConfig) -> Result<Backend, OpenError> {
         match config {
-            BackendConfig::Redb { path, options, .. } => Ok(Backend::Redb(RedbBackend::read_only(
-                Store::open_read_only(path, options)?,
-            ))),
+            BackendConfig::Redb { path, options, .. } => Ok(Backend::Redb(
+                RedbBackend::read_only(Store::open_read_only(path, options)?)
+                    .with_spot_reads(options.spot_reads),
+            )),
         }
     }
 

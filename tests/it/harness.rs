@@ -65,8 +65,23 @@ impl TestServer {
         s
     }
 
+    /// A server whose store answers no lookup on the spot, as a network
+    /// store on a cache miss (`StoreOptions::spot_reads` off): every check
+    /// takes its awaited path.
+    pub async fn start_awaiting(config: &str) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_with(&dir, config, false).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on `dir`, writing `config` as its config file first.
     pub async fn start_in(dir: &Path, config: &str) -> TestServer {
+        Self::start_with(dir, config, true).await
+    }
+
+    async fn start_with(dir: &Path, config: &str, spot_reads: bool) -> TestServer {
         std::fs::write(dir.join("gatehouse.toml"), config).unwrap();
         let ov = Overrides {
             config: Some(dir.join("gatehouse.toml")),
@@ -74,7 +89,8 @@ impl TestServer {
             ..Overrides::default()
         };
         let config = Config::load(&ov).unwrap();
-        let server = Server::bind(config, ov).await.unwrap();
+        let backend = config.backend_config().with_spot_reads(spot_reads);
+        let server = Server::bind_to(config, ov, backend).await.unwrap();
         let addr = server.local_addr().unwrap();
         let reloader = server.reloader();
         let gate = server.state().hasher.gate().clone();

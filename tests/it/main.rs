@@ -7,6 +7,7 @@ mod access_tokens;
 mod api;
 mod apps;
 mod auditctl;
+mod awaited;
 mod backup_load;
 mod browser;
 mod caddy;

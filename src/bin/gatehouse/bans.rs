@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use gatehouse::config::Config;
 use gatehouse::server::ops::admin;
-use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, now_ms};
+use gatehouse::store::{Backend, BanStore, BanSubject, now_ms};
 
 #[derive(Subcommand)]
 pub(crate) enum BansCommand {
@@ -22,7 +22,7 @@ pub(crate) enum BansCommand {
 }
 
 pub(crate) fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
-    let store = BackendConfig::redb(config.db_path());
+    let store = config.backend_config();
     // The store's interface is async: one thread drives it (scans use the
     // blocking pool).
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use gatehouse::config::{Config, Overrides};
 use gatehouse::server::guard::MAX_PASSWORD;
 use gatehouse::server::ops::admin;
-use gatehouse::store::{Backend, BackendConfig, TokenStore, now_ms};
+use gatehouse::store::{Backend, TokenStore, now_ms};
 
 #[derive(Subcommand)]
 pub(crate) enum UsersCommand {
@@ -215,7 +215,7 @@ pub(crate) fn users(config: &Config, action: Action, name: &str) -> anyhow::Resu
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (backend, task) = Backend::open(&BackendConfig::redb(config.db_path()))?;
+    let (backend, task) = Backend::open(&config.backend_config())?;
     let actor = std::env::var("USER").ok();
     let done = match action {
         Action::ResetSecondFactor => rt.block_on(gatehouse::server::factors::reset::reset_factors(

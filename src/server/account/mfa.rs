@@ -38,7 +38,9 @@ pub async fn api_rename_passkey(
     crate::server::extract::Json(input): crate::server::extract::Json<NameInput>,
 ) -> Response {
     let run = async {
-        let me = lookup(&state, &headers)?.ok_or_else(ApiError::unauthorized)?;
+        let me = lookup(&state, &headers)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
         rename(&state, &me.user.name, &id, &input.name).await
     };
     match run.await {
@@ -55,7 +57,7 @@ pub async fn api_remove_passkey(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     let run = async {
-        let me = recent_session(&state, &headers)?;
+        let me = recent_session(&state, &headers).await?;
         remove_passkey(&state, &me.user.name, &id, ip, user_agent(&headers)).await
     };
     match run.await {
@@ -202,7 +204,7 @@ pub async fn api_remove_totp(
     headers: HeaderMap,
 ) -> Response {
     let run = async {
-        let me = recent_session(&state, &headers)?;
+        let me = recent_session(&state, &headers).await?;
         remove_totp(&state, &me.user.name, ip, user_agent(&headers)).await
     };
     match run.await {
@@ -223,7 +225,7 @@ pub async fn api_regenerate(
     headers: HeaderMap,
 ) -> Response {
     let run = async {
-        let me = recent_session(&state, &headers)?;
+        let me = recent_session(&state, &headers).await?;
         regenerate(&state, &me.user.name, ip, user_agent(&headers)).await
     };
     match run.await {

@@ -33,7 +33,7 @@ pub async fn page(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let me = match crate::server::authed::lookup(&state, &headers) {
+    let me = match crate::server::authed::lookup(&state, &headers).await {
         Ok(Some(me)) => me,
         Ok(None) => return see_other("/login?rd=%2Faccount%2Fsecurity"),
         Err(e) => return e.into_response(),

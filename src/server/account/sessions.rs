@@ -247,7 +247,7 @@ pub async fn page(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let me = match lookup(&state, &headers) {
+    let me = match lookup(&state, &headers).await {
         Ok(Some(me)) => me,
         Ok(None) => return see_other(SIGN_IN_FIRST),
         Err(e) => return e.into_response(),
@@ -268,7 +268,7 @@ pub async fn page(
 
 /// `GET /logout`: asks before signing out (visitors go to the sign-in page).
 pub async fn page_sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match lookup(&state, &headers) {
+    match lookup(&state, &headers).await {
         Ok(Some(me)) => pages::sessions::sign_out(&me.user.name),
         Ok(None) => see_other("/login"),
         Err(e) => e.into_response(),
@@ -277,7 +277,7 @@ pub async fn page_sign_out(State(state): State<AppState>, headers: HeaderMap) ->
 
 /// `GET /sessions/revoke-others`: asks before signing out the others.
 pub async fn page_confirm_others(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let me = match lookup(&state, &headers) {
+    let me = match lookup(&state, &headers).await {
         Ok(Some(me)) => me,
         Ok(None) => return see_other(SIGN_IN_FIRST),
         Err(e) => return e.into_response(),

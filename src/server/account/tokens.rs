@@ -281,7 +281,7 @@ pub async fn page(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let me = match lookup(&state, &headers) {
+    let me = match lookup(&state, &headers).await {
         Ok(Some(me)) => me,
         Ok(None) => return see_other(SIGN_IN_FIRST),
         Err(e) => return e.into_response(),

@@ -38,7 +38,7 @@ impl Enroller {
     /// (enrolled since through another sign-in), it is refused here, and
     /// again inside the write (`FactorRefusal::NotFirstFactor`).
     pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Option<Enroller>, ApiError> {
-        if let Some(a) = lookup(state, headers)? {
+        if let Some(a) = lookup(state, headers).await? {
             return Ok(Some(Enroller::Session(Box::new(a))));
         }
         let Some((h, p)) = crate::server::factors::pending::pending_of(state, headers)
@@ -85,8 +85,10 @@ pub async fn enroller(state: &AppState, headers: &HeaderMap) -> Result<Enroller,
 }
 
 /// A signed-in session that did a second factor recently, else 403.
-pub fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
-    let me = lookup(state, headers)?.ok_or_else(ApiError::unauthorized)?;
+pub async fn recent_session(state: &AppState, headers: &HeaderMap) -> Result<Authed, ApiError> {
+    let me = lookup(state, headers)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     if !recent(&state.config, &me, now_ms()) {
         return Err(crate::server::factors::proof::step_up_first(&state.config));
     }

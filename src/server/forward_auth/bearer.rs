@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::{self, Checked, Credential};
+use crate::server::authed::{Read, copy_read};
 use crate::server::guard::rejections::Refusal;
 use crate::server::guard::reservation::Reservation;
 use crate::server::password::HashError;
@@ -38,7 +39,7 @@ use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{
     ACCESS_TOKEN_PREFIX, AccessToken, AccessTokenInfo, AtLimit, BanStore, BanSubject, EventKind,
-    FactorStore, NewEvent, StoreError, TokenStore, now_ms,
+    FactorStore, NewEvent, TokenStore, now_ms,
 };
 
 /// What a request's `Authorization` header presents.
@@ -95,39 +96,42 @@ pub fn presented(headers: &HeaderMap) -> Presented {
     }
 }
 
-/// Looks up an access token: one read of the cached snapshot. `f` gets the
-/// token, its user's current entry and the policy, under the policy's read
-/// lock (keep it short). `None` for an unknown, expired or revoked token, a
-/// Basic user name that is not the token's owner, or an owner no longer in
-/// the config. Touches the token (fire and forget) when its last recorded
-/// use is older than the touch interval or it comes from a new address.
+/// Looks up an access token on the spot: one read of the cached snapshot,
+/// or the read the caller awaited already (`awaited`, from [`token_read`]).
+/// `f` gets the token, its user's current entry and the policy, under the
+/// policy's read lock (keep it short). `Some(Ok(None))` for an unknown,
+/// expired or revoked token, a Basic user name that is not the token's
+/// owner, or an owner no longer in the config; `None` when the store
+/// cannot answer without waiting. Touches the token (fire and forget) when
+/// its last recorded use is older than the touch interval or it comes from
+/// a new address.
 pub fn token_with<T>(
     state: &AppState,
     client_ip: impl FnOnce() -> Option<IpAddr>,
     token: &AccessToken,
     basic_user: Option<&str>,
+    awaited: Option<&Read<AccessTokenInfo>>,
     f: impl FnOnce(&AccessTokenInfo, &UserEntry, &Policy) -> T,
-) -> Result<Option<T>, ApiError> {
+) -> Option<Result<Option<T>, ApiError>> {
     let hash = token.hash();
     let now = now_ms();
-    let found = state.store.token_by_hash_now(hash, now).unwrap_or_else(|| {
-        Err(StoreError::Storage(
-            "this store cannot look up a token without waiting".into(),
-        ))
-    });
+    let found = match awaited {
+        Some(read) => copy_read(read),
+        None => state.store.token_by_hash_now(hash, now)?,
+    };
     let info = match found {
         Ok(Some(t)) => t,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(ApiError::internal("token lookup failed", &e)),
+        Ok(None) => return Some(Ok(None)),
+        Err(e) => return Some(Err(ApiError::internal("token lookup failed", &e))),
     };
     if basic_user.is_some_and(|u| u != info.user) {
-        return Ok(None);
+        return Some(Ok(None));
     }
     let Some(out) = state.with_policy(|policy| {
         let user = policy.user(&info.user)?;
         Some(f(&info, user, policy))
     }) else {
-        return Ok(None);
+        return Some(Ok(None));
     };
     let ip = client_ip();
     let stale = info
@@ -139,7 +143,13 @@ pub fn token_with<T>(
             tracing::debug!(error = %e, "token touch dropped");
         }
     }
-    Ok(Some(out))
+    Some(Ok(Some(out)))
+}
+
+/// The presented token's read, awaited: what [`token_with`] takes as
+/// `awaited`.
+pub async fn token_read(state: &AppState, token: &AccessToken) -> Read<AccessTokenInfo> {
+    state.store.token_by_hash(token.hash(), now_ms()).await
 }
 
 /// The cached result of a Basic password check, answered on the spot, or

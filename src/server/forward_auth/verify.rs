@@ -6,10 +6,12 @@
 //! touched fire-and-forget (see [`crate::server::authed::lookup`]). Without
 //! a session cookie, an access token in `Authorization` is checked the same
 //! way (one read, a coalesced touch; see [`crate::server::forward_auth::bearer`]).
-//! The one exception is a Basic password (`[tokens] basic_auth_passwords`)
-//! not checked within the last minute: [`answer`] then declines and
-//! [`verify`], behind the router, checks it through the bounded hashing
-//! pool and the failure limit.
+//! Two things make [`answer`] decline, leaving the request to [`verify`]
+//! behind the router: a Basic password (`[tokens] basic_auth_passwords`)
+//! not checked within the last minute, which [`verify`] checks through the
+//! bounded hashing pool and the failure limit; and a store that cannot
+//! answer a lookup without waiting (a network store on a cache miss),
+//! whose reads [`verify`] awaits ([`Awaited`]) before it checks again.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -21,15 +23,16 @@ use axum::response::{IntoResponse, Response};
 use crate::access::{Decision, Policy as AccessPolicy, Subject};
 use crate::config::{Policy, UserEntry};
 use crate::identity::basic::Checked;
-use crate::server::authed::lookup_with;
+use crate::server::authed::{Read, lookup_with_now, session_read};
 use crate::server::forward_auth::answers::{Identity, granted, not_signed_in, refuse, unreadable};
 use crate::server::forward_auth::asked::Asked;
 use crate::server::forward_auth::bearer::{
-    Presented, Refused, basic_password, cached_password, password_not_enough, presented, token_with,
+    Presented, Refused, basic_password, cached_password, password_not_enough, presented,
+    token_read, token_with,
 };
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
-use crate::store::{AccessTokenInfo, PublicId, TokenHash};
+use crate::store::{AccessTokenInfo, PublicId, Session, TokenHash};
 
 /// `GET /auth/verify`. Takes the request whole: it reads only the head, and
 /// borrowing it spares copying the header map. Reached through the router
@@ -48,20 +51,25 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     decide_request(&state, &asked).await.into_response()
 }
 
-/// The decision on a request: [`check`], and when that needs a Basic
-/// password not seen within the last minute, that password checked as the
-/// sign-in form checks one (bans, the failure limit, the bounded hashing
-/// pool). Used by `/auth/verify` behind the router and by the built-in
-/// proxy, which may wait.
+/// The decision on a request: [`check`]; when that cannot be made on the
+/// spot, [`check`] again with the store's reads awaited; and when that
+/// needs a Basic password not seen within the last minute, that password
+/// checked as the sign-in form checks one (bans, the failure limit, the
+/// bounded hashing pool). Used by `/auth/verify` behind the router and by
+/// the built-in proxy, which may wait.
 pub async fn decide_request(state: &AppState, asked: &Asked<'_>) -> Verdict {
-    if let Some(v) = check(state, asked, None) {
+    if let Some(v) = check(state, asked, None, &Awaited::default()) {
+        return v;
+    }
+    let awaited = Awaited::fetch(state, asked).await;
+    if let Some(v) = check(state, asked, None, &awaited) {
         return v;
     }
     let Presented::Password { user, secret } = presented(asked.headers) else {
         return Verdict::Answer(not_signed_in(state, asked));
     };
     match basic_password(state, asked.headers, asked.ip(), &user, secret).await {
-        Ok(()) => check(state, asked, Some(&user))
+        Ok(()) => check(state, asked, Some(&user), &awaited)
             .unwrap_or_else(|| Verdict::Answer(not_signed_in(state, asked))),
         // A wrong password answers as no credential does (with the challenge).
         Err(Refused::Wrong) => Verdict::Answer(not_signed_in(state, asked)),
@@ -79,7 +87,7 @@ pub fn answer<B>(
 ) -> Option<Response> {
     state.activity.record();
     match Asked::read(&state.config, req.uri().query(), req.headers(), peer) {
-        Ok(asked) => check(state, &asked, None).map(Verdict::into_response),
+        Ok(asked) => check(state, &asked, None, &Awaited::default()).map(Verdict::into_response),
         Err(why) => Some(unreadable(state, why)),
     }
 }
@@ -222,24 +230,59 @@ fn decide(policy: &Policy, asked: &Asked<'_>, user: Option<&UserEntry>) -> Optio
     Some(rules.decide(&request, &subject))
 }
 
+/// Store reads awaited ahead of [`check`], for a store that could not
+/// answer them on the spot: the session of the request's cookie and the
+/// access token in its `Authorization`. Empty on the hot path, where
+/// [`check`] reads on the spot.
+#[derive(Default)]
+pub struct Awaited {
+    session: Option<Read<Session>>,
+    token: Option<Read<AccessTokenInfo>>,
+}
+
+impl Awaited {
+    /// Awaits the reads a check of `asked` makes: the session, and the
+    /// token only when no live session was found (as [`check`] reads).
+    pub async fn fetch(state: &AppState, asked: &Asked<'_>) -> Awaited {
+        let session = session_read(state, asked.headers).await;
+        let token = match (&session, presented(asked.headers)) {
+            (Some(Ok(Some(_))), _) => None,
+            (_, Presented::Token { token, .. }) => Some(token_read(state, &token).await),
+            _ => None,
+        };
+        Awaited { session, token }
+    }
+}
+
 /// The decision on a check, made on the spot: a session cookie,
 /// else an access token or a Basic password checked within the last
 /// minute. `None` when the request carries a Basic password that must be
-/// hashed first (see [`verify`]). `verified`: the user whose Basic password
-/// was just checked and found right, answered without the cache (which may
-/// be full).
-pub fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Option<Verdict> {
+/// hashed first, or the store cannot answer a read without waiting and
+/// `awaited` does not hold it (see [`decide_request`]). `verified`: the
+/// user whose Basic password was just checked and found right, answered
+/// without the cache (which may be full).
+pub fn check(
+    state: &AppState,
+    asked: &Asked<'_>,
+    verified: Option<&str>,
+    awaited: &Awaited,
+) -> Option<Verdict> {
     let start = Instant::now();
     let headers = asked.headers;
     // Only what the answer needs is taken from the user's entry.
-    let mut found = lookup_with(state, headers, |session, hash, user, policy| {
-        let factor = Factor::Session {
-            two_factor: session.methods.two_factor(),
-        };
-        let mut f = found_for(policy, asked, user, factor, None);
-        f.session = Some((hash, session.id));
-        f
-    });
+    let mut found = lookup_with_now(
+        state,
+        headers,
+        awaited.session.as_ref(),
+        |session, hash, user, policy| {
+            let factor = Factor::Session {
+                two_factor: session.methods.two_factor(),
+            };
+            let mut f = found_for(policy, asked, user, factor, None);
+            f.session = Some((hash, session.id));
+            f
+        },
+    )?;
     // Without a valid session cookie, `Authorization` is looked at: a
     // request with neither costs one header lookup more.
     if matches!(found, Ok(None)) && headers.contains_key(header::AUTHORIZATION) {
@@ -250,8 +293,9 @@ pub fn check(state: &AppState, asked: &Asked<'_>, verified: Option<&str>) -> Opt
                     || asked.ip(),
                     &token,
                     basic_user.as_deref(),
+                    awaited.token.as_ref(),
                     |info, user, policy| found_for(policy, asked, user, Factor::Token, Some(info)),
-                );
+                )?;
             }
             Presented::Password { user, secret } if state.config.tokens.basic_auth_passwords => {
                 let ok = match verified {

@@ -101,7 +101,7 @@ pub async fn form(
     } else {
         &rd
     };
-    if needs_step_up(&state, &headers, rd) {
+    if needs_step_up(&state, &headers, rd).await {
         return crate::server::respond::see_other(&crate::server::signin::redirect::next_page(
             false, rd,
         ));
@@ -113,7 +113,7 @@ pub async fn form(
 /// `rd` leads to something the access rules open only to two factors:
 /// then it came here from the forward-auth check, and the way on is the
 /// second step (step-up), not a password again.
-fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
+async fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
     let Some(to) = safe_redirect(&state.config, headers, rd).and_then(|t| {
         url::Url::parse(&t)
             .ok()
@@ -142,7 +142,8 @@ fn needs_step_up(state: &AppState, headers: &HeaderMap, rd: &str) -> bool {
             groups: policy.group_list(&user.name),
         };
         policy.rules().decide(&req, &who).policy == crate::access::Policy::TwoFactor
-    });
+    })
+    .await;
     matches!(found, Ok(Some(true)))
 }
 

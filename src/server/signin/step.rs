@@ -76,7 +76,9 @@ impl Stepper {
         {
             return Ok(Some(Stepper::Pending(hash, p)));
         }
-        Ok(lookup(state, headers)?.map(|a| Stepper::Session(Box::new(a))))
+        Ok(lookup(state, headers)
+            .await?
+            .map(|a| Stepper::Session(Box::new(a))))
     }
 
     pub fn user(&self) -> &str {

@@ -68,12 +68,19 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 pub struct StoreOptions {
     /// Bytes of redb page cache.
     pub cache_bytes: usize,
+    /// Whether the backend answers the `_now` lookups (sessions, tokens,
+    /// bans) on the spot from its cached snapshot, as it normally does.
+    /// Off, it answers them `None`, as a network store does on a cache
+    /// miss, so that every caller takes its awaited path: what the tests
+    /// of that path run the server with.
+    pub spot_reads: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
+            spot_reads: true,
         }
     }
 }

@@ -127,7 +127,7 @@ impl Relay {
                 }
                 _ = sleep_until(next_check), if watching => {
                     last_check = Instant::now();
-                    let wait = match self.look(moved_since_check) {
+                    let wait = match self.look(moved_since_check).await {
                         Seen::Ended => break End::Cut("session_ended", CloseCode::Policy),
                         Seen::Live { deadline_ms, .. } => {
                             let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()) + 1);
@@ -163,13 +163,13 @@ impl Relay {
     /// Looks the session up again (one read of the store's snapshot), and
     /// touches it when messages moved and its last recorded use is older
     /// than the touch interval, as a page load would.
-    fn look(&self, moved: bool) -> Seen {
+    async fn look(&self, moved: bool) -> Seen {
         let Some((hash, _)) = self.session else {
             return Seen::Unknown;
         };
         let now = now_ms();
-        let seen = match self.state.store.session_by_hash_now(hash, now) {
-            Some(Ok(Some(s))) => {
+        let seen = match self.state.store.session_by_hash(hash, now).await {
+            Ok(Some(s)) => {
                 if self.state.with_policy(|p| p.user(&s.user).is_some()) {
                     Seen::Live {
                         deadline_ms: s.deadline_ms(),
@@ -179,15 +179,14 @@ impl Relay {
                     Seen::Ended
                 }
             }
-            Some(Ok(None)) => Seen::Ended,
-            // A store that cannot answer now is asked again later: cutting
-            // every open socket on one failed read would be worse than a
-            // late cut, and the next sign-in check fails closed anyway.
-            Some(Err(e)) => {
+            Ok(None) => Seen::Ended,
+            // A failed read is asked again later: cutting every open socket
+            // on one failed read would be worse than a late cut, and the
+            // next sign-in check fails closed anyway.
+            Err(e) => {
                 tracing::debug!(error = %e, "WebSocket session check failed");
                 Seen::Unknown
             }
-            None => Seen::Unknown,
         };
         if let Seen::Live { last_seen_ms, .. } = seen
             && moved

@@ -26,7 +26,7 @@ impl BanStore for RedbBackend {
         subject: &BanSubject,
         now_ms: u64,
     ) -> Option<Result<Option<Ban>, StoreError>> {
-        Some(self.store.ban_hot(subject, now_ms))
+        self.spot_reads.then(|| self.store.ban_hot(subject, now_ms))
     }
 
     fn bans(&self, now_ms: u64) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {

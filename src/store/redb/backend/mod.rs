@@ -44,6 +44,8 @@ pub struct RedbBackend {
     /// The current credentials of users a reload changed, which the writer
     /// checks a session-creating write against.
     credentials: Credentials,
+    /// Answer the `_now` lookups ([`super::StoreOptions::spot_reads`]).
+    spot_reads: bool,
 }
 
 impl RedbBackend {
@@ -55,6 +57,7 @@ impl RedbBackend {
             regulator: Default::default(),
             ceremonies: Default::default(),
             credentials: Default::default(),
+            spot_reads: true,
         }
     }
 
@@ -66,7 +69,15 @@ impl RedbBackend {
             regulator: Default::default(),
             ceremonies: Default::default(),
             credentials: Default::default(),
+            spot_reads: true,
         }
+    }
+
+    /// This backend, answering the `_now` lookups only when `spot_reads`
+    /// ([`super::StoreOptions::spot_reads`]).
+    pub fn with_spot_reads(mut self, spot_reads: bool) -> Self {
+        self.spot_reads = spot_reads;
+        self
     }
 
     /// `check` bound to this backend's credentials, as a write carries it.
@@ -153,7 +164,8 @@ impl SessionStore for RedbBackend {
         hash: TokenHash,
         now_ms: u64,
     ) -> Option<Result<Option<Session>, StoreError>> {
-        Some(self.store.session_by_hash(hash, now_ms))
+        self.spot_reads
+            .then(|| self.store.session_by_hash(hash, now_ms))
     }
 
     fn sessions_of(

@@ -42,7 +42,8 @@ impl TokenStore for RedbBackend {
         hash: TokenHash,
         now_ms: u64,
     ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
-        Some(self.store.token_by_hash(hash, now_ms))
+        self.spot_reads
+            .then(|| self.store.token_by_hash(hash, now_ms))
     }
 
     fn tokens_of(
