@@ -56,6 +56,9 @@
 //! synchronously and returns an already-completed future
 //! ([`std::future::Ready`]), and also answers
 //! [`SessionStore::session_by_hash_now`] for callers that cannot await.
+//! A backend that must wait (a network store on a cache miss) answers the
+//! `_now` lookups `None`; every caller then awaits the lookup instead, and
+//! never reads `None` as "not signed in".
 
 mod guards;
 
