@@ -106,6 +106,15 @@ impl BackendConfig {
     }
 }
 
+/// The store as an operator names it, for messages: a redb file's path.
+impl std::fmt::Display for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendConfig::Redb { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// The store, whichever backend holds it. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Backend {
@@ -162,12 +171,12 @@ impl Backend {
     /// blocking pool (an open may wait for another process's lock), a
     /// network backend would connect here.
     pub async fn connect(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || Backend::open(&config))
+        let owned = config.clone();
+        tokio::task::spawn_blocking(move || Backend::open(&owned))
             .await
             .unwrap_or_else(|e| {
                 Err(OpenError::Other {
-                    path: PathBuf::new(),
+                    store: config.to_string(),
                     reason: format!("the opening task failed: {e}"),
                 })
             })
@@ -202,10 +211,11 @@ impl Backend {
         }
     }
 
-    /// Where the data lives, for messages.
-    pub fn location(&self) -> &Path {
+    /// The database file, for a backend that keeps its data in one (redb):
+    /// where backups are made beside it. `None` for a network backend.
+    pub fn file(&self) -> Option<&Path> {
         match self {
-            Backend::Redb(b) => b.store().path(),
+            Backend::Redb(b) => Some(b.store().path()),
         }
     }
 

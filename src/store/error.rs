@@ -2,46 +2,46 @@
 //! by every backend. No backend type appears in them: a backend's own errors
 //! are carried as their message, classified as I/O or not.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Opening (and upgrading) the database failed.
+/// Opening (and upgrading) the database failed. Each variant names the
+/// store as the operator gave it (a redb file's path), for messages.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file does not exist (read-only opens never create one).
     #[error("no database at {0}")]
-    Missing(PathBuf),
+    Missing(String),
     /// Another process holds the file in a mode that excludes this open.
     #[error(
         "database {0} is locked by another process (a gatehouse server already runs on it, \
          or it was opened by an incompatible tool)"
     )]
-    Locked(PathBuf),
+    Locked(String),
     /// The file was written by a newer gatehouse.
     #[error(
-        "database {path} has schema version {found}, newer than this build supports ({supported}); \
+        "database {store} has schema version {found}, newer than this build supports ({supported}); \
          upgrade gatehouse"
     )]
     Newer {
-        path: PathBuf,
+        store: String,
         found: u32,
         supported: u32,
     },
     /// A read-only open found an older schema that only a writer can upgrade.
     #[error(
-        "database {path} has schema version {found}; this build needs {supported}. \
+        "database {store} has schema version {found}; this build needs {supported}. \
          Start `gatehouse serve` once to upgrade it"
     )]
     NeedsUpgrade {
-        path: PathBuf,
+        store: String,
         found: u32,
         supported: u32,
     },
     /// The file was not closed cleanly and a read-only open cannot repair it.
     #[error("database {0} needs recovery after an unclean shutdown; start `gatehouse serve` once")]
-    NeedsRepair(PathBuf),
-    #[error("cannot open database {path}: {reason}")]
-    Other { path: PathBuf, reason: String },
+    NeedsRepair(String),
+    #[error("cannot open database {store}: {reason}")]
+    Other { store: String, reason: String },
 }
 
 /// A read or a write inside the database failed.

@@ -84,7 +84,7 @@ pub fn open_read_only(config: &BackendConfig) -> anyhow::Result<source::Source> 
 pub fn open_writable(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
     let path = config.location();
     if !path.exists() {
-        return Err(OpenError::Missing(path.to_path_buf()));
+        return Err(OpenError::Missing(path.display().to_string()));
     }
     Backend::open(config)
 }

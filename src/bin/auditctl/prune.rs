@@ -18,7 +18,7 @@ pub fn run(config: &BackendConfig, data_dir: &Path, a: &PruneArgs) -> anyhow::Re
         Err(OpenError::Locked(p)) => anyhow::bail!(
             "database {} is in use (is the server running?); a running server prunes by \
              itself when audit_retention_days is set, or stop it to prune by hand",
-            p.display()
+            p
         ),
         Err(e) => return Err(explain_open(e)),
     };

@@ -53,8 +53,8 @@ impl Source {
     pub fn try_open(config: &BackendConfig) -> anyhow::Result<Opened> {
         match Backend::open_read_only(config) {
             Ok(b) => Ok(Opened::Source(Source::Local(b))),
-            Err(OpenError::Locked(db)) => {
-                let remote = Remote::beside(&db);
+            Err(OpenError::Locked(_)) => {
+                let remote = Remote::beside(config.location());
                 Ok(if remote.socket().exists() {
                     Opened::Source(Source::Remote(remote))
                 } else {
@@ -68,7 +68,8 @@ impl Source {
     /// The database, as the operator named it.
     pub fn location(&self) -> &Path {
         match self {
-            Source::Local(b) => b.location(),
+            // auditctl opens only file backends itself.
+            Source::Local(b) => b.file().unwrap_or(Path::new("")),
             Source::Remote(r) => &r.db,
         }
     }

@@ -9,16 +9,16 @@ use crate::store::error::{OpenError, QueryError, StoreError};
 pub(super) fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
-            OpenError::Locked(path.to_path_buf())
+            OpenError::Locked(path.display().to_string())
         }
-        redb::DatabaseError::RepairAborted => OpenError::NeedsRepair(path.to_path_buf()),
+        redb::DatabaseError::RepairAborted => OpenError::NeedsRepair(path.display().to_string()),
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::NotFound =>
         {
-            OpenError::Missing(path.to_path_buf())
+            OpenError::Missing(path.display().to_string())
         }
         other => OpenError::Other {
-            path: path.to_path_buf(),
+            store: path.display().to_string(),
             reason: other.to_string(),
         },
     }

@@ -242,12 +242,12 @@ impl Store {
     fn open_through(path: &Path, opts: &StoreOptions, medium: Medium) -> Result<Store, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| OpenError::Other {
-                path: path.to_path_buf(),
+                store: path.display().to_string(),
                 reason: format!("cannot create directory {}: {e}", dir.display()),
             })?;
         }
         create_private_file(path).map_err(|e| OpenError::Other {
-            path: path.to_path_buf(),
+            store: path.display().to_string(),
             reason: format!("cannot create the file: {e}"),
         })?;
         // A reader's hold is short; a writer's (another server) is not,
@@ -342,14 +342,14 @@ fn open_rw(path: &Path, opts: &StoreOptions, medium: &Medium) -> Result<Database
             Ok(_) => {}
             Err(gatehouse_migrations::MigrationError::Newer { found, supported }) => {
                 return Err(OpenError::Newer {
-                    path: path.to_path_buf(),
+                    store: path.display().to_string(),
                     found,
                     supported,
                 });
             }
             Err(e) => {
                 return Err(OpenError::Other {
-                    path: path.to_path_buf(),
+                    store: path.display().to_string(),
                     reason: e.to_string(),
                 });
             }
@@ -365,26 +365,26 @@ impl Store {
     pub fn open_read_only(path: impl AsRef<Path>, opts: &StoreOptions) -> Result<Store, OpenError> {
         let path = path.as_ref();
         if !path.exists() {
-            return Err(OpenError::Missing(path.to_path_buf()));
+            return Err(OpenError::Missing(path.display().to_string()));
         }
         let db = builder(opts)
             .open_read_only(path)
             .map_err(|e| open_error(path, e))?;
         let found = gatehouse_migrations::version_of(&db).map_err(|e| OpenError::Other {
-            path: path.to_path_buf(),
+            store: path.display().to_string(),
             reason: e.to_string(),
         })?;
         let supported = gatehouse_migrations::LATEST;
         if found > supported {
             return Err(OpenError::Newer {
-                path: path.to_path_buf(),
+                store: path.display().to_string(),
                 found,
                 supported,
             });
         }
         if found < supported {
             return Err(OpenError::NeedsUpgrade {
-                path: path.to_path_buf(),
+                store: path.display().to_string(),
                 found,
                 supported,
             });

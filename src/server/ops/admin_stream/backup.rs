@@ -37,7 +37,15 @@ pub(super) async fn backup(State(s): Shared, p: Prog) -> Response {
     };
     let store = s.store.clone();
     stream(&s.slots, p, move |sink| async move {
-        let path = snapshot_path(store.location());
+        let Some(db) = store.file() else {
+            return sink
+                .fail(
+                    ErrorKind::Store,
+                    "this store keeps no database file; back it up with its own tools",
+                )
+                .await;
+        };
+        let path = snapshot_path(db);
         // Left by an abandoned backup: none runs now (this one holds the
         // permit, which a backup's blocking work keeps until it ends).
         let _ = std::fs::remove_file(&path);
