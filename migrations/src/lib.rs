@@ -22,6 +22,8 @@ mod v0006_second_factors;
 mod v0007_bound_enrollment;
 mod v0008_proxy_closed_kind;
 
+pub mod postgres;
+
 pub use v0003_compact_audit::KIND_CODES;
 pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
 pub use v0005_access_tokens::NEW_KIND_CODES as KIND_CODES_V5;

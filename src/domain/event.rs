@@ -158,6 +158,25 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
+    /// The kinds an event must have to match, from `kinds` and `outcome`
+    /// together, sorted: `None` when any kind matches, empty when none can.
+    pub fn wanted_kinds(&self) -> Option<Vec<EventKind>> {
+        let mut kinds: Vec<EventKind> = if self.kinds.is_empty() {
+            match self.outcome {
+                None => return None,
+                Some(_) => EventKind::ALL.to_vec(),
+            }
+        } else {
+            self.kinds.clone()
+        };
+        if let Some(o) = self.outcome {
+            kinds.retain(|k| k.outcome() == Some(o));
+        }
+        kinds.sort();
+        kinds.dedup();
+        Some(kinds)
+    }
+
     /// Whether `ev` matches every field of the filter, checked on the event
     /// itself (no index): for following new events and streaming exports.
     pub fn matches(&self, ev: &Event) -> bool {

@@ -5,7 +5,6 @@
 use redb::{AccessGuard, ReadTransaction, ReadableTable};
 
 use super::bucket::{self, Entry};
-use super::codec::decode;
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::*;
@@ -61,20 +60,9 @@ impl Tx<'_> {
 
 /// Builds the public event from its id, user (empty: none) and stored record.
 pub(crate) fn to_event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, StoreError> {
-    let rec: EventRecord = decode(EVENT_RECORDS, bytes)?;
-    let kind = EventKind::from_code(rec.kind).ok_or_else(|| StoreError::Corrupt {
+    EventRecord::event(id, user, bytes).map_err(|reason| StoreError::Corrupt {
         table: EVENT_RECORDS,
-        reason: format!("event {id}: unknown kind code {}", rec.kind),
-    })?;
-    Ok(Event {
-        id: EventId(id),
-        time_us: EventId(id).micros(),
-        kind,
-        user: (!user.is_empty()).then(|| user.to_string()),
-        ip: rec.ip,
-        user_agent: rec.user_agent,
-        session: rec.session,
-        details: rec.details,
+        reason,
     })
 }
 
@@ -160,25 +148,6 @@ where
             (c.user.as_str(), &c.value.value()[e.start..e.end])
         }))
     }
-}
-
-/// The kinds a query must match, after combining `kinds` and `outcome`.
-/// `None` means every kind; an empty list means nothing can match.
-fn wanted_kinds(filter: &EventFilter) -> Option<Vec<EventKind>> {
-    let mut kinds: Vec<EventKind> = if filter.kinds.is_empty() {
-        match filter.outcome {
-            None => return None,
-            Some(_) => EventKind::ALL.to_vec(),
-        }
-    } else {
-        filter.kinds.clone()
-    };
-    if let Some(o) = filter.outcome {
-        kinds.retain(|k| k.outcome() == Some(o));
-    }
-    kinds.sort();
-    kinds.dedup();
-    Some(kinds)
 }
 
 /// Ids in `[lo, hi)`, newest first, from one source: boxed so the planner can
@@ -300,7 +269,7 @@ pub(crate) fn query(
     if lo >= hi || filter.user.as_deref() == Some("") {
         return Ok(empty);
     }
-    let kinds = wanted_kinds(filter);
+    let kinds = filter.wanted_kinds();
     if kinds.as_ref().is_some_and(|k| k.is_empty()) {
         return Ok(empty);
     }

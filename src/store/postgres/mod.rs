@@ -1,0 +1,172 @@
+//! The audit trail in PostgreSQL: one chained `events` table that every
+//! node's events reach, in the same record bytes and chain as the redb
+//! backend ([`crate::store::chain`]), so one verification covers both and a
+//! chain moved from a redb file continues here.
+//!
+//! What this module owns:
+//! - [`PgAudit::connect`]: a bounded connection pool, and the schema steps
+//!   of `migrations/sql/postgres/` applied at open under an advisory lock
+//!   ([`schema`]);
+//! - [`PgAudit::append_batch`]: the one way events enter the table. A batch
+//!   locks the chain's one-row head, skips entries whose outbox source is
+//!   already chained, extends the chain with [`crate::store::chain::extend`],
+//!   inserts, and moves the head, in one transaction;
+//! - keyset reads ([`events`]): pages newest first with the same cursors as
+//!   redb, events after an id, and the chain walk of a verification.
+//!
+//! Not here yet: the Redis state, the outbox and the chainer that feeds
+//! `append_batch`, retention, and a `Backend` variant. Nothing in the
+//! server opens this store today; the tests and the comparison with redb
+//! do.
+//!
+//! Event ids are u64s stored as BIGINT with the top bit flipped ([`sql_id`]),
+//! which keeps their order and their range.
+
+mod events;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::domain::NewEvent;
+use crate::store::error::{OpenError, StoreError};
+
+pub use events::PgCheck;
+
+/// Connections a node holds to PostgreSQL at most: the chainer's one
+/// writer and a few readers (audit pages, follows, verifications).
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Longest time one SQL statement may run before the server cancels it.
+pub const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// Longest wait for a new connection.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The audit trail in one PostgreSQL database. Cheap to clone.
+#[derive(Clone)]
+pub struct PgAudit {
+    /// At most [`MAX_CONNECTIONS`]; a caller past them waits for one.
+    pool: Pool,
+    /// The database as the operator named it, without its password.
+    name: String,
+}
+
+impl std::fmt::Debug for PgAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL's password never reaches a log line.
+        f.debug_struct("PgAudit").field("name", &self.name).finish()
+    }
+}
+
+/// One event to chain, and the outbox entry it came from (`None` for an
+/// event appended directly, such as a migration's).
+#[derive(Debug, Clone)]
+pub struct Outboxed {
+    pub source: Option<String>,
+    pub event: NewEvent,
+}
+
+impl PgAudit {
+    /// Connects to `url` (`postgres://user:password@host:port/db`, with
+    /// `sslmode=disable`; TLS is not built yet) and brings the schema up to
+    /// date. Refuses a database whose schema is newer than this build's.
+    pub async fn connect(url: &str) -> Result<PgAudit, OpenError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| OpenError::Other {
+            store: "postgres".into(),
+            reason: format!("the URL is not a PostgreSQL connection string: {e}"),
+        })?;
+        if config.get_options().is_none() {
+            // No statement runs unbounded; the longest is a verification's
+            // batch of WALK_BATCH rows.
+            config.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let name = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(MAX_CONNECTIONS)
+            .build()
+            .map_err(|e| OpenError::Other {
+                store: name.clone(),
+                reason: e.to_string(),
+            })?;
+        let audit = PgAudit { pool, name };
+        let mut client = audit.client().await.map_err(|e| audit.open_error(e))?;
+        schema::apply(&mut client).await.map_err(|e| match e {
+            schema::SchemaError::Newer { found, supported } => OpenError::Newer {
+                store: audit.name.clone(),
+                found,
+                supported,
+            },
+            schema::SchemaError::Store(e) => audit.open_error(e),
+        })?;
+        Ok(audit)
+    }
+
+    /// The database as named in messages: user, host, port and database,
+    /// never the password.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+            other => StoreError::Io(other.to_string()),
+        })
+    }
+
+    fn open_error(&self, e: StoreError) -> OpenError {
+        OpenError::Other {
+            store: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// `user@host:port/db` of a connection config.
+fn describe(c: &tokio_postgres::Config) -> String {
+    let host = c
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        c.get_user().unwrap_or(""),
+        c.get_dbname().unwrap_or("")
+    )
+}
+
+/// A PostgreSQL failure as the store's: a lost or refused connection is
+/// I/O (the pool opens a new one), anything the server refused is not.
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_some() {
+        StoreError::Storage(e.to_string())
+    } else {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// A u64 event id as stored: the BIGINT with the same order.
+pub(crate) fn sql_id(id: u64) -> i64 {
+    (id ^ (1 << 63)) as i64
+}
+
+/// A stored BIGINT id back to the u64.
+pub(crate) fn id_of(stored: i64) -> u64 {
+    (stored as u64) ^ (1 << 63)
+}
