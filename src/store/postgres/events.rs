@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{Outboxed, PgAudit, id_of, pg_error, sql_id};
-use crate::domain::{Event, EventFilter, EventId, EventPage, MAX_LIMIT};
+use crate::domain::{Event, EventFilter, EventId, EventKind, EventPage, MAX_LIMIT};
 use crate::store::chain::{self, ChainHash, ChainHead, ChainWalk, EventRecord};
 use crate::store::cursor;
 use crate::store::error::{QueryError, StoreError};
+use crate::store::reports::AuditCounts;
 
 /// Rows a verification reads per query.
 const WALK_BATCH: i64 = 10_000;
@@ -54,7 +55,7 @@ fn hash_of(bytes: &[u8], what: &str) -> Result<ChainHash, StoreError> {
     })
 }
 
-fn event_of(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
+pub(super) fn event_of(row: &tokio_postgres::Row) -> Result<Event, StoreError> {
     let id = id_of(row.get(0));
     let user: &str = row.get(1);
     let record: &[u8] = row.get(2);
@@ -255,6 +256,52 @@ impl PgAudit {
             .await
             .map_err(pg_error)?;
         rows.iter().map(event_of).collect()
+    }
+
+    /// Events per kind and the `top` busiest users, counted on the two
+    /// indexes.
+    pub async fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
+        let client = self.client().await?;
+        let mut counts = AuditCounts::default();
+        for r in client
+            .query("SELECT kind, count(*) FROM events GROUP BY kind", &[])
+            .await
+            .map_err(pg_error)?
+        {
+            let n = r.get::<_, i64>(1) as u64;
+            match u8::try_from(r.get::<_, i16>(0))
+                .ok()
+                .and_then(EventKind::from_code)
+            {
+                Some(k) => counts.by_kind.push((k, n)),
+                None => counts.unknown_kinds += n,
+            }
+        }
+        counts
+            .by_kind
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let users = client
+            .query_one(
+                "SELECT count(DISTINCT user_name) FILTER (WHERE user_name <> ''), \
+                 count(*) FILTER (WHERE user_name = '') FROM events",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        counts.users = users.get::<_, i64>(0) as u64;
+        counts.without_user = users.get::<_, i64>(1) as u64;
+        counts.top_users = client
+            .query(
+                "SELECT user_name, count(*) AS n FROM events WHERE user_name <> '' \
+                 GROUP BY user_name ORDER BY n DESC, user_name COLLATE \"C\" LIMIT $1",
+                &[&(top as i64)],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        Ok(counts)
     }
 
     /// Walks the whole chain from its anchor, oldest first, as `auditctl

@@ -23,6 +23,7 @@
 //! which keeps their order and their range.
 
 mod events;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -30,8 +31,12 @@ mod tests;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::domain::NewEvent;
-use crate::store::error::{OpenError, StoreError};
+use std::sync::Arc;
+
+use crate::domain::{Event, EventFilter, EventId, EventPage, NewEvent};
+use crate::store::contract::AuditStore;
+use crate::store::error::{OpenError, QueryError, StoreError, WriteError};
+use crate::store::reports::{AuditCounts, PruneReport};
 
 pub use events::PgCheck;
 
@@ -169,4 +174,49 @@ pub(crate) fn sql_id(id: u64) -> i64 {
 /// A stored BIGINT id back to the u64.
 pub(crate) fn id_of(stored: i64) -> u64 {
     (stored as u64) ^ (1 << 63)
+}
+
+/// The audit half of the store's contract, so generic code and the
+/// comparison with redb take either. `append` chains one event by itself;
+/// the chainer appends in batches.
+impl AuditStore for PgAudit {
+    async fn append(&self, event: NewEvent) -> Result<EventId, WriteError> {
+        let ids = self
+            .append_batch(vec![Outboxed {
+                source: None,
+                event,
+            }])
+            .await
+            .map_err(|e| WriteError::Failed(Arc::new(e)))?;
+        ids.into_iter().flatten().next().ok_or_else(|| {
+            WriteError::Failed(Arc::new(StoreError::Storage("nothing chained".into())))
+        })
+    }
+
+    async fn query_events(
+        &self,
+        filter: &EventFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<EventPage, QueryError> {
+        PgAudit::query_events(self, filter, limit, cursor).await
+    }
+
+    async fn events_after(&self, after: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        PgAudit::events_after(self, after, limit).await
+    }
+
+    async fn oldest_events(&self, below: EventId, limit: usize) -> Result<Vec<Event>, StoreError> {
+        PgAudit::oldest_events(self, below, limit).await
+    }
+
+    async fn prune(&self, through: EventId, limit: usize) -> Result<PruneReport, WriteError> {
+        PgAudit::prune(self, through, limit)
+            .await
+            .map_err(|e| WriteError::Failed(Arc::new(e)))
+    }
+
+    async fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {
+        PgAudit::audit_counts(self, top).await
+    }
 }

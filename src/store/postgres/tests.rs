@@ -228,7 +228,73 @@ async fn the_chain_and_every_query_match_the_redb_backends() {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(
+        pg.audit_counts(3).await.unwrap(),
+        redb.audit_counts(3).await.unwrap()
+    );
+
+    // Retention: the same archive, the same steps, the same anchor.
+    let through = pg_ids[250];
+    assert_eq!(
+        pg.oldest_events(through, 100).await.unwrap(),
+        redb.oldest_events(through, 100).await.unwrap()
+    );
+    loop {
+        let a = AuditStore::prune(&pg, through, 100).await.unwrap();
+        let b = redb.prune(through, 100).await.unwrap();
+        assert_eq!(a, b);
+        if !a.more {
+            break;
+        }
+    }
+    // Appended after the prune, on both: still one chain.
+    for ev in day_of_events(20) {
+        let a = AuditStore::append(&pg, ev.clone()).await.unwrap();
+        assert_eq!(a, redb.append(ev).await.unwrap());
+    }
+    let pg_check = pg.check().await.unwrap();
+    let redb_check = redb.check().await.unwrap();
+    assert!(pg_check.is_ok(), "{pg_check:?}");
+    assert!(redb_check.is_ok(), "{redb_check:?}");
+    assert_eq!(pg_check.chain_head, redb_check.chain_head);
+    assert_eq!(pg_check.events, 600 - 251 + 20);
+    assert_eq!(
+        all_pg(&pg, &EventFilter::default(), 1000).await,
+        all_redb(&redb, &EventFilter::default(), 1000).await
+    );
     task.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_chain_is_neither_archived_nor_pruned() {
+    let Some(url) = fresh_url().await else { return };
+    let pg = PgAudit::connect(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for ev in day_of_events(10) {
+        ids.push(AuditStore::append(&pg, ev).await.unwrap());
+    }
+    raw(&url)
+        .await
+        .execute(
+            "UPDATE events SET user_name = 'mallory' WHERE id = $1",
+            &[&super::sql_id(ids[3].0)],
+        )
+        .await
+        .unwrap();
+    let err = pg.oldest_events(ids[9], 10).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("broken at event {}", ids[4].0)),
+        "{err}"
+    );
+    let err = AuditStore::prune(&pg, ids[9], 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing to prune"), "{err}");
+    assert_eq!(pg.check().await.unwrap().events, 10, "nothing was removed");
+    // Up to the break, retention goes on.
+    let r = AuditStore::prune(&pg, ids[2], 10).await.unwrap();
+    assert_eq!((r.pruned, r.through, r.more), (3, Some(ids[2]), false));
 }
 
 #[tokio::test]
