@@ -22,6 +22,7 @@ mod data;
 mod events;
 mod jsonl;
 mod loops;
+mod pgchain;
 mod query;
 mod report;
 mod sessions;
@@ -169,6 +170,9 @@ fn main() {
     }
     if want(figure::SESSIONS) || want(figure::SWEEP) {
         sessions::figures(&p, &rt, tmp.path(), &mut rep);
+    }
+    if want(figure::POSTGRES_CHAIN) {
+        pgchain::figures(&p, &rt, tmp.path(), &mut rep);
     }
     report::targets(&mut rep);
     drop(rt);

@@ -23,9 +23,13 @@ pub const BYTES_ON_DISK: u8 = 9;
 /// `GET /auth/verify` with `Authorization: Bearer` against the session
 /// cookie, same server, same run (`http`).
 pub const VERIFY_TOKEN: u8 = 10;
+/// The audit trail in PostgreSQL: chaining batches against a plain batched
+/// `INSERT` of the same rows, and newest-100 of one user against redb
+/// (`compare`; needs `GATEHOUSE_BENCH_POSTGRES_URL`).
+pub const POSTGRES_CHAIN: u8 = 11;
 
 /// Every figure: (number, bench that measures it, title).
-pub const ALL: [(u8, &str, &str); 10] = [
+pub const ALL: [(u8, &str, &str); 11] = [
     (APPEND, "compare", "durable append"),
     (NEWEST_100, "compare", "newest 100 of one user"),
     (DEEP_PAGES, "compare", "deep pagination"),
@@ -39,6 +43,11 @@ pub const ALL: [(u8, &str, &str); 10] = [
         VERIFY_TOKEN,
         "http",
         "GET /auth/verify with an access token",
+    ),
+    (
+        POSTGRES_CHAIN,
+        "compare",
+        "audit chain in PostgreSQL",
     ),
 ];
 
