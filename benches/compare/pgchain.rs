@@ -21,6 +21,9 @@ use tokio_postgres::NoTls;
 use crate::Params;
 use crate::report::{Report, Unit};
 
+/// One row of the plain table: id, user, kind, address, record, source.
+type PlainRow = (i64, String, i16, Option<std::net::IpAddr>, Vec<u8>, String);
+
 /// Events per chained batch: what a chainer takes from the outbox at once.
 const BATCH: usize = 500;
 
@@ -33,7 +36,12 @@ fn events(n: usize) -> Vec<NewEvent> {
         .map(|i| {
             NewEvent::at(EventKind::ALL[i % 4], start + i as u64 * 10)
                 .user(format!("user{}", i % USERS))
-                .ip(Some(std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8])))
+                .ip(Some(std::net::IpAddr::from([
+                    10,
+                    0,
+                    (i >> 8) as u8,
+                    i as u8,
+                ])))
                 .detail("path", "/app/page")
         })
         .collect()
@@ -80,7 +88,7 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report
             .unwrap();
         let all = events(n);
         // The plain side inserts the same rows, their bytes made up front.
-        let rows: Vec<(i64, String, i16, Option<std::net::IpAddr>, Vec<u8>, String)> = all
+        let rows: Vec<PlainRow> = all
             .iter()
             .enumerate()
             .map(|(i, e)| {

@@ -44,11 +44,7 @@ pub const ALL: [(u8, &str, &str); 11] = [
         "http",
         "GET /auth/verify with an access token",
     ),
-    (
-        POSTGRES_CHAIN,
-        "compare",
-        "audit chain in PostgreSQL",
-    ),
+    (POSTGRES_CHAIN, "compare", "audit chain in PostgreSQL"),
 ];
 
 /// The figures chosen with `--only 1,2,...`; all of them without it.

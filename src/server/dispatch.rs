@@ -104,10 +104,15 @@ impl Dispatch for AppDispatch {
                     adopter,
                 )))
             }
-            (Route::Reserved(len), _) => {
+            (Route::Reserved(len), Some(p)) => {
                 strip_reserved(&mut req, len);
                 // The router is always ready (it has no back-pressure).
-                Routed::Router(self.router.call(req))
+                let answer = self.router.call(req);
+                let proxy = p.clone();
+                Routed::Proxy(Box::pin(async move {
+                    let Ok(res) = answer.await;
+                    crate::server::mounted::under(proxy.reserved_prefix(), res).await
+                }))
             }
             _ => Routed::Router(self.router.call(req)),
         }

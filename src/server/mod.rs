@@ -34,6 +34,7 @@ pub mod forward_auth;
 pub mod guard;
 pub mod lifecycle;
 pub mod metrics;
+pub mod mounted;
 pub mod ops;
 pub mod pages;
 pub mod password;

@@ -192,6 +192,12 @@ impl Proxy {
         };
         let allowed = match verdict {
             Verdict::Allowed(a) => a,
+            // Signing in happens on this host: the answer's links to
+            // gatehouse's pages (the 403 page's sign-out and stylesheet)
+            // must stay under the reserved prefix too.
+            Verdict::Answer(r) if login.starts_with(self.reserved_prefix()) => {
+                return crate::server::mounted::under(self.reserved_prefix(), r).await;
+            }
             Verdict::Answer(r) => return r,
         };
         if let Some(adopter) = adopter {
@@ -337,6 +343,12 @@ impl Proxy {
     }
 
     /// The settings in force.
+    /// The path prefix under which gatehouse's own routes answer on every
+    /// host (`/.gatehouse`).
+    pub fn reserved_prefix(&self) -> &str {
+        &self.settings.reserved_prefix
+    }
+
     pub fn settings(&self) -> &ProxyConfig {
         &self.settings
     }

@@ -6,6 +6,7 @@
 //! Each scenario saves screenshots under `target/screenshots/` and fails on
 //! any console error or policy violation it did not provoke on purpose.
 
+mod apps;
 mod chrome;
 mod cross_site;
 mod factors;
