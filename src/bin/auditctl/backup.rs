@@ -112,6 +112,7 @@ pub fn run(config: &BackendConfig, a: &BackupArgs) -> anyhow::Result<Status> {
             print_reminder(config.location());
             record_through_server(config.location(), &report);
         }
+        Source::Postgres(_) => anyhow::bail!("auditctl backs up redb files only"),
     }
     Ok(Status::Ok)
 }

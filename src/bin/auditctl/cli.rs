@@ -25,19 +25,46 @@ pub struct Cli {
     #[arg(long, env = "GATEHOUSE_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The database itself (instead of --data-dir): a file path, or
-    /// `redb:PATH`.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// `redb:PATH`; or the audit trail in PostgreSQL,
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, for query, tail,
+    /// export, verify, stats and prune.
+    #[arg(long, global = true, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Where the audit trail is.
+pub enum Database {
+    /// A redb file.
+    Redb(BackendConfig),
+    /// The audit trail of the distributed backend in PostgreSQL (its URL).
+    Postgres(String),
+}
+
 impl Cli {
-    /// The data directory: the directory of `--db` when given, else
-    /// `--data-dir`, else `GATEHOUSE_DATA_DIR` (when not empty), else `./data`.
+    /// The database `--db` names when it is a PostgreSQL URL.
+    fn postgres_url(&self) -> Option<String> {
+        let db = self.db.as_ref()?.to_string_lossy().into_owned();
+        (db.starts_with("postgres://") || db.starts_with("postgresql://")).then_some(db)
+    }
+
+    /// The audit trail to read: PostgreSQL when `--db` is its URL, else the
+    /// redb file of [`Cli::backend_config`].
+    pub fn database(&self) -> anyhow::Result<Database> {
+        match self.postgres_url() {
+            Some(url) => Ok(Database::Postgres(url)),
+            None => self.backend_config().map(Database::Redb),
+        }
+    }
+
+    /// The data directory: the directory of `--db` when given (a file),
+    /// else `--data-dir`, else `GATEHOUSE_DATA_DIR` (when not empty), else
+    /// `./data`.
     pub fn data_dir(&self) -> PathBuf {
         let dir = self.data_dir.as_ref().filter(|d| !d.as_os_str().is_empty());
-        match (&self.db, dir) {
+        let file = self.db.as_ref().filter(|_| self.postgres_url().is_none());
+        match (file, dir) {
             (Some(db), _) => BackendConfig::parse(&db.to_string_lossy())
                 .map(|c| c.location().to_path_buf())
                 .unwrap_or_else(|_| db.clone())

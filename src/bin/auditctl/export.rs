@@ -86,7 +86,7 @@ fn temp_path(output: &Path) -> PathBuf {
 /// The matching events above `after` up to `end`, read from the file in
 /// steps of [`STEP`], each handed to `on` with the newest id examined.
 fn local_steps(
-    store: &gatehouse::store::Backend,
+    store: &impl AuditStore,
     filter: &EventFilter,
     mut after: EventId,
     end: EventId,
@@ -189,6 +189,7 @@ fn export(store: &Source, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyh
     match store {
         Source::Local(b) => local_steps(b, &filter, after, end, &mut step)?,
         Source::Remote(r) => r.export(&filter, after, end, &mut step)?,
+        Source::Postgres(pg) => local_steps(pg, &filter, after, end, &mut step)?,
     }
     pb.finish_and_clear();
     sink.finish()

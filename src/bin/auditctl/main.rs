@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use clap::Parser;
 use gatehouse::store::{Backend, BackendConfig, BackendTask, OpenError};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Database};
 
 /// How a command that ran to the end turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +97,13 @@ pub fn close_writable(backend: Backend, task: BackendTask) -> anyhow::Result<()>
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Status> {
-    let config = cli.backend_config()?.with_cache_bytes(CACHE_BYTES);
+    let config = match cli.database()? {
+        Database::Redb(config) => config.with_cache_bytes(CACHE_BYTES),
+        Database::Postgres(url) => return run_postgres(cli, &url),
+    };
     match &cli.command {
         Command::Query(a) => query::run(&open_read_only(&config)?, a),
-        Command::Tail(a) => tail::run(&config, open_read_only(&config)?, a),
+        Command::Tail(a) => tail::run(Some(&config), open_read_only(&config)?, a),
         Command::Sessions(a) => inspect::sessions(&open_read_only(&config)?, a),
         Command::Tokens(a) => inspect::tokens(&open_read_only(&config)?, a),
         Command::Export(a) => export::run(&open_read_only(&config)?, a),
@@ -108,6 +111,27 @@ fn run(cli: &Cli) -> anyhow::Result<Status> {
         Command::Verify => inspect::verify(&open_read_only(&config)?),
         Command::Stats(a) => inspect::stats(&open_read_only(&config)?, a),
         Command::Prune(a) => prune::run(&config, &cli.data_dir(), a),
+    }
+}
+
+/// The commands on the audit trail in PostgreSQL: the same output as on a
+/// file for what it holds; sessions, tokens and backups are explained.
+fn run_postgres(cli: &Cli, url: &str) -> anyhow::Result<Status> {
+    match &cli.command {
+        Command::Query(a) => query::run(&source::Source::postgres(url)?, a),
+        Command::Tail(a) => tail::run(None, source::Source::postgres(url)?, a),
+        Command::Export(a) => export::run(&source::Source::postgres(url)?, a),
+        Command::Verify => inspect::verify(&source::Source::postgres(url)?),
+        Command::Stats(a) => inspect::stats(&source::Source::postgres(url)?, a),
+        Command::Prune(a) => prune::run_postgres(url, &cli.data_dir(), a),
+        Command::Sessions(_) => Err(source::not_in_postgres("sessions")),
+        Command::Tokens(_) => Err(source::not_in_postgres("access tokens")),
+        Command::Backup(_) => anyhow::bail!(
+            "the audit trail in PostgreSQL is backed up with PostgreSQL's own tools: \
+             `pg_dump --format=custom --table=events --table=chain --table=gatehouse_schema \
+             DBNAME > audit.dump` (see docs/auditctl.md); `auditctl verify --db URL` checks \
+             a restored copy"
+        ),
     }
 }
 

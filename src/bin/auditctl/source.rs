@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gatehouse::admin_wire::{ErrorKind, Frame, FrameStream, WireError, filter_query};
+use gatehouse::store::postgres::PgAudit;
 use gatehouse::store::{
     AccessTokenInfo, AuditCounts, AuditStore, Backend, BackendConfig, CheckReport, EventFilter,
     EventId, EventPage, OpenError, Session, SessionStore, StoreCheck, StoreStats, TokenStore,
@@ -17,10 +18,13 @@ use gatehouse::store::{
 
 use crate::{explain_open, wait};
 
-/// The store read directly, or the server that holds it.
+/// The store read directly, the server that holds it, or the audit trail
+/// in PostgreSQL.
 pub enum Source {
     Local(Backend),
     Remote(Remote),
+    /// Only the audit trail: sessions, tokens and bans are not in it.
+    Postgres(PgAudit),
 }
 
 /// A running server, reached through the admin socket beside its database.
@@ -65,13 +69,25 @@ impl Source {
         }
     }
 
-    /// The database, as the operator named it.
-    pub fn location(&self) -> &Path {
+    /// The audit trail in PostgreSQL at `url`.
+    pub fn postgres(url: &str) -> anyhow::Result<Source> {
+        Ok(Source::Postgres(wait(PgAudit::connect(url))?))
+    }
+
+    /// The database, as the operator named it (never a password).
+    pub fn name(&self) -> String {
         match self {
             // auditctl opens only file backends itself.
-            Source::Local(b) => b.file().unwrap_or(Path::new("")),
-            Source::Remote(r) => &r.db,
+            Source::Local(b) => b.file().unwrap_or(Path::new("")).display().to_string(),
+            Source::Remote(r) => r.db.display().to_string(),
+            Source::Postgres(pg) => pg.name().to_string(),
         }
+    }
+
+    /// Whether this holds the audit trail only (no sessions, tokens or
+    /// bans), so that commands leave those out.
+    pub fn audit_only(&self) -> bool {
+        matches!(self, Source::Postgres(_))
     }
 
     /// One page of a query; a bad cursor is explained.
@@ -86,6 +102,9 @@ impl Source {
                 wait(b.query_events(filter, limit, cursor)).map_err(crate::query::explain)
             }
             Source::Remote(r) => r.query_events(filter, limit, cursor),
+            Source::Postgres(pg) => {
+                wait(pg.query_events(filter, limit, cursor)).map_err(crate::query::explain)
+            }
         }
     }
 
@@ -96,6 +115,7 @@ impl Source {
                 Frame::Stats { stats } => Some(stats),
                 _ => None,
             }),
+            Source::Postgres(pg) => Ok(wait(pg.stats())?),
         }
     }
 
@@ -106,6 +126,7 @@ impl Source {
                 Frame::Counts { counts } => Some(counts),
                 _ => None,
             }),
+            Source::Postgres(pg) => Ok(wait(pg.audit_counts(top))?),
         }
     }
 
@@ -116,12 +137,14 @@ impl Source {
                 Frame::Check { report } => Some(report),
                 _ => None,
             }),
+            Source::Postgres(pg) => Ok(wait(pg.check())?.into_report()),
         }
     }
 
     /// Live sessions of `user`, or of everyone up to `limit`.
     pub fn sessions(&self, user: Option<&str>, limit: usize) -> anyhow::Result<Vec<Session>> {
         match self {
+            Source::Postgres(_) => Err(not_in_postgres("sessions")),
             Source::Local(b) => {
                 let now = now_ms();
                 Ok(match user {
@@ -150,6 +173,7 @@ impl Source {
 
     pub fn tokens_of(&self, user: &str) -> anyhow::Result<Vec<AccessTokenInfo>> {
         match self {
+            Source::Postgres(_) => Err(not_in_postgres("access tokens")),
             Source::Local(b) => Ok(wait(b.tokens_of(user, now_ms()))?),
             Source::Remote(r) => {
                 let q = url::form_urlencoded::Serializer::new(String::new())
@@ -162,6 +186,14 @@ impl Source {
             }
         }
     }
+}
+
+/// What PostgreSQL cannot answer: it holds only the audit trail.
+pub fn not_in_postgres(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "PostgreSQL holds only the audit trail; {what} live in Redis with the distributed \
+         backend, which this build does not have yet"
+    )
 }
 
 fn unexpected(f: &Frame) -> anyhow::Error {

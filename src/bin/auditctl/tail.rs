@@ -43,7 +43,9 @@ impl Printer {
     }
 }
 
-pub fn run(config: &BackendConfig, store: Source, a: &TailArgs) -> anyhow::Result<Status> {
+/// `config`: the redb file to follow across a server's stops and starts;
+/// `None` for PostgreSQL, which is polled.
+pub fn run(config: Option<&BackendConfig>, store: Source, a: &TailArgs) -> anyhow::Result<Status> {
     let filter = a.filters.to_filter();
     // The newest id before the query: following starts no lower, so nothing
     // committed meanwhile is missed or printed twice.
@@ -86,15 +88,43 @@ pub fn run(config: &BackendConfig, store: Source, a: &TailArgs) -> anyhow::Resul
     }
     let after = events.last().map(|e| e.id).unwrap_or(head).max(head);
     // A local handle is not kept: it would keep a server from starting.
-    let remote = match store {
-        Source::Local(b) => {
+    let remote = match (store, config) {
+        (Source::Postgres(pg), _) => {
+            follow_postgres(&pg, &filter, after, &p, &mut out)?;
+            return Ok(Status::Ok);
+        }
+        (Source::Local(b), _) => {
             b.close()?;
             None
         }
-        Source::Remote(r) => Some(r),
+        (Source::Remote(r), _) => Some(r),
     };
+    let config = config.ok_or_else(|| anyhow::anyhow!("following needs the database file"))?;
     follow(config, remote, &filter, after, &p, &mut out)?;
     Ok(Status::Ok)
+}
+
+/// Follows the audit trail in PostgreSQL by reading what was chained every
+/// [`POLL`], until a signal.
+fn follow_postgres(
+    pg: &gatehouse::store::postgres::PgAudit,
+    filter: &EventFilter,
+    mut after: EventId,
+    p: &Printer,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    crate::wait(async {
+        let mut signals = StopSignals::install()?;
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = signals.recv() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            print_new(pg, filter, &mut after, p, out).await?;
+        }
+    })
 }
 
 /// How one way of following ended.
@@ -137,6 +167,7 @@ fn follow(
                         b.close()?;
                         break;
                     }
+                    Opened::Source(Source::Postgres(_)) => break,
                     Opened::Held(_) => {}
                 }
                 tokio::select! {
@@ -177,7 +208,7 @@ async fn follow_local(
 
 /// Prints what was committed above `after` in `store`.
 async fn print_new(
-    store: &Backend,
+    store: &impl AuditStore,
     filter: &EventFilter,
     after: &mut EventId,
     p: &Printer,

@@ -10,7 +10,7 @@ use crate::domain::{Event, EventFilter, EventId, EventKind, EventPage, MAX_LIMIT
 use crate::store::chain::{self, ChainHash, ChainHead, ChainWalk, EventRecord};
 use crate::store::cursor;
 use crate::store::error::{QueryError, StoreError};
-use crate::store::reports::AuditCounts;
+use crate::store::reports::{AuditCounts, CheckReport, StoreStats};
 
 /// Rows a verification reads per query.
 const WALK_BATCH: i64 = 10_000;
@@ -25,6 +25,8 @@ pub struct PgCheck {
     pub events: u64,
     /// Events ever appended, as the head counts them.
     pub appended: u64,
+    /// Events removed by retention, as the anchor counts them.
+    pub pruned: u64,
     /// Hex SHA-256 of the newest event, as the head records it.
     pub chain_head: String,
     /// The first event at which the chain breaks, if it does.
@@ -38,6 +40,21 @@ pub struct PgCheck {
 impl PgCheck {
     pub fn is_ok(&self) -> bool {
         self.problem_count == 0
+    }
+
+    /// As the store's report, for tools that print either: the live-state
+    /// counts, which PostgreSQL does not hold, are zero.
+    pub fn into_report(self) -> CheckReport {
+        CheckReport {
+            events: self.events,
+            events_appended: self.appended,
+            events_pruned: self.pruned,
+            chain_head: self.chain_head,
+            first_bad_event: self.first_bad_event,
+            problem_count: self.problem_count,
+            problems: self.problems,
+            ..CheckReport::default()
+        }
     }
 
     fn problem(&mut self, p: String) {
@@ -304,6 +321,32 @@ impl PgAudit {
         Ok(counts)
     }
 
+    /// Facts for `auditctl stats`: the schema version, the events present,
+    /// the oldest and newest, and the bytes of the events table with its
+    /// indexes (as `file_bytes`). The live-state counts are zero: that
+    /// state is not kept here.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT version FROM gatehouse_schema), count(*), min(id), max(id), \
+                 pg_total_relation_size('events') FROM events",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(StoreStats {
+            schema_version: row.get::<_, Option<i32>>(0).unwrap_or(0).max(0) as u32,
+            events: row.get::<_, i64>(1) as u64,
+            oldest_event: row.get::<_, Option<i64>>(2).map(|i| EventId(id_of(i))),
+            newest_event: row.get::<_, Option<i64>>(3).map(|i| EventId(id_of(i))),
+            file_bytes: row.get::<_, i64>(4) as u64,
+            sessions: 0,
+            bans: 0,
+            tokens: 0,
+        })
+    }
+
     /// Walks the whole chain from its anchor, oldest first, as `auditctl
     /// verify` does on a file: each record must link to the hash before
     /// it, and the last hash must be the head's.
@@ -323,6 +366,7 @@ impl PgAudit {
         let mut report = PgCheck {
             events: 0,
             appended,
+            pruned,
             chain_head: chain::hex(&head_hash),
             first_bad_event: None,
             problem_count: 0,

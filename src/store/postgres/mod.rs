@@ -25,6 +25,8 @@
 mod events;
 mod retention;
 mod schema;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

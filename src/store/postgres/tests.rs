@@ -1,47 +1,14 @@
-//! Against a real PostgreSQL (`GATEHOUSE_TEST_POSTGRES_URL`, which
-//! `.ci/services` starts), each test in a database of its own. Without the
-//! URL a test says so and passes, unless `GATEHOUSE_REQUIRE_SERVICES=1`
-//! (set by `.ci/run`), which makes it fail.
+//! Against a real PostgreSQL, each test in a database of its own
+//! ([`fresh_database`]).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio_postgres::NoTls;
 
+use super::testing::fresh_database;
 use super::{Outboxed, PgAudit};
 use crate::domain::{EventFilter, EventId, EventKind, NewEvent, Outcome, PublicId};
 use crate::store::{AuditStore, Backend, BackendConfig, StoreCheck};
-
-/// The URL of a fresh, empty database, or `None` (the test is skipped).
-async fn fresh_url() -> Option<String> {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let Ok(url) = std::env::var("GATEHOUSE_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("GATEHOUSE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "GATEHOUSE_REQUIRE_SERVICES=1, but GATEHOUSE_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("skipped: no PostgreSQL (set GATEHOUSE_TEST_POSTGRES_URL; see .ci/services)");
-        return None;
-    };
-    let name = format!(
-        "gh_test_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let (client, conn) = tokio_postgres::connect(&url, NoTls)
-        .await
-        .expect("GATEHOUSE_TEST_POSTGRES_URL answers");
-    tokio::spawn(conn);
-    // Two statements: neither may run inside a transaction block.
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&sql).await.unwrap();
-    }
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    Some(format!("{base}/{name}"))
-}
 
 /// A plain connection to `url`, for what the store never does itself.
 async fn raw(url: &str) -> tokio_postgres::Client {
@@ -122,7 +89,9 @@ async fn all_redb(b: &Backend, filter: &EventFilter, limit: usize) -> Vec<crate:
 
 #[tokio::test]
 async fn the_chain_and_every_query_match_the_redb_backends() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     let pg = PgAudit::connect(&url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (redb, task) = Backend::connect(&BackendConfig::redb(dir.path().join("g.redb")))
@@ -267,7 +236,9 @@ async fn the_chain_and_every_query_match_the_redb_backends() {
 
 #[tokio::test]
 async fn a_broken_chain_is_neither_archived_nor_pruned() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     let pg = PgAudit::connect(&url).await.unwrap();
     let mut ids = Vec::new();
     for ev in day_of_events(10) {
@@ -299,7 +270,9 @@ async fn a_broken_chain_is_neither_archived_nor_pruned() {
 
 #[tokio::test]
 async fn an_outbox_entry_is_chained_once() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     let pg = PgAudit::connect(&url).await.unwrap();
     let entry = |source: &str, user: &str| Outboxed {
         source: Some(source.into()),
@@ -328,7 +301,9 @@ async fn an_outbox_entry_is_chained_once() {
 
 #[tokio::test]
 async fn two_nodes_appending_at_once_make_one_chain() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     let a = PgAudit::connect(&url).await.unwrap();
     let b = PgAudit::connect(&url).await.unwrap();
     let node = |pg: PgAudit, name: &'static str| {
@@ -357,7 +332,9 @@ async fn two_nodes_appending_at_once_make_one_chain() {
 
 #[tokio::test]
 async fn a_changed_or_removed_event_is_found_by_the_check() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     let pg = PgAudit::connect(&url).await.unwrap();
     let batch = day_of_events(50)
         .into_iter()
@@ -404,7 +381,9 @@ async fn a_changed_or_removed_event_is_found_by_the_check() {
 
 #[tokio::test]
 async fn the_schema_is_applied_once_and_a_newer_one_is_refused() {
-    let Some(url) = fresh_url().await else { return };
+    let Some(url) = fresh_database().await else {
+        return;
+    };
     // Nodes starting together.
     let opens = futures_util::future::join_all((0..4).map(|_| PgAudit::connect(&url))).await;
     assert!(opens.iter().all(Result::is_ok));

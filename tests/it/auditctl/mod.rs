@@ -6,5 +6,6 @@
 mod errors;
 mod files;
 mod harness;
+mod postgres;
 mod reading;
 mod through;
