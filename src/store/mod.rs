@@ -25,6 +25,7 @@ pub mod contract;
 pub(crate) mod credentials;
 mod cursor;
 mod error;
+pub mod outbox;
 pub mod postgres;
 pub mod redb;
 pub mod regulation;

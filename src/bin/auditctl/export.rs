@@ -189,7 +189,7 @@ fn export(store: &Source, a: &ExportArgs, tmp: &Path, stop: &AtomicBool) -> anyh
     match store {
         Source::Local(b) => local_steps(b, &filter, after, end, &mut step)?,
         Source::Remote(r) => r.export(&filter, after, end, &mut step)?,
-        Source::Postgres(pg) => local_steps(pg, &filter, after, end, &mut step)?,
+        Source::Postgres(pg) => local_steps(pg.as_ref(), &filter, after, end, &mut step)?,
     }
     pb.finish_and_clear();
     sink.finish()

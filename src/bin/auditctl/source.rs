@@ -24,7 +24,7 @@ pub enum Source {
     Local(Backend),
     Remote(Remote),
     /// Only the audit trail: sessions, tokens and bans are not in it.
-    Postgres(PgAudit),
+    Postgres(Box<PgAudit>),
 }
 
 /// A running server, reached through the admin socket beside its database.
@@ -71,7 +71,7 @@ impl Source {
 
     /// The audit trail in PostgreSQL at `url`.
     pub fn postgres(url: &str) -> anyhow::Result<Source> {
-        Ok(Source::Postgres(wait(PgAudit::connect(url))?))
+        Ok(Source::Postgres(Box::new(wait(PgAudit::connect(url))?)))
     }
 
     /// The database, as the operator named it (never a password).

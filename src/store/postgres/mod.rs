@@ -52,11 +52,18 @@ pub const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 /// Longest wait for a new connection.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The advisory lock of the chain's leader (see
+/// `crate::store::outbox::Chainer`): the one after the schema's.
+pub const LEADER_LOCK: i64 = gatehouse_migrations::postgres::SCHEMA_LOCK + 1;
+
 /// The audit trail in one PostgreSQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct PgAudit {
     /// At most [`MAX_CONNECTIONS`]; a caller past them waits for one.
     pool: Pool,
+    /// For a connection outside the pool: the leader's, whose session
+    /// holds the leader lock for as long as it lives.
+    config: tokio_postgres::Config,
     /// The database as the operator named it, without its password.
     name: String,
 }
@@ -93,7 +100,7 @@ impl PgAudit {
         config.connect_timeout(CONNECT_TIMEOUT);
         let name = describe(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -106,7 +113,7 @@ impl PgAudit {
                 store: name.clone(),
                 reason: e.to_string(),
             })?;
-        let audit = PgAudit { pool, name };
+        let audit = PgAudit { pool, config, name };
         let mut client = audit.client().await.map_err(|e| audit.open_error(e))?;
         schema::apply(&mut client).await.map_err(|e| match e {
             schema::SchemaError::Newer { found, supported } => OpenError::Newer {
@@ -125,6 +132,29 @@ impl PgAudit {
         &self.name
     }
 
+    /// Takes the chain leader's lock on a connection of its own, or `None`
+    /// while another session holds it. The lock lasts as long as the
+    /// returned value: dropping it ends the connection, and PostgreSQL
+    /// releases a session's locks when the session ends, a dead node's
+    /// too (once its TCP connection is gone).
+    pub async fn leader_lock(&self) -> Result<Option<LeaderLock>, StoreError> {
+        let (client, conn) = self.config.connect(NoTls).await.map_err(pg_error)?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "the chain leader's connection ended");
+            }
+        });
+        let held: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(held.then_some(LeaderLock {
+            client,
+            _task: AbortOnDrop(task),
+        }))
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_error(e),
@@ -137,6 +167,28 @@ impl PgAudit {
             store: self.name.clone(),
             reason: e.to_string(),
         }
+    }
+}
+
+/// The chain leader's lock: a PostgreSQL session of its own.
+pub struct LeaderLock {
+    client: tokio_postgres::Client,
+    _task: AbortOnDrop,
+}
+
+impl LeaderLock {
+    /// Whether the session ended (and the lock with it).
+    pub fn is_lost(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// Ends the connection's task when the lock is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,195 @@
+//! The outbox: audit events on their way from Redis to PostgreSQL.
+//!
+//! With the distributed backend, every state change is one Lua script that
+//! writes the state and adds the change's audit events to one Redis stream,
+//! `<prefix>:outbox`, in the same atomic step: "a change is stored together
+//! with its audit event" holds there. [`Chainer`] then moves the entries
+//! into the chained table in PostgreSQL ([`crate::store::postgres`]).
+//!
+//! What this module owns:
+//! - the entry's format ([`wire`]): one field `e`, the event as JSON, its
+//!   time the time of the change (never the time it is chained);
+//! - [`Outbox`]: adding an entry under the bound (past it, `Full`: the
+//!   change must answer 503 rather than grow Redis without limit), the
+//!   depth, reading the oldest entries and acknowledging them;
+//! - [`Chainer`]: one leader at a time among the nodes (a PostgreSQL
+//!   advisory lock on a connection of its own, released when that
+//!   connection ends, so any node takes over from a dead one), moving
+//!   batches: read the oldest entries, chain them in one transaction that
+//!   skips entries already chained, then delete them from the stream. A
+//!   crash between the commit and the delete re-reads them, and the chain
+//!   skips them: no duplicate, no gap.
+//!
+//! Not here yet: the scripts that change state (the Redis half of the
+//! backend). Today the entries are added by [`Outbox::push`].
+
+mod chainer;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+pub use chainer::{ChainError, Chainer, Leader};
+pub use wire::OutboxEvent;
+
+use redis::aio::ConnectionManager;
+
+use crate::domain::NewEvent;
+
+/// Entries the outbox holds at most by default.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+
+/// Adds one entry when the stream holds fewer than `ARGV[1]`: the bound is
+/// checked and the entry added in one atomic step, as the state scripts
+/// will do it. Answers the new entry's id, or the error `FULL`.
+const PUSH: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return redis.error_reply('FULL the outbox is full')
+end
+return redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])
+";
+
+/// Why an outbox operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The outbox holds its maximum: the change is refused (503).
+    #[error("the audit outbox is full ({0} entries): PostgreSQL is not taking events")]
+    Full(u64),
+    /// Redis did not answer, or answered with an error.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+impl From<redis::RedisError> for OutboxError {
+    fn from(e: redis::RedisError) -> Self {
+        OutboxError::Redis(e.to_string())
+    }
+}
+
+/// One entry read from the outbox: its stream id (the source the chain
+/// records) and its event, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    pub event: Result<NewEvent, String>,
+}
+
+/// The outbox stream of one deployment. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    /// Reconnects by itself; a command meanwhile fails.
+    conn: ConnectionManager,
+    /// `<prefix>:outbox`.
+    key: String,
+    /// Where unreadable entries are moved: `<prefix>:outbox:unreadable`.
+    unreadable_key: String,
+    /// [`DEFAULT_MAX_ENTRIES`] unless configured.
+    max_entries: u64,
+    push: redis::Script,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("key", &self.key)
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// The outbox of the deployment `prefix` on the Redis at `url`.
+    pub async fn connect(url: &str, prefix: &str, max_entries: u64) -> Result<Outbox, OutboxError> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(Outbox {
+            conn,
+            key: format!("{prefix}:outbox"),
+            unreadable_key: format!("{prefix}:outbox:unreadable"),
+            max_entries,
+            push: redis::Script::new(PUSH),
+        })
+    }
+
+    /// Adds `event`; its id in the stream. `Full` past the bound.
+    pub async fn push(&self, event: &NewEvent) -> Result<String, OutboxError> {
+        let json = wire::encode(event);
+        let mut conn = self.conn.clone();
+        let r: Result<String, redis::RedisError> = self
+            .push
+            .key(&self.key)
+            .arg(self.max_entries)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await;
+        match r {
+            Ok(id) => Ok(id),
+            Err(e) if e.code() == Some("FULL") => Err(OutboxError::Full(self.max_entries)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Entries waiting to be chained.
+    pub async fn depth(&self) -> Result<u64, OutboxError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// The oldest `n` entries, oldest first.
+    pub async fn oldest(&self, n: usize) -> Result<Vec<Entry>, OutboxError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&self.key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(n)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|s| Entry {
+                event: match s.map.get("e") {
+                    Some(redis::Value::BulkString(b)) => wire::decode(b),
+                    _ => Err("the entry has no field `e`".into()),
+                },
+                id: s.id,
+            })
+            .collect())
+    }
+
+    /// Removes chained entries from the stream.
+    pub async fn ack(&self, ids: &[String]) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: u64 = redis::cmd("XDEL")
+            .arg(&self.key)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves an unreadable entry aside (kept for an operator, out of the
+    /// chain's way): copied to `<prefix>:outbox:unreadable`, then removed.
+    pub async fn set_aside(&self, id: &str, why: &str) -> Result<(), OutboxError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("XADD")
+            .arg(&self.unreadable_key)
+            .arg("*")
+            .arg("source")
+            .arg(id)
+            .arg("why")
+            .arg(why)
+            .query_async(&mut conn)
+            .await?;
+        self.ack(&[id.to_string()]).await
+    }
+}
