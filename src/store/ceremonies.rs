@@ -18,6 +18,7 @@
 use crate::domain::{
     EnrollerId, MAX_ANONYMOUS_CEREMONIES, SessionToken, TokenHash, client_network,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -32,7 +33,7 @@ const MAX_ANONYMOUS: usize = MAX_ANONYMOUS_CEREMONIES;
 pub const CEREMONY_MS: u64 = 300_000;
 
 /// What a ceremony is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Purpose {
     Register,
     /// The second step (after a password, or a step-up).
@@ -42,7 +43,7 @@ pub enum Purpose {
 }
 
 /// A ceremony in flight, as its finish takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     purpose: Purpose,
     /// Whose ceremony (none for a discoverable sign-in).
@@ -57,6 +58,61 @@ pub struct Entry {
     /// The ceremony's state (`identity::webauthn`), opaque here.
     pub state: Vec<u8>,
     expires_ms: u64,
+}
+
+impl Entry {
+    /// `user`'s ceremony of `purpose` (started by `by`, for a
+    /// registration), from `now` for [`CEREMONY_MS`].
+    pub(crate) fn for_user(
+        purpose: Purpose,
+        user: String,
+        by: Option<EnrollerId>,
+        state: Vec<u8>,
+        now: u64,
+    ) -> Entry {
+        Entry {
+            purpose,
+            user: Some(user),
+            by,
+            client: None,
+            state,
+            expires_ms: now + CEREMONY_MS,
+        }
+    }
+
+    /// An anonymous sign-in's ceremony, of a client in network `client`.
+    pub(crate) fn for_client(client: Option<IpAddr>, state: Vec<u8>, now: u64) -> Entry {
+        Entry {
+            purpose: Purpose::Discover,
+            user: None,
+            by: None,
+            client,
+            state,
+            expires_ms: now + CEREMONY_MS,
+        }
+    }
+
+    pub(crate) fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
+    pub(crate) fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    pub(crate) fn expires_ms(&self) -> u64 {
+        self.expires_ms
+    }
+
+    /// As a shared store keeps it (postcard).
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encoding of an in-memory ceremony")
+    }
+
+    /// What [`Entry::to_bytes`] wrote; `None` for anything else.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Entry> {
+        postcard::from_bytes(bytes).ok()
+    }
 }
 
 /// An anonymous ceremony refused: its client has its quota open, or all
@@ -178,21 +234,11 @@ fn insert(
     now: u64,
 ) -> SessionToken {
     let token = SessionToken::generate();
-    let (user, by, client) = match owner {
-        Owner::User(user, by) => (Some(user), by, None),
-        Owner::Client(client) => (None, None, client),
+    let entry = match owner {
+        Owner::User(user, by) => Entry::for_user(purpose, user, by, state, now),
+        Owner::Client(client) => Entry::for_client(client, state, now),
     };
-    map.insert(
-        token.hash(),
-        Entry {
-            purpose,
-            user,
-            by,
-            client,
-            state,
-            expires_ms: now + CEREMONY_MS,
-        },
-    );
+    map.insert(token.hash(), entry);
     token
 }
 

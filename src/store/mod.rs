@@ -28,6 +28,7 @@ mod error;
 pub mod outbox;
 pub mod postgres;
 pub mod redb;
+pub mod redis;
 pub mod regulation;
 mod reports;
 

@@ -96,9 +96,27 @@ pub struct AtLimit(pub BanSubject);
 pub struct Lease {
     subjects: Vec<BanSubject>,
     configured: bool,
+    /// Random: how a store that shares its counters names this attempt.
+    id: u64,
 }
 
 impl Lease {
+    /// A lease on `subjects` with a fresh random id.
+    pub(crate) fn new(subjects: Vec<BanSubject>, configured: bool) -> Lease {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).expect("the operating system's random source failed");
+        Lease {
+            subjects,
+            configured,
+            id: u64::from_le_bytes(id),
+        }
+    }
+
+    /// Its id, unique among the attempts in flight.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The subjects it counts against: the user name and the client's IP.
     pub fn subjects(&self) -> &[BanSubject] {
         &self.subjects
@@ -166,10 +184,7 @@ impl Regulator {
             let protect = configured && matches!(s, BanSubject::User(_));
             counter(limits, c, s, protect, horizon).in_flight += 1;
         }
-        Ok(Lease {
-            subjects: subjects.to_vec(),
-            configured,
-        })
+        Ok(Lease::new(subjects.to_vec(), configured))
     }
 
     /// Releases `lease` without counting a failure.

@@ -51,8 +51,9 @@ impl std::fmt::Debug for Password {
 pub(crate) enum PasswordCheck<'s> {
     /// Right: the user's entry as it was checked and the check of its
     /// credentials, and the attempt's reservation, for the caller to
-    /// settle (or to release by dropping it).
-    Right(UserEntry, CredentialCheck, Reservation<'s>),
+    /// settle (or to release by dropping it). Boxed: the entry is large
+    /// and the wrong answer is the common one under a guessing flood.
+    Right(Box<UserEntry>, CredentialCheck, Reservation<'s>),
     /// Wrong, or no such user: already counted, logged and audited.
     Wrong,
 }
@@ -111,7 +112,11 @@ pub(crate) async fn check_password<'s>(
         regulate(state, reservation, ip, now).await;
         return Ok(PasswordCheck::Wrong);
     };
-    Ok(PasswordCheck::Right(user, credentials, reservation))
+    Ok(PasswordCheck::Right(
+        Box::new(user),
+        credentials,
+        reservation,
+    ))
 }
 
 /// Lets an attempt (a password or a second-factor code) of `username` from

@@ -285,7 +285,7 @@ fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<(usize, Step)>>) {
     super::run_sequences(
         cases,
         sequences,
-        || {
+        async || {
             let dir = tempfile::tempdir_in("/dev/shm")
                 .or_else(|_| tempfile::tempdir())
                 .unwrap();

@@ -148,7 +148,7 @@ where
     run_sequences(
         cases,
         proptest::collection::vec((0..2usize, step()), 1..40),
-        open,
+        async || open(),
         close,
         async |nodes: &[B; 2], steps| run_steps(nodes, steps).await,
     );
@@ -160,7 +160,7 @@ where
 pub(crate) fn run_sequences<S, B, K, C, F>(
     cases: u32,
     sequences: impl Strategy<Value = Vec<S>>,
-    open: impl Fn() -> ([B; 2], K),
+    open: impl AsyncFn() -> ([B; 2], K),
     close: C,
     steps: impl AsyncFn(&[B; 2], Vec<S>) -> Result<(), TestCaseError>,
 ) where
@@ -177,8 +177,8 @@ pub(crate) fn run_sequences<S, B, K, C, F>(
             .enable_all()
             .build()
             .expect("a test runtime");
-        let (nodes, keep) = open();
         rt.block_on(async {
+            let (nodes, keep) = open().await;
             let r = steps(&nodes, seq).await;
             close(nodes, keep).await;
             r

@@ -49,7 +49,10 @@ pub trait RegulationStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Releases `lease` uncounted, at once and without waiting.
+    /// Releases `lease` uncounted, without waiting. A backend that shares
+    /// its counters may apply it a moment later, but always before this
+    /// handle's next counter operation answers (a barrier the conformance
+    /// suite relies on); an unsettled lease ends by its deadline anyway.
     fn release(&self, limits: &RegulationSettings, lease: Lease, now_ms: u64);
 
     /// Whether a replayed TOTP code of `user` at `step` is to count as a

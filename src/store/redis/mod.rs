@@ -1,0 +1,175 @@
+//! The live state of the distributed backend in Redis, shared by every
+//! node. Every change is one Lua script, so it is atomic whatever the
+//! nodes do at once; every key carries the deployment's prefix, so several
+//! deployments share one Redis (Redis Cluster is out of scope: a script
+//! touches keys that a cluster would put on different shards).
+//!
+//! What this module owns so far:
+//! - [`RedisState::connect`]: the connection (it reconnects by itself) and
+//!   the durability check at open: AOF on, `appendfsync always` (or
+//!   `everysec` when the operator accepts up to a second of loss,
+//!   [`Durability::Everysec`]), and `maxmemory-policy noeviction`;
+//!   otherwise the open fails, naming the setting to change;
+//! - the guards ([`guards`]): the failure counters behind bans and the
+//!   passkey ceremonies in flight, run through the same conformance model
+//!   as the redb backend's in-process ones.
+//!
+//! Not built yet: sessions, tokens, factors, pending sign-ins, bans and
+//! credential fingerprints, whose scripts also add their audit events to
+//! the outbox ([`crate::store::outbox`]) in the same step; the per-node
+//! cache; and the `Backend` variant that puts it all together.
+
+mod guards;
+#[cfg(test)]
+mod tests;
+
+pub use guards::LEASE_MS;
+
+use redis::aio::ConnectionManager;
+
+use crate::store::error::OpenError;
+
+/// How much loss the operator accepts from Redis on a crash
+/// (`[storage] redis_durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every write fsynced before Redis answers: nothing acknowledged is
+    /// lost. The default.
+    #[default]
+    Always,
+    /// Fsynced once a second: a crash of the Redis host may lose the last
+    /// second of sign-ins, revocations and bans.
+    Everysec,
+}
+
+/// The live state of one deployment in one Redis. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisState {
+    /// Reconnects by itself; a command meanwhile fails (and the node fails
+    /// closed).
+    conn: ConnectionManager,
+    /// Every key starts with it and a colon.
+    prefix: String,
+    /// The Redis as named in messages, without its password.
+    name: String,
+    scripts: guards::Scripts,
+    /// Leases released without waiting, not yet sent.
+    releases: std::sync::Arc<guards::Releases>,
+}
+
+impl std::fmt::Debug for RedisState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisState")
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl RedisState {
+    /// Connects to `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or
+    /// `rediss://` for TLS once built) for the deployment `prefix`, and
+    /// refuses a Redis that could lose what it acknowledged beyond what
+    /// `durability` accepts.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        durability: Durability,
+    ) -> Result<RedisState, OpenError> {
+        let name = redact(url);
+        let fail = |reason: String| OpenError::Other {
+            store: name.clone(),
+            reason,
+        };
+        let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
+        let mut conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut setting = async |key: &str| -> Result<String, OpenError> {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| fail(format!("reading {key}: {e}")))?;
+            Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        let (aof, fsync, policy) = (
+            setting("appendonly").await?,
+            setting("appendfsync").await?,
+            setting("maxmemory-policy").await?,
+        );
+        if let Some(why) = durability_problem(&aof, &fsync, &policy, durability) {
+            return Err(fail(why));
+        }
+        Ok(RedisState {
+            conn,
+            prefix: prefix.to_string(),
+            name,
+            scripts: guards::Scripts::default(),
+            releases: Default::default(),
+        })
+    }
+
+    /// The Redis as named in messages: never its password.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `<prefix>:<kind>:<rest>`.
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}:{kind}:{rest}", self.prefix)
+    }
+}
+
+/// What makes a Redis with these settings unfit for `durability`, naming
+/// the setting to change; `None` when it is fit.
+pub fn durability_problem(
+    appendonly: &str,
+    appendfsync: &str,
+    maxmemory_policy: &str,
+    durability: Durability,
+) -> Option<String> {
+    if appendonly != "yes" {
+        return Some(format!(
+            "Redis has appendonly {appendonly:?}: a restart would lose sessions, bans and \
+             audit events not yet chained; set `appendonly yes`"
+        ));
+    }
+    match (appendfsync, durability) {
+        ("always", _) | ("everysec", Durability::Everysec) => {}
+        ("everysec", Durability::Always) => {
+            return Some(
+                "Redis has appendfsync everysec: a crash may lose the last second of \
+                 sign-ins, revocations and bans; set `appendfsync always`, or accept that \
+                 loss with [storage] redis_durability = \"everysec\""
+                    .into(),
+            );
+        }
+        (other, _) => {
+            return Some(format!(
+                "Redis has appendfsync {other:?}: set `appendfsync always`"
+            ));
+        }
+    }
+    if maxmemory_policy != "noeviction" {
+        return Some(format!(
+            "Redis has maxmemory-policy {maxmemory_policy:?}: it could evict live sessions \
+             and bans; set `maxmemory-policy noeviction`"
+        ));
+    }
+    None
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "redis (an unreadable URL)".into(),
+    }
+}
