@@ -79,6 +79,9 @@ impl Server {
         let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
         let (store, store_task) = Backend::connect(&backend).await?;
         first_start::warn_if_shared(&config.db_path());
+        if let Some(db) = store.file() {
+            crate::server::ops::admin_stream::remove_abandoned_snapshots(db);
+        }
         let listener =
             TcpListener::bind(config.bind)
                 .await

@@ -302,3 +302,17 @@ async fn a_sign_in_checked_against_a_replaced_password_gets_no_session() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_snapshot_an_interrupted_backup_left_is_removed_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A server killed during `auditctl backup` left its snapshot behind.
+    let abandoned = tmp.path().join(".admin-snapshot.4242.redb");
+    std::fs::write(&abandoned, vec![0u8; 4096]).unwrap();
+    let unrelated = tmp.path().join("admin-snapshot-notes.txt");
+    std::fs::write(&unrelated, "keep me").unwrap();
+    let s = TestServer::start_in(tmp.path(), &config_text("", "")).await;
+    assert!(!abandoned.exists(), "the abandoned snapshot is still there");
+    assert!(unrelated.exists(), "a file that is no snapshot was removed");
+    s.stop().await;
+}

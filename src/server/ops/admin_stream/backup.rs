@@ -24,7 +24,38 @@ impl Drop for RemoveOnDrop {
 /// Where the server writes a snapshot before sending it: beside the
 /// database (owner-only, like it), under a name no other file takes.
 fn snapshot_path(db: &Path) -> PathBuf {
-    db.with_file_name(format!(".admin-snapshot.{}.redb", std::process::id()))
+    db.with_file_name(format!("{SNAPSHOT_PREFIX}{}.redb", std::process::id()))
+}
+
+const SNAPSHOT_PREFIX: &str = ".admin-snapshot.";
+
+/// Removes the snapshots a server that died during a backup left beside
+/// `db`. Called at start, once this server holds the database: no other
+/// server runs on it, so every such file is abandoned (only a server makes
+/// them, and only it reads them). Returns how many were removed.
+pub fn remove_abandoned_snapshots(db: &Path) -> usize {
+    let Some(dir) = db.parent() else { return 0 };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(SNAPSHOT_PREFIX)
+            && name.ends_with(".redb")
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            tracing::info!(file = %e.path().display(), "removed a snapshot an interrupted backup left");
+            removed += 1;
+        }
+    }
+    removed
 }
 
 pub(super) async fn backup(State(s): Shared, p: Prog) -> Response {

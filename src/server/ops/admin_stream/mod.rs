@@ -23,6 +23,8 @@
 //! wait, so a live stream never stalls by itself.
 
 mod backup;
+
+pub use backup::remove_abandoned_snapshots;
 mod framed;
 mod routes;
 
