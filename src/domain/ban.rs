@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use super::{EventKind, MAX_DETAIL_VALUE, NewEvent, truncate};
+
 /// Who a ban applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BanSubject {
@@ -80,6 +82,51 @@ pub struct NewBan {
     pub ip: Option<IpAddr>,
     /// When, in milliseconds since the epoch.
     pub now_ms: u64,
+}
+
+impl NewBan {
+    /// Its `ban.added` event, the same on every backend: at `now_ms`, the
+    /// subject (a user name, or the address), `until_ms` and the reason
+    /// (cut to `MAX_DETAIL_VALUE` bytes), and for a user ban the address
+    /// that triggered it.
+    pub fn event(&self) -> NewEvent {
+        let mut ev = subject_event(EventKind::BanAdded, &self.subject, self.now_ms)
+            .detail("until_ms", self.until_ms.to_string())
+            .detail("reason", self.stored_reason());
+        if ev.ip.is_none() {
+            ev.ip = self.ip;
+        }
+        ev
+    }
+
+    /// The reason as stored: cut to `MAX_DETAIL_VALUE` bytes.
+    pub fn stored_reason(&self) -> String {
+        truncate(self.reason.clone(), MAX_DETAIL_VALUE)
+    }
+}
+
+/// The `ban.lifted` event of `subject` at `now_ms`, the same on every
+/// backend: `reason` (`expired` when it ran out) and the actor, if any.
+pub fn ban_lifted_event(
+    subject: &BanSubject,
+    reason: &str,
+    actor: Option<&str>,
+    now_ms: u64,
+) -> NewEvent {
+    let ev = subject_event(EventKind::BanLifted, subject, now_ms).detail("reason", reason);
+    match actor {
+        Some(a) => ev.detail("actor", a),
+        None => ev,
+    }
+}
+
+/// An event about a ban's subject: its user, or its address.
+fn subject_event(kind: EventKind, subject: &BanSubject, now_ms: u64) -> NewEvent {
+    let ev = NewEvent::at(kind, now_ms * 1000);
+    match subject {
+        BanSubject::User(u) => ev.user(u.clone()),
+        BanSubject::Ip(ip) => ev.ip(Some(*ip)),
+    }
 }
 
 #[cfg(test)]

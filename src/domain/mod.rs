@@ -22,7 +22,7 @@ pub use access_token::{
     MAX_TOKEN_NAME, NewAccessToken, PREFIX as ACCESS_TOKEN_PREFIX, TOKEN_RECENT_IPS, TokenRefusal,
     normalize_scope_domain,
 };
-pub use ban::{Ban, BanSubject, NewBan, client_network};
+pub use ban::{Ban, BanSubject, NewBan, ban_lifted_event, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
 pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
 pub use event_kind::{EventKind, Outcome};

@@ -287,7 +287,7 @@ fn redb_guards_conform() {
 #[test]
 fn redis_guards_conform() {
     use crate::store::outbox::testing::fresh_prefix;
-    use crate::store::redis::{Durability, LEASE_MS, RedisState};
+    use crate::store::redis::LEASE_MS;
     if fresh_prefix().is_none() {
         return;
     }
@@ -296,13 +296,7 @@ fn redis_guards_conform() {
         proptest::collection::vec(step(), 1..60),
         async || {
             let (url, prefix) = fresh_prefix().expect("checked above");
-            let a = RedisState::connect(&url, &prefix, Durability::Always)
-                .await
-                .unwrap();
-            let b = RedisState::connect(&url, &prefix, Durability::Always)
-                .await
-                .unwrap();
-            ([a, b], ())
+            (crate::store::redis::two_nodes(&url, &prefix).await, ())
         },
         |_, ()| async {},
         async |nodes: &[_; 2], steps| run_steps(nodes, steps, Some(LEASE_MS)).await,

@@ -28,7 +28,7 @@ mod chainer;
 pub mod testing;
 #[cfg(test)]
 mod tests;
-mod wire;
+pub(crate) mod wire;
 
 pub use chainer::{ChainError, Chainer, Leader};
 pub use wire::OutboxEvent;

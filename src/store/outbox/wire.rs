@@ -55,7 +55,7 @@ impl From<OutboxEvent> for NewEvent {
     }
 }
 
-pub(super) fn encode(e: &NewEvent) -> String {
+pub(crate) fn encode(e: &NewEvent) -> String {
     serde_json::to_string(&OutboxEvent::from(e)).expect("JSON encoding of an in-memory event")
 }
 

@@ -25,14 +25,6 @@ pub(crate) fn to_ban(key: &str, bytes: &[u8]) -> Result<Ban, StoreError> {
     })
 }
 
-fn ban_event(kind: EventKind, subject: &BanSubject, now_ms: u64) -> NewEvent {
-    let ev = NewEvent::at(kind, now_ms * 1000);
-    match subject {
-        BanSubject::User(u) => ev.user(u.clone()),
-        BanSubject::Ip(ip) => ev.ip(Some(*ip)),
-    }
-}
-
 impl Tx<'_> {
     /// Adds (or extends) a ban and records `ban.added`.
     pub fn add_ban(
@@ -50,12 +42,14 @@ impl Tx<'_> {
         };
         self.bans
             .insert(subject.key().as_str(), encode(&rec).as_slice())?;
-        let mut ev = ban_event(EventKind::BanAdded, subject, now_ms)
-            .detail("until_ms", until_ms.to_string())
-            .detail("reason", rec.reason.clone());
-        if ev.ip.is_none() {
-            ev.ip = ip;
+        let ev = NewBan {
+            subject: subject.clone(),
+            until_ms,
+            reason: rec.reason.clone(),
+            ip,
+            now_ms,
         }
+        .event();
         self.append_event(ev)?;
         Ok(())
     }
@@ -71,11 +65,7 @@ impl Tx<'_> {
         if self.bans.remove(subject.key().as_str())?.is_none() {
             return Ok(false);
         }
-        let mut ev = ban_event(EventKind::BanLifted, subject, now_ms).detail("reason", reason);
-        if let Some(a) = actor {
-            ev = ev.detail("actor", a);
-        }
-        self.append_event(ev)?;
+        self.append_event(ban_lifted_event(subject, reason, actor, now_ms))?;
         Ok(true)
     }
 
@@ -95,9 +85,7 @@ impl Tx<'_> {
         for key in &due {
             self.bans.remove(key.as_str())?;
             if let Some(subject) = BanSubject::from_key(key) {
-                self.append_event(
-                    ban_event(EventKind::BanLifted, &subject, now_ms).detail("reason", "expired"),
-                )?;
+                self.append_event(ban_lifted_event(&subject, "expired", None, now_ms))?;
             }
         }
         Ok(due.len())

@@ -164,7 +164,7 @@ impl Default for Scripts {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> StoreError {
+pub(super) fn redis_error(e: redis::RedisError) -> StoreError {
     if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
         StoreError::Io(e.to_string())
     } else {

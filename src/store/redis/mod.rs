@@ -12,13 +12,16 @@
 //!   otherwise the open fails, naming the setting to change;
 //! - the guards ([`guards`]): the failure counters behind bans and the
 //!   passkey ceremonies in flight, run through the same conformance model
-//!   as the redb backend's in-process ones.
+//!   as the redb backend's in-process ones;
+//! - bans ([`bans`]): each change and its audit event added to the outbox
+//!   in one script, and the sweep that ends bans with `ban.lifted`.
 //!
-//! Not built yet: sessions, tokens, factors, pending sign-ins, bans and
+//! Not built yet: sessions, tokens, factors, pending sign-ins and
 //! credential fingerprints, whose scripts also add their audit events to
 //! the outbox ([`crate::store::outbox`]) in the same step; the per-node
 //! cache; and the `Backend` variant that puts it all together.
 
+mod bans;
 mod guards;
 #[cfg(test)]
 mod tests;
@@ -53,6 +56,12 @@ pub struct RedisState {
     /// The Redis as named in messages, without its password.
     name: String,
     scripts: guards::Scripts,
+    bans: bans::Scripts,
+    /// The outbox stream (`<prefix>:outbox`) each change's events go to,
+    /// in the change's own script.
+    outbox_key: String,
+    /// Entries the outbox may hold; past it, a change is refused (503).
+    outbox_max: u64,
     /// Leases released without waiting, not yet sent.
     releases: std::sync::Arc<guards::Releases>,
 }
@@ -107,8 +116,17 @@ impl RedisState {
             prefix: prefix.to_string(),
             name,
             scripts: guards::Scripts::default(),
+            bans: bans::Scripts::default(),
+            outbox_key: format!("{prefix}:outbox"),
+            outbox_max: crate::store::outbox::DEFAULT_MAX_ENTRIES,
             releases: Default::default(),
         })
+    }
+
+    /// The same state with an outbox of at most `max` entries.
+    pub fn with_outbox_max(mut self, max: u64) -> Self {
+        self.outbox_max = max;
+        self
     }
 
     /// The Redis as named in messages: never its password.
@@ -120,6 +138,17 @@ impl RedisState {
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}:{kind}:{rest}", self.prefix)
     }
+}
+
+/// Two handles on one Redis, as two nodes hold them (tests).
+#[cfg(test)]
+pub(crate) async fn two_nodes(url: &str, prefix: &str) -> [RedisState; 2] {
+    let node = async || {
+        RedisState::connect(url, prefix, Durability::Always)
+            .await
+            .expect("the test Redis is durable")
+    };
+    [node().await, node().await]
 }
 
 /// What makes a Redis with these settings unfit for `durability`, naming
