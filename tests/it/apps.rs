@@ -499,18 +499,27 @@ async fn ws_connect(
     tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
     tokio_tungstenite::tungstenite::Error,
 > {
+    let cookie = cookie.map(|c| format!("gatehouse_session={c}"));
+    let mut headers = Vec::new();
+    headers.extend(cookie.as_deref().map(|c| ("cookie", c)));
+    headers.extend(origin.map(|o| ("origin", o)));
+    ws_connect_with(s, &headers).await
+}
+
+/// A WebSocket to the `up` app through gatehouse, with these headers.
+async fn ws_connect_with(
+    s: &TestServer,
+    headers: &[(&'static str, &str)],
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
     let mut req = format!("ws://{}/up/ws", s.addr)
         .into_client_request()
         .unwrap();
-    if let Some(c) = cookie {
-        req.headers_mut().insert(
-            "cookie",
-            HeaderValue::from_str(&format!("gatehouse_session={c}")).unwrap(),
-        );
-    }
-    if let Some(o) = origin {
+    for (name, value) in headers {
         req.headers_mut()
-            .insert("origin", HeaderValue::from_str(o).unwrap());
+            .insert(*name, HeaderValue::from_str(value).unwrap());
     }
     let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     timeout(STEP, tokio_tungstenite::client_async(req, tcp))
@@ -567,18 +576,7 @@ async fn a_revoked_sessions_websocket_is_closed_with_1008_and_recorded() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // The store's notice cuts it, long before `ws_recheck_secs` (30).
-    let closed = timeout(STEP, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(f))) => return f,
-                Some(Ok(_)) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap()
-    .expect("a close frame");
+    let closed = close_frame(&mut ws).await;
     assert_eq!(closed.code, CloseCode::Policy);
     let v: Value = admin
         .get(s.at("/api/v1/audit?kind=proxy.closed"))
@@ -594,6 +592,71 @@ async fn a_revoked_sessions_websocket_is_closed_with_1008_and_recorded() {
     assert_eq!(events[0]["details"]["app"], "up");
     assert_eq!(events[0]["details"]["reason"], "session_ended");
     assert!(events[0]["session"].is_string());
+}
+
+/// The close frame `ws` receives next, ignoring messages.
+async fn close_frame(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    timeout(STEP, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap()
+    .expect("a close frame")
+}
+
+#[tokio::test]
+async fn a_revoked_access_tokens_websocket_is_closed_with_1008_and_recorded() {
+    let Setup { s, .. } = setup().await;
+    let (bob, _) = signed_in(&s, "bob", BOB_PW).await;
+    let r = bob
+        .post(s.at("/api/v1/tokens"))
+        .json(&serde_json::json!({"name": "notebook"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let made: Value = r.json().await.unwrap();
+    let bearer = format!("Bearer {}", made["token"].as_str().unwrap());
+    let mut ws = ws_connect_with(&s, &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(
+        timeout(STEP, ws.next()).await.unwrap().unwrap().unwrap(),
+        Message::text("ping")
+    );
+    let id = made["id"].as_str().unwrap();
+    let r = bob
+        .delete(s.at(&format!("/api/v1/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The store's notice cuts it, long before `ws_recheck_secs` (30).
+    let closed = close_frame(&mut ws).await;
+    assert_eq!(closed.code, CloseCode::Policy);
+    assert_eq!(closed.reason.as_str(), "access token ended");
+    let (admin, _) = signed_in(&s, "alice", ALICE_PW).await;
+    let v: Value = admin
+        .get(s.at("/api/v1/audit?kind=proxy.closed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{v}");
+    assert_eq!(events[0]["user"], "bob");
+    assert_eq!(events[0]["details"]["reason"], "token_ended");
 }
 
 #[tokio::test]

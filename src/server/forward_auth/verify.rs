@@ -111,6 +111,9 @@ pub struct Allowed {
     /// authenticated it: what the proxy checks again while a WebSocket of
     /// it stays open.
     pub session: Option<(TokenHash, PublicId)>,
+    /// The access token's hash, when one authenticated it: checked again
+    /// the same way.
+    pub token: Option<TokenHash>,
     /// The user's name, when someone is signed in.
     pub user: Option<String>,
 }
@@ -142,6 +145,7 @@ struct Found {
     id: Identity,
     factor: Factor,
     session: Option<(TokenHash, PublicId)>,
+    token: Option<TokenHash>,
     user: String,
     decision: Option<Decision>,
     /// An access token whose scope does not include the requested host.
@@ -202,6 +206,7 @@ fn found_for(
         },
         factor,
         session: None,
+        token: None,
         user: user.name.clone(),
         decision,
         out_of_scope,
@@ -296,6 +301,9 @@ pub fn check(
                     awaited.token.as_ref(),
                     |info, user, policy| found_for(policy, asked, user, Factor::Token, Some(info)),
                 )?;
+                if let Ok(Some(f)) = &mut found {
+                    f.token = Some(token.hash());
+                }
             }
             Presented::Password { user, secret } if state.config.tokens.basic_auth_passwords => {
                 let ok = match verified {
@@ -342,6 +350,7 @@ pub fn check(
                     id: f.id,
                     factor: Some(f.factor),
                     session: f.session,
+                    token: f.token,
                     user: Some(f.user),
                 })
             }
@@ -353,6 +362,7 @@ pub fn check(
                     id: Identity::anonymous(),
                     factor: None,
                     session: None,
+                    token: None,
                     user: None,
                 })
             }

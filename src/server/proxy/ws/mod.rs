@@ -193,6 +193,7 @@ pub async fn upgrade(
         idle: settings.ws_idle,
         recheck: settings.ws_recheck,
         session: allowed.session,
+        token: allowed.token,
         user: allowed.user,
         ip: peer,
     };

@@ -1,7 +1,8 @@
 //! The relay of one adopted WebSocket: messages both ways, one at a time, and
-//! gatehouse's own close frames (1008 when the session ends, 1001 at the
-//! drain or after `ws_idle_secs` without a message), each cut recorded as
-//! `proxy.closed` before its close frame is sent.
+//! gatehouse's own close frames (1008 when the session or access token that
+//! opened it ends, 1001 at the drain or after `ws_idle_secs` without a
+//! message), each cut recorded as `proxy.closed` before its close frame is
+//! sent.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -19,7 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use crate::server::proxy::ws::{CHECK_AT_MOST_EVERY, CLOSE_WAIT, Ws, ws_config};
 use crate::server::state::AppState;
-use crate::store::{AuditStore, EventKind, NewEvent, PublicId, SessionStore, TokenHash, now_ms};
+use crate::store::{
+    AuditStore, EventKind, NewEvent, PublicId, SessionStore, TokenHash, TokenStore, now_ms,
+};
 
 /// An open socket's relay and what it watches.
 pub(super) struct Relay {
@@ -32,6 +35,8 @@ pub(super) struct Relay {
     pub(super) recheck: Duration,
     /// The session that opened it, when a cookie did.
     pub(super) session: Option<(TokenHash, PublicId)>,
+    /// The access token that opened it, when one did.
+    pub(super) token: Option<TokenHash>,
     pub(super) user: Option<String>,
     pub(super) ip: Option<IpAddr>,
 }
@@ -74,7 +79,7 @@ impl Relay {
         )
         .await;
         let mut commits = self.state.store.commits();
-        let watching = self.session.is_some();
+        let watching = self.session.is_some() || self.token.is_some();
         // Cleared if the store's notice ends (the store closed): a closed
         // `watch` is ready at once, every time.
         let mut notices = watching;
@@ -128,7 +133,10 @@ impl Relay {
                 _ = sleep_until(next_check), if watching => {
                     last_check = Instant::now();
                     let wait = match self.look(moved_since_check).await {
-                        Seen::Ended => break End::Cut("session_ended", CloseCode::Policy),
+                        Seen::Ended if self.session.is_some() => {
+                            break End::Cut("session_ended", CloseCode::Policy);
+                        }
+                        Seen::Ended => break End::Cut("token_ended", CloseCode::Policy),
                         Seen::Live { deadline_ms, .. } => {
                             let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms()) + 1);
                             left.min(self.recheck)
@@ -146,6 +154,7 @@ impl Relay {
             self.record(reason).await;
             let text = match reason {
                 "session_ended" => "session ended",
+                "token_ended" => "access token ended",
                 "shutdown" => "server shutting down",
                 _ => "idle",
             };
@@ -162,10 +171,14 @@ impl Relay {
 
     /// Looks the session up again (one read of the store's snapshot), and
     /// touches it when messages moved and its last recorded use is older
-    /// than the touch interval, as a page load would.
+    /// than the touch interval, as a page load would; or the access token
+    /// that opened the socket.
     async fn look(&self, moved: bool) -> Seen {
         let Some((hash, _)) = self.session else {
-            return Seen::Unknown;
+            return match self.token {
+                Some(hash) => self.look_token(hash).await,
+                None => Seen::Unknown,
+            };
         };
         let now = now_ms();
         let seen = match self.state.store.session_by_hash(hash, now).await {
@@ -196,6 +209,23 @@ impl Relay {
             tracing::debug!(error = %e, "session touch dropped");
         }
         seen
+    }
+
+    /// Looks the access token up again: live while it is neither revoked
+    /// nor expired and its owner is still configured.
+    async fn look_token(&self, hash: TokenHash) -> Seen {
+        let now = now_ms();
+        match self.state.store.token_by_hash(hash, now).await {
+            Ok(Some(t)) if self.state.with_policy(|p| p.user(&t.user).is_some()) => Seen::Live {
+                deadline_ms: t.expires_ms,
+                last_seen_ms: t.last_used_ms.unwrap_or(t.created_ms),
+            },
+            Ok(_) => Seen::Ended,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebSocket token check failed");
+                Seen::Unknown
+            }
+        }
     }
 
     /// Counts and records a cut (`proxy.closed`).
