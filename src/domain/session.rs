@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::method::Methods;
 use super::token::{PublicId, SessionToken};
+use super::{EventKind, NewEvent};
 
 /// What a caller asks for when creating a session.
 #[derive(Debug, Clone)]
@@ -49,6 +50,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// Its `session.created` event, the same on every backend.
+    pub fn created_event(&self) -> NewEvent {
+        NewEvent::at(EventKind::SessionCreated, self.created_ms * 1000)
+            .user(self.user.clone())
+            .ip(self.ip)
+            .user_agent(self.user_agent.clone())
+            .session(self.id)
+            .detail("remember_me", self.remember_me.to_string())
+            .detail("methods", self.methods.names())
+    }
+
     /// The earlier of the two deadlines: the session is invalid from then on.
     pub fn deadline_ms(&self) -> u64 {
         match self.idle_deadline_ms {

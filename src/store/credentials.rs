@@ -40,6 +40,11 @@ impl CredentialCheck {
     pub fn of(password_hash: &str) -> Self {
         CredentialCheck(Sha256::digest(password_hash.as_bytes()).into())
     }
+
+    /// Lower-case hex, as a shared store keeps it.
+    pub(crate) fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The current credentials of the users whose credentials changed, in

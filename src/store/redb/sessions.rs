@@ -129,15 +129,7 @@ impl Tx<'_> {
         };
         self.insert_session(hash, &rec)?;
         let session = to_session(rec);
-        self.append_event(
-            NewEvent::at(EventKind::SessionCreated, now * 1000)
-                .user(session.user.clone())
-                .ip(session.ip)
-                .user_agent(session.user_agent.clone())
-                .session(session.id)
-                .detail("remember_me", session.remember_me.to_string())
-                .detail("methods", session.methods.names()),
-        )?;
+        self.append_event(session.created_event())?;
         Ok(CreatedSession {
             token,
             session,

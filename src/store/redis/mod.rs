@@ -14,15 +14,17 @@
 //!   passkey ceremonies in flight, run through the same conformance model
 //!   as the redb backend's in-process ones;
 //! - bans ([`bans`]): each change and its audit event added to the outbox
-//!   in one script, and the sweep that ends bans with `ban.lifted`.
+//!   in one script, and the sweep that ends bans with `ban.lifted`;
+//! - sessions ([`sessions`]): the same for every session change, the cap
+//!   and credential check inside the creating script.
 //!
-//! Not built yet: sessions, tokens, factors, pending sign-ins and
-//! credential fingerprints, whose scripts also add their audit events to
+//! Not built yet: tokens, factors and pending sign-ins, whose scripts also add their audit events to
 //! the outbox ([`crate::store::outbox`]) in the same step; the per-node
 //! cache; and the `Backend` variant that puts it all together.
 
 mod bans;
 mod guards;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +59,9 @@ pub struct RedisState {
     name: String,
     scripts: guards::Scripts,
     bans: bans::Scripts,
+    sessions: sessions::Scripts,
+    /// Session touches not yet sent.
+    touches: std::sync::Arc<sessions::Touches>,
     /// The outbox stream (`<prefix>:outbox`) each change's events go to,
     /// in the change's own script.
     outbox_key: String,
@@ -117,6 +122,8 @@ impl RedisState {
             name,
             scripts: guards::Scripts::default(),
             bans: bans::Scripts::default(),
+            sessions: sessions::Scripts::default(),
+            touches: Default::default(),
             outbox_key: format!("{prefix}:outbox"),
             outbox_max: crate::store::outbox::DEFAULT_MAX_ENTRIES,
             releases: Default::default(),
@@ -132,6 +139,12 @@ impl RedisState {
     /// The Redis as named in messages: never its password.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `<prefix>:`, what every key starts with (the scripts build keys
+    /// from it).
+    fn key_prefix(&self) -> String {
+        format!("{}:", self.prefix)
     }
 
     /// `<prefix>:<kind>:<rest>`.

@@ -70,27 +70,81 @@ async fn a_durable_redis_is_opened() {
     assert!(!state.name().contains('@'));
 }
 
+/// Two Redis nodes and a redb store beside them, and a fresh PostgreSQL
+/// database to chain the outbox into; `None` when a service is missing.
+struct Sides {
+    nodes: [RedisState; 2],
+    redb: crate::store::Backend,
+    task: crate::store::BackendTask,
+    _dir: tempfile::TempDir,
+    url: String,
+    prefix: String,
+    pg_url: String,
+}
+
+async fn sides() -> Option<Sides> {
+    use crate::store::{Backend, BackendConfig};
+    let (url, prefix) = crate::store::outbox::testing::fresh_prefix()?;
+    let pg_url = crate::store::postgres::testing::fresh_database().await?;
+    let nodes = two_nodes(&url, &prefix).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (redb, task) = Backend::connect(&BackendConfig::redb(dir.path().join("g.redb")))
+        .await
+        .unwrap();
+    Some(Sides {
+        nodes,
+        redb,
+        task,
+        _dir: dir,
+        url,
+        prefix,
+        pg_url,
+    })
+}
+
+impl Sides {
+    /// Chains the outbox into PostgreSQL: the chain, its events and
+    /// redb's, newest first.
+    async fn chained(
+        &self,
+    ) -> (
+        crate::store::postgres::PgAudit,
+        Vec<crate::domain::Event>,
+        Vec<crate::domain::Event>,
+    ) {
+        use crate::store::AuditStore;
+        use crate::store::outbox::{Chainer, DEFAULT_MAX_ENTRIES, Outbox};
+        let pg = crate::store::postgres::PgAudit::connect(&self.pg_url)
+            .await
+            .unwrap();
+        let outbox = Outbox::connect(&self.url, &self.prefix, DEFAULT_MAX_ENTRIES)
+            .await
+            .unwrap();
+        let chainer = Chainer::new(outbox, pg.clone(), 100);
+        let leader = chainer.lead().await.unwrap().unwrap();
+        chainer.flush(&leader).await.unwrap();
+        let all = crate::domain::EventFilter::default();
+        let chained = pg.query_events(&all, 1000, None).await.unwrap().events;
+        let redb = self
+            .redb
+            .query_events(&all, 1000, None)
+            .await
+            .unwrap()
+            .events;
+        (pg, chained, redb)
+    }
+}
+
 /// Bans made, read, lifted and swept on two nodes, and their events
 /// chained: the very events (and chain) redb records for the same calls.
 #[tokio::test]
 async fn bans_are_shared_and_recorded_as_redb_records_them() {
     use crate::domain::{BanSubject, NewBan};
-    use crate::store::outbox::{Chainer, DEFAULT_MAX_ENTRIES, Outbox};
-    use crate::store::postgres::PgAudit;
-    use crate::store::postgres::testing::fresh_database;
-    use crate::store::{AuditStore, Backend, BackendConfig, BanStore, SessionStore, StoreCheck};
+    use crate::store::{BanStore, SessionStore, StoreCheck};
 
-    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
-        return;
-    };
-    let Some(pg_url) = fresh_database().await else {
-        return;
-    };
-    let [a, b] = two_nodes(&url, &prefix).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (redb, task) = Backend::connect(&BackendConfig::redb(dir.path().join("g.redb")))
-        .await
-        .unwrap();
+    let Some(sides) = sides().await else { return };
+    let [a, b] = &sides.nodes;
+    let redb = &sides.redb;
 
     let now = 1_780_000_000_000u64;
     let alice = BanSubject::User("alice".into());
@@ -150,23 +204,14 @@ async fn bans_are_shared_and_recorded_as_redb_records_them() {
     assert_eq!(redb.sweep(now + 5_000, 10).await.unwrap().bans_lifted, 1);
 
     // Chained, the outbox's events are redb's: the same ids and chain.
-    let pg = PgAudit::connect(&pg_url).await.unwrap();
-    let outbox = Outbox::connect(&url, &prefix, DEFAULT_MAX_ENTRIES)
-        .await
-        .unwrap();
-    let chainer = Chainer::new(outbox, pg.clone(), 100);
-    let leader = chainer.lead().await.unwrap().unwrap();
-    assert_eq!(chainer.flush(&leader).await.unwrap(), 4);
-    let filter = crate::domain::EventFilter::default();
-    assert_eq!(
-        pg.query_events(&filter, 100, None).await.unwrap().events,
-        redb.query_events(&filter, 100, None).await.unwrap().events
-    );
+    let (pg, chained, on_redb) = sides.chained().await;
+    assert_eq!(chained.len(), 4);
+    assert_eq!(chained, on_redb);
     assert_eq!(
         pg.check().await.unwrap().chain_head,
         redb.check().await.unwrap().chain_head
     );
-    task.shutdown().await.unwrap();
+    sides.task.shutdown().await.unwrap();
 }
 
 /// A change whose event cannot join a full outbox is not made at all.
@@ -193,4 +238,229 @@ async fn a_ban_is_refused_whole_when_the_outbox_is_full() {
     assert!(matches!(e, crate::store::WriteError::Busy), "{e}");
     let bob = BanSubject::User("bob".into());
     assert_eq!(state.ban(&bob, 1_780_000_000_001).await.unwrap(), None);
+}
+
+/// The same sessions made, touched, capped, revoked, swept and checked on
+/// Redis (two nodes) and on redb: the same answers, and once chained, the
+/// same events, session for session.
+#[tokio::test]
+async fn sessions_behave_and_are_recorded_as_on_redb() {
+    use std::collections::HashMap;
+
+    use crate::domain::{
+        Event, EventKind, Method, Methods, NewEvent, NewSession, PublicId, Revocation, RevokeReason,
+    };
+    use crate::store::credentials::CredentialCheck;
+    use crate::store::{SessionStore, WriteError};
+
+    let Some(sides) = sides().await else { return };
+    let [a, b] = &sides.nodes;
+    let redb = &sides.redb;
+
+    let t0 = 1_780_000_000_000u64;
+    let new = |user: &str, at: u64, remember: bool| NewSession {
+        user: user.into(),
+        remember_me: remember,
+        idle_ttl_ms: 10_000,
+        absolute_ttl_ms: 3_600_000,
+        max_per_user: 2,
+        ip: Some("198.51.100.7".parse().unwrap()),
+        user_agent: Some("Firefox".into()),
+        now_ms: t0 + at,
+        methods: Methods::of(&[Method::Password]),
+    };
+    let login = |user: &str, at: u64| {
+        NewEvent::at(EventKind::LoginSuccess, (t0 + at) * 1000)
+            .user(user)
+            .ip(Some("198.51.100.7".parse().unwrap()))
+    };
+    // The same sign-in on a Redis node and on redb.
+    let create_both = async |node: &RedisState, user: &str, at: u64, remember: bool| {
+        let r = node
+            .create_session(new(user, at, remember), login(user, at), None)
+            .await
+            .unwrap();
+        let d = redb
+            .create_session(new(user, at, remember), login(user, at), None)
+            .await
+            .unwrap();
+        (r, d)
+    };
+    // Labels for each side's public ids, to compare events.
+    let mut names: [HashMap<PublicId, &str>; 2] = Default::default();
+    let mut tokens: HashMap<&str, [crate::domain::TokenHash; 2]> = HashMap::new();
+    for (label, user, at, remember) in [
+        ("A1", "alice", 0, false),
+        ("A2", "alice", 1, false),
+        ("A3", "alice", 2, false),
+    ] {
+        let (r, d) = create_both(a, user, at, remember).await;
+        assert_eq!(r.evicted.len(), d.evicted.len(), "{label}");
+        names[0].insert(r.session.id, label);
+        names[1].insert(d.session.id, label);
+        tokens.insert(label, [r.token.hash(), d.token.hash()]);
+    }
+    // A3 is used at +5 s (on the other node), so it outlives A2.
+    b.touch(tokens["A3"][0], t0 + 5_000).unwrap();
+    redb.touch(tokens["A3"][1], t0 + 5_000).unwrap();
+    for (label, user, at, remember) in
+        [("A4", "alice", 12_000, false), ("B1", "bob", 12_001, false)]
+    {
+        let (r, d) = create_both(b, user, at, remember).await;
+        names[0].insert(r.session.id, label);
+        names[1].insert(d.session.id, label);
+        tokens.insert(label, [r.token.hash(), d.token.hash()]);
+    }
+    let live =
+        |s: Vec<crate::domain::Session>, side: usize, names: &[HashMap<PublicId, &str>; 2]| {
+            s.iter()
+                .map(|s| {
+                    (
+                        names[side][&s.id].to_string(),
+                        s.deadline_ms(),
+                        s.last_seen_ms,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+    assert_eq!(
+        live(
+            a.sessions_of("alice", t0 + 12_050).await.unwrap(),
+            0,
+            &names
+        ),
+        live(
+            redb.sessions_of("alice", t0 + 12_050).await.unwrap(),
+            1,
+            &names
+        ),
+    );
+    assert_eq!(a.session_count().await.unwrap(), 3);
+
+    // Revocations, by id (another user's id is not found), token and user.
+    let how = |reason, at: u64| Revocation {
+        reason,
+        actor: None,
+        ip: Some("198.51.100.7".parse().unwrap()),
+        now_ms: t0 + at,
+    };
+    let id_of =
+        |side: usize, label: &str| *names[side].iter().find(|(_, l)| **l == label).unwrap().0;
+    for side in 0..2 {
+        let store_revoke = async |user: &str, label: &str, at: u64| match side {
+            0 => {
+                a.revoke_session(user, id_of(0, label), how(RevokeReason::ByUser, at))
+                    .await
+            }
+            _ => {
+                redb.revoke_session(user, id_of(1, label), how(RevokeReason::ByUser, at))
+                    .await
+            }
+        };
+        assert!(store_revoke("alice", "A3", 12_010).await.unwrap());
+        assert!(!store_revoke("bob", "A4", 12_011).await.unwrap());
+    }
+    assert!(
+        b.revoke_by_token(tokens["B1"][0], how(RevokeReason::Logout, 12_020))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        redb.revoke_by_token(tokens["B1"][1], how(RevokeReason::Logout, 12_020))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (r, d) = create_both(a, "alice", 12_100, true).await;
+    names[0].insert(r.session.id, "A5");
+    names[1].insert(d.session.id, "A5");
+    let mut others = how(RevokeReason::RevokeOthers, 12_200);
+    others.actor = Some("admin".into());
+    let ra = b
+        .revoke_user("alice", Some(r.session.id), others.clone())
+        .await
+        .unwrap();
+    let da = redb
+        .revoke_user("alice", Some(d.session.id), others)
+        .await
+        .unwrap();
+    assert_eq!(ra.len(), 1);
+    assert_eq!(names[0][&ra[0]], names[1][&da[0]]);
+
+    // The credentials changed: a sign-in checked against the old ones
+    // creates nothing, on either.
+    let (old, current) = (CredentialCheck::of("old"), CredentialCheck::of("new"));
+    a.set_credentials(vec![("alice".into(), Some(current))])
+        .await
+        .unwrap();
+    redb.set_credentials(vec![("alice".into(), Some(current))])
+        .await
+        .unwrap();
+    for r in [
+        b.create_session(
+            new("alice", 12_300, false),
+            login("alice", 12_300),
+            Some(old),
+        )
+        .await,
+        redb.create_session(
+            new("alice", 12_300, false),
+            login("alice", 12_300),
+            Some(old),
+        )
+        .await,
+    ] {
+        assert!(matches!(r, Err(WriteError::CredentialsChanged)), "{r:?}");
+    }
+
+    // bob signs in again and goes idle.
+    let (r, d) = create_both(b, "bob", 12_500, false).await;
+    names[0].insert(r.session.id, "B2");
+    names[1].insert(d.session.id, "B2");
+
+    // An hour on, the remember-me session ran out and bob's went idle:
+    // swept on either node, each with its reason.
+    let ra = a.sweep(t0 + 3_700_000, 100).await.unwrap();
+    let da = redb.sweep(t0 + 3_700_000, 100).await.unwrap();
+    assert_eq!((ra.expired, ra.more), (da.expired, da.more));
+    assert_eq!(ra.expired, 2);
+    assert_eq!(b.session_count().await.unwrap(), 0);
+
+    // Chained, the events are redb's, session for session.
+    let (_, chained, on_redb) = sides.chained().await;
+    let shown = |events: Vec<Event>, side: usize| {
+        events
+            .into_iter()
+            .map(|mut e| {
+                let label = e
+                    .session
+                    .as_deref()
+                    .and_then(|s| s.parse::<PublicId>().ok());
+                e.session = label.map(|id| names[side][&id].to_string());
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let chained = shown(chained, 0);
+    assert_eq!(chained, shown(on_redb, 1));
+    // Every kind of session change is among them.
+    for kind in [
+        EventKind::SessionCreated,
+        EventKind::SessionEvicted,
+        EventKind::SessionExpired,
+        EventKind::SessionRevoked,
+        EventKind::Logout,
+        EventKind::LoginSuccess,
+    ] {
+        assert!(chained.iter().any(|e| e.kind == kind), "{kind}");
+    }
+    let reasons: Vec<_> = chained
+        .iter()
+        .filter(|e| e.kind == EventKind::SessionExpired)
+        .filter_map(|e| e.details.first().map(|d| d.1.clone()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.contains(&"idle".to_string()) && reasons.contains(&"absolute".to_string()));
+    sides.task.shutdown().await.unwrap();
 }
