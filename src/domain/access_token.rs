@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sha2::{Digest, Sha256};
 
 use super::token::{PublicId, TokenHash};
+use super::{EventKind, NewEvent};
 
 /// What every access token starts with.
 pub const PREFIX: &str = "gatehouse_pat_";
@@ -126,6 +127,27 @@ pub struct AccessTokenInfo {
 }
 
 impl AccessTokenInfo {
+    /// Its `token.created` event, the same on every backend: the user, the
+    /// token by id and name (never any part of the secret), the address
+    /// that asked, its expiry and scope (`*` for none).
+    pub fn created_event(&self, ip: Option<IpAddr>) -> NewEvent {
+        let domains = if self.domains.is_empty() {
+            "*".to_string()
+        } else {
+            self.domains.join(",")
+        };
+        NewEvent::at(
+            EventKind::TokenCreated,
+            self.created_ms.saturating_mul(1000),
+        )
+        .user(self.user.clone())
+        .detail("token", self.id.to_string())
+        .detail("name", self.name.clone())
+        .ip(ip)
+        .detail("expires_ms", self.expires_ms.to_string())
+        .detail("domains", domains)
+    }
+
     /// Whether the token may be used for `host` (the original request's
     /// host, with or without a port): always when it has no scope, else when
     /// some scope entry names the host exactly or is `*.suffix` of it.

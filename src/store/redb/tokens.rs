@@ -143,21 +143,9 @@ impl Tx<'_> {
             two_factor,
         };
         self.insert_token(hash, &rec)?;
-        let domains = if rec.domains.is_empty() {
-            "*".to_string()
-        } else {
-            rec.domains.join(",")
-        };
-        self.append_event(
-            token_event(EventKind::TokenCreated, &rec, now)
-                .ip(new.ip)
-                .detail("expires_ms", rec.expires_ms.to_string())
-                .detail("domains", domains),
-        )?;
-        Ok(Ok(CreatedAccessToken {
-            token,
-            info: to_info(rec),
-        }))
+        let info = to_info(rec);
+        self.append_event(info.created_event(new.ip))?;
+        Ok(Ok(CreatedAccessToken { token, info }))
     }
 
     /// Records a use of a live token at `now_ms` from `ip`: moves its last

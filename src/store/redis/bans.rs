@@ -8,7 +8,7 @@
 //! (ten years at most), as garbage collection only: a ban ends by the
 //! sweep, which records `ban.lifted`.
 
-use super::RedisState;
+use super::{RedisState, redis_error, write_error};
 use crate::domain::{Ban, BanSubject, NewBan, ban_lifted_event};
 use crate::store::contract::BanStore;
 use crate::store::error::{StoreError, WriteError};
@@ -70,15 +70,6 @@ impl Default for Scripts {
     }
 }
 
-/// A script's failure as a write's: a full outbox is `Busy` (503).
-fn write_error(e: redis::RedisError) -> WriteError {
-    if e.code() == Some("FULL") {
-        WriteError::Busy
-    } else {
-        WriteError::Failed(std::sync::Arc::new(super::guards::redis_error(e)))
-    }
-}
-
 impl RedisState {
     fn ban_key(&self, subject: &BanSubject) -> String {
         self.key("ban", &subject.key())
@@ -122,7 +113,7 @@ impl RedisState {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(|e| WriteError::Failed(std::sync::Arc::new(super::guards::redis_error(e))))?;
+            .map_err(|e| WriteError::Failed(std::sync::Arc::new(redis_error(e))))?;
         let mut lifted = 0;
         for key in due {
             let Some(subject) = BanSubject::from_key(&key) else {
@@ -148,7 +139,7 @@ impl BanStore for RedisState {
             .arg("reason")
             .query_async(&mut conn)
             .await
-            .map_err(super::guards::redis_error)?;
+            .map_err(redis_error)?;
         let [Some(created), Some(until), Some(reason)] =
             <[Option<String>; 3]>::try_from(fields).unwrap_or([None, None, None])
         else {
@@ -176,7 +167,7 @@ impl BanStore for RedisState {
             .arg("+inf")
             .query_async(&mut conn)
             .await
-            .map_err(super::guards::redis_error)?;
+            .map_err(redis_error)?;
         // In the order of their subjects, as redb lists them.
         keys.sort();
         let mut out = Vec::with_capacity(keys.len());

@@ -21,7 +21,7 @@
 
 use std::net::IpAddr;
 
-use super::RedisState;
+use super::{RedisState, hex, redis_error};
 use crate::domain::{
     BanSubject, EnrollerId, RegulationSettings, SessionToken, TokenHash, client_network,
 };
@@ -33,6 +33,10 @@ use crate::store::regulation::{AtLimit, Lease};
 /// How long a reserved attempt counts as in flight if its node never
 /// settles it: far longer than a password check takes.
 pub const LEASE_MS: u64 = 120_000;
+
+/// Releases waiting to be sent at most; past it a lease ends by its
+/// deadline.
+const MAX_QUEUED_RELEASES: usize = 4_096;
 
 /// How long the last counted replay of a user's TOTP step is remembered:
 /// longer than the steps a code is accepted in.
@@ -128,17 +132,6 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {1, 0}
 ";
 
-/// Leases released without waiting: queued by `release`, sent by a task
-/// of their own, and in any case before the next counter operation of the
-/// same handle answers.
-#[derive(Default)]
-pub(super) struct Releases {
-    queue: std::sync::Mutex<Vec<Lease>>,
-    /// Held while queued releases are being sent, so that an operation
-    /// that finds the queue empty still waits for those in flight.
-    sending: tokio::sync::Mutex<()>,
-}
-
 /// The scripts, loaded once per connection by their hash (EVALSHA, and
 /// EVAL when Redis does not know it yet).
 #[derive(Clone)]
@@ -164,18 +157,6 @@ impl Default for Scripts {
     }
 }
 
-pub(super) fn redis_error(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-        StoreError::Io(e.to_string())
-    } else {
-        StoreError::Storage(e.to_string())
-    }
-}
-
-fn hex(hash: &TokenHash) -> String {
-    hash.0.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn purpose_name(p: Purpose) -> &'static str {
     match p {
         Purpose::Register => "register",
@@ -199,14 +180,7 @@ impl RedisState {
     /// Sends the releases queued so far, before this operation goes on. A
     /// release that fails is left to its lease's deadline.
     async fn send_releases(&self) {
-        let _turn = self.releases.sending.lock().await;
-        let queued = std::mem::take(
-            &mut *self
-                .releases
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let (_turn, queued) = self.releases.take().await;
         for lease in queued {
             if let Err(e) = self.settle(&lease, false).await {
                 tracing::debug!(error = %e, "a lease's release was lost; its deadline ends it");
@@ -305,11 +279,8 @@ impl RegulationStore for RedisState {
     fn release(&self, _limits: &RegulationSettings, lease: Lease, _now_ms: u64) {
         // Without waiting: queued, and sent by a task of its own (or by
         // this handle's next operation, whichever comes first).
-        self.releases
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(lease);
+        // Past the bound the lease is left to its deadline.
+        self.releases.push(lease, MAX_QUEUED_RELEASES);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let me = self.clone();
             rt.spawn(async move { me.send_releases().await });

@@ -15,10 +15,10 @@
 //!   as the redb backend's in-process ones;
 //! - bans ([`bans`]): each change and its audit event added to the outbox
 //!   in one script, and the sweep that ends bans with `ban.lifted`;
-//! - sessions ([`sessions`]): the same for every session change, the cap
-//!   and credential check inside the creating script.
+//! - sessions ([`sessions`]) and access tokens ([`tokens`]): the same for
+//!   every change, the caps and checks inside the creating scripts.
 //!
-//! Not built yet: tokens, factors and pending sign-ins, whose scripts also add their audit events to
+//! Not built yet: factors and pending sign-ins, whose scripts also add their audit events to
 //! the outbox ([`crate::store::outbox`]) in the same step; the per-node
 //! cache; and the `Backend` variant that puts it all together.
 
@@ -27,12 +27,13 @@ mod guards;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 pub use guards::LEASE_MS;
 
 use redis::aio::ConnectionManager;
 
-use crate::store::error::OpenError;
+use crate::store::error::{OpenError, StoreError, WriteError};
 
 /// How much loss the operator accepts from Redis on a crash
 /// (`[storage] redis_durability`).
@@ -59,16 +60,19 @@ pub struct RedisState {
     name: String,
     scripts: guards::Scripts,
     bans: bans::Scripts,
-    sessions: sessions::Scripts,
+    sessions: RecordScripts,
     /// Session touches not yet sent.
-    touches: std::sync::Arc<sessions::Touches>,
+    touches: std::sync::Arc<Deferred<(crate::domain::TokenHash, u64)>>,
+    tokens: RecordScripts,
+    /// Token uses not yet sent.
+    uses: std::sync::Arc<Deferred<(crate::domain::TokenHash, u64, Option<std::net::IpAddr>)>>,
     /// The outbox stream (`<prefix>:outbox`) each change's events go to,
     /// in the change's own script.
     outbox_key: String,
     /// Entries the outbox may hold; past it, a change is refused (503).
     outbox_max: u64,
     /// Leases released without waiting, not yet sent.
-    releases: std::sync::Arc<guards::Releases>,
+    releases: std::sync::Arc<Deferred<crate::store::regulation::Lease>>,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -122,8 +126,10 @@ impl RedisState {
             name,
             scripts: guards::Scripts::default(),
             bans: bans::Scripts::default(),
-            sessions: sessions::Scripts::default(),
+            sessions: sessions::scripts(),
             touches: Default::default(),
+            tokens: tokens::scripts(),
+            uses: Default::default(),
             outbox_key: format!("{prefix}:outbox"),
             outbox_max: crate::store::outbox::DEFAULT_MAX_ENTRIES,
             releases: Default::default(),
@@ -147,9 +153,181 @@ impl RedisState {
         format!("{}:", self.prefix)
     }
 
+    /// The fields of the record `<kind>:<hash>` (none when it is gone).
+    async fn fields(
+        &self,
+        kind: &str,
+        hash: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HGETALL")
+            .arg(self.key(kind, hash))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// The hashes of `user`'s records of `kind`, newest first.
+    async fn newest_of(&self, kind: &str, user: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREVRANGE")
+            .arg(self.key(&format!("{kind}u"), user))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// Records of `kind` stored, ended ones not yet swept included.
+    async fn count(&self, kind: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(format!("{}:{kind}d", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// Runs a kind's sweep script: up to `limit` records past their end
+    /// removed, each with its event; how many, and whether more are due.
+    async fn sweep_records(
+        &self,
+        scripts: &RecordScripts,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(usize, bool), WriteError> {
+        let mut conn = self.conn.clone();
+        let (n, more): (usize, i64) = scripts
+            .sweep
+            .key(&self.outbox_key)
+            .arg(self.key_prefix())
+            .arg((now_ms * 1000).to_string())
+            .arg(now_ms)
+            .arg(limit.max(1))
+            .arg(self.outbox_max)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(write_error)?;
+        Ok((n, more == 1))
+    }
+
     /// `<prefix>:<kind>:<rest>`.
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}:{kind}:{rest}", self.prefix)
+    }
+}
+
+/// What every record script starts with: `P` the key prefix and `AT` the
+/// event time (µs, a string) from its first two arguments; an audit event
+/// as the outbox's JSON (numbers never pass through Lua's floats); the
+/// removal of a record (`<kind>:<hash>`, its user's set `<kind>u:<user>`
+/// and the deadline index `<kind>d`) with its event; and the outbox's
+/// bound.
+const LUA_BASE: &str = r#"
+local P, AT = ARGV[1], ARGV[2]
+local function json_event(kind, user, session, ip, details)
+  local s = '{"kind":"' .. kind .. '","at_us":' .. AT .. ',"user":' .. cjson.encode(user)
+  if session then s = s .. ',"session":"' .. session .. '"' end
+  if ip and ip ~= '' then s = s .. ',"ip":' .. cjson.encode(ip) end
+  if details then s = s .. ',"details":' .. cjson.encode(details) end
+  return s .. '}'
+end
+local function remove_record(kind, h, user, outbox, ev)
+  redis.call('DEL', P .. kind .. ':' .. h)
+  redis.call('ZREM', P .. kind .. 'u:' .. user, h)
+  redis.call('ZREM', P .. kind .. 'd', h)
+  redis.call('XADD', outbox, '*', 'e', ev)
+end
+local function full(outbox, max)
+  return redis.call('XLEN', outbox) >= tonumber(max)
+end
+"#;
+
+/// The scripts of one kind of record (sessions, access tokens), each made
+/// of `LUA_BASE`, the kind's own helpers and its body.
+#[derive(Clone)]
+pub(super) struct RecordScripts {
+    create: redis::Script,
+    touch: redis::Script,
+    revoke: redis::Script,
+    sweep: redis::Script,
+}
+
+impl RecordScripts {
+    /// From the kind's helpers and its create, touch, revoke and sweep.
+    fn new(helpers: &str, [create, touch, revoke, sweep]: [&str; 4]) -> Self {
+        let with = |body: &str| redis::Script::new(&format!("{LUA_BASE}{helpers}{body}"));
+        RecordScripts {
+            create: with(create),
+            touch: with(touch),
+            revoke: with(revoke),
+            sweep: with(sweep),
+        }
+    }
+}
+
+/// A Redis failure as the store's: a lost connection is I/O.
+fn redis_error(e: redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+        StoreError::Io(e.to_string())
+    } else {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// A script's failure as a write's: a full outbox (the script's `FULL`
+/// error) is `Busy`, which the server answers with 503.
+fn write_error(e: redis::RedisError) -> WriteError {
+    if e.code() == Some("FULL") {
+        WriteError::Busy
+    } else {
+        WriteError::Failed(std::sync::Arc::new(redis_error(e)))
+    }
+}
+
+/// A token hash in lower-case hex, as keys name it.
+fn hex(hash: &crate::domain::TokenHash) -> String {
+    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Changes a caller does not wait for (session touches, token uses, lease
+/// releases): queued under a bound, and sent in order by whichever comes
+/// first, a task of their own or the handle's next operation, which waits
+/// for those being sent: so each is applied before that operation answers.
+pub(super) struct Deferred<T> {
+    queue: std::sync::Mutex<Vec<T>>,
+    /// Held while queued changes are sent.
+    sending: tokio::sync::Mutex<()>,
+}
+
+impl<T> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred {
+            queue: std::sync::Mutex::new(Vec::new()),
+            sending: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<T> Deferred<T> {
+    /// Queues `item`; false, queuing nothing, when `max` are waiting.
+    fn push(&self, item: T, max: usize) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= max {
+            return false;
+        }
+        q.push(item);
+        true
+    }
+
+    /// Everything queued, in order, with the turn to send it: the caller
+    /// sends each while it holds the guard, so that a later operation
+    /// waits for them.
+    async fn take(&self) -> (tokio::sync::MutexGuard<'_, ()>, Vec<T>) {
+        let turn = self.sending.lock().await;
+        let queued = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        (turn, queued)
     }
 }
 

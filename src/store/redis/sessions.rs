@@ -20,8 +20,7 @@
 
 use std::net::IpAddr;
 
-use super::RedisState;
-use super::guards::redis_error;
+use super::{RedisState, hex, redis_error, write_error};
 use crate::domain::{
     CreatedSession, MAX_USER, MAX_USER_AGENT, Methods, NewEvent, NewSession, PublicId, Revocation,
     RevokeReason, Session, SessionToken, TokenHash, truncate,
@@ -35,31 +34,19 @@ use crate::store::reports::SweepReport;
 /// How long after its deadline a session's key may still be swept.
 const GC_MARGIN_MS: u64 = 86_400_000;
 
-/// Shared by the scripts: a session's deadline from its fields, an event
-/// as outbox JSON, and the removal of a session with its event. `P` is the
-/// prefix of session keys, `AT` the event time (µs, as a string).
+/// The sessions' own helpers (see `LUA_BASE`): a session's deadline from
+/// its fields, its event, its removal.
 const PRELUDE: &str = r#"
-local P, AT = ARGV[1], ARGV[2]
 local function deadline(seen, idle, abs)
   abs = tonumber(abs)
   if idle ~= '' then return math.min(tonumber(seen) + tonumber(idle), abs) end
   return abs
 end
 local function event(kind, user, pid, ip, details)
-  local s = '{"kind":"' .. kind .. '","at_us":' .. AT .. ',"user":' .. cjson.encode(user)
-    .. ',"session":"' .. pid .. '"'
-  if ip and ip ~= '' then s = s .. ',"ip":' .. cjson.encode(ip) end
-  if details then s = s .. ',"details":' .. cjson.encode(details) end
-  return s .. '}'
+  return json_event(kind, user, pid, ip, details)
 end
 local function remove(h, user, outbox, ev)
-  redis.call('DEL', P .. 's:' .. h)
-  redis.call('ZREM', P .. 'su:' .. user, h)
-  redis.call('ZREM', P .. 'sd', h)
-  redis.call('XADD', outbox, '*', 'e', ev)
-end
-local function full(outbox, max)
-  return redis.call('XLEN', outbox) >= tonumber(max)
+  remove_record('s', h, user, outbox, ev)
 end
 "#;
 
@@ -178,48 +165,14 @@ local more = redis.call('ZCOUNT', P .. 'sd', '-inf', now) > 0 and 1 or 0
 return {ended, more}
 "#;
 
-#[derive(Clone)]
-pub(super) struct Scripts {
-    create: redis::Script,
-    touch: redis::Script,
-    revoke: redis::Script,
-    sweep: redis::Script,
-}
-
-impl Default for Scripts {
-    fn default() -> Self {
-        let with = |body: &str| redis::Script::new(&format!("{PRELUDE}{body}"));
-        Scripts {
-            create: with(CREATE),
-            touch: with(TOUCH),
-            revoke: with(REVOKE),
-            sweep: with(SWEEP),
-        }
-    }
-}
-
-/// Touches waiting to be sent (see the module documentation).
-#[derive(Default)]
-pub(super) struct Touches {
-    queue: std::sync::Mutex<Vec<(TokenHash, u64)>>,
-    sending: tokio::sync::Mutex<()>,
+/// This kind's scripts.
+pub(super) fn scripts() -> super::RecordScripts {
+    super::RecordScripts::new(PRELUDE, [CREATE, TOUCH, REVOKE, SWEEP])
 }
 
 /// The bound on queued touches: past it a touch is refused (`Busy`), and
 /// the deadline slides at the next one.
 const MAX_QUEUED_TOUCHES: usize = 4_096;
-
-fn hex(hash: &TokenHash) -> String {
-    hash.0.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn write_error(e: redis::RedisError) -> WriteError {
-    if e.code() == Some("FULL") {
-        WriteError::Busy
-    } else {
-        WriteError::Failed(std::sync::Arc::new(redis_error(e)))
-    }
-}
 
 fn opt(v: Option<String>) -> String {
     v.unwrap_or_default()
@@ -249,20 +202,12 @@ fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> 
 impl RedisState {
     /// The session under `hash` as stored, live or not.
     async fn load(&self, hash: &str) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.conn.clone();
-        let f: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("s", hash))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        Ok(session_of(&f))
+        Ok(session_of(&self.fields("s", hash).await?))
     }
 
     /// Sends the queued touches, before the write that called it.
     async fn send_touches(&self) {
-        let _turn = self.touches.sending.lock().await;
-        let queued =
-            std::mem::take(&mut *self.touches.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let (_turn, queued) = self.touches.take().await;
         for (hash, now) in queued {
             let mut conn = self.conn.clone();
             let r: Result<i64, _> = self
@@ -400,16 +345,8 @@ impl SessionStore for RedisState {
     }
 
     async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {
-        let mut conn = self.conn.clone();
-        let hashes: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key("su", user))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        let mut out = Vec::with_capacity(hashes.len());
-        for h in hashes {
+        let mut out = Vec::new();
+        for h in self.newest_of("s", user).await? {
             if let Some(s) = self.load(&h).await?.filter(|s| s.deadline_ms() > now_ms) {
                 out.push(s);
             }
@@ -443,12 +380,7 @@ impl SessionStore for RedisState {
     }
 
     async fn session_count(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("ZCARD")
-            .arg(format!("{}:sd", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_error)
+        self.count("s").await
     }
 
     async fn revoke_by_token(
@@ -485,12 +417,9 @@ impl SessionStore for RedisState {
     }
 
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
-        let mut queue = self.touches.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() >= MAX_QUEUED_TOUCHES {
+        if !self.touches.push((hash, now_ms), MAX_QUEUED_TOUCHES) {
             return Err(WriteError::Busy);
         }
-        queue.push((hash, now_ms));
-        drop(queue);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let me = self.clone();
             rt.spawn(async move { me.send_touches().await });
@@ -517,25 +446,15 @@ impl SessionStore for RedisState {
 
     async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
         self.send_touches().await;
-        let mut conn = self.conn.clone();
-        let (expired, more): (usize, i64) = self
-            .sessions
-            .sweep
-            .key(&self.outbox_key)
-            .arg(self.key_prefix())
-            .arg((now_ms * 1000).to_string())
-            .arg(now_ms)
-            .arg(limit.max(1))
-            .arg(self.outbox_max)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(write_error)?;
+        let (expired, more) = self.sweep_records(&self.sessions, now_ms, limit).await?;
         let bans_lifted = self.sweep_bans(now_ms, limit).await?;
+        let (tokens_expired, tokens_more) = self.sweep_tokens(now_ms, limit).await?;
         Ok(SweepReport {
             expired,
             bans_lifted,
-            more: more == 1,
-            ..SweepReport::default()
+            pending: 0,
+            tokens_expired,
+            more: more || tokens_more,
         })
     }
 }

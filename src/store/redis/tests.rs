@@ -464,3 +464,239 @@ async fn sessions_behave_and_are_recorded_as_on_redb() {
     assert!(reasons.contains(&"idle".to_string()) && reasons.contains(&"absolute".to_string()));
     sides.task.shutdown().await.unwrap();
 }
+
+/// Access tokens made (from a two-factor session, at the cap, from an
+/// ended session), used, revoked and swept on Redis and on redb: the same
+/// answers, and once chained, the same events, token for token.
+#[tokio::test]
+async fn tokens_behave_and_are_recorded_as_on_redb() {
+    use std::collections::HashMap;
+
+    use crate::domain::{
+        EventKind, Method, Methods, NewAccessToken, NewEvent, NewSession, PublicId, Revocation,
+        RevokeReason, SessionToken,
+    };
+    use crate::store::{SessionStore, TokenStore};
+
+    let Some(sides) = sides().await else { return };
+    let [a, b] = &sides.nodes;
+    let redb = &sides.redb;
+    let t0 = 1_780_000_000_000u64;
+    let session = NewSession {
+        user: "alice".into(),
+        remember_me: false,
+        idle_ttl_ms: 3_600_000,
+        absolute_ttl_ms: 7_200_000,
+        max_per_user: 5,
+        ip: None,
+        user_agent: None,
+        now_ms: t0,
+        methods: Methods::of(&[Method::Password, Method::Totp]),
+    };
+    let login = || NewEvent::at(EventKind::LoginSuccess, t0 * 1000).user("alice");
+    let ra = a
+        .create_session(session.clone(), login(), None)
+        .await
+        .unwrap();
+    let da = redb.create_session(session, login(), None).await.unwrap();
+    let mut names: [HashMap<String, &str>; 2] = Default::default();
+    names[0].insert(ra.session.id.to_string(), "S");
+    names[1].insert(da.session.id.to_string(), "S");
+    let sessions = [ra.token.hash(), da.token.hash()];
+
+    let new = |name: &str, at: u64, expires: u64| NewAccessToken {
+        user: "alice".into(),
+        name: name.into(),
+        domains: if name == "T2" {
+            vec!["git.example.com".into()]
+        } else {
+            vec![]
+        },
+        expires_ms: t0 + expires,
+        max_per_user: 2,
+        ip: Some("192.0.2.1".parse().unwrap()),
+        now_ms: t0 + at,
+        two_factor: true,
+    };
+    let mut hashes: HashMap<&str, [crate::domain::TokenHash; 2]> = HashMap::new();
+    let mut ids: HashMap<&str, [PublicId; 2]> = HashMap::new();
+    for (label, at, expires, from_session) in [
+        ("T1", 0, 1_000, true),
+        ("T2", 1, 100_000, false),
+        ("T3", 2_000, 100_000, true),
+    ] {
+        let via = |side: usize| from_session.then_some(sessions[side]);
+        let r = a
+            .create_token(new(label, at, expires), via(0))
+            .await
+            .unwrap()
+            .unwrap();
+        let d = redb
+            .create_token(new(label, at, expires), via(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.info.two_factor, d.info.two_factor, "{label}");
+        assert_eq!(r.info.two_factor, from_session, "{label}");
+        names[0].insert(r.info.id.to_string(), label);
+        names[1].insert(d.info.id.to_string(), label);
+        hashes.insert(label, [r.token.hash(), d.token.hash()]);
+        ids.insert(label, [r.info.id, d.info.id]);
+    }
+    // At the cap (T1 expired and was removed on the way), and from a
+    // session that is no more.
+    let ended = Some(SessionToken::generate().hash());
+    assert_eq!(
+        b.create_token(new("T4", 2_001, 100_000), None)
+            .await
+            .unwrap()
+            .err(),
+        redb.create_token(new("T4", 2_001, 100_000), None)
+            .await
+            .unwrap()
+            .err()
+    );
+    // A session that is no more is refused first, as on redb.
+    assert_eq!(
+        b.create_token(new("T4", 2_001, 100_000), ended)
+            .await
+            .unwrap()
+            .err(),
+        Some(crate::domain::TokenRefusal::SessionEnded)
+    );
+    a.revoke_token(
+        "alice",
+        ids["T3"][0],
+        Revocation::new(RevokeReason::ByUser, t0 + 2_002),
+    )
+    .await
+    .unwrap();
+    redb.revoke_token(
+        "alice",
+        ids["T3"][1],
+        Revocation::new(RevokeReason::ByUser, t0 + 2_002),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.create_token(new("T4", 2_003, 100_000), ended)
+            .await
+            .unwrap()
+            .err(),
+        redb.create_token(new("T4", 2_003, 100_000), ended)
+            .await
+            .unwrap()
+            .err()
+    );
+
+    // Uses from two addresses (the second use of one records nothing),
+    // each followed by a write that changes nothing (another user's id):
+    // a use is applied before the handle's next write, on both (redb
+    // coalesces uses of one token while one is waiting).
+    for (at, ip) in [
+        (3_000, "198.51.100.1"),
+        (3_001, "198.51.100.1"),
+        (3_002, "198.51.100.2"),
+    ] {
+        let ip = Some(ip.parse().unwrap());
+        let nothing = Revocation::new(RevokeReason::ByUser, t0 + at);
+        b.touch_token(hashes["T2"][0], t0 + at, ip).unwrap();
+        redb.touch_token(hashes["T2"][1], t0 + at, ip).unwrap();
+        assert!(
+            !b.revoke_token("bob", ids["T2"][0], nothing.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !redb
+                .revoke_token("bob", ids["T2"][1], nothing)
+                .await
+                .unwrap()
+        );
+    }
+    let strip = |t: Option<crate::domain::AccessTokenInfo>| {
+        t.map(|t| {
+            (
+                t.name,
+                t.domains,
+                t.expires_ms,
+                t.last_used_ms,
+                t.recent_ips,
+                t.two_factor,
+            )
+        })
+    };
+    assert_eq!(
+        strip(a.token_by_hash(hashes["T2"][0], t0 + 3_200).await.unwrap()),
+        strip(
+            redb.token_by_hash(hashes["T2"][1], t0 + 3_200)
+                .await
+                .unwrap()
+        )
+    );
+    assert_eq!(a.tokens_of("alice", t0 + 3_200).await.unwrap().len(), 1);
+
+    // An admin ends them all; one made later runs out and is swept.
+    let mut admin = Revocation::new(RevokeReason::ByAdmin, t0 + 4_000);
+    admin.actor = Some("root".into());
+    assert_eq!(
+        a.revoke_user_tokens("alice", admin.clone())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        redb.revoke_user_tokens("alice", admin).await.unwrap().len(),
+        1
+    );
+    let r = a
+        .create_token(new("T5", 5_000, 6_000), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let d = redb
+        .create_token(new("T5", 5_000, 6_000), None)
+        .await
+        .unwrap()
+        .unwrap();
+    names[0].insert(r.info.id.to_string(), "T5");
+    names[1].insert(d.info.id.to_string(), "T5");
+    let rs = b.sweep(t0 + 10_000, 100).await.unwrap();
+    let ds = redb.sweep(t0 + 10_000, 100).await.unwrap();
+    assert_eq!((rs.tokens_expired, rs.more), (ds.tokens_expired, ds.more));
+    assert_eq!(rs.tokens_expired, 1);
+    assert_eq!(b.token_count().await.unwrap(), 0);
+
+    // Chained, the events are redb's, token for token.
+    let (_, chained, on_redb) = sides.chained().await;
+    let shown = |events: Vec<crate::domain::Event>, side: usize| {
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.session = e
+                    .session
+                    .map(|s| names[side].get(&s).map_or(s, |l| l.to_string()));
+                for (k, v) in e.details.iter_mut() {
+                    if k == "token" {
+                        *v = names[side]
+                            .get(v.as_str())
+                            .map_or(v.clone(), |l| l.to_string());
+                    }
+                }
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let chained = shown(chained, 0);
+    assert_eq!(chained, shown(on_redb, 1));
+    for kind in [
+        EventKind::TokenCreated,
+        EventKind::TokenUsed,
+        EventKind::TokenRevoked,
+        EventKind::TokenExpired,
+    ] {
+        assert!(chained.iter().any(|e| e.kind == kind), "{kind}");
+    }
+    sides.task.shutdown().await.unwrap();
+}
