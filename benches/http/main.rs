@@ -11,6 +11,9 @@
 //! - Figure 10 (`token.rs`): `GET /auth/verify` with `Authorization: Bearer`
 //!   (an access token) against the same check with the session cookie, one
 //!   server, the same run.
+//! - Figure 12 (`proxy.rs`): a request to an app through the built-in
+//!   proxy against nginx `auth_request` to gatehouse plus `proxy_pass`, and
+//!   against nginx passing it on unchecked.
 //! - Figure 8 (`memory.rs`): peak RSS of a server process (this binary
 //!   re-executed in a server mode) holding many sessions and events, during
 //!   a sweep and audit queries, against the file size.
@@ -22,6 +25,7 @@
 
 mod flood;
 mod memory;
+mod proxy;
 mod servers;
 mod token;
 mod verify;
@@ -137,6 +141,10 @@ fn main() {
     if only.wants(figure::VERIFY_TOKEN) {
         let f = rt.block_on(token::figure(&p, &mut lines));
         raw.insert("fig10".into(), f);
+    }
+    if only.wants(figure::PROXY) {
+        let f = rt.block_on(proxy::figure(&p, &mut lines));
+        raw.insert("fig12".into(), f);
     }
     if only.wants(figure::MEMORY) {
         let f = rt.block_on(memory::figure(&p, &mut lines));

@@ -103,3 +103,23 @@ pub async fn start_plain() -> (SocketAddr, oneshot::Sender<()>) {
     });
     (addr, tx)
 }
+
+/// An app for the proxy figure: a plain axum handler answering every path
+/// with a constant. Send on the returned channel to stop it.
+pub async fn start_upstream() -> (SocketAddr, oneshot::Sender<()>) {
+    use axum::routing::get;
+    let app = axum::Router::new().fallback(get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (addr, tx)
+}

@@ -27,9 +27,12 @@ pub const VERIFY_TOKEN: u8 = 10;
 /// `INSERT` of the same rows, and newest-100 of one user against redb
 /// (`compare`; needs `GATEHOUSE_BENCH_POSTGRES_URL`).
 pub const POSTGRES_CHAIN: u8 = 11;
+/// A request to an app through the built-in proxy against nginx
+/// `auth_request` plus `proxy_pass`, and nginx unchecked (`http`).
+pub const PROXY: u8 = 12;
 
 /// Every figure: (number, bench that measures it, title).
-pub const ALL: [(u8, &str, &str); 11] = [
+pub const ALL: [(u8, &str, &str); 12] = [
     (APPEND, "compare", "durable append"),
     (NEWEST_100, "compare", "newest 100 of one user"),
     (DEEP_PAGES, "compare", "deep pagination"),
@@ -45,6 +48,7 @@ pub const ALL: [(u8, &str, &str); 11] = [
         "GET /auth/verify with an access token",
     ),
     (POSTGRES_CHAIN, "compare", "audit chain in PostgreSQL"),
+    (PROXY, "http", "requests through the built-in proxy"),
 ];
 
 /// The figures chosen with `--only 1,2,...`; all of them without it.
