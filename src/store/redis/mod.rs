@@ -16,13 +16,18 @@
 //! - bans ([`bans`]): each change and its audit event added to the outbox
 //!   in one script, and the sweep that ends bans with `ban.lifted`;
 //! - sessions ([`sessions`]) and access tokens ([`tokens`]): the same for
-//!   every change, the caps and checks inside the creating scripts.
+//!   every change, the caps and checks inside the creating scripts;
+//! - the per-node cache of session lookups ([`cache`]), invalidated
+//!   through pub/sub, which lets the forward-auth check answer on the
+//!   spot.
 //!
-//! Not built yet: factors and pending sign-ins, whose scripts also add their audit events to
-//! the outbox ([`crate::store::outbox`]) in the same step; the per-node
-//! cache; and the `Backend` variant that puts it all together.
+//! Not built yet: factors and pending sign-ins, whose scripts also add
+//! their audit events to the outbox ([`crate::store::outbox`]) in the same
+//! step; a cache of token lookups; and the `Backend` variant that puts it
+//! all together.
 
 mod bans;
+pub mod cache;
 mod guards;
 mod sessions;
 #[cfg(test)]
@@ -71,6 +76,8 @@ pub struct RedisState {
     outbox_key: String,
     /// Entries the outbox may hold; past it, a change is refused (503).
     outbox_max: u64,
+    /// The cache of session lookups and its invalidation listener.
+    listener: std::sync::Arc<cache::Listener>,
     /// Leases released without waiting, not yet sent.
     releases: std::sync::Arc<Deferred<crate::store::regulation::Lease>>,
 }
@@ -100,6 +107,7 @@ impl RedisState {
             reason,
         };
         let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
+        let listener = cache::Listener::start(client.clone(), format!("{prefix}:inv"));
         let mut conn = ConnectionManager::new(client)
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -133,6 +141,7 @@ impl RedisState {
             outbox_key: format!("{prefix}:outbox"),
             outbox_max: crate::store::outbox::DEFAULT_MAX_ENTRIES,
             releases: Default::default(),
+            listener: std::sync::Arc::new(listener),
         })
     }
 
@@ -222,8 +231,8 @@ impl RedisState {
 /// event time (µs, a string) from its first two arguments; an audit event
 /// as the outbox's JSON (numbers never pass through Lua's floats); the
 /// removal of a record (`<kind>:<hash>`, its user's set `<kind>u:<user>`
-/// and the deadline index `<kind>d`) with its event; and the outbox's
-/// bound.
+/// and the deadline index `<kind>d`) with its event, published on
+/// `<prefix>:inv` for the nodes' caches; and the outbox's bound.
 const LUA_BASE: &str = r#"
 local P, AT = ARGV[1], ARGV[2]
 local function json_event(kind, user, session, ip, details)
@@ -234,6 +243,7 @@ local function json_event(kind, user, session, ip, details)
   return s .. '}'
 end
 local function remove_record(kind, h, user, outbox, ev)
+  redis.call('PUBLISH', P .. 'inv', h)
   redis.call('DEL', P .. kind .. ':' .. h)
   redis.call('ZREM', P .. kind .. 'u:' .. user, h)
   redis.call('ZREM', P .. kind .. 'd', h)

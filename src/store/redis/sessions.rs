@@ -259,6 +259,16 @@ impl RedisState {
             .invoke_async(&mut conn)
             .await
             .map_err(write_error)?;
+        // This node's cache forgets them before the caller hears back.
+        let cache = &self.listener.cache;
+        match mode {
+            "hash" => {
+                if let Some(hash) = super::cache::parse_hex(what.as_bytes()) {
+                    cache.evict(&hash);
+                }
+            }
+            _ => cache.evict_user(user),
+        }
         Ok(pids.iter().filter_map(|p| p.parse().ok()).collect())
     }
 }
@@ -338,10 +348,28 @@ impl SessionStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        Ok(self
+        let cache = &self.listener.cache;
+        if let Some(s) = cache.get(&hash, now_ms) {
+            return Ok(Some(s));
+        }
+        let found = self
             .load(&hex(&hash))
             .await?
-            .filter(|s| s.deadline_ms() > now_ms))
+            .filter(|s| s.deadline_ms() > now_ms);
+        if let Some(s) = &found {
+            cache.put(hash, s, now_ms);
+        }
+        Ok(found)
+    }
+
+    /// From this node's cache ([`super::cache`]): `None` on a miss, and the
+    /// caller awaits [`SessionStore::session_by_hash`].
+    fn session_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<Session>, StoreError>> {
+        self.listener.cache.get(&hash, now_ms).map(|s| Ok(Some(s)))
     }
 
     async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {

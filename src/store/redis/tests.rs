@@ -700,3 +700,113 @@ async fn tokens_behave_and_are_recorded_as_on_redb() {
     }
     sides.task.shutdown().await.unwrap();
 }
+
+/// A session read on node B is then answered on the spot from B's cache;
+/// revoked on node A, it is refused on B as soon as the invalidation
+/// arrives (the time is printed, not asserted: the machines are shared;
+/// the bound below only ends a hung test), and a cache that loses its
+/// invalidations serves nothing until they are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_node_is_refused_on_the_other_within_a_second() {
+    use crate::domain::{
+        EventKind, Method, Methods, NewEvent, NewSession, Revocation, RevokeReason, now_ms,
+    };
+    use crate::store::SessionStore;
+
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let [a, b] = two_nodes(&url, &prefix).await;
+    // The listener subscribes in the background.
+    let subscribed = async |node: &RedisState| {
+        for _ in 0..200 {
+            if node.listener.cache.is_live() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the cache never subscribed");
+    };
+    subscribed(&b).await;
+    let now = now_ms();
+    let new = NewSession {
+        user: "alice".into(),
+        remember_me: false,
+        idle_ttl_ms: 600_000,
+        absolute_ttl_ms: 3_600_000,
+        max_per_user: 5,
+        ip: None,
+        user_agent: None,
+        now_ms: now,
+        methods: Methods::of(&[Method::Password]),
+    };
+    let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user("alice");
+    let made = a.create_session(new, login, None).await.unwrap();
+    let hash = made.token.hash();
+    // A miss is not cached: B reads Redis, then answers on the spot.
+    assert!(b.session_by_hash_now(hash, now).is_none());
+    assert!(b.session_by_hash(hash, now).await.unwrap().is_some());
+    assert!(matches!(
+        b.session_by_hash_now(hash, now_ms()),
+        Some(Ok(Some(_)))
+    ));
+    assert_eq!(b.listener.cache.len(), 1);
+
+    let revoked = std::time::Instant::now();
+    a.revoke_by_token(hash, Revocation::new(RevokeReason::Logout, now_ms()))
+        .await
+        .unwrap();
+    // A's own cache forgot it before the revocation answered.
+    assert!(a.session_by_hash_now(hash, now_ms()).is_none());
+    while let Some(Ok(Some(_))) = b.session_by_hash_now(hash, now_ms()) {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(30),
+            "B never refused it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    eprintln!("revoked on A, refused on B after {:?}", revoked.elapsed());
+    assert!(b.session_by_hash(hash, now_ms()).await.unwrap().is_none());
+
+    // B loses its subscription: its cache serves nothing, then is back.
+    let again = a
+        .create_session(
+            NewSession {
+                user: "bob".into(),
+                remember_me: true,
+                idle_ttl_ms: 600_000,
+                absolute_ttl_ms: 3_600_000,
+                max_per_user: 5,
+                ip: None,
+                user_agent: None,
+                now_ms: now_ms(),
+                methods: Methods::of(&[Method::Password]),
+            },
+            NewEvent::now(EventKind::LoginSuccess).user("bob"),
+            None,
+        )
+        .await
+        .unwrap();
+    let h2 = again.token.hash();
+    assert!(b.session_by_hash(h2, now_ms()).await.unwrap().is_some());
+    assert!(b.session_by_hash_now(h2, now_ms()).is_some());
+    let mut conn = a.conn.clone();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lost = std::time::Instant::now();
+    while b.session_by_hash_now(h2, now_ms()).is_some() {
+        assert!(
+            lost.elapsed() < std::time::Duration::from_secs(30),
+            "the cache kept serving"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    subscribed(&b).await;
+    assert!(b.session_by_hash(h2, now_ms()).await.unwrap().is_some());
+    assert!(b.session_by_hash_now(h2, now_ms()).is_some());
+}

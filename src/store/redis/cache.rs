@@ -1,0 +1,165 @@
+//! The per-node cache of session lookups, so that the forward-auth check
+//! answers on the spot (`SessionStore::session_by_hash_now`) for sessions
+//! this node has seen.
+//!
+//! Invariants:
+//! - A miss is never cached: a session made on another node is read from
+//!   Redis the first time, and then cached.
+//! - An entry serves only while the node is subscribed to the deployment's
+//!   invalidation channel (`<prefix>:inv`, published by every script that
+//!   removes a session). The cache is flushed when the subscription is
+//!   lost and again when it is back; meanwhile every lookup is a miss, and
+//!   a miss that cannot reach Redis fails closed.
+//! - An entry ends at the session's deadline as cached, and at most
+//!   [`MAX_AGE_MS`] after it was read: another node's touch may have moved
+//!   the deadline on, so that is only a miss, never a wrong answer.
+//! - This node's own revocations evict before they answer.
+//! - At most [`CAPACITY`] entries; when full, ended entries go, and a new
+//!   one is not cached if none did.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::domain::{Session, TokenHash};
+
+/// Entries kept at most.
+pub const CAPACITY: usize = 100_000;
+
+/// The longest an entry serves after it was read.
+pub const MAX_AGE_MS: u64 = 5_000;
+
+/// How long the listener waits before subscribing again after a failure.
+const RESUBSCRIBE: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+pub(super) struct SessionCache {
+    entries: Mutex<HashMap<TokenHash, (Session, u64)>>,
+    /// Subscribed to the invalidation channel: entries may serve.
+    live: AtomicBool,
+}
+
+impl SessionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, (Session, u64)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached live session of `hash` at `now_ms`, if any.
+    pub(super) fn get(&self, hash: &TokenHash, now_ms: u64) -> Option<Session> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.lock();
+        let (s, until) = entries.get(hash)?;
+        (now_ms < *until).then(|| s.clone())
+    }
+
+    /// Caches a live session just read from Redis.
+    pub(super) fn put(&self, hash: TokenHash, session: &Session, now_ms: u64) {
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        let until = session.deadline_ms().min(now_ms.saturating_add(MAX_AGE_MS));
+        let mut entries = self.lock();
+        if entries.len() >= CAPACITY && !entries.contains_key(&hash) {
+            entries.retain(|_, (_, u)| *u > now_ms);
+            if entries.len() >= CAPACITY {
+                return;
+            }
+        }
+        entries.insert(hash, (session.clone(), until));
+    }
+
+    pub(super) fn evict(&self, hash: &TokenHash) {
+        self.lock().remove(hash);
+    }
+
+    /// Evicts every session of `user`.
+    pub(super) fn evict_user(&self, user: &str) {
+        self.lock().retain(|_, (s, _)| s.user != user);
+    }
+
+    /// Whether entries may serve; flushes on every change.
+    fn set_live(&self, live: bool) {
+        self.lock().clear();
+        self.live.store(live, Ordering::Release);
+        self.lock().clear();
+    }
+
+    /// Whether entries may serve (subscribed).
+    #[cfg(test)]
+    pub(super) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Keeps `cache` subscribed to `channel` on `client` while the cache is
+/// held, evicting each hash published there. Ends when the cache is
+/// dropped.
+pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<SessionCache>) {
+    loop {
+        let Some(c) = cache.upgrade() else { return };
+        c.set_live(false);
+        drop(c);
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await.ok()?;
+            ps.subscribe(&channel).await.ok()?;
+            Some(ps)
+        };
+        if let Some(mut ps) = subscribed.await {
+            let Some(c) = cache.upgrade() else { return };
+            c.set_live(true);
+            drop(c);
+            let mut messages = ps.on_message();
+            while let Some(m) = messages.next().await {
+                let Some(c) = cache.upgrade() else { return };
+                if let Some(hash) = parse_hex(m.get_payload_bytes()) {
+                    c.evict(&hash);
+                }
+            }
+            tracing::warn!("the session cache lost its invalidations; flushed until they are back");
+        }
+        tokio::time::sleep(RESUBSCRIBE).await;
+    }
+}
+
+/// The token hash written as 64 hex digits.
+pub(super) fn parse_hex(bytes: &[u8]) -> Option<TokenHash> {
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(TokenHash(out))
+}
+
+/// The listener's task, ended when the last handle of the state is dropped.
+pub(super) struct Listener {
+    pub(super) cache: Arc<SessionCache>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Listener {
+    pub(super) fn start(client: redis::Client, channel: String) -> Listener {
+        let cache = Arc::new(SessionCache::default());
+        let task = tokio::spawn(listen(client, channel, Arc::downgrade(&cache))).abort_handle();
+        Listener { cache, task }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
