@@ -1,16 +1,16 @@
-//! The per-node cache of session lookups, so that the forward-auth check
-//! answers on the spot (`SessionStore::session_by_hash_now`) for sessions
-//! this node has seen.
+//! The per-node caches of session and access-token lookups, so that the
+//! forward-auth check answers on the spot (`session_by_hash_now`,
+//! `token_by_hash_now`) for credentials this node has seen.
 //!
 //! Invariants:
 //! - A miss is never cached: a session made on another node is read from
 //!   Redis the first time, and then cached.
 //! - An entry serves only while the node is subscribed to the deployment's
 //!   invalidation channel (`<prefix>:inv`, published by every script that
-//!   removes a session). The cache is flushed when the subscription is
+//!   removes a session or a token). The cache is flushed when the subscription is
 //!   lost and again when it is back; meanwhile every lookup is a miss, and
 //!   a miss that cannot reach Redis fails closed.
-//! - An entry ends at the session's deadline as cached, and at most
+//! - An entry ends at the credential's deadline as cached, and at most
 //!   [`MAX_AGE_MS`] after it was read: another node's touch may have moved
 //!   the deadline on, so that is only a miss, never a wrong answer.
 //! - This node's own revocations evict before they answer.
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::domain::{Session, TokenHash};
+use crate::domain::{AccessTokenInfo, Session, TokenHash};
 
 /// Entries kept at most.
 pub const CAPACITY: usize = 100_000;
@@ -35,34 +35,57 @@ pub const MAX_AGE_MS: u64 = 5_000;
 /// How long the listener waits before subscribing again after a failure.
 const RESUBSCRIBE: Duration = Duration::from_millis(200);
 
-#[derive(Default)]
-pub(super) struct SessionCache {
-    entries: Mutex<HashMap<TokenHash, (Session, u64)>>,
-    /// Subscribed to the invalidation channel: entries may serve.
-    live: AtomicBool,
+/// What a cache holds: whose it is, and until when it is valid.
+pub(super) trait Cached: Clone {
+    fn user(&self) -> &str;
+    fn deadline_ms(&self) -> u64;
 }
 
-impl SessionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, (Session, u64)>> {
+impl Cached for Session {
+    fn user(&self) -> &str {
+        &self.user
+    }
+    fn deadline_ms(&self) -> u64 {
+        Session::deadline_ms(self)
+    }
+}
+
+impl Cached for AccessTokenInfo {
+    fn user(&self) -> &str {
+        &self.user
+    }
+    fn deadline_ms(&self) -> u64 {
+        self.expires_ms
+    }
+}
+
+/// One kind's cache (see the module documentation).
+pub(super) struct Cache<V> {
+    entries: Mutex<HashMap<TokenHash, (V, u64)>>,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Cached> Cache<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, (V, u64)>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached live session of `hash` at `now_ms`, if any.
-    pub(super) fn get(&self, hash: &TokenHash, now_ms: u64) -> Option<Session> {
-        if !self.live.load(Ordering::Acquire) {
-            return None;
-        }
+    /// The cached live record of `hash` at `now_ms`, if any.
+    fn get(&self, hash: &TokenHash, now_ms: u64) -> Option<V> {
         let entries = self.lock();
-        let (s, until) = entries.get(hash)?;
-        (now_ms < *until).then(|| s.clone())
+        let (v, until) = entries.get(hash)?;
+        (now_ms < *until).then(|| v.clone())
     }
 
-    /// Caches a live session just read from Redis.
-    pub(super) fn put(&self, hash: TokenHash, session: &Session, now_ms: u64) {
-        if !self.live.load(Ordering::Acquire) {
-            return;
-        }
-        let until = session.deadline_ms().min(now_ms.saturating_add(MAX_AGE_MS));
+    fn put(&self, hash: TokenHash, v: &V, now_ms: u64) {
+        let until = v.deadline_ms().min(now_ms.saturating_add(MAX_AGE_MS));
         let mut entries = self.lock();
         if entries.len() >= CAPACITY && !entries.contains_key(&hash) {
             entries.retain(|_, (_, u)| *u > now_ms);
@@ -70,41 +93,99 @@ impl SessionCache {
                 return;
             }
         }
-        entries.insert(hash, (session.clone(), until));
+        entries.insert(hash, (v.clone(), until));
     }
 
-    pub(super) fn evict(&self, hash: &TokenHash) {
+    fn evict(&self, hash: &TokenHash) {
         self.lock().remove(hash);
     }
 
-    /// Evicts every session of `user`.
-    pub(super) fn evict_user(&self, user: &str) {
-        self.lock().retain(|_, (s, _)| s.user != user);
+    fn evict_user(&self, user: &str) {
+        self.lock().retain(|_, (v, _)| v.user() != user);
     }
 
-    /// Whether entries may serve; flushes on every change.
-    fn set_live(&self, live: bool) {
+    fn clear(&self) {
         self.lock().clear();
-        self.live.store(live, Ordering::Release);
-        self.lock().clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The node's caches: sessions and access tokens.
+#[derive(Default)]
+pub(super) struct Caches {
+    pub(super) sessions: Cache<Session>,
+    pub(super) tokens: Cache<AccessTokenInfo>,
+    /// Subscribed to the invalidation channel: entries may serve.
+    live: AtomicBool,
+}
+
+impl Caches {
+    pub(super) fn session(&self, hash: &TokenHash, now_ms: u64) -> Option<Session> {
+        self.is_live()
+            .then(|| self.sessions.get(hash, now_ms))
+            .flatten()
+    }
+
+    pub(super) fn token(&self, hash: &TokenHash, now_ms: u64) -> Option<AccessTokenInfo> {
+        self.is_live()
+            .then(|| self.tokens.get(hash, now_ms))
+            .flatten()
+    }
+
+    pub(super) fn put_session(&self, hash: TokenHash, s: &Session, now_ms: u64) {
+        if self.is_live() {
+            self.sessions.put(hash, s, now_ms);
+        }
+    }
+
+    pub(super) fn put_token(&self, hash: TokenHash, t: &AccessTokenInfo, now_ms: u64) {
+        if self.is_live() {
+            self.tokens.put(hash, t, now_ms);
+        }
+    }
+
+    /// Forgets `hash`, whichever kind it names.
+    pub(super) fn evict(&self, hash: &TokenHash) {
+        self.sessions.evict(hash);
+        self.tokens.evict(hash);
+    }
+
+    pub(super) fn evict_user_sessions(&self, user: &str) {
+        self.sessions.evict_user(user);
+    }
+
+    pub(super) fn evict_user_tokens(&self, user: &str) {
+        self.tokens.evict_user(user);
     }
 
     /// Whether entries may serve (subscribed).
-    #[cfg(test)]
     pub(super) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
     }
 
+    /// Sets whether entries may serve; flushes on every change.
+    fn set_live(&self, live: bool) {
+        self.sessions.clear();
+        self.tokens.clear();
+        self.live.store(live, Ordering::Release);
+        self.sessions.clear();
+        self.tokens.clear();
+    }
+
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.lock().len()
+    pub(super) fn sessions_held(&self) -> usize {
+        self.sessions.len()
     }
 }
 
 /// Keeps `cache` subscribed to `channel` on `client` while the cache is
 /// held, evicting each hash published there. Ends when the cache is
 /// dropped.
-pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<SessionCache>) {
+pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<Caches>) {
     loop {
         let Some(c) = cache.upgrade() else { return };
         c.set_live(false);
@@ -146,13 +227,13 @@ pub(super) fn parse_hex(bytes: &[u8]) -> Option<TokenHash> {
 
 /// The listener's task, ended when the last handle of the state is dropped.
 pub(super) struct Listener {
-    pub(super) cache: Arc<SessionCache>,
+    pub(super) cache: Arc<Caches>,
     task: tokio::task::AbortHandle,
 }
 
 impl Listener {
     pub(super) fn start(client: redis::Client, channel: String) -> Listener {
-        let cache = Arc::new(SessionCache::default());
+        let cache = Arc::new(Caches::default());
         let task = tokio::spawn(listen(client, channel, Arc::downgrade(&cache))).abort_handle();
         Listener { cache, task }
     }

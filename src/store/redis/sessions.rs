@@ -267,7 +267,7 @@ impl RedisState {
                     cache.evict(&hash);
                 }
             }
-            _ => cache.evict_user(user),
+            _ => cache.evict_user_sessions(user),
         }
         Ok(pids.iter().filter_map(|p| p.parse().ok()).collect())
     }
@@ -349,7 +349,7 @@ impl SessionStore for RedisState {
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
         let cache = &self.listener.cache;
-        if let Some(s) = cache.get(&hash, now_ms) {
+        if let Some(s) = cache.session(&hash, now_ms) {
             return Ok(Some(s));
         }
         let found = self
@@ -357,7 +357,7 @@ impl SessionStore for RedisState {
             .await?
             .filter(|s| s.deadline_ms() > now_ms);
         if let Some(s) = &found {
-            cache.put(hash, s, now_ms);
+            cache.put_session(hash, s, now_ms);
         }
         Ok(found)
     }
@@ -369,7 +369,10 @@ impl SessionStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Option<Result<Option<Session>, StoreError>> {
-        self.listener.cache.get(&hash, now_ms).map(|s| Ok(Some(s)))
+        self.listener
+            .cache
+            .session(&hash, now_ms)
+            .map(|s| Ok(Some(s)))
     }
 
     async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {

@@ -750,7 +750,7 @@ async fn a_revocation_on_one_node_is_refused_on_the_other_within_a_second() {
         b.session_by_hash_now(hash, now_ms()),
         Some(Ok(Some(_)))
     ));
-    assert_eq!(b.listener.cache.len(), 1);
+    assert_eq!(b.listener.cache.sessions_held(), 1);
 
     let revoked = std::time::Instant::now();
     a.revoke_by_token(hash, Revocation::new(RevokeReason::Logout, now_ms()))
@@ -809,4 +809,73 @@ async fn a_revocation_on_one_node_is_refused_on_the_other_within_a_second() {
     subscribed(&b).await;
     assert!(b.session_by_hash(h2, now_ms()).await.unwrap().is_some());
     assert!(b.session_by_hash_now(h2, now_ms()).is_some());
+}
+
+/// The same for an access token: read on B, answered from B's cache,
+/// revoked on A, refused on B once the invalidation arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_on_the_other_node() {
+    use crate::domain::{NewAccessToken, Revocation, RevokeReason, now_ms};
+    use crate::store::TokenStore;
+
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let [a, b] = two_nodes(&url, &prefix).await;
+    for _ in 0..200 {
+        if b.listener.cache.is_live() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let now = now_ms();
+    let made = a
+        .create_token(
+            NewAccessToken {
+                user: "alice".into(),
+                name: "ci".into(),
+                domains: vec![],
+                expires_ms: now + 3_600_000,
+                max_per_user: 5,
+                ip: None,
+                now_ms: now,
+                two_factor: false,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let hash = made.token.hash();
+    assert!(
+        b.token_by_hash_now(hash, now).is_none(),
+        "a miss is not cached"
+    );
+    assert!(b.token_by_hash(hash, now).await.unwrap().is_some());
+    assert!(matches!(
+        b.token_by_hash_now(hash, now_ms()),
+        Some(Ok(Some(_)))
+    ));
+    let revoked = std::time::Instant::now();
+    assert!(
+        a.revoke_token(
+            "alice",
+            made.info.id,
+            Revocation::new(RevokeReason::ByUser, now_ms())
+        )
+        .await
+        .unwrap()
+    );
+    while let Some(Ok(Some(_))) = b.token_by_hash_now(hash, now_ms()) {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(30),
+            "B never refused it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "token revoked on A, refused on B after {:?}",
+        revoked.elapsed()
+    );
+    assert!(b.token_by_hash(hash, now_ms()).await.unwrap().is_none());
 }

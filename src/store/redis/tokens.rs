@@ -218,6 +218,8 @@ impl RedisState {
             .invoke_async(&mut conn)
             .await
             .map_err(write_error)?;
+        // This node's cache forgets them before the caller hears back.
+        self.listener.cache.evict_user_tokens(user);
         Ok(pids.iter().filter_map(|p| p.parse().ok()).collect())
     }
 
@@ -299,10 +301,31 @@ impl TokenStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<AccessTokenInfo>, StoreError> {
-        Ok(self
+        let cache = &self.listener.cache;
+        if let Some(t) = cache.token(&hash, now_ms) {
+            return Ok(Some(t));
+        }
+        let found = self
             .load_token(&hex(&hash))
             .await?
-            .filter(|t| t.expires_ms > now_ms))
+            .filter(|t| t.expires_ms > now_ms);
+        if let Some(t) = &found {
+            cache.put_token(hash, t, now_ms);
+        }
+        Ok(found)
+    }
+
+    /// From this node's cache ([`super::cache`]): `None` on a miss, and the
+    /// caller awaits [`TokenStore::token_by_hash`].
+    fn token_by_hash_now(
+        &self,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
+        self.listener
+            .cache
+            .token(&hash, now_ms)
+            .map(|t| Ok(Some(t)))
     }
 
     async fn tokens_of(&self, user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError> {
