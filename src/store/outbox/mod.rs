@@ -20,8 +20,9 @@
 //!   crash between the commit and the delete re-reads them, and the chain
 //!   skips them: no duplicate, no gap.
 //!
-//! Not here yet: the scripts that change state (the Redis half of the
-//! backend). Today the entries are added by [`Outbox::push`].
+//! The scripts that change state (`crate::store::redis`: bans, sessions,
+//! tokens) add their entries themselves, under the same bound;
+//! [`Outbox::push`] adds one from outside a script.
 
 mod chainer;
 #[cfg(any(test, feature = "test-util"))]

@@ -14,10 +14,12 @@
 //! - keyset reads ([`events`]): pages newest first with the same cursors as
 //!   redb, events after an id, and the chain walk of a verification.
 //!
-//! Not here yet: the Redis state, the outbox and the chainer that feeds
-//! `append_batch`, retention, and a `Backend` variant. Nothing in the
-//! server opens this store today; the tests and the comparison with redb
-//! do.
+//! - retention ([`retention`]): archive and prune under the head's lock.
+//!
+//! The chainer (`crate::store::outbox`) feeds `append_batch` from the
+//! outbox that the Redis state's scripts write. Not here yet: a `Backend`
+//! variant; nothing in the server opens this store today, the tests, the
+//! comparison with redb and `auditctl --db postgres://` do.
 //!
 //! Event ids are u64s stored as BIGINT with the top bit flipped ([`sql_id`]),
 //! which keeps their order and their range.
