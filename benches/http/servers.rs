@@ -88,31 +88,22 @@ pub async fn start_gatehouse(config: &str) -> Running {
 /// returned channel to stop it.
 pub async fn start_plain() -> (SocketAddr, oneshot::Sender<()>) {
     use axum::routing::get;
-    let app = axum::Router::new().route("/auth/verify", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind plain handler");
-    let addr = listener.local_addr().expect("plain handler address");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    (addr, tx)
+    serve(axum::Router::new().route("/auth/verify", get(|| async { "ok" }))).await
 }
 
 /// An app for the proxy figure: a plain axum handler answering every path
 /// with a constant. Send on the returned channel to stop it.
 pub async fn start_upstream() -> (SocketAddr, oneshot::Sender<()>) {
     use axum::routing::get;
-    let app = axum::Router::new().fallback(get(|| async { "ok" }));
+    serve(axum::Router::new().fallback(get(|| async { "ok" }))).await
+}
+
+/// Serves `app` on a loopback port until the returned channel is sent on.
+async fn serve(app: axum::Router) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("upstream address");
+        .expect("bind a plain handler");
+    let addr = listener.local_addr().expect("plain handler address");
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)

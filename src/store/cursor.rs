@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::CursorError;
-use crate::domain::{EventFilter, EventKind};
+use crate::domain::{EventFilter, EventId, EventKind};
 
 const VERSION: u8 = 1;
 const LEN: usize = 17;
@@ -44,6 +44,37 @@ pub(crate) fn encode(id: u64, filter: &EventFilter) -> String {
     b[1..9].copy_from_slice(&id.to_be_bytes());
     b[9..].copy_from_slice(&tag(id, filter));
     B64.encode(b)
+}
+
+/// What a query of `filter` below `cursor` may match, the same for every
+/// backend: ids in `[lo, hi)`, and `kinds` (`None`: any). `None` when
+/// nothing can match: an empty window, the empty user name (no event has
+/// it: it stands for "no user"), or no kind left by `kinds` and `outcome`.
+pub(crate) struct Window {
+    pub lo: u64,
+    pub hi: u64,
+    pub kinds: Option<Vec<EventKind>>,
+}
+
+pub(crate) fn window(
+    filter: &EventFilter,
+    cursor: Option<&str>,
+) -> Result<Option<Window>, CursorError> {
+    let lo = filter.since_us.map_or(0, |t| EventId::from_micros(t).0);
+    let mut hi = filter
+        .until_us
+        .map_or(u64::MAX, |t| EventId::from_micros(t).0);
+    if let Some(c) = cursor {
+        hi = hi.min(decode(c, filter)?);
+    }
+    if lo >= hi || filter.user.as_deref() == Some("") {
+        return Ok(None);
+    }
+    let kinds = filter.wanted_kinds();
+    if kinds.as_ref().is_some_and(|k| k.is_empty()) {
+        return Ok(None);
+    }
+    Ok(Some(Window { lo, hi, kinds }))
 }
 
 /// Decodes a cursor for this filter into the exclusive upper id bound.

@@ -578,20 +578,18 @@ async fn a_revoked_sessions_websocket_is_closed_with_1008_and_recorded() {
     // The store's notice cuts it, long before `ws_recheck_secs` (30).
     let closed = close_frame(&mut ws).await;
     assert_eq!(closed.code, CloseCode::Policy);
-    let v: Value = admin
-        .get(s.at("/api/v1/audit?kind=proxy.closed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = v["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1, "{v}");
+    let events = closed_events(&s, &admin).await;
+    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["user"], "bob");
     assert_eq!(events[0]["details"]["app"], "up");
     assert_eq!(events[0]["details"]["reason"], "session_ended");
     assert!(events[0]["session"].is_string());
+}
+
+/// The `proxy.closed` events, newest first, as an admin reads them.
+async fn closed_events(s: &TestServer, admin: &reqwest::Client) -> Vec<Value> {
+    let v = crate::api::get_json(admin, s, "/api/v1/audit?kind=proxy.closed").await;
+    v["events"].as_array().cloned().unwrap_or_default()
 }
 
 /// The close frame `ws` receives next, ignoring messages.
@@ -645,16 +643,8 @@ async fn a_revoked_access_tokens_websocket_is_closed_with_1008_and_recorded() {
     assert_eq!(closed.code, CloseCode::Policy);
     assert_eq!(closed.reason.as_str(), "access token ended");
     let (admin, _) = signed_in(&s, "alice", ALICE_PW).await;
-    let v: Value = admin
-        .get(s.at("/api/v1/audit?kind=proxy.closed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = v["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1, "{v}");
+    let events = closed_events(&s, &admin).await;
+    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["user"], "bob");
     assert_eq!(events[0]["details"]["reason"], "token_ended");
 }

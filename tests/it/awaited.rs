@@ -52,14 +52,7 @@ async fn checks_await_a_store_that_cannot_answer_on_the_spot() {
         assert_eq!(user_of(&r), "alice");
     }
     // A signed-in page and API (the `Authed` extractor).
-    let list: Value = alice
-        .get(s.at("/api/v1/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = crate::api::get_json(&alice, &s, "/api/v1/sessions").await;
     assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
     let page = alice.get(s.at("/sessions")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);

@@ -200,28 +200,16 @@ impl PgAudit {
         cursor: Option<&str>,
     ) -> Result<EventPage, QueryError> {
         let limit = limit.clamp(1, MAX_LIMIT);
-        let lo = filter.since_us.map_or(0, |t| EventId::from_micros(t).0);
-        let mut hi = filter
-            .until_us
-            .map_or(u64::MAX, |t| EventId::from_micros(t).0);
-        if let Some(c) = cursor {
-            hi = hi.min(cursor::decode(c, filter)?);
-        }
-        let empty = EventPage {
-            events: Vec::new(),
-            next_cursor: None,
+        let Some(w) = cursor::window(filter, cursor)? else {
+            return Ok(EventPage {
+                events: Vec::new(),
+                next_cursor: None,
+            });
         };
-        // No event has the empty user name: it stands for "no user".
-        if lo >= hi || filter.user.as_deref() == Some("") {
-            return Ok(empty);
-        }
-        let kinds: Option<Vec<i16>> = filter
-            .wanted_kinds()
+        let kinds: Option<Vec<i16>> = w
+            .kinds
             .map(|ks| ks.iter().map(|k| i16::from(k.code())).collect());
-        if kinds.as_ref().is_some_and(|k| k.is_empty()) {
-            return Ok(empty);
-        }
-        let (lo, hi) = (sql_id(lo), sql_id(hi));
+        let (lo, hi) = (sql_id(w.lo), sql_id(w.hi));
         let fetch = limit as i64 + 1;
         let mut sql =
             String::from("SELECT id, user_name, record FROM events WHERE id >= $1 AND id < $2");

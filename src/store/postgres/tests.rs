@@ -54,28 +54,16 @@ fn day_of_events(n: usize) -> Vec<NewEvent> {
         .collect()
 }
 
-/// Every page of `filter`, `limit` at a time.
-async fn all_pg(pg: &PgAudit, filter: &EventFilter, limit: usize) -> Vec<crate::domain::Event> {
+/// Every page of `filter` from `store`, `limit` at a time.
+async fn all(
+    store: &impl AuditStore,
+    filter: &EventFilter,
+    limit: usize,
+) -> Vec<crate::domain::Event> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
-        let page = pg
-            .query_events(filter, limit, cursor.as_deref())
-            .await
-            .unwrap();
-        out.extend(page.events);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return out,
-        }
-    }
-}
-
-async fn all_redb(b: &Backend, filter: &EventFilter, limit: usize) -> Vec<crate::domain::Event> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = b
+        let page = store
             .query_events(filter, limit, cursor.as_deref())
             .await
             .unwrap();
@@ -171,9 +159,9 @@ async fn the_chain_and_every_query_match_the_redb_backends() {
         },
     ];
     for f in &filters {
-        let want = all_redb(&redb, f, 1000).await;
+        let want = all(&redb, f, 1000).await;
         for limit in [1, 7, 100, 1000] {
-            let got = all_pg(&pg, f, limit).await;
+            let got = all(&pg, f, limit).await;
             assert_eq!(got, want, "{f:?} by {limit}");
         }
     }
@@ -228,8 +216,8 @@ async fn the_chain_and_every_query_match_the_redb_backends() {
     assert_eq!(pg_check.chain_head, redb_check.chain_head);
     assert_eq!(pg_check.events, 600 - 251 + 20);
     assert_eq!(
-        all_pg(&pg, &EventFilter::default(), 1000).await,
-        all_redb(&redb, &EventFilter::default(), 1000).await
+        all(&pg, &EventFilter::default(), 1000).await,
+        all(&redb, &EventFilter::default(), 1000).await
     );
     task.shutdown().await.unwrap();
 }
@@ -325,9 +313,9 @@ async fn two_nodes_appending_at_once_make_one_chain() {
     let check = a.check().await.unwrap();
     assert!(check.is_ok(), "{check:?}");
     assert_eq!(check.events, 400);
-    let all = all_pg(&a, &EventFilter::default(), 1000).await;
-    assert_eq!(all.len(), 400);
-    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    let events = all(&a, &EventFilter::default(), 1000).await;
+    assert_eq!(events.len(), 400);
+    assert!(events.windows(2).all(|w| w[0].id > w[1].id));
 }
 
 #[tokio::test]

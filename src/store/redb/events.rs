@@ -250,29 +250,12 @@ pub(crate) fn query(
     cursor: Option<&str>,
 ) -> Result<EventPage, QueryError> {
     let limit = limit.clamp(1, MAX_LIMIT);
-    let lo = filter
-        .since_us
-        .map(|t| EventId::from_micros(t).0)
-        .unwrap_or(0);
-    let mut hi = filter
-        .until_us
-        .map(|t| EventId::from_micros(t).0)
-        .unwrap_or(u64::MAX);
-    if let Some(c) = cursor {
-        hi = hi.min(cursor::decode(c, filter)?);
-    }
-    let empty = EventPage {
-        events: Vec::new(),
-        next_cursor: None,
+    let Some(cursor::Window { lo, hi, kinds }) = cursor::window(filter, cursor)? else {
+        return Ok(EventPage {
+            events: Vec::new(),
+            next_cursor: None,
+        });
     };
-    // No event has the empty user name: that bucket holds events without one.
-    if lo >= hi || filter.user.as_deref() == Some("") {
-        return Ok(empty);
-    }
-    let kinds = filter.wanted_kinds();
-    if kinds.as_ref().is_some_and(|k| k.is_empty()) {
-        return Ok(empty);
-    }
 
     let by_user = txn.open_table(EVENTS_BY_USER).map_err(StoreError::from)?;
 

@@ -124,27 +124,21 @@ pub(super) struct Caches {
 }
 
 impl Caches {
-    pub(super) fn session(&self, hash: &TokenHash, now_ms: u64) -> Option<Session> {
-        self.is_live()
-            .then(|| self.sessions.get(hash, now_ms))
-            .flatten()
+    /// The cached live record of `hash` in `cache` (one of these caches),
+    /// while entries may serve.
+    pub(super) fn get<V: Cached>(
+        &self,
+        cache: &Cache<V>,
+        hash: &TokenHash,
+        now_ms: u64,
+    ) -> Option<V> {
+        self.is_live().then(|| cache.get(hash, now_ms)).flatten()
     }
 
-    pub(super) fn token(&self, hash: &TokenHash, now_ms: u64) -> Option<AccessTokenInfo> {
-        self.is_live()
-            .then(|| self.tokens.get(hash, now_ms))
-            .flatten()
-    }
-
-    pub(super) fn put_session(&self, hash: TokenHash, s: &Session, now_ms: u64) {
+    /// Caches a live record just read from Redis, while entries may serve.
+    pub(super) fn put<V: Cached>(&self, cache: &Cache<V>, hash: TokenHash, v: &V, now_ms: u64) {
         if self.is_live() {
-            self.sessions.put(hash, s, now_ms);
-        }
-    }
-
-    pub(super) fn put_token(&self, hash: TokenHash, t: &AccessTokenInfo, now_ms: u64) {
-        if self.is_live() {
-            self.tokens.put(hash, t, now_ms);
+            cache.put(hash, v, now_ms);
         }
     }
 

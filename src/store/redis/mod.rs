@@ -188,6 +188,47 @@ impl RedisState {
             .map_err(redis_error)
     }
 
+    /// The live record `<kind>:<hash>` at `now_ms` (its deadline after it),
+    /// from this node's `cache` or else from Redis, then cached.
+    async fn lookup<V: cache::Cached>(
+        &self,
+        kind: &str,
+        cache: &cache::Cache<V>,
+        parse: fn(&std::collections::HashMap<String, String>) -> Option<V>,
+        hash: crate::domain::TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<V>, StoreError> {
+        let caches = &self.listener.cache;
+        if let Some(v) = caches.get(cache, &hash, now_ms) {
+            return Ok(Some(v));
+        }
+        let found =
+            parse(&self.fields(kind, &hex(&hash)).await?).filter(|v| v.deadline_ms() > now_ms);
+        if let Some(v) = &found {
+            caches.put(cache, hash, v, now_ms);
+        }
+        Ok(found)
+    }
+
+    /// `user`'s live records of `kind` at `now_ms`, newest first.
+    async fn live_of<V: cache::Cached>(
+        &self,
+        kind: &str,
+        parse: fn(&std::collections::HashMap<String, String>) -> Option<V>,
+        user: &str,
+        now_ms: u64,
+    ) -> Result<Vec<V>, StoreError> {
+        let mut out = Vec::new();
+        for h in self.newest_of(kind, user).await? {
+            if let Some(v) =
+                parse(&self.fields(kind, &h).await?).filter(|v| v.deadline_ms() > now_ms)
+            {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
     /// Records of `kind` stored, ended ones not yet swept included.
     async fn count(&self, kind: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();

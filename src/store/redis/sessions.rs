@@ -348,18 +348,8 @@ impl SessionStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
-        let cache = &self.listener.cache;
-        if let Some(s) = cache.session(&hash, now_ms) {
-            return Ok(Some(s));
-        }
-        let found = self
-            .load(&hex(&hash))
-            .await?
-            .filter(|s| s.deadline_ms() > now_ms);
-        if let Some(s) = &found {
-            cache.put_session(hash, s, now_ms);
-        }
-        Ok(found)
+        let sessions = &self.listener.cache.sessions;
+        self.lookup("s", sessions, session_of, hash, now_ms).await
     }
 
     /// From this node's cache ([`super::cache`]): `None` on a miss, and the
@@ -369,20 +359,14 @@ impl SessionStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Option<Result<Option<Session>, StoreError>> {
-        self.listener
-            .cache
-            .session(&hash, now_ms)
+        let caches = &self.listener.cache;
+        caches
+            .get(&caches.sessions, &hash, now_ms)
             .map(|s| Ok(Some(s)))
     }
 
     async fn sessions_of(&self, user: &str, now_ms: u64) -> Result<Vec<Session>, StoreError> {
-        let mut out = Vec::new();
-        for h in self.newest_of("s", user).await? {
-            if let Some(s) = self.load(&h).await?.filter(|s| s.deadline_ms() > now_ms) {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        self.live_of("s", session_of, user, now_ms).await
     }
 
     async fn all_sessions(&self, now_ms: u64, limit: usize) -> Result<Vec<Session>, StoreError> {

@@ -167,10 +167,6 @@ fn token_of(f: &std::collections::HashMap<String, String>) -> Option<AccessToken
 }
 
 impl RedisState {
-    async fn load_token(&self, hash: &str) -> Result<Option<AccessTokenInfo>, StoreError> {
-        Ok(token_of(&self.fields("tk", hash).await?))
-    }
-
     /// Sends the queued uses, before the write that called it.
     async fn send_uses(&self) {
         let (_turn, queued) = self.uses.take().await;
@@ -301,18 +297,8 @@ impl TokenStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<AccessTokenInfo>, StoreError> {
-        let cache = &self.listener.cache;
-        if let Some(t) = cache.token(&hash, now_ms) {
-            return Ok(Some(t));
-        }
-        let found = self
-            .load_token(&hex(&hash))
-            .await?
-            .filter(|t| t.expires_ms > now_ms);
-        if let Some(t) = &found {
-            cache.put_token(hash, t, now_ms);
-        }
-        Ok(found)
+        let tokens = &self.listener.cache.tokens;
+        self.lookup("tk", tokens, token_of, hash, now_ms).await
     }
 
     /// From this node's cache ([`super::cache`]): `None` on a miss, and the
@@ -322,20 +308,14 @@ impl TokenStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Option<Result<Option<AccessTokenInfo>, StoreError>> {
-        self.listener
-            .cache
-            .token(&hash, now_ms)
+        let caches = &self.listener.cache;
+        caches
+            .get(&caches.tokens, &hash, now_ms)
             .map(|t| Ok(Some(t)))
     }
 
     async fn tokens_of(&self, user: &str, now_ms: u64) -> Result<Vec<AccessTokenInfo>, StoreError> {
-        let mut out = Vec::new();
-        for h in self.newest_of("tk", user).await? {
-            if let Some(t) = self.load_token(&h).await?.filter(|t| t.expires_ms > now_ms) {
-                out.push(t);
-            }
-        }
-        Ok(out)
+        self.live_of("tk", token_of, user, now_ms).await
     }
 
     async fn token_count(&self) -> Result<u64, StoreError> {

@@ -4,12 +4,7 @@
 //! prefix `/.gatehouse`, and the browser ends at the app URL it asked for.
 //! `*.localhost` names reach loopback in Chromium without any resolver.
 
-use axum::Router;
-use axum::http::HeaderMap;
-use axum::response::Html;
-use axum::routing::get;
-
-use super::{Chrome, serve, session_cookie};
+use super::{Chrome, notes_app, session_cookie};
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,18 +13,7 @@ async fn signing_in_on_an_apps_own_host_stays_under_the_reserved_prefix() {
     let Some(chrome) = Chrome::launch(test).await else {
         return;
     };
-    let app = serve(Router::new().fallback(get(|h: HeaderMap| async move {
-        let user = h
-            .get("remote-user")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
-        Html(format!(
-            "<!doctype html><title>Notes</title><link rel=icon href=data:,>\
-             <h1 id=app>Notes app</h1><p id=user>{user}</p>"
-        ))
-    })))
-    .await;
+    let app = notes_app().await;
     let s = TestServer::start(&config_text(
         "",
         &format!(

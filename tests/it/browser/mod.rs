@@ -30,6 +30,28 @@ pub async fn serve(router: Router) -> SocketAddr {
     addr
 }
 
+/// The app behind the proxies: its page names the user gatehouse sent
+/// (`#user`) and the cookies it received (`#cookies`).
+pub async fn notes_app() -> SocketAddr {
+    use axum::http::HeaderMap;
+    use axum::response::Html;
+    use axum::routing::get;
+    serve(Router::new().fallback(get(|h: HeaderMap| async move {
+        let header = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let user = header("remote-user").unwrap_or_else(|| "-".into());
+        let cookies = header("cookie").unwrap_or_default();
+        Html(format!(
+            "<!doctype html><title>Notes</title><link rel=icon href=data:,>\
+             <h1 id=app>Notes app</h1><p id=user>{user}</p><p id=cookies>{cookies}</p>"
+        ))
+    })))
+    .await
+}
+
 /// Signs in through the form on the page at hand.
 pub async fn sign_in(tab: &Tab, user: &str, password: &str, remember: bool) {
     tab.fill("#username", user).await;

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::routing::get;
 
-use super::{Chrome, serve, session_cookie, sign_in};
+use super::{Chrome, notes_app, serve, session_cookie, sign_in};
 use crate::harness::*;
 use crate::proxy::{Shipped, behind_proxy, binary, free_port};
 
@@ -24,23 +24,7 @@ async fn signing_in_through_nginx_lands_back_on_the_app() {
     };
     let (auth_port, app_port) = (free_port(), free_port());
     let s = TestServer::start(&behind_proxy(auth_port)).await;
-    let app = serve(Router::new().fallback(get(|h: HeaderMap| async move {
-        let user = h
-            .get("remote-user")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string();
-        let cookies = h
-            .get("cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        Html(format!(
-            "<!doctype html><title>Notes</title><link rel=icon href=data:,>\
-             <h1 id=app>Notes app</h1><p id=user>{user}</p><p id=cookies>{cookies}</p>"
-        ))
-    })))
-    .await;
+    let app = notes_app().await;
     let _nginx = Shipped::nginx(&nginx, auth_port, app_port, s.addr, app).await;
 
     let login_site = format!("http://127.0.0.1:{auth_port}");
