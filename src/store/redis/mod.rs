@@ -108,9 +108,7 @@ impl RedisState {
         };
         let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
         let listener = cache::Listener::start(client.clone(), format!("{prefix}:inv"));
-        let mut conn = ConnectionManager::new(client)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let mut conn = connect(client).await.map_err(|e| fail(e.to_string()))?;
         let mut setting = async |key: &str| -> Result<String, OpenError> {
             let pair: Vec<String> = redis::cmd("CONFIG")
                 .arg("GET")
@@ -315,6 +313,21 @@ impl RecordScripts {
             revoke: with(revoke),
             sweep: with(sweep),
         }
+    }
+}
+
+/// Longest wait for Redis when a store opens.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A reconnecting connection to `client`'s Redis, or an error after
+/// [`CONNECT_TIMEOUT`]: an open never waits without end.
+pub(crate) async fn connect(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new(client)).await {
+        Ok(r) => r,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "Redis did not answer in time",
+        ))),
     }
 }
 
