@@ -103,7 +103,7 @@ impl Outbox {
     /// The outbox of the deployment `prefix` on the Redis at `url`.
     pub async fn connect(url: &str, prefix: &str, max_entries: u64) -> Result<Outbox, OutboxError> {
         let client = redis::Client::open(url)?;
-        let conn = crate::store::redis::connect(client).await?;
+        let conn = crate::store::redis::connection::connect(client).await?;
         Ok(Outbox {
             conn,
             key: format!("{prefix}:outbox"),

@@ -28,6 +28,7 @@
 
 mod bans;
 pub mod cache;
+pub(crate) mod connection;
 mod guards;
 mod sessions;
 #[cfg(test)]
@@ -108,7 +109,9 @@ impl RedisState {
         };
         let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
         let listener = cache::Listener::start(client.clone(), format!("{prefix}:inv"));
-        let mut conn = connect(client).await.map_err(|e| fail(e.to_string()))?;
+        let mut conn = connection::connect(client)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let mut setting = async |key: &str| -> Result<String, OpenError> {
             let pair: Vec<String> = redis::cmd("CONFIG")
                 .arg("GET")
@@ -313,21 +316,6 @@ impl RecordScripts {
             revoke: with(revoke),
             sweep: with(sweep),
         }
-    }
-}
-
-/// Longest wait for Redis when a store opens.
-pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A reconnecting connection to `client`'s Redis, or an error after
-/// [`CONNECT_TIMEOUT`]: an open never waits without end.
-pub(crate) async fn connect(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new(client)).await {
-        Ok(r) => r,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "Redis did not answer in time",
-        ))),
     }
 }
 
