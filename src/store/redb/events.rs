@@ -5,6 +5,7 @@
 use redb::{AccessGuard, ReadTransaction, ReadableTable};
 
 use super::bucket::{self, Entry};
+use super::commit_log::LoggedEvent;
 use super::tables::*;
 use super::txn::Tx;
 use crate::domain::*;
@@ -25,11 +26,50 @@ impl Tx<'_> {
     pub fn append_event(&mut self, ev: NewEvent) -> Result<EventId, StoreError> {
         let linked = chain::extend(&self.head, ev);
         let id = linked.id.0;
-        self.add_to_bucket(&linked.user, id, &linked.bytes)?;
-        self.events.insert(id, linked.user.as_str())?;
-        self.events_by_kind.insert((linked.record.kind, id), ())?;
+        self.store_linked(&linked.user, id, linked.record.kind, &linked.bytes)?;
         self.head = linked.head;
+        if let Some(logged) = &mut self.logged {
+            logged.push(LoggedEvent {
+                id,
+                kind: linked.record.kind,
+                user: linked.user,
+                record: linked.bytes,
+            });
+        }
         Ok(linked.id)
+    }
+
+    /// Appends an event that [`Tx::append_event`] made before a crash, from
+    /// the commit log: the same rows, and the head moved by the same rule.
+    /// Whether the log continues this chain is the caller's check, on the
+    /// head a batch ends on.
+    pub fn append_logged(&mut self, ev: &LoggedEvent) -> Result<(), StoreError> {
+        if ev.id <= self.head.last_id {
+            return Err(StoreError::Corrupt {
+                table: "commit log",
+                reason: format!("event {} does not follow {}", ev.id, self.head.last_id),
+            });
+        }
+        self.store_linked(&ev.user, ev.id, ev.kind, &ev.record)?;
+        self.head = chain::ChainHead {
+            last_id: ev.id,
+            hash: chain::chain_hash(&self.head.hash, ev.id, &ev.user, &ev.record),
+            appended: self.head.appended + 1,
+        };
+        Ok(())
+    }
+
+    fn store_linked(
+        &mut self,
+        user: &str,
+        id: u64,
+        kind: u8,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.add_to_bucket(user, id, bytes)?;
+        self.events.insert(id, user)?;
+        self.events_by_kind.insert((kind, id), ())?;
+        Ok(())
     }
 
     fn add_to_bucket(&mut self, user: &str, id: u64, record: &[u8]) -> Result<(), StoreError> {

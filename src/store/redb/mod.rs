@@ -25,6 +25,7 @@ mod bans;
 mod bucket;
 mod check;
 mod codec;
+mod commit_log;
 mod counts;
 mod error;
 mod events;
@@ -74,6 +75,10 @@ pub struct StoreOptions {
     /// miss, so that every caller takes its awaited path: what the tests
     /// of that path run the server with.
     pub spot_reads: bool,
+    /// Whether batches of audit appends become durable through the commit
+    /// log (`commit_log.rs`: one sequential write and sync) instead of a
+    /// durable redb commit. Off, every batch commits durably.
+    pub commit_log: bool,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +86,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             spot_reads: true,
+            commit_log: true,
         }
     }
 }
@@ -120,6 +126,10 @@ struct Inner {
     /// `watch` holds one value: it never queues, and a slow reader only
     /// misses generations in between.
     commits: tokio::sync::watch::Sender<u64>,
+    /// The commit log of a writable handle opened with
+    /// `StoreOptions::commit_log`; only the writer thread locks it, so the
+    /// lock is never contended.
+    log: Mutex<Option<commit_log::CommitLog>>,
 }
 
 /// What a writable file is opened through: the file itself or, in tests, a
@@ -153,6 +163,7 @@ impl Inner {
             sessions_snapshot: Mutex::new(None),
             medium: Medium::File,
             commits: tokio::sync::watch::Sender::new(0),
+            log: Mutex::new(None),
         }
     }
 
@@ -261,8 +272,27 @@ impl Store {
                 r => break r?,
             }
         };
+        // The log is for the real file only: a faulty medium's tests fail
+        // redb's own writes and syncs, which the log would bypass.
+        let log = match (&medium, opts.commit_log) {
+            (Medium::File, true) => {
+                let (mut log, batches) =
+                    commit_log::CommitLog::open(path).map_err(|e| OpenError::Other {
+                        store: path.display().to_string(),
+                        reason: format!("cannot open the commit log: {e}"),
+                    })?;
+                apply::recover(&db, &batches, log.path()).map_err(|e| OpenError::Other {
+                    store: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                log.reset();
+                Some(log)
+            }
+            _ => None,
+        };
         let mut inner = Inner::new(Db::Rw(db), path, false, opts);
         inner.medium = medium;
+        inner.log = Mutex::new(log);
         Ok(Store {
             inner: Arc::new(inner),
         })
@@ -318,6 +348,15 @@ impl Store {
         }
         let db = open_rw(&self.inner.path, &self.inner.opts, &self.inner.medium)
             .map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(log) = log.as_mut() {
+                let batches = commit_log::CommitLog::read(&self.inner.path)
+                    .map_err(|e| StoreError::Io(format!("reading the commit log: {e}")))?;
+                apply::recover(&db, &batches, log.path())?;
+                log.reset();
+            }
+        }
         *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Db::Rw(db)));
         self.inner.committed();
         tracing::info!(path = %self.inner.path.display(), "database reopened");
@@ -389,8 +428,36 @@ impl Store {
                 supported,
             });
         }
-        Ok(Store {
+        // Acknowledged appends still only in the commit log (the server
+        // stopped without a checkpoint): a writer must apply them first, or
+        // this handle would read a trail without them.
+        let store = Store {
             inner: Arc::new(Inner::new(Db::Ro(db), path, true, opts)),
+        };
+        let logged = commit_log::CommitLog::read(path).map_err(|e| OpenError::Other {
+            store: path.display().to_string(),
+            reason: format!("cannot read the commit log: {e}"),
+        })?;
+        if let Some(last) = logged.last() {
+            let head = store.chain_head().map_err(|e| OpenError::Other {
+                store: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if last.after.last_id > head.last_id {
+                return Err(OpenError::NeedsRepair(path.display().to_string()));
+            }
+        }
+        Ok(store)
+    }
+
+    /// The newest event and the chain's hash after it.
+    fn chain_head(&self) -> Result<crate::store::chain::ChainHead, StoreError> {
+        use redb::ReadableTable;
+        let r = self.read()?;
+        let meta = r.open_table(META)?;
+        Ok(match meta.get(CHAIN_HEAD_KEY)? {
+            Some(g) => codec::decode("meta", g.value())?,
+            None => Default::default(),
         })
     }
 
@@ -462,5 +529,7 @@ impl Store {
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod tests;

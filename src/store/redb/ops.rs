@@ -161,6 +161,13 @@ pub enum OpOutput {
 }
 
 impl Op {
+    /// Whether a batch may become durable through the commit log: appends,
+    /// which the log records, and session touches, which may be lost (a
+    /// lost touch only moves the idle deadline at the next one).
+    pub fn loggable(&self) -> bool {
+        matches!(self, Op::Append(_) | Op::Touch { .. })
+    }
+
     /// Short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

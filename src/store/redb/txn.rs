@@ -4,6 +4,7 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{decode, encode};
+use super::commit_log::LoggedEvent;
 use super::tables::*;
 use crate::store::chain::ChainHead;
 use crate::store::error::StoreError;
@@ -29,6 +30,9 @@ pub(crate) struct Tx<'t> {
     pub pending_by_user: Table<'t, (&'static str, u64, HashKey), ()>,
     pub head: ChainHead,
     head_loaded: ChainHead,
+    /// When set, every appended event is also recorded here, for the
+    /// commit log (`commit_log.rs`).
+    pub logged: Option<Vec<LoggedEvent>>,
 }
 
 impl<'t> Tx<'t> {
@@ -57,6 +61,7 @@ impl<'t> Tx<'t> {
             meta,
             head,
             head_loaded: head,
+            logged: None,
         })
     }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Store;
+use super::commit_log::IDLE_CHECKPOINT;
 use super::ops::{Op, OpOutput};
 use crate::domain::*;
 use crate::store::credentials::HeldCheck;
@@ -333,7 +334,12 @@ const REOPEN_RETRY: Duration = Duration::from_secs(1);
 /// Waits for the next message. While the store needs reopening, polls instead
 /// of blocking and retries the reopen every [`REOPEN_RETRY`], so that reads
 /// work again once the file can be opened even if no write comes.
-fn next_msg(store: &Store, rx: &mut mpsc::Receiver<Msg>, needs_reopen: &mut bool) -> Option<Msg> {
+fn next_msg(
+    store: &Store,
+    rx: &mut mpsc::Receiver<Msg>,
+    needs_reopen: &mut bool,
+    idle: &tokio::runtime::Runtime,
+) -> Option<Msg> {
     // Bounded only by the queue's life: each turn sleeps, so this never spins;
     // a write arriving meanwhile waits at most one short turn.
     let mut last_try = Instant::now();
@@ -350,7 +356,24 @@ fn next_msg(store: &Store, rx: &mut mpsc::Receiver<Msg>, needs_reopen: &mut bool
             }
         }
     }
+    if store.log_is_dirty() {
+        // Idle with appends only in the commit log: checkpoint them into
+        // the database while nothing waits.
+        match idle.block_on(async { tokio::time::timeout(IDLE_CHECKPOINT, rx.recv()).await }) {
+            Ok(m) => return m,
+            Err(_) => checkpoint(store, true),
+        }
+    }
     rx.blocking_recv()
+}
+
+/// Makes the commit log's appends durable in the database (see
+/// `Store::checkpoint`). A failure is logged: the log still holds them,
+/// and the next checkpoint or open tries again.
+fn checkpoint(store: &Store, force: bool) {
+    if let Err(e) = store.checkpoint(force) {
+        tracing::error!(error = %e, "checkpointing the commit log failed");
+    }
 }
 
 fn try_reopen(store: &Store, needs_reopen: &mut bool) {
@@ -385,9 +408,14 @@ fn run(
     // Set after an I/O error: redb fails every later operation on that handle
     // (reads too) until the file is closed and opened again.
     let mut needs_reopen = false;
+    // Only for waiting on the queue with a timeout (the idle checkpoint).
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime for the writer thread's timer");
     loop {
         if !stopping {
-            match next_msg(&store, &mut rx, &mut needs_reopen) {
+            match next_msg(&store, &mut rx, &mut needs_reopen, &idle) {
                 Some(Msg::Op(op, reply)) => {
                     ops.push(op);
                     replies.push(reply);
@@ -476,6 +504,10 @@ fn run(
                 let _ = reply.send(res.map_err(WriteError::Failed));
             }
         }
+        // After the acknowledgements: a due checkpoint delays the next
+        // batch, never this one.
+        checkpoint(&store, stopping);
     }
+    checkpoint(&store, true);
     tracing::debug!("writer stopped");
 }
