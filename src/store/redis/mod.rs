@@ -40,6 +40,8 @@ mod sessions;
 mod step_up;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_factors;
 mod tokens;
 
 pub use guards::LEASE_MS;
