@@ -332,20 +332,21 @@ fn redb_factors_conform() {
 #[test]
 fn pending_enroller_refused_before_credential_clash() {
     let change = |user, n| (0, Step::Change { user, change: 6, n });
-    on_redb(1, Just(vec![change(1, 2), change(0, 0), change(0, 2)]));
+    let steps = vec![change(1, 2), change(0, 0), change(0, 2)];
+    on_redb(1, Just(steps.clone()));
+    on_redis(1, Just(steps));
 }
 
-/// The Redis factors and pending sign-ins conform, two connections
-/// standing for two nodes.
-#[test]
-fn redis_factors_conform() {
+/// Runs `sequences` against fresh key prefixes of the test Redis, two
+/// connections standing for two nodes; nothing without a Redis.
+fn on_redis(cases: u32, sequences: impl Strategy<Value = Vec<(usize, Step)>>) {
     use crate::store::outbox::testing::fresh_prefix;
     if fresh_prefix().is_none() {
         return;
     }
     super::run_sequences(
-        32,
-        proptest::collection::vec((0..2usize, step()), 1..40),
+        cases,
+        sequences,
         async || {
             let (url, prefix) = fresh_prefix().expect("checked above");
             (crate::store::redis::two_nodes(&url, &prefix).await, ())
@@ -353,4 +354,10 @@ fn redis_factors_conform() {
         |_, ()| async {},
         async |nodes: &[_; 2], steps| run_steps(nodes, steps).await,
     );
+}
+
+/// The Redis factors and pending sign-ins conform.
+#[test]
+fn redis_factors_conform() {
+    on_redis(32, proptest::collection::vec((0..2usize, step()), 1..40));
 }

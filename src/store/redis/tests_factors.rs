@@ -432,3 +432,71 @@ async fn a_step_or_a_code_raced_by_two_nodes_is_accepted_once() {
     assert_eq!(left.recovery.len(), codes.len() - rounds as usize);
     assert_eq!(outbox_len().await - before, 2 * rounds);
 }
+
+/// A write whose events cannot join a full outbox is not made at all: the
+/// factors stay as they were, the pending sign-in stays to be completed,
+/// and the session keeps its token.
+#[tokio::test]
+async fn factor_writes_are_refused_whole_when_the_outbox_is_full() {
+    use super::Durability;
+
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let state = RedisState::connect(&url, &prefix, Durability::Always)
+        .await
+        .unwrap()
+        .with_outbox_max(3);
+    // Two entries for the session, the third for the enrolment begun.
+    let made = state
+        .create_session(
+            session("alice", 0),
+            event(EventKind::LoginSuccess, "alice", 0),
+            None,
+        )
+        .await
+        .unwrap();
+    let begin = FactorChange::BeginTotp {
+        sealed: vec![1; 48],
+        by: ME,
+    };
+    let begun = Some(event(EventKind::MfaEnrolled, "alice", 1));
+    state
+        .change_factors("alice", begin, begun, T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = state.factors("alice").await.unwrap();
+    let p = state
+        .create_pending(pending("alice", 2, 60_000), 5)
+        .await
+        .unwrap()
+        .hash();
+
+    let confirm = FactorChange::ConfirmTotp {
+        step: 5,
+        recovery: vec![[1; 32]],
+        by: ME,
+    };
+    let enrolled = Some(event(EventKind::MfaEnrolled, "alice", 3));
+    let r = state
+        .change_factors("alice", confirm, enrolled, T0 + 3)
+        .await;
+    assert!(matches!(r, Err(WriteError::Busy)), "{r:?}");
+    assert_eq!(state.factors("alice").await.unwrap(), before);
+
+    let login = event(EventKind::LoginSuccess, "alice", 4);
+    let r = state
+        .complete_sign_in(p, session("alice", 4), login, None)
+        .await;
+    assert!(matches!(r, Err(WriteError::Busy)), "{r:?}");
+    assert!(state.pending(p, T0 + 4).await.unwrap().is_some());
+
+    let up = event(EventKind::MfaSuccess, "alice", 5);
+    let hash = made.token.hash();
+    let r = state.step_up(hash, Method::Totp, up, T0 + 5).await;
+    assert!(matches!(r, Err(WriteError::Busy)), "{r:?}");
+    let kept = state.session_by_hash(hash, T0 + 5).await.unwrap();
+    assert_eq!(kept.map(|s| s.id), Some(made.session.id));
+    assert_eq!(state.sessions_of("alice", T0 + 5).await.unwrap().len(), 1);
+}
