@@ -90,8 +90,11 @@ pub struct RedisState {
     listener: std::sync::Arc<cache::Listener>,
     /// Leases released without waiting, not yet sent.
     releases: std::sync::Arc<Deferred<crate::store::regulation::Lease>>,
+    /// The compare-and-set of a user's factors.
     factors: factors::Scripts,
+    /// Pending sign-ins: made, ended, completed into a session, swept.
     pending: pending::Scripts,
+    /// A session moved to a new token.
     step_up: redis::Script,
 }
 
