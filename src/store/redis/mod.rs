@@ -17,22 +17,31 @@
 //!   in one script, and the sweep that ends bans with `ban.lifted`;
 //! - sessions ([`sessions`]) and access tokens ([`tokens`]): the same for
 //!   every change, the caps and checks inside the creating scripts;
+//! - second factors ([`factors`]), changed by compare-and-set so that a
+//!   TOTP step or a recovery code is accepted once whatever the nodes do
+//!   at once; pending sign-ins ([`pending`]), completed into a session at
+//!   most once by the same creation as a sign-in's; and the step-up
+//!   ([`step_up`]), which moves a session to a new token;
 //! - the per-node cache of session lookups ([`cache`]), invalidated
 //!   through pub/sub, which lets the forward-auth check answer on the
 //!   spot.
 //!
-//! Not built yet: factors and pending sign-ins, whose scripts also add
-//! their audit events to the outbox ([`crate::store::outbox`]) in the same
-//! step; a cache of token lookups; and the `Backend` variant that puts it
-//! all together.
+//! Not built yet: the `Backend` variant that puts it all together.
 
 mod bans;
 pub mod cache;
 pub(crate) mod connection;
+#[cfg(test)]
+mod factor_check;
+mod factors;
 mod guards;
+mod pending;
 mod sessions;
+mod step_up;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_factors;
 mod tokens;
 
 pub use guards::LEASE_MS;
@@ -81,6 +90,12 @@ pub struct RedisState {
     listener: std::sync::Arc<cache::Listener>,
     /// Leases released without waiting, not yet sent.
     releases: std::sync::Arc<Deferred<crate::store::regulation::Lease>>,
+    /// The compare-and-set of a user's factors.
+    factors: factors::Scripts,
+    /// Pending sign-ins: made, ended, completed into a session, swept.
+    pending: pending::Scripts,
+    /// A session moved to a new token.
+    step_up: redis::Script,
 }
 
 impl std::fmt::Debug for RedisState {
@@ -143,6 +158,9 @@ impl RedisState {
             outbox_max: crate::store::outbox::DEFAULT_MAX_ENTRIES,
             releases: Default::default(),
             listener: std::sync::Arc::new(listener),
+            factors: Default::default(),
+            pending: Default::default(),
+            step_up: step_up::script(),
         })
     }
 
@@ -273,8 +291,10 @@ impl RedisState {
 /// event time (µs, a string) from its first two arguments; an audit event
 /// as the outbox's JSON (numbers never pass through Lua's floats); the
 /// removal of a record (`<kind>:<hash>`, its user's set `<kind>u:<user>`
-/// and the deadline index `<kind>d`) with its event, published on
-/// `<prefix>:inv` for the nodes' caches; and the outbox's bound.
+/// and the deadline index `<kind>d`): dropped alone (a record no cache
+/// holds and no event records, a pending sign-in), or removed with its
+/// event and published on `<prefix>:inv` for the nodes' caches; and the
+/// outbox's bound.
 const LUA_BASE: &str = r#"
 local P, AT = ARGV[1], ARGV[2]
 local function json_event(kind, user, session, ip, details)
@@ -284,11 +304,14 @@ local function json_event(kind, user, session, ip, details)
   if details then s = s .. ',"details":' .. cjson.encode(details) end
   return s .. '}'
 end
-local function remove_record(kind, h, user, outbox, ev)
-  redis.call('PUBLISH', P .. 'inv', h)
+local function drop_record(kind, h, user)
   redis.call('DEL', P .. kind .. ':' .. h)
   redis.call('ZREM', P .. kind .. 'u:' .. user, h)
   redis.call('ZREM', P .. kind .. 'd', h)
+end
+local function remove_record(kind, h, user, outbox, ev)
+  redis.call('PUBLISH', P .. 'inv', h)
+  drop_record(kind, h, user)
   redis.call('XADD', outbox, '*', 'e', ev)
 end
 local function full(outbox, max)

@@ -15,6 +15,12 @@
 //! - `cred:<user>`: the fingerprint of the user's current credentials, set
 //!   by a reload before it ends sessions (`-` for a removed user).
 //!
+//! The creation of a session is one Lua function of the sessions' prelude,
+//! shared by a sign-in's script and the completion of a pending sign-in
+//! ([`super::pending`]), with its arguments laid out the same in both
+//! ([`RedisState::making`]); the step-up ([`super::step_up`]) moves a
+//! session between hashes.
+//!
 //! Touches are fire and forget: queued, sent by a task of their own, and
 //! in any case before the handle's next write (the contract's ordering).
 
@@ -32,11 +38,23 @@ use crate::store::outbox::wire;
 use crate::store::reports::SweepReport;
 
 /// How long after its deadline a session's key may still be swept.
-const GC_MARGIN_MS: u64 = 86_400_000;
+pub(super) const GC_MARGIN_MS: u64 = 86_400_000;
 
 /// The sessions' own helpers (see `LUA_BASE`): a session's deadline from
-/// its fields, its event, its removal.
-const PRELUDE: &str = r#"
+/// its fields, its event, its removal; and the creation of a session,
+/// shared by every script that makes one (a sign-in, a completed pending
+/// sign-in), with the arguments laid out the same in each.
+///
+/// The creation reads ARGV after the base's: 3 now, 4 cap, 5 hash, 6 check
+/// ('' for none), 7 outbox bound, 8 user, 9 pid, 10 idle, 11 abs, 12 rem,
+/// 13 ip, 14 ua, 15 methods, 16 sf, 17 deadline, 18 key life, 19
+/// `session.created`, 20 the login event. `credentials_changed(key)`: the
+/// check is given and the user's current credentials (at `key`) are
+/// others. `create_session(outbox)` removes the user's ended sessions,
+/// then the oldest past the cap (each with its event), stores the session
+/// with its two events, and answers {'OK', evicted pids...}; the caller
+/// has checked the outbox's room.
+pub(super) const PRELUDE: &str = r#"
 local function deadline(seen, idle, abs)
   abs = tonumber(abs)
   if idle ~= '' then return math.min(tonumber(seen) + tonumber(idle), abs) end
@@ -48,50 +66,53 @@ end
 local function remove(h, user, outbox, ev)
   remove_record('s', h, user, outbox, ev)
 end
+local function credentials_changed(key)
+  if ARGV[6] == '' then return false end
+  local current = redis.call('GET', key)
+  return current and current ~= ARGV[6]
+end
+local function create_session(outbox)
+  local now, cap, user = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[8]
+  local live = {}
+  for _, h in ipairs(redis.call('ZRANGE', P .. 'su:' .. user, 0, -1)) do
+    local f = redis.call('HMGET', P .. 's:' .. h, 'pid', 'seen', 'idle', 'abs')
+    if not f[1] then
+      redis.call('ZREM', P .. 'su:' .. user, h)
+      redis.call('ZREM', P .. 'sd', h)
+    elseif deadline(f[2], f[3], f[4]) <= now then
+      remove(h, user, outbox, event('session.expired', user, f[1]))
+    else
+      live[#live + 1] = {h, f[1]}
+    end
+  end
+  local out, remaining = {'OK'}, #live
+  for _, e in ipairs(live) do
+    if remaining < cap then break end
+    remove(e[1], user, outbox, event('session.evicted', user, e[2], nil,
+      {{'reason', 'session cap'}, {'cap', ARGV[4]}}))
+    out[#out + 1] = e[2]
+    remaining = remaining - 1
+  end
+  local key = P .. 's:' .. ARGV[5]
+  redis.call('HSET', key, 'user', user, 'pid', ARGV[9], 'created', ARGV[3], 'seen', ARGV[3],
+    'idle', ARGV[10], 'abs', ARGV[11], 'rem', ARGV[12], 'ip', ARGV[13], 'ua', ARGV[14],
+    'methods', ARGV[15], 'sf', ARGV[16])
+  redis.call('PEXPIRE', key, ARGV[18])
+  redis.call('ZADD', P .. 'su:' .. user, ARGV[3], ARGV[5])
+  redis.call('ZADD', P .. 'sd', ARGV[17], ARGV[5])
+  redis.call('XADD', outbox, '*', 'e', ARGV[19])
+  redis.call('XADD', outbox, '*', 'e', ARGV[20])
+  return out
+end
 "#;
 
-/// KEYS: outbox, credentials. ARGV after the prelude's: 3 now, 4 cap,
-/// 5 hash, 6 check ('' for none), 7 outbox bound, 8 user, 9 pid,
-/// 10 idle, 11 abs, 12 rem, 13 ip, 14 ua, 15 methods, 16 sf, 17 deadline,
-/// 18 key life, 19 `session.created`, 20 the login event. Answers
-/// {'CRED'} when the credentials changed, else {'OK', evicted pids...}.
+/// KEYS: outbox, credentials. ARGV: the creation's (see `PRELUDE`).
+/// Answers {'CRED'} when the credentials changed, else {'OK', evicted
+/// pids...}.
 const CREATE: &str = r#"
-if ARGV[6] ~= '' then
-  local current = redis.call('GET', KEYS[2])
-  if current and current ~= ARGV[6] then return {'CRED'} end
-end
+if credentials_changed(KEYS[2]) then return {'CRED'} end
 if full(KEYS[1], ARGV[7]) then return redis.error_reply('FULL the outbox is full') end
-local now, cap, user = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[8]
-local live = {}
-for _, h in ipairs(redis.call('ZRANGE', P .. 'su:' .. user, 0, -1)) do
-  local f = redis.call('HMGET', P .. 's:' .. h, 'pid', 'seen', 'idle', 'abs')
-  if not f[1] then
-    redis.call('ZREM', P .. 'su:' .. user, h)
-    redis.call('ZREM', P .. 'sd', h)
-  elseif deadline(f[2], f[3], f[4]) <= now then
-    remove(h, user, KEYS[1], event('session.expired', user, f[1]))
-  else
-    live[#live + 1] = {h, f[1]}
-  end
-end
-local out, remaining = {'OK'}, #live
-for _, e in ipairs(live) do
-  if remaining < cap then break end
-  remove(e[1], user, KEYS[1], event('session.evicted', user, e[2], nil,
-    {{'reason', 'session cap'}, {'cap', ARGV[4]}}))
-  out[#out + 1] = e[2]
-  remaining = remaining - 1
-end
-local key = P .. 's:' .. ARGV[5]
-redis.call('HSET', key, 'user', user, 'pid', ARGV[9], 'created', ARGV[3], 'seen', ARGV[3],
-  'idle', ARGV[10], 'abs', ARGV[11], 'rem', ARGV[12], 'ip', ARGV[13], 'ua', ARGV[14],
-  'methods', ARGV[15], 'sf', ARGV[16])
-redis.call('PEXPIRE', key, ARGV[18])
-redis.call('ZADD', P .. 'su:' .. user, ARGV[3], ARGV[5])
-redis.call('ZADD', P .. 'sd', ARGV[17], ARGV[5])
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[19])
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[20])
-return out
+return create_session(KEYS[1])
 "#;
 
 /// ARGV after the prelude's: 3 now, 4 hash, 5 GC margin. Slides the
@@ -179,7 +200,7 @@ fn opt(v: Option<String>) -> String {
 }
 
 /// A session from its hash's fields; `None` when the key is gone.
-fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> {
+pub(super) fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> {
     let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
     let text = |k: &str| f.get(k).filter(|v| !v.is_empty()).cloned();
     let idle = num("idle");
@@ -199,14 +220,111 @@ fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> 
     })
 }
 
+/// A session about to be made: its token, its record, and the
+/// invocation of a script laid out as `CREATE` (see `PRELUDE`) that
+/// stores it.
+pub(super) struct Making<'s> {
+    pub(super) token: SessionToken,
+    pub(super) session: Session,
+    pub(super) invocation: redis::ScriptInvocation<'s>,
+}
+
+/// A session-making script's answer: {'OK', evicted pids...} made,
+/// {'CRED'} refused for changed credentials, {'NONE'} nothing to complete.
+pub(super) fn made(
+    answer: Vec<String>,
+    token: SessionToken,
+    session: Session,
+) -> Result<Option<CreatedSession>, WriteError> {
+    match answer.split_first() {
+        Some((first, evicted)) if first == "OK" => Ok(Some(CreatedSession {
+            token,
+            session,
+            evicted: evicted.iter().filter_map(|p| p.parse().ok()).collect(),
+        })),
+        Some((first, _)) if first == "CRED" => Err(WriteError::CredentialsChanged),
+        Some((first, _)) if first == "NONE" => Ok(None),
+        _ => Err(unexpected(&answer)),
+    }
+}
+
+/// A script answered what none of its branches returns.
+pub(super) fn unexpected(answer: &[String]) -> WriteError {
+    WriteError::Failed(std::sync::Arc::new(StoreError::Storage(format!(
+        "Redis answered {answer:?} to a session write"
+    ))))
+}
+
 impl RedisState {
+    /// The session `new` describes, and the invocation of `script` (laid
+    /// out as `CREATE`) that stores it with `login`, checked by `check`.
+    pub(super) fn making<'s>(
+        &self,
+        script: &'s redis::Script,
+        new: NewSession,
+        login: NewEvent,
+        check: Option<CredentialCheck>,
+    ) -> Making<'s> {
+        let now = new.now_ms;
+        let user = truncate(new.user, MAX_USER);
+        let token = SessionToken::generate();
+        let idle = (!new.remember_me).then_some(new.idle_ttl_ms);
+        let session = Session {
+            id: PublicId::generate(),
+            user: user.clone(),
+            created_ms: now,
+            last_seen_ms: now,
+            idle_deadline_ms: idle.map(|i| now + i),
+            absolute_deadline_ms: now.saturating_add(new.absolute_ttl_ms),
+            remember_me: new.remember_me,
+            ip: new.ip,
+            user_agent: new.user_agent.map(|u| truncate(u, MAX_USER_AGENT)),
+            methods: new.methods,
+            second_factor_ms: new.methods.two_factor().then_some(now),
+        };
+        let deadline = session.deadline_ms();
+        let mut invocation = script.key(&self.outbox_key);
+        invocation
+            .key(self.key("cred", &user))
+            .arg(self.key_prefix())
+            .arg((now * 1000).to_string())
+            .arg(now)
+            .arg(new.max_per_user.max(1))
+            .arg(hex(&token.hash()))
+            .arg(check.map(|c| c.hex()).unwrap_or_default())
+            .arg(self.outbox_max)
+            .arg(&user)
+            .arg(session.id.to_string())
+            .arg(idle.map(|i| i.to_string()).unwrap_or_default())
+            .arg(session.absolute_deadline_ms)
+            .arg(if session.remember_me { "1" } else { "0" })
+            .arg(session.ip.map(|ip| ip.to_string()).unwrap_or_default())
+            .arg(opt(session.user_agent.clone()))
+            .arg(session.methods.bits())
+            .arg(
+                session
+                    .second_factor_ms
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(deadline)
+            .arg(deadline.saturating_sub(now).saturating_add(GC_MARGIN_MS))
+            .arg(wire::encode(&session.created_event()))
+            .arg(wire::encode(&login.session(session.id)));
+        Making {
+            token,
+            session,
+            invocation,
+        }
+    }
+
     /// The session under `hash` as stored, live or not.
     async fn load(&self, hash: &str) -> Result<Option<Session>, StoreError> {
         Ok(session_of(&self.fields("s", hash).await?))
     }
 
     /// Sends the queued touches, before the write that called it.
-    async fn send_touches(&self) {
+    pub(super) async fn send_touches(&self) {
         let (_turn, queued) = self.touches.take().await;
         for (hash, now) in queued {
             let mut conn = self.conn.clone();
@@ -281,66 +399,14 @@ impl SessionStore for RedisState {
         check: Option<CredentialCheck>,
     ) -> Result<CreatedSession, WriteError> {
         self.send_touches().await;
-        let now = new.now_ms;
-        let user = truncate(new.user, MAX_USER);
-        let token = SessionToken::generate();
-        let idle = (!new.remember_me).then_some(new.idle_ttl_ms);
-        let session = Session {
-            id: PublicId::generate(),
-            user: user.clone(),
-            created_ms: now,
-            last_seen_ms: now,
-            idle_deadline_ms: idle.map(|i| now + i),
-            absolute_deadline_ms: now.saturating_add(new.absolute_ttl_ms),
-            remember_me: new.remember_me,
-            ip: new.ip,
-            user_agent: new.user_agent.map(|u| truncate(u, MAX_USER_AGENT)),
-            methods: new.methods,
-            second_factor_ms: new.methods.two_factor().then_some(now),
-        };
-        let deadline = session.deadline_ms();
+        let making = self.making(&self.sessions.create, new, login, check);
         let mut conn = self.conn.clone();
-        let answer: Vec<String> = self
-            .sessions
-            .create
-            .key(&self.outbox_key)
-            .key(self.key("cred", &user))
-            .arg(self.key_prefix())
-            .arg((now * 1000).to_string())
-            .arg(now)
-            .arg(new.max_per_user.max(1))
-            .arg(hex(&token.hash()))
-            .arg(check.map(|c| c.hex()).unwrap_or_default())
-            .arg(self.outbox_max)
-            .arg(&user)
-            .arg(session.id.to_string())
-            .arg(idle.map(|i| i.to_string()).unwrap_or_default())
-            .arg(session.absolute_deadline_ms)
-            .arg(if session.remember_me { "1" } else { "0" })
-            .arg(session.ip.map(|ip| ip.to_string()).unwrap_or_default())
-            .arg(opt(session.user_agent.clone()))
-            .arg(session.methods.bits())
-            .arg(
-                session
-                    .second_factor_ms
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(deadline)
-            .arg(deadline.saturating_sub(now).saturating_add(GC_MARGIN_MS))
-            .arg(wire::encode(&session.created_event()))
-            .arg(wire::encode(&login.session(session.id)))
+        let answer = making
+            .invocation
             .invoke_async(&mut conn)
             .await
             .map_err(write_error)?;
-        match answer.split_first() {
-            Some((first, evicted)) if first == "OK" => Ok(CreatedSession {
-                token,
-                session,
-                evicted: evicted.iter().filter_map(|p| p.parse().ok()).collect(),
-            }),
-            _ => Err(WriteError::CredentialsChanged),
-        }
+        made(answer, making.token, making.session)?.ok_or_else(|| unexpected(&[]))
     }
 
     async fn session_by_hash(
@@ -464,12 +530,13 @@ impl SessionStore for RedisState {
         let (expired, more) = self.sweep_records(&self.sessions, now_ms, limit).await?;
         let bans_lifted = self.sweep_bans(now_ms, limit).await?;
         let (tokens_expired, tokens_more) = self.sweep_tokens(now_ms, limit).await?;
+        let (pending, pending_more) = self.sweep_pending(now_ms, limit).await?;
         Ok(SweepReport {
             expired,
             bans_lifted,
-            pending: 0,
+            pending,
             tokens_expired,
-            more: more || tokens_more,
+            more: more || tokens_more || pending_more,
         })
     }
 }

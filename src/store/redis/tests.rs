@@ -72,17 +72,17 @@ async fn a_durable_redis_is_opened() {
 
 /// Two Redis nodes and a redb store beside them, and a fresh PostgreSQL
 /// database to chain the outbox into; `None` when a service is missing.
-struct Sides {
-    nodes: [RedisState; 2],
-    redb: crate::store::Backend,
-    task: crate::store::BackendTask,
+pub(super) struct Sides {
+    pub(super) nodes: [RedisState; 2],
+    pub(super) redb: crate::store::Backend,
+    pub(super) task: crate::store::BackendTask,
     _dir: tempfile::TempDir,
     url: String,
     prefix: String,
     pg_url: String,
 }
 
-async fn sides() -> Option<Sides> {
+pub(super) async fn sides() -> Option<Sides> {
     use crate::store::{Backend, BackendConfig};
     let (url, prefix) = crate::store::outbox::testing::fresh_prefix()?;
     let pg_url = crate::store::postgres::testing::fresh_database().await?;
@@ -105,7 +105,7 @@ async fn sides() -> Option<Sides> {
 impl Sides {
     /// Chains the outbox into PostgreSQL: the chain, its events and
     /// redb's, newest first.
-    async fn chained(
+    pub(super) async fn chained(
         &self,
     ) -> (
         crate::store::postgres::PgAudit,
