@@ -203,7 +203,8 @@ pub(super) fn recover(
         let mut tx = Tx::open(&txn)?;
         let start = tx.head.last_id;
         for batch in batches.iter().filter(|b| b.after.last_id > start) {
-            let follows = batch.events.first().is_some_and(|e| e.id > tx.head.last_id);
+            let before = tx.head.last_id;
+            let follows = batch.events.first().is_some_and(|e| e.id > before);
             if follows {
                 for ev in &batch.events {
                     tx.append_logged(ev)?;
@@ -213,10 +214,11 @@ pub(super) fn recover(
                 return Err(StoreError::Corrupt {
                     table: "commit log",
                     reason: format!(
-                        "the log does not continue this database (a batch should end at event {} and ends at {}); \
-                         if the database was restored from a backup, move {} away",
+                        "the log does not continue this database (its batch ending at event {} does not \
+                         chain onto the database's last event, {}); if the database was restored from a \
+                         backup or made anew, move {} away",
                         batch.after.last_id,
-                        tx.head.last_id,
+                        before,
                         log.display()
                     ),
                 });

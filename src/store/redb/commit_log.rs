@@ -49,9 +49,9 @@ use super::codec::encode;
 use crate::store::chain::ChainHead;
 
 /// A checkpoint is due once the log holds this many bytes.
-pub const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
+pub const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 /// A checkpoint is due this long after the first record since the last one.
-pub const CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
+pub const CHECKPOINT_AFTER: Duration = Duration::from_millis(250);
 /// The writer checkpoints when no write has come for this long.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(50);
 /// The largest record a read accepts: a batch of the writer's largest size
