@@ -310,6 +310,8 @@ pub struct FileConfig {
     pub second_factor: SecondFactorSettings,
     /// `[proxy]`: what every app behind the built-in proxy shares.
     pub proxy: ProxySettings,
+    /// `[tls]`: the listener speaks TLS. Unset: plain HTTP.
+    pub tls: TlsSettings,
     /// `[[apps]]`: the apps the built-in proxy serves, each matched by its
     /// host or by a path prefix. Read at start only.
     pub apps: Vec<AppEntry>,
@@ -399,6 +401,7 @@ impl Default for FileConfig {
             access: AccessSettings::default(),
             second_factor: SecondFactorSettings::default(),
             proxy: ProxySettings::default(),
+            tls: TlsSettings::default(),
             apps: Vec::new(),
             rules: Vec::new(),
             users: Vec::new(),
@@ -444,6 +447,19 @@ impl Default for ProxySettings {
             max_upgraded: 1024,
         }
     }
+}
+
+/// `[tls]`: TLS on the `bind` listener, from certificate files. With
+/// none of these set, the listener speaks plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM, the server's own certificate first. A
+    /// relative path is read from the data directory. Read again on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1). Read
+    /// again on SIGHUP, with `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// One `[[apps]]` entry, as written.

@@ -723,3 +723,46 @@ fn token_settings_default_and_errors_name_the_field() {
         );
     }
 }
+
+#[test]
+fn tls_settings_need_both_files_and_errors_name_the_line() {
+    let c = load_text("").unwrap();
+    assert!(c.tls.is_none() && !c.https());
+    let c = load_text("[tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\n").unwrap();
+    // A relative path is read from the data dir.
+    assert_eq!(
+        c.tls.as_ref().unwrap().certificate,
+        CertSource::Files {
+            cert: "d/c.pem".into(),
+            key: "/etc/k.pem".into(),
+        }
+    );
+    // Over its own TLS the cookie is `Secure` (and `__Host-`), and HSTS is sent.
+    assert!(c.https() && c.cookie.secure && c.hsts.is_some());
+    assert_eq!(c.cookie.name, "__Host-gatehouse_session");
+    for (text, start) in [
+        (
+            "metrics = true\n[tls]\ncert = \"c.pem\"\n",
+            "g.toml:3: invalid setting `tls.cert`: needs `key`",
+        ),
+        (
+            "[tls]\n\nkey = \"k.pem\"\n",
+            "g.toml:3: invalid setting `tls.key`: needs `cert`",
+        ),
+        (
+            "[tls]\ncert = \"\"\nkey = \"k.pem\"\n",
+            "g.toml:2: invalid setting `tls.cert`: must name a file",
+        ),
+        (
+            "public_origin = \"http://a.example\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n",
+            "g.toml:1: invalid setting `public_origin`",
+        ),
+        (
+            "[tls]\ncertificate = \"c\"\n",
+            "g.toml:2:1: unknown field `certificate`",
+        ),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(e.starts_with(start), "{e}");
+    }
+}

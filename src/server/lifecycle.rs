@@ -34,6 +34,7 @@ use crate::server::password::Hasher;
 use crate::server::state::AppState;
 use crate::server::tasks::Tasks;
 use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
+use crate::tls::Tls;
 
 /// Why [`Server::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,11 @@ impl Server {
         if let Some(db) = store.file() {
             crate::server::ops::admin_stream::remove_abandoned_snapshots(db);
         }
+        // An unreadable certificate stops the start before the listener is bound.
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(Tls::new(t)?)),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -91,7 +97,14 @@ impl Server {
                 })?;
         let l = &config.limits;
         let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
-        let state = AppState::new(config, store, hasher, Arc::new(Activity::new()), secrets);
+        let state = AppState::new(
+            config,
+            store,
+            hasher,
+            Arc::new(Activity::new()),
+            secrets,
+            tls,
+        );
         Ok(Server {
             state,
             listener,
@@ -130,9 +143,16 @@ impl Server {
             NewEvent::now(EventKind::ServerStarted).detail("bind", cfg.bind.to_string()),
         )
         .await;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gatehouse listening");
+        tracing::info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tls = state.tls.is_some(),
+            "gatehouse listening"
+        );
 
         let mut conns = Connections::new(&state, AppDispatch::new(state.clone()));
+        if let Some(tls) = &state.tls {
+            conns = conns.with_tls(tls.acceptor());
+        }
         let exit = conns
             .accept_until(&listener, async {
                 tokio::select! {

@@ -34,4 +34,5 @@ mod regulation;
 mod signals;
 mod standin;
 mod steering;
+mod tls;
 mod users_cli;
