@@ -120,3 +120,6 @@ impl std::fmt::Debug for Tls {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

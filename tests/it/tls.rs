@@ -383,3 +383,83 @@ async fn websockets_through_the_proxy_work_over_tls() {
     assert_eq!(m, Message::text("over tls"));
     ws.close(None).await.unwrap();
 }
+
+/// The address a child server listens on.
+fn child_addr(p: &crate::child::Proc) -> SocketAddr {
+    p.url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Sends `sig` to the child server.
+fn signal(p: &crate::child::Proc, sig: &str) {
+    let pid = p.child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Waits, a bounded number of times, until a new connection presents `der`.
+async fn until_served(ca_pem: &str, addr: SocketAddr, der: &[u8]) {
+    for _ in 0..400 {
+        if Https::open(ca_pem, addr, BOTH).await.cert == der {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the new certificate was never served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_swapped_certificate_to_new_connections_and_keeps_open_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new("gatehouse test CA");
+    let first = ca.write_server_cert(tmp.path());
+    std::fs::write(
+        tmp.path().join("gatehouse.toml"),
+        config_text("", "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"),
+    )
+    .unwrap();
+    let p = crate::child::Proc::start(tmp.path()).await.unwrap();
+    let addr = child_addr(&p);
+    // Connections opened before the swap, one of each version.
+    let mut h2 = Https::open(&ca.pem(), addr, BOTH).await;
+    let mut h1 = Https::open(&ca.pem(), addr, HTTP1).await;
+    for c in [&mut h2, &mut h1] {
+        assert_eq!(c.cert, first);
+        assert_eq!(c.get("/healthz").await.status, StatusCode::OK);
+    }
+
+    let second = ca.write_server_cert(tmp.path());
+    assert_ne!(first, second);
+    let swapped = Instant::now();
+    signal(&p, "-HUP");
+    until_served(&ca.pem(), addr, &second).await;
+    eprintln!(
+        "the new certificate was served {:?} after SIGHUP",
+        swapped.elapsed()
+    );
+    // The connections made before keep working, on their certificate.
+    for c in [&mut h2, &mut h1] {
+        let a = c.get("/healthz").await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(c.cert, first);
+    }
+
+    // A file that cannot be read keeps the certificate in force.
+    write_atomic(&tmp.path().join("key.pem"), b"not a key");
+    signal(&p, "-HUP");
+    for _ in 0..400 {
+        if !p.log_lines("TLS certificate reload failed").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(p.log_lines("TLS certificate reload failed").len(), 1);
+    let mut after = Https::open(&ca.pem(), addr, BOTH).await;
+    assert_eq!(after.cert, second);
+    assert_eq!(after.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(h2.get("/healthz").await.status, StatusCode::OK);
+    p.kill().await;
+}
