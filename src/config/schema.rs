@@ -449,8 +449,9 @@ impl Default for ProxySettings {
     }
 }
 
-/// `[tls]`: TLS on the `bind` listener, from certificate files. With
-/// none of these set, the listener speaks plain HTTP.
+/// `[tls]`: TLS on the `bind` listener, from certificate files, and a
+/// plain-HTTP listener that redirects to it. With none of these set, the
+/// listener speaks plain HTTP.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
@@ -460,6 +461,9 @@ pub struct TlsSettings {
     /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1). Read
     /// again on SIGHUP, with `cert`.
     pub key: Option<PathBuf>,
+    /// A second, plain-HTTP listener (`0.0.0.0:80`) that sends every
+    /// request to the same host and path over https.
+    pub http_redirect_bind: Option<String>,
 }
 
 /// One `[[apps]]` entry, as written.

@@ -728,7 +728,14 @@ fn token_settings_default_and_errors_name_the_field() {
 fn tls_settings_need_both_files_and_errors_name_the_line() {
     let c = load_text("").unwrap();
     assert!(c.tls.is_none() && !c.https());
-    let c = load_text("[tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\n").unwrap();
+    let c = load_text(
+        "[tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\nhttp_redirect_bind = \"[::]:80\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.tls.as_ref().unwrap().http_redirect_bind,
+        Some("[::]:80".parse().unwrap())
+    );
     // A relative path is read from the data dir.
     assert_eq!(
         c.tls.as_ref().unwrap().certificate,
@@ -760,6 +767,18 @@ fn tls_settings_need_both_files_and_errors_name_the_line() {
         (
             "[tls]\ncertificate = \"c\"\n",
             "g.toml:2:1: unknown field `certificate`",
+        ),
+        (
+            "[tls]\nhttp_redirect_bind = \"0.0.0.0:80\"\n",
+            "g.toml:2: invalid setting `tls.http_redirect_bind`: redirects to https",
+        ),
+        (
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nhttp_redirect_bind = \"80\"\n",
+            "g.toml:4: invalid setting `tls.http_redirect_bind`",
+        ),
+        (
+            "bind = \"0.0.0.0:443\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nhttp_redirect_bind = \"0.0.0.0:443\"\n",
+            "g.toml:5: invalid setting `tls.http_redirect_bind`: 0.0.0.0:443 is `bind`",
         ),
     ] {
         let e = load_text(text).unwrap_err().to_string();

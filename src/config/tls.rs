@@ -3,15 +3,20 @@
 //! line. Only the settings are checked here: the files are read when the
 //! server starts (and again on SIGHUP).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::schema::TlsSettings;
 
-/// `[tls]`, checked: where the listener's certificate comes from.
+/// `[tls]`, checked: where the listener's certificate comes from, and
+/// the plain-HTTP listener that redirects to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// The certificate's source.
     pub certificate: CertSource,
+    /// Where plain HTTP is answered with a redirect to https; `None`: no
+    /// such listener.
+    pub http_redirect_bind: Option<SocketAddr>,
 }
 
 /// Where the certificate the listener presents comes from.
@@ -30,11 +35,21 @@ pub enum CertSource {
 /// `data_dir`. `invalid` makes the error of a field.
 pub(super) fn check<E>(
     t: &TlsSettings,
+    bind: SocketAddr,
     data_dir: &Path,
     invalid: impl Fn(&str, String) -> E,
 ) -> Result<Option<TlsConfig>, E> {
     let certificate = match (&t.cert, &t.key) {
-        (None, None) => return Ok(None),
+        (None, None) => {
+            if t.http_redirect_bind.is_some() {
+                return Err(invalid(
+                    "tls.http_redirect_bind",
+                    "redirects to https, so it needs TLS on the listener: set `cert` and `key`"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
         (Some(_), None) => {
             return Err(invalid(
                 "tls.cert",
@@ -59,5 +74,23 @@ pub(super) fn check<E>(
             }
         }
     };
-    Ok(Some(TlsConfig { certificate }))
+    let http_redirect_bind = match &t.http_redirect_bind {
+        None => None,
+        Some(a) => {
+            let addr: SocketAddr = a
+                .parse()
+                .map_err(|e| invalid("tls.http_redirect_bind", format!("{a:?}: {e}")))?;
+            if addr == bind && addr.port() != 0 {
+                return Err(invalid(
+                    "tls.http_redirect_bind",
+                    format!("{addr} is `bind`, where TLS is served; give it another port"),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    Ok(Some(TlsConfig {
+        certificate,
+        http_redirect_bind,
+    }))
 }

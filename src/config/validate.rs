@@ -50,7 +50,7 @@ impl Config {
                 Some(u)
             }
         };
-        let tls = super::tls::check(&file.tls, &data_dir, invalid)?;
+        let tls = super::tls::check(&file.tls, bind, &data_dir, invalid)?;
         if tls.is_some()
             && let Some(u) = public_origin.as_ref().filter(|u| u.scheme() != "https")
         {

@@ -23,6 +23,7 @@ fn files(dir: &Path, cert: &str, key: &str) -> TlsConfig {
             cert: dir.join("c.pem"),
             key: dir.join("k.pem"),
         },
+        http_redirect_bind: None,
     }
 }
 

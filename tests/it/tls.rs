@@ -261,14 +261,17 @@ impl Https {
 }
 
 /// A server whose `[tls]` reads `cert.pem` and `key.pem` from its data
-/// dir, with `extra` settings and `sections`; returns it and the CA.
+/// dir and redirects plain HTTP from a second port, with `extra` settings
+/// and `sections`; returns it and the CA.
 async fn tls_server(extra: &str, sections: &str) -> (TestServer, Ca, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("gatehouse test CA");
     ca.write_server_cert(tmp.path());
     let config = config_text(
         extra,
-        &format!("[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{sections}"),
+        &format!(
+            "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nhttp_redirect_bind = \"127.0.0.1:0\"\n\n{sections}"
+        ),
     );
     let s = TestServer::start_in(tmp.path(), &config).await;
     (s, ca, tmp)
@@ -462,4 +465,60 @@ async fn sighup_serves_a_swapped_certificate_to_new_connections_and_keeps_open_o
     assert_eq!(after.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(h2.get("/healthz").await.status, StatusCode::OK);
     p.kill().await;
+}
+
+#[tokio::test]
+async fn the_redirect_listener_sends_plain_http_to_https_on_the_same_host_and_path() {
+    // With hosts named (the public origin's, the apps'), the redirect
+    // goes only to those.
+    let (s, ca, _tmp) = tls_server(
+        "public_origin = \"https://gatehouse.test\"",
+        "[[apps]]\nname = \"app\"\nhost = \"app.test\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .await;
+    let plain = s.redirect_addr.expect("a redirect listener");
+    let get = |target: &str, host: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let a = crate::harness::raw(plain, get("/sessions?x=1", "gatehouse.test:80").as_bytes()).await;
+    assert!(a.starts_with("HTTP/1.1 301"), "{a}");
+    // The public origin is https on 443: no port in the location.
+    assert!(
+        a.to_ascii_lowercase()
+            .contains("\r\nlocation: https://gatehouse.test/sessions?x=1\r\n"),
+        "{a}"
+    );
+    let post =
+        "POST /login HTTP/1.1\r\nHost: App.Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let a = crate::harness::raw(plain, post.as_bytes()).await;
+    assert!(a.starts_with("HTTP/1.1 308"), "{a}");
+    assert!(
+        a.to_ascii_lowercase()
+            .contains("\r\nlocation: https://app.test/login\r\n"),
+        "{a}"
+    );
+    // A host gatehouse does not serve is not sent anywhere.
+    let a = crate::harness::raw(plain, get("/", "evil.example").as_bytes()).await;
+    assert!(a.starts_with("HTTP/1.1 400"), "{a}");
+    assert!(!a.to_ascii_lowercase().contains("location"), "{a}");
+    // The TLS listener still answers.
+    let a = Https::open(&ca.pem(), s.addr, BOTH)
+        .await
+        .get("/healthz")
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_named_hosts_the_redirect_keeps_the_clients_host_and_the_tls_port() {
+    let (s, _ca, _tmp) = tls_server("", "").await;
+    let plain = s.redirect_addr.unwrap();
+    let req = format!(
+        "GET /a/b HTTP/1.1\r\nHost: {NAME}:{}\r\nConnection: close\r\n\r\n",
+        plain.port()
+    );
+    let a = crate::harness::raw(plain, req.as_bytes()).await;
+    assert!(a.starts_with("HTTP/1.1 301"), "{a}");
+    let want = format!("\r\nlocation: https://{NAME}:{}/a/b\r\n", s.addr.port());
+    assert!(a.to_ascii_lowercase().contains(&want), "{a}");
 }
