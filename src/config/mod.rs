@@ -42,11 +42,11 @@ pub use locate::{field_line, table_line};
 pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
-    AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, ProxySettings,
-    SecondFactorSettings, SessionSettings, TlsSettings, TokenSettings, UserEntry,
+    AcmeChallenge, AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat,
+    ProxySettings, SecondFactorSettings, SessionSettings, TlsSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
-pub use tls::{CertSource, TlsConfig};
+pub use tls::{AcmeConfig, CertSource, LETS_ENCRYPT, TlsConfig};
 pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};
 
 use locate::{line_col, locate};

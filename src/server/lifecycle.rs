@@ -88,7 +88,7 @@ impl Server {
         }
         // An unreadable certificate stops the start before the listener is bound.
         let tls = match &config.tls {
-            Some(t) => Some(Arc::new(Tls::new(t)?)),
+            Some(t) => Some(Arc::new(Tls::new(t, &config.data_dir)?)),
             None => None,
         };
         let listener =
@@ -179,7 +179,7 @@ impl Server {
                 addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                 "redirecting plain HTTP to https"
             );
-            let d = RedirectDispatch::new(cfg, tls_port);
+            let d = RedirectDispatch::new(cfg, state.tls.as_deref(), tls_port);
             (l, Connections::new(&state, d))
         });
         let main = async {

@@ -1,11 +1,14 @@
 //! The plain-HTTP listener of `[tls] http_redirect_bind`: every request
 //! is answered on the spot, inside its connection's task, with a redirect
 //! to the same host and path over https: 301 for `GET` and `HEAD`, 308
-//! for every other method (a form's `POST` stays a `POST`).
+//! for every other method (a form's `POST` stays a `POST`). With ACME, a
+//! request under `/.well-known/acme-challenge/` gets the HTTP-01 answer
+//! of its token instead (404 when none is open).
 //!
 //! The host comes from the request (`Host`, or an HTTP/2 request's
 //! authority), so it is checked before it is sent back: when the config
-//! names the hosts gatehouse serves (the public origin's, the apps'), only
+//! names the hosts gatehouse serves (the public origin's, the apps', the
+//! ACME domains), only
 //! those are redirected and any other gets 400, so this listener never
 //! points a client at a host gatehouse does not serve. With none named,
 //! any well-formed host name or address is sent back to the client that
@@ -22,13 +25,16 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as AppResponse};
 use hyper::body::Incoming;
 
-use crate::config::Config;
+use crate::config::{CertSource, Config};
 use crate::server::conn::Dispatch;
+use crate::tls::{Challenges, HTTP01_PREFIX, Tls};
 
 /// Where plain-HTTP requests are sent.
 #[derive(Clone)]
 pub(crate) struct RedirectDispatch {
     inner: Arc<Targets>,
+    /// The ACME HTTP-01 answers, with `[tls] acme_domains`.
+    challenges: Option<Arc<Challenges>>,
 }
 
 /// The hosts redirected and the port they are sent to.
@@ -43,7 +49,7 @@ struct Targets {
 impl RedirectDispatch {
     /// Redirects to the hosts of `config`, on `tls_port` (the TLS
     /// listener's), unless the https public origin names its own port.
-    pub(crate) fn new(config: &Config, tls_port: u16) -> Self {
+    pub(crate) fn new(config: &Config, tls: Option<&Tls>, tls_port: u16) -> Self {
         let mut hosts = HashSet::new();
         let mut port = tls_port;
         if let Some(origin) = &config.public_origin {
@@ -58,16 +64,36 @@ impl RedirectDispatch {
         for app in &config.proxy.apps {
             hosts.extend(app.host.clone());
         }
+        if let Some(CertSource::Acme(a)) = config.tls.as_ref().map(|t| &t.certificate) {
+            hosts.extend(a.domains.iter().cloned());
+        }
         RedirectDispatch {
             inner: Arc::new(Targets {
                 hosts,
                 port: (port != 443).then_some(port),
             }),
+            challenges: tls
+                .filter(|t| t.acme().is_some())
+                .map(|t| t.certs().challenges().clone()),
         }
     }
 
     /// The answer to one plain-HTTP request.
     fn answer(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> AppResponse {
+        if let Some(c) = &self.challenges
+            && uri.path().starts_with(HTTP01_PREFIX)
+        {
+            // An ACME CA's HTTP-01 check (it follows no redirect to https
+            // before the certificate exists).
+            return match c.http_answer(uri.path()) {
+                Some(key_authorization) => (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    key_authorization,
+                )
+                    .into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            };
+        }
         let named = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -174,6 +200,7 @@ mod tests {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 port: (port != 443).then_some(port),
             }),
+            challenges: None,
         }
     }
 

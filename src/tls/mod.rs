@@ -1,28 +1,39 @@
 //! TLS on the listener, with no HTTP in it: the rustls server config every
-//! handshake uses (the ring provider; ALPN `h2` and `http/1.1`), the
-//! certificate it presents ([`Certs`], swapped whole on reload) and the
-//! PEM files it is read from (`pem`).
+//! handshake uses (the ring provider; ALPN `h2` and `http/1.1`, and
+//! `acme-tls/1` with ACME), the certificate it presents ([`Certs`],
+//! swapped whole on reload or renewal), the PEM files it is read from
+//! (`pem`), and automatic certificates from an ACME CA ([`acme`], with the
+//! challenge answers in [`Challenges`]).
 //!
 //! The connection layer (`crate::server::conn`) runs the handshake with
-//! [`Tls::acceptor`]; a reload ([`Tls::reload`]) changes the certificate
-//! of the handshakes that follow, never of a connection already open.
+//! [`Tls::acceptor`]; a reload ([`Tls::reload`]) or a renewal changes the
+//! certificate of the handshakes that follow, never of a connection
+//! already open.
 
+pub mod acme;
 mod certs;
+mod challenges;
 mod pem;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{CertSource, TlsConfig};
 
+pub use acme::Acme;
 pub use certs::Certs;
+pub use challenges::{Challenges, HTTP01_PREFIX};
 
 /// ALPN protocol ids, in the server's order of preference.
 pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// The ALPN protocol of an ACME CA's TLS-ALPN-01 check (RFC 8737): such a
+/// handshake gets the challenge certificate and the connection ends there.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Reading certificates or building the TLS settings failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,30 +75,49 @@ pub struct Tls {
     config: Arc<ServerConfig>,
     /// Where the certificate is read from, again on every reload.
     files: Option<(PathBuf, PathBuf)>,
+    /// The ACME client, and when the certificate it loaded is due.
+    acme: Option<(Acme, Option<SystemTime>)>,
 }
 
 impl Tls {
-    /// Reads the certificate `config` names and builds the handshake's
-    /// settings; an unreadable or mismatched file stops the start here.
-    pub fn new(config: &TlsConfig) -> Result<Tls, TlsError> {
+    /// Reads the certificate `config` names (certificate files, or the
+    /// stored ACME certificate in `data_dir`) and builds the handshake's
+    /// settings; an unreadable or mismatched file stops the start here. An
+    /// ACME listener without a stored certificate starts without one: its
+    /// handshakes fail until [`Acme::run`] has one.
+    pub fn new(config: &TlsConfig, data_dir: &Path) -> Result<Tls, TlsError> {
         let provider = provider();
         let certs = Arc::new(Certs::default());
-        let files = match &config.certificate {
+        let mut alpn = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        let (files, acme) = match &config.certificate {
             CertSource::Files { cert, key } => {
                 certs.set(Arc::new(pem::load_pair(cert, key, &provider)?));
-                Some((cert.clone(), key.clone()))
+                (Some((cert.clone(), key.clone())), None)
+            }
+            CertSource::Acme(a) => {
+                let acme = Acme::new(a, data_dir, certs.clone());
+                let due = acme.load_stored();
+                alpn.push(ACME_TLS_ALPN.to_vec());
+                (None, Some((acme, due)))
             }
         };
         let mut server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
-        server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        server.alpn_protocols = alpn;
         Ok(Tls {
             certs,
             config: Arc::new(server),
             files,
+            acme,
         })
+    }
+
+    /// The ACME client and when the certificate in force is due (`None`:
+    /// now), for the renewal task; `None` without ACME.
+    pub fn acme(&self) -> Option<(Acme, Option<SystemTime>)> {
+        self.acme.clone()
     }
 
     /// What the connection layer runs each handshake with.

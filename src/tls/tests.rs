@@ -32,7 +32,7 @@ fn a_pair_loads_and_bad_files_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed();
     let (_, other_key) = self_signed();
-    let tls = Tls::new(&files(dir.path(), &cert, &key)).unwrap();
+    let tls = Tls::new(&files(dir.path(), &cert, &key), dir.path()).unwrap();
     assert!(tls.certs().current().is_some());
     // The key is never in the debug output.
     let shown = format!("{tls:?} {:?}", tls.certs());
@@ -41,20 +41,20 @@ fn a_pair_loads_and_bad_files_are_refused_by_name() {
         "{shown}"
     );
 
-    let e = Tls::new(&files(dir.path(), &cert, &other_key)).unwrap_err();
+    let e = Tls::new(&files(dir.path(), &cert, &other_key), dir.path()).unwrap_err();
     assert!(matches!(e, TlsError::Mismatch { .. }), "{e}");
-    let e = Tls::new(&files(dir.path(), "", &key)).unwrap_err();
+    let e = Tls::new(&files(dir.path(), "", &key), dir.path()).unwrap_err();
     assert!(e.to_string().contains("no certificate"), "{e}");
-    let e = Tls::new(&files(dir.path(), &cert, "junk")).unwrap_err();
+    let e = Tls::new(&files(dir.path(), &cert, "junk"), dir.path()).unwrap_err();
     assert!(e.to_string().contains("no usable private key"), "{e}");
-    let e = Tls::new(&files(dir.path(), &"x".repeat(2 << 20), &key)).unwrap_err();
+    let e = Tls::new(&files(dir.path(), &"x".repeat(2 << 20), &key), dir.path()).unwrap_err();
     assert!(matches!(e, TlsError::TooLarge { .. }), "{e}");
     let mut gone = files(dir.path(), &cert, &key);
     gone.certificate = CertSource::Files {
         cert: dir.path().join("missing.pem"),
         key: dir.path().join("k.pem"),
     };
-    let e = Tls::new(&gone).unwrap_err();
+    let e = Tls::new(&gone, dir.path()).unwrap_err();
     assert!(e.to_string().contains("missing.pem"), "{e}");
 }
 
@@ -62,7 +62,7 @@ fn a_pair_loads_and_bad_files_are_refused_by_name() {
 fn a_failed_reload_keeps_the_certificate_in_force() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed();
-    let tls = Tls::new(&files(dir.path(), &cert, &key)).unwrap();
+    let tls = Tls::new(&files(dir.path(), &cert, &key), dir.path()).unwrap();
     let before = tls.certs().current().unwrap().cert.clone();
     let (cert2, key2) = self_signed();
     files(dir.path(), &cert2, &key);

@@ -4,6 +4,7 @@
 
 mod access;
 mod access_tokens;
+mod acme;
 mod api;
 mod apps;
 mod auditctl;

@@ -106,6 +106,17 @@ pub async fn try_tls_connect(
     addr: SocketAddr,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    tls_connect_to(ca_pem, addr, NAME, alpn).await
+}
+
+/// A TLS connection to `name` at `addr`, trusting `ca_pem` only,
+/// offering `alpn`; the handshake may fail.
+pub async fn tls_connect_to(
+    ca_pem: &str,
+    addr: SocketAddr,
+    name: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -124,7 +135,7 @@ pub async fn try_tls_connect(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     tokio::time::timeout(
         STEP,
-        connector.connect(ServerName::try_from(NAME).unwrap(), tcp),
+        connector.connect(ServerName::try_from(name.to_string()).unwrap(), tcp),
     )
     .await
     .expect("the handshake hung")
