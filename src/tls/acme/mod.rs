@@ -34,6 +34,8 @@ pub const ATTEMPT_LIMIT: Duration = Duration::from_secs(300);
 pub const FIRST_RETRY: Duration = Duration::from_secs(120);
 /// The longest pause between failed issuances.
 pub const MAX_RETRY: Duration = Duration::from_secs(6 * 3600);
+/// The longest the task sleeps before it reads the wall clock again.
+const CHECK: Duration = Duration::from_secs(3600);
 
 /// An issuance failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,16 +130,22 @@ impl Acme {
     pub async fn run(self, mut renew_at: Option<SystemTime>, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut retry = FIRST_RETRY;
+        let mut announced = None;
         loop {
             let wait = renew_at
                 .and_then(|t| t.duration_since(SystemTime::now()).ok())
                 .unwrap_or(Duration::ZERO);
             if !wait.is_zero() {
-                tracing::info!(in_days = wait.as_secs() / 86_400, "next ACME renewal");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = &mut stop => return,
+                if announced != renew_at {
+                    announced = renew_at;
+                    tracing::info!(in_days = wait.as_secs() / 86_400, "next ACME renewal");
+                }
+                // The wall clock decides (a suspended machine's monotonic
+                // clock stops): look at it again at least every CHECK.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(CHECK)) => continue,
+                    _ = &mut stop => return,
+                }
             }
             let attempt = tokio::time::timeout(ATTEMPT_LIMIT, self.issue());
             let outcome = tokio::select! {

@@ -66,3 +66,39 @@ fn an_account_is_kept_per_directory_and_owner_only() {
     std::fs::write(&path, "{").unwrap();
     assert!(files.account("https://ca.test/dir").is_err());
 }
+
+#[tokio::test]
+async fn a_failed_issuance_waits_to_retry_and_the_task_ends_at_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where nothing listens: the issuance fails at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = crate::config::AcmeConfig {
+        domains: vec!["a.example".into()],
+        directory: format!("https://127.0.0.1:{port}/dir"),
+        contact: None,
+        ca_file: None,
+        challenge: crate::config::AcmeChallenge::TlsAlpn01,
+    };
+    let certs = Arc::new(Certs::default());
+    let acme = Acme::new(&config, dir.path(), certs.clone());
+    assert!(acme.load_stored().is_none());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(acme.run(None, async move {
+        let _ = stop_rx.await;
+    }));
+    // Long enough for the refused connection; the retry is minutes away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!task.is_finished());
+    assert!(certs.current().is_none());
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the task did not end at stop")
+        .unwrap();
+    // Nothing was stored: no account was made.
+    assert!(!dir.path().join(DIR).join(ACCOUNT).exists());
+}
