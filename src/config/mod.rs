@@ -10,7 +10,8 @@
 //! (flags and environment on top), `validate` (checks and conversion),
 //! `settings` (the typed sections handlers read), `policy` (users),
 //! `suffix` (public suffixes, for `cookie_domain`), `locate` (lines for
-//! errors), `write` (appending a user), `apps` (`[[apps]]` and `[proxy]`).
+//! errors), `write` (appending a user), `apps` (`[[apps]]` and `[proxy]`),
+//! `tls` (`[tls]`).
 
 mod apps;
 mod locate;
@@ -19,6 +20,7 @@ mod policy;
 mod schema;
 mod settings;
 mod suffix;
+mod tls;
 mod validate;
 mod write;
 
@@ -40,10 +42,11 @@ pub use locate::{field_line, table_line};
 pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
-    AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat, ProxySettings,
-    SecondFactorSettings, SessionSettings, TokenSettings, UserEntry,
+    AcmeChallenge, AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat,
+    ProxySettings, SecondFactorSettings, SessionSettings, TlsSettings, TokenSettings, UserEntry,
 };
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
+pub use tls::{AcmeConfig, CertSource, LETS_ENCRYPT, TlsConfig};
 pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};
 
 use locate::{line_col, locate};
@@ -119,7 +122,8 @@ pub struct Config {
     /// Hosts (and their subdomains) that `rd` may point to besides this one.
     pub allowed_redirect_domains: Vec<String>,
     pub cookie: CookieConfig,
-    /// The `Strict-Transport-Security` value; only with an https public origin.
+    /// The `Strict-Transport-Security` value; only over https (an https
+    /// public origin, or `[tls]`).
     pub hsts: Option<String>,
     pub log_format: LogFormat,
     /// Serve `/metrics`.
@@ -141,6 +145,8 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// `[proxy]` and `[[apps]]`: the built-in reverse proxy.
     pub proxy: ProxyConfig,
+    /// `[tls]`: TLS on the listener; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// See [`Config::policy`].
     policy: Arc<Policy>,
     /// Every setting read only at start, by file key (see
@@ -223,6 +229,16 @@ impl Config {
     /// Path of the database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE)
+    }
+
+    /// Whether browsers reach gatehouse over https: its own listener speaks
+    /// TLS, or the public origin says a TLS proxy is in front.
+    pub fn https(&self) -> bool {
+        self.tls.is_some()
+            || self
+                .public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https")
     }
 
     /// Whether `ip` is a trusted proxy.

@@ -310,6 +310,8 @@ pub struct FileConfig {
     pub second_factor: SecondFactorSettings,
     /// `[proxy]`: what every app behind the built-in proxy shares.
     pub proxy: ProxySettings,
+    /// `[tls]`: the listener speaks TLS. Unset: plain HTTP.
+    pub tls: TlsSettings,
     /// `[[apps]]`: the apps the built-in proxy serves, each matched by its
     /// host or by a path prefix. Read at start only.
     pub apps: Vec<AppEntry>,
@@ -399,6 +401,7 @@ impl Default for FileConfig {
             access: AccessSettings::default(),
             second_factor: SecondFactorSettings::default(),
             proxy: ProxySettings::default(),
+            tls: TlsSettings::default(),
             apps: Vec::new(),
             rules: Vec::new(),
             users: Vec::new(),
@@ -444,6 +447,50 @@ impl Default for ProxySettings {
             max_upgraded: 1024,
         }
     }
+}
+
+/// `[tls]`: TLS on the `bind` listener, from certificate files or from an
+/// ACME CA, and a plain-HTTP listener that redirects to it. With none of
+/// these set, the listener speaks plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM, the server's own certificate first. A
+    /// relative path is read from the data directory. Read again on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1). Read
+    /// again on SIGHUP, with `cert`.
+    pub key: Option<PathBuf>,
+    /// A second, plain-HTTP listener (`0.0.0.0:80`) that sends every
+    /// request to the same host and path over https (and answers ACME's
+    /// HTTP-01 challenges).
+    pub http_redirect_bind: Option<String>,
+    /// Names to get a certificate for from an ACME CA, instead of `cert`
+    /// and `key`: obtained at start, stored in the data dir, renewed
+    /// before it expires. Setting them agrees to the CA's terms.
+    pub acme_domains: Vec<String>,
+    /// The CA's ACME directory. Unset: Let's Encrypt's production one.
+    pub acme_directory: Option<String>,
+    /// `mailto:` address the CA may write to about the certificate.
+    pub acme_contact: Option<String>,
+    /// PEM root certificate the ACME directory's own HTTPS is checked
+    /// against, for a private CA; unset: the system's roots.
+    pub acme_ca_file: Option<PathBuf>,
+    /// How the CA checks that gatehouse holds the names.
+    pub acme_challenge: AcmeChallenge,
+}
+
+/// The ACME challenge answered.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// TLS-ALPN-01 on the TLS listener (which the CA reaches on port 443).
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// HTTP-01 on the redirect listener (which the CA reaches on port 80);
+    /// needs `http_redirect_bind`.
+    #[serde(rename = "http-01")]
+    Http01,
 }
 
 /// One `[[apps]]` entry, as written.

@@ -18,13 +18,14 @@ pub struct CookieConfig {
     pub name: String,
     /// `Domain` attribute; none: a host-only cookie.
     pub domain: Option<String>,
-    /// Add `Secure`: as configured, else whenever the public origin is https.
+    /// Add `Secure`: as configured, else whenever browsers reach gatehouse
+    /// over https (an https public origin, or `[tls]`).
     pub secure: bool,
 }
 
 impl CookieConfig {
-    pub(super) fn new(file: &FileConfig, https_origin: bool) -> CookieConfig {
-        let secure = file.secure_cookies.unwrap_or(https_origin);
+    pub(super) fn new(file: &FileConfig, https: bool) -> CookieConfig {
+        let secure = file.secure_cookies.unwrap_or(https);
         let name = &file.cookie_name;
         let name = if secure
             && file.cookie_domain.is_none()
@@ -132,12 +133,12 @@ impl RetentionConfig {
     }
 }
 
-/// The `Strict-Transport-Security` value, when the public origin is https
-/// and the header is not turned off. Without an https public origin
-/// gatehouse cannot know that browsers reach it over HTTPS, and the header
-/// is ignored over plain HTTP anyway.
-pub(super) fn hsts_value(h: &HstsSettings, https_origin: bool) -> Option<String> {
-    (h.enabled && https_origin).then(|| {
+/// The `Strict-Transport-Security` value, when browsers reach gatehouse
+/// over https (an https public origin, or `[tls]`) and the header is not
+/// turned off. Otherwise gatehouse cannot know that browsers reach it over
+/// HTTPS, and the header is ignored over plain HTTP anyway.
+pub(super) fn hsts_value(h: &HstsSettings, https: bool) -> Option<String> {
+    (h.enabled && https).then(|| {
         let mut v = format!("max-age={}", h.max_age_secs);
         if h.include_subdomains {
             v.push_str("; includeSubDomains");

@@ -723,3 +723,134 @@ fn token_settings_default_and_errors_name_the_field() {
         );
     }
 }
+
+#[test]
+fn tls_settings_need_both_files_and_errors_name_the_line() {
+    let c = load_text("").unwrap();
+    assert!(c.tls.is_none() && !c.https());
+    let c = load_text(
+        "[tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\nhttp_redirect_bind = \"[::]:80\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.tls.as_ref().unwrap().http_redirect_bind,
+        Some("[::]:80".parse().unwrap())
+    );
+    // A relative path is read from the data dir.
+    assert_eq!(
+        c.tls.as_ref().unwrap().certificate,
+        CertSource::Files {
+            cert: "d/c.pem".into(),
+            key: "/etc/k.pem".into(),
+        }
+    );
+    // Over its own TLS the cookie is `Secure` (and `__Host-`), and HSTS is sent.
+    assert!(c.https() && c.cookie.secure && c.hsts.is_some());
+    assert_eq!(c.cookie.name, "__Host-gatehouse_session");
+    for (text, start) in [
+        (
+            "metrics = true\n[tls]\ncert = \"c.pem\"\n",
+            "g.toml:3: invalid setting `tls.cert`: needs `key`",
+        ),
+        (
+            "[tls]\n\nkey = \"k.pem\"\n",
+            "g.toml:3: invalid setting `tls.key`: needs `cert`",
+        ),
+        (
+            "[tls]\ncert = \"\"\nkey = \"k.pem\"\n",
+            "g.toml:2: invalid setting `tls.cert`: must name a file",
+        ),
+        (
+            "public_origin = \"http://a.example\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n",
+            "g.toml:1: invalid setting `public_origin`",
+        ),
+        (
+            "[tls]\ncertificate = \"c\"\n",
+            "g.toml:2:1: unknown field `certificate`",
+        ),
+        (
+            "[tls]\nhttp_redirect_bind = \"0.0.0.0:80\"\n",
+            "g.toml:2: invalid setting `tls.http_redirect_bind`: redirects to https",
+        ),
+        (
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nhttp_redirect_bind = \"80\"\n",
+            "g.toml:4: invalid setting `tls.http_redirect_bind`",
+        ),
+        (
+            "bind = \"0.0.0.0:443\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nhttp_redirect_bind = \"0.0.0.0:443\"\n",
+            "g.toml:5: invalid setting `tls.http_redirect_bind`: 0.0.0.0:443 is `bind`",
+        ),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(e.starts_with(start), "{e}");
+    }
+}
+
+#[test]
+fn acme_settings_default_to_lets_encrypt_and_errors_name_the_field() {
+    let c =
+        load_text("[tls]\nacme_domains = [\"Auth.Example.com.\", \"app.example.com\"]\n").unwrap();
+    let CertSource::Acme(a) = &c.tls.as_ref().unwrap().certificate else {
+        panic!("not ACME");
+    };
+    assert_eq!(a.domains, ["auth.example.com", "app.example.com"]);
+    assert_eq!(a.directory, LETS_ENCRYPT);
+    assert_eq!(a.challenge, AcmeChallenge::TlsAlpn01);
+    assert!(a.contact.is_none() && a.ca_file.is_none());
+    let c = load_text(
+        "[tls]\nacme_domains = [\"a.example\"]\nacme_directory = \"https://ca.test/dir\"\n\
+         acme_contact = \"mailto:ops@example.com\"\nacme_ca_file = \"ca.pem\"\n\
+         acme_challenge = \"http-01\"\nhttp_redirect_bind = \"0.0.0.0:80\"\n",
+    )
+    .unwrap();
+    let CertSource::Acme(a) = &c.tls.as_ref().unwrap().certificate else {
+        panic!("not ACME");
+    };
+    assert_eq!(a.ca_file.as_deref(), Some(Path::new("d/ca.pem")));
+    assert_eq!(a.challenge, AcmeChallenge::Http01);
+    for (text, start) in [
+        (
+            "[tls]\nacme_directory = \"https://ca.test/dir\"\n",
+            "g.toml:2: invalid setting `tls.acme_directory`: is an ACME setting",
+        ),
+        (
+            "[tls]\ncert = \"c\"\nkey = \"k\"\nacme_domains = [\"a.example\"]\n",
+            "g.toml:4: invalid setting `tls.acme_domains`: the certificate comes from",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\", \"*.example.com\"]\n",
+            "g.toml:2: invalid setting `tls.acme_domains[1]`: \"*.example.com\": a wildcard",
+        ),
+        (
+            "[tls]\nacme_domains = [\n  \"localhost\",\n]\n",
+            "g.toml:3: invalid setting `tls.acme_domains[0]`",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\", \"A.example\"]\n",
+            "g.toml:2: invalid setting `tls.acme_domains[1]`: \"A.example\" is listed twice",
+        ),
+        (
+            "[tls]\nacme_domains = [\"10.0.0.1\"]\n",
+            "g.toml:2: invalid setting `tls.acme_domains[0]`",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\"]\nacme_directory = \"http://ca.test/dir\"\n",
+            "g.toml:3: invalid setting `tls.acme_directory`",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\"]\nacme_contact = \"ops@example.com\"\n",
+            "g.toml:3: invalid setting `tls.acme_contact`: \"ops@example.com\": expected \"mailto:",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\"]\nacme_challenge = \"http-01\"\n",
+            "g.toml:3: invalid setting `tls.acme_challenge`: \"http-01\" is answered on the plain-HTTP listener",
+        ),
+        (
+            "[tls]\nacme_domains = [\"a.example\"]\nacme_challenge = \"dns-01\"\n",
+            "g.toml:3:",
+        ),
+    ] {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(e.starts_with(start), "{e}");
+    }
+}

@@ -50,6 +50,21 @@ impl Config {
                 Some(u)
             }
         };
+        let tls = super::tls::check(&file.tls, bind, &data_dir, invalid)?;
+        if tls.is_some()
+            && let Some(u) = public_origin.as_ref().filter(|u| u.scheme() != "https")
+        {
+            return Err(invalid(
+                "public_origin",
+                format!("{u}: the listener speaks TLS (`[tls]`), so browsers reach it over https"),
+            ));
+        }
+        // Browsers reach gatehouse over https: through a TLS proxy in front
+        // (the public origin says so) or on its own TLS listener.
+        let https = tls.is_some()
+            || public_origin
+                .as_ref()
+                .is_some_and(|u| u.scheme() == "https");
         let mut trusted = Vec::new();
         for (i, s) in file.trusted_proxies.iter().enumerate() {
             trusted.push(
@@ -74,11 +89,7 @@ impl Config {
         }
         // Browsers drop prefixed cookies that break the prefix's rules; refuse
         // such a setting here instead of failing every login silently.
-        let secure = file.secure_cookies.unwrap_or_else(|| {
-            public_origin
-                .as_ref()
-                .is_some_and(|u| u.scheme() == "https")
-        });
+        let secure = file.secure_cookies.unwrap_or(https);
         if file.cookie_name.starts_with("__Host-") && (!secure || file.cookie_domain.is_some()) {
             return Err(invalid(
                 "cookie_name",
@@ -257,9 +268,6 @@ impl Config {
                 };
                 invalid(&field, e.message.clone())
             })?;
-        let https = public_origin
-            .as_ref()
-            .is_some_and(|u| u.scheme() == "https");
         let mut restart_settings = file.restart_settings();
         // The data dir in force, wherever it was named.
         restart_settings.insert(
@@ -278,6 +286,7 @@ impl Config {
             argon2: file.argon2.clone(),
             tokens: file.tokens.clone(),
             proxy,
+            tls,
             allowed_redirect_domains: file.allowed_redirect_domains.clone(),
             log_format: file.log_format,
             metrics: file.metrics,

@@ -39,4 +39,7 @@ pub enum ServerError {
     /// The key that seals second-factor secrets could not be read or made.
     #[error(transparent)]
     Secrets(#[from] crate::identity::secret_box::SecretBoxError),
+    /// The TLS certificate could not be read, or the TLS settings built.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }

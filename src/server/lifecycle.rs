@@ -8,7 +8,7 @@
 //! fires, whichever is first (entered once), and then stops everything it
 //! owns before it returns:
 //!
-//! 1. stop accepting;
+//! 1. stop accepting (on the redirect listener too, when there is one);
 //! 2. drain: let requests in flight (and upgraded streams) finish, up to
 //!    `shutdown_grace_secs`, then drop the remaining connections;
 //! 3. stop and join the background tasks;
@@ -31,9 +31,11 @@ use crate::server::error::ServerError;
 use crate::server::ops::first_start;
 use crate::server::ops::reload::Reloader;
 use crate::server::password::Hasher;
+use crate::server::redirect::RedirectDispatch;
 use crate::server::state::AppState;
 use crate::server::tasks::Tasks;
 use crate::store::{Backend, BackendConfig, BackendTask, EventKind, NewEvent};
+use crate::tls::Tls;
 
 /// Why [`Server::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct Server {
     state: AppState,
     /// Bound, not yet accepting.
     listener: TcpListener,
+    /// `[tls] http_redirect_bind`: plain HTTP, redirected to https.
+    redirect: Option<TcpListener>,
     /// The store's writer, stopped last but one (before the store closes).
     store_task: BackendTask,
     /// The start's overrides, for reloads.
@@ -82,6 +86,11 @@ impl Server {
         if let Some(db) = store.file() {
             crate::server::ops::admin_stream::remove_abandoned_snapshots(db);
         }
+        // An unreadable certificate stops the start before the listener is bound.
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(Tls::new(t, &config.data_dir)?)),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -89,12 +98,28 @@ impl Server {
                     addr: config.bind,
                     source,
                 })?;
+        let redirect = match config.tls.as_ref().and_then(|t| t.http_redirect_bind) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let l = &config.limits;
         let hasher = Hasher::new(l.hash_workers, l.hash_queue, &config.argon2)?;
-        let state = AppState::new(config, store, hasher, Arc::new(Activity::new()), secrets);
+        let state = AppState::new(
+            config,
+            store,
+            hasher,
+            Arc::new(Activity::new()),
+            secrets,
+            tls,
+        );
         Ok(Server {
             state,
             listener,
+            redirect,
             store_task,
             overrides,
         })
@@ -102,6 +127,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The plain-HTTP listener's address (`[tls] http_redirect_bind`).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A handle that reloads the users, as SIGHUP does.
@@ -120,6 +150,7 @@ impl Server {
         let Server {
             state,
             listener,
+            redirect,
             store_task,
             overrides: _,
         } = self;
@@ -130,20 +161,59 @@ impl Server {
             NewEvent::now(EventKind::ServerStarted).detail("bind", cfg.bind.to_string()),
         )
         .await;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "gatehouse listening");
+        tracing::info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            tls = state.tls.is_some(),
+            "gatehouse listening"
+        );
 
         let mut conns = Connections::new(&state, AppDispatch::new(state.clone()));
-        let exit = conns
-            .accept_until(&listener, async {
-                tokio::select! {
-                    _ = shutdown => Exit::Shutdown,
-                    _ = tasks.idle() => Exit::Idle,
-                }
-            })
-            .await;
+        if let Some(tls) = &state.tls {
+            conns = conns.with_tls(tls.acceptor());
+        }
+        // The redirect listener stops accepting with the main one.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let mut redirects = redirect.map(|l| {
+            let tls_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+            tracing::info!(
+                addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                "redirecting plain HTTP to https"
+            );
+            let d = RedirectDispatch::new(cfg, state.tls.as_deref(), tls_port);
+            (l, Connections::new(&state, d))
+        });
+        let main = async {
+            let exit = conns
+                .accept_until(&listener, async {
+                    tokio::select! {
+                        _ = shutdown => Exit::Shutdown,
+                        _ = tasks.idle() => Exit::Idle,
+                    }
+                })
+                .await;
+            let _ = stopping.send(true);
+            exit
+        };
+        let plain = async {
+            if let Some((l, c)) = &mut redirects {
+                let mut stopped = stopped;
+                c.accept_until(l, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+            }
+        };
+        let (exit, ()) = tokio::join!(main, plain);
         drop(listener);
         tracing::info!(reason = ?exit, "stopping: no new connections");
-        conns.drain(cfg.shutdown_grace).await;
+        let grace = cfg.shutdown_grace;
+        match redirects {
+            Some((l, c)) => {
+                drop(l);
+                tokio::join!(conns.drain(grace), c.drain(grace));
+            }
+            None => conns.drain(grace).await,
+        }
         tasks.stop().await;
 
         // Every connection and task is done: no refusal can be counted after

@@ -16,7 +16,8 @@
 //! - [`ops`]: the operator's side.
 //!
 //! [`pages`] and [`assets`] render; they import no handler. On top,
-//! [`lifecycle`], [`dispatch`], [`tasks`] and `conn` run the server.
+//! [`lifecycle`], [`dispatch`], [`tasks`], `conn` and `redirect` (the
+//! plain-HTTP listener that sends clients to https) run the server.
 
 pub mod account;
 pub mod activity;
@@ -39,6 +40,7 @@ pub mod ops;
 pub mod pages;
 pub mod password;
 pub mod proxy;
+mod redirect;
 pub mod respond;
 pub mod signin;
 pub mod state;

@@ -39,6 +39,9 @@ pub struct Inner {
     /// most, keyed by an HMAC of the credential; cleared when a reload
     /// changes users.
     pub basic: crate::identity::basic::BasicCache,
+    /// TLS on the listener (`[tls]`): its certificate, reloaded with the
+    /// users. `None`: plain HTTP.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +69,7 @@ impl AppState {
         hasher: crate::server::password::Hasher,
         activity: Arc<crate::server::activity::Activity>,
         secrets: crate::identity::secret_box::SecretBox,
+        tls: Option<Arc<crate::tls::Tls>>,
     ) -> Self {
         let rejections = crate::server::guard::rejections::Rejections::new(&config.regulation);
         let relying = crate::server::factors::relying::relying_party(&config);
@@ -85,6 +89,7 @@ impl AppState {
                     BASIC_CACHE_ENTRIES,
                     crate::identity::basic::MAX_TTL_MS,
                 ),
+                tls,
             }),
         }
     }

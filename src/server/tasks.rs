@@ -1,6 +1,6 @@
 //! The server's background tasks, owned by one `Tasks` set: the expiry
 //! sweeper, audit retention, the heartbeat, the idle timer, the admin
-//! socket and the SIGHUP reload. `Server::run` starts the set before it
+//! socket, the SIGHUP reload and the ACME renewal (`crate::tls::acme`). `Server::run` starts the set before it
 //! accepts connections and stops and joins it after the connections have
 //! drained and before the writer and the store close; no task outlives the
 //! set.
@@ -64,6 +64,12 @@ impl Tasks {
             Err(e) => tracing::warn!(error = %e, "admin socket unavailable"),
         }
         set.spawn(reload_on_hangup(reloader, stop_rx.clone()));
+        if let Some((acme, due)) = state.tls.as_ref().and_then(|t| t.acme()) {
+            let mut stop = stop_rx.clone();
+            set.spawn(acme.run(due, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
         let idle = Arc::new(Notify::new());
         if let Some(timeout) = cfg.idle_timeout {
             set.spawn(idle_timer(

@@ -34,13 +34,13 @@ const STEP: Duration = Duration::from_secs(20);
 /// headers), `/echo` streams the request body back as it arrives, `/big`
 /// streams `n` MiB, `/sse` sends one event, waits for the test, then a
 /// second; an upgrade to WebSocket echoes every message.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     /// Lets `/sse` send its second event.
     sse_next: Arc<Notify>,
 }
 
-async fn upstream() -> Upstream {
+pub(crate) async fn upstream() -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sse_next = Arc::new(Notify::new());

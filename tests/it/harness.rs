@@ -45,6 +45,8 @@ pub fn config_text(extra: &str, sections: &str) -> String {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The plain-HTTP listener of `[tls] http_redirect_bind`.
+    pub redirect_addr: Option<SocketAddr>,
     pub url: String,
     pub dir: PathBuf,
     pub reloader: Reloader,
@@ -92,6 +94,7 @@ impl TestServer {
         let backend = config.backend_config().with_spot_reads(spot_reads);
         let server = Server::bind_to(config, ov, backend).await.unwrap();
         let addr = server.local_addr().unwrap();
+        let redirect_addr = server.redirect_addr();
         let reloader = server.reloader();
         let gate = server.state().hasher.gate().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -100,6 +103,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            redirect_addr,
             url: format!("http://{addr}"),
             dir: dir.to_path_buf(),
             reloader,

@@ -4,6 +4,7 @@
 
 mod access;
 mod access_tokens;
+mod acme;
 mod api;
 mod apps;
 mod auditctl;
@@ -34,4 +35,5 @@ mod regulation;
 mod signals;
 mod standin;
 mod steering;
+mod tls;
 mod users_cli;

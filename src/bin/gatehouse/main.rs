@@ -241,8 +241,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 fn serve(config: Config, ov: Overrides) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let exit = rt.block_on(async move {
-        // The server reloads its users on SIGHUP itself, as one of its
-        // background tasks.
+        // The server reloads its users (and certificate files) on SIGHUP
+        // itself, as one of its background tasks.
         let server = Server::bind(config, ov).await?;
         server.run(shutdown_signal()).await
     })?;

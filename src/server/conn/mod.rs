@@ -8,10 +8,13 @@
 //!   clients wait in the kernel's backlog) and a slot of its client's
 //!   network unless the peer is a trusted proxy; it holds both until its
 //!   task ends, upgraded streams included (`slots`);
-//! - it must send its first bytes within `header_read_timeout_secs`, and
-//!   it is closed once no request has been in flight for that long
-//!   (`idle`); a request is in flight from its dispatch until its
+//! - it must send its first request head within `header_read_timeout_secs`
+//!   of its accept (on a TLS listener the handshake counts in that time,
+//!   `tls`), and it is closed once no request has been in flight for that
+//!   long (`idle`); a request is in flight from its dispatch until its
 //!   response body ends (`body`);
+//! - past the accept (and the handshake) it is served the same over any
+//!   stream: plain TCP or TLS;
 //! - each request goes first to [`Dispatch::answer_hot`], answered on the
 //!   spot inside the connection's task, else to [`Dispatch::route`] (the
 //!   app);
@@ -26,6 +29,7 @@
 mod body;
 mod idle;
 mod slots;
+mod tls;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -42,9 +46,11 @@ use axum::response::Response as AppResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::server::conn::body::TrackedBody;
 use crate::server::conn::idle::{ConnIdle, InFlight, first_bytes};
@@ -89,6 +95,8 @@ pub(crate) struct Connections<D> {
     drain: watch::Sender<bool>,
     /// One task per connection; its upgraded streams run inside it.
     tasks: JoinSet<()>,
+    /// The TLS handshake every connection begins with; `None`: plain HTTP.
+    tls: Option<TlsAcceptor>,
 }
 
 impl<D: Dispatch> Connections<D> {
@@ -119,7 +127,14 @@ impl<D: Dispatch> Connections<D> {
             head_timeout: l.header_read_timeout,
             drain: watch::channel(false).0,
             tasks: JoinSet::new(),
+            tls: None,
         }
+    }
+
+    /// Every connection begins with a TLS handshake through `tls`.
+    pub(crate) fn with_tls(mut self, tls: TlsAcceptor) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Accepts and serves connections until `stop` completes; returns its
@@ -169,7 +184,6 @@ impl<D: Dispatch> Connections<D> {
             };
             let slot = ConnSlot::new(self.state.activity.clone(), permit, per_ip);
             let conn = Conn {
-                stream,
                 peer,
                 slot,
                 builder: self.builder.clone(),
@@ -177,7 +191,7 @@ impl<D: Dispatch> Connections<D> {
                 head_timeout: self.head_timeout,
                 drain: self.drain.subscribe(),
             };
-            self.tasks.spawn(conn.serve());
+            self.tasks.spawn(conn.serve(stream, self.tls.clone()));
         }
     }
 
@@ -205,7 +219,6 @@ impl<D: Dispatch> Connections<D> {
 
 /// One accepted connection, before its task starts.
 struct Conn<D> {
-    stream: TcpStream,
     peer: SocketAddr,
     /// Its slots, held until the task ends.
     slot: ConnSlot,
@@ -217,12 +230,48 @@ struct Conn<D> {
 }
 
 impl<D: Dispatch> Conn<D> {
-    /// The connection's task: serves it until it closes, its deadline
+    /// The connection's task: the handshake on a TLS listener, then
+    /// [`Conn::serve_http`] over the stream.
+    async fn serve(mut self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let _ = stream.set_nodelay(true);
+        // The deadline counts from the accept: the handshake, the first
+        // bytes and the first request head all come within `head_timeout`.
+        let idle = ConnIdle::new();
+        let Some(tls) = tls else {
+            // The HTTP version is known only once the first bytes are in,
+            // and until then the connection has no request to finish: the
+            // drain closes it at once.
+            let ready = tokio::select! {
+                ok = first_bytes(&stream, self.head_timeout) => ok,
+                _ = self.drain.wait_for(|d| *d) => false,
+            };
+            if !ready {
+                tracing::debug!(peer = %self.peer, "no request head in time; closing");
+                return;
+            }
+            return self.serve_http(stream, idle).await;
+        };
+        // Until the handshake is done there is no request to finish either.
+        // After it, hyper reads the first bytes itself: the drain cancels
+        // that read, and the idle deadline below bounds it.
+        let handshake = tls::handshake(&tls, stream, self.head_timeout, self.peer);
+        let stream = tokio::select! {
+            s = handshake => s,
+            _ = self.drain.wait_for(|d| *d) => None,
+        };
+        if let Some(stream) = stream {
+            self.serve_http(stream, idle).await;
+        }
+    }
+
+    /// Serves the connection over `io` until it closes, its deadline
     /// passes or the drain ends it, and then runs its adopted streams to
     /// their end.
-    async fn serve(self) {
+    async fn serve_http<I>(self, io: I, idle: Arc<ConnIdle>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Conn {
-            stream,
             peer,
             slot: _slot,
             builder,
@@ -230,19 +279,6 @@ impl<D: Dispatch> Conn<D> {
             head_timeout,
             mut drain,
         } = self;
-        let _ = stream.set_nodelay(true);
-        // The HTTP version is known only once the first bytes are in, and
-        // until then the connection has no request to finish: the drain
-        // closes it at once.
-        let ready = tokio::select! {
-            ok = first_bytes(&stream, head_timeout) => ok,
-            _ = drain.wait_for(|d| *d) => false,
-        };
-        if !ready {
-            tracing::debug!(%peer, "no request head in time; closing");
-            return;
-        }
-        let idle = ConnIdle::new();
         let (adopt_tx, mut adopt_rx) = mpsc::unbounded_channel::<Adopted>();
         let svc = ConnService {
             dispatch,
@@ -250,7 +286,7 @@ impl<D: Dispatch> Conn<D> {
             peer,
             handle: ConnHandle::new(adopt_tx, drain.clone(), idle.clone()),
         };
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         let mut conn = std::pin::pin!(conn);
         let mut adopted: JoinSet<()> = JoinSet::new();
         let mut conn_done = false;

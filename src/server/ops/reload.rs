@@ -1,13 +1,16 @@
-//! Reloading the users: [`Reloader`] (used by the SIGHUP task and by
-//! tests) and the SIGHUP task the server runs among its background tasks
-//! (`crate::server::tasks`).
+//! Reloading the users and the certificate: [`Reloader`] (used by the
+//! SIGHUP task and by tests) and the SIGHUP task the server runs among its
+//! background tasks (`crate::server::tasks`).
 //!
 //! A reload re-reads the config file and swaps the policy (the users and
 //! the rules) whole ([`AppState::replace_policy`]); other settings take
 //! effect at the next start, and each one that changed is named in the log.
-//! A failed reload keeps the previous policy. SIGHUP and the admin socket's
-//! `POST /config/reload` (what `gatehouse users add|remove|passwd` send)
-//! reload the same way.
+//! A failed reload keeps the previous policy. With `[tls] cert` and `key`
+//! it also reads those files again: the handshakes that follow present the
+//! new certificate, connections already open keep theirs, and a file that
+//! cannot be read keeps the certificate in force. SIGHUP and the admin
+//! socket's `POST /config/reload` (what `gatehouse users add|remove|passwd`
+//! send) reload the same way.
 
 use std::sync::Weak;
 
@@ -36,7 +39,8 @@ impl Reloader {
         }
     }
 
-    /// Reloads the users and the rules. On error the old ones stay and the
+    /// Reloads the users and the rules, and the certificate files (see the
+    /// module doc). On error the old users and rules stay and the
     /// error is returned (and logged). Other settings take effect at the
     /// next start: each one that changed in the file is logged by name,
     /// and listed in the answer.
@@ -44,9 +48,12 @@ impl Reloader {
         let Some(state) = AppState::upgrade(&self.state) else {
             return Ok(Reloaded::default());
         };
+        // The certificate first: it does not depend on the file's users.
+        let certificate = reload_certificate(&state);
         match Config::load(&self.overrides) {
             Ok(new) => {
                 let done = Reloaded {
+                    certificate,
                     // Absolute, so that a client elsewhere can tell which
                     // file this is.
                     path: std::fs::canonicalize(&new.path)
@@ -74,6 +81,10 @@ impl Reloader {
                 if !done.waiting.is_empty() {
                     event = event.detail("restart_needed", done.waiting.join(","));
                 }
+                if let Some(c) = &done.certificate {
+                    event =
+                        event.detail("certificate", if c.is_ok() { "reloaded" } else { "kept" });
+                }
                 crate::server::guard::audit(&state, event).await;
                 Ok(done)
             }
@@ -85,9 +96,30 @@ impl Reloader {
     }
 }
 
+/// Reads the certificate files again, when the listener has them; logs
+/// the outcome. `None`: no certificate files.
+fn reload_certificate(state: &AppState) -> Option<Result<(), String>> {
+    let tls = state.tls.as_ref()?;
+    match tls.reload() {
+        Ok(false) => None,
+        Ok(true) => {
+            tracing::info!("TLS certificate reloaded; new connections get it");
+            Some(Ok(()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate reload failed; keeping the certificate in force");
+            Some(Err(e.to_string()))
+        }
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reloaded {
+    /// The certificate files (`[tls] cert` and `key`): `None` without
+    /// them, else whether they were read again or why not (the certificate
+    /// in force then stays).
+    pub certificate: Option<Result<(), String>>,
     /// The file read.
     pub path: String,
     /// Users and rules now in force.
@@ -110,6 +142,14 @@ impl std::fmt::Display for Reloaded {
             self.rules,
             s(self.rules)
         )?;
+        match &self.certificate {
+            None => {}
+            Some(Ok(())) => writeln!(f, "TLS certificate reloaded")?,
+            Some(Err(e)) => writeln!(
+                f,
+                "TLS certificate not reloaded, the previous one stays: {e}"
+            )?,
+        }
         for setting in &self.waiting {
             writeln!(f, "changed, applies at the next start: {setting}")?;
         }
@@ -117,7 +157,7 @@ impl std::fmt::Display for Reloaded {
     }
 }
 
-/// Reloads the users on every SIGHUP until `stop` changes. A reload that
+/// Reloads the users (and the certificate) on every SIGHUP until `stop` changes. A reload that
 /// has begun runs to its end before the task stops: its revocations must
 /// reach the writer, which stops only after every task is joined.
 pub(crate) async fn reload_on_hangup(reloader: Reloader, mut stop: watch::Receiver<bool>) {

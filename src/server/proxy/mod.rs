@@ -69,8 +69,8 @@ pub struct Proxy {
     upgraded: Arc<Semaphore>,
     /// gatehouse's cookie names, removed on the way upstream.
     own_cookies: [String; 3],
-    /// The scheme clients use: gatehouse itself speaks plain HTTP, so
-    /// `https` only when the public origin says a TLS proxy is in front.
+    /// The scheme clients use: `https` when gatehouse's listener speaks TLS
+    /// or the public origin says a TLS proxy is in front.
     proto: &'static str,
 }
 
@@ -128,10 +128,7 @@ impl Proxy {
                 }
             })
             .collect();
-        let https = config
-            .public_origin
-            .as_ref()
-            .is_some_and(|u| u.scheme() == "https");
+        let https = config.https();
         Some(Arc::new(Proxy {
             upgraded: Arc::new(Semaphore::new(p.max_upgraded)),
             settings: p.clone(),
