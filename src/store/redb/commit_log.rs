@@ -12,9 +12,9 @@
 //! [`CHECKPOINT_AFTER`], or the writer going idle). After a durable commit
 //! the log starts again at offset 0.
 //!
-//! **The file** is `<database>-log`, mode 0600. It is never truncated: it
-//! grows to about one checkpoint's worth and is then overwritten in place,
-//! so that a sync flushes data and no file size. Each record:
+//! **The file** is `<database>-log`, mode 0600. It is created filled with
+//! zeros to twice a checkpoint's worth and never truncated: records
+//! overwrite it in place, so that a sync flushes data and no file size. Each record:
 //!
 //! | field | bytes |
 //! | --- | --- |
@@ -54,6 +54,10 @@ pub const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 pub const CHECKPOINT_AFTER: Duration = Duration::from_millis(250);
 /// The writer checkpoints when no write has come for this long.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(50);
+/// The log is filled with zeros up to this size when it is created, so that
+/// a record's sync flushes its data and no change of the file's size: a
+/// checkpoint's worth, with room for the batch that makes it due.
+const PREALLOCATED: u64 = 2 * CHECKPOINT_BYTES;
 /// The largest record a read accepts: a batch of the writer's largest size
 /// with every field at its stored bound is far smaller.
 const MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
@@ -125,6 +129,13 @@ impl CommitLog {
             .write(true)
             .open(&path)?;
         let Records { batches, end, last } = read_records(&file)?;
+        let size = file.metadata()?.len();
+        if size < PREALLOCATED {
+            // Zeros end a read as no record does (no magic).
+            let zeros = vec![0u8; (PREALLOCATED - size) as usize];
+            file.write_all_at(&zeros, size)?;
+            file.sync_all()?;
+        }
         Ok((
             CommitLog {
                 file,
@@ -339,13 +350,20 @@ mod tests {
         drop(log);
         let p = path_of(&db);
         let bytes = std::fs::read(&p).unwrap();
-        // Torn: the last record cut short.
-        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(bytes.len() as u64, PREALLOCATED, "created at its full size");
+        let len = |n| HEADER + encode(&batch(n)).len();
+        let end = len(1) + len(2) + len(3);
+        // Torn: the last record's end never written.
+        let mut torn = bytes.clone();
+        torn[end - 3..end].fill(0);
+        std::fs::write(&p, &torn).unwrap();
+        assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1), batch(2)]);
+        // Cut short: a file that ends inside the last record.
+        std::fs::write(&p, &bytes[..end - 3]).unwrap();
         assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1), batch(2)]);
         // Damaged: one byte of the second record's payload flipped.
         let mut damaged = bytes.clone();
-        let first_len = HEADER + encode(&batch(1)).len();
-        damaged[first_len + HEADER + 2] ^= 0x40;
+        damaged[len(1) + HEADER + 2] ^= 0x40;
         std::fs::write(&p, &damaged).unwrap();
         assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1)]);
         // A new record after a damaged one goes where the read stopped.
