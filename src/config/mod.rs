@@ -18,7 +18,11 @@ mod locate;
 mod overrides;
 mod policy;
 mod schema;
+mod secret;
 mod settings;
+mod storage;
+#[cfg(test)]
+mod storage_tests;
 mod suffix;
 mod tls;
 mod validate;
@@ -43,8 +47,10 @@ pub use overrides::Overrides;
 pub use policy::Policy;
 pub use schema::{
     AcmeChallenge, AppEntry, Argon2Settings, FileConfig, HstsSettings, LimitSettings, LogFormat,
-    ProxySettings, SecondFactorSettings, SessionSettings, TlsSettings, TokenSettings, UserEntry,
+    ProxySettings, RedisDurability, SecondFactorSettings, SessionSettings, StorageBackend,
+    StorageSettings, TlsSettings, TokenSettings, UserEntry,
 };
+pub use secret::SecretUrl;
 pub use settings::{CookieConfig, LimitConfig, RetentionConfig, SessionConfig};
 pub use tls::{AcmeConfig, CertSource, LETS_ENCRYPT, TlsConfig};
 pub use write::{UserEdit, add_user, append_user, remove_user, set_password, write_config};
@@ -147,6 +153,9 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// `[tls]`: TLS on the listener; `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// `[storage]` when it names the distributed backend (`None`: the
+    /// redb file in the data directory). Its `Debug` hides the passwords.
+    pub storage: Option<crate::store::distributed::DistributedConfig>,
     /// See [`Config::policy`].
     policy: Arc<Policy>,
     /// Every setting read only at start, by file key (see
@@ -207,6 +216,7 @@ impl Config {
             .filter(|(k, v)| new.get(*k) != Some(v))
             .map(|(k, _)| k.clone())
             .chain(new.keys().filter(|k| !old.contains_key(*k)).cloned())
+            .chain(storage::secret_changes(&self.storage, &newer.storage))
             .collect();
         keys.sort();
         keys.dedup();
@@ -220,10 +230,16 @@ impl Config {
     }
 
     /// The store this configuration names: the redb file in the data
-    /// directory, with the configured page cache. The one place a server or
-    /// a command turns the configuration into a backend to open.
+    /// directory, with the configured page cache, or the distributed
+    /// store of `[storage]`. The one place a server or a command turns the
+    /// configuration into a backend to open.
     pub fn backend_config(&self) -> crate::store::BackendConfig {
-        crate::store::BackendConfig::redb(self.db_path()).with_cache_bytes(self.cache_bytes)
+        match &self.storage {
+            None => {
+                crate::store::BackendConfig::redb(self.db_path()).with_cache_bytes(self.cache_bytes)
+            }
+            Some(d) => crate::store::BackendConfig::Distributed(d.clone()),
+        }
     }
 
     /// Path of the database file.

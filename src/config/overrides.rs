@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::DEFAULT_CONFIG_FILE;
+use super::SecretUrl;
 use super::schema::{FileConfig, LogFormat};
 
 /// Overrides from flags and the environment (clap merges the two).
@@ -18,6 +19,11 @@ pub struct Overrides {
     pub public_origin: Option<String>,
     pub secure_cookies: Option<bool>,
     pub metrics: Option<bool>,
+    /// `[storage] redis_url` (`GATEHOUSE_REDIS_URL`), so that a password
+    /// need not be in the file.
+    pub redis_url: Option<SecretUrl>,
+    /// `[storage] postgres_url` (`GATEHOUSE_POSTGRES_URL`).
+    pub postgres_url: Option<SecretUrl>,
 }
 
 impl Overrides {
@@ -55,6 +61,8 @@ impl Overrides {
             ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
             ("public_origin", self.public_origin.is_some()),
             ("secure_cookies", self.secure_cookies.is_some()),
+            ("storage.redis_url", self.redis_url.is_some()),
+            ("storage.postgres_url", self.postgres_url.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -76,6 +84,12 @@ impl Overrides {
         }
         if let Some(v) = self.metrics {
             file.metrics = v;
+        }
+        if let Some(v) = &self.redis_url {
+            file.storage.redis_url = Some(v.clone());
+        }
+        if let Some(v) = &self.postgres_url {
+            file.storage.postgres_url = Some(v.clone());
         }
         overridden
     }

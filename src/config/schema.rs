@@ -312,6 +312,8 @@ pub struct FileConfig {
     pub proxy: ProxySettings,
     /// `[tls]`: the listener speaks TLS. Unset: plain HTTP.
     pub tls: TlsSettings,
+    /// `[storage]`: which store, and where.
+    pub storage: StorageSettings,
     /// `[[apps]]`: the apps the built-in proxy serves, each matched by its
     /// host or by a path prefix. Read at start only.
     pub apps: Vec<AppEntry>,
@@ -402,6 +404,7 @@ impl Default for FileConfig {
             second_factor: SecondFactorSettings::default(),
             proxy: ProxySettings::default(),
             tls: TlsSettings::default(),
+            storage: StorageSettings::default(),
             apps: Vec::new(),
             rules: Vec::new(),
             users: Vec::new(),
@@ -525,4 +528,55 @@ fn yes() -> bool {
 
 fn default_app_connections() -> usize {
     64
+}
+
+/// `[storage] backend`: which store the server opens.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One redb file in the data directory (one server).
+    #[default]
+    Redb,
+    /// Redis for the live state and PostgreSQL for the audit trail, shared
+    /// by several servers.
+    Distributed,
+}
+
+/// `[storage] redis_durability`: the loss accepted from Redis on a crash.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisDurability {
+    /// Redis must fsync every write (`appendfsync always`).
+    #[default]
+    Always,
+    /// `appendfsync everysec` is accepted: a crash of the Redis host may
+    /// lose the last second of sign-ins, revocations and bans.
+    Everysec,
+}
+
+/// `[storage]`: the store. The URLs may hold passwords: they are never
+/// shown ([`super::SecretUrl`]).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub backend: StorageBackend,
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`; distributed only.
+    pub redis_url: Option<super::SecretUrl>,
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; distributed only.
+    pub postgres_url: Option<super::SecretUrl>,
+    /// What every Redis key of this deployment starts with.
+    pub prefix: String,
+    pub redis_durability: RedisDurability,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            backend: StorageBackend::Redb,
+            redis_url: None,
+            postgres_url: None,
+            prefix: crate::store::distributed::DEFAULT_PREFIX.into(),
+            redis_durability: RedisDurability::Always,
+        }
+    }
 }

@@ -258,6 +258,7 @@ impl Config {
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", e.to_string()))?;
         let proxy = super::apps::check(&file, invalid)?;
+        let storage = super::storage::check(&file.storage, invalid)?;
         let users = validate_users(&path, &file.users)?;
         let rules = crate::access::Rules::compile(&file.rules, file.access.default_policy, true)
             .map_err(|e| {
@@ -287,6 +288,7 @@ impl Config {
             tokens: file.tokens.clone(),
             proxy,
             tls,
+            storage,
             allowed_redirect_domains: file.allowed_redirect_domains.clone(),
             log_format: file.log_format,
             metrics: file.metrics,

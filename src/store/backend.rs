@@ -1,8 +1,9 @@
 //! [`Backend`]: the store the server and the tools hold. One variant per
 //! backend; each method delegates with a `match`, so a call costs a branch,
-//! never a boxed future or a virtual call. A new backend (Redis for
-//! sessions and bans, PostgreSQL for the audit trail) is a new variant here
-//! and in [`BackendConfig`].
+//! never a boxed future or a virtual call. A new backend is a new variant
+//! here and in [`BackendConfig`]: redb (one file), and distributed (Redis
+//! for the live state, PostgreSQL for the audit trail,
+//! [`super::distributed`]).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use super::contract::{
     TokenStore,
 };
 use super::credentials::CredentialCheck;
+use super::distributed::{Distributed, DistributedConfig, DistributedTask};
 use super::error::{OpenError, QueryError, StoreError, WriteError};
 use super::redb::{
     BackupError, BackupReport, RedbBackend, Store, StoreOptions, Writer, WriterConfig, WriterStats,
@@ -41,6 +43,9 @@ pub enum BackendConfig {
         /// Queue and batch bounds of the writer thread.
         writer: WriterConfig,
     },
+    /// Redis and PostgreSQL, shared by several nodes. Its `Debug` and
+    /// `Display` never show a password.
+    Distributed(DistributedConfig),
 }
 
 impl BackendConfig {
@@ -81,36 +86,43 @@ impl BackendConfig {
         }
     }
 
-    /// Sets the redb page cache size.
+    /// Sets the redb page cache size (nothing for the distributed backend).
     pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
         match &mut self {
             BackendConfig::Redb { options, .. } => options.cache_bytes = bytes,
+            BackendConfig::Distributed(_) => {}
         }
         self
     }
 
     /// Whether the `_now` lookups are answered on the spot (see
-    /// [`StoreOptions::spot_reads`]); on by default.
+    /// [`StoreOptions::spot_reads`]); on by default. The distributed
+    /// backend answers on the spot from its cache of lookups, always.
     pub fn with_spot_reads(mut self, on: bool) -> Self {
         match &mut self {
             BackendConfig::Redb { options, .. } => options.spot_reads = on,
+            BackendConfig::Distributed(_) => {}
         }
         self
     }
 
-    /// Where the data lives, for messages.
+    /// The file where the data lives; an empty path for a backend on the
+    /// network (see [`BackendConfig`]'s `Display` to name it).
     pub fn location(&self) -> &Path {
         match self {
             BackendConfig::Redb { path, .. } => path,
+            BackendConfig::Distributed(_) => Path::new(""),
         }
     }
 }
 
-/// The store as an operator names it, for messages: a redb file's path.
+/// The store as an operator names it, for messages: a redb file's path,
+/// or the services without their passwords.
 impl std::fmt::Display for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendConfig::Redb { path, .. } => write!(f, "{}", path.display()),
+            BackendConfig::Distributed(c) => write!(f, "{c}"),
         }
     }
 }
@@ -120,14 +132,19 @@ impl std::fmt::Display for BackendConfig {
 pub enum Backend {
     /// A redb file and its writer thread.
     Redb(RedbBackend),
+    /// This node's handle on Redis and PostgreSQL.
+    Distributed(Distributed),
 }
 
 /// What must be stopped when a writable backend is no longer used: the redb
-/// writer thread. Dropping it without [`BackendTask::shutdown`] leaves the
-/// thread to end when the last handle is dropped.
+/// writer thread, or the distributed node's chainer. Dropping it without
+/// [`BackendTask::shutdown`] leaves the thread to end when the last handle
+/// is dropped (the chainer stops at its next pause).
 pub enum BackendTask {
     /// The redb writer thread.
     Redb(WriterTask),
+    /// The chainer of the distributed backend's node.
+    Distributed(DistributedTask),
 }
 
 impl BackendTask {
@@ -136,6 +153,7 @@ impl BackendTask {
     pub async fn shutdown(self) -> Result<(), String> {
         match self {
             BackendTask::Redb(t) => t.shutdown().await,
+            BackendTask::Distributed(t) => t.shutdown().await,
         }
     }
 
@@ -143,6 +161,11 @@ impl BackendTask {
     pub fn shutdown_blocking(self) -> Result<(), String> {
         match self {
             BackendTask::Redb(t) => t.shutdown_blocking(),
+            BackendTask::Distributed(t) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("a runtime to stop the chainer: {e}"))?
+                .block_on(t.shutdown()),
         }
     }
 }
@@ -164,13 +187,19 @@ impl Backend {
                     BackendTask::Redb(task),
                 ))
             }
+            BackendConfig::Distributed(c) => Err(needs_async(c)),
         }
     }
 
     /// [`Backend::open`] from async code: a redb file is opened on the
-    /// blocking pool (an open may wait for another process's lock), a
-    /// network backend would connect here.
+    /// blocking pool (an open may wait for another process's lock); the
+    /// distributed backend connects to its services and starts its node's
+    /// chainer.
     pub async fn connect(config: &BackendConfig) -> Result<(Backend, BackendTask), OpenError> {
+        if let BackendConfig::Distributed(c) = config {
+            let (d, task) = Distributed::open(c).await?;
+            return Ok((Backend::Distributed(d), BackendTask::Distributed(task)));
+        }
         let owned = config.clone();
         tokio::task::spawn_blocking(move || Backend::open(&owned))
             .await
@@ -191,6 +220,12 @@ impl Backend {
                 RedbBackend::read_only(Store::open_read_only(path, options)?)
                     .with_spot_reads(options.spot_reads),
             )),
+            BackendConfig::Distributed(c) => Err(OpenError::Other {
+                store: c.to_string(),
+                reason: "the tools do not open the distributed store yet; read its audit \
+                         trail with `auditctl --db postgres://...`"
+                    .into(),
+            }),
         }
     }
 
@@ -198,16 +233,19 @@ impl Backend {
     pub fn as_redb(&self) -> Option<&RedbBackend> {
         match self {
             Backend::Redb(b) => Some(b),
+            Backend::Distributed(_) => None,
         }
     }
 
     /// A notice that changes after each commit of this process, once the
     /// commit is visible to reads: whoever holds a session for long (an
     /// open WebSocket) looks it up again then, so an ended session is seen
-    /// within a moment. Holds one value, never a queue.
+    /// within a moment. Holds one value, never a queue. On the distributed
+    /// backend, after each session or token removal of any node.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         match self {
             Backend::Redb(b) => b.store().commits(),
+            Backend::Distributed(d) => d.removals(),
         }
     }
 
@@ -216,6 +254,7 @@ impl Backend {
     pub fn file(&self) -> Option<&Path> {
         match self {
             Backend::Redb(b) => Some(b.store().path()),
+            Backend::Distributed(_) => None,
         }
     }
 
@@ -223,6 +262,7 @@ impl Backend {
     pub fn is_read_only(&self) -> bool {
         match self {
             Backend::Redb(b) => b.writer().is_none(),
+            Backend::Distributed(_) => false,
         }
     }
 
@@ -230,6 +270,7 @@ impl Backend {
     pub fn writer_stats(&self) -> Option<&WriterStats> {
         match self {
             Backend::Redb(b) => b.writer().map(Writer::stats),
+            Backend::Distributed(_) => None,
         }
     }
 
@@ -237,14 +278,19 @@ impl Backend {
     pub fn queue_depth(&self) -> usize {
         match self {
             Backend::Redb(b) => b.writer().map_or(0, Writer::queue_depth),
+            Backend::Distributed(_) => 0,
         }
     }
 
     /// Writes a consistent snapshot of the whole store to `dest` and checks
-    /// it (see [`Store::backup_to`]).
+    /// it (see [`Store::backup_to`]). The distributed backend's services
+    /// are backed up by their own tools.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, BackupError> {
         match self {
             Backend::Redb(b) => b.store().backup_to(dest),
+            Backend::Distributed(_) => Err(BackupError::Store(StoreError::Storage(
+                "the distributed store is backed up with Redis's and PostgreSQL's own tools".into(),
+            ))),
         }
     }
 
@@ -257,6 +303,8 @@ impl Backend {
                 drop(b);
                 store.close()
             }
+            // Its connections close with the last handle.
+            Backend::Distributed(_) => Ok(()),
         }
     }
 }
@@ -270,6 +318,7 @@ macro_rules! delegate {
         async fn $name(&self, $($arg: $ty),*) -> $out {
             match self {
                 Backend::Redb(b) => b.$name($($arg),*).await,
+                Backend::Distributed(d) => d.$name($($arg),*).await,
             }
         }
         delegate!($($rest)*);
@@ -279,6 +328,7 @@ macro_rules! delegate {
         fn $name(&self, $($arg: $ty),*) -> $out {
             match self {
                 Backend::Redb(b) => b.$name($($arg),*),
+                Backend::Distributed(d) => d.$name($($arg),*),
             }
         }
         delegate!($($rest)*);
@@ -357,6 +407,7 @@ impl AuditStore for Backend {
         async oldest_events(below: EventId, limit: usize) -> Result<Vec<Event>, StoreError>;
         async prune(through: EventId, limit: usize) -> Result<PruneReport, WriteError>;
         async audit_counts(top: usize) -> Result<AuditCounts, StoreError>;
+        async settle() -> Result<(), StoreError>;
     }
 }
 
@@ -387,6 +438,15 @@ impl StoreCheck for Backend {
     delegate! {
         async stats() -> Result<StoreStats, StoreError>;
         async check() -> Result<CheckReport, StoreError>;
+    }
+}
+
+/// Why [`Backend::open`] cannot open the distributed backend: it connects
+/// and starts a task, which needs a runtime.
+fn needs_async(c: &DistributedConfig) -> OpenError {
+    OpenError::Other {
+        store: c.to_string(),
+        reason: "the distributed backend is opened from async code (Backend::connect)".into(),
     }
 }
 

@@ -10,6 +10,10 @@
 //!   future per call); [`BackendConfig`] says which backend and where.
 //! - [`redb`](self::redb): the redb backend (one file, a group-commit writer
 //!   thread); no redb type leaves that module.
+//! - [`distributed`]: the distributed backend, several nodes on one Redis
+//!   ([`redis`](self::redis), the live state) and one PostgreSQL
+//!   ([`postgres`], the audit trail), the outbox between them
+//!   ([`outbox`]).
 //! - Shared by all backends: the hash chain ([`chain`]), keyset cursors,
 //!   credential checks, the reports and the errors.
 //!
@@ -24,6 +28,7 @@ pub(crate) mod conformance;
 pub mod contract;
 pub(crate) mod credentials;
 mod cursor;
+pub mod distributed;
 mod error;
 pub mod outbox;
 pub mod postgres;

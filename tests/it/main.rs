@@ -17,6 +17,7 @@ mod connections;
 mod crash;
 mod crash_server;
 mod disk_full;
+mod distributed;
 mod enrollment;
 mod factors;
 mod fail2ban;

@@ -63,6 +63,12 @@ enum Command {
         /// Serve /metrics.
         #[arg(long, env = "GATEHOUSE_METRICS")]
         metrics: Option<bool>,
+        /// [storage] redis_url (with its password: prefer the variable).
+        #[arg(long, env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<gatehouse::config::SecretUrl>,
+        /// [storage] postgres_url (with its password: prefer the variable).
+        #[arg(long, env = "GATEHOUSE_POSTGRES_URL", hide_env_values = true)]
+        postgres_url: Option<gatehouse::config::SecretUrl>,
     },
     /// Read a password (stdin, or a prompt on a terminal) and print its argon2id PHC string.
     HashPassword {
@@ -140,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             public_origin,
             secure_cookies,
             metrics,
+            redis_url,
+            postgres_url,
         } => {
             let ov = Overrides {
                 config: loc.config,
@@ -150,6 +158,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 public_origin,
                 secure_cookies,
                 metrics,
+                redis_url,
+                postgres_url,
             };
             let config = Config::load(&ov)?;
             init_logs(config.log_format);

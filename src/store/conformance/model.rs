@@ -45,7 +45,7 @@ pub(super) struct MToken {
 pub(super) struct Model {
     pub sessions: BTreeMap<TokenHash, MSession>,
     pub tokens: BTreeMap<TokenHash, MToken>,
-    /// Ban run-out instants by user, in key order of the stored bans.
+    /// Ban run-out instants by user; a sweep lifts the earliest first.
     pub bans: BTreeMap<String, u64>,
     /// (id, kind, user), in id order.
     pub events: Vec<(u64, EventKind, Option<String>)>,

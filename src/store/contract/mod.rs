@@ -175,7 +175,7 @@ pub trait SessionStore: Send + Sync {
     /// Removes up to `limit` sessions past their deadline, up to `limit`
     /// ran-out bans and, for a backend that also implements [`TokenStore`],
     /// up to `limit` expired access tokens, each with its event, in one
-    /// durable change. A failed
+    /// durable change; of each kind, the earliest to end first. A failed
     /// sweep changed nothing and the next one removes the same entries.
     fn sweep(
         &self,
@@ -428,6 +428,15 @@ pub trait AuditStore: Send + Sync {
         &self,
         top: usize,
     ) -> impl Future<Output = Result<AuditCounts, StoreError>> + Send;
+
+    /// Returns once every event recorded before the call, through any
+    /// handle of the store, is readable by this trait's reads. At once for
+    /// a backend that writes its trail in the change itself (redb); once
+    /// the outbox is chained for one that moves events there afterwards
+    /// (the distributed backend), whose audit reads otherwise lag.
+    fn settle(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Whole-store facts and verification.

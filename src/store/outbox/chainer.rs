@@ -60,6 +60,11 @@ impl Chainer {
         }
     }
 
+    /// The outbox it moves.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// Becomes the leader, or `None` while another node is.
     pub async fn lead(&self) -> Result<Option<Leader>, ChainError> {
         Ok(self.pg.leader_lock().await?.map(|lock| Leader { lock }))

@@ -31,7 +31,7 @@ pub mod testing;
 mod tests;
 pub(crate) mod wire;
 
-pub use chainer::{ChainError, Chainer, Leader};
+pub use chainer::{BACKOFF, ChainError, Chainer, IDLE, LEAD_RETRY, Leader};
 pub use wire::OutboxEvent;
 
 use redis::aio::ConnectionManager;
@@ -74,6 +74,26 @@ impl From<redis::RedisError> for OutboxError {
 pub struct Entry {
     pub id: String,
     pub event: Result<NewEvent, String>,
+}
+
+/// A stream entry's id, `<ms>-<seq>`, ordered as Redis orders them: the
+/// outbox is read oldest first, so every entry up to an id has left the
+/// outbox once the oldest left is past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// Reads `<ms>-<seq>`; `None` for anything else.
+    pub fn parse(id: &str) -> Option<StreamId> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
 }
 
 /// The outbox stream of one deployment. Cheap to clone.
@@ -162,6 +182,48 @@ impl Outbox {
                 id: s.id,
             })
             .collect())
+    }
+
+    /// Entries set aside as unreadable ([`Outbox::set_aside`]).
+    pub async fn set_aside_count(&self) -> Result<u64, OutboxError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("XLEN")
+            .arg(&self.unreadable_key)
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// The stream id of the oldest entry waiting, if any.
+    pub async fn oldest_id(&self) -> Result<Option<StreamId>, OutboxError> {
+        self.end_id("XRANGE", "-", "+").await
+    }
+
+    /// The stream id of the newest entry waiting, if any.
+    pub async fn newest_id(&self) -> Result<Option<StreamId>, OutboxError> {
+        self.end_id("XREVRANGE", "+", "-").await
+    }
+
+    async fn end_id(
+        &self,
+        cmd: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<StreamId>, OutboxError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd(cmd)
+            .arg(&self.key)
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        match reply.ids.first() {
+            None => Ok(None),
+            Some(s) => StreamId::parse(&s.id)
+                .map(Some)
+                .ok_or_else(|| OutboxError::Redis(format!("an unreadable stream id {:?}", s.id))),
+        }
     }
 
     /// Removes chained entries from the stream.

@@ -263,6 +263,19 @@ impl PgAudit {
         rows.iter().map(event_of).collect()
     }
 
+    /// The id the chain gave the event of the outbox entry `source`, once
+    /// it is chained (`None` before, or when it never was: an entry set
+    /// aside as unreadable). One lookup on the `source` column's unique
+    /// index.
+    pub async fn id_of_source(&self, source: &str) -> Result<Option<EventId>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT id FROM events WHERE source = $1", &[&source])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| EventId(id_of(r.get(0)))))
+    }
+
     /// Events per kind and the `top` busiest users, counted on the two
     /// indexes.
     pub async fn audit_counts(&self, top: usize) -> Result<AuditCounts, StoreError> {

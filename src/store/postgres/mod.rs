@@ -17,9 +17,9 @@
 //! - retention ([`retention`]): archive and prune under the head's lock.
 //!
 //! The chainer (`crate::store::outbox`) feeds `append_batch` from the
-//! outbox that the Redis state's scripts write. Not here yet: a `Backend`
-//! variant; nothing in the server opens this store today, the tests, the
-//! comparison with redb and `auditctl --db postgres://` do.
+//! outbox that the Redis state's scripts write; the distributed backend
+//! (`crate::store::distributed`) reads the trail here, and so does
+//! `auditctl --db postgres://`.
 //!
 //! Event ids are u64s stored as BIGINT with the top bit flipped ([`sql_id`]),
 //! which keeps their order and their range.

@@ -69,19 +69,22 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// Removes up to `limit` bans that ran out, recording `ban.lifted`.
+    /// Removes up to `limit` bans that ran out, the earliest to end first
+    /// (then by key), recording `ban.lifted`: the order of a deadline
+    /// index, as every backend sweeps. The table has no such index, so the
+    /// whole of it is read (bans are few).
     pub fn sweep_bans(&mut self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut due = Vec::new();
         for row in self.bans.iter()? {
             let (k, v) = row?;
             let rec: BanRecord = decode("bans", v.value())?;
             if rec.until_ms <= now_ms {
-                due.push(k.value().to_string());
-                if due.len() == limit {
-                    break;
-                }
+                due.push((rec.until_ms, k.value().to_string()));
             }
         }
+        due.sort();
+        due.truncate(limit);
+        let due: Vec<String> = due.into_iter().map(|(_, k)| k).collect();
         for key in &due {
             self.bans.remove(key.as_str())?;
             if let Some(subject) = BanSubject::from_key(key) {

@@ -83,6 +83,7 @@ impl RedisState {
         event: &crate::domain::NewEvent,
         ran_out_by: Option<u64>,
     ) -> Result<bool, WriteError> {
+        self.send_deferred().await;
         let mut conn = self.conn.clone();
         let lifted: i64 = self
             .bans
@@ -182,6 +183,7 @@ impl BanStore for RedisState {
     }
 
     async fn add_ban(&self, ban: NewBan) -> Result<(), WriteError> {
+        self.send_deferred().await;
         let mut conn = self.conn.clone();
         let _: i64 = self
             .bans

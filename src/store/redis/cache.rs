@@ -121,6 +121,9 @@ pub(super) struct Caches {
     pub(super) tokens: Cache<AccessTokenInfo>,
     /// Subscribed to the invalidation channel: entries may serve.
     live: AtomicBool,
+    /// Bumped at each removal heard and each change of `live`: one
+    /// value, never a queue.
+    removals: tokio::sync::watch::Sender<u64>,
 }
 
 impl Caches {
@@ -156,6 +159,16 @@ impl Caches {
         self.tokens.evict_user(user);
     }
 
+    /// A notice of [`Caches::removed`].
+    pub(super) fn removals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.removals.subscribe()
+    }
+
+    /// Tells the holders of a notice that something may have ended.
+    fn removed(&self) {
+        self.removals.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Whether entries may serve (subscribed).
     pub(super) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
@@ -168,6 +181,7 @@ impl Caches {
         self.live.store(live, Ordering::Release);
         self.sessions.clear();
         self.tokens.clear();
+        self.removed();
     }
 
     #[cfg(test)]
@@ -199,6 +213,7 @@ pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<C
                 if let Some(hash) = parse_hex(m.get_payload_bytes()) {
                     c.evict(&hash);
                 }
+                c.removed();
             }
             tracing::warn!("the session cache lost its invalidations; flushed until they are back");
         }

@@ -208,7 +208,7 @@ impl FactorStore for RedisState {
         event: Option<NewEvent>,
         now_ms: u64,
     ) -> Result<Result<Applied, FactorRefusal>, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         for _ in 0..MAX_TRIES {
             if let Some(done) = self
                 .try_change(user, &change, event.as_ref(), now_ms)
@@ -229,7 +229,7 @@ impl FactorStore for RedisState {
         pending: PendingSignIn,
         max_per_user: usize,
     ) -> Result<SessionToken, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         self.put_pending(pending, max_per_user).await
     }
 
@@ -246,7 +246,7 @@ impl FactorStore for RedisState {
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<PendingSignIn>, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         self.take_pending(hash, now_ms).await
     }
 
@@ -257,7 +257,7 @@ impl FactorStore for RedisState {
         login: NewEvent,
         check: Option<CredentialCheck>,
     ) -> Result<Option<CreatedSession>, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         self.complete_pending(hash, new, login, check).await
     }
 
@@ -268,7 +268,7 @@ impl FactorStore for RedisState {
         event: NewEvent,
         now_ms: u64,
     ) -> Result<Option<CreatedSession>, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         self.step_up_session(hash, method, event, now_ms).await
     }
 }

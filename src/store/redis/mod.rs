@@ -26,7 +26,8 @@
 //!   through pub/sub, which lets the forward-auth check answer on the
 //!   spot.
 //!
-//! Not built yet: the `Backend` variant that puts it all together.
+//! The distributed backend (`crate::store::distributed`) puts it together
+//! with the audit trail in PostgreSQL.
 
 mod bans;
 pub mod cache;
@@ -71,6 +72,8 @@ pub struct RedisState {
     conn: ConnectionManager,
     /// Every key starts with it and a colon.
     prefix: String,
+    /// The loss accepted, checked at open and again by checks.
+    durability: Durability,
     /// The Redis as named in messages, without its password.
     name: String,
     scripts: guards::Scripts,
@@ -127,24 +130,12 @@ impl RedisState {
         let mut conn = connection::connect(client)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let mut setting = async |key: &str| -> Result<String, OpenError> {
-            let pair: Vec<String> = redis::cmd("CONFIG")
-                .arg("GET")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| fail(format!("reading {key}: {e}")))?;
-            Ok(pair.get(1).cloned().unwrap_or_default())
-        };
-        let (aof, fsync, policy) = (
-            setting("appendonly").await?,
-            setting("appendfsync").await?,
-            setting("maxmemory-policy").await?,
-        );
+        let [aof, fsync, policy] = settings(&mut conn).await.map_err(fail)?;
         if let Some(why) = durability_problem(&aof, &fsync, &policy, durability) {
             return Err(fail(why));
         }
         Ok(RedisState {
+            durability,
             conn,
             prefix: prefix.to_string(),
             name,
@@ -173,6 +164,40 @@ impl RedisState {
     /// The Redis as named in messages: never its password.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What makes this Redis unfit now, read again from its settings (an
+    /// operator may have changed them since the open): for checks.
+    pub async fn durability_now(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let [aof, fsync, policy] = settings(&mut conn).await.map_err(StoreError::Io)?;
+        Ok(durability_problem(&aof, &fsync, &policy, self.durability))
+    }
+
+    /// Bans stored, ran-out ones not yet swept included.
+    pub async fn ban_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(self.key("bans", "all"))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// Pending sign-ins stored, ended ones not yet swept included.
+    pub async fn pending_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(format!("{}:pdd", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)
+    }
+
+    /// A notice that changes whenever a session or token removal reaches
+    /// this node (from any node), for whoever holds a session for long.
+    pub fn removals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.listener.cache.removals()
     }
 
     /// `<prefix>:`, what every key starts with (the scripts build keys
@@ -208,17 +233,18 @@ impl RedisState {
     }
 
     /// The live record `<kind>:<hash>` at `now_ms` (its deadline after it),
-    /// from this node's `cache` or else from Redis, then cached.
+    /// from this node's `cache` (when `cached`) or else from Redis, then
+    /// cached.
     async fn lookup<V: cache::Cached>(
         &self,
         kind: &str,
-        cache: &cache::Cache<V>,
+        (cache, cached): (&cache::Cache<V>, bool),
         parse: fn(&std::collections::HashMap<String, String>) -> Option<V>,
         hash: crate::domain::TokenHash,
         now_ms: u64,
     ) -> Result<Option<V>, StoreError> {
         let caches = &self.listener.cache;
-        if let Some(v) = caches.get(cache, &hash, now_ms) {
+        if cached && let Some(v) = caches.get(cache, &hash, now_ms) {
             return Ok(Some(v));
         }
         let found =
@@ -279,6 +305,15 @@ impl RedisState {
             .await
             .map_err(write_error)?;
         Ok((n, more == 1))
+    }
+
+    /// Sends the session touches and token uses queued on this handle,
+    /// before the write that calls it: a fire-and-forget write that
+    /// returned `Ok` is applied before every later write of the handle,
+    /// whatever that write changes (the contract's barrier).
+    pub(super) async fn send_deferred(&self) {
+        self.send_touches().await;
+        self.send_uses().await;
     }
 
     /// `<prefix>:<kind>:<rest>`.
@@ -456,8 +491,26 @@ pub fn durability_problem(
     None
 }
 
+/// `appendonly`, `appendfsync` and `maxmemory-policy` as Redis has them.
+async fn settings(conn: &mut ConnectionManager) -> Result<[String; 3], String> {
+    let mut out: [String; 3] = Default::default();
+    for (slot, key) in out
+        .iter_mut()
+        .zip(["appendonly", "appendfsync", "maxmemory-policy"])
+    {
+        let pair: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(key)
+            .query_async(conn)
+            .await
+            .map_err(|e| format!("reading {key}: {e}"))?;
+        *slot = pair.get(1).cloned().unwrap_or_default();
+    }
+    Ok(out)
+}
+
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {

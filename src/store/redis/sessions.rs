@@ -352,7 +352,7 @@ impl RedisState {
         user: &str,
         how: &Revocation,
     ) -> Result<Vec<PublicId>, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         let kind = if how.reason == RevokeReason::Logout {
             "logout"
         } else {
@@ -398,7 +398,7 @@ impl SessionStore for RedisState {
         login: NewEvent,
         check: Option<CredentialCheck>,
     ) -> Result<CreatedSession, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         let making = self.making(&self.sessions.create, new, login, check);
         let mut conn = self.conn.clone();
         let answer = making
@@ -415,7 +415,8 @@ impl SessionStore for RedisState {
         now_ms: u64,
     ) -> Result<Option<Session>, StoreError> {
         let sessions = &self.listener.cache.sessions;
-        self.lookup("s", sessions, session_of, hash, now_ms).await
+        self.lookup("s", (sessions, true), session_of, hash, now_ms)
+            .await
     }
 
     /// From this node's cache ([`super::cache`]): `None` on a miss, and the
@@ -512,6 +513,7 @@ impl SessionStore for RedisState {
         &self,
         changes: Vec<(String, Option<CredentialCheck>)>,
     ) -> Result<(), WriteError> {
+        self.send_deferred().await;
         let mut pipe = redis::pipe();
         for (user, check) in &changes {
             pipe.cmd("SET")
@@ -526,7 +528,7 @@ impl SessionStore for RedisState {
     }
 
     async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
-        self.send_touches().await;
+        self.send_deferred().await;
         let (expired, more) = self.sweep_records(&self.sessions, now_ms, limit).await?;
         let bans_lifted = self.sweep_bans(now_ms, limit).await?;
         let (tokens_expired, tokens_more) = self.sweep_tokens(now_ms, limit).await?;

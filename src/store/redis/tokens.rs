@@ -168,7 +168,7 @@ fn token_of(f: &std::collections::HashMap<String, String>) -> Option<AccessToken
 
 impl RedisState {
     /// Sends the queued uses, before the write that called it.
-    async fn send_uses(&self) {
+    pub(super) async fn send_uses(&self) {
         let (_turn, queued) = self.uses.take().await;
         for (hash, now, ip) in queued {
             let mut conn = self.conn.clone();
@@ -197,7 +197,7 @@ impl RedisState {
         id: Option<PublicId>,
         how: &Revocation,
     ) -> Result<Vec<PublicId>, WriteError> {
-        self.send_uses().await;
+        self.send_deferred().await;
         let mut conn = self.conn.clone();
         let pids: Vec<String> = self
             .tokens
@@ -226,7 +226,7 @@ impl RedisState {
         now_ms: u64,
         limit: usize,
     ) -> Result<(usize, bool), WriteError> {
-        self.send_uses().await;
+        self.send_deferred().await;
         self.sweep_records(&self.tokens, now_ms, limit).await
     }
 }
@@ -237,7 +237,7 @@ impl TokenStore for RedisState {
         new: NewAccessToken,
         session: Option<TokenHash>,
     ) -> Result<Result<CreatedAccessToken, TokenRefusal>, WriteError> {
-        self.send_uses().await;
+        self.send_deferred().await;
         let now = new.now_ms;
         let token = AccessToken::generate();
         let mut info = AccessTokenInfo {
@@ -292,13 +292,19 @@ impl TokenStore for RedisState {
         })
     }
 
+    /// From Redis, then cached: a token's last use and recent addresses
+    /// change at every use on any node and no use is published, so only
+    /// the on-the-spot lookup answers from the cache (its use fields may
+    /// lag another node's uses by up to `cache::MAX_AGE_MS`; who may pass
+    /// does not).
     async fn token_by_hash(
         &self,
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<AccessTokenInfo>, StoreError> {
         let tokens = &self.listener.cache.tokens;
-        self.lookup("tk", tokens, token_of, hash, now_ms).await
+        self.lookup("tk", (tokens, false), token_of, hash, now_ms)
+            .await
     }
 
     /// From this node's cache ([`super::cache`]): `None` on a miss, and the

@@ -1,0 +1,118 @@
+//! `[storage]`: checked and turned into the distributed backend's config
+//! (or `None`, the redb file). Every error names the setting (and so its
+//! line) and never shows a password.
+
+use super::schema::{RedisDurability, StorageBackend, StorageSettings};
+use crate::store::distributed::DistributedConfig;
+use crate::store::redis::Durability;
+
+/// Longest key prefix: every Redis key carries it.
+const MAX_PREFIX: usize = 64;
+
+/// The distributed backend's config, or `None` for redb.
+pub(super) fn check<E>(
+    s: &StorageSettings,
+    invalid: impl Fn(&str, String) -> E,
+) -> Result<Option<DistributedConfig>, E> {
+    if s.prefix.is_empty()
+        || s.prefix.len() > MAX_PREFIX
+        || !s
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(invalid(
+            "storage.prefix",
+            format!("use 1 to {MAX_PREFIX} letters, digits, '_', '-' or '.'"),
+        ));
+    }
+    if s.backend == StorageBackend::Redb {
+        for (field, set) in [
+            ("storage.redis_url", s.redis_url.is_some()),
+            ("storage.postgres_url", s.postgres_url.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    field,
+                    "used only with backend = \"distributed\"".into(),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let (Some(redis), Some(pg)) = (&s.redis_url, &s.postgres_url) else {
+        return Err(invalid(
+            "storage.backend",
+            "backend = \"distributed\" needs both storage.redis_url and storage.postgres_url"
+                .into(),
+        ));
+    };
+    match url::Url::parse(redis.expose()) {
+        Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
+        Ok(u) if u.scheme() == "rediss" => {
+            return Err(invalid(
+                "storage.redis_url",
+                "rediss:// (TLS to Redis) is not built yet; use redis:// on a private network"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "storage.redis_url",
+                format!("expected redis://[:PASSWORD@]HOST[:PORT][/DB], not {redis}"),
+            ));
+        }
+    }
+    match url::Url::parse(pg.expose()) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some() => {
+            let tls = u.query_pairs().any(|(k, v)| {
+                k == "sslmode" && matches!(&*v, "require" | "verify-ca" | "verify-full")
+            });
+            if tls {
+                return Err(invalid(
+                    "storage.postgres_url",
+                    "TLS to PostgreSQL is not built yet; use sslmode=disable on a private \
+                     network"
+                        .into(),
+                ));
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "storage.postgres_url",
+                format!("expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB, not {pg}"),
+            ));
+        }
+    }
+    let durability = match s.redis_durability {
+        RedisDurability::Always => Durability::Always,
+        RedisDurability::Everysec => Durability::Everysec,
+    };
+    Ok(Some(
+        DistributedConfig::new(redis.expose(), pg.expose())
+            .with_prefix(s.prefix.clone())
+            .with_durability(durability),
+    ))
+}
+
+/// The URL settings whose password alone changed between `old` and `new`:
+/// the restart settings hold the URLs without passwords, which would not
+/// show it.
+pub(super) fn secret_changes(
+    old: &Option<DistributedConfig>,
+    new: &Option<DistributedConfig>,
+) -> Vec<String> {
+    let (Some(old), Some(new)) = (old, new) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (field, a, b) in [
+        ("storage.redis_url", &old.redis_url, &new.redis_url),
+        ("storage.postgres_url", &old.postgres_url, &new.postgres_url),
+    ] {
+        if a != b {
+            out.push(field.to_string());
+        }
+    }
+    out
+}

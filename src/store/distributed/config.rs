@@ -1,0 +1,89 @@
+//! Where the distributed backend's services are. The URLs may carry
+//! passwords: `Debug` and `Display` name them without.
+
+use crate::store::outbox::DEFAULT_MAX_ENTRIES;
+use crate::store::redis::{Durability, redact};
+
+/// The prefix of every Redis key when none is configured.
+pub const DEFAULT_PREFIX: &str = "gatehouse";
+
+/// The distributed backend's services and settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DistributedConfig {
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`.
+    pub redis_url: String,
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    pub postgres_url: String,
+    /// What every key of this deployment starts with (several deployments
+    /// may share one Redis).
+    pub prefix: String,
+    /// The loss accepted from Redis on a crash.
+    pub durability: Durability,
+    /// Outbox entries at most; past it, changes answer 503.
+    pub outbox_max: u64,
+}
+
+impl DistributedConfig {
+    /// The two services, with the default prefix, durability and bound.
+    pub fn new(redis_url: impl Into<String>, postgres_url: impl Into<String>) -> Self {
+        DistributedConfig {
+            redis_url: redis_url.into(),
+            postgres_url: postgres_url.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            durability: Durability::Always,
+            outbox_max: DEFAULT_MAX_ENTRIES,
+        }
+    }
+
+    /// The same with the key prefix `prefix`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The same accepting `durability`.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// `postgres://` URL without its password, for messages (a string that is
+/// not a URL is not echoed: it may be a key-value string with a password).
+pub fn redact_postgres(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.scheme() == "postgres" || u.scheme() == "postgresql" => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        _ => "postgres (an unreadable URL)".into(),
+    }
+}
+
+impl std::fmt::Debug for DistributedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedConfig")
+            .field("redis_url", &redact(&self.redis_url))
+            .field("postgres_url", &redact_postgres(&self.postgres_url))
+            .field("prefix", &self.prefix)
+            .field("durability", &self.durability)
+            .field("outbox_max", &self.outbox_max)
+            .finish()
+    }
+}
+
+/// The store as an operator names it: both services, without passwords,
+/// and the prefix.
+impl std::fmt::Display for DistributedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} + {} (prefix {:?})",
+            redact(&self.redis_url),
+            redact_postgres(&self.postgres_url),
+            self.prefix
+        )
+    }
+}
