@@ -44,7 +44,10 @@ fn crash_cycles(appends_only: bool) {
                 "--test-threads=1",
             ])
             .env("GATEHOUSE_CRASH_DB", &db)
-            .env("GATEHOUSE_CRASH_APPENDS_ONLY", if appends_only { "1" } else { "" })
+            .env(
+                "GATEHOUSE_CRASH_APPENDS_ONLY",
+                if appends_only { "1" } else { "" },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
