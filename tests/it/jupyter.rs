@@ -4,7 +4,8 @@
 //! prefix kept). A signed-in client lists the kernels, starts one and runs
 //! `1+1` over the kernel's WebSocket, all on gatehouse's port; without a
 //! session a browser is sent to sign in and a script gets 401, Jupyter's
-//! own token notwithstanding.
+//! own token notwithstanding. Jupyter's login cookie, set by its `?token=`
+//! link, passes through beside gatehouse's session cookie.
 //!
 //! Jupyter keeps its token: the client sends it as `Authorization: token
 //! ...`, which gatehouse passes on because it authenticated the request by
@@ -237,6 +238,18 @@ async fn jupyter_runs_code_through_gatehouse_for_signed_in_users_only() {
     // Jupyter itself refuses.
     let r = c.get(s.at("/jupyter/api/kernels")).send().await.unwrap();
     assert_eq!(r.status(), 403);
+    // A browser's way in: Jupyter's `?token=` link once, then Jupyter's own
+    // cookie, which gatehouse passes both ways beside its session cookie.
+    let r = c
+        .get(s.at(&format!("/jupyter/api/status?token={TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers().get_all("set-cookie").iter().count();
+    assert!(set >= 1, "Jupyter set no cookie");
+    let r = c.get(s.at("/jupyter/api/kernels")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     let r = c
         .get(s.at("/jupyter/api/kernels"))
         .header("authorization", &jupyter_auth)
