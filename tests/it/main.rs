@@ -26,6 +26,7 @@ mod floods;
 mod flow;
 mod harness;
 mod hostile;
+mod jupyter;
 mod lifecycle;
 mod limits;
 mod nginx;
