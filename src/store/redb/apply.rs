@@ -22,13 +22,18 @@ impl Store {
         if ops.iter().all(Op::loggable) && ops.iter().any(|op| matches!(op, Op::Append(_))) {
             let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(log) = log.as_mut() {
-                return match self.try_logged(&ops, log) {
-                    Ok(outs) => outs.into_iter().map(Ok).collect(),
-                    Err(e) => {
+                match self.try_logged(&ops, log) {
+                    Ok(outs) => return outs.into_iter().map(Ok).collect(),
+                    Err(Logged::Failed(e)) => {
                         let e = Arc::new(e);
-                        ops.iter().map(|_| Err(e.clone())).collect()
+                        return ops.iter().map(|_| Err(e.clone())).collect();
                     }
-                };
+                    // Nothing committed: the durable path below retries
+                    // each op alone, so one bad op fails only itself.
+                    Err(Logged::NotCommitted(e)) => {
+                        tracing::warn!(error = %e, ops = ops.len(), "logged batch failed before its commit");
+                    }
+                }
             }
         }
         let results = self.apply_durably(ops);
@@ -84,7 +89,24 @@ impl Store {
         &self,
         ops: &[Op],
         log: &mut super::commit_log::CommitLog,
-    ) -> Result<Vec<OpOutput>, StoreError> {
+    ) -> Result<Vec<OpOutput>, Logged> {
+        let (outs, batch) = self.commit_unsynced(ops).map_err(Logged::NotCommitted)?;
+        if let Err(e) = log.append(&batch) {
+            tracing::warn!(error = %e, log = %log.path().display(), "writing the commit log failed; committing durably instead");
+            let db = self.writable().map_err(Logged::Failed)?;
+            let Db::Rw(db) = &*db else {
+                unreachable!("writable() returns a writable handle")
+            };
+            durable_commit(db).map_err(Logged::Failed)?;
+            log.reset();
+        }
+        Ok(outs)
+    }
+
+    /// Applies `ops` in one transaction committed without a sync, and
+    /// returns their outputs and the appends to log. On `Err` nothing was
+    /// committed.
+    fn commit_unsynced(&self, ops: &[Op]) -> Result<(Vec<OpOutput>, LoggedBatch), StoreError> {
         let db = self.writable()?;
         let Db::Rw(db) = &*db else {
             unreachable!("writable() returns a writable handle")
@@ -109,12 +131,7 @@ impl Store {
         let committed = txn.commit();
         self.inner.committed();
         committed?;
-        if let Err(e) = log.append(&batch) {
-            tracing::warn!(error = %e, log = %log.path().display(), "writing the commit log failed; committing durably instead");
-            durable_commit(db)?;
-            log.reset();
-        }
-        Ok(outs)
+        Ok((outs, batch))
     }
 
     /// Makes every commit durable in the database and starts the commit log
@@ -179,6 +196,15 @@ impl Store {
         committed?;
         Ok(out)
     }
+}
+
+/// How a batch through the commit log failed.
+enum Logged {
+    /// Before its commit: nothing was written.
+    NotCommitted(StoreError),
+    /// After it: the batch is in the database, not yet durable, and the
+    /// durable commit that should have made it so failed too.
+    Failed(StoreError),
 }
 
 /// An empty durable commit: everything committed before it becomes durable.
