@@ -33,6 +33,7 @@ mod nginx;
 mod operations;
 mod original;
 mod proxy;
+mod proxy_memory;
 mod regulation;
 mod signals;
 mod standin;
