@@ -130,3 +130,88 @@ async fn a_gigabyte_each_way_leaves_the_servers_peak_memory_flat() {
     );
     server.kill().await;
 }
+
+/// Resident memory of process `pid` now, in KiB.
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// Memory per idle proxied WebSocket, on 1,000 of them (the issue's
+/// target: at most 64 KiB each): each is opened through a real `gatehouse
+/// serve` process to the echoing upstream, carries one message each way,
+/// and is then left open while the server's resident memory is read.
+#[tokio::test]
+async fn a_thousand_idle_websockets_cost_the_server_under_64_kib_each() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const SOCKETS: usize = 1_000;
+    let up = upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config_text(
+        "",
+        &format!(
+            "[limits]\nmax_connections = 4096\nmax_connections_per_ip = 4096\n\n\
+             [proxy]\nmax_upgraded = 2048\n\n\
+             [[apps]]\nname = \"up\"\npath_prefix = \"/up/\"\nupstream = \"http://{}\"\n",
+            up.addr
+        ),
+    );
+    std::fs::write(tmp.path().join("gatehouse.toml"), config).unwrap();
+    let server = Proc::start(tmp.path()).await.expect("gatehouse starts");
+    let pid = server.child.id().unwrap();
+    let c = plain_client();
+    let token = form_login(&c, &server.url, "bob", BOB_PW, false)
+        .await
+        .expect("bob signs in");
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let open = || async {
+        let mut req = format!("ws://{addr}/up/ws").into_client_request().unwrap();
+        let h = req.headers_mut();
+        h.insert(
+            "cookie",
+            format!("gatehouse_session={token}").parse().unwrap(),
+        );
+        h.insert("origin", server.url.parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut ws, _) = timeout(STEP, tokio_tungstenite::client_async(req, tcp))
+            .await
+            .expect("the upgrade is answered")
+            .expect("the upgrade is accepted");
+        ws.send(Message::text("ping")).await.unwrap();
+        let echo = timeout(STEP, ws.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(echo, Message::text("ping"));
+        ws
+    };
+    // Warm up: the runtime's and the allocator's first growth is not the
+    // sockets'.
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        warm.push(open().await);
+    }
+    let before = vm_rss_kib(pid);
+    let mut sockets = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        sockets.push(open().await);
+    }
+    let after = vm_rss_kib(pid);
+    let per = after.saturating_sub(before) as f64 / SOCKETS as f64;
+    eprintln!(
+        "proxy memory: VmRSS {before} KiB with 20 WebSockets open, {after} KiB with {} more: \
+         {per:.1} KiB each",
+        SOCKETS
+    );
+    assert!(
+        per <= 64.0,
+        "each idle proxied WebSocket costs {per:.1} KiB of the server's memory"
+    );
+    drop(sockets);
+    drop(warm);
+    server.kill().await;
+}
