@@ -105,3 +105,143 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A Redis of the test's own on a fixed port and directory, so that it can
+/// be killed and started again with its append-only file. Killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(dir: &std::path::Path, port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
+                "--save",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        OwnRedis { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until Redis on `port` answers a PING.
+async fn redis_answers(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ready = async {
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").await.is_ok()
+                    && s.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(HANG, ready)
+        .await
+        .expect("the test's Redis answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
+    // The shared services decide whether this runs; the Redis is the
+    // test's own, so that it can be stopped.
+    if gatehouse::store::outbox::testing::fresh_prefix().is_none()
+        || std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        return;
+    }
+    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let redis = OwnRedis::start(dir.path(), port);
+    redis_answers(port).await;
+    let storage = format!(
+        "[storage]\nbackend = \"distributed\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         postgres_url = \"{pg}\"\nprefix = \"away\"\n"
+    );
+    let s = TestServer::start(&config_text("", &storage)).await;
+    let c = client();
+    let r = login(&c, &s, "alice", ALICE_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let token = token_of(&r).expect("a session cookie");
+    assert_eq!(verify(&s, &token).await, StatusCode::OK);
+
+    // Redis goes away: the answer becomes 503 (never 401, which would send
+    // a signed-in user to sign in again), within the hang guard.
+    redis.kill();
+    let unavailable = async {
+        loop {
+            let got = verify(&s, &token).await;
+            assert!(
+                got == StatusCode::OK || got == StatusCode::SERVICE_UNAVAILABLE,
+                "while Redis is away the check answered {got}"
+            );
+            if got == StatusCode::SERVICE_UNAVAILABLE {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(HANG, unavailable)
+        .await
+        .expect("the check answers 503 while Redis is away");
+
+    // Back with its append-only file: the same session is accepted again.
+    let _redis = OwnRedis::start(dir.path(), port);
+    redis_answers(port).await;
+    let back = async {
+        loop {
+            let got = verify(&s, &token).await;
+            if got == StatusCode::OK {
+                return;
+            }
+            assert_eq!(
+                got,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "after Redis came back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(HANG, back)
+        .await
+        .expect("the session is accepted once Redis is back");
+    s.stop().await;
+}
