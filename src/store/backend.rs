@@ -274,6 +274,21 @@ impl Backend {
         }
     }
 
+    /// The distributed backend's audit outbox (`None` on redb, or when
+    /// Redis does not answer, which `/metrics` shows as absent gauges).
+    pub async fn outbox_status(&self) -> Option<crate::store::distributed::OutboxStatus> {
+        match self {
+            Backend::Redb(_) => None,
+            Backend::Distributed(d) => match d.outbox_status(crate::domain::now_ms()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the audit outbox's depth failed");
+                    None
+                }
+            },
+        }
+    }
+
     /// Writes waiting in the write queue (0 without one).
     pub fn queue_depth(&self) -> usize {
         match self {

@@ -102,6 +102,26 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     tokio::time::timeout(HANG, chained)
         .await
         .expect("both nodes' events are chained");
+
+    // `/metrics` shows the outbox: its depth and its oldest entry's age.
+    let metrics = reqwest::Client::new()
+        .get(a.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in [
+        "gatehouse_outbox_depth",
+        "gatehouse_outbox_lag_milliseconds",
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{gauge} in /metrics:\n{metrics}"));
+        assert!(value.trim().parse::<u64>().is_ok(), "{gauge} {value}");
+    }
     a.stop().await;
     b.stop().await;
 }

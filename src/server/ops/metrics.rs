@@ -294,6 +294,18 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         "Writes waiting for the writer.",
         state.store.queue_depth() as u64,
     );
+    if let Some(o) = state.store.outbox_status().await {
+        x.gauge(
+            "gatehouse_outbox_depth",
+            "Audit events waiting in the outbox to be chained (distributed store).",
+            o.depth,
+        );
+        x.gauge(
+            "gatehouse_outbox_lag_milliseconds",
+            "How long the oldest event waiting in the outbox has waited (distributed store).",
+            o.lag_ms,
+        );
+    }
     x.gauge(
         "gatehouse_hashing_in_use",
         "Password hashing slots busy.",

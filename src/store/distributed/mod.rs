@@ -69,6 +69,33 @@ pub struct Parts {
     chain: Arc<chain::Chain>,
 }
 
+/// The audit outbox of a deployment as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// Events waiting to be chained.
+    pub depth: u64,
+    /// How long the oldest of them has waited, in milliseconds (0 when
+    /// none waits), by the Redis clock that stamped it and this node's.
+    pub lag_ms: u64,
+}
+
+impl Distributed {
+    /// The outbox's depth and the age of its oldest entry: two reads of
+    /// Redis, bounded like every other.
+    pub async fn outbox_status(
+        &self,
+        now_ms: u64,
+    ) -> Result<OutboxStatus, crate::store::outbox::OutboxError> {
+        let depth = self.outbox.depth().await?;
+        let lag_ms = self
+            .outbox
+            .oldest_id()
+            .await?
+            .map_or(0, |id| now_ms.saturating_sub(id.ms));
+        Ok(OutboxStatus { depth, lag_ms })
+    }
+}
+
 impl std::ops::Deref for Distributed {
     type Target = Parts;
     fn deref(&self) -> &Parts {
