@@ -4,7 +4,8 @@
 //! gatehouse's `/auth/verify`, then `proxy_pass`), and against nginx
 //! passing requests on with no check at all. One upstream (a plain axum
 //! handler) behind all three, keep-alive everywhere, measured one after
-//! the other on loopback. Skipped when nginx is not installed.
+//! the other on loopback; then the throughput of a 256 MiB answer through
+//! each. Skipped when nginx is not installed.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -14,11 +15,11 @@ use gatehouse::server::password::hash_password;
 use gatehouse_benches::figure::PROXY;
 use gatehouse_benches::http_client::{Conn, get_req, login};
 use gatehouse_benches::report::{Line, fmt_us};
-use gatehouse_benches::stats::ratio;
+use gatehouse_benches::stats::{median, ratio};
 use gatehouse_benches::wrk::load;
 use serde_json::{Value, json};
 
-use crate::servers::{cheap, config_text, start_gatehouse, start_upstream};
+use crate::servers::{BIG_BODY, cheap, config_text, start_gatehouse, start_upstream};
 use crate::{PASSWORD, Params, line};
 
 fn nginx_binary() -> Option<String> {
@@ -80,6 +81,29 @@ fn start_nginx(
         .spawn()
         .expect("start nginx");
     Nginx(child)
+}
+
+/// Bytes per second of one `GET path` (a [`BIG_BODY`] answer) on `addr`
+/// with `cookie`, read to the end of the connection as it arrives.
+async fn throughput(addr: SocketAddr, path: &str, cookie: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: gatehouse_session={cookie}\r\nConnection: close\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n = 0usize;
+    loop {
+        let got = s.read(&mut buf).await.expect("read");
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    assert!(n >= BIG_BODY, "{path} on {addr} answered {n} bytes");
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The status of `GET path` on `addr` with `cookie` ("" for none).
@@ -150,6 +174,15 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
     let _ = load(ngx, "/auth/x", &cookie, 1).await;
     let checked = load(ngx, "/auth/x", &cookie, p.load_secs).await;
     let plain = load(ngx, "/plain/x", &cookie, p.load_secs).await;
+    // Large bodies: 256 MiB each, the three taking turns, the median of
+    // three rounds.
+    let (mut big_gh, mut big_ngx, mut big_plain) = (vec![], vec![], vec![]);
+    for _ in 0..3 {
+        big_gh.push(throughput(gh.addr, "/app/big", &cookie).await);
+        big_ngx.push(throughput(ngx, "/auth/big", &cookie).await);
+        big_plain.push(throughput(ngx, "/plain/big", &cookie).await);
+    }
+    let (big_gh, big_ngx, big_plain) = (median(big_gh), median(big_ngx), median(big_plain));
     let _ = up_stop.send(());
     gh.stop().await;
 
@@ -167,7 +200,23 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
         format!("{:.0} (p99 {})", plain.rps, fmt_us(plain.p99_us)),
         ratio(built_in.rps, plain.rps),
     ));
+    let mib = |b: f64| format!("{:.0} MiB/s", b / f64::from(1u32 << 20));
+    lines.push(line(
+        PROXY,
+        "256 MiB body, session checked: built-in proxy vs nginx auth_request + proxy_pass",
+        mib(big_gh),
+        mib(big_ngx),
+        ratio(big_gh, big_ngx),
+    ));
+    lines.push(line(
+        PROXY,
+        "256 MiB body: built-in proxy (session checked) vs nginx passing it unchecked",
+        mib(big_gh),
+        mib(big_plain),
+        ratio(big_gh, big_plain),
+    ));
     json!({
+        "big_body_bytes_per_s": { "built_in": big_gh, "nginx_auth_request": big_ngx, "nginx_plain": big_plain },
         "built_in_rps": built_in.rps,
         "nginx_auth_request_rps": checked.rps,
         "nginx_plain_rps": plain.rps,

@@ -1,5 +1,6 @@
 //! The servers the figures load: gatehouse in process on a temporary data
-//! directory, the plain axum competitor, and the config both kinds of
+//! directory, the plain axum competitor (which also answers a 256 MiB
+//! body under `/big`), and the config both kinds of
 //! gatehouse (in process and child process) start from.
 
 use std::net::SocketAddr;
@@ -94,9 +95,28 @@ pub async fn start_plain() -> (SocketAddr, oneshot::Sender<()>) {
 /// An app for the proxy figure: a plain axum handler answering every path
 /// with a constant. Send on the returned channel to stop it.
 pub async fn start_upstream() -> (SocketAddr, oneshot::Sender<()>) {
+    use axum::body::{Body, Bytes};
     use axum::routing::get;
-    serve(axum::Router::new().fallback(get(|| async { "ok" }))).await
+    // One buffer for every large answer: a clone shares it.
+    let big = Bytes::from(vec![b'x'; BIG_BODY]);
+    serve(
+        axum::Router::new().fallback(get(move |uri: axum::http::Uri| {
+            let big = big.clone();
+            async move {
+                if uri.path().ends_with("/big") {
+                    Body::from(big)
+                } else {
+                    Body::from("ok")
+                }
+            }
+        })),
+    )
+    .await
 }
+
+/// Bytes of the upstream's answer to a path ending in `/big` (figure 12's
+/// large-body throughput).
+pub const BIG_BODY: usize = 256 << 20;
 
 /// Serves `app` on a loopback port until the returned channel is sent on.
 async fn serve(app: axum::Router) -> (SocketAddr, oneshot::Sender<()>) {
