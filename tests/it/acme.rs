@@ -170,30 +170,59 @@ async fn until_certified(root: &str, addr: SocketAddr) -> Vec<u8> {
     panic!("no certificate from pebble within {ISSUE:?}");
 }
 
+/// A server that got its certificate from pebble by `challenge`.
+struct Issued {
+    p: Pebble,
+    tmp: tempfile::TempDir,
+    config: String,
+    s: TestServer,
+    /// The certificate served (DER).
+    issued: Vec<u8>,
+}
+
+/// Starts pebble for `test` and a server on a fresh data dir that orders a
+/// certificate by `challenge`; waits until it serves it, and checks that a
+/// client trusting pebble's root reaches it. `None` when pebble is missing.
+async fn issued(test: &str, challenge: &str) -> Option<Issued> {
+    let (port, http_port) = (free_port(), free_port());
+    let p = pebble(test, port, http_port).await?;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("pebble-https-ca.pem"), &p.https_ca).unwrap();
+    let config = acme_config(&p, port, http_port, challenge);
+    let s = TestServer::start_in(tmp.path(), &config).await;
+    let issued = until_certified(&p.root, s.addr).await;
+    let mut c = Https::open(&p.root, s.addr, BOTH).await;
+    assert_eq!(c.cert, issued);
+    assert_eq!(c.get("/healthz").await.status, 200);
+    Some(Issued {
+        p,
+        tmp,
+        config,
+        s,
+        issued,
+    })
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_gets_a_certificate_stores_it_owner_only_and_a_restart_reuses_it() {
-    let (port, http_port) = (free_port(), free_port());
-    let Some(p) = pebble(
+    let Some(Issued {
+        p,
+        tmp,
+        config,
+        s,
+        issued,
+    }) = issued(
         "tls_alpn_01_gets_a_certificate_stores_it_owner_only_and_a_restart_reuses_it",
-        port,
-        http_port,
+        "tls-alpn-01",
     )
     .await
     else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("pebble-https-ca.pem"), &p.https_ca).unwrap();
-    let config = acme_config(&p, port, http_port, "tls-alpn-01");
-    let s = TestServer::start_in(tmp.path(), &config).await;
-    let issued = until_certified(&p.root, s.addr).await;
-    let mut c = Https::open(&p.root, s.addr, BOTH).await;
-    assert_eq!(c.cert, issued);
-    assert_eq!(c.get("/healthz").await.status, 200);
 
     let acme = tmp.path().join("acme");
     assert_eq!(mode(&acme), 0o700);
@@ -222,23 +251,14 @@ async fn tls_alpn_01_gets_a_certificate_stores_it_owner_only_and_a_restart_reuse
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_01_on_the_redirect_listener_gets_a_certificate() {
-    let (port, http_port) = (free_port(), free_port());
-    let Some(p) = pebble(
+    let Some(Issued { s, .. }) = issued(
         "http_01_on_the_redirect_listener_gets_a_certificate",
-        port,
-        http_port,
+        "http-01",
     )
     .await
     else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("pebble-https-ca.pem"), &p.https_ca).unwrap();
-    let s = TestServer::start_in(tmp.path(), &acme_config(&p, port, http_port, "http-01")).await;
-    let issued = until_certified(&p.root, s.addr).await;
-    let mut c = Https::open(&p.root, s.addr, BOTH).await;
-    assert_eq!(c.cert, issued);
-    assert_eq!(c.get("/healthz").await.status, 200);
     // Once issued, the redirect listener has no answer open: a challenge
     // path is 404, every other path a redirect.
     let plain = s.redirect_addr.unwrap();

@@ -313,12 +313,16 @@ async fn a_path_goes_to_the_app_its_resolved_spelling_names() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
-async fn not_signed_in_browsers_go_to_sign_in_and_others_get_the_challenge() {
-    let Setup { s, .. } = setup().await;
-    let c = client();
+/// A browser (`Accept: text/html`) asking for `path` without a session is
+/// sent to the sign-in page, which brings it back to `path` (`encoded`).
+pub(crate) async fn sent_to_sign_in(
+    c: &reqwest::Client,
+    s: &TestServer,
+    path: &str,
+    encoded: &str,
+) {
     let r = c
-        .get(s.at("/up/x?y=1"))
+        .get(s.at(path))
         .header("accept", "text/html")
         .send()
         .await
@@ -326,7 +330,14 @@ async fn not_signed_in_browsers_go_to_sign_in_and_others_get_the_challenge() {
     assert_eq!(r.status(), 302);
     let to = r.headers()["location"].to_str().unwrap();
     assert!(to.starts_with("/login?rd="), "{to}");
-    assert!(to.contains("%2Fup%2Fx%3Fy%3D1"), "{to}");
+    assert!(to.contains(encoded), "{to}");
+}
+
+#[tokio::test]
+async fn not_signed_in_browsers_go_to_sign_in_and_others_get_the_challenge() {
+    let Setup { s, .. } = setup().await;
+    let c = client();
+    sent_to_sign_in(&c, &s, "/up/x?y=1", "%2Fup%2Fx%3Fy%3D1").await;
     let r = c.get(s.at("/up/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));

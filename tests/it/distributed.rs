@@ -78,14 +78,7 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     login(&admin, &b, "alice", ALICE_PW, &[]).await;
     let chained = async {
         loop {
-            let page: serde_json::Value = admin
-                .get(b.at("/api/v1/audit?user=alice&limit=50"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page = crate::api::get_json(&admin, &b, "/api/v1/audit?user=alice&limit=50").await;
             let kinds: Vec<String> = page["events"]
                 .as_array()
                 .expect("events")

@@ -210,16 +210,7 @@ async fn jupyter_runs_code_through_gatehouse_for_signed_in_users_only() {
     // Not signed in: a browser is sent to sign in, a script (Jupyter's
     // token or not) gets the challenge, and so does the WebSocket.
     let anon = client();
-    let r = anon
-        .get(s.at("/jupyter/tree"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let to = r.headers()["location"].to_str().unwrap();
-    assert!(to.starts_with("/login?rd="), "{to}");
-    assert!(to.contains("%2Fjupyter%2Ftree"), "{to}");
+    crate::apps::sent_to_sign_in(&anon, &s, "/jupyter/tree", "%2Fjupyter%2Ftree").await;
     for auth in [None, Some(jupyter_auth.as_str())] {
         let mut req = anon.get(s.at("/jupyter/api/kernels"));
         if let Some(a) = auth {

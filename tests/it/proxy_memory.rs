@@ -22,14 +22,15 @@ const STEP: Duration = Duration::from_secs(60);
 const CHUNK: usize = 256 << 10;
 const GIB: usize = 1 << 30;
 
-/// Peak resident memory of process `pid`, in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
+/// The `field` (`VmHWM`: peak resident memory, `VmRSS`: resident now) of
+/// process `pid`, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
 #[tokio::test]
@@ -60,7 +61,7 @@ async fn a_gigabyte_each_way_leaves_the_servers_peak_memory_flat() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 4 << 20);
-    let before = vm_hwm_kib(pid);
+    let before = status_kib(pid, "VmHWM");
 
     // Up: 1 GiB in 256 KiB chunks, sent as fast as gatehouse takes them
     // (the channel holds one) while the echo is read back through it.
@@ -118,7 +119,7 @@ async fn a_gigabyte_each_way_leaves_the_servers_peak_memory_flat() {
     assert_eq!(n, GIB);
     let down_secs = started.elapsed().as_secs_f64();
 
-    let after = vm_hwm_kib(pid);
+    let after = status_kib(pid, "VmHWM");
     let grew = after.saturating_sub(before);
     eprintln!(
         "proxy memory: VmHWM {before} KiB before, {after} KiB after 1 GiB up (echoed, {up_secs:.1} s) \
@@ -129,16 +130,6 @@ async fn a_gigabyte_each_way_leaves_the_servers_peak_memory_flat() {
         "gatehouse's peak memory grew by {grew} KiB moving 1 GiB each way"
     );
     server.kill().await;
-}
-
-/// Resident memory of process `pid` now, in KiB.
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
 }
 
 /// Memory per idle proxied WebSocket, on 1,000 of them (the issue's
@@ -195,12 +186,12 @@ async fn a_thousand_idle_websockets_cost_the_server_under_64_kib_each() {
     for _ in 0..20 {
         warm.push(open().await);
     }
-    let before = vm_rss_kib(pid);
+    let before = status_kib(pid, "VmRSS");
     let mut sockets = Vec::with_capacity(SOCKETS);
     for _ in 0..SOCKETS {
         sockets.push(open().await);
     }
-    let after = vm_rss_kib(pid);
+    let after = status_kib(pid, "VmRSS");
     let per = after.saturating_sub(before) as f64 / SOCKETS as f64;
     eprintln!(
         "proxy memory: VmRSS {before} KiB with 20 WebSockets open, {after} KiB with {} more: \

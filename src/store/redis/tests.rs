@@ -82,6 +82,25 @@ pub(super) struct Sides {
     pg_url: String,
 }
 
+/// `events` with each session id replaced by the label the test gave that
+/// session on this side, so that two backends' events compare equal.
+pub(super) fn labelled(
+    events: Vec<crate::domain::Event>,
+    names: &std::collections::HashMap<crate::domain::PublicId, &str>,
+) -> Vec<crate::domain::Event> {
+    events
+        .into_iter()
+        .map(|mut e| {
+            let id = e
+                .session
+                .as_deref()
+                .and_then(|s| s.parse::<crate::domain::PublicId>().ok());
+            e.session = id.map(|id| names[&id].to_string());
+            e
+        })
+        .collect()
+}
+
 pub(super) async fn sides() -> Option<Sides> {
     use crate::store::{Backend, BackendConfig};
     let (url, prefix) = crate::store::outbox::testing::fresh_prefix()?;
@@ -248,7 +267,7 @@ async fn sessions_behave_and_are_recorded_as_on_redb() {
     use std::collections::HashMap;
 
     use crate::domain::{
-        Event, EventKind, Method, Methods, NewEvent, NewSession, PublicId, Revocation, RevokeReason,
+        EventKind, Method, Methods, NewEvent, NewSession, PublicId, Revocation, RevokeReason,
     };
     use crate::store::credentials::CredentialCheck;
     use crate::store::{SessionStore, WriteError};
@@ -429,21 +448,8 @@ async fn sessions_behave_and_are_recorded_as_on_redb() {
 
     // Chained, the events are redb's, session for session.
     let (_, chained, on_redb) = sides.chained().await;
-    let shown = |events: Vec<Event>, side: usize| {
-        events
-            .into_iter()
-            .map(|mut e| {
-                let label = e
-                    .session
-                    .as_deref()
-                    .and_then(|s| s.parse::<PublicId>().ok());
-                e.session = label.map(|id| names[side][&id].to_string());
-                e
-            })
-            .collect::<Vec<_>>()
-    };
-    let chained = shown(chained, 0);
-    assert_eq!(chained, shown(on_redb, 1));
+    let chained = labelled(chained, &names[0]);
+    assert_eq!(chained, labelled(on_redb, &names[1]));
     // Every kind of session change is among them.
     for kind in [
         EventKind::SessionCreated,

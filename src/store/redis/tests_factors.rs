@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::tests::sides;
+use super::tests::{labelled, sides};
 use super::{RedisState, two_nodes};
 use crate::domain::{
     EnrollerId, EventKind, FactorChange, FactorRefusal, Method, Methods, NewEvent, NewSession,
@@ -319,21 +319,8 @@ async fn factors_behave_and_are_recorded_as_on_redb() {
 
     // Chained, the events are redb's, session for session.
     let (_, chained, on_redb) = sides.chained().await;
-    let shown = |events: Vec<crate::domain::Event>, side: usize| {
-        events
-            .into_iter()
-            .map(|mut e| {
-                let id = e
-                    .session
-                    .as_deref()
-                    .and_then(|s| s.parse::<PublicId>().ok());
-                e.session = id.map(|id| names[side][&id].to_string());
-                e
-            })
-            .collect::<Vec<_>>()
-    };
-    let chained = shown(chained, 0);
-    assert_eq!(chained, shown(on_redb, 1));
+    let chained = labelled(chained, &names[0]);
+    assert_eq!(chained, labelled(on_redb, &names[1]));
     for kind in [
         EventKind::MfaEnrolled,
         EventKind::MfaSuccess,
