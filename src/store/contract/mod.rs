@@ -433,7 +433,10 @@ pub trait AuditStore: Send + Sync {
     /// handle of the store, is readable by this trait's reads. At once for
     /// a backend that writes its trail in the change itself (redb); once
     /// the outbox is chained for one that moves events there afterwards
-    /// (the distributed backend), whose audit reads otherwise lag.
+    /// (the distributed backend), whose audit reads otherwise lag. A
+    /// backend whose on-the-spot lookups answer from a per-node cache also
+    /// waits here until that cache has heard every invalidation made
+    /// before the call.
     fn settle(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(Ok(()))
     }

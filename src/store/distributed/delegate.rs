@@ -156,7 +156,10 @@ impl AuditStore for Distributed {
     }
 
     /// Chains the outbox up to its newest entry at the call.
+    /// The outbox chained, and every invalidation heard by this node's
+    /// cache, so that its on-the-spot answers agree with Redis too.
     async fn settle(&self) -> Result<(), StoreError> {
-        self.flush().await
+        self.flush().await?;
+        self.redis.settle_invalidations().await
     }
 }

@@ -32,6 +32,10 @@ pub const CAPACITY: usize = 100_000;
 /// The longest an entry serves after it was read.
 pub const MAX_AGE_MS: u64 = 5_000;
 
+/// What a node's markers on the invalidation channel start with (a hash
+/// is 64 hex digits, never this).
+const MARKER: &str = "mark:";
+
 /// How long the listener waits before subscribing again after a failure.
 const RESUBSCRIBE: Duration = Duration::from_millis(200);
 
@@ -124,6 +128,13 @@ pub(super) struct Caches {
     /// Bumped at each removal heard and each change of `live`: one
     /// value, never a queue.
     removals: tokio::sync::watch::Sender<u64>,
+    /// The last of this node's own markers heard back on the channel
+    /// ([`Caches::marker`]): every removal published before it has been
+    /// heard too, since Redis delivers one channel's messages in order.
+    heard: tokio::sync::watch::Sender<u64>,
+    /// This node's markers so far, and its id among the nodes.
+    markers: std::sync::atomic::AtomicU64,
+    node: std::sync::OnceLock<u64>,
 }
 
 impl Caches {
@@ -169,6 +180,46 @@ impl Caches {
         self.removals.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// A new marker to publish on the channel, and its number: once
+    /// [`Caches::heard_up_to`] reaches it, every invalidation published
+    /// before it has been applied here.
+    pub(super) fn marker(&self) -> (String, u64) {
+        let n = self.markers.fetch_add(1, Ordering::Relaxed) + 1;
+        (format!("{MARKER}{}:{n}", self.node_id()), n)
+    }
+
+    /// Waits until marker `n` has been heard, or the cache stops serving
+    /// (then nothing is answered from it).
+    pub(super) async fn heard_up_to(&self, n: u64) {
+        let mut heard = self.heard.subscribe();
+        let mut removals = self.removals.subscribe();
+        while *heard.borrow_and_update() < n && self.is_live() {
+            tokio::select! {
+                _ = heard.changed() => {}
+                _ = removals.changed() => {}
+            }
+        }
+    }
+
+    fn node_id(&self) -> u64 {
+        *self
+            .node
+            .get_or_init(|| getrandom::u64().unwrap_or_else(|_| crate::domain::now_us()))
+    }
+
+    /// A marker of this node's (`<MARKER><node>:<n>`) heard on the channel.
+    fn hear_marker(&self, payload: &[u8]) {
+        let own = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|p| p.strip_prefix(MARKER))
+            .and_then(|p| p.split_once(':'))
+            .filter(|(node, _)| node.parse() == Ok(self.node_id()))
+            .and_then(|(_, n)| n.parse::<u64>().ok());
+        if let Some(n) = own {
+            self.heard.send_modify(|h| *h = (*h).max(n));
+        }
+    }
+
     /// Whether entries may serve (subscribed).
     pub(super) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
@@ -210,10 +261,13 @@ pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<C
             let mut messages = ps.on_message();
             while let Some(m) = messages.next().await {
                 let Some(c) = cache.upgrade() else { return };
-                if let Some(hash) = parse_hex(m.get_payload_bytes()) {
+                let payload = m.get_payload_bytes();
+                if let Some(hash) = parse_hex(payload) {
                     c.evict(&hash);
+                    c.removed();
+                } else {
+                    c.hear_marker(payload);
                 }
-                c.removed();
             }
             tracing::warn!("the session cache lost its invalidations; flushed until they are back");
         }

@@ -200,6 +200,31 @@ impl RedisState {
         self.listener.cache.removals()
     }
 
+    /// Returns once every invalidation published before the call, by any
+    /// node, has reached this node's cache: a marker of its own goes out
+    /// on the channel after them, and Redis delivers one channel's
+    /// messages in order. Waits at most [`connection::CONNECT_TIMEOUT`].
+    pub async fn settle_invalidations(&self) -> Result<(), StoreError> {
+        let cache = &self.listener.cache;
+        if !cache.is_live() {
+            // Nothing is answered from the cache meanwhile.
+            return Ok(());
+        }
+        let (marker, n) = cache.marker();
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{}inv", self.key_prefix()))
+            .arg(marker)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        tokio::time::timeout(connection::CONNECT_TIMEOUT, cache.heard_up_to(n))
+            .await
+            .map_err(|_| {
+                StoreError::Storage("this node's cache did not hear its own marker".into())
+            })
+    }
+
     /// `<prefix>:`, what every key starts with (the scripts build keys
     /// from it).
     fn key_prefix(&self) -> String {
