@@ -21,7 +21,7 @@ impl Store {
     pub fn apply_batch(&self, ops: Vec<Op>) -> Vec<Result<OpOutput, Arc<StoreError>>> {
         if ops.iter().all(Op::loggable) && ops.iter().any(|op| matches!(op, Op::Append(_))) {
             let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(log) = log.as_mut() {
+            if let Some(log) = log.as_mut().filter(|l| !l.is_full()) {
                 match self.try_logged(&ops, log) {
                     Ok(outs) => return outs.into_iter().map(Ok).collect(),
                     Err(Logged::Failed(e)) => {

@@ -58,6 +58,10 @@ pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(50);
 /// a record's sync flushes its data and no change of the file's size: a
 /// checkpoint's worth, with room for the batch that makes it due.
 const PREALLOCATED: u64 = 2 * CHECKPOINT_BYTES;
+/// The most the log holds: past it (checkpoints failing while records
+/// still write) batches commit durably instead, so the log and its replay
+/// stay bounded.
+const MAX_LOG_BYTES: u64 = 64 * CHECKPOINT_BYTES;
 /// The largest record a read accepts: a batch of the writer's largest size
 /// with every field at its stored bound is far smaller.
 const MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
@@ -190,6 +194,12 @@ impl CommitLog {
     /// Whether records were written since the last reset.
     pub fn is_dirty(&self) -> bool {
         self.since.is_some()
+    }
+
+    /// Whether the log holds [`MAX_LOG_BYTES`] or more: no record more
+    /// until a checkpoint succeeds.
+    pub fn is_full(&self) -> bool {
+        self.offset >= MAX_LOG_BYTES
     }
 
     /// Whether a checkpoint is due by size or age.
