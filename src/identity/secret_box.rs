@@ -52,6 +52,8 @@ pub enum SecretBoxError {
 /// The sealing key. `Debug` never prints it.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// [`SecretBox::fingerprint`], computed once.
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -108,7 +110,15 @@ impl SecretBox {
     pub fn from_key(key: &[u8]) -> Option<SecretBox> {
         (key.len() == 32).then(|| SecretBox {
             cipher: XChaCha20Poly1305::new_from_slice(key).expect("32-byte key"),
+            fingerprint: fingerprint(key),
         })
+    }
+
+    /// A name of this key that does not reveal it: 128 bits of
+    /// HMAC-SHA256 under the key, in hex. Nodes of one deployment compare
+    /// fingerprints to find one started with another key file.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Seals `secret` for `purpose` and `user`.
@@ -154,6 +164,17 @@ impl SecretBox {
             )
             .map_err(|_| SecretBoxError::Unopenable)
     }
+}
+
+/// HMAC-SHA256(key, a fixed label), its first 16 bytes in hex: one-way, so
+/// it can be stored where the key may not be.
+fn fingerprint(key: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key).expect("any key length");
+    mac.update(b"gatehouse secrets.key fingerprint v1");
+    let tag = mac.finalize().into_bytes();
+    tag[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Length-prefixed purpose and user, so no two pairs give the same bytes.
@@ -244,5 +265,17 @@ mod tests {
             "nonces repeat"
         );
         assert!(!format!("{k:?}").contains('7'));
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_stay_put() {
+        let a = SecretBox::from_key(&[7; 32]).unwrap();
+        let again = SecretBox::from_key(&[7; 32]).unwrap();
+        let b = SecretBox::from_key(&[8; 32]).unwrap();
+        assert_eq!(a.fingerprint(), again.fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 32);
+        // Neither the key nor its hex appears in the fingerprint.
+        assert!(!a.fingerprint().contains("0707"));
     }
 }

@@ -148,7 +148,8 @@ pub fn answer_hot<B>(state: &AppState, req: &Request<B>, peer: Option<IpAddr>) -
     match req.uri().path() {
         // `None` (the router) only for a Basic password to hash.
         "/auth/verify" => verify::answer(state, req, peer),
-        "/healthz" => Some(health::health(state)),
+        // A shared store is probed (awaited): the router answers.
+        "/healthz" if state.store.is_local() => Some(health::health(state)),
         _ => None,
     }
 }

@@ -81,6 +81,7 @@ impl Server {
         // First: a key file other users can read stops the start before
         // anything is opened or bound.
         let secrets = crate::identity::secret_box::SecretBox::open_or_create(&config.data_dir)?;
+        let backend = backend.with_key_fingerprint(secrets.fingerprint());
         let (store, store_task) = Backend::connect(&backend).await?;
         first_start::warn_if_shared(&config.db_path());
         if let Some(db) = store.file() {

@@ -114,6 +114,17 @@ impl BackendConfig {
             BackendConfig::Distributed(_) => Path::new(""),
         }
     }
+
+    /// The same checking, on a shared store, that every node uses the key
+    /// file with `fingerprint` (a file has no other node to agree with).
+    pub fn with_key_fingerprint(self, fingerprint: &str) -> Self {
+        match self {
+            BackendConfig::Distributed(d) => {
+                BackendConfig::Distributed(d.with_key_fingerprint(fingerprint))
+            }
+            redb => redb,
+        }
+    }
 }
 
 /// The store as an operator names it, for messages: a redb file's path,
@@ -287,6 +298,21 @@ impl Backend {
                 }
             },
         }
+    }
+
+    /// The shared store's health for `/healthz` (`None` on redb: a local
+    /// file has no service to lose, and the heartbeat covers the writer).
+    pub async fn health(&self) -> Option<crate::store::distributed::StoreHealth> {
+        match self {
+            Backend::Redb(_) => None,
+            Backend::Distributed(d) => Some(d.health().await),
+        }
+    }
+
+    /// Whether every answer comes from this process (redb): `/healthz`
+    /// can then be answered on the spot.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Backend::Redb(_))
     }
 
     /// Writes waiting in the write queue (0 without one).

@@ -25,6 +25,12 @@ async fn storage() -> Option<String> {
     ))
 }
 
+/// `node`'s `/healthz`: its status and body.
+async fn healthz(node: &TestServer) -> (StatusCode, serde_json::Value) {
+    let r = reqwest::get(node.at("/healthz")).await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 /// The forward-auth answer of `node` to the session cookie `token`, from
 /// a client with no cookie jar of its own.
 async fn verify(node: &TestServer, token: &str) -> StatusCode {
@@ -44,7 +50,7 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     };
     let text = config_text("", &storage);
     let a = TestServer::start(&text).await;
-    let b = TestServer::start(&text).await;
+    let b = TestServer::start_beside(&a, &text).await;
 
     let c = client();
     let r = login(&c, &a, "alice", ALICE_PW, &[]).await;
@@ -95,6 +101,15 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     tokio::time::timeout(HANG, chained)
         .await
         .expect("both nodes' events are chained");
+
+    // `/healthz` reports the store and its outbox.
+    let (code, health) = healthz(&a).await;
+    assert_eq!(code, StatusCode::OK, "{health}");
+    assert_eq!(health["store"], "ok", "{health}");
+    assert!(
+        health["outbox_depth"].is_u64() && health["outbox_lag_ms"].is_u64(),
+        "{health}"
+    );
 
     // `/metrics` shows the outbox: its depth and its oldest entry's age.
     let metrics = reqwest::Client::new()
@@ -183,6 +198,40 @@ async fn redis_answers(port: u16) {
         .expect("the test's Redis answers");
 }
 
+/// A node whose `secrets.key` is not the deployment's could not open the
+/// second factors the others sealed: it refuses to start, naming the fix,
+/// and starts once it holds the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_key_file_is_refused_at_start() {
+    let Some(storage) = storage().await else {
+        return;
+    };
+    let text = config_text("", &storage);
+    let a = TestServer::start(&text).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gatehouse.toml"), &text).unwrap();
+    let ov = gatehouse::config::Overrides {
+        config: Some(dir.path().join("gatehouse.toml")),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let config = gatehouse::config::Config::load(&ov).unwrap();
+    let refused = gatehouse::server::Server::bind(config, ov).await;
+    let message = format!("{:#}", anyhow::Error::from(refused.err().expect("refused")));
+    assert!(
+        message.contains("secrets.key") && message.contains("copy secrets.key from a running node"),
+        "{message}"
+    );
+
+    let b = TestServer::start_beside(&a, &text).await;
+    let c = client();
+    let r = login(&c, &b, "alice", ALICE_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
     // The shared services decide whether this runs; the Redis is the
@@ -235,6 +284,16 @@ async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
     tokio::time::timeout(HANG, unavailable)
         .await
         .expect("the check answers 503 while Redis is away");
+    // `/healthz` takes the node out of a load balancer, saying why.
+    let (code, health) = healthz(&s).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["store"], "unavailable", "{health}");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Redis")),
+        "{health}"
+    );
 
     // Back with its append-only file: the same session is accepted again.
     let _redis = OwnRedis::start(dir.path(), port);
@@ -256,5 +315,18 @@ async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
     tokio::time::timeout(HANG, back)
         .await
         .expect("the session is accepted once Redis is back");
+    let back_in = async {
+        loop {
+            let (code, health) = healthz(&s).await;
+            if code == StatusCode::OK {
+                assert_eq!(health["store"], "ok", "{health}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(HANG, back_in)
+        .await
+        .expect("/healthz answers 200 once Redis is back");
     s.stop().await;
 }

@@ -67,6 +67,18 @@ impl TestServer {
         s
     }
 
+    /// Another node of `first`'s deployment: a fresh data dir holding a
+    /// copy of `first`'s `secrets.key` (mode 0600), as every node of one
+    /// deployment needs.
+    pub async fn start_beside(first: &TestServer, config: &str) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        share_key(&first.dir, tmp.path());
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, config).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server whose store answers no lookup on the spot, as a network
     /// store on a cache miss (`StoreOptions::spot_reads` off): every check
     /// takes its awaited path.
@@ -146,6 +158,14 @@ impl Drop for TestServer {
 }
 
 /// A browser-like client: cookie jar, no redirects followed.
+/// Copies the key file of the data dir `from` into `to`, private.
+pub fn share_key(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = to.join("secrets.key");
+    std::fs::copy(from.join("secrets.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)

@@ -21,6 +21,10 @@ pub struct DistributedConfig {
     pub durability: Durability,
     /// Outbox entries at most; past it, changes answer 503.
     pub outbox_max: u64,
+    /// The fingerprint of this node's `secrets.key`, checked at open
+    /// against the deployment's (a server always sets it; tools that open
+    /// no sealed secret need not).
+    pub key_fingerprint: Option<String>,
 }
 
 impl DistributedConfig {
@@ -32,12 +36,20 @@ impl DistributedConfig {
             prefix: DEFAULT_PREFIX.into(),
             durability: Durability::Always,
             outbox_max: DEFAULT_MAX_ENTRIES,
+            key_fingerprint: None,
         }
     }
 
     /// The same with the key prefix `prefix`.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// The same checking that the deployment's key file is the one with
+    /// `fingerprint`.
+    pub fn with_key_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.key_fingerprint = Some(fingerprint.into());
         self
     }
 
@@ -70,6 +82,7 @@ impl std::fmt::Debug for DistributedConfig {
             .field("prefix", &self.prefix)
             .field("durability", &self.durability)
             .field("outbox_max", &self.outbox_max)
+            .field("key_fingerprint", &self.key_fingerprint)
             .finish()
     }
 }

@@ -37,6 +37,7 @@ mod chain;
 mod check;
 mod config;
 mod delegate;
+mod health;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod tests;
 
 pub use chain::DistributedTask;
 pub use config::{DEFAULT_PREFIX, DistributedConfig, redact_postgres};
+pub use health::{StoreHealth, StoreState};
 
 use std::sync::Arc;
 
@@ -67,6 +69,8 @@ pub struct Parts {
     audit: PgAudit,
     outbox: Outbox,
     chain: Arc<chain::Chain>,
+    /// The last health probe (`/healthz`), shared by this node's callers.
+    probes: health::Probes,
 }
 
 /// The audit outbox of a deployment as `/metrics` shows it.
@@ -111,6 +115,9 @@ impl Distributed {
         let redis = RedisState::connect(&config.redis_url, &config.prefix, config.durability)
             .await?
             .with_outbox_max(config.outbox_max);
+        redis
+            .check_deployment(config.key_fingerprint.as_deref())
+            .await?;
         let audit = PgAudit::connect(&config.postgres_url).await?;
         let outbox = Outbox::connect(&config.redis_url, &config.prefix, config.outbox_max)
             .await
@@ -124,6 +131,7 @@ impl Distributed {
             audit,
             outbox,
             chain: Arc::new(chain::Chain::new(chainer)),
+            probes: health::Probes::default(),
         })))
     }
 

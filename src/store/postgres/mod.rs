@@ -164,6 +164,16 @@ impl PgAudit {
         })
     }
 
+    /// One round trip to the database (for health checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("")
+            .await
+            .map(drop)
+            .map_err(pg_error)
+    }
+
     fn open_error(&self, e: StoreError) -> OpenError {
         OpenError::Other {
             store: self.name.clone(),

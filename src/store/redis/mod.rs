@@ -32,6 +32,7 @@
 mod bans;
 pub mod cache;
 pub(crate) mod connection;
+mod deployment;
 #[cfg(test)]
 mod factor_check;
 mod factors;
@@ -45,6 +46,7 @@ mod tests;
 mod tests_factors;
 mod tokens;
 
+pub use deployment::SCHEMA;
 pub use guards::LEASE_MS;
 
 use redis::aio::ConnectionManager;
