@@ -30,6 +30,7 @@ pub(crate) mod credentials;
 mod cursor;
 pub mod distributed;
 mod error;
+pub mod migrate;
 pub mod outbox;
 pub mod postgres;
 pub mod redb;

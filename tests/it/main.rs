@@ -29,6 +29,7 @@ mod hostile;
 mod jupyter;
 mod lifecycle;
 mod limits;
+mod migrate;
 mod nginx;
 mod operations;
 mod original;

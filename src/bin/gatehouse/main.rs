@@ -2,6 +2,7 @@
 
 mod access;
 mod bans;
+mod migrate;
 mod users;
 
 use std::io::IsTerminal;
@@ -88,6 +89,22 @@ enum Command {
         loc: Location,
         #[command(subcommand)]
         command: BansCommand,
+    },
+    /// Move this node's database into the distributed store that the
+    /// config's [storage] names (the server must be stopped).
+    Migrate {
+        #[command(flatten)]
+        loc: Location,
+        /// Into Redis (live state) and PostgreSQL (the audit chain); the
+        /// only direction there is.
+        #[arg(long, required = true)]
+        to_distributed: bool,
+        /// [storage] redis_url (with its password: prefer the variable).
+        #[arg(long, env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<gatehouse::config::SecretUrl>,
+        /// [storage] postgres_url (with its password: prefer the variable).
+        #[arg(long, env = "GATEHOUSE_POSTGRES_URL", hide_env_values = true)]
+        postgres_url: Option<gatehouse::config::SecretUrl>,
     },
     /// Act on a user's credentials.
     Users {
@@ -210,6 +227,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let config = Config::load(&ov)?;
             bans(&config, command).map(|()| 0)
+        }
+        Command::Migrate {
+            loc,
+            redis_url,
+            postgres_url,
+            ..
+        } => {
+            init_logs(LogFormat::Text);
+            let ov = Overrides {
+                config: loc.config,
+                data_dir: loc.data_dir,
+                redis_url,
+                postgres_url,
+                ..Overrides::default()
+            };
+            let config = Config::load(&ov)?;
+            migrate::migrate_to_distributed(&config).map(|()| 0)
         }
         Command::Users { loc, command } => {
             init_logs(LogFormat::Text);

@@ -25,6 +25,7 @@
 //! which keeps their order and their range.
 
 mod events;
+mod import;
 mod retention;
 mod schema;
 #[cfg(any(test, feature = "test-util"))]
@@ -43,6 +44,7 @@ use crate::store::error::{OpenError, QueryError, StoreError, WriteError};
 use crate::store::reports::{AuditCounts, PruneReport};
 
 pub use events::PgCheck;
+pub use import::IMPORT_BATCH;
 
 /// Connections a node holds to PostgreSQL at most: the chainer's one
 /// writer and a few readers (audit pages, follows, verifications).

@@ -29,6 +29,7 @@ mod commit_log;
 mod counts;
 mod error;
 mod events;
+mod export;
 mod factors;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
@@ -54,6 +55,7 @@ pub use backend::RedbBackend;
 pub(crate) use backup::sync_dir;
 pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use events::MAX_SCAN;
+pub use export::{ChainRow, LiveState};
 pub use ops::{Op, OpOutput};
 pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 

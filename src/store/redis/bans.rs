@@ -8,17 +8,14 @@
 //! (ten years at most), as garbage collection only: a ban ends by the
 //! sweep, which records `ban.lifted`.
 
-use super::{RedisState, redis_error, write_error};
+use super::{GC_MARGIN_MS, RedisState, redis_error, write_error};
 use crate::domain::{Ban, BanSubject, NewBan, ban_lifted_event};
 use crate::store::contract::BanStore;
 use crate::store::error::{StoreError, WriteError};
 use crate::store::outbox::wire;
 
-/// How long after a ban ends its key may still be found by the sweep.
-const GC_MARGIN_MS: u64 = 86_400_000;
-
 /// The longest a ban's key lives, whatever the ban's end: ten years.
-const MAX_KEY_LIFE_MS: u64 = 10 * 365 * 86_400_000;
+pub(super) const MAX_KEY_LIFE_MS: u64 = 10 * 365 * 86_400_000;
 
 /// KEYS: the ban, the index, the outbox. ARGV: created, until, reason,
 /// subject key, event, outbox bound, life of the key (ms, from now on

@@ -37,6 +37,7 @@ mod deployment;
 mod factor_check;
 mod factors;
 mod guards;
+mod import;
 mod pending;
 mod sessions;
 mod step_up;
@@ -48,10 +49,15 @@ mod tokens;
 
 pub use deployment::SCHEMA;
 pub use guards::LEASE_MS;
+pub use import::Imported;
 
 use redis::aio::ConnectionManager;
 
 use crate::store::error::{OpenError, StoreError, WriteError};
+
+/// How long after its end a record's key (session, token, ban) may still
+/// be swept: key expiry is garbage collection only, never the end itself.
+pub(super) const GC_MARGIN_MS: u64 = 86_400_000;
 
 /// How much loss the operator accepts from Redis on a crash
 /// (`[storage] redis_durability`).

@@ -22,7 +22,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::sessions::{GC_MARGIN_MS, made};
+use super::GC_MARGIN_MS;
+use super::sessions::made;
 use super::{RedisState, hex, write_error};
 use crate::domain::{
     CreatedSession, MAX_USER, MAX_USER_AGENT, NewEvent, NewSession, PendingSignIn, SessionToken,

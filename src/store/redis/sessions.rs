@@ -26,7 +26,7 @@
 
 use std::net::IpAddr;
 
-use super::{RedisState, hex, redis_error, write_error};
+use super::{GC_MARGIN_MS, RedisState, hex, redis_error, write_error};
 use crate::domain::{
     CreatedSession, MAX_USER, MAX_USER_AGENT, Methods, NewEvent, NewSession, PublicId, Revocation,
     RevokeReason, Session, SessionToken, TokenHash, truncate,
@@ -36,9 +36,6 @@ use crate::store::credentials::CredentialCheck;
 use crate::store::error::{StoreError, WriteError};
 use crate::store::outbox::wire;
 use crate::store::reports::SweepReport;
-
-/// How long after its deadline a session's key may still be swept.
-pub(super) const GC_MARGIN_MS: u64 = 86_400_000;
 
 /// The sessions' own helpers (see `LUA_BASE`): a session's deadline from
 /// its fields, its event, its removal; and the creation of a session,

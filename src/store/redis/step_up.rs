@@ -11,7 +11,8 @@
 
 use std::collections::HashMap;
 
-use super::sessions::{GC_MARGIN_MS, session_of};
+use super::GC_MARGIN_MS;
+use super::sessions::session_of;
 use super::{RedisState, hex, write_error};
 use crate::domain::{CreatedSession, Method, Methods, NewEvent, SessionToken, TokenHash};
 use crate::store::error::WriteError;

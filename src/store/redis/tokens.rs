@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use super::{RedisState, hex, write_error};
+use super::{GC_MARGIN_MS, RedisState, hex, write_error};
 use crate::domain::{
     AccessToken, AccessTokenInfo, CreatedAccessToken, MAX_TOKEN_DOMAINS, MAX_TOKEN_NAME, MAX_USER,
     Method, Methods, NewAccessToken, PublicId, Revocation, TOKEN_RECENT_IPS, TokenHash,
@@ -21,9 +21,6 @@ use crate::domain::{
 use crate::store::contract::TokenStore;
 use crate::store::error::{StoreError, WriteError};
 use crate::store::outbox::wire;
-
-/// How long after its expiry a token's key may still be swept.
-const GC_MARGIN_MS: u64 = 86_400_000;
 
 /// The tokens' own helpers (see `LUA_BASE`): a token's event, naming it
 /// by id and name, and its removal.
