@@ -567,6 +567,9 @@ pub struct StorageSettings {
     /// What every Redis key of this deployment starts with.
     pub prefix: String,
     pub redis_durability: RedisDurability,
+    /// The CAs (PEM) a `rediss://` server's certificate must chain to
+    /// (default: the system's roots).
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StorageSettings {
@@ -577,6 +580,7 @@ impl Default for StorageSettings {
             postgres_url: None,
             prefix: crate::store::distributed::DEFAULT_PREFIX.into(),
             redis_durability: RedisDurability::Always,
+            redis_ca_file: None,
         }
     }
 }

@@ -49,32 +49,30 @@ pub(super) fn check<E>(
     };
     match url::Url::parse(redis.expose()) {
         Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
-        Ok(u) if u.scheme() == "rediss" => {
-            return Err(invalid(
-                "storage.redis_url",
-                "rediss:// (TLS to Redis) is not built yet; use redis:// on a private network"
-                    .into(),
-            ));
+        Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => {
+            if u.fragment() == Some("insecure") {
+                return Err(invalid(
+                    "storage.redis_url",
+                    "#insecure would not verify the server's certificate; name its CA in \
+                     storage.redis_ca_file instead"
+                        .into(),
+                ));
+            }
         }
         _ => {
             return Err(invalid(
                 "storage.redis_url",
-                format!("expected redis://[:PASSWORD@]HOST[:PORT][/DB], not {redis}"),
+                format!("expected redis[s]://[:PASSWORD@]HOST[:PORT][/DB], not {redis}"),
             ));
         }
     }
     match url::Url::parse(pg.expose()) {
         Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some() => {
-            let tls = u.query_pairs().any(|(k, v)| {
-                k == "sslmode" && matches!(&*v, "require" | "verify-ca" | "verify-full")
-            });
-            if tls {
-                return Err(invalid(
-                    "storage.postgres_url",
-                    "TLS to PostgreSQL is not built yet; use sslmode=disable on a private \
-                     network"
-                        .into(),
-                ));
+            // TLS settings are read as libpq reads them; a CA file named
+            // by `sslrootcert` must be readable now, not at the first
+            // connection.
+            if let Err(reason) = crate::store::tls::pg_target(pg.expose()) {
+                return Err(invalid("storage.postgres_url", reason));
             }
         }
         _ => {
@@ -88,11 +86,14 @@ pub(super) fn check<E>(
         RedisDurability::Always => Durability::Always,
         RedisDurability::Everysec => Durability::Everysec,
     };
-    Ok(Some(
-        DistributedConfig::new(redis.expose(), pg.expose())
-            .with_prefix(s.prefix.clone())
-            .with_durability(durability),
-    ))
+    if let Some(ca) = &s.redis_ca_file {
+        crate::store::tls::read_ca_file(ca).map_err(|e| invalid("storage.redis_ca_file", e))?;
+    }
+    let mut config = DistributedConfig::new(redis.expose(), pg.expose())
+        .with_prefix(s.prefix.clone())
+        .with_durability(durability);
+    config.redis_ca_file = s.redis_ca_file.clone();
+    Ok(Some(config))
 }
 
 /// The URL settings whose password alone changed between `old` and `new`:

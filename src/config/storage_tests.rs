@@ -13,6 +13,19 @@ const DISTRIBUTED: &str = "[storage]\nbackend = \"distributed\"\n\
     postgres_url = \"postgres://gh:pg-secret@db.internal:5432/gatehouse\"\n";
 
 #[test]
+fn tls_to_both_services_is_accepted() {
+    let text = DISTRIBUTED
+        .replace("redis://", "rediss://")
+        .replace("/gatehouse\"", "/gatehouse?sslmode=verify-full\"");
+    let c = load_text(&text).unwrap();
+    let crate::store::BackendConfig::Distributed(d) = c.backend_config() else {
+        panic!("not distributed");
+    };
+    assert!(d.redis_url.starts_with("rediss://"), "{d:?}");
+    assert!(d.postgres_url.contains("sslmode=verify-full"), "{d:?}");
+}
+
+#[test]
 fn the_default_is_the_redb_file_in_the_data_dir() {
     let c = load_text("").unwrap();
     assert!(c.storage.is_none());
@@ -60,15 +73,24 @@ fn errors_name_file_line_and_field_and_no_password() {
             "g.toml:5: invalid setting `storage.prefix`",
         ),
         (
-            DISTRIBUTED.replace("redis://", "rediss://"),
+            DISTRIBUTED
+                .replace("redis://", "rediss://")
+                .replace("/0\"", "/0#insecure\""),
             "g.toml:3: invalid setting `storage.redis_url`",
+        ),
+        (
+            format!("{DISTRIBUTED}redis_ca_file = \"/nonexistent/ca.pem\"\n"),
+            "g.toml:5: invalid setting `storage.redis_ca_file`",
         ),
         (
             DISTRIBUTED.replace("redis://", "http://"),
             "g.toml:3: invalid setting `storage.redis_url`",
         ),
         (
-            DISTRIBUTED.replace("/gatehouse\"", "/gatehouse?sslmode=require\""),
+            DISTRIBUTED.replace(
+                "/gatehouse\"",
+                "/gatehouse?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem\"",
+            ),
             "g.toml:4: invalid setting `storage.postgres_url`",
         ),
         (
@@ -117,7 +139,7 @@ fn the_urls_may_come_from_the_environment() {
         "postgres://gh:pg-secret@db.internal/g"
     );
     let bad = Overrides {
-        redis_url: Some(SecretUrl::new("rediss://:r3dis-secret@cache.internal")),
+        redis_url: Some(SecretUrl::new("rediss://:r3dis-secret@cache.internal#insecure")),
         ..ov
     };
     let e = Config::load(&bad).unwrap_err().to_string();

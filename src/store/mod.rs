@@ -37,6 +37,7 @@ pub mod redb;
 pub mod redis;
 pub mod regulation;
 mod reports;
+pub mod tls;
 
 pub use backend::{Backend, BackendConfig, BackendTask};
 pub use ceremonies::{Busy, CEREMONY_MS, Entry as Ceremony, Purpose};

@@ -18,6 +18,7 @@ mod crash;
 mod crash_server;
 mod disk_full;
 mod distributed;
+mod distributed_tls;
 mod enrollment;
 mod factors;
 mod fail2ban;

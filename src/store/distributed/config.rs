@@ -10,8 +10,11 @@ pub const DEFAULT_PREFIX: &str = "gatehouse";
 /// The distributed backend's services and settings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DistributedConfig {
-    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`.
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS.
     pub redis_url: String,
+    /// The CAs (PEM) that a `rediss://` server's certificate must chain
+    /// to; `None`: the system's roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
     pub postgres_url: String,
     /// What every key of this deployment starts with (several deployments
@@ -32,6 +35,7 @@ impl DistributedConfig {
     pub fn new(redis_url: impl Into<String>, postgres_url: impl Into<String>) -> Self {
         DistributedConfig {
             redis_url: redis_url.into(),
+            redis_ca_file: None,
             postgres_url: postgres_url.into(),
             prefix: DEFAULT_PREFIX.into(),
             durability: Durability::Always,
@@ -78,6 +82,7 @@ impl std::fmt::Debug for DistributedConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DistributedConfig")
             .field("redis_url", &redact(&self.redis_url))
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("postgres_url", &redact_postgres(&self.postgres_url))
             .field("prefix", &self.prefix)
             .field("durability", &self.durability)

@@ -112,14 +112,29 @@ impl Distributed {
     /// acknowledged beyond `config.durability`) and PostgreSQL (bringing
     /// its schema up to date). Starts nothing: see [`Distributed::start`].
     pub async fn connect(config: &DistributedConfig) -> Result<Distributed, OpenError> {
-        let redis = RedisState::connect(&config.redis_url, &config.prefix, config.durability)
-            .await?
-            .with_outbox_max(config.outbox_max);
+        let fail = |reason: String| OpenError::Other {
+            store: crate::store::redis::redact(&config.redis_url),
+            reason,
+        };
+        let ca = match &config.redis_ca_file {
+            Some(path) => Some(crate::store::tls::read_ca_file(path).map_err(fail)?),
+            None => None,
+        };
+        let client =
+            crate::store::tls::redis_client(&config.redis_url, ca.as_deref()).map_err(fail)?;
+        let redis = RedisState::connect_client(
+            client.clone(),
+            &config.redis_url,
+            &config.prefix,
+            config.durability,
+        )
+        .await?
+        .with_outbox_max(config.outbox_max);
         redis
             .check_deployment(config.key_fingerprint.as_deref())
             .await?;
         let audit = PgAudit::connect(&config.postgres_url).await?;
-        let outbox = Outbox::connect(&config.redis_url, &config.prefix, config.outbox_max)
+        let outbox = Outbox::connect_client(client, &config.prefix, config.outbox_max)
             .await
             .map_err(|e| OpenError::Other {
                 store: redis.name().to_string(),

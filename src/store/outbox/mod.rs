@@ -122,7 +122,15 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// The outbox of the deployment `prefix` on the Redis at `url`.
     pub async fn connect(url: &str, prefix: &str, max_entries: u64) -> Result<Outbox, OutboxError> {
-        let client = redis::Client::open(url)?;
+        Self::connect_client(redis::Client::open(url)?, prefix, max_entries).await
+    }
+
+    /// [`Outbox::connect`] through `client`.
+    pub async fn connect_client(
+        client: redis::Client,
+        prefix: &str,
+        max_entries: u64,
+    ) -> Result<Outbox, OutboxError> {
         let conn = crate::store::redis::connection::connect(client).await?;
         Ok(Outbox {
             conn,

@@ -68,6 +68,8 @@ pub struct PgAudit {
     /// For a connection outside the pool: the leader's, whose session
     /// holds the leader lock for as long as it lives.
     config: tokio_postgres::Config,
+    /// The TLS of that connection, as the pool's (`None`: plain TCP).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The database as the operator named it, without its password.
     name: String,
 }
@@ -88,14 +90,17 @@ pub struct Outboxed {
 }
 
 impl PgAudit {
-    /// Connects to `url` (`postgres://user:password@host:port/db`, with
-    /// `sslmode=disable`; TLS is not built yet) and brings the schema up to
-    /// date. Refuses a database whose schema is newer than this build's.
+    /// Connects to `url` (`postgres://user:password@host:port/db`; with
+    /// `sslmode=require`, `verify-ca` or `verify-full` over verified TLS,
+    /// against `sslrootcert=` or the system's roots: `crate::store::tls`)
+    /// and brings the schema up to date. Refuses a database whose schema is
+    /// newer than this build's.
     pub async fn connect(url: &str) -> Result<PgAudit, OpenError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| OpenError::Other {
+        let target = crate::store::tls::pg_target(url).map_err(|reason| OpenError::Other {
             store: "postgres".into(),
-            reason: format!("the URL is not a PostgreSQL connection string: {e}"),
+            reason,
         })?;
+        let (mut config, tls) = (target.config, target.tls);
         if config.get_options().is_none() {
             // No statement runs unbounded; the longest is a verification's
             // batch of WALK_BATCH rows.
@@ -103,13 +108,13 @@ impl PgAudit {
         }
         config.connect_timeout(CONNECT_TIMEOUT);
         let name = describe(&config);
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), recycling),
+            None => Manager::from_config(config.clone(), NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(MAX_CONNECTIONS)
             .build()
@@ -117,7 +122,12 @@ impl PgAudit {
                 store: name.clone(),
                 reason: e.to_string(),
             })?;
-        let audit = PgAudit { pool, config, name };
+        let audit = PgAudit {
+            pool,
+            config,
+            tls,
+            name,
+        };
         let mut client = audit.client().await.map_err(|e| audit.open_error(e))?;
         schema::apply(&mut client).await.map_err(|e| match e {
             schema::SchemaError::Newer { found, supported } => OpenError::Newer {
@@ -142,12 +152,16 @@ impl PgAudit {
     /// releases a session's locks when the session ends, a dead node's
     /// too (once its TCP connection is gone).
     pub async fn leader_lock(&self) -> Result<Option<LeaderLock>, StoreError> {
-        let (client, conn) = self.config.connect(NoTls).await.map_err(pg_error)?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "the chain leader's connection ended");
+        let (client, task) = match &self.tls {
+            Some(tls) => {
+                let (client, conn) = self.config.connect(tls.clone()).await.map_err(pg_error)?;
+                (client, tokio::spawn(leader_connection(conn)))
             }
-        });
+            None => {
+                let (client, conn) = self.config.connect(NoTls).await.map_err(pg_error)?;
+                (client, tokio::spawn(leader_connection(conn)))
+            }
+        };
         let held: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
             .await
@@ -181,6 +195,17 @@ impl PgAudit {
             store: self.name.clone(),
             reason: e.to_string(),
         }
+    }
+}
+
+/// Drives the leader's connection until it ends.
+async fn leader_connection<S, T>(conn: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio_postgres::tls::TlsStream + Unpin,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "the chain leader's connection ended");
     }
 }
 
@@ -230,7 +255,16 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
     if e.as_db_error().is_some() {
         StoreError::Storage(e.to_string())
     } else {
-        StoreError::Io(e.to_string())
+        // The cause of a connection error (a refused certificate, a
+        // timeout) is in its source, not its message.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        StoreError::Io(text)
     }
 }
 

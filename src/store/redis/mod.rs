@@ -120,10 +120,26 @@ impl std::fmt::Debug for RedisState {
 
 impl RedisState {
     /// Connects to `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or
-    /// `rediss://` for TLS once built) for the deployment `prefix`, and
+    /// `rediss://` for TLS against the system's roots) for the deployment `prefix`, and
     /// refuses a Redis that could lose what it acknowledged beyond what
     /// `durability` accepts.
     pub async fn connect(
+        url: &str,
+        prefix: &str,
+        durability: Durability,
+    ) -> Result<RedisState, OpenError> {
+        let client =
+            crate::store::tls::redis_client(url, None).map_err(|reason| OpenError::Other {
+                store: redact(url),
+                reason,
+            })?;
+        Self::connect_client(client, url, prefix, durability).await
+    }
+
+    /// [`RedisState::connect`] through `client` (made for `url` by
+    /// `crate::store::tls::redis_client`, with the deployment's CA).
+    pub async fn connect_client(
+        client: redis::Client,
         url: &str,
         prefix: &str,
         durability: Durability,
@@ -133,7 +149,6 @@ impl RedisState {
             store: name.clone(),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
         let listener = cache::Listener::start(client.clone(), format!("{prefix}:inv"));
         let mut conn = connection::connect(client)
             .await
