@@ -187,3 +187,123 @@ async fn over_tls_the_browser_is_sent_to_https_and_signs_in_with_a_host_cookie_a
     assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
     tab.assert_clean("after signing in over TLS");
 }
+
+/// Signs out through the sign-out page on `site` (`https://host:port`).
+async fn sign_out(tab: &Tab, site: &str) {
+    tab.goto(&format!("{site}/.gatehouse/logout")).await;
+    tab.click_and_wait("form[action='/.gatehouse/logout'] button")
+        .await;
+    let at = tab.url().await;
+    assert!(at.starts_with(&format!("{site}/.gatehouse/login")), "{at}");
+}
+
+/// Types bob's password into the sign-in form on an app's host.
+async fn password_on_app_host(tab: &Tab) {
+    tab.fill("#username", "bob").await;
+    tab.fill("#password", BOB_PW).await;
+    tab.click_and_wait("form[action='/.gatehouse/login'] button[type=submit]")
+        .await;
+}
+
+/// Passkeys on an app's own host from the single binary: no
+/// `public_origin`, the relying party is the host the browser is on. A
+/// passkey registered on `notes.test` signs in there, alone and after
+/// the password, and lands on the app; `wiki.test`, another app's host,
+/// is a party of its own, where that passkey is not offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_made_on_an_apps_own_host_over_tls_signs_in_there_and_only_there() {
+    let test = "a_passkey_made_on_an_apps_own_host_over_tls_signs_in_there_and_only_there";
+    let notes = notes_app().await;
+    let site = Site::start(&format!(
+        "{}{}",
+        app("notes", NOTES, notes),
+        app("wiki", WIKI, notes)
+    ))
+    .await;
+    let Some(chrome) = site.chrome(test).await else {
+        return;
+    };
+    let https = site.https(NOTES);
+    let app_url = format!("{https}/notes/today");
+    let tab = chrome.tab().await;
+    let authenticator = tab.add_virtual_authenticator().await;
+
+    // The sign-in page on the app's host offers a passkey beside the
+    // password.
+    tab.goto(&app_url).await;
+    assert_eq!(tab.count("[data-passkey=sign-in]").await, 1);
+    password_on_app_host(&tab).await;
+    assert_eq!(tab.url().await, app_url);
+
+    // Registered from the security page on this host: the first factor,
+    // so its recovery codes are shown once.
+    tab.goto(&format!("{https}/.gatehouse/account/security"))
+        .await;
+    tab.fill("#passkey-name", "Laptop").await;
+    tab.eval("document.querySelector('[data-passkey=register]').click()")
+        .await;
+    super::factors::wait_for(
+        &tab,
+        "!document.querySelector('[data-passkey-codes]').hidden",
+    )
+    .await;
+    let shown = tab
+        .eval("document.querySelectorAll('[data-passkey-codes] ol code').length")
+        .await;
+    assert_eq!(shown.as_u64(), Some(10));
+    tab.click_and_wait("[data-passkey-continue]").await;
+    assert!(tab.text().await.contains("Laptop"), "{}", tab.text().await);
+    tab.check_page("security-passkey-on-app-host").await;
+    let held = tab.authenticator_credentials(&authenticator).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].rp_id.as_deref(), Some(NOTES));
+    assert!(held[0].is_resident_credential);
+
+    // Alone: no name, no password, and on to the app asked for.
+    sign_out(&tab, &https).await;
+    tab.goto(&app_url).await;
+    tab.click_and_wait("[data-passkey=sign-in]").await;
+    assert_eq!(tab.url().await, app_url, "{}", tab.text().await);
+    assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
+
+    // After the password, the passkey is the second step.
+    sign_out(&tab, &https).await;
+    tab.goto(&app_url).await;
+    password_on_app_host(&tab).await;
+    let at = tab.url().await;
+    assert!(
+        at.starts_with(&format!("{https}/.gatehouse/login/second-factor")),
+        "{at}"
+    );
+    tab.click_and_wait("[data-passkey=sign-in]").await;
+    assert_eq!(tab.url().await, app_url, "{}", tab.text().await);
+    assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
+    tab.assert_clean("after passkeys on the app's host");
+
+    // Another app's host is another party: the passkey is not offered
+    // there, so nobody is signed in by it.
+    let wiki = site.https(WIKI);
+    tab.goto(&format!("{wiki}/")).await;
+    let login = tab.url().await;
+    assert!(
+        login.starts_with(&format!("{wiki}/.gatehouse/login")),
+        "{login}"
+    );
+    tab.eval("document.querySelector('[data-passkey=sign-in]').click()")
+        .await;
+    super::factors::wait_for(
+        &tab,
+        "!document.querySelector('[data-passkey-error]').hidden",
+    )
+    .await;
+    let said = tab.text_of("[data-passkey-error]").await.unwrap();
+    assert!(said.contains("cancelled"), "{said}");
+    assert_eq!(tab.url().await, login);
+    assert!(
+        tab.cookies()
+            .await
+            .iter()
+            .all(|c| !c.name.ends_with("gatehouse_session")),
+        "a session on {WIKI}"
+    );
+}
