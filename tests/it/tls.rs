@@ -479,6 +479,59 @@ async fn sighup_serves_a_swapped_certificate_to_new_connections_and_keeps_open_o
 }
 
 #[tokio::test]
+async fn a_reload_reads_the_certificate_at_the_paths_the_file_names_now() {
+    let (s, ca, tmp) = tls_server("", "").await;
+    let config_path = tmp.path().join("gatehouse.toml");
+    let with_paths = |cert: &str, key: &str| {
+        let text = std::fs::read_to_string(&config_path).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("cert = ") {
+                    format!("cert = \"{cert}\"")
+                } else if l.starts_with("key = ") {
+                    format!("key = \"{key}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&config_path, text).unwrap();
+    };
+    let (cert, key) = ca.issue(&[NAME]);
+    write_atomic(&tmp.path().join("renewed-cert.pem"), cert.as_bytes());
+    write_atomic(&tmp.path().join("renewed-key.pem"), key.as_bytes());
+    with_paths("renewed-cert.pem", "renewed-key.pem");
+    let done = s.reloader.reload().await.unwrap();
+    assert_eq!(done.certificate, Some(Ok(())));
+    assert!(
+        !done.waiting.iter().any(|k| k.starts_with("tls.")),
+        "{:?}",
+        done.waiting
+    );
+    let renewed = der_of(&cert);
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+
+    // The old files are no longer read: replacing them changes nothing.
+    ca.write_server_cert(tmp.path());
+    assert_eq!(s.reloader.reload().await.unwrap().certificate, Some(Ok(())));
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+
+    // New paths that cannot be read keep the certificate in force, and
+    // the next reload reads the paths then named.
+    with_paths("missing.pem", "renewed-key.pem");
+    let done = s.reloader.reload().await.unwrap();
+    let why = done.certificate.unwrap().unwrap_err();
+    assert!(why.contains("missing.pem"), "{why}");
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+    with_paths("cert.pem", "key.pem");
+    assert_eq!(s.reloader.reload().await.unwrap().certificate, Some(Ok(())));
+    let back = der_of(&std::fs::read_to_string(tmp.path().join("cert.pem")).unwrap());
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, back);
+}
+
+#[tokio::test]
 async fn the_redirect_listener_sends_plain_http_to_https_on_the_same_host_and_path() {
     // With hosts named (the public origin's, the apps'), the redirect
     // goes only to those.
