@@ -364,10 +364,30 @@ async fn websockets_through_the_proxy_work_over_tls() {
         up.addr
     );
     let (s, ca, _tmp) = tls_server("", &app).await;
-    let token = Https::open(&ca.pem(), s.addr, BOTH)
-        .await
-        .sign_in("bob", crate::harness::BOB_PW)
+    let mut https = Https::open(&ca.pem(), s.addr, BOTH).await;
+    // The app's answers carry gatehouse's HSTS, as its own pages do: the
+    // redirect to sign in, and the app's page.
+    let a = https
+        .send(
+            Method::GET,
+            "/up/h",
+            &[("accept", "text/html")],
+            String::new(),
+        )
         .await;
+    assert_eq!(a.status, StatusCode::FOUND);
+    assert!(a.headers.contains_key("strict-transport-security"));
+    let token = https.sign_in("bob", crate::harness::BOB_PW).await;
+    let cookie = format!("__Host-gatehouse_session={token}");
+    let a = https
+        .send(Method::GET, "/up/h", &[("cookie", &cookie)], String::new())
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.headers["strict-transport-security"], "max-age=31536000",
+        "{:?}",
+        a.headers
+    );
 
     // A WebSocket needs HTTP/1.1: the client offers only that.
     let stream = tls_connect(&ca.pem(), s.addr, HTTP1).await;
