@@ -86,9 +86,10 @@ fn app(name: &str, host: &str, upstream: std::net::SocketAddr) -> String {
     format!("[[apps]]\nname = \"{name}\"\nhost = \"{host}\"\nupstream = \"http://{upstream}\"\n\n")
 }
 
-/// Goes to `url` and returns every redirect the browser reported on the
-/// way, as (status, `Non-Authoritative-Reason`) pairs.
-async fn goto_seeing_redirects(tab: &Tab, url: &str) -> Vec<(i64, String)> {
+/// Goes to `url`, which ends at `last`, and returns every redirect the
+/// browser reported on the way, as (status, `Non-Authoritative-Reason`)
+/// pairs.
+async fn goto_seeing_redirects(tab: &Tab, url: &str, last: &str) -> Vec<(i64, String)> {
     let mut events = tab
         .page
         .event_listener::<EventRequestWillBeSent>()
@@ -96,19 +97,28 @@ async fn goto_seeing_redirects(tab: &Tab, url: &str) -> Vec<(i64, String)> {
         .unwrap();
     tab.goto(url).await;
     let mut seen = Vec::new();
-    // The navigation has completed, so its events are queued already.
-    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-        if let Some(r) = &e.redirect_response {
-            let reason = r
-                .headers
-                .inner()
-                .get("Non-Authoritative-Reason")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            seen.push((r.status, reason));
+    let collect = async {
+        // The request for `last` is the final one, and carries the
+        // redirect that led to it.
+        while let Some(e) = events.next().await {
+            if let Some(r) = &e.redirect_response {
+                let reason = r
+                    .headers
+                    .inner()
+                    .get("Non-Authoritative-Reason")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                seen.push((r.status, reason));
+            }
+            if e.request.url == last {
+                return;
+            }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(30), collect)
+        .await
+        .unwrap_or_else(|_| panic!("no request for {last}"));
     seen
 }
 
@@ -177,13 +187,14 @@ async fn over_tls_the_browser_is_sent_to_https_and_signs_in_with_a_host_cookie_a
     // HSTS was recorded: plain http to the same host is now turned into
     // https by the browser itself (an internal 307), before any request
     // leaves it, and the signed-in session carries on.
+    let later = format!("{https}/notes/later");
     let redirects =
-        goto_seeing_redirects(&tab, &format!("http://{NOTES}:{port}/notes/later")).await;
+        goto_seeing_redirects(&tab, &format!("http://{NOTES}:{port}/notes/later"), &later).await;
     assert!(
         redirects.contains(&(307, "HSTS".to_string())),
         "{redirects:?}"
     );
-    assert_eq!(tab.url().await, format!("{https}/notes/later"));
+    assert_eq!(tab.url().await, later);
     assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
     tab.assert_clean("after signing in over TLS");
 }
