@@ -78,14 +78,19 @@ impl Chrome {
             .new_headless_mode()
             .viewport(None)
             .window_size(1000, 800)
+            // Switch names without their dashes: chromiumoxide adds them
+            // (and merges the values of a name given twice).
             .args([
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+                "disable-gpu",
+                "disable-quic",
+                "no-first-run",
+                "disable-component-update",
+                "disable-sync",
             ])
+            .arg((
+                "disable-features",
+                "HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+            ))
             .args(extra.iter().copied())
             .launch_timeout(PATIENCE)
             .request_timeout(PATIENCE)
