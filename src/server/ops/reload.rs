@@ -9,9 +9,9 @@
 //! it also reads those files again, at the paths the file names now (or,
 //! when the file is refused, at those in force): the handshakes that
 //! follow present the new certificate, connections already open keep
-//! theirs, and a file that cannot be read keeps the certificate in force. SIGHUP and the admin
-//! socket's `POST /config/reload` (what `gatehouse users add|remove|passwd`
-//! send) reload the same way.
+//! theirs, and a file that cannot be read keeps the certificate in force.
+//! SIGHUP and the admin socket's `POST /config/reload` (what `gatehouse
+//! users add|remove|passwd` send) reload the same way.
 
 use std::path::Path;
 use std::sync::Weak;
