@@ -100,6 +100,11 @@ impl ProxyConfig {
         self.apps.is_empty()
     }
 
+    /// Whether a host app claims `host` (normal form: lower case, no port).
+    pub fn claims_host(&self, host: &str) -> bool {
+        self.hosts.contains_key(host)
+    }
+
     /// Where a request for `host` (normal form: lower case, no port) and
     /// `path` (as received, without the query) goes. A path under the
     /// reserved prefix is always gatehouse's, on every host.

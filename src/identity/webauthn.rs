@@ -156,6 +156,11 @@ impl Passkeys {
         &self.rp_id
     }
 
+    /// The origin answers are accepted from, `scheme://host[:port]`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// Starts registering a passkey for `user` (shown as `display`). Returns
     /// the options (`{"publicKey": {...}}`, for `navigator.credentials.create`)
     /// and the state to keep. `existing` are the ids of the user's passkeys,

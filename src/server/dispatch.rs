@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::http::{Method, Request, Uri};
+use axum::http::{HeaderValue, Method, Request, Uri, header};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use hyper::body::Incoming;
@@ -36,6 +36,9 @@ pub(crate) struct AppDispatch {
     router: Router,
     /// The built-in proxy, when `[[apps]]` names any.
     proxy: Option<Arc<Proxy>>,
+    /// `Strict-Transport-Security` for the apps' answers (`[hsts]`, over
+    /// https): the router adds it to gatehouse's own.
+    hsts: Option<HeaderValue>,
 }
 
 impl AppDispatch {
@@ -43,6 +46,11 @@ impl AppDispatch {
         AppDispatch {
             router: crate::server::router(state.clone()),
             proxy: Proxy::new(&state.config),
+            hsts: state
+                .config
+                .hsts
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok()),
             state,
         }
     }
@@ -97,12 +105,19 @@ impl Dispatch for AppDispatch {
                         draining: Box::pin(h.draining()),
                         adopt: Box::new(move |stream| h.adopt(stream)),
                     });
-                Routed::Proxy(Box::pin(p.clone().serve(
-                    self.state.clone(),
-                    i,
-                    req,
-                    adopter,
-                )))
+                let served = p.clone().serve(self.state.clone(), i, req, adopter);
+                let hsts = self.hsts.clone();
+                Routed::Proxy(Box::pin(async move {
+                    let mut res = served.await;
+                    // The host is gatehouse's to secure; an app that sends
+                    // its own policy keeps it.
+                    if let Some(v) = hsts {
+                        res.headers_mut()
+                            .entry(header::STRICT_TRANSPORT_SECURITY)
+                            .or_insert(v);
+                    }
+                    res
+                }))
             }
             (Route::Reserved(len), Some(p)) => {
                 strip_reserved(&mut req, len);

@@ -16,7 +16,7 @@ mod challenges;
 mod pem;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rustls::ServerConfig;
@@ -73,8 +73,9 @@ pub struct Tls {
     certs: Arc<Certs>,
     /// The settings of every handshake; its resolver is `certs`.
     config: Arc<ServerConfig>,
-    /// Where the certificate is read from, again on every reload.
-    files: Option<(PathBuf, PathBuf)>,
+    /// Where the certificate is read from, again on every reload; a reload
+    /// may name other paths, which are in force once read.
+    files: Option<Mutex<(PathBuf, PathBuf)>>,
     /// The ACME client, and when the certificate it loaded is due.
     acme: Option<(Acme, Option<SystemTime>)>,
 }
@@ -92,7 +93,7 @@ impl Tls {
         let (files, acme) = match &config.certificate {
             CertSource::Files { cert, key } => {
                 certs.set(Arc::new(pem::load_pair(cert, key, &provider)?));
-                (Some((cert.clone(), key.clone())), None)
+                (Some(Mutex::new((cert.clone(), key.clone()))), None)
             }
             CertSource::Acme(a) => {
                 let acme = Acme::new(a, data_dir, certs.clone());
@@ -130,15 +131,27 @@ impl Tls {
         &self.certs
     }
 
-    /// Reads the certificate files again and presents them from the next
-    /// handshake on; connections already open keep theirs. On error the
-    /// certificate in force stays. `Ok(false)`: there are no files to read.
-    pub fn reload(&self) -> Result<bool, TlsError> {
-        let Some((cert, key)) = &self.files else {
+    /// Reads the certificate files again, from `newer` (the `cert` and
+    /// `key` of a reloaded config) when given, else from the paths in
+    /// force, and presents them from the next handshake on; connections
+    /// already open keep theirs. Once read, `newer` are the paths in force.
+    /// On error the certificate and the paths in force stay. `Ok(false)`:
+    /// this listener has no files (its certificate comes from ACME, which
+    /// only a restart changes), and nothing is read.
+    pub fn reload(&self, newer: Option<(&Path, &Path)>) -> Result<bool, TlsError> {
+        let Some(files) = &self.files else {
             return Ok(false);
         };
-        let pair = pem::load_pair(cert, key, &provider())?;
+        // Held while reading, so that two reloads at once end with the
+        // certificate and the paths of the same one.
+        let mut files = files.lock().unwrap_or_else(|p| p.into_inner());
+        let (cert, key) = match newer {
+            Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
+            None => files.clone(),
+        };
+        let pair = pem::load_pair(&cert, &key, &provider())?;
         self.certs.set(Arc::new(pair));
+        *files = (cert, key);
         Ok(true)
     }
 }
@@ -146,7 +159,13 @@ impl Tls {
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls")
-            .field("files", &self.files)
+            .field(
+                "files",
+                &self
+                    .files
+                    .as_ref()
+                    .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            )
             .finish_non_exhaustive()
     }
 }

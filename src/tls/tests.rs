@@ -66,9 +66,37 @@ fn a_failed_reload_keeps_the_certificate_in_force() {
     let before = tls.certs().current().unwrap().cert.clone();
     let (cert2, key2) = self_signed();
     files(dir.path(), &cert2, &key);
-    assert!(tls.reload().is_err());
+    assert!(tls.reload(None).is_err());
     assert_eq!(tls.certs().current().unwrap().cert, before);
     files(dir.path(), &cert2, &key2);
-    assert!(tls.reload().unwrap());
+    assert!(tls.reload(None).unwrap());
     assert_ne!(tls.certs().current().unwrap().cert, before);
+}
+
+#[test]
+fn a_reload_may_name_new_paths_which_stay_once_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let tls = Tls::new(&files(dir.path(), &cert, &key), dir.path()).unwrap();
+    let first = tls.certs().current().unwrap().cert.clone();
+    let (cert2, key2) = self_signed();
+    let (c2, k2) = (dir.path().join("c2.pem"), dir.path().join("k2.pem"));
+    // Missing files at the new paths: the certificate and paths in force stay.
+    assert!(tls.reload(Some((&c2, &k2))).is_err());
+    assert_eq!(tls.certs().current().unwrap().cert, first);
+    assert!(tls.reload(None).unwrap());
+    assert_eq!(tls.certs().current().unwrap().cert, first);
+
+    std::fs::write(&c2, &cert2).unwrap();
+    std::fs::write(&k2, &key2).unwrap();
+    assert!(tls.reload(Some((&c2, &k2))).unwrap());
+    let second = tls.certs().current().unwrap().cert.clone();
+    assert_ne!(second, first);
+    // The new paths are the ones in force: the old files changing does
+    // not matter any more, and a plain reload reads the new ones.
+    let (cert3, key3) = self_signed();
+    files(dir.path(), &cert3, &key3);
+    assert!(tls.reload(None).unwrap());
+    assert_eq!(tls.certs().current().unwrap().cert, second);
+    assert!(format!("{tls:?}").contains("c2.pem"));
 }

@@ -364,10 +364,30 @@ async fn websockets_through_the_proxy_work_over_tls() {
         up.addr
     );
     let (s, ca, _tmp) = tls_server("", &app).await;
-    let token = Https::open(&ca.pem(), s.addr, BOTH)
-        .await
-        .sign_in("bob", crate::harness::BOB_PW)
+    let mut https = Https::open(&ca.pem(), s.addr, BOTH).await;
+    // The app's answers carry gatehouse's HSTS, as its own pages do: the
+    // redirect to sign in, and the app's page.
+    let a = https
+        .send(
+            Method::GET,
+            "/up/h",
+            &[("accept", "text/html")],
+            String::new(),
+        )
         .await;
+    assert_eq!(a.status, StatusCode::FOUND);
+    assert!(a.headers.contains_key("strict-transport-security"));
+    let token = https.sign_in("bob", crate::harness::BOB_PW).await;
+    let cookie = format!("__Host-gatehouse_session={token}");
+    let a = https
+        .send(Method::GET, "/up/h", &[("cookie", &cookie)], String::new())
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.headers["strict-transport-security"], "max-age=31536000",
+        "{:?}",
+        a.headers
+    );
 
     // A WebSocket needs HTTP/1.1: the client offers only that.
     let stream = tls_connect(&ca.pem(), s.addr, HTTP1).await;
@@ -476,6 +496,59 @@ async fn sighup_serves_a_swapped_certificate_to_new_connections_and_keeps_open_o
     assert_eq!(after.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(h2.get("/healthz").await.status, StatusCode::OK);
     p.kill().await;
+}
+
+#[tokio::test]
+async fn a_reload_reads_the_certificate_at_the_paths_the_file_names_now() {
+    let (s, ca, tmp) = tls_server("", "").await;
+    let config_path = tmp.path().join("gatehouse.toml");
+    let with_paths = |cert: &str, key: &str| {
+        let text = std::fs::read_to_string(&config_path).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("cert = ") {
+                    format!("cert = \"{cert}\"")
+                } else if l.starts_with("key = ") {
+                    format!("key = \"{key}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&config_path, text).unwrap();
+    };
+    let (cert, key) = ca.issue(&[NAME]);
+    write_atomic(&tmp.path().join("renewed-cert.pem"), cert.as_bytes());
+    write_atomic(&tmp.path().join("renewed-key.pem"), key.as_bytes());
+    with_paths("renewed-cert.pem", "renewed-key.pem");
+    let done = s.reloader.reload().await.unwrap();
+    assert_eq!(done.certificate, Some(Ok(())));
+    assert!(
+        !done.waiting.iter().any(|k| k.starts_with("tls.")),
+        "{:?}",
+        done.waiting
+    );
+    let renewed = der_of(&cert);
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+
+    // The old files are no longer read: replacing them changes nothing.
+    ca.write_server_cert(tmp.path());
+    assert_eq!(s.reloader.reload().await.unwrap().certificate, Some(Ok(())));
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+
+    // New paths that cannot be read keep the certificate in force, and
+    // the next reload reads the paths then named.
+    with_paths("missing.pem", "renewed-key.pem");
+    let done = s.reloader.reload().await.unwrap();
+    let why = done.certificate.unwrap().unwrap_err();
+    assert!(why.contains("missing.pem"), "{why}");
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, renewed);
+    with_paths("cert.pem", "key.pem");
+    assert_eq!(s.reloader.reload().await.unwrap().certificate, Some(Ok(())));
+    let back = der_of(&std::fs::read_to_string(tmp.path().join("cert.pem")).unwrap());
+    assert_eq!(Https::open(&ca.pem(), s.addr, BOTH).await.cert, back);
 }
 
 #[tokio::test]

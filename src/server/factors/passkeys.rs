@@ -11,32 +11,26 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::identity::webauthn::{Passkeys, WebAuthnError};
+use crate::identity::webauthn::Passkeys;
 use crate::server::cookie::cookie;
+use crate::server::factors::relying::{NoParty, party_for};
 use crate::server::respond::ApiError;
 use crate::server::state::AppState;
 use crate::store::{Busy, CEREMONY_MS, Ceremony, CeremonyStore, Purpose, SessionToken, now_ms};
 
-/// The relying party for this request, if passkeys can be used here.
+/// The relying party for this request, if passkeys can be used here: for
+/// the host the browser is on (see [`party_for`]).
 pub fn passkeys_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<Passkeys>, ApiError> {
-    let refuse = |e: WebAuthnError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
-    if let Some(built) = &state.relying {
-        return built.clone().map_err(refuse);
-    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if name == "localhost" || name.ends_with(".localhost") {
-        let url = url::Url::parse(&format!("http://{host}")).map_err(|_| {
-            ApiError::bad_request("passkeys need public_origin on https, or localhost")
-        })?;
-        return Passkeys::new(&url).map(Arc::new).map_err(refuse);
-    }
-    Err(ApiError::bad_request(
-        "passkeys need public_origin on https, or localhost",
-    ))
+    party_for(&state.config, &state.relying, host).map_err(|no| match no {
+        NoParty::Unusable(e) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+        NoParty::Elsewhere => ApiError::bad_request(
+            "passkeys need public_origin on https, an app's own host over https, or localhost",
+        ),
+    })
 }
 
 /// Whether pages should offer passkeys for this request.

@@ -6,17 +6,19 @@
 //! the rules) whole ([`AppState::replace_policy`]); other settings take
 //! effect at the next start, and each one that changed is named in the log.
 //! A failed reload keeps the previous policy. With `[tls] cert` and `key`
-//! it also reads those files again: the handshakes that follow present the
-//! new certificate, connections already open keep theirs, and a file that
-//! cannot be read keeps the certificate in force. SIGHUP and the admin
-//! socket's `POST /config/reload` (what `gatehouse users add|remove|passwd`
-//! send) reload the same way.
+//! it also reads those files again, at the paths the file names now (or,
+//! when the file is refused, at those in force): the handshakes that
+//! follow present the new certificate, connections already open keep
+//! theirs, and a file that cannot be read keeps the certificate in force.
+//! SIGHUP and the admin socket's `POST /config/reload` (what `gatehouse
+//! users add|remove|passwd` send) reload the same way.
 
+use std::path::Path;
 use std::sync::Weak;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{CertSource, Config, ConfigError, Overrides};
 use crate::server::state::{AppState, Inner};
 use crate::store::{EventKind, NewEvent};
 
@@ -48,10 +50,20 @@ impl Reloader {
         let Some(state) = AppState::upgrade(&self.state) else {
             return Ok(Reloaded::default());
         };
-        // The certificate first: it does not depend on the file's users.
-        let certificate = reload_certificate(&state);
-        match Config::load(&self.overrides) {
+        let loaded = Config::load(&self.overrides);
+        // The certificate does not depend on the file's users: it is read
+        // even when the file is refused, then from the paths in force.
+        let newer = loaded.as_ref().ok().and_then(cert_files);
+        let certificate = reload_certificate(&state, newer);
+        let new_paths = certificate.is_some() && newer.is_some();
+        match loaded {
             Ok(new) => {
+                let mut waiting = state.config.restart_changes(&new);
+                if new_paths {
+                    // New paths were read by this reload (or, if they
+                    // could not be, are tried again by the next one).
+                    waiting.retain(|k| k != "tls.cert" && k != "tls.key");
+                }
                 let done = Reloaded {
                     certificate,
                     // Absolute, so that a client elsewhere can tell which
@@ -62,7 +74,7 @@ impl Reloader {
                         .to_string(),
                     users: new.policy().len(),
                     rules: new.policy().rules().len(),
-                    waiting: state.config.restart_changes(&new),
+                    waiting,
                 };
                 state.replace_policy(new.policy().clone()).await;
                 for setting in &done.waiting {
@@ -96,11 +108,24 @@ impl Reloader {
     }
 }
 
-/// Reads the certificate files again, when the listener has them; logs
-/// the outcome. `None`: no certificate files.
-fn reload_certificate(state: &AppState) -> Option<Result<(), String>> {
+/// The certificate files `config` names, if its certificate comes from
+/// files.
+fn cert_files(config: &Config) -> Option<(&Path, &Path)> {
+    match &config.tls.as_ref()?.certificate {
+        CertSource::Files { cert, key } => Some((cert.as_path(), key.as_path())),
+        CertSource::Acme(_) => None,
+    }
+}
+
+/// Reads the certificate files again, when the listener has them: from
+/// `newer` when the reloaded config names files, else from the paths in
+/// force; logs the outcome. `None`: no certificate files.
+fn reload_certificate(
+    state: &AppState,
+    newer: Option<(&Path, &Path)>,
+) -> Option<Result<(), String>> {
     let tls = state.tls.as_ref()?;
-    match tls.reload() {
+    match tls.reload(newer) {
         Ok(false) => None,
         Ok(true) => {
             tracing::info!("TLS certificate reloaded; new connections get it");

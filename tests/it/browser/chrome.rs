@@ -56,6 +56,13 @@ impl Chrome {
     /// `.ci/run` installs Debian's `chromium`, so only a machine where that
     /// failed skips.
     pub async fn launch(test: &str) -> Option<Chrome> {
+        Chrome::launch_with(test, &[]).await
+    }
+
+    /// [`Chrome::launch`] with `extra` command-line switches, each a name
+    /// (without its leading dashes) and a value: a host resolver rule, a
+    /// pinned certificate key.
+    pub async fn launch_with(test: &str, extra: &[(&str, &str)]) -> Option<Chrome> {
         let Some(bin) = chromium_binary() else {
             eprintln!(
                 "SKIPPED {test}: no Chromium found (install Debian's `chromium`, or set GATEHOUSE_CHROMIUM)"
@@ -71,14 +78,20 @@ impl Chrome {
             .new_headless_mode()
             .viewport(None)
             .window_size(1000, 800)
+            // Switch names without their dashes: chromiumoxide adds them
+            // (and merges the values of a name given twice).
             .args([
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+                "disable-gpu",
+                "disable-quic",
+                "no-first-run",
+                "disable-component-update",
+                "disable-sync",
             ])
+            .arg((
+                "disable-features",
+                "HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+            ))
+            .args(extra.iter().copied())
             .launch_timeout(PATIENCE)
             .request_timeout(PATIENCE)
             .build()

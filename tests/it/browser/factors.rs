@@ -16,7 +16,7 @@ fn local(s: &TestServer, path: &str) -> String {
 }
 
 /// Waits until `js` (an expression) is true in the page.
-async fn wait_for(tab: &Tab, js: &str) {
+pub(super) async fn wait_for(tab: &Tab, js: &str) {
     let wait = async {
         loop {
             if tab.eval(js).await.as_bool() == Some(true) {

@@ -14,6 +14,7 @@ mod passkey_support;
 mod proxied;
 mod sessions;
 mod signin;
+mod tls;
 mod tokens;
 
 use std::net::SocketAddr;
