@@ -42,4 +42,12 @@ pub enum ServerError {
     /// The TLS certificate could not be read, or the TLS settings built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// No users are configured on a node of a distributed store, where a
+    /// first admin made by each node would differ from node to node.
+    #[error(
+        "no users are configured in {0}; on the distributed store every node needs the same \
+         users, so none is made at start: run `gatehouse users add NAME --admin` once, then \
+         copy the config file to every node"
+    )]
+    NoUsers(PathBuf),
 }

@@ -198,6 +198,34 @@ async fn redis_answers(port: u16) {
         .expect("the test's Redis answers");
 }
 
+/// With no users configured, a node of a shared store makes no first
+/// admin of its own (each node would make another): it refuses to start
+/// and says what to do.
+#[tokio::test]
+async fn a_node_without_users_makes_no_admin_of_its_own() {
+    let Some(storage) = storage().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    std::fs::write(&path, format!("bind = \"127.0.0.1:0\"\n{storage}")).unwrap();
+    let ov = gatehouse::config::Overrides {
+        config: Some(path.clone()),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let config = gatehouse::config::Config::load(&ov).unwrap();
+    let refused = gatehouse::server::Server::bind(config, ov).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("gatehouse users add"), "{message}");
+    assert!(!dir.path().join("admin-password").exists());
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("[[users]]")
+    );
+}
+
 /// A node whose `secrets.key` is not the deployment's could not open the
 /// second factors the others sealed: it refuses to start, naming the fix,
 /// and starts once it holds the same key.

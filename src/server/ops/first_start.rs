@@ -1,6 +1,7 @@
 //! Preparing the data dir before the store opens: the owner-only data dir,
 //! the first admin when no users are configured (its password in an
-//! owner-only file), and a warning about a database others can read.
+//! owner-only file; not on the distributed store, where each node would
+//! make another), and a warning about a database others can read.
 //!
 //! Every file gatehouse creates in the data dir is created owner-only
 //! (mode 0600; the directory 0700) with the mode given at creation, so no
@@ -20,6 +21,9 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 pub(crate) fn prepare(mut config: Config, overrides: &Overrides) -> Result<Config, ServerError> {
     create_private_dir(&config.data_dir)?;
     if config.policy().is_empty() {
+        if config.storage.is_some() {
+            return Err(ServerError::NoUsers(config.path.clone()));
+        }
         config = create_first_admin(config, overrides)?;
     }
     Ok(config)
