@@ -226,6 +226,72 @@ async fn a_node_without_users_makes_no_admin_of_its_own() {
     );
 }
 
+/// With no server on this node, `gatehouse bans` reaches the shared store
+/// itself, like one more node: it lists a ban another node made, and lifts
+/// it for every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bans_command_works_on_the_shared_store_without_a_server() {
+    use gatehouse::store::{BanStore, BanSubject, NewBan, now_ms};
+    let Some((redis, prefix)) = gatehouse::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
+        return;
+    };
+    let storage = format!(
+        "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
+         postgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
+    );
+    let store = gatehouse::store::distributed::Distributed::connect(
+        &gatehouse::store::distributed::DistributedConfig::new(redis.clone(), pg.clone())
+            .with_prefix(prefix.clone()),
+    )
+    .await
+    .unwrap();
+    let banned = BanSubject::ip("203.0.113.7".parse().unwrap());
+    let now = now_ms();
+    store
+        .add_ban(NewBan {
+            subject: banned.clone(),
+            until_ms: now + 3_600_000,
+            reason: "too many failed sign-ins".into(),
+            ip: None,
+            now_ms: now,
+        })
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gatehouse.toml"), config_text("", &storage)).unwrap();
+    let bans = |args: &'static [&'static str]| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .arg("bans")
+                .args(args)
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("--config")
+                .arg(dir.join("gatehouse.toml"))
+                .env_remove("GATEHOUSE_REDIS_URL")
+                .env_remove("GATEHOUSE_POSTGRES_URL")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{text}\n{err}");
+            text
+        }
+    };
+    let listed = bans(&["list"]).await;
+    assert!(listed.contains("203.0.113.7"), "{listed}");
+    let lifted = bans(&["lift", "--ip", "203.0.113.7"]).await;
+    assert!(lifted.contains("lifted the ban on"), "{lifted}");
+    assert!(store.bans(now_ms()).await.unwrap().is_empty());
+}
+
 /// A node whose `secrets.key` is not the deployment's could not open the
 /// second factors the others sealed: it refuses to start, naming the fix,
 /// and starts once it holds the same key.

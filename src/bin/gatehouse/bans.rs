@@ -1,11 +1,11 @@
 //! `gatehouse bans list|lift`: through the running server's admin socket,
 //! or directly in the database when no server runs.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use gatehouse::config::Config;
 use gatehouse::server::ops::admin;
-use gatehouse::store::{Backend, BanStore, BanSubject, now_ms};
+use gatehouse::store::{BanStore, BanSubject, now_ms};
 
 #[derive(Subcommand)]
 pub(crate) enum BansCommand {
@@ -23,20 +23,19 @@ pub(crate) enum BansCommand {
 
 pub(crate) fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> {
     let store = config.backend_config();
-    // The store's interface is async: one thread drives it (scans use the
-    // blocking pool).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::store::runtime()?;
     match command {
         BansCommand::List => {
             if let Some(reply) = admin::request(&config.data_dir, "GET", "/bans")? {
                 print!("{}", reply.into_result()?);
                 return Ok(());
             }
-            let backend = Backend::open_read_only(&store)?;
-            let bans = rt.block_on(backend.bans(now_ms()))?;
+            let (backend, task) = crate::store::open_to_read(&rt, &store)?;
+            let bans = rt.block_on(backend.bans(now_ms()));
+            if let Some(task) = task {
+                rt.block_on(task.shutdown()).map_err(anyhow::Error::msg)?;
+            }
+            let bans = bans?;
             print!("{}", admin::format_bans(&bans));
             Ok(())
         }
@@ -59,7 +58,7 @@ pub(crate) fn bans(config: &Config, command: BansCommand) -> anyhow::Result<()> 
                 print!("{}", reply.into_result()?);
                 return Ok(());
             }
-            let (backend, task) = Backend::open(&store)?;
+            let (backend, task) = crate::store::open(&rt, &store)?;
             let actor = std::env::var("USER").ok();
             let lifted = rt.block_on(backend.lift_ban(
                 &subject,

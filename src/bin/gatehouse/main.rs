@@ -3,6 +3,7 @@
 mod access;
 mod bans;
 mod migrate;
+mod store;
 mod users;
 
 use std::io::IsTerminal;

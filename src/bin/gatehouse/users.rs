@@ -9,7 +9,7 @@ use clap::Subcommand;
 use gatehouse::config::{Config, Overrides};
 use gatehouse::server::guard::MAX_PASSWORD;
 use gatehouse::server::ops::admin;
-use gatehouse::store::{Backend, TokenStore, now_ms};
+use gatehouse::store::{TokenStore, now_ms};
 
 #[derive(Subcommand)]
 pub(crate) enum UsersCommand {
@@ -210,12 +210,9 @@ pub(crate) fn users(config: &Config, action: Action, name: &str) -> anyhow::Resu
         print!("{}", reply.into_result()?);
         return Ok(());
     }
-    // No server runs: the file is changed directly.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (backend, task) = Backend::open(&config.backend_config())?;
+    // No server of this node runs: the store is changed directly.
+    let rt = crate::store::runtime()?;
+    let (backend, task) = crate::store::open(&rt, &config.backend_config())?;
     let actor = std::env::var("USER").ok();
     let done = match action {
         Action::ResetSecondFactor => rt.block_on(gatehouse::server::factors::reset::reset_factors(
