@@ -13,7 +13,9 @@
 //! - `c:<token hash>`: a ceremony (its state, owner, purpose and end),
 //!   expiring with it; `cu:<purpose>:<user>`: the user's ceremony of that
 //!   purpose, which a newer one ends; `cq:<client network>`: a client's
-//!   anonymous ceremonies scored by their end, for its quota.
+//!   anonymous ceremonies scored by their end, for its quota; `ca:all`:
+//!   every anonymous ceremony (`<client>|<hash>`) scored by its end, for
+//!   the bound on all of them together (`MAX_ANONYMOUS_CEREMONIES`).
 //!
 //! Unlike the in-process counters, nothing here is bounded by a count of
 //! subjects: every key expires by itself, so memory follows the rate of
@@ -23,7 +25,8 @@ use std::net::IpAddr;
 
 use super::{RedisState, hex, redis_error};
 use crate::domain::{
-    BanSubject, EnrollerId, RegulationSettings, SessionToken, TokenHash, client_network,
+    BanSubject, EnrollerId, MAX_ANONYMOUS_CEREMONIES, RegulationSettings, SessionToken, TokenHash,
+    client_network,
 };
 use crate::store::ceremonies::{Busy, CEREMONY_MS, Entry as Ceremony, Purpose};
 use crate::store::contract::{CeremonyStore, RegulationStore};
@@ -117,18 +120,52 @@ redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 return 0
 ";
 
-/// KEYS: the ceremony, the client's set. ARGV: the ceremony's bytes, its
-/// life, its hash (hex), now, quota, its end. Answers {1, 0} when kept,
-/// {0, end of the client's oldest} at the quota.
+/// KEYS: the ceremony, the client's set, the set of every anonymous
+/// ceremony (members `<client>|<hash>`). ARGV: the ceremony's bytes, its
+/// life, its hash (hex), now, quota, its end, the most in all, the client,
+/// the prefix of ceremony keys, the prefix of client sets. Answers {1, 0}
+/// when kept, {0, end of the first in the way} when refused. At the most
+/// in all, the client with the most (the oldest first on a tie) gives up
+/// its oldest only if it is at its quota; otherwise the newcomer is
+/// refused, as in process (`crate::store::ceremonies`).
 const PUT_ANONYMOUS: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+local quota = tonumber(ARGV[5])
+if redis.call('ZCARD', KEYS[2]) >= quota then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   return {0, tonumber(first[2])}
+end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then
+  local all = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+  local count, oldest, order = {}, {}, {}
+  for i = 1, #all, 2 do
+    local client = string.match(all[i], '^(.*)|')
+    if not count[client] then
+      count[client] = 0
+      oldest[client] = all[i]
+      order[#order + 1] = client
+    end
+    count[client] = count[client] + 1
+  end
+  local most = order[1]
+  for _, c in ipairs(order) do
+    if count[c] > count[most] then most = c end
+  end
+  if count[most] < quota then
+    return {0, tonumber(all[2])}
+  end
+  local member = oldest[most]
+  local h = string.sub(member, #most + 2)
+  redis.call('DEL', ARGV[9] .. h)
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZREM', ARGV[10] .. most, h)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[8] .. '|' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return {1, 0}
 ";
 
@@ -347,22 +384,24 @@ impl CeremonyStore for RedisState {
         let hash = hex(&token.hash());
         let client = ip.map(client_network);
         let entry = Ceremony::for_client(client, state, now_ms);
-        let client_key = self.key(
-            "cq",
-            &client.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
-        );
+        let client_name = client.map_or_else(|| "unknown".to_string(), |c| c.to_string());
         let mut conn = self.conn.clone();
         let (kept, oldest_end): (i64, u64) = self
             .scripts
             .put_anonymous
             .key(self.key("c", &hash))
-            .key(client_key)
+            .key(self.key("cq", &client_name))
+            .key(self.key("ca", "all"))
             .arg(entry.to_bytes())
             .arg(CEREMONY_MS)
             .arg(&hash)
             .arg(now_ms)
             .arg(quota.max(1))
             .arg(entry.expires_ms())
+            .arg(MAX_ANONYMOUS_CEREMONIES)
+            .arg(&client_name)
+            .arg(self.key("c", ""))
+            .arg(self.key("cq", ""))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_error)?;
@@ -397,9 +436,13 @@ impl CeremonyStore for RedisState {
             let client = entry
                 .client()
                 .map_or_else(|| "unknown".to_string(), |c| c.to_string());
-            let _: Result<i64, _> = redis::cmd("ZREM")
+            let _: Result<(i64, i64), _> = redis::pipe()
+                .cmd("ZREM")
                 .arg(self.key("cq", &client))
                 .arg(&hex)
+                .cmd("ZREM")
+                .arg(self.key("ca", "all"))
+                .arg(format!("{client}|{hex}"))
                 .query_async(&mut conn)
                 .await;
         }

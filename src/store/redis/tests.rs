@@ -885,3 +885,77 @@ async fn a_revoked_token_is_refused_on_the_other_node() {
     );
     assert!(b.token_by_hash(hash, now_ms()).await.unwrap().is_none());
 }
+
+/// The bound on anonymous passkey ceremonies of all clients together holds
+/// in Redis as in process (`ceremonies::tests`): when every place is
+/// taken, only a client at its quota gives its oldest up, and otherwise a
+/// newcomer is refused; a ceremony taken frees its place.
+#[tokio::test]
+async fn anonymous_ceremonies_are_bounded_in_all_as_in_process() {
+    use crate::domain::MAX_ANONYMOUS_CEREMONIES as MAX;
+    use crate::store::ceremonies::{CEREMONY_MS, Purpose};
+    use crate::store::contract::CeremonyStore;
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let state = RedisState::connect(&url, &prefix, Durability::Always)
+        .await
+        .unwrap();
+    let ip = |n: u32| Some(std::net::IpAddr::from(n.to_be_bytes()));
+    let now = 1_800_000_000_000u64;
+    let put =
+        |n: u32, at: u64, tag: u8| state.put_anonymous_ceremony(ip(n), 16, vec![tag], now + at);
+    let real = put(0, 0, 1).await.unwrap().unwrap();
+    let flooders = (MAX - 1) / 16;
+    for n in 1..=flooders as u32 {
+        for _ in 0..16 {
+            put(n, n as u64, 2).await.unwrap().unwrap();
+        }
+    }
+    let filler = MAX - 1 - flooders * 16;
+    let mut fillers = Vec::new();
+    for i in 0..filler as u32 {
+        fillers.push(put(10_000 + i, 5_000, 3).await.unwrap().unwrap());
+    }
+    let all = || async {
+        let mut conn = state.conn.clone();
+        let n: usize = redis::cmd("ZCARD")
+            .arg(state.key("ca", "all"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(all().await, MAX);
+    // Newcomers push out a flooder's oldest, one from each flooder.
+    for i in 0..flooders as u32 {
+        put(20_000 + i, 6_000, 4).await.unwrap().unwrap();
+        assert_eq!(all().await, MAX);
+    }
+    // Every place is now held by a client under its quota: refused.
+    for n in [30_000, 1] {
+        let busy = put(n, 7_000, 5).await.unwrap().unwrap_err();
+        assert!(busy.retry_after_ms > 0 && busy.retry_after_ms <= CEREMONY_MS);
+    }
+    assert_eq!(all().await, MAX);
+    for f in &fillers {
+        assert!(
+            state
+                .take_ceremony(f.hash(), Purpose::Discover, now + 7_000)
+                .await
+                .unwrap()
+                .is_some(),
+            "a client under its quota lost its ceremony"
+        );
+    }
+    assert!(
+        state
+            .take_ceremony(real.hash(), Purpose::Discover, now + 7_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The places they free are open again.
+    assert_eq!(all().await, MAX - filler - 1);
+    put(0, 7_000, 1).await.unwrap().unwrap();
+}
