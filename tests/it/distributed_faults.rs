@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gatehouse::domain::{EventFilter, EventKind};
+use gatehouse::domain::{EventFilter, EventKind, NewEvent};
+use gatehouse::store::outbox::{DEFAULT_MAX_ENTRIES, Outbox};
 use gatehouse::store::postgres::PgAudit;
 use reqwest::StatusCode;
 use tokio::process::Command;
@@ -61,12 +62,43 @@ pub(crate) fn node_config(storage: &str) -> String {
     )
 }
 
-/// `[storage]` of a fresh deployment on the shared services and its
-/// PostgreSQL URL, or `None` (skipped).
-async fn shared_deployment() -> Option<(String, String)> {
+/// A fresh deployment on the shared services: its `[storage]`, its
+/// PostgreSQL URL and its outbox, or `None` (skipped).
+async fn shared_deployment() -> Option<(String, String, Outbox)> {
     let (redis, prefix) = gatehouse::store::outbox::testing::fresh_prefix()?;
     let pg = gatehouse::store::postgres::testing::fresh_database().await?;
-    Some((storage(&redis, &prefix, &pg), pg))
+    let outbox = Outbox::connect(&redis, &prefix, DEFAULT_MAX_ENTRIES)
+        .await
+        .expect("the deployment's outbox");
+    Some((storage(&redis, &prefix, &pg), pg, outbox))
+}
+
+/// Entries put straight into the outbox around each kill of the chainer,
+/// so that it is in the middle of chaining them when it dies.
+const BULK: usize = 4_000;
+
+/// Pushes [`BULK`] events into `outbox` from a few callers; their entry ids.
+async fn push_bulk(outbox: Outbox, cycle: usize) -> Vec<String> {
+    let callers: Vec<_> = (0..8)
+        .map(|k| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in (k..BULK).step_by(8) {
+                    let e = NewEvent::now(EventKind::LoginFailure)
+                        .user("bob")
+                        .detail("bulk", format!("{cycle}-{i}"));
+                    ids.push(outbox.push(&e).await.expect("push to the outbox"));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(BULK);
+    for c in callers {
+        ids.extend(c.await.unwrap());
+    }
+    ids
 }
 
 /// Data directories of two nodes of `config`; the second holds the first's
@@ -160,9 +192,24 @@ pub(crate) async fn live_ids(url: &str, acked: &Acked, what: &str) -> HashSet<St
             Some(StatusCode::OK),
             "{what}: /auth/verify refused an acknowledged session"
         );
-        let id = session_id(&c, url, t)
-            .await
-            .unwrap_or_else(|| panic!("{what}: an acknowledged session was lost"));
+        let id = match session_id(&c, url, t).await {
+            Some(id) => id,
+            None => {
+                let r = c
+                    .get(format!("{url}/api/v1/sessions"))
+                    .header("cookie", format!("gatehouse_session={t}"))
+                    .send()
+                    .await;
+                let detail = match r {
+                    Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                    Err(e) => e.to_string(),
+                };
+                panic!(
+                    "{what}: an acknowledged session was lost: {}",
+                    &detail[..detail.len().min(2000)]
+                )
+            }
+        };
         ids.insert(id);
     }
     ids
@@ -281,7 +328,7 @@ async fn outbox_depth(url: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_one_node_loses_no_acknowledged_sign_in_or_event() {
-    let Some((storage, pg_url)) = shared_deployment().await else {
+    let Some((storage, pg_url, _)) = shared_deployment().await else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -337,7 +384,7 @@ fn leader(nodes: &[&Proc; 2], since: [usize; 2]) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_chainer_mid_batch_gives_no_duplicate_and_no_gap() {
-    let Some((storage, pg_url)) = shared_deployment().await else {
+    let Some((storage, pg_url, outbox)) = shared_deployment().await else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -350,6 +397,7 @@ async fn sigkill_of_the_chainer_mid_batch_gives_no_duplicate_and_no_gap() {
     let mut rng = Rng(gatehouse::store::now_us() | 1);
     let cycles = cycles(3);
     let mut busy_kills = 0;
+    let mut pushed: Vec<String> = Vec::new();
     let mut seen_leads = [0usize; 2];
     for cycle in 0..cycles {
         let lead = async {
@@ -366,8 +414,12 @@ async fn sigkill_of_the_chainer_mid_batch_gives_no_duplicate_and_no_gap() {
         let urls = [nodes[0].url.clone(), nodes[1].url.clone()];
         // Both nodes under load, so that the leader always has a batch.
         let (stop, drivers) = start_load(&[&urls[0], &urls[1]], 2, &acked);
-        tokio::time::sleep(Duration::from_millis(500 + rng.below(1000))).await;
-        if outbox_depth(&urls[1 - l]).await.is_some_and(|d| d > 0) {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+        // A stream of entries straight into the outbox, which the leader
+        // chains as they come; the kill lands while they come.
+        let pushing = tokio::spawn(push_bulk(outbox.clone(), cycle));
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(200))).await;
+        if outbox.depth().await.expect("the outbox's depth") > 0 {
             busy_kills += 1;
         }
         // The survivor's leads so far: the next one is its taking over.
@@ -379,6 +431,7 @@ async fn sigkill_of_the_chainer_mid_batch_gives_no_duplicate_and_no_gap() {
         // The survivor goes on under load for a while, and takes the lead.
         tokio::time::sleep(Duration::from_millis(300)).await;
         stop_load(stop, drivers).await;
+        pushed.extend(pushing.await.unwrap());
         let restarted = Proc::start(dir).await.expect("the killed leader restarts");
         nodes = if l == 0 {
             [restarted, other]
@@ -403,11 +456,35 @@ async fn sigkill_of_the_chainer_mid_batch_gives_no_duplicate_and_no_gap() {
     tokio::time::timeout(HANG, depth)
         .await
         .expect("the outbox empties");
+    // Every entry pushed is in the chain exactly once, under its entry id.
+    let (client, conn) = tokio_postgres::connect(&pg_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT source) FROM events WHERE source = ANY($1)",
+            &[&pushed],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(rows, distinct, "an entry chained twice");
+    assert_eq!(
+        rows as usize,
+        pushed.len(),
+        "an entry missing from the chain"
+    );
     eprintln!(
-        "chainer kill: {cycles} leaders killed ({busy_kills} with entries waiting in the outbox), \
-         {events} events checked once each, chain verified"
+        "chainer kill: {cycles} leaders killed ({busy_kills} while entries waited), \
+         {events} sign-in events and {} pushed entries checked once each, chain verified",
+        pushed.len()
     );
     assert!(!live.is_empty(), "no sign-in was acknowledged");
+    assert!(
+        busy_kills > 0,
+        "no kill landed while the leader was chaining"
+    );
     let [n0, n1] = nodes;
     n0.kill().await;
     n1.kill().await;
