@@ -148,9 +148,14 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
     let hash = hash_password(PASSWORD, &cheap()).expect("hash");
     let db = database(&pg, "gh_bench_nodes").await;
     let prefix = format!("gh_bench_nodes_{}", std::process::id());
+    // `GATEHOUSE_BENCH_REDIS_DURABILITY=everysec` measures a Redis that
+    // fsyncs its AOF once a second (it must be configured so).
+    let durability = std::env::var("GATEHOUSE_BENCH_REDIS_DURABILITY")
+        .map(|d| format!("redis_durability = \"{d}\"\n"))
+        .unwrap_or_default();
     let storage = format!(
         "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
-         postgres_url = \"{db}\"\nprefix = \"{prefix}\"\n"
+         postgres_url = \"{db}\"\nprefix = \"{prefix}\"\n{durability}"
     );
     // Sign-ins wait for a hashing slot rather than being turned away (503)
     // past the default queue of 8, and attempts in flight stay below the
