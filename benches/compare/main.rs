@@ -22,6 +22,7 @@ mod data;
 mod events;
 mod jsonl;
 mod loops;
+mod outbox;
 mod pgchain;
 mod query;
 mod report;
@@ -173,6 +174,7 @@ fn main() {
     }
     if want(figure::POSTGRES_CHAIN) {
         pgchain::figures(&p, &rt, tmp.path(), &mut rep);
+        outbox::figures(&p, &rt, tmp.path(), &mut rep);
     }
     report::targets(&mut rep);
     drop(rt);

@@ -4,8 +4,8 @@
 //! indexes and no chain; and newest-100 of one user on PostgreSQL against
 //! the redb store, on the same events. Runs only when
 //! `GATEHOUSE_BENCH_POSTGRES_URL` names a server where it may create
-//! databases (`source .ci/services` starts one; its URL is
-//! `GATEHOUSE_TEST_POSTGRES_URL`).
+//! databases, or `source .ci/services` started one (its URL is
+//! `GATEHOUSE_TEST_POSTGRES_URL`). The outbox's figures are `outbox.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,10 @@ async fn database(url: &str, name: &str) -> String {
 }
 
 pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report) {
-    let Ok(url) = std::env::var("GATEHOUSE_BENCH_POSTGRES_URL") else {
+    let (_, Some(url)) = crate::outbox::services() else {
         rep.note(
-            "figure 11 skipped: set GATEHOUSE_BENCH_POSTGRES_URL (see .ci/services) to measure \
-             the PostgreSQL audit trail",
+            "figure 11 skipped: set GATEHOUSE_BENCH_POSTGRES_URL, or `source .ci/services`, to \
+             measure the PostgreSQL audit trail",
         );
         return;
     };

@@ -14,6 +14,9 @@
 //! - Figure 12 (`proxy.rs`): a request to an app through the built-in
 //!   proxy against nginx `auth_request` to gatehouse plus `proxy_pass`, and
 //!   against nginx passing it on unchecked.
+//! - Figure 13 (`nodes.rs`): `/auth/verify` on a node of the distributed
+//!   backend against a redb node, two nodes together, and sign-ins per
+//!   second on one and two nodes (needs Redis and PostgreSQL).
 //! - Figure 8 (`memory.rs`): peak RSS of a server process (this binary
 //!   re-executed in a server mode) holding many sessions and events, during
 //!   a sweep and audit queries, against the file size.
@@ -25,6 +28,7 @@
 
 mod flood;
 mod memory;
+mod nodes;
 mod proxy;
 mod servers;
 mod token;
@@ -145,6 +149,10 @@ fn main() {
     if only.wants(figure::PROXY) {
         let f = rt.block_on(proxy::figure(&p, &mut lines));
         raw.insert("fig12".into(), f);
+    }
+    if only.wants(figure::SEVERAL_NODES) {
+        let f = rt.block_on(nodes::figure(&p, &mut lines));
+        raw.insert("fig13".into(), f);
     }
     if only.wants(figure::MEMORY) {
         let f = rt.block_on(memory::figure(&p, &mut lines));

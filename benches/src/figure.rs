@@ -30,9 +30,13 @@ pub const POSTGRES_CHAIN: u8 = 11;
 /// A request to an app through the built-in proxy against nginx
 /// `auth_request` plus `proxy_pass`, and nginx unchecked (`http`).
 pub const PROXY: u8 = 12;
+/// Several nodes on Redis and PostgreSQL: `/auth/verify` on a distributed
+/// node against a redb node, two nodes together, and sign-ins per second
+/// (`http`; needs Redis and PostgreSQL).
+pub const SEVERAL_NODES: u8 = 13;
 
 /// Every figure: (number, bench that measures it, title).
-pub const ALL: [(u8, &str, &str); 12] = [
+pub const ALL: [(u8, &str, &str); 13] = [
     (APPEND, "compare", "durable append"),
     (NEWEST_100, "compare", "newest 100 of one user"),
     (DEEP_PAGES, "compare", "deep pagination"),
@@ -49,6 +53,11 @@ pub const ALL: [(u8, &str, &str); 12] = [
     ),
     (POSTGRES_CHAIN, "compare", "audit chain in PostgreSQL"),
     (PROXY, "http", "requests through the built-in proxy"),
+    (
+        SEVERAL_NODES,
+        "http",
+        "several nodes on Redis and PostgreSQL",
+    ),
 ];
 
 /// The figures chosen with `--only 1,2,...`; all of them without it.

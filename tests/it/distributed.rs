@@ -424,3 +424,144 @@ async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
         .expect("/healthz answers 200 once Redis is back");
     s.stop().await;
 }
+
+/// Two nodes of one fresh deployment with `sections` besides `[storage]`,
+/// sharing one `secrets.key` (as every node of a deployment must: second
+/// factors are sealed with it), or `None` without the services.
+async fn two_nodes(sections: &str) -> Option<(TestServer, TestServer)> {
+    let storage = storage().await?;
+    let text = config_text("", &format!("{sections}\n{storage}"));
+    let a = TestServer::start(&text).await;
+    let b = TestServer::start_beside(&a, &text).await;
+    Some((a, b))
+}
+
+/// Sessions signed in on A, checked on A (so that A holds them in its
+/// cache), then signed out on B: A refuses each, and the delay between B's
+/// answer and A's first refusal is measured and printed. The aim is
+/// one second; the assertion is only that A refuses, within the hang guard
+/// (a wall-clock bound would fail on a loaded machine, not on a bug).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_node_is_refused_on_the_other_measured() {
+    let Some((a, b)) = two_nodes("").await else {
+        return;
+    };
+    const ROUNDS: usize = 20;
+    let mut delays = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let r = login(&client(), &a, "alice", ALICE_PW, &[]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let token = token_of(&r).expect("a session cookie");
+        // Twice on A: the second answer comes from A's cache.
+        assert_eq!(verify(&a, &token).await, StatusCode::OK);
+        assert_eq!(verify(&a, &token).await, StatusCode::OK);
+        assert_eq!(verify(&b, &token).await, StatusCode::OK);
+        let out = reqwest::Client::new()
+            .post(b.at("/logout"))
+            .header("cookie", format!("gatehouse_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.status().is_redirection() || out.status().is_success());
+        let revoked = std::time::Instant::now();
+        assert_eq!(verify(&b, &token).await, StatusCode::UNAUTHORIZED);
+        let refused = async {
+            while verify(&a, &token).await != StatusCode::UNAUTHORIZED {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(HANG, refused)
+            .await
+            .expect("node A refuses the session revoked on B");
+        delays.push(revoked.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "revocation on B refused on A: {ROUNDS} rounds, median {:?}, max {:?} (aim: 1 s)",
+        delays[ROUNDS / 2],
+        delays[ROUNDS - 1]
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Wrong passwords for bob on A ban him; B refuses his right password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_made_on_one_node_holds_on_the_other() {
+    let Some((a, b)) = two_nodes("[regulation]\nmax_failures = 3\n").await else {
+        return;
+    };
+    // Before: bob signs in on B.
+    let (st, _) = crate::api::sign_in(&crate::api::json_client(), &b, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    let c = crate::api::json_client();
+    for _ in 0..3 {
+        let (st, _) = crate::api::sign_in(&c, &a, "bob", "wrong password").await;
+        assert!(
+            st == StatusCode::UNAUTHORIZED || st == StatusCode::TOO_MANY_REQUESTS,
+            "{st}"
+        );
+    }
+    let (st, _) = crate::api::sign_in(&crate::api::json_client(), &a, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "banned on A");
+    let r = crate::api::json_client()
+        .post(b.at("/login"))
+        .json(&serde_json::json!({"username": "bob", "password": BOB_PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "banned on B");
+    assert!(r.headers().get("retry-after").is_some());
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An authenticator app enrolled on A: B asks for its code, accepts it,
+/// and refuses the password alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_enrolled_on_one_node_works_on_the_other() {
+    let Some((a, b)) = two_nodes("").await else {
+        return;
+    };
+    let (app, _) = crate::api::enroll(&crate::api::json_client(), &a, "bob", BOB_PW).await;
+    let c = crate::api::json_client();
+    let (st, body) = crate::api::sign_in(&c, &b, "bob", BOB_PW).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        body["second_factor_required"],
+        serde_json::json!(true),
+        "{body}"
+    );
+    // The password alone is no session on B.
+    assert_eq!(
+        crate::api::verify(&c, &b, None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The code that confirmed the enrollment on A is spent on B too.
+    let (st, _) = crate::api::post(
+        &c,
+        &b,
+        "/login/totp",
+        serde_json::json!({"code": app.code(0)}),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "a code used on A, replayed on B"
+    );
+    let (st, ok) = crate::api::post(
+        &c,
+        &b,
+        "/login/totp",
+        serde_json::json!({"code": app.code(1)}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(ok["methods"], serde_json::json!(["password", "totp"]));
+    assert_eq!(crate::api::verify(&c, &b, None).await, StatusCode::OK);
+    // And the session made on B holds on A.
+    assert_eq!(crate::api::verify(&c, &a, None).await, StatusCode::OK);
+    a.stop().await;
+    b.stop().await;
+}

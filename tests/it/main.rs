@@ -18,6 +18,8 @@ mod crash;
 mod crash_server;
 mod disk_full;
 mod distributed;
+mod distributed_faults;
+mod distributed_outage;
 mod distributed_tls;
 mod enrollment;
 mod factors;
