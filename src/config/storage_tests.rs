@@ -139,7 +139,9 @@ fn the_urls_may_come_from_the_environment() {
         "postgres://gh:pg-secret@db.internal/g"
     );
     let bad = Overrides {
-        redis_url: Some(SecretUrl::new("rediss://:r3dis-secret@cache.internal#insecure")),
+        redis_url: Some(SecretUrl::new(
+            "rediss://:r3dis-secret@cache.internal#insecure",
+        )),
         ..ov
     };
     let e = Config::load(&bad).unwrap_err().to_string();
