@@ -214,7 +214,11 @@ impl Drop for FrameStream {
 
 impl FrameStream {
     /// Opens `GET path_and_query` on the admin socket of `data_dir`.
-    /// `Ok(None)` when nothing listens there. Needs a Tokio runtime.
+    /// `Ok(None)` when nothing listens there, or when the server closes or
+    /// resets the connection before answering: a stopping server resets the
+    /// connections still queued on its listener and cuts those it accepted,
+    /// so a client that connects as it stops finds nobody there, as it
+    /// would a moment later. Needs a Tokio runtime.
     pub async fn open(
         data_dir: &Path,
         path_and_query: &str,
@@ -237,9 +241,11 @@ impl FrameStream {
             Err(e) => return Err(connect_err(&e)),
         };
         let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(sock))
-                .await
-                .map_err(|e| connect_err(&e))?;
+            match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(sock)).await {
+                Ok(h) => h,
+                Err(e) if closed_unanswered(&e) => return Ok(None),
+                Err(e) => return Err(connect_err(&e)),
+            };
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -254,6 +260,9 @@ impl FrameStream {
             }
             Ok(Err(e)) => {
                 conn.abort();
+                if closed_unanswered(&e) {
+                    return Ok(None);
+                }
                 return Err(connect_err(&e));
             }
             Ok(Ok(r)) => r,
@@ -346,6 +355,26 @@ impl FrameStream {
             }
         }
     }
+}
+
+/// Whether `e` says that the server closed or reset the connection before
+/// its answer began.
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind;
+    if e.is_closed() || e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            )
+        })
 }
 
 #[cfg(test)]

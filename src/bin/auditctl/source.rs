@@ -249,7 +249,8 @@ impl Remote {
         }
     }
 
-    /// Opens a stream; `Ok(None)` when no server listens any more.
+    /// Opens a stream; `Ok(None)` when no server listens any more (or it
+    /// closed the connection unanswered as it stopped).
     pub async fn open(&self, route: &str, query: &str) -> anyhow::Result<Option<FrameStream>> {
         FrameStream::open(&self.dir, &format!("{route}?{query}"))
             .await
@@ -259,7 +260,7 @@ impl Remote {
     async fn open_now(&self, route: &str, query: &str) -> anyhow::Result<FrameStream> {
         match self.open(route, query).await? {
             Some(s) => Ok(s),
-            None => Err(self.nobody_answers("the socket refused the connection")),
+            None => Err(self.nobody_answers("the socket refused or closed the connection")),
         }
     }
 

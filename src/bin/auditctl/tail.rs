@@ -244,6 +244,13 @@ async fn follow_remote(
     gatehouse::admin_wire::filter_query(filter, &mut q);
     q.append_pair("after", &after.0.to_string());
     let Some(mut stream) = r.open("/stream/follow", &q.finish()).await? else {
+        // The server is stopping (or gone, its socket left behind): the
+        // socket can outlast the hold on the file for a moment, so look
+        // again after a pause rather than at once.
+        tokio::select! {
+            _ = signals.recv() => return Ok(Ended::Stopped),
+            _ = tokio::time::sleep(POLL) => {}
+        }
         return Ok(Ended::Moved);
     };
     loop {

@@ -2,11 +2,13 @@
 //! exit codes as from the file, a clear error when the socket does not
 //! answer, and `tail --follow` carried across a server's stop and start.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use gatehouse::store::{EventKind, NewEvent, NewSession};
+use gatehouse::store::{EventKind, NewEvent, NewSession, Op, Store, StoreOptions};
 
 use super::harness::*;
 
@@ -135,27 +137,44 @@ fn a_held_file_whose_socket_does_not_answer_is_a_clear_error() {
     assert!(names.is_empty(), "{names:?}");
 }
 
-#[test]
-fn follow_carries_on_across_a_server_stop_and_start() {
-    let live = Live::start();
-    let mut child = cmd(live.data_dir())
-        .args(["tail", "-n", "0", "--follow", "--json", "--user", "dave"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                break;
+/// `auditctl tail -n 0 --follow --json --user dave` running on a data dir,
+/// and what it prints.
+struct Follower {
+    child: Child,
+    printed: Receiver<serde_json::Value>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Follower {
+    fn start(data_dir: &Path) -> Follower {
+        let mut child = cmd(data_dir)
+            .args(["tail", "-n", "0", "--follow", "--json", "--user", "dave"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, printed) = std::sync::mpsc::channel::<serde_json::Value>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    break;
+                }
             }
+        });
+        Follower {
+            child,
+            printed,
+            reader,
         }
-    });
-    // Appends dave's event `n` until the follower prints it (bounded).
-    let until_printed = |append: &dyn Fn(NewEvent), n: u32| {
+    }
+
+    /// Appends dave's event `n` with `append` until the follower prints it
+    /// (bounded): an event appended before the follower has read where the
+    /// trail ends is not printed (`-n 0`), one appended after it is. Fails
+    /// at once, with what the follower said, if it ends.
+    fn until_printed(&mut self, append: &dyn Fn(NewEvent), n: u32) {
         let start = Instant::now();
         loop {
             append(
@@ -164,49 +183,113 @@ fn follow_carries_on_across_a_server_stop_and_start() {
                     .detail("n", n.to_string()),
             );
             let deadline = Instant::now() + Duration::from_millis(500);
-            while let Ok(v) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                if v["details"]["n"].as_str() == Some(n.to_string().as_str()) {
-                    return;
+            loop {
+                match self
+                    .printed
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    Ok(v) if v["details"]["n"].as_str() == Some(n.to_string().as_str()) => {
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let status = self.exited();
+                        let mut err = String::new();
+                        let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                        panic!("tail --follow ended ({status:?}) before event {n}: {err}");
+                    }
                 }
             }
             assert!(start.elapsed() < WAIT, "event {n} was not printed");
         }
-    };
+    }
+
+    /// The follower's exit status, once it has exited (bounded).
+    fn exited(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(start.elapsed() < WAIT, "tail --follow did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the follower as Ctrl-C does; it exits 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.exited();
+        assert!(status.success(), "{status:?}");
+        self.reader.join().unwrap();
+    }
+}
+
+/// Appends one event to the file as a tool that owns it does: open, append,
+/// close.
+fn append_to_file(db: &Path, e: NewEvent) {
+    let store = Store::open(db, &StoreOptions::default()).unwrap();
+    store.apply(Op::Append(e)).unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn follow_carries_on_across_a_server_stop_and_start() {
+    let live = Live::start();
+    let mut follower = Follower::start(live.data_dir());
     // Through the server.
-    until_printed(&|e| live.append(vec![e]), 1);
+    follower.until_printed(&|e| live.append(vec![e]), 1);
     // From the file, while no server runs.
     let dir = live.shutdown();
     let db = dir.path().join("gatehouse.redb");
-    until_printed(
-        &|e| {
-            let store =
-                gatehouse::store::Store::open(&db, &gatehouse::store::StoreOptions::default())
-                    .unwrap();
-            store.apply(gatehouse::store::Op::Append(e)).unwrap();
-            store.close().unwrap();
-        },
-        2,
-    );
+    follower.until_printed(&|e| append_to_file(&db, e), 2);
     // Through a server again: the follower never kept it from starting.
     let live = Live::start_in(dir);
-    until_printed(&|e| live.append(vec![e]), 3);
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < WAIT, "tail --follow did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
-    reader.join().unwrap();
+    follower.until_printed(&|e| live.append(vec![e]), 3);
+    follower.stop();
     live.shutdown();
+}
+
+/// A server stopping resets the connections still queued on its socket and
+/// cuts those it accepted: a follower that connects just then finds the
+/// server gone, and carries on from the file once it is free.
+#[test]
+fn follow_carries_on_when_a_stopping_server_resets_its_connection() {
+    let live = Live::start();
+    let mut follower = Follower::start(live.data_dir());
+    follower.until_printed(&|e| live.append(vec![e]), 1);
+    let dir = live.shutdown();
+    let db = dir.path().join("gatehouse.redb");
+    // Another server takes the file, and the follower connects to its
+    // socket.
+    let holder = Store::open(&db, &StoreOptions::default()).unwrap();
+    let socket = dir.path().join(gatehouse::admin_wire::SOCKET_FILE);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (tx, accepted) = std::sync::mpsc::channel();
+    let l = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = tx.send(l.accept().map(|(c, _)| c));
+    });
+    let mut conn = accepted
+        .recv_timeout(WAIT)
+        .expect("the follower did not connect")
+        .unwrap();
+    // The server stops before answering: the rest of the request is left
+    // unread, so closing the connection resets it.
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    conn.read_exact(&mut [0u8; 1]).unwrap();
+    std::fs::remove_file(&socket).unwrap();
+    drop(conn);
+    drop(listener);
+    holder.close().unwrap();
+    follower.until_printed(&|e| append_to_file(&db, e), 2);
+    follower.stop();
 }
