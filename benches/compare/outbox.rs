@@ -23,20 +23,6 @@ use tokio_postgres::NoTls;
 use crate::Params;
 use crate::report::{Report, Unit};
 
-/// The Redis and PostgreSQL URLs the PostgreSQL figures use:
-/// `GATEHOUSE_BENCH_REDIS_URL` and `GATEHOUSE_BENCH_POSTGRES_URL`, else the
-/// `GATEHOUSE_TEST_*` URLs that `source .ci/services` exports.
-pub fn services() -> (Option<String>, Option<String>) {
-    let var = |bench: &str, test: &str| std::env::var(bench).or_else(|_| std::env::var(test)).ok();
-    (
-        var("GATEHOUSE_BENCH_REDIS_URL", "GATEHOUSE_TEST_REDIS_URL"),
-        var(
-            "GATEHOUSE_BENCH_POSTGRES_URL",
-            "GATEHOUSE_TEST_POSTGRES_URL",
-        ),
-    )
-}
-
 /// Concurrent sign-ins of the flood: as many callers as the HTTP figures'
 /// connections.
 const CALLERS: usize = 64;
@@ -96,29 +82,8 @@ async fn flood<S: SessionStore + 'static>(store: Arc<S>, secs: f64) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A fresh database on the server of `url`, and its URL.
-async fn database(url: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("the bench PostgreSQL answers");
-    tokio::spawn(conn);
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&sql).await.expect("create database");
-    }
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    format!("{base}/{name}")
-}
-
-/// A key prefix no other run uses.
-fn prefix(what: &str) -> String {
-    format!("gh_bench_{what}_{}_{}", std::process::id(), now_ms())
-}
-
 pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report) {
-    let (Some(redis), Some(pg_url)) = services() else {
+    let (Some(redis), Some(pg_url)) = gatehouse_benches::services::urls() else {
         rep.note(
             "figure 11, the outbox: skipped; it needs Redis and PostgreSQL \
              (`source .ci/services`, or GATEHOUSE_BENCH_REDIS_URL and GATEHOUSE_BENCH_POSTGRES_URL)",
@@ -136,8 +101,10 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report
 async fn chaining(p: &Params, redis: &str, pg_url: &str, rep: &mut Report) {
     let n = p.create_n * 5;
     let chunk = 5_000.min(n);
-    let chained_url = database(pg_url, "gh_bench_outbox_chain").await;
-    let plain_url = database(pg_url, "gh_bench_outbox_plain").await;
+    let chained_url =
+        gatehouse_benches::services::fresh_database(pg_url, "gh_bench_outbox_chain").await;
+    let plain_url =
+        gatehouse_benches::services::fresh_database(pg_url, "gh_bench_outbox_plain").await;
     let pg = PgAudit::connect(&chained_url).await.expect("connect");
     let (plain, conn) = tokio_postgres::connect(&plain_url, NoTls).await.unwrap();
     tokio::spawn(conn);
@@ -149,9 +116,13 @@ async fn chaining(p: &Params, redis: &str, pg_url: &str, rep: &mut Report) {
         )
         .await
         .unwrap();
-    let outbox = Outbox::connect(redis, &prefix("chain"), DEFAULT_MAX_ENTRIES)
-        .await
-        .expect("the bench Redis");
+    let outbox = Outbox::connect(
+        redis,
+        &gatehouse_benches::services::fresh_prefix("chain"),
+        DEFAULT_MAX_ENTRIES,
+    )
+    .await
+    .expect("the bench Redis");
     let chainer = Chainer::new(outbox.clone(), pg, CHAIN_BATCH);
     let leader = chainer
         .lead()
@@ -239,8 +210,9 @@ async fn sample(d: Distributed, stop: Arc<AtomicBool>) -> (Vec<u64>, Vec<u64>) {
 /// the redb backend, alternately; the outbox sampled during the first.
 async fn lag(p: &Params, redis: &str, pg_url: &str, dir: &std::path::Path, rep: &mut Report) {
     let secs = p.append_secs * 5.0;
-    let db = database(pg_url, "gh_bench_outbox_lag").await;
-    let config = DistributedConfig::new(redis, db).with_prefix(prefix("lag"));
+    let db = gatehouse_benches::services::fresh_database(pg_url, "gh_bench_outbox_lag").await;
+    let config = DistributedConfig::new(redis, db)
+        .with_prefix(gatehouse_benches::services::fresh_prefix("lag"));
     let (d, task) = Distributed::open(&config)
         .await
         .expect("the bench services");

@@ -47,24 +47,8 @@ fn events(n: usize) -> Vec<NewEvent> {
         .collect()
 }
 
-/// A fresh database on the server of `url`, and its URL.
-async fn database(url: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("GATEHOUSE_BENCH_POSTGRES_URL answers");
-    tokio::spawn(conn);
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&sql).await.expect("create database");
-    }
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    format!("{base}/{name}")
-}
-
 pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report) {
-    let (_, Some(url)) = crate::outbox::services() else {
+    let (_, Some(url)) = gatehouse_benches::services::urls() else {
         rep.note(
             "figure 11 skipped: set GATEHOUSE_BENCH_POSTGRES_URL, or `source .ci/services`, to \
              measure the PostgreSQL audit trail",
@@ -73,8 +57,8 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report
     };
     let n = p.create_n * 25;
     rt.block_on(async {
-        let chained_url = database(&url, "gh_bench_chain").await;
-        let plain_url = database(&url, "gh_bench_plain").await;
+        let chained_url = gatehouse_benches::services::fresh_database(&url, "gh_bench_chain").await;
+        let plain_url = gatehouse_benches::services::fresh_database(&url, "gh_bench_plain").await;
         let pg = PgAudit::connect(&chained_url).await.expect("connect");
         let (plain, conn) = tokio_postgres::connect(&plain_url, NoTls).await.unwrap();
         tokio::spawn(conn);

@@ -20,7 +20,6 @@ use gatehouse_benches::report::{Line, fmt_us};
 use gatehouse_benches::stats::ratio;
 use gatehouse_benches::wrk::{CONNECTIONS, Load, load};
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
 
 use crate::servers::{cheap, config_text, start_gatehouse};
 use crate::{PASSWORD, Params, line};
@@ -33,33 +32,6 @@ const REVOCATIONS: usize = 50;
 
 /// Alternating rounds of the verify comparison.
 const ROUNDS: usize = 2;
-
-fn services() -> Option<(String, String)> {
-    let var = |bench: &str, test: &str| std::env::var(bench).or_else(|_| std::env::var(test)).ok();
-    Some((
-        var("GATEHOUSE_BENCH_REDIS_URL", "GATEHOUSE_TEST_REDIS_URL")?,
-        var(
-            "GATEHOUSE_BENCH_POSTGRES_URL",
-            "GATEHOUSE_TEST_POSTGRES_URL",
-        )?,
-    ))
-}
-
-/// A fresh database on the server of `url`, and its URL.
-async fn database(url: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("the bench PostgreSQL answers");
-    tokio::spawn(conn);
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&sql).await.expect("create database");
-    }
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    format!("{base}/{name}")
-}
 
 /// Sign-ins acknowledged per second on `addrs` loaded together (summed),
 /// and the share of answers that were sign-ins.
@@ -134,7 +106,7 @@ async fn revocations(a: SocketAddr, b: SocketAddr) -> Vec<f64> {
 }
 
 pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
-    let Some((redis, pg)) = services() else {
+    let (Some(redis), Some(pg)) = gatehouse_benches::services::urls() else {
         eprintln!(
             "figure {SEVERAL_NODES}: skipped; it needs Redis and PostgreSQL (`source .ci/services`, \
              or GATEHOUSE_BENCH_REDIS_URL and GATEHOUSE_BENCH_POSTGRES_URL)"
@@ -146,7 +118,7 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
         p.load_secs
     );
     let hash = hash_password(PASSWORD, &cheap()).expect("hash");
-    let db = database(&pg, "gh_bench_nodes").await;
+    let db = gatehouse_benches::services::fresh_database(&pg, "gh_bench_nodes").await;
     let prefix = format!("gh_bench_nodes_{}", std::process::id());
     // `GATEHOUSE_BENCH_REDIS_DURABILITY=everysec` measures a Redis that
     // fsyncs its AOF once a second (it must be configured so).

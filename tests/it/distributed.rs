@@ -14,15 +14,39 @@ use crate::harness::*;
 /// not a threshold: it hears at once through Redis pub/sub).
 const HANG: Duration = Duration::from_secs(30);
 
+/// A fresh deployment: a Redis URL, a PostgreSQL database's URL and a key
+/// prefix, or `None` (skipped) without the services.
+pub(crate) async fn deployment() -> Option<(String, String, String)> {
+    let (redis, prefix) = gatehouse::store::outbox::testing::fresh_prefix()?;
+    let pg = gatehouse::store::postgres::testing::fresh_database().await?;
+    Some((redis, pg, prefix))
+}
+
+/// `[storage]` naming the deployment `(redis, pg, prefix)`.
+pub(crate) fn storage_section((redis, pg, prefix): &(String, String, String)) -> String {
+    format!(
+        "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
+         postgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
+    )
+}
+
+/// The distributed store of the deployment `(redis, pg, prefix)`, as one
+/// more node sees it.
+pub(crate) async fn connect(
+    (redis, pg, prefix): &(String, String, String),
+) -> gatehouse::store::distributed::Distributed {
+    gatehouse::store::distributed::Distributed::connect(
+        &gatehouse::store::distributed::DistributedConfig::new(redis.clone(), pg.clone())
+            .with_prefix(prefix.clone()),
+    )
+    .await
+    .unwrap()
+}
+
 /// `[storage]` of a fresh deployment, or `None` (skipped) without the
 /// services.
 async fn storage() -> Option<String> {
-    let (redis, prefix) = gatehouse::store::outbox::testing::fresh_prefix()?;
-    let pg = gatehouse::store::postgres::testing::fresh_database().await?;
-    Some(format!(
-        "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
-         postgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
-    ))
+    Some(storage_section(&deployment().await?))
 }
 
 /// `node`'s `/healthz`: its status and body.
@@ -208,15 +232,7 @@ async fn a_node_without_users_makes_no_admin_of_its_own() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.toml");
-    std::fs::write(&path, format!("bind = \"127.0.0.1:0\"\n{storage}")).unwrap();
-    let ov = gatehouse::config::Overrides {
-        config: Some(path.clone()),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let config = gatehouse::config::Config::load(&ov).unwrap();
-    let refused = gatehouse::server::Server::bind(config, ov).await;
-    let message = refused.err().expect("refused").to_string();
+    let message = refused_start(dir.path(), &format!("bind = \"127.0.0.1:0\"\n{storage}")).await;
     assert!(message.contains("gatehouse users add"), "{message}");
     assert!(!dir.path().join("admin-password").exists());
     assert!(
@@ -232,22 +248,11 @@ async fn a_node_without_users_makes_no_admin_of_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bans_command_works_on_the_shared_store_without_a_server() {
     use gatehouse::store::{BanStore, BanSubject, NewBan, now_ms};
-    let Some((redis, prefix)) = gatehouse::store::outbox::testing::fresh_prefix() else {
+    let Some(deployment) = deployment().await else {
         return;
     };
-    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
-        return;
-    };
-    let storage = format!(
-        "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
-         postgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
-    );
-    let store = gatehouse::store::distributed::Distributed::connect(
-        &gatehouse::store::distributed::DistributedConfig::new(redis.clone(), pg.clone())
-            .with_prefix(prefix.clone()),
-    )
-    .await
-    .unwrap();
+    let storage = storage_section(&deployment);
+    let store = connect(&deployment).await;
     let banned = BanSubject::ip("203.0.113.7".parse().unwrap());
     let now = now_ms();
     store
@@ -304,15 +309,7 @@ async fn a_node_with_another_key_file_is_refused_at_start() {
     let a = TestServer::start(&text).await;
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("gatehouse.toml"), &text).unwrap();
-    let ov = gatehouse::config::Overrides {
-        config: Some(dir.path().join("gatehouse.toml")),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let config = gatehouse::config::Config::load(&ov).unwrap();
-    let refused = gatehouse::server::Server::bind(config, ov).await;
-    let message = format!("{:#}", anyhow::Error::from(refused.err().expect("refused")));
+    let message = refused_start(dir.path(), &text).await;
     assert!(
         message.contains("secrets.key") && message.contains("copy secrets.key from a running node"),
         "{message}"

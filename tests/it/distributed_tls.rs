@@ -101,15 +101,7 @@ async fn a_node_reaches_both_services_over_verified_tls() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         share_key(keys.path(), dir.path());
-        std::fs::write(dir.path().join("gatehouse.toml"), config_text("", &without)).unwrap();
-        let ov = gatehouse::config::Overrides {
-            config: Some(dir.path().join("gatehouse.toml")),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        let config = gatehouse::config::Config::load(&ov).unwrap();
-        let refused = gatehouse::server::Server::bind(config, ov).await;
-        let message = format!("{:#}", anyhow::Error::from(refused.err().expect("refused")));
+        let message = refused_start(dir.path(), &config_text("", &without)).await;
         assert!(
             message.to_lowercase().contains("certificate"),
             "{field} without its CA: {message}"

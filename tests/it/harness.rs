@@ -158,6 +158,21 @@ impl Drop for TestServer {
 }
 
 /// A browser-like client: cookie jar, no redirects followed.
+/// Writes `config` into the data dir `dir` and starts a server there,
+/// which must refuse: the refusal's message, with its causes.
+pub async fn refused_start(dir: &Path, config: &str) -> String {
+    let path = dir.join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let ov = Overrides {
+        config: Some(path),
+        data_dir: Some(dir.to_path_buf()),
+        ..Overrides::default()
+    };
+    let config = Config::load(&ov).unwrap();
+    let refused = Server::bind(config, ov).await;
+    format!("{:#}", anyhow::Error::from(refused.err().expect("refused")))
+}
+
 /// Copies the key file of the data dir `from` into `to`, private.
 pub fn share_key(from: &Path, to: &Path) {
     use std::os::unix::fs::PermissionsExt;

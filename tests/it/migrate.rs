@@ -46,12 +46,10 @@ async fn verify(s: &TestServer, header: (&str, &str)) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_file_moves_to_the_distributed_store_and_carries_on() {
-    let Some((redis, prefix)) = gatehouse::store::outbox::testing::fresh_prefix() else {
+    let Some(deployment) = crate::distributed::deployment().await else {
         return;
     };
-    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
-        return;
-    };
+    let pg = deployment.1.clone();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
 
@@ -100,10 +98,7 @@ async fn a_nodes_file_moves_to_the_distributed_store_and_carries_on() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("[storage] backend = \"distributed\""), "{err}");
 
-    let storage = format!(
-        "[storage]\nbackend = \"distributed\"\nredis_url = \"{redis}\"\n\
-         postgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
-    );
+    let storage = crate::distributed::storage_section(&deployment);
     let text = config_text("", &storage);
     std::fs::write(dir.join("gatehouse.toml"), &text).unwrap();
     let (code, out, err) = migrate(dir).await;
@@ -132,12 +127,7 @@ async fn a_nodes_file_moves_to_the_distributed_store_and_carries_on() {
     assert_eq!(body["second_factor_required"], json!(true), "{body}");
     let (st, ok) = post(&c, &d, "/login/totp", json!({"code": app.code(1)})).await;
     assert_eq!(st, StatusCode::OK, "{ok}");
-    let store = gatehouse::store::distributed::Distributed::connect(
-        &gatehouse::store::distributed::DistributedConfig::new(redis.clone(), pg.clone())
-            .with_prefix(prefix.clone()),
-    )
-    .await
-    .unwrap();
+    let store = crate::distributed::connect(&deployment).await;
     let bans = store.bans(now_ms()).await.unwrap();
     assert!(bans.iter().any(|b| b.subject == banned), "{bans:?}");
     d.stop().await;
