@@ -218,26 +218,41 @@ impl RedisState {
     /// release that fails is left to its lease's deadline.
     async fn send_releases(&self) {
         let (_turn, queued) = self.releases.take().await;
-        for lease in queued {
-            if let Err(e) = self.settle(&lease, false).await {
-                tracing::debug!(error = %e, "a lease's release was lost; its deadline ends it");
-            }
-        }
+        let calls = queued
+            .iter()
+            .map(|lease| self.settle_call(lease, false))
+            .collect();
+        self.send_batch(
+            &self.scripts.settle,
+            calls,
+            "queued lease releases were lost; their deadlines end them",
+        )
+        .await;
     }
 
-    /// Releases or succeeds `lease`; `forget`: the user names' failures too.
-    async fn settle(&self, lease: &Lease, forget: bool) -> Result<(), StoreError> {
-        let mut call = self.scripts.settle.prepare_invoke();
-        for k in self.counter_keys(lease.subjects()) {
-            call.key(k);
-        }
-        call.arg(lease.id());
+    /// The settle script's call for `lease`; `forget`: the user names'
+    /// failures too.
+    fn settle_call(&self, lease: &Lease, forget: bool) -> super::Call {
+        let mut call = super::Call::new(self.counter_keys(lease.subjects())).arg(lease.id());
         for s in lease.subjects() {
-            call.arg(if forget && matches!(s, BanSubject::User(_)) {
+            call = call.arg(if forget && matches!(s, BanSubject::User(_)) {
                 "1"
             } else {
                 "0"
             });
+        }
+        call
+    }
+
+    /// Releases or succeeds `lease`; `forget`: the user names' failures too.
+    async fn settle(&self, lease: &Lease, forget: bool) -> Result<(), StoreError> {
+        let c = self.settle_call(lease, forget);
+        let mut call = self.scripts.settle.prepare_invoke();
+        for k in &c.keys {
+            call.key(k);
+        }
+        for a in &c.args {
+            call.arg(a.as_slice());
         }
         let mut conn = self.conn.clone();
         call.invoke_async::<i64>(&mut conn)

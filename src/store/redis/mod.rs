@@ -364,6 +364,41 @@ impl RedisState {
         self.send_uses().await;
     }
 
+    /// Sends queued calls of `script` in one round trip, in order (Redis
+    /// runs a pipeline's commands in order, and with `appendfsync always`
+    /// one fsync covers them): one at a time, each would wait for its own
+    /// answer and fsync while every write of the node waits its turn. A
+    /// Redis that no longer knows the script (restarted) is given it, and
+    /// the calls again (none ran: each was refused). A failure is logged
+    /// as `what`; the queued changes may be lost by design.
+    pub(super) async fn send_batch(&self, script: &redis::Script, calls: Vec<Call>, what: &str) {
+        if calls.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for c in &calls {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash())
+                .arg(c.keys.len())
+                .arg(&c.keys)
+                .arg(&c.args);
+            pipe.add_command(cmd).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let mut sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        if let Err(e) = &sent
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            sent = match script.load_async(&mut conn).await {
+                Ok(_) => pipe.query_async(&mut conn).await,
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, calls = calls.len(), "{what}");
+        }
+    }
+
     /// `<prefix>:<kind>:<rest>`.
     fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}:{kind}:{rest}", self.prefix)
@@ -453,6 +488,28 @@ fn hex(hash: &crate::domain::TokenHash) -> String {
 /// releases): queued under a bound, and sent in order by whichever comes
 /// first, a task of their own or the handle's next operation, which waits
 /// for those being sent: so each is applied before that operation answers.
+/// One call of a script for [`RedisState::send_batch`]: its keys and its
+/// arguments, each already in Redis's bytes.
+pub(super) struct Call {
+    pub(super) keys: Vec<String>,
+    pub(super) args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(super) fn new(keys: Vec<String>) -> Self {
+        Call {
+            keys,
+            args: Vec::new(),
+        }
+    }
+
+    /// The same with `arg` after the arguments so far.
+    pub(super) fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+}
+
 pub(super) struct Deferred<T> {
     queue: std::sync::Mutex<Vec<T>>,
     /// Held while queued changes are sent.

@@ -323,22 +323,23 @@ impl RedisState {
     /// Sends the queued touches, before the write that called it.
     pub(super) async fn send_touches(&self) {
         let (_turn, queued) = self.touches.take().await;
-        for (hash, now) in queued {
-            let mut conn = self.conn.clone();
-            let r: Result<i64, _> = self
-                .sessions
-                .touch
-                .arg(self.key_prefix())
-                .arg("")
-                .arg(now)
-                .arg(hex(&hash))
-                .arg(GC_MARGIN_MS)
-                .invoke_async(&mut conn)
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "session touch lost; the next one slides the deadline");
-            }
-        }
+        let calls = queued
+            .iter()
+            .map(|(hash, now)| {
+                super::Call::new(Vec::new())
+                    .arg(self.key_prefix())
+                    .arg("")
+                    .arg(*now)
+                    .arg(hex(hash))
+                    .arg(GC_MARGIN_MS)
+            })
+            .collect();
+        self.send_batch(
+            &self.sessions.touch,
+            calls,
+            "session touches lost; the next ones slide the deadlines",
+        )
+        .await;
     }
 
     async fn revoke(

@@ -959,3 +959,47 @@ async fn anonymous_ceremonies_are_bounded_in_all_as_in_process() {
     assert_eq!(all().await, MAX - filler - 1);
     put(0, 7_000, 1).await.unwrap().unwrap();
 }
+
+/// Queued calls go in one pipeline, in order, and a Redis that has
+/// forgotten the script (restarted, or `SCRIPT FLUSH`) is given it again
+/// and runs them all once.
+#[tokio::test]
+async fn a_batch_of_queued_calls_runs_once_each_even_after_a_script_flush() {
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let state = RedisState::connect(&url, &prefix, Durability::Always)
+        .await
+        .unwrap();
+    let script = redis::Script::new(
+        "redis.call('RPUSH', KEYS[1], ARGV[1]) return redis.call('LLEN', KEYS[1])",
+    );
+    let key = state.key("batch", "test");
+    let calls = |from: u32, to: u32| {
+        (from..to)
+            .map(|n| super::Call::new(vec![key.clone()]).arg(n))
+            .collect::<Vec<_>>()
+    };
+    let list = || async {
+        let mut conn = state.conn.clone();
+        let got: Vec<u32> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        got
+    };
+    // Unknown to Redis at first (never loaded): loaded, then run.
+    state.send_batch(&script, calls(0, 3), "test").await;
+    assert_eq!(list().await, [0, 1, 2]);
+    let mut conn = state.conn.clone();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    state.send_batch(&script, calls(3, 5), "test").await;
+    assert_eq!(list().await, [0, 1, 2, 3, 4]);
+}

@@ -167,25 +167,21 @@ impl RedisState {
     /// Sends the queued uses, before the write that called it.
     pub(super) async fn send_uses(&self) {
         let (_turn, queued) = self.uses.take().await;
-        for (hash, now, ip) in queued {
-            let mut conn = self.conn.clone();
-            let r: Result<i64, _> = self
-                .tokens
-                .touch
-                .key(&self.outbox_key)
-                .arg(self.key_prefix())
-                .arg((now * 1000).to_string())
-                .arg(now)
-                .arg(hex(&hash))
-                .arg(ip.map(|ip| ip.to_string()).unwrap_or_default())
-                .arg(TOKEN_RECENT_IPS)
-                .arg(self.outbox_max)
-                .invoke_async(&mut conn)
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "a token's use was not recorded");
-            }
-        }
+        let calls = queued
+            .iter()
+            .map(|(hash, now, ip)| {
+                super::Call::new(vec![self.outbox_key.clone()])
+                    .arg(self.key_prefix())
+                    .arg((now * 1000).to_string())
+                    .arg(*now)
+                    .arg(hex(hash))
+                    .arg(ip.map(|ip| ip.to_string()).unwrap_or_default())
+                    .arg(TOKEN_RECENT_IPS)
+                    .arg(self.outbox_max)
+            })
+            .collect();
+        self.send_batch(&self.tokens.touch, calls, "token uses were not recorded")
+            .await;
     }
 
     async fn revoke_tokens(
