@@ -196,6 +196,9 @@ fn opt(v: Option<String>) -> String {
     v.unwrap_or_default()
 }
 
+/// Sessions read per round trip when every session is listed.
+const ALL_SESSIONS_CHUNK: usize = 512;
+
 /// A session from its hash's fields; `None` when the key is gone.
 pub(super) fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> {
     let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
@@ -313,11 +316,6 @@ impl RedisState {
             session,
             invocation,
         }
-    }
-
-    /// The session under `hash` as stored, live or not.
-    async fn load(&self, hash: &str) -> Result<Option<Session>, StoreError> {
-        Ok(session_of(&self.fields("s", hash).await?))
     }
 
     /// Sends the queued touches, before the write that called it.
@@ -443,10 +441,20 @@ impl SessionStore for RedisState {
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
+        // Read in pipelined chunks: one round trip per chunk, not per
+        // session.
         let mut all = Vec::with_capacity(hashes.len());
-        for h in hashes {
-            if let Some(s) = self.load(&h).await? {
-                all.push((h, s));
+        for chunk in hashes.chunks(ALL_SESSIONS_CHUNK) {
+            let mut pipe = redis::pipe();
+            for h in chunk {
+                pipe.cmd("HGETALL").arg(self.key("s", h));
+            }
+            let fields: Vec<std::collections::HashMap<String, String>> =
+                pipe.query_async(&mut conn).await.map_err(redis_error)?;
+            for (h, f) in chunk.iter().zip(fields) {
+                if let Some(s) = session_of(&f) {
+                    all.push((h.clone(), s));
+                }
             }
         }
         // By user, then newest first (as redb lists them).
