@@ -32,6 +32,7 @@ mod events;
 mod factors;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
+mod log_sync;
 mod ops;
 mod prune;
 mod reads;
