@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use redb::{Database, Durability};
 
-use super::commit_log::LoggedBatch;
+use super::commit_log::{CommitLog, LoggedBatch, LoggedEvent};
 use super::ops::{Op, OpOutput};
 use super::txn::Tx;
 use super::{Db, Store};
+use crate::store::chain::{self, ChainHead};
 use crate::store::error::StoreError;
 
 impl Store {
@@ -81,57 +82,64 @@ impl Store {
         Ok(outs)
     }
 
-    /// Commits `ops` without a sync, then makes them durable with one record
-    /// in the commit log. If the log cannot be written, a durable commit of
-    /// the database does it instead; if that fails too, the batch fails
-    /// with an I/O error (the writer then reopens the file).
-    fn try_logged(
-        &self,
-        ops: &[Op],
-        log: &mut super::commit_log::CommitLog,
-    ) -> Result<Vec<OpOutput>, Logged> {
-        let (outs, batch) = self.commit_unsynced(ops).map_err(Logged::NotCommitted)?;
-        if let Err(e) = log.append(&batch) {
-            tracing::warn!(error = %e, log = %log.path().display(), "writing the commit log failed; committing durably instead");
-            let db = self.writable().map_err(Logged::Failed)?;
-            let Db::Rw(db) = &*db else {
-                unreachable!("writable() returns a writable handle")
+    /// Commits `ops` without a sync and makes them durable with one record
+    /// in the commit log. The appends are linked onto the chain first (ids,
+    /// hashes, stored bytes: all the record holds), so the record is written
+    /// and its sync started before the database work, which then runs while
+    /// the disk syncs. The batch is acknowledged only once both are done, so
+    /// a read that starts after the acknowledgement sees it.
+    ///
+    /// If the database part fails, the record is taken back and nothing is
+    /// stored. If the log cannot be written or synced, a durable commit of
+    /// the database makes the batch durable instead; if that fails too (or
+    /// the record cannot be taken back), the batch fails with an I/O error
+    /// (the writer then reopens the file).
+    fn try_logged(&self, ops: &[Op], log: &mut CommitLog) -> Result<Vec<OpOutput>, Logged> {
+        let db = self.writable().map_err(Logged::NotCommitted)?;
+        let Db::Rw(db) = &*db else {
+            unreachable!("writable() returns a writable handle")
+        };
+        let mut txn = db
+            .begin_write()
+            .map_err(|e| Logged::NotCommitted(e.into()))?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| Logged::NotCommitted(StoreError::Storage(e.to_string())))?;
+        let (written, applied) = {
+            let (meta, head) = Tx::open_head(&txn).map_err(Logged::NotCommitted)?;
+            let (batch, heads) = link(head, ops);
+            let written = log.write(&batch);
+            // From here on the disk syncs the record while this thread
+            // works: opening the other tables is part of that work.
+            let mut tx = match Tx::open_rest(&txn, meta, head) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    if written.is_ok() {
+                        log.retract().map_err(|r| retract_failed(log, r))?;
+                    }
+                    return Err(Logged::NotCommitted(e));
+                }
             };
+            let applied = apply_linked(&mut tx, ops, &batch, &heads)
+                .and_then(|outs| tx.finish().map(|()| outs));
+            (written, applied)
+        };
+        let committed = applied.and_then(|outs| txn.commit().map(|()| outs).map_err(Into::into));
+        self.inner.committed();
+        let outs = match committed {
+            Ok(outs) => outs,
+            Err(e) => {
+                if written.is_ok() {
+                    log.retract().map_err(|r| retract_failed(log, r))?;
+                }
+                return Err(Logged::NotCommitted(e));
+            }
+        };
+        if let Err(e) = written.and_then(|()| log.finish()) {
+            tracing::warn!(error = %e, log = %log.path().display(), "writing the commit log failed; committing durably instead");
             durable_commit(db).map_err(Logged::Failed)?;
             log.reset();
         }
         Ok(outs)
-    }
-
-    /// Applies `ops` in one transaction committed without a sync, and
-    /// returns their outputs and the appends to log. On `Err` nothing was
-    /// committed.
-    fn commit_unsynced(&self, ops: &[Op]) -> Result<(Vec<OpOutput>, LoggedBatch), StoreError> {
-        let db = self.writable()?;
-        let Db::Rw(db) = &*db else {
-            unreachable!("writable() returns a writable handle")
-        };
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError::Storage(e.to_string()))?;
-        let mut outs = Vec::with_capacity(ops.len());
-        let batch = {
-            let mut tx = Tx::open(&txn)?;
-            tx.logged = Some(Vec::with_capacity(ops.len()));
-            for op in ops {
-                outs.push(op.clone().apply(&mut tx)?);
-            }
-            let batch = LoggedBatch {
-                after: tx.head,
-                events: tx.logged.take().unwrap_or_default(),
-            };
-            tx.finish()?;
-            batch
-        };
-        let committed = txn.commit();
-        self.inner.committed();
-        committed?;
-        Ok((outs, batch))
     }
 
     /// Makes every commit durable in the database and starts the commit log
@@ -212,6 +220,61 @@ fn durable_commit(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.commit()?;
     Ok(())
+}
+
+/// A record that could not be taken back may be replayed after a crash
+/// although its batch failed: an I/O error, and the writer reopens.
+fn retract_failed(log: &CommitLog, e: std::io::Error) -> Logged {
+    tracing::error!(error = %e, log = %log.path().display(), "taking back a commit log record failed");
+    Logged::Failed(StoreError::Io(format!("commit log: {e}")))
+}
+
+/// Links the appends of `ops` onto the chain from `head`, in order: the
+/// record the commit log takes, and the head after each event.
+fn link(mut head: ChainHead, ops: &[Op]) -> (LoggedBatch, Vec<ChainHead>) {
+    let mut events = Vec::with_capacity(ops.len());
+    let mut heads = Vec::with_capacity(ops.len());
+    for op in ops {
+        if let Op::Append(ev) = op {
+            let linked = chain::extend(&head, ev.clone());
+            head = linked.head;
+            heads.push(head);
+            events.push(LoggedEvent {
+                id: linked.id.0,
+                kind: linked.record.kind,
+                user: linked.user,
+                record: linked.bytes,
+            });
+        }
+    }
+    (
+        LoggedBatch {
+            after: head,
+            events,
+        },
+        heads,
+    )
+}
+
+/// Applies `ops` in order, each append as the event [`link`] made of it.
+fn apply_linked(
+    tx: &mut Tx<'_>,
+    ops: &[Op],
+    batch: &LoggedBatch,
+    heads: &[ChainHead],
+) -> Result<Vec<OpOutput>, StoreError> {
+    let mut linked = batch.events.iter().zip(heads);
+    ops.iter()
+        .map(|op| match op {
+            Op::Append(_) => {
+                let (ev, head) = linked.next().ok_or_else(|| {
+                    StoreError::Storage("internal error: an append was not linked".into())
+                })?;
+                Ok(OpOutput::Appended(tx.append_prelinked(ev, *head)?))
+            }
+            other => other.clone().apply(tx),
+        })
+        .collect()
 }
 
 /// Applies again, in one durable commit, the logged batches the database

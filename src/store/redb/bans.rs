@@ -41,6 +41,7 @@ impl Tx<'_> {
             reason: truncate(reason.to_string(), MAX_DETAIL_VALUE),
         };
         self.bans
+            .t()?
             .insert(subject.key().as_str(), encode(&rec).as_slice())?;
         let ev = NewBan {
             subject: subject.clone(),
@@ -62,7 +63,7 @@ impl Tx<'_> {
         actor: Option<&str>,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        if self.bans.remove(subject.key().as_str())?.is_none() {
+        if self.bans.t()?.remove(subject.key().as_str())?.is_none() {
             return Ok(false);
         }
         self.append_event(ban_lifted_event(subject, reason, actor, now_ms))?;
@@ -75,7 +76,7 @@ impl Tx<'_> {
     /// whole of it is read (bans are few).
     pub fn sweep_bans(&mut self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut due = Vec::new();
-        for row in self.bans.iter()? {
+        for row in self.bans.t()?.iter()? {
             let (k, v) = row?;
             let rec: BanRecord = decode("bans", v.value())?;
             if rec.until_ms <= now_ms {
@@ -86,7 +87,7 @@ impl Tx<'_> {
         due.truncate(limit);
         let due: Vec<String> = due.into_iter().map(|(_, k)| k).collect();
         for key in &due {
-            self.bans.remove(key.as_str())?;
+            self.bans.t()?.remove(key.as_str())?;
             if let Some(subject) = BanSubject::from_key(key) {
                 self.append_event(ban_lifted_event(&subject, "expired", None, now_ms))?;
             }

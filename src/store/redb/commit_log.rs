@@ -7,6 +7,10 @@
 //! lost) is instead committed to redb without a sync (`Durability::None`)
 //! and written here as one record at the end of this file, which is synced
 //! once: one sequential write per acknowledgement, as a write-ahead log does.
+//! The record is written and its sync started (on the sync thread,
+//! `log_sync.rs`) before the database work of the batch, which runs while
+//! the disk syncs; the batch is acknowledged once both are done, and a
+//! record whose batch then fails is taken back ([`CommitLog::retract`]).
 //! Every other batch commits durably, which makes everything before it
 //! durable too, and so does a checkpoint ([`CHECKPOINT_BYTES`],
 //! [`CHECKPOINT_AFTER`], or the writer going idle). After a durable commit
@@ -46,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::codec::encode;
+use super::log_sync::Syncer;
 use crate::store::chain::ChainHead;
 
 /// A checkpoint is due once the log holds this many bytes.
@@ -103,6 +108,11 @@ pub struct CommitLog {
     salt: u64,
     /// When the first record since the last reset was written.
     since: Option<Instant>,
+    /// Syncs the file beside the writer (`log_sync.rs`).
+    syncer: Syncer,
+    /// The length of the record written at `offset` whose sync was started
+    /// and not yet confirmed by [`CommitLog::finish`].
+    unconfirmed: Option<u64>,
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -140,9 +150,12 @@ impl CommitLog {
             file.write_all_at(&zeros, size)?;
             file.sync_all()?;
         }
+        let syncer = Syncer::spawn(file.try_clone()?)?;
         Ok((
             CommitLog {
                 file,
+                syncer,
+                unconfirmed: None,
                 path,
                 offset: end,
                 next_seq: last.map_or(1, |(seq, _)| seq + 1),
@@ -169,7 +182,24 @@ impl CommitLog {
 
     /// Writes `batch` as the next record and syncs it. When this returns
     /// `Ok`, the batch survives a crash of the process or the machine.
+    #[cfg(test)]
     pub fn append(&mut self, batch: &LoggedBatch) -> std::io::Result<()> {
+        self.write(batch)?;
+        self.finish()
+    }
+
+    /// Writes `batch` as the next record and starts its sync on the sync
+    /// thread, so that the caller can work meanwhile. The record counts only
+    /// once [`CommitLog::finish`] returns `Ok`; until then the caller either
+    /// finishes it or takes it back with [`CommitLog::retract`]. A record
+    /// that is neither may still be read after a crash (a batch that was
+    /// never acknowledged but is whole, which a replay may apply).
+    pub fn write(&mut self, batch: &LoggedBatch) -> std::io::Result<()> {
+        if self.unconfirmed.is_some() {
+            return Err(std::io::Error::other(
+                "the previous commit log record is not finished",
+            ));
+        }
         let payload = encode(batch);
         let len = u32::try_from(payload.len())
             .ok()
@@ -184,11 +214,37 @@ impl CommitLog {
         rec.extend_from_slice(&sum);
         rec.extend_from_slice(&payload);
         self.file.write_all_at(&rec, self.offset)?;
-        self.file.sync_data()?;
-        self.offset += rec.len() as u64;
+        self.syncer.start()?;
+        self.unconfirmed = Some(rec.len() as u64);
+        Ok(())
+    }
+
+    /// Waits for the sync of the record [`CommitLog::write`] wrote. On `Ok`
+    /// the record is durable and the next one goes after it; on `Err` the
+    /// next one overwrites it, with the same sequence number.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        let Some(len) = self.unconfirmed.take() else {
+            return Err(std::io::Error::other("no commit log record to finish"));
+        };
+        self.syncer.wait()?;
+        self.offset += len;
         self.next_seq += 1;
         self.since.get_or_insert_with(Instant::now);
         Ok(())
+    }
+
+    /// Takes back the record [`CommitLog::write`] wrote (its batch did not
+    /// reach the database): once its sync is over, its magic is zeroed and
+    /// synced, so that no read returns it, and the next record goes in its
+    /// place. On `Err` the record may still be read after a crash.
+    pub fn retract(&mut self) -> std::io::Result<()> {
+        if self.unconfirmed.take().is_none() {
+            return Ok(());
+        }
+        // Its result does not matter: the record is unwritten either way.
+        let _ = self.syncer.wait();
+        self.file.write_all_at(&[0u8; 4], self.offset)?;
+        self.file.sync_data()
     }
 
     /// Whether records were written since the last reset.
@@ -212,6 +268,7 @@ impl CommitLog {
     /// the database. Nothing is written: the next record overwrites the
     /// first, and its sequence number ends a read before the older ones.
     pub fn reset(&mut self) {
+        debug_assert!(self.unconfirmed.is_none(), "reset with a record in flight");
         self.offset = 0;
         self.since = None;
         self.salt = new_salt();
@@ -381,6 +438,25 @@ mod tests {
         assert_eq!(got, vec![batch(1)]);
         log.append(&batch(9)).unwrap();
         assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1), batch(9)]);
+    }
+
+    #[test]
+    fn a_retracted_record_is_never_read_and_the_next_takes_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.redb");
+        let (mut log, _) = CommitLog::open(&db).unwrap();
+        log.append(&batch(1)).unwrap();
+        log.write(&batch(2)).unwrap();
+        assert!(
+            log.write(&batch(3)).is_err(),
+            "one record in flight at a time"
+        );
+        log.retract().unwrap();
+        assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1)]);
+        log.write(&batch(3)).unwrap();
+        log.finish().unwrap();
+        assert_eq!(CommitLog::read(&db).unwrap(), vec![batch(1), batch(3)]);
+        assert!(log.finish().is_err(), "nothing left to finish");
     }
 
     #[test]

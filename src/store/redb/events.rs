@@ -28,14 +28,6 @@ impl Tx<'_> {
         let id = linked.id.0;
         self.store_linked(&linked.user, id, linked.record.kind, &linked.bytes)?;
         self.head = linked.head;
-        if let Some(logged) = &mut self.logged {
-            logged.push(LoggedEvent {
-                id,
-                kind: linked.record.kind,
-                user: linked.user,
-                record: linked.bytes,
-            });
-        }
         Ok(linked.id)
     }
 
@@ -57,6 +49,25 @@ impl Tx<'_> {
             appended: self.head.appended + 1,
         };
         Ok(())
+    }
+
+    /// Stores an event already linked onto this transaction's head (its
+    /// record was logged before the database work started) and moves the
+    /// head to `after`, the head the event ends on.
+    pub fn append_prelinked(
+        &mut self,
+        ev: &LoggedEvent,
+        after: chain::ChainHead,
+    ) -> Result<EventId, StoreError> {
+        if ev.id <= self.head.last_id || after.last_id != ev.id {
+            return Err(StoreError::Corrupt {
+                table: "commit log",
+                reason: format!("event {} does not follow {}", ev.id, self.head.last_id),
+            });
+        }
+        self.store_linked(&ev.user, ev.id, ev.kind, &ev.record)?;
+        self.head = after;
+        Ok(EventId(ev.id))
     }
 
     fn store_linked(

@@ -61,7 +61,7 @@ impl Tx<'_> {
         event: Option<NewEvent>,
         now_ms: u64,
     ) -> Result<Result<Applied, FactorRefusal>, StoreError> {
-        let before = factors_in(&self.factors, user)?;
+        let before = factors_in(self.factors.r()?, user)?;
         let mut after = before.clone();
         let spends_code = matches!(change, FactorChange::UseRecovery { .. });
         let applied = match after.apply(change, now_ms) {
@@ -80,20 +80,20 @@ impl Tx<'_> {
             .collect();
         // Credential ids are unique across users: the index names one owner.
         for added in new_ids.difference(&old_ids) {
-            if self.passkeys.get(*added)?.is_some() {
+            if self.passkeys.t()?.get(*added)?.is_some() {
                 return Ok(Err(FactorRefusal::PasskeyExists));
             }
         }
         for gone in old_ids.difference(&new_ids) {
-            self.passkeys.remove(*gone)?;
+            self.passkeys.t()?.remove(*gone)?;
         }
         for added in new_ids.difference(&old_ids) {
-            self.passkeys.insert(*added, user)?;
+            self.passkeys.t()?.insert(*added, user)?;
         }
         if after.is_empty() {
-            self.factors.remove(user)?;
+            self.factors.t()?.remove(user)?;
         } else {
-            self.factors.insert(user, encode(&after).as_slice())?;
+            self.factors.t()?.insert(user, encode(&after).as_slice())?;
         }
         if let Some(mut ev) = event {
             if spends_code {
@@ -115,16 +115,19 @@ impl Tx<'_> {
         let token = SessionToken::generate();
         let hash = token.hash().0;
         let rec = to_record(p);
-        self.pending.insert(hash, encode(&rec).as_slice())?;
-        self.pending_by_expiry.insert((rec.expires_ms, hash), ())?;
+        self.pending.t()?.insert(hash, encode(&rec).as_slice())?;
+        self.pending_by_expiry
+            .t()?
+            .insert((rec.expires_ms, hash), ())?;
         self.pending_by_user
+            .t()?
             .insert((rec.user.as_str(), rec.created_ms, hash), ())?;
         let user = rec.user.as_str();
         let range = (user, 0, [0u8; 32])..=(user, u64::MAX, [0xff; 32]);
-        let held = self.pending_by_user.range(range.clone())?.count();
+        let held = self.pending_by_user.t()?.range(range.clone())?.count();
         let excess = held.saturating_sub(max_per_user.max(1));
         let mut oldest = Vec::with_capacity(excess);
-        for row in self.pending_by_user.range(range)?.take(excess) {
+        for row in self.pending_by_user.t()?.range(range)?.take(excess) {
             oldest.push(row?.0.value().2);
         }
         for h in oldest {
@@ -139,15 +142,18 @@ impl Tx<'_> {
         let Some(rec) = self.load_pending(hash)? else {
             return Ok(None);
         };
-        self.pending.remove(hash)?;
-        self.pending_by_expiry.remove((rec.expires_ms, *hash))?;
+        self.pending.t()?.remove(hash)?;
+        self.pending_by_expiry
+            .t()?
+            .remove((rec.expires_ms, *hash))?;
         self.pending_by_user
+            .t()?
             .remove((rec.user.as_str(), rec.created_ms, *hash))?;
         Ok(Some(rec))
     }
 
     fn load_pending(&self, hash: &HashKey) -> Result<Option<PendingRecord>, StoreError> {
-        match self.pending.get(hash)? {
+        match self.pending.r()?.get(hash)? {
             Some(g) => Ok(Some(decode("pending_signins", g.value())?)),
             None => Ok(None),
         }
@@ -173,7 +179,7 @@ impl Tx<'_> {
     ) -> Result<(usize, bool), StoreError> {
         let mut due = Vec::new();
         let mut more = false;
-        for row in self.pending_by_expiry.range(..=(now_ms, [0xff; 32]))? {
+        for row in self.pending_by_expiry.t()?.range(..=(now_ms, [0xff; 32]))? {
             if due.len() == limit {
                 more = true;
                 break;
@@ -183,7 +189,7 @@ impl Tx<'_> {
         for (deadline, hash) in &due {
             if self.remove_pending(hash)?.is_none() {
                 // An index entry without its row: removed all the same.
-                self.pending_by_expiry.remove((*deadline, *hash))?;
+                self.pending_by_expiry.t()?.remove((*deadline, *hash))?;
             }
         }
         Ok((due.len(), more))

@@ -170,3 +170,52 @@ fn without_the_log_option_every_batch_commits_durably() {
     assert!(!commit_log::path_of(store.path()).exists());
     let _ = CommitLog::read(store.path()).unwrap();
 }
+
+/// A logged batch whose database part fails after its record was written
+/// (here a touch of a damaged session row) takes the record back: the log
+/// never replays a batch that was answered with an error. The writer then
+/// retries each operation alone, so the append is stored once, durably.
+#[test]
+fn a_batch_that_fails_after_its_record_was_written_takes_it_back() {
+    let (_dir, store) = temp_store();
+    let created = match store
+        .apply(Op::CreateSession(super::tests::new_session("alice", 1_000)))
+        .unwrap()
+    {
+        OpOutput::Created(c) => c,
+        other => panic!("create answered {other:?}"),
+    };
+    {
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
+        let txn = db.begin_write().unwrap();
+        txn.open_table(tables::SESSIONS)
+            .unwrap()
+            .insert(created.token.hash().0, [0xffu8, 0xff, 0xff].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    store.checkpoint(true).unwrap();
+    let before = store.events_after(EventId(0), 100).unwrap().len();
+    let results = store.apply_batch(vec![
+        Op::Append(NewEvent::at(EventKind::LoginFailure, 1_700_000_000_000_000).user("alice")),
+        Op::Touch {
+            hash: created.token.hash(),
+            now_ms: 2_000,
+        },
+    ]);
+    assert!(matches!(results[0], Ok(OpOutput::Appended(_))));
+    assert!(results[1].is_err(), "the damaged row fails the touch");
+    assert!(
+        CommitLog::read(store.path()).unwrap().is_empty(),
+        "the failed batch's record was taken back"
+    );
+    let image = tempfile::tempdir().unwrap();
+    let db = crash_image(&store, image.path());
+    let reopened = Store::open(&db, &StoreOptions::default()).unwrap();
+    assert_eq!(
+        reopened.events_after(EventId(0), 100).unwrap().len(),
+        before + 1,
+        "the append, once"
+    );
+}

@@ -33,6 +33,7 @@ mod export;
 mod factors;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
+mod log_sync;
 mod ops;
 mod prune;
 mod reads;

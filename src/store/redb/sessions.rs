@@ -36,26 +36,31 @@ pub(crate) fn user_range(user: &str) -> ((&str, u64, HashKey), (&str, u64, HashK
 
 impl Tx<'_> {
     fn load_session(&self, hash: &HashKey) -> Result<Option<SessionRecord>, StoreError> {
-        match self.sessions.get(hash)? {
+        match self.sessions.r()?.get(hash)? {
             Some(g) => Ok(Some(decode("sessions", g.value())?)),
             None => Ok(None),
         }
     }
 
     fn insert_session(&mut self, hash: HashKey, rec: &SessionRecord) -> Result<(), StoreError> {
-        self.sessions.insert(hash, encode(rec).as_slice())?;
+        self.sessions.t()?.insert(hash, encode(rec).as_slice())?;
         self.sessions_by_user
+            .t()?
             .insert((rec.user.as_str(), rec.created_ms, hash), ())?;
         self.sessions_by_expiry
+            .t()?
             .insert((rec.deadline_ms(), hash), ())?;
         Ok(())
     }
 
     fn delete_session(&mut self, hash: HashKey, rec: &SessionRecord) -> Result<(), StoreError> {
-        self.sessions.remove(hash)?;
+        self.sessions.t()?.remove(hash)?;
         self.sessions_by_user
+            .t()?
             .remove((rec.user.as_str(), rec.created_ms, hash))?;
-        self.sessions_by_expiry.remove((rec.deadline_ms(), hash))?;
+        self.sessions_by_expiry
+            .t()?
+            .remove((rec.deadline_ms(), hash))?;
         Ok(())
     }
 
@@ -68,6 +73,7 @@ impl Tx<'_> {
         let mut existing: Vec<(u64, HashKey)> = Vec::new();
         for row in self
             .sessions_by_user
+            .r()?
             .range(user_range(&user).0..=user_range(&user).1)?
         {
             let (k, _) = row?;
@@ -150,10 +156,12 @@ impl Tx<'_> {
             return Ok(true);
         }
         self.sessions_by_expiry
+            .t()?
             .remove((rec.deadline_ms(), hash.0))?;
         rec.last_seen_ms = now_ms;
-        self.sessions.insert(hash.0, encode(&rec).as_slice())?;
+        self.sessions.t()?.insert(hash.0, encode(&rec).as_slice())?;
         self.sessions_by_expiry
+            .t()?
             .insert((rec.deadline_ms(), hash.0), ())?;
         Ok(true)
     }
@@ -277,7 +285,7 @@ impl Tx<'_> {
     fn user_sessions(&self, user: &str) -> Result<Vec<(HashKey, SessionRecord)>, StoreError> {
         let mut hashes = Vec::new();
         let (lo, hi) = user_range(user);
-        for row in self.sessions_by_user.range(lo..=hi)? {
+        for row in self.sessions_by_user.r()?.range(lo..=hi)? {
             hashes.push(row?.0.value().2);
         }
         let mut out = Vec::with_capacity(hashes.len());
@@ -294,7 +302,11 @@ impl Tx<'_> {
     pub fn sweep_sessions(&mut self, now_ms: u64, limit: usize) -> Result<SweepReport, StoreError> {
         let mut due: Vec<(u64, HashKey)> = Vec::new();
         let mut more = false;
-        for row in self.sessions_by_expiry.range(..=(now_ms, [0xff; 32]))? {
+        for row in self
+            .sessions_by_expiry
+            .t()?
+            .range(..=(now_ms, [0xff; 32]))?
+        {
             let (k, _) = row?;
             if due.len() == limit {
                 more = true;
@@ -327,7 +339,7 @@ impl Tx<'_> {
                     // An index entry without its row breaks the table invariant;
                     // it is removed so the sweep cannot stall on it.
                     tracing::warn!(hash = ?TokenHash(hash), "orphan expiry index entry removed");
-                    self.sessions_by_expiry.remove((deadline, hash))?;
+                    self.sessions_by_expiry.t()?.remove((deadline, hash))?;
                 }
             }
         }

@@ -46,26 +46,32 @@ fn token_event(kind: EventKind, rec: &AccessTokenRecord, now_ms: u64) -> NewEven
 
 impl Tx<'_> {
     fn load_token(&self, hash: &HashKey) -> Result<Option<AccessTokenRecord>, StoreError> {
-        match self.access_tokens.get(hash)? {
+        match self.access_tokens.r()?.get(hash)? {
             Some(g) => Ok(Some(decode("access_tokens", g.value())?)),
             None => Ok(None),
         }
     }
 
     fn insert_token(&mut self, hash: HashKey, rec: &AccessTokenRecord) -> Result<(), StoreError> {
-        self.access_tokens.insert(hash, encode(rec).as_slice())?;
+        self.access_tokens
+            .t()?
+            .insert(hash, encode(rec).as_slice())?;
         self.access_tokens_by_user
+            .t()?
             .insert((rec.user.as_str(), rec.created_ms, hash), ())?;
         self.access_tokens_by_expiry
+            .t()?
             .insert((rec.expires_ms, hash), ())?;
         Ok(())
     }
 
     fn delete_token(&mut self, hash: HashKey, rec: &AccessTokenRecord) -> Result<(), StoreError> {
-        self.access_tokens.remove(hash)?;
+        self.access_tokens.t()?.remove(hash)?;
         self.access_tokens_by_user
+            .t()?
             .remove((rec.user.as_str(), rec.created_ms, hash))?;
         self.access_tokens_by_expiry
+            .t()?
             .remove((rec.expires_ms, hash))?;
         Ok(())
     }
@@ -73,7 +79,7 @@ impl Tx<'_> {
     fn user_tokens(&self, user: &str) -> Result<Vec<(HashKey, AccessTokenRecord)>, StoreError> {
         let mut hashes = Vec::new();
         let (lo, hi) = user_range(user);
-        for row in self.access_tokens_by_user.range(lo..=hi)? {
+        for row in self.access_tokens_by_user.r()?.range(lo..=hi)? {
             hashes.push(row?.0.value().2);
         }
         let mut out = Vec::with_capacity(hashes.len());
@@ -102,7 +108,7 @@ impl Tx<'_> {
         // Without a session to vouch for it, a token is one-factor.
         let mut two_factor = false;
         if let Some(s) = session {
-            let rec = match self.sessions.get(s.0)? {
+            let rec = match self.sessions.t()?.get(s.0)? {
                 Some(g) => Some(decode::<super::records::SessionRecord>(
                     "sessions",
                     g.value(),
@@ -179,7 +185,9 @@ impl Tx<'_> {
         }
         if changed {
             // The key and both index entries are unchanged: only the row.
-            self.access_tokens.insert(hash.0, encode(&rec).as_slice())?;
+            self.access_tokens
+                .t()?
+                .insert(hash.0, encode(&rec).as_slice())?;
         }
         Ok(true)
     }
@@ -240,6 +248,7 @@ impl Tx<'_> {
         let mut more = false;
         for row in self
             .access_tokens_by_expiry
+            .r()?
             .range(..=(now_ms, [0xff; 32]))?
         {
             let (k, _) = row?;
@@ -264,7 +273,7 @@ impl Tx<'_> {
                     // An index entry without its row: removed so that the
                     // sweep cannot stall on it (`check` reports such damage).
                     tracing::warn!(hash = ?TokenHash(hash), "orphan token expiry entry removed");
-                    self.access_tokens_by_expiry.remove((expires, hash))?;
+                    self.access_tokens_by_expiry.t()?.remove((expires, hash))?;
                 }
             }
         }
