@@ -21,7 +21,7 @@ use gatehouse_benches::stats::ratio;
 use gatehouse_benches::wrk::{CONNECTIONS, Load, load};
 use serde_json::{Value, json};
 
-use crate::servers::{cheap, config_text, start_gatehouse};
+use crate::servers::{cheap, config_text, start_beside, start_gatehouse};
 use crate::{PASSWORD, Params, line};
 
 /// Concurrent sign-in connections per node.
@@ -140,7 +140,7 @@ pub async fn figure(p: &Params, lines: &mut Vec<Line>) -> Value {
     let single = start_gatehouse(&config_text(&hash, true, "", &limits)).await;
     let both_sections = format!("{storage}\n{limits}");
     let a = start_gatehouse(&config_text(&hash, true, "", &both_sections)).await;
-    let b = start_gatehouse(&config_text(&hash, true, "", &both_sections)).await;
+    let b = start_beside(Some(&a), &config_text(&hash, true, "", &both_sections)).await;
     let single_cookie = login(single.addr, "alice", PASSWORD).await;
     let cookie = login(a.addr, "alice", PASSWORD).await;
     for addr in [a.addr, b.addr] {

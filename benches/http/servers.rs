@@ -46,7 +46,8 @@ pub struct Running {
     pub addr: SocketAddr,
     stop: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    /// Its data directory (with `secrets.key`), removed with it.
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -58,8 +59,21 @@ impl Running {
 
 /// Starts gatehouse with `config` on a fresh data directory.
 pub async fn start_gatehouse(config: &str) -> Running {
+    start_beside(None, config).await
+}
+
+/// Starts gatehouse with `config` on a fresh data directory holding a copy
+/// of `first`'s `secrets.key` (when given): another node of its
+/// deployment, which must hold the same key.
+pub async fn start_beside(first: Option<&Running>, config: &str) -> Running {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
+    if let Some(first) = first {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("secrets.key");
+        std::fs::copy(first.dir.path().join("secrets.key"), &key).expect("copy secrets.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+    }
     std::fs::write(dir.join("gatehouse.toml"), config).expect("write bench config");
     let ov = Overrides {
         config: Some(dir.join("gatehouse.toml")),
@@ -81,7 +95,7 @@ pub async fn start_gatehouse(config: &str) -> Running {
         addr,
         stop: tx,
         handle,
-        _dir: tmp,
+        dir: tmp,
     }
 }
 
