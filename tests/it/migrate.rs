@@ -136,6 +136,7 @@ async fn a_nodes_file_moves_to_the_distributed_store_and_carries_on() {
     store.flush().await.unwrap();
     let after = store.check().await.unwrap();
     assert!(after.is_ok(), "{after:?}");
+    assert_eq!(after.users_with_factors, 1, "bob's factors, counted");
     assert!(
         after.events > before.events,
         "{} events after, {} before",

@@ -18,13 +18,13 @@ impl StoreCheck for Distributed {
         Ok(stats)
     }
 
-    /// `users_with_factors` stays 0: Redis keeps no count of them.
     async fn check(&self) -> Result<CheckReport, StoreError> {
         let mut report = self.audit.check().await?.into_report();
         report.sessions = self.redis.session_count().await?;
         report.bans = self.redis.ban_count().await?;
         report.tokens = self.redis.token_count().await?;
         report.pending_signins = self.redis.pending_count().await?;
+        report.users_with_factors = self.redis.users_with_factors().await?;
         if let Some(why) = self.redis.durability_now().await? {
             report.problem(why);
         }

@@ -11,6 +11,8 @@
 //!   a user's versions never repeat: a key removed and made again gets a
 //!   version no reader saw before. Only an absent key reads as version
 //!   `0`, and it always means the default set.
+//! - `fn`: how many users have a set, moved by the change that makes or
+//!   removes one (for checks; nothing scans the keys).
 //! - `pk:<credential id, hex>`: the user holding that passkey; one user
 //!   at most per credential id.
 //!
@@ -45,7 +47,8 @@ pub(super) const MAX_TRIES: usize = 16;
 /// 7 the event ('' for none), 8 how many credential ids are added, then
 /// the added ids and the removed ids (hex). Answers 'STALE' when the set
 /// changed since it was read, 'TAKEN' when another user holds an added
-/// credential id, else 'OK' with everything written.
+/// credential id, else 'OK' with everything written, and the count of
+/// users with factors (`fn`) moved when the user gains or loses their set.
 const CHANGE: &str = r#"
 if (redis.call('HGET', KEYS[2], 'v') or '0') ~= ARGV[3] then return 'STALE' end
 local user, added = ARGV[5], tonumber(ARGV[8])
@@ -60,10 +63,13 @@ for i = 9 + added, #ARGV do
   if redis.call('GET', P .. 'pk:' .. ARGV[i]) == user then redis.call('DEL', P .. 'pk:' .. ARGV[i]) end
 end
 for i = 9, 8 + added do redis.call('SET', P .. 'pk:' .. ARGV[i], user) end
+local had = redis.call('EXISTS', KEYS[2]) == 1
 if ARGV[4] == '' then
   redis.call('DEL', KEYS[2])
+  if had then redis.call('DECR', P .. 'fn') end
 else
   redis.call('HSET', KEYS[2], 'set', ARGV[4], 'v', redis.call('INCR', P .. 'fv'))
+  if not had then redis.call('INCR', P .. 'fn') end
 end
 if ARGV[7] ~= '' then redis.call('XADD', KEYS[1], '*', 'e', ARGV[7]) end
 return 'OK'

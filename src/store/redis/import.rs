@@ -138,11 +138,10 @@ impl RedisState {
                 .await
                 .map_err(redis_error)?;
             let mut pipe = redis::pipe();
-            pipe.atomic().hset(self.key("f", user), "set", bytes).hset(
-                self.key("f", user),
-                "v",
-                version,
-            );
+            pipe.atomic()
+                .hset(self.key("f", user), "set", bytes)
+                .hset(self.key("f", user), "v", version)
+                .incr(format!("{}:fn", self.prefix), 1);
             for p in &set.passkeys {
                 pipe.set(
                     self.key("pk", &crate::store::chain::hex(&p.credential_id)),

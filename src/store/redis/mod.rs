@@ -207,6 +207,17 @@ impl RedisState {
             .map_err(redis_error)
     }
 
+    /// Users with second factors, as the factor changes count them.
+    pub async fn users_with_factors(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: Option<i64> = redis::cmd("GET")
+            .arg(format!("{}:fn", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
     /// Pending sign-ins stored, ended ones not yet swept included.
     pub async fn pending_count(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();

@@ -317,6 +317,13 @@ async fn factors_behave_and_are_recorded_as_on_redb() {
     assert_eq!(live(p6, 2_000).await, None);
     assert_eq!(b.sweep(T0 + 2_000, 100).await.unwrap().pending, 0);
 
+    // Both count the users with factors alike (the check's figure).
+    let on_file = crate::store::StoreCheck::check(redb).await.unwrap();
+    assert_eq!(
+        a.users_with_factors().await.unwrap(),
+        on_file.users_with_factors
+    );
+
     // Chained, the events are redb's, session for session.
     let (_, chained, on_redb) = sides.chained().await;
     let chained = labelled(chained, &names[0]);
