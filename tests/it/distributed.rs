@@ -297,6 +297,68 @@ async fn the_bans_command_works_on_the_shared_store_without_a_server() {
     assert!(store.bans(now_ms()).await.unwrap().is_empty());
 }
 
+/// `auditctl --db postgres://… --redis-url … --prefix …` lists the live
+/// sessions and access tokens of a deployment from Redis, as on a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditctl_lists_sessions_and_tokens_from_redis() {
+    let Some(deployment) = deployment().await else {
+        return;
+    };
+    let (redis, pg, prefix) = deployment.clone();
+    let s = TestServer::start(&config_text("", &storage_section(&deployment))).await;
+    let c = client();
+    let r = login(&c, &s, "alice", ALICE_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let made = c
+        .post(s.at("/api/v1/tokens"))
+        .json(&serde_json::json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditctl"))
+            .args(&args)
+            .env_remove("GATEHOUSE_DATA_DIR")
+            .env_remove("GATEHOUSE_REDIS_URL")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}\n{err}");
+        text
+    };
+    let on = |what: &str| {
+        [
+            "--db",
+            &pg,
+            "--redis-url",
+            &redis,
+            "--prefix",
+            &prefix,
+            what,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut args = on("sessions");
+    args.extend(["--user", "alice", "--json"].map(String::from));
+    let sessions = run(args).await;
+    let listed: Vec<serde_json::Value> = sessions
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1, "{sessions}");
+    assert_eq!(listed[0]["user"], "alice", "{sessions}");
+    let mut args = on("tokens");
+    args.extend(["--user", "alice", "--json"].map(String::from));
+    let tokens = run(args).await;
+    assert!(tokens.contains("\"ci\""), "{tokens}");
+    s.stop().await;
+}
+
 /// A node whose `secrets.key` is not the deployment's could not open the
 /// second factors the others sealed: it refuses to start, naming the fix,
 /// and starts once it holds the same key.

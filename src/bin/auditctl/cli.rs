@@ -30,6 +30,19 @@ pub struct Cli {
     /// export, verify, stats and prune.
     #[arg(long, global = true, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
+    /// With `--db postgres://…`: the Redis of the same deployment, where
+    /// `sessions` and `tokens` read the live state.
+    #[arg(
+        long,
+        env = "GATEHOUSE_REDIS_URL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// With `--redis-url`: the deployment's key prefix (`[storage] prefix`).
+    #[arg(long, global = true, default_value = gatehouse::store::distributed::DEFAULT_PREFIX)]
+    pub prefix: String,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -114,6 +114,20 @@ fn run(cli: &Cli) -> anyhow::Result<Status> {
     }
 }
 
+/// The live state of the deployment whose audit trail is at `url`: its
+/// Redis (`--redis-url`, `--prefix`), reached as one more node would.
+fn live_state(cli: &Cli, url: &str, what: &str) -> anyhow::Result<source::Source> {
+    let Some(redis) = &cli.redis_url else {
+        return Err(source::not_in_postgres(what));
+    };
+    let config = gatehouse::store::distributed::DistributedConfig::new(redis.as_str(), url)
+        .with_prefix(cli.prefix.as_str());
+    let d = wait(gatehouse::store::distributed::Distributed::connect(&config))?;
+    Ok(source::Source::Local(
+        gatehouse::store::Backend::Distributed(d),
+    ))
+}
+
 /// The commands on the audit trail in PostgreSQL: the same output as on a
 /// file for what it holds; sessions, tokens and backups are explained.
 fn run_postgres(cli: &Cli, url: &str) -> anyhow::Result<Status> {
@@ -124,8 +138,8 @@ fn run_postgres(cli: &Cli, url: &str) -> anyhow::Result<Status> {
         Command::Verify => inspect::verify(&source::Source::postgres(url)?),
         Command::Stats(a) => inspect::stats(&source::Source::postgres(url)?, a),
         Command::Prune(a) => prune::run_postgres(url, &cli.data_dir(), a),
-        Command::Sessions(_) => Err(source::not_in_postgres("sessions")),
-        Command::Tokens(_) => Err(source::not_in_postgres("access tokens")),
+        Command::Sessions(a) => inspect::sessions(&live_state(cli, url, "sessions")?, a),
+        Command::Tokens(a) => inspect::tokens(&live_state(cli, url, "access tokens")?, a),
         Command::Backup(_) => anyhow::bail!(
             "the audit trail in PostgreSQL is backed up with PostgreSQL's own tools: \
              `pg_dump --format=custom --table=events --table=chain --table=gatehouse_schema \

@@ -192,7 +192,8 @@ impl Source {
 pub fn not_in_postgres(what: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "PostgreSQL holds only the audit trail; {what} live in Redis with the distributed \
-         backend, which this build does not have yet"
+         backend: give its URL with --redis-url (or GATEHOUSE_REDIS_URL) and the \
+         deployment's --prefix"
     )
 }
 

@@ -26,9 +26,7 @@
 //! - No secret leaves this module in a message: the URLs are named without
 //!   their passwords ([`DistributedConfig`]'s `Debug` and `Display`).
 //!
-//! Not built yet: `auditctl sessions|tokens` on the live state (the
-//! `gatehouse` commands connect as one more node); backups are the
-//! services' own.
+//! Not built yet: Redis Sentinel; backups are the services' own.
 //!
 //! [`AuditStore::append`]: crate::store::contract::AuditStore::append
 //! [`AuditStore::settle`]: crate::store::contract::AuditStore::settle

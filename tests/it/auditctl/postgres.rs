@@ -18,6 +18,7 @@ fn auditctl(url: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("TZ", "UTC")
         .env_remove("GATEHOUSE_DATA_DIR")
+        .env_remove("GATEHOUSE_REDIS_URL")
         .output()
         .unwrap()
 }
