@@ -18,7 +18,6 @@ use gatehouse::store::{Backend, BackendConfig, SessionStore, now_ms};
 use gatehouse_benches::figure::POSTGRES_CHAIN;
 use gatehouse_benches::stats::{Better, nearest_rank};
 use tokio::runtime::Runtime;
-use tokio_postgres::NoTls;
 
 use crate::Params;
 use crate::report::{Report, Unit};
@@ -103,19 +102,9 @@ async fn chaining(p: &Params, redis: &str, pg_url: &str, rep: &mut Report) {
     let chunk = 5_000.min(n);
     let chained_url =
         gatehouse_benches::services::fresh_database(pg_url, "gh_bench_outbox_chain").await;
-    let plain_url =
-        gatehouse_benches::services::fresh_database(pg_url, "gh_bench_outbox_plain").await;
     let pg = PgAudit::connect(&chained_url).await.expect("connect");
-    let (plain, conn) = tokio_postgres::connect(&plain_url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    plain
-        .batch_execute(
-            "CREATE TABLE events (id BIGINT PRIMARY KEY, user_name TEXT NOT NULL, \
-             kind SMALLINT NOT NULL, ip INET, record BYTEA NOT NULL, source TEXT UNIQUE); \
-             CREATE INDEX ON events (user_name, id DESC); CREATE INDEX ON events (kind, id DESC)",
-        )
-        .await
-        .unwrap();
+    let plain =
+        gatehouse_benches::services::plain_events_table(pg_url, "gh_bench_outbox_plain").await;
     let outbox = Outbox::connect(
         redis,
         &gatehouse_benches::services::fresh_prefix("chain"),

@@ -16,7 +16,6 @@ use gatehouse::store::{AuditStore, Backend, BackendConfig};
 use gatehouse_benches::figure::POSTGRES_CHAIN;
 use gatehouse_benches::stats::{Better, Lat};
 use tokio::runtime::Runtime;
-use tokio_postgres::NoTls;
 
 use crate::Params;
 use crate::report::{Report, Unit};
@@ -58,18 +57,8 @@ pub fn figures(p: &Params, rt: &Runtime, dir: &std::path::Path, rep: &mut Report
     let n = p.create_n * 25;
     rt.block_on(async {
         let chained_url = gatehouse_benches::services::fresh_database(&url, "gh_bench_chain").await;
-        let plain_url = gatehouse_benches::services::fresh_database(&url, "gh_bench_plain").await;
         let pg = PgAudit::connect(&chained_url).await.expect("connect");
-        let (plain, conn) = tokio_postgres::connect(&plain_url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        plain
-            .batch_execute(
-                "CREATE TABLE events (id BIGINT PRIMARY KEY, user_name TEXT NOT NULL, \
-                 kind SMALLINT NOT NULL, ip INET, record BYTEA NOT NULL, source TEXT UNIQUE); \
-                 CREATE INDEX ON events (user_name, id DESC); CREATE INDEX ON events (kind, id DESC)",
-            )
-            .await
-            .unwrap();
+        let plain = gatehouse_benches::services::plain_events_table(&url, "gh_bench_plain").await;
         let all = events(n);
         // The plain side inserts the same rows, their bytes made up front.
         let rows: Vec<PlainRow> = all

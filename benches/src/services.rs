@@ -32,6 +32,26 @@ pub async fn fresh_database(url: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The competitor of the chain in PostgreSQL: a fresh database `name` on
+/// the server of `url` with the same `events` table and indexes as the
+/// chain's, and no chain; a client connected to it.
+pub async fn plain_events_table(url: &str, name: &str) -> tokio_postgres::Client {
+    let plain_url = fresh_database(url, name).await;
+    let (plain, conn) = tokio_postgres::connect(&plain_url, tokio_postgres::NoTls)
+        .await
+        .expect("the bench PostgreSQL answers");
+    tokio::spawn(conn);
+    plain
+        .batch_execute(
+            "CREATE TABLE events (id BIGINT PRIMARY KEY, user_name TEXT NOT NULL, \
+             kind SMALLINT NOT NULL, ip INET, record BYTEA NOT NULL, source TEXT UNIQUE); \
+             CREATE INDEX ON events (user_name, id DESC); CREATE INDEX ON events (kind, id DESC)",
+        )
+        .await
+        .expect("create the plain table");
+    plain
+}
+
 /// A Redis key prefix no other run uses.
 pub fn fresh_prefix(what: &str) -> String {
     let now = std::time::SystemTime::now()

@@ -14,6 +14,9 @@
 //!   `auditctl verify` on PostgreSQL checks the file's chain and what the
 //!   nodes chain after it as one.
 //!
+//! Memory: the live state is read whole (one node's sessions, tokens,
+//! factors and bans); the chain moves in batches of `IMPORT_BATCH` events.
+//!
 //! Not moved: pending sign-ins (minutes long; a user mid-sign-in starts
 //! again) and failure counters (they are leases, not records).
 

@@ -67,14 +67,47 @@ async fn verify(node: &TestServer, token: &str) -> StatusCode {
         .status()
 }
 
+/// Signs the session cookie `token` out on `node`.
+async fn sign_out(node: &TestServer, token: &str) {
+    let out = reqwest::Client::new()
+        .post(node.at("/logout"))
+        .header("cookie", format!("gatehouse_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_redirection() || out.status().is_success());
+}
+
+/// Returns once `node` refuses `token` (asked every `pause`), within the
+/// hang guard.
+async fn until_refused(node: &TestServer, token: &str, pause: Duration) {
+    let refused = async {
+        while verify(node, token).await != StatusCode::UNAUTHORIZED {
+            tokio::time::sleep(pause).await;
+        }
+    };
+    tokio::time::timeout(HANG, refused)
+        .await
+        .expect("the other node refuses the signed-out session");
+}
+
+/// An hour's ban on `subject` from now.
+pub(crate) fn an_hours_ban(subject: gatehouse::store::BanSubject) -> gatehouse::store::NewBan {
+    let now = gatehouse::store::now_ms();
+    gatehouse::store::NewBan {
+        subject,
+        until_ms: now + 3_600_000,
+        reason: "too many failed sign-ins".into(),
+        ip: None,
+        now_ms: now,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
-    let Some(storage) = storage().await else {
+    let Some((a, b)) = two_nodes("").await else {
         return;
     };
-    let text = config_text("", &storage);
-    let a = TestServer::start(&text).await;
-    let b = TestServer::start_beside(&a, &text).await;
 
     let c = client();
     let r = login(&c, &a, "alice", ALICE_PW, &[]).await;
@@ -85,22 +118,9 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
     // And again, from B's cache.
     assert_eq!(verify(&b, &token).await, StatusCode::OK);
 
-    let out = reqwest::Client::new()
-        .post(a.at("/logout"))
-        .header("cookie", format!("gatehouse_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.status().is_redirection() || out.status().is_success());
+    sign_out(&a, &token).await;
     assert_eq!(verify(&a, &token).await, StatusCode::UNAUTHORIZED);
-    let refused = async {
-        while verify(&b, &token).await != StatusCode::UNAUTHORIZED {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(HANG, refused)
-        .await
-        .expect("node B refuses the signed-out session");
+    until_refused(&b, &token, Duration::from_millis(10)).await;
 
     // Both nodes read one trail: A's sign-in and sign-out, as B sees them
     // once the outbox is chained.
@@ -247,24 +267,14 @@ async fn a_node_without_users_makes_no_admin_of_its_own() {
 /// it for every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bans_command_works_on_the_shared_store_without_a_server() {
-    use gatehouse::store::{BanStore, BanSubject, NewBan, now_ms};
+    use gatehouse::store::{BanStore, BanSubject, now_ms};
     let Some(deployment) = deployment().await else {
         return;
     };
     let storage = storage_section(&deployment);
     let store = connect(&deployment).await;
     let banned = BanSubject::ip("203.0.113.7".parse().unwrap());
-    let now = now_ms();
-    store
-        .add_ban(NewBan {
-            subject: banned.clone(),
-            until_ms: now + 3_600_000,
-            reason: "too many failed sign-ins".into(),
-            ip: None,
-            now_ms: now,
-        })
-        .await
-        .unwrap();
+    store.add_ban(an_hours_ban(banned.clone())).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gatehouse.toml"), config_text("", &storage)).unwrap();
@@ -515,23 +525,10 @@ async fn a_revocation_on_one_node_is_refused_on_the_other_measured() {
         assert_eq!(verify(&a, &token).await, StatusCode::OK);
         assert_eq!(verify(&a, &token).await, StatusCode::OK);
         assert_eq!(verify(&b, &token).await, StatusCode::OK);
-        let out = reqwest::Client::new()
-            .post(b.at("/logout"))
-            .header("cookie", format!("gatehouse_session={token}"))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.status().is_redirection() || out.status().is_success());
+        sign_out(&b, &token).await;
         let revoked = std::time::Instant::now();
         assert_eq!(verify(&b, &token).await, StatusCode::UNAUTHORIZED);
-        let refused = async {
-            while verify(&a, &token).await != StatusCode::UNAUTHORIZED {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        tokio::time::timeout(HANG, refused)
-            .await
-            .expect("node A refuses the session revoked on B");
+        until_refused(&a, &token, Duration::from_millis(1)).await;
         delays.push(revoked.elapsed());
     }
     delays.sort();

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::api::{enroll, json_client, post, sign_in};
 use crate::harness::*;
-use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, NewBan, StoreCheck, now_ms};
+use gatehouse::store::{Backend, BackendConfig, BanStore, BanSubject, StoreCheck, now_ms};
 
 /// Runs `gatehouse migrate --to-distributed` on `dir`: exit code, stdout,
 /// stderr.
@@ -74,16 +74,9 @@ async fn a_nodes_file_moves_to_the_distributed_store_and_carries_on() {
     let file = BackendConfig::redb(dir.join("gatehouse.redb"));
     let banned = BanSubject::ip("203.0.113.9".parse().unwrap());
     let (b, task) = Backend::open(&file).unwrap();
-    let now = now_ms();
-    b.add_ban(NewBan {
-        subject: banned.clone(),
-        until_ms: now + 3_600_000,
-        reason: "too many failed sign-ins".into(),
-        ip: None,
-        now_ms: now,
-    })
-    .await
-    .unwrap();
+    b.add_ban(crate::distributed::an_hours_ban(banned.clone()))
+        .await
+        .unwrap();
     task.shutdown().await.unwrap();
     b.close().unwrap();
     let before = Backend::open_read_only(&file)
