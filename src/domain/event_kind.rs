@@ -120,6 +120,27 @@ event_kinds! {
     /// The built-in proxy closed a WebSocket (details: `app`, `reason`:
     /// `session_ended`, `shutdown` or `idle`). Schema 8.
     ProxyClosed = "proxy.closed", 27;
+    /// An OpenID Connect client was given an authorization code (details:
+    /// `client`, `scopes`). Schema 9.
+    OidcAuthorized = "oidc.authorized", 28;
+    /// A client redeemed a code for tokens (details: `client`, `grant`,
+    /// `refresh_token`). Schema 9.
+    OidcToken = "oidc.token", 29;
+    /// A client rotated a refresh token (details: `client`, `grant`).
+    /// Schema 9.
+    OidcRefreshed = "oidc.refreshed", 30;
+    /// A retired refresh token was presented and its grant revoked
+    /// (details: `client`, `grant`). Schema 9.
+    OidcRefreshReused = "oidc.refresh_reused", 31;
+    /// A grant or a token was revoked (details: `client`, `grant`,
+    /// `reason`). Schema 9.
+    OidcRevoked = "oidc.revoked", 32;
+    /// A user gave or withdrew consent (details: `client`, `granted`,
+    /// `scopes`). Schema 9.
+    OidcConsent = "oidc.consent", 33;
+    /// A back-channel logout token was sent (details: `client`, `outcome`,
+    /// `attempt`, `error`). Schema 9.
+    OidcLogoutSent = "oidc.logout_sent", 34;
 }
 
 impl EventKind {

@@ -12,6 +12,7 @@ mod factors;
 mod limits;
 mod method;
 mod net;
+pub mod oidc;
 mod regulation;
 mod session;
 mod token;

@@ -42,8 +42,8 @@ pub mod tls;
 pub use backend::{Backend, BackendConfig, BackendTask};
 pub use ceremonies::{Busy, CEREMONY_MS, Entry as Ceremony, Purpose};
 pub use contract::{
-    AuditStore, BanStore, CeremonyStore, FactorStore, RegulationStore, SessionStore, StoreCheck,
-    TokenStore,
+    AuditStore, BanStore, CeremonyStore, FactorStore, OidcStore, RegulationStore, SessionStore,
+    StoreCheck, TokenStore,
 };
 pub use credentials::{CredentialCheck, Credentials};
 pub use error::{CursorError, OpenError, QueryError, StoreError, WriteError};

@@ -61,8 +61,10 @@
 //! never reads `None` as "not signed in".
 
 mod guards;
+mod oidc;
 
 pub use guards::{CeremonyStore, RegulationStore};
+pub use oidc::OidcStore;
 
 use super::credentials::CredentialCheck;
 use super::error::{QueryError, StoreError, WriteError};
