@@ -10,6 +10,7 @@ pub mod domain;
 pub mod identity;
 pub mod jsonl;
 pub mod logging;
+pub mod oidc;
 pub mod retention;
 pub mod server;
 pub mod signals;

@@ -16,7 +16,7 @@ use super::{MAX_COUNT, MAX_SECS};
 
 /// First path segments of gatehouse's own routes: a path prefix under one of
 /// them would hide a gatehouse page or API behind an app.
-const OWN_PATHS: [&str; 14] = [
+const OWN_PATHS: [&str; 15] = [
     "/",
     "/.well-known",
     "/account",
@@ -28,6 +28,7 @@ const OWN_PATHS: [&str; 14] = [
     "/login",
     "/logout",
     "/metrics",
+    "/oidc",
     "/robots.txt",
     "/sessions",
     "/tokens",

@@ -15,6 +15,7 @@
 
 mod apps;
 mod locate;
+pub mod oidc;
 mod overrides;
 mod policy;
 mod schema;

@@ -4,7 +4,9 @@
 //! it whole, so a request never sees parts of two reloads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::oidc::OidcClient;
 use super::schema::{Argon2Settings, UserEntry};
 use crate::access::Rules;
 
@@ -20,12 +22,18 @@ pub struct Policy {
     group_lists: HashMap<String, Vec<String>>,
     /// Compiled access rules.
     rules: Rules,
+    /// OpenID Connect clients, by id.
+    clients: HashMap<String, Arc<OidcClient>>,
 }
 
 impl Policy {
     /// A policy of already validated users and compiled rules (see
     /// [`super::Config::load`]).
-    pub(super) fn new(users: HashMap<String, UserEntry>, rules: Rules) -> Policy {
+    pub(super) fn new(
+        users: HashMap<String, UserEntry>,
+        rules: Rules,
+        clients: Vec<OidcClient>,
+    ) -> Policy {
         let groups = users
             .values()
             .map(|u| (u.name.clone(), u.all_groups().collect::<Vec<_>>().join(",")))
@@ -39,6 +47,10 @@ impl Policy {
             groups,
             group_lists,
             rules,
+            clients: clients
+                .into_iter()
+                .map(|c| (c.id.clone(), Arc::new(c)))
+                .collect(),
         }
     }
 
@@ -55,6 +67,16 @@ impl Policy {
     /// The access rules.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// The OpenID Connect client `id`.
+    pub fn client(&self, id: &str) -> Option<&Arc<OidcClient>> {
+        self.clients.get(id)
+    }
+
+    /// Every OpenID Connect client, by id.
+    pub fn clients(&self) -> &HashMap<String, Arc<OidcClient>> {
+        &self.clients
     }
 
     /// The entry of user `name`.

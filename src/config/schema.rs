@@ -50,6 +50,10 @@ pub struct UserEntry {
     /// Sent to apps as `Remote-Name`.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Whether `email` is known to be the user's: the `email_verified`
+    /// claim OpenID Connect clients receive.
+    #[serde(default)]
+    pub email_verified: bool,
     /// Whether this user must sign in with a second factor; unset:
     /// `[second_factor] required`.
     #[serde(default)]
@@ -324,6 +328,8 @@ pub struct FileConfig {
     /// Reloaded (not among the settings a reload reports).
     #[serde(skip_serializing)]
     pub users: Vec<UserEntry>,
+    /// `[oidc]`: the OpenID Connect provider's clients (reloaded).
+    pub oidc: super::oidc::OidcSettings,
 }
 
 impl FileConfig {
@@ -408,6 +414,7 @@ impl Default for FileConfig {
             apps: Vec::new(),
             rules: Vec::new(),
             users: Vec::new(),
+            oidc: Default::default(),
         }
     }
 }

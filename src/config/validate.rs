@@ -269,6 +269,15 @@ impl Config {
                 };
                 invalid(&field, e.message.clone())
             })?;
+        let clients = super::oidc::check(&file.oidc.clients, public_origin.as_ref(), &invalid)?;
+        if !clients.is_empty() && storage.is_some() {
+            return Err(invalid(
+                "oidc.clients",
+                "the OpenID Connect provider needs backend = \"redb\"; the distributed store \
+                 does not keep its state yet"
+                    .into(),
+            ));
+        }
         let mut restart_settings = file.restart_settings();
         // The data dir in force, wherever it was named.
         restart_settings.insert(
@@ -302,7 +311,7 @@ impl Config {
             public_origin,
             trusted_proxies: trusted,
             forwarded_headers: file.access.forwarded_headers,
-            policy: Arc::new(Policy::new(users, rules)),
+            policy: Arc::new(Policy::new(users, rules, clients)),
         })
     }
 }

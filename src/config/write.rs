@@ -131,6 +131,9 @@ pub fn add_user(text: &str, user: &UserEntry) -> Result<String, UserEdit> {
     if let Some(n) = &user.display_name {
         t.insert("display_name", toml_edit::value(n.as_str()));
     }
+    if user.email_verified {
+        t.insert("email_verified", toml_edit::value(true));
+    }
     if let Some(r) = user.require_second_factor {
         t.insert("require_second_factor", toml_edit::value(r));
     }
@@ -269,6 +272,7 @@ mod tests {
             email: Some("c@example.com".into()),
             display_name: None,
             require_second_factor: None,
+            email_verified: false,
         }
     }
 

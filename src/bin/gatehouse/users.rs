@@ -125,6 +125,7 @@ pub(crate) fn edit_users(ov: &Overrides, edit: Edit) -> anyhow::Result<()> {
                 email,
                 display_name,
                 require_second_factor: None,
+                email_verified: false,
             };
             (
                 add_user(&text, &user)?,
