@@ -4,7 +4,7 @@
 - no import circle between modules (files) anywhere in `src/`;
 - in `src/server/`, no room imports a room above it:
   core < guard < factors < forward_auth, signin < proxy < account, ops
-  < the top (mod.rs, lifecycle, dispatch, tasks, conn, redirect); pages and assets
+  < oidc < the top (mod.rs, lifecycle, dispatch, tasks, conn, redirect); pages and assets
   import only the core; signin never imports account; forward_auth and
   proxy import neither signin nor account. The core's `state.rs` may name the state
   types of a room's leaf module, one that imports nothing from server/.
@@ -22,7 +22,7 @@ SRC = sys.argv[1] if len(sys.argv) > 1 else 'src'
 
 LEVEL = {'core': 0, 'pages': 0, 'assets': 0, 'guard': 1, 'factors': 2,
          'forward_auth': 3, 'signin': 3, 'proxy': 3.5, 'account': 4, 'ops': 4,
-         'top': 9}
+         'oidc': 5, 'top': 9}
 TOP = {'lifecycle', 'dispatch', 'tasks', 'conn', 'redirect'}
 FORBIDDEN = {('signin', 'account'), ('forward_auth', 'signin'),
              ('forward_auth', 'account'), ('proxy', 'signin'),

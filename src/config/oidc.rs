@@ -199,6 +199,34 @@ pub fn hash_secret(secret: &str) -> String {
     )
 }
 
+/// What a page whose form leads to `redirect_uri` must allow in
+/// `form-action`: its origin, or its scheme for a native app.
+pub fn form_target(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+        Ok(u) => format!("{}:", u.scheme()),
+        Err(_) => "'none'".into(),
+    }
+}
+
+/// Where an authorization request (its query, `q`) returns the browser,
+/// as [`form_target`], when its client and `redirect_uri` are registered.
+pub fn return_target(policy: &super::Policy, q: &str) -> Option<String> {
+    let (mut id, mut uri) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        match &*k {
+            "client_id" => id = Some(v.into_owned()),
+            "redirect_uri" => uri = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let (id, uri) = (id?, uri?);
+    policy
+        .client(&id)
+        .is_some_and(|c| c.redirect_allowed(&uri))
+        .then(|| form_target(&uri))
+}
+
 fn uri_registered(registered: &[String], uri: &str) -> bool {
     if registered.iter().any(|r| r == uri) {
         return true;

@@ -78,6 +78,69 @@ impl fmt::Debug for GrantId {
     }
 }
 
+/// Which secret an [`OidcSecret`] is: its hash is separated by kind, so
+/// that one kind presented as another is never found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    Code,
+    Access,
+    Refresh,
+}
+
+impl SecretKind {
+    fn label(self) -> &'static [u8] {
+        match self {
+            SecretKind::Code => b"gatehouse oidc code\0",
+            SecretKind::Access => b"gatehouse oidc access token\0",
+            SecretKind::Refresh => b"gatehouse oidc refresh token\0",
+        }
+    }
+}
+
+/// A code or token: 256 bits from the operating system's CSPRNG, handed
+/// out once (unpadded base64url); the store keeps [`OidcSecret::hash`].
+/// `Debug` never prints it.
+pub struct OidcSecret([u8; 32]);
+
+impl OidcSecret {
+    pub fn generate() -> OidcSecret {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        OidcSecret(bytes)
+    }
+
+    /// The form handed out.
+    pub fn expose(&self) -> String {
+        B64.encode(self.0)
+    }
+
+    pub fn hash(&self, kind: SecretKind) -> TokenHash {
+        let mut h = Sha256::new();
+        h.update(kind.label());
+        h.update(self.0);
+        TokenHash(h.finalize().into())
+    }
+
+    /// The hash of a presented secret, or `None` when it is not one of
+    /// ours (any other shape).
+    pub fn hash_presented(presented: &str, kind: SecretKind) -> Option<TokenHash> {
+        if presented.len() != 43 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        match B64.decode_slice(presented.as_bytes(), &mut out) {
+            Ok(32) => Some(OidcSecret(out).hash(kind)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for OidcSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OidcSecret(<redacted>)")
+    }
+}
+
 /// What a signed-in user granted one client, at the authorization endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorization {
@@ -558,6 +621,22 @@ mod tests {
         let passkey = Methods::of(&[Method::WebAuthn]);
         assert_eq!(amr(passkey), vec!["hwk"]);
         assert_eq!(acr(passkey), ACR_2FA);
+    }
+
+    #[test]
+    fn a_secret_is_found_only_as_its_own_kind() {
+        let s = OidcSecret::generate();
+        let shown = s.expose();
+        assert_eq!(
+            OidcSecret::hash_presented(&shown, SecretKind::Code),
+            Some(s.hash(SecretKind::Code))
+        );
+        assert_ne!(s.hash(SecretKind::Code), s.hash(SecretKind::Access));
+        assert_eq!(
+            OidcSecret::hash_presented(&shown[1..], SecretKind::Code),
+            None
+        );
+        assert_eq!(format!("{s:?}"), "OidcSecret(<redacted>)");
     }
 
     #[test]

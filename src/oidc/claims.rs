@@ -114,6 +114,8 @@ pub struct LogoutClaims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// Empty (and left out) for a user no longer configured.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub sub: String,
     pub sid: String,
     pub events: Map<String, Value>,

@@ -50,4 +50,7 @@ pub enum ServerError {
          copy the config file to every node"
     )]
     NoUsers(PathBuf),
+    /// The OpenID Connect provider's signing keys could not be loaded or made.
+    #[error("OpenID Connect signing keys: {0}")]
+    Oidc(String),
 }

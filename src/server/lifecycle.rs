@@ -117,6 +117,13 @@ impl Server {
             secrets,
             tls,
         );
+        // The signing keys are made (or checked) before the first request,
+        // so that a key sealed with another secrets.key stops the start.
+        if !state.policy().clients().is_empty() {
+            crate::server::oidc::load_or_make(&state.store, &state.secrets)
+                .await
+                .map_err(|e| ServerError::Oidc(e.to_string()))?;
+        }
         Ok(Server {
             state,
             listener,

@@ -13,6 +13,7 @@
 //! - [`forward_auth`]: `/auth/verify`, the hot path;
 //! - [`signin`]: the sign-in flow;
 //! - [`account`]: what a signed-in person manages;
+//! - [`oidc`]: the OpenID Connect provider;
 //! - [`ops`]: the operator's side.
 //!
 //! [`pages`] and [`assets`] render; they import no handler. On top,
@@ -36,6 +37,7 @@ pub mod guard;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mounted;
+pub mod oidc;
 pub mod ops;
 pub mod pages;
 pub mod password;
@@ -190,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/icon.svg", get(assets::icon))
         .route("/assets/passkey.js", get(assets::passkey_js))
         .route("/favicon.ico", get(assets::icon))
+        .merge(oidc::page_routes())
         .fallback(respond::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -209,6 +212,22 @@ pub fn router(state: AppState) -> Router {
         ))
         // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
         .layer(tower_http::trace::TraceLayer::new_for_http());
+    // The provider's endpoints that other sites call (apps' servers, and
+    // public clients' scripts): the same bounds, without the cross-site
+    // guard, which would refuse them (they authenticate the client instead).
+    let machine = oidc::machine_routes()
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.activity.clone(),
+            activity::track_activity,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let rest = rest.merge(machine);
     // HSTS on every answer a browser may see. The hot routes go without: their
     // answers are read by the proxy, not by browsers (see `answer_hot`).
     let hsts = state

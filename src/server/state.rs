@@ -42,6 +42,8 @@ pub struct Inner {
     /// TLS on the listener (`[tls]`): its certificate, reloaded with the
     /// users. `None`: plain HTTP.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The OpenID Connect provider: issuer, discovery, signing keys.
+    pub oidc: crate::server::oidc::provider::Provider,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,6 +78,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
+                oidc: crate::server::oidc::provider::Provider::new(&config),
                 config,
                 store,
                 hasher,

@@ -42,6 +42,12 @@ impl Tasks {
         let (stop, stop_rx) = watch::channel(false);
         let mut set = JoinSet::new();
         set.spawn(sweeper(state.clone(), stop_rx.clone()));
+        if state.oidc.issuer.is_some() {
+            set.spawn(crate::server::oidc::logout::sender(
+                state.clone(),
+                stop_rx.clone(),
+            ));
+        }
         if let Some(r) = &cfg.retention {
             set.spawn(retention(state.clone(), r.clone(), stop_rx.clone()));
         }

@@ -94,6 +94,18 @@ pub struct PgTarget {
     pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
+/// A TLS client config (ring) trusting the CAs in `ca_pem`, or the
+/// system's roots.
+pub fn client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots(ca_pem)?)
+    .with_no_client_auth())
+}
+
 /// Reads a PostgreSQL URL as libpq would for TLS (see the module's
 /// invariants).
 pub fn pg_target(url: &str) -> Result<PgTarget, String> {
@@ -104,14 +116,9 @@ pub fn pg_target(url: &str) -> Result<PgTarget, String> {
     let tls = match config.get_ssl_mode() {
         tokio_postgres::config::SslMode::Require => {
             let pem = ca_file.as_deref().map(read_ca_file).transpose()?;
-            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
+            Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                client_config(pem.as_deref())?,
             ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots(pem.as_deref())?)
-            .with_no_client_auth();
-            Some(tokio_postgres_rustls::MakeRustlsConnect::new(client))
         }
         _ => None,
     };

@@ -336,7 +336,23 @@ pub async fn logout(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(hash) = cookie_hash(&state, &headers) {
+    let res = if wants_json(&headers) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        crate::server::respond::see_other("/login")
+    };
+    sign_out(&state, &headers, ip, res).await
+}
+
+/// Ends the request's session (if any) and answers `res` with the cookie
+/// cleared; the one sign-out of the page, the API and RP-initiated logout.
+pub async fn sign_out(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+    mut res: Response,
+) -> Response {
+    if let Some(hash) = cookie_hash(state, headers) {
         let how = Revocation {
             ip,
             ..Revocation::new(RevokeReason::Logout, now_ms())
@@ -344,12 +360,9 @@ pub async fn logout(
         if let Err(e) = state.store.revoke_by_token(hash, how).await {
             return ApiError::internal("logout failed", &e).into_response();
         }
+        // The session's apps are told at once, not at the sender's next poll.
+        state.oidc.logouts.notify_one();
     }
-    let mut res = if wants_json(&headers) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        crate::server::respond::see_other("/login")
-    };
     if let Some(stale) = clear_host_only_cookie(&state.config) {
         res.headers_mut().append(header::SET_COOKIE, stale);
     }

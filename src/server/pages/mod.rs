@@ -19,6 +19,7 @@ pub mod describe;
 pub mod factors;
 pub mod forbidden;
 pub mod login;
+pub mod oidc;
 pub mod sessions;
 pub mod tokens;
 pub mod upstream;

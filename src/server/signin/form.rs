@@ -59,6 +59,8 @@ pub struct LoginInput {
 #[derive(Deserialize)]
 pub struct FormQuery {
     rd: Option<String>,
+    /// A name to fill in (an OpenID Connect client's `login_hint`).
+    login_hint: Option<String>,
 }
 
 /// Renders the sign-in page. When `rd` is a safe redirect to another
@@ -71,10 +73,7 @@ fn page(
     username: &str,
     rd: &str,
 ) -> Response {
-    let continue_to = safe_redirect(&state.config, headers, rd)
-        .and_then(|to| url::Url::parse(&to).ok())
-        .map(|u| u.origin().ascii_serialization())
-        .filter(|o| o != "null");
+    let continue_to = crate::server::signin::redirect::continue_to(state, headers, rd);
     pages::login::page(
         status,
         &pages::login::LoginView {
@@ -94,7 +93,10 @@ pub async fn form(
     RawQuery(query): RawQuery,
 ) -> Response {
     let q: FormQuery = crate::server::extract::parse_query(query.as_deref().unwrap_or(""))
-        .unwrap_or(FormQuery { rd: None });
+        .unwrap_or(FormQuery {
+            rd: None,
+            login_hint: None,
+        });
     let rd = q.rd.unwrap_or_default();
     let rd = if rd.len() > crate::server::signin::redirect::MAX_RD {
         ""
@@ -106,7 +108,11 @@ pub async fn form(
             false, rd,
         ));
     }
-    page(&state, &headers, StatusCode::OK, None, "", rd)
+    let hint = q
+        .login_hint
+        .filter(|h| h.len() <= MAX_USER && !h.chars().any(char::is_control))
+        .unwrap_or_default();
+    page(&state, &headers, StatusCode::OK, None, &hint, rd)
 }
 
 /// Whether the browser is signed in, but without a second factor, and

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::server::state::AppState;
 
 /// Longest `rd` accepted.
 pub const MAX_RD: usize = 2048;
@@ -126,6 +127,22 @@ fn split_host(h: &str) -> Option<(&str, Option<u16>)> {
         None => Some((host, None)),
         Some(p) => p.parse().ok().map(|p| (host, Some(p))),
     }
+}
+
+/// The origin a page's form may lead to through `rd`, for its
+/// `form-action`: the origin of a safe `rd` to another site, or, when `rd`
+/// is the OpenID Connect authorization endpoint, the origin (or a native
+/// app's scheme) of the client's checked `redirect_uri`, where the redirect
+/// chain that follows the form ends.
+pub fn continue_to(state: &AppState, headers: &HeaderMap, rd: &str) -> Option<String> {
+    let to = safe_redirect(&state.config, headers, rd)?;
+    if let Some(q) = to.strip_prefix("/oidc/authorize?") {
+        return state.with_policy(|p| crate::config::oidc::return_target(p, q));
+    }
+    url::Url::parse(&to)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
 }
 
 /// The page a pending sign-in goes to next, carrying `rd`.

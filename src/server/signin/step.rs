@@ -24,7 +24,7 @@ use crate::server::factors::{change, factors_of, open_totp};
 use crate::server::guard::{admit, audit, regulate};
 use crate::server::pages;
 use crate::server::respond::{ApiError, user_agent, wants_json};
-use crate::server::signin::redirect::{bounded_rd, next_page, rd_of, safe_redirect};
+use crate::server::signin::redirect::{bounded_rd, next_page, rd_of};
 use crate::server::signin::session::{SignIn, complete};
 use crate::server::state::AppState;
 use crate::store::{
@@ -120,18 +120,11 @@ pub async fn page(
             rd: &rd,
             error: None,
             step_up,
-            continue_to: continue_to(&state, &headers, &rd).as_deref(),
+            continue_to: crate::server::signin::redirect::continue_to(&state, &headers, &rd)
+                .as_deref(),
             passkeys: crate::server::factors::passkeys::available(&state, &headers),
         },
     )
-}
-
-/// The origin `rd` leads to, when it is a safe redirect to another origin.
-fn continue_to(state: &AppState, headers: &HeaderMap, rd: &str) -> Option<String> {
-    safe_redirect(&state.config, headers, rd)
-        .and_then(|to| url::Url::parse(&to).ok())
-        .map(|u| u.origin().ascii_serialization())
-        .filter(|o| o != "null")
 }
 
 /// The page for a sign-in that is no longer there.
@@ -204,7 +197,10 @@ async fn second_step(
                     rd: &rd,
                     error: Some(&e.message),
                     step_up: matches!(who, Stepper::Session(_)),
-                    continue_to: continue_to(&state, &headers, &rd).as_deref(),
+                    continue_to: crate::server::signin::redirect::continue_to(
+                        &state, &headers, &rd,
+                    )
+                    .as_deref(),
                     passkeys: crate::server::factors::passkeys::available(&state, &headers),
                 },
             );

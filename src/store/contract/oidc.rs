@@ -59,10 +59,12 @@ pub trait OidcStore: Send + Sync {
         event: NewEvent,
     ) -> impl Future<Output = Result<bool, WriteError>> + Send;
 
-    /// Redeems a code: checks it, stores the grant `tokens.grant` with the
+    /// Redeems a code: checks it, stores the grant `grant` with the
     /// tokens' hashes, marks the code spent and appends `oidc.token`
-    /// ([`Issued::token_event`]), all in one change. A refusal writes
-    /// nothing, except a replay (see the module documentation).
+    /// ([`Issued::token_event`]), all in one change. `tokens.refresh` is
+    /// stored only when the code's scopes hold `offline_access` (the caller
+    /// hands it out only then). A refusal writes nothing, except a replay
+    /// (see the module documentation).
     fn redeem_code(
         &self,
         code: TokenHash,
