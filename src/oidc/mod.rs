@@ -1,11 +1,13 @@
 //! The OpenID Connect provider's parts that know neither HTTP nor storage:
 //! the signing keys and their JWKS ([`keys`]), and the claims of ID tokens,
-//! userinfo answers and logout tokens ([`claims`]). The endpoints are in
+//! userinfo answers and logout tokens ([`claims`]), the discovery document,
+//! and the provider's shared state ([`provider`]). The endpoints are in
 //! `server::oidc`; the state they keep is behind
 //! [`crate::store::OidcStore`].
 
 pub mod claims;
 pub mod keys;
+pub mod provider;
 
 use crate::config::oidc::KNOWN_SCOPES;
 use crate::domain::oidc::{ACR_1FA, ACR_2FA};

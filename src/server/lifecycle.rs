@@ -120,7 +120,7 @@ impl Server {
         // The signing keys are made (or checked) before the first request,
         // so that a key sealed with another secrets.key stops the start.
         if !state.policy().clients().is_empty() {
-            crate::server::oidc::load_or_make(&state.store, &state.secrets)
+            crate::oidc::provider::load_or_make(&state.store, &state.secrets)
                 .await
                 .map_err(|e| ServerError::Oidc(e.to_string()))?;
         }

@@ -43,7 +43,7 @@ pub struct Inner {
     /// users. `None`: plain HTTP.
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The OpenID Connect provider: issuer, discovery, signing keys.
-    pub oidc: crate::server::oidc::provider::Provider,
+    pub oidc: crate::oidc::provider::Provider,
 }
 
 impl std::ops::Deref for AppState {
@@ -78,7 +78,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 policy: RwLock::new(config.policy().clone()),
-                oidc: crate::server::oidc::provider::Provider::new(&config),
+                oidc: crate::oidc::provider::Provider::new(&config),
                 config,
                 store,
                 hasher,

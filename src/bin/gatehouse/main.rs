@@ -3,6 +3,7 @@
 mod access;
 mod bans;
 mod migrate;
+mod oidc;
 mod store;
 mod users;
 
@@ -106,6 +107,13 @@ enum Command {
         /// [storage] postgres_url (with its password: prefer the variable).
         #[arg(long, env = "GATEHOUSE_POSTGRES_URL", hide_env_values = true)]
         postgres_url: Option<gatehouse::config::SecretUrl>,
+    },
+    /// OpenID Connect: make a client's secret, rotate the signing key.
+    Oidc {
+        #[command(flatten)]
+        loc: Location,
+        #[command(subcommand)]
+        command: crate::oidc::OidcCommand,
     },
     /// Act on a user's credentials.
     Users {
@@ -246,6 +254,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let config = Config::load(&ov)?;
             migrate::migrate_to_distributed(&config).map(|()| 0)
         }
+        Command::Oidc { loc, command } => match command {
+            crate::oidc::OidcCommand::NewClient {
+                name,
+                public,
+                redirect_uri,
+            } => crate::oidc::new_client(&name, public, redirect_uri.as_deref()).map(|()| 0),
+            crate::oidc::OidcCommand::RotateKey => {
+                init_logs(LogFormat::Text);
+                let ov = Overrides {
+                    config: loc.config,
+                    data_dir: loc.data_dir,
+                    ..Overrides::default()
+                };
+                let config = Config::load(&ov)?;
+                crate::oidc::rotate_key(&config).map(|()| 0)
+            }
+        },
         Command::Users { loc, command } => {
             init_logs(LogFormat::Text);
             let ov = Overrides {

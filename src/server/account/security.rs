@@ -23,7 +23,7 @@ use crate::server::respond::{ApiError, see_other, user_agent};
 use crate::server::signin::redirect::next_page;
 use crate::server::signin::step::CodeInput;
 use crate::server::state::AppState;
-use crate::store::now_ms;
+use crate::store::{OidcStore, now_ms};
 
 const HERE: &str = "/account/security";
 
@@ -43,6 +43,41 @@ pub async fn page(
         .and_then(|q| q.strip_prefix("notice="))
         .and_then(pages::factors::Notice::from_code);
     show(&state, &headers, &me, notice, None).await
+}
+
+/// The "Connected apps" section: the apps `user` allowed or signed in to,
+/// when the provider has clients (a failed read leaves the section out).
+async fn connected_apps(state: &AppState, user: &str, now: u64) -> Option<maud::Markup> {
+    if state.with_policy(|p| p.clients().is_empty()) {
+        return None;
+    }
+    let apps = match state.store.connected_apps(user, now).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing connected apps failed");
+            return None;
+        }
+    };
+    let names: Vec<String> = state.with_policy(|p| {
+        apps.iter()
+            .map(|a| {
+                p.client(&a.client)
+                    .map_or_else(|| a.client.clone(), |c| c.name.clone())
+            })
+            .collect()
+    });
+    let rows: Vec<pages::oidc::AppRow<'_>> = apps
+        .iter()
+        .zip(&names)
+        .map(|(a, name)| pages::oidc::AppRow {
+            id: &a.client,
+            name,
+            consented: a.consent.is_some(),
+            sessions: a.sessions.len(),
+            last_issued_ms: a.last_issued_ms,
+        })
+        .collect();
+    Some(pages::oidc::connected_apps(&rows, now))
 }
 
 /// The page, with `refused` (an attempt to add a factor) said on it.
@@ -69,6 +104,7 @@ async fn show(
             notice,
             error: refused.map(|e| e.message.as_str()),
             passkeys: crate::server::factors::passkeys::available(state, headers),
+            apps: connected_apps(state, &me.user.name, now).await,
         },
     );
     if let Some(s) = refused.and_then(|e| e.retry_after) {

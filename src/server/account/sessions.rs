@@ -19,7 +19,7 @@ use crate::server::pages;
 use crate::server::pages::sessions::Notice;
 use crate::server::respond::{ApiError, no_store, see_other, wants_json};
 use crate::server::state::AppState;
-use crate::store::{PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
+use crate::store::{OidcStore, PublicId, Revocation, RevokeReason, Session, SessionStore, now_ms};
 
 /// A session as the API shows it.
 #[derive(Serialize)]
@@ -257,13 +257,46 @@ pub async fn page(
         Ok(s) => s,
         Err(e) => return ApiError::internal("listing sessions failed", &e).into_response(),
     };
+    let apps = apps_by_session(&state, &me.user.name, now).await;
     pages::sessions::page(&pages::sessions::SessionsView {
         user: &me.user.name,
         sessions: &sessions,
         current: me.session.id,
         now_ms: now,
         notice: q.notice.as_deref().and_then(Notice::from_code),
+        apps: &apps,
     })
+}
+
+/// The OpenID Connect apps each of `user`'s sessions signed into, by
+/// name (empty when the provider has no clients or the read fails).
+async fn apps_by_session(
+    state: &AppState,
+    user: &str,
+    now: u64,
+) -> std::collections::HashMap<PublicId, Vec<String>> {
+    let mut out: std::collections::HashMap<PublicId, Vec<String>> = Default::default();
+    if state.with_policy(|p| p.clients().is_empty()) {
+        return out;
+    }
+    let apps = match state.store.connected_apps(user, now).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing connected apps failed");
+            return out;
+        }
+    };
+    state.with_policy(|p| {
+        for a in &apps {
+            let name = p
+                .client(&a.client)
+                .map_or_else(|| a.client.clone(), |c| c.name.clone());
+            for s in &a.sessions {
+                out.entry(*s).or_default().push(name.clone());
+            }
+        }
+    });
+    out
 }
 
 /// `GET /logout`: asks before signing out (visitors go to the sign-in page).

@@ -17,11 +17,10 @@ pub mod client_auth;
 pub mod discovery;
 pub mod logout;
 pub mod params;
-pub mod provider;
 pub mod resource;
 pub mod token;
 
-pub use provider::{KEY_OVERLAP_MS, KeyOpError, Provider, load_or_make};
+pub use crate::oidc::provider::{KEY_OVERLAP_MS, KeyOpError, Provider, load_or_make};
 
 use std::sync::Arc;
 

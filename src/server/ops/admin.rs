@@ -5,6 +5,7 @@
 //!
 //! Routes: `GET /bans` (text list), `POST /bans/lift?user=U` or `?ip=IP`,
 //! `POST /users/revoke-tokens?user=U` (ends every access token of a user),
+//! `POST /oidc/rotate-key` (a new OpenID Connect signing key),
 //! `POST /config/reload` (re-reads the users and rules, as SIGHUP does, and
 //! says what it read and which changed settings wait for a restart),
 //! `POST /events/backup?path=P&bytes=N&events=N&chain_head=H` (records the
@@ -99,6 +100,7 @@ pub async fn serve(
         .route("/users/reset-second-factor", post(reset_second_factor))
         .route("/events/backup", post(backup_created))
         .route("/users/revoke-tokens", post(revoke_tokens))
+        .route("/oidc/rotate-key", post(rotate_key))
         .with_state(state)
         .merge(streams);
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -214,6 +216,15 @@ async fn reset_second_factor(
 ) -> (StatusCode, String) {
     match reset_factors(&state.store, &q.user, "admin-socket").await {
         Ok(msg) => (StatusCode::OK, msg),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// Starts signing OpenID Connect tokens with a new key
+/// (`gatehouse oidc rotate-key`); the old one stays published.
+async fn rotate_key(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.oidc.rotate(&state.store, &state.secrets).await {
+        Ok(kid) => (StatusCode::OK, format!("signing with key {kid}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -327,6 +327,8 @@ pub struct SecurityView<'a> {
     pub error: Option<&'a str>,
     /// Passkeys can be registered on this origin.
     pub passkeys: bool,
+    /// The "Connected apps" section, when the provider has clients.
+    pub apps: Option<Markup>,
 }
 
 /// Where a session goes to do a second factor, and comes back here.
@@ -435,6 +437,9 @@ pub fn security(status: StatusCode, v: &SecurityView<'_>) -> Response {
             div.actions {
                 a.button.secondary href="/sessions" { "Your sessions" }
             }
+        }
+        @if let Some(apps) = &v.apps {
+            (apps)
         }
     };
     let csp = if passkey_button {

@@ -52,6 +52,8 @@ pub struct SessionsView<'a> {
     pub current: PublicId,
     pub now_ms: u64,
     pub notice: Option<Notice>,
+    /// The names of the apps each session signed into (OpenID Connect).
+    pub apps: &'a std::collections::HashMap<PublicId, Vec<String>>,
 }
 
 /// The sessions page.
@@ -66,7 +68,7 @@ pub fn page(v: &SessionsView<'_>) -> Response {
             }
             ul.sessions {
                 @for s in v.sessions {
-                    (row(s, s.id == v.current, v.now_ms))
+                    (row(s, s.id == v.current, v.now_ms, v.apps.get(&s.id)))
                 }
             }
             div.actions {
@@ -92,7 +94,7 @@ pub fn page(v: &SessionsView<'_>) -> Response {
     )
 }
 
-fn row(s: &Session, current: bool, now: u64) -> Markup {
+fn row(s: &Session, current: bool, now: u64, apps: Option<&Vec<String>>) -> Markup {
     let device = browser_and_os(s.user_agent.as_deref());
     let ip = s.ip.map(|i| i.to_string());
     html! {
@@ -109,6 +111,9 @@ fn row(s: &Session, current: bool, now: u64) -> Markup {
                 }
                 @if s.remember_me {
                     p.meta { "Kept signed in until " (exact(s.absolute_deadline_ms)) }
+                }
+                @if let Some(apps) = apps.filter(|a| !a.is_empty()) {
+                    p.meta.apps { "Signed in to " (apps.join(", ")) }
                 }
             }
             // The session viewing the page signs out with the one
