@@ -533,6 +533,8 @@ impl Store {
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod fixture_v8_tests;
+#[cfg(test)]
 mod log_tests;
 #[cfg(test)]
 mod tests;
