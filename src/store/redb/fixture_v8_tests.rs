@@ -119,3 +119,85 @@ fn write_v8_fixture() {
     )
     .unwrap();
 }
+
+/// A file written by schema 8 opens with the current code, upgrades, and
+/// keeps its data: sessions found by their cookies and listed per user
+/// (alice's still two-factor), bob's token, every event, a verifying
+/// chain; and the OpenID Connect tables are there, empty.
+#[test]
+fn v8_fixture_opens_and_upgrades() {
+    let facts: Facts =
+        serde_json::from_str(&std::fs::read_to_string(fixture("v8.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.redb");
+    std::fs::copy(fixture("v8.redb"), &path).unwrap();
+    let err = Store::open_read_only(&path, &StoreOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, OpenError::NeedsUpgrade { found: 8, .. }),
+        "{err}"
+    );
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.stats().unwrap().schema_version,
+        gatehouse_migrations::LATEST
+    );
+    // An hour after the fixture was written.
+    let now = facts.written_ms + 3_600_000;
+    for (user, token) in &facts.sessions {
+        let token = SessionToken::parse(token).unwrap();
+        let s = store.session(&token, now).unwrap().expect("session kept");
+        assert_eq!(&s.user, user);
+        let two = user == "alice";
+        assert_eq!(s.methods.two_factor(), two, "{user}");
+        assert_eq!(s.methods.contains(Method::Totp), two, "{user}");
+    }
+    for (user, n) in [("alice", 1), ("bob", 2), ("carol", 0)] {
+        assert_eq!(store.sessions_of(user, now).unwrap().len(), n, "{user}");
+    }
+    let token = AccessToken::parse(&facts.access_token).unwrap();
+    let info = store.token_by_hash(token.hash(), now).unwrap().unwrap();
+    assert_eq!(
+        (info.user.as_str(), info.name.as_str()),
+        ("bob", "CI deploy")
+    );
+    let of_user = |user: &str| {
+        let filter = EventFilter {
+            user: Some(user.into()),
+            ..Default::default()
+        };
+        store.query_events(&filter, 100, None).unwrap().events
+    };
+    let kinds = |user: &str| -> Vec<EventKind> { of_user(user).iter().map(|e| e.kind).collect() };
+    assert_eq!(
+        kinds("alice"),
+        // Newest first: a sign-in's session, then its login event.
+        [EventKind::LoginSuccess, EventKind::SessionCreated]
+    );
+    assert_eq!(kinds("bob").len(), 5);
+    assert_eq!(kinds("carol"), [EventKind::LoginFailure]);
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.events, report.sessions), (8, 3));
+    oidc_tables_are_empty(&store);
+}
+
+fn oidc_tables_are_empty(store: &Store) {
+    use ::redb::ReadableTableMetadata;
+    use tables::*;
+    let r = store.read().unwrap();
+    let lens = [
+        r.open_table(OIDC_CODES).unwrap().len().unwrap(),
+        r.open_table(OIDC_CODES_BY_EXPIRY).unwrap().len().unwrap(),
+        r.open_table(OIDC_GRANTS).unwrap().len().unwrap(),
+        r.open_table(OIDC_GRANTS_BY_EXPIRY).unwrap().len().unwrap(),
+        r.open_table(OIDC_GRANTS_BY_SESSION).unwrap().len().unwrap(),
+        r.open_table(OIDC_GRANTS_BY_USER).unwrap().len().unwrap(),
+        r.open_table(OIDC_TOKENS).unwrap().len().unwrap(),
+        r.open_table(OIDC_CONSENTS).unwrap().len().unwrap(),
+        r.open_table(OIDC_SUBJECTS).unwrap().len().unwrap(),
+        r.open_table(OIDC_LOGOUTS).unwrap().len().unwrap(),
+        r.open_table(OIDC_LOGOUTS_DUE).unwrap().len().unwrap(),
+        r.open_table(OIDC_SIGNING_KEYS).unwrap().len().unwrap(),
+    ];
+    assert_eq!(lens, [0; 12]);
+}
