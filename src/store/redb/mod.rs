@@ -552,4 +552,6 @@ mod fixture_v8_tests;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]
+mod oidc_tests;
+#[cfg(test)]
 mod tests;
