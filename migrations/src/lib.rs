@@ -21,6 +21,7 @@ mod v0005_access_tokens;
 mod v0006_second_factors;
 mod v0007_bound_enrollment;
 mod v0008_proxy_closed_kind;
+mod v0009_oidc;
 
 pub mod postgres;
 
@@ -29,6 +30,7 @@ pub use v0004_access_denied_kind::NEW_KIND_CODES as KIND_CODES_V4;
 pub use v0005_access_tokens::NEW_KIND_CODES as KIND_CODES_V5;
 pub use v0006_second_factors::NEW_KIND_CODES as KIND_CODES_V6;
 pub use v0008_proxy_closed_kind::NEW_KIND_CODES as KIND_CODES_V8;
+pub use v0009_oidc::NEW_KIND_CODES as KIND_CODES_V9;
 
 /// The `meta` table: small named values (schema version, audit chain state).
 /// Its definition is the one table every version shares.
@@ -38,7 +40,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const VERSION_KEY: &str = "schema_version";
 
 /// The newest schema this build understands.
-pub const LATEST: u32 = 8;
+pub const LATEST: u32 = 9;
 
 /// One schema step: from `version - 1` to `version`.
 struct Step {
@@ -88,6 +90,11 @@ const STEPS: &[Step] = &[
         version: 8,
         name: "audit kind proxy.closed",
         apply: v0008_proxy_closed_kind::apply,
+    },
+    Step {
+        version: 9,
+        name: "OpenID Connect codes, grants, tokens, consents, subjects, logout notices and signing keys; audit kinds oidc.*",
+        apply: v0009_oidc::apply,
     },
 ];
 

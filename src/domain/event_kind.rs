@@ -209,7 +209,7 @@ mod tests {
     use super::*;
 
     /// Every (name, code) pair, written out: shipped pairs never change.
-    const FROZEN: [(&str, u8); 27] = [
+    const FROZEN: [(&str, u8); 34] = [
         ("login.success", 1),
         ("login.failure", 2),
         ("login.rejected", 3),
@@ -237,6 +237,13 @@ mod tests {
         ("mfa.recovery_used", 25),
         ("mfa.reset", 26),
         ("proxy.closed", 27),
+        ("oidc.authorized", 28),
+        ("oidc.token", 29),
+        ("oidc.refreshed", 30),
+        ("oidc.refresh_reused", 31),
+        ("oidc.revoked", 32),
+        ("oidc.consent", 33),
+        ("oidc.logout_sent", 34),
     ];
 
     #[test]
@@ -249,7 +256,7 @@ mod tests {
     }
 
     /// The stored kind codes are the ones schema 3 wrote plus those schemas 4
-    /// to 6 and 8 added, and they round-trip.
+    /// to 6, 8 and 9 added, and they round-trip.
     #[test]
     fn kind_codes_match_the_schema() {
         let mut schema = gatehouse_migrations::KIND_CODES.to_vec();
@@ -257,6 +264,7 @@ mod tests {
         schema.extend(gatehouse_migrations::KIND_CODES_V5);
         schema.extend(gatehouse_migrations::KIND_CODES_V6);
         schema.extend(gatehouse_migrations::KIND_CODES_V8);
+        schema.extend(gatehouse_migrations::KIND_CODES_V9);
         schema.sort_by_key(|&(_, c)| c);
         let ours: Vec<(&str, u8)> = EventKind::ALL
             .iter()
@@ -267,7 +275,7 @@ mod tests {
             assert_eq!(EventKind::from_code(k.code()), Some(k));
         }
         assert_eq!(EventKind::from_code(0), None);
-        assert_eq!(EventKind::from_code(28), None);
+        assert_eq!(EventKind::from_code(35), None);
         assert_eq!(EventKind::from_code(255), None);
     }
 

@@ -21,6 +21,7 @@
 //! behaviour once, as a model test any backend is run through.
 
 mod backend;
+mod backend_oidc;
 pub mod ceremonies;
 pub mod chain;
 #[cfg(test)]
@@ -40,6 +41,7 @@ mod reports;
 pub mod tls;
 
 pub use backend::{Backend, BackendConfig, BackendTask};
+pub use backend_oidc::NO_OIDC;
 pub use ceremonies::{Busy, CEREMONY_MS, Entry as Ceremony, Purpose};
 pub use contract::{
     AuditStore, BanStore, CeremonyStore, FactorStore, OidcStore, RegulationStore, SessionStore,

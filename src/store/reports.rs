@@ -37,6 +37,10 @@ pub struct SweepReport {
     pub pending: usize,
     /// Access tokens removed because they expired.
     pub tokens_expired: usize,
+    /// OpenID Connect codes removed because they expired (spent or not).
+    pub oidc_codes: usize,
+    /// OpenID Connect grants removed because all their tokens expired.
+    pub oidc_grants: usize,
     /// True when the batch limit was reached and expired entries remain.
     pub more: bool,
 }

@@ -14,6 +14,7 @@
 mod factors;
 mod guards;
 mod model;
+mod oidc;
 
 use std::future::Future;
 

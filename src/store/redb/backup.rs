@@ -24,7 +24,7 @@ pub const BACKUP_CHUNK_ROWS: usize = 10_000;
 /// The name of every table a backup copies, from their definitions. A table
 /// in the file that is not listed here makes the backup fail rather than
 /// silently leave it out.
-fn known_tables() -> [&'static str; 16] {
+fn known_tables() -> [&'static str; 28] {
     [
         META.name(),
         SESSIONS.name(),
@@ -42,6 +42,18 @@ fn known_tables() -> [&'static str; 16] {
         ACCESS_TOKENS.name(),
         ACCESS_TOKENS_BY_USER.name(),
         ACCESS_TOKENS_BY_EXPIRY.name(),
+        OIDC_CODES.name(),
+        OIDC_CODES_BY_EXPIRY.name(),
+        OIDC_GRANTS.name(),
+        OIDC_GRANTS_BY_EXPIRY.name(),
+        OIDC_GRANTS_BY_SESSION.name(),
+        OIDC_GRANTS_BY_USER.name(),
+        OIDC_TOKENS.name(),
+        OIDC_CONSENTS.name(),
+        OIDC_SUBJECTS.name(),
+        OIDC_LOGOUTS.name(),
+        OIDC_LOGOUTS_DUE.name(),
+        OIDC_SIGNING_KEYS.name(),
     ]
 }
 
@@ -165,6 +177,20 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, BackupError> {
     rows += copy_table(src, dst, ACCESS_TOKENS)?;
     rows += copy_table(src, dst, ACCESS_TOKENS_BY_USER)?;
     rows += copy_table(src, dst, ACCESS_TOKENS_BY_EXPIRY)?;
+    // The OpenID Connect state: codes and tokens as hashes, signing keys
+    // sealed with the key beside the database.
+    rows += copy_table(src, dst, OIDC_CODES)?;
+    rows += copy_table(src, dst, OIDC_CODES_BY_EXPIRY)?;
+    rows += copy_table(src, dst, OIDC_GRANTS)?;
+    rows += copy_table(src, dst, OIDC_GRANTS_BY_EXPIRY)?;
+    rows += copy_table(src, dst, OIDC_GRANTS_BY_SESSION)?;
+    rows += copy_table(src, dst, OIDC_GRANTS_BY_USER)?;
+    rows += copy_table(src, dst, OIDC_TOKENS)?;
+    rows += copy_table(src, dst, OIDC_CONSENTS)?;
+    rows += copy_table(src, dst, OIDC_SUBJECTS)?;
+    rows += copy_table(src, dst, OIDC_LOGOUTS)?;
+    rows += copy_table(src, dst, OIDC_LOGOUTS_DUE)?;
+    rows += copy_table(src, dst, OIDC_SIGNING_KEYS)?;
     // One durable commit seals everything the chunks wrote.
     let txn = dst.begin_write().map_err(StoreError::from)?;
     txn.commit().map_err(StoreError::from)?;

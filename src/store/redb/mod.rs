@@ -34,6 +34,9 @@ mod factors;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
 mod log_sync;
+mod oidc;
+mod oidc_reads;
+mod oidc_state;
 mod ops;
 mod prune;
 mod reads;
@@ -57,6 +60,7 @@ pub(crate) use backup::sync_dir;
 pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use events::MAX_SCAN;
 pub use export::{ChainRow, LiveState};
+pub use oidc::{MAX_GRANT_ACCESS_TOKENS, OidcOp, OidcOutput};
 pub use ops::{Op, OpOutput};
 pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 
@@ -121,6 +125,10 @@ struct Inner {
     /// generation is the latest state, and a lookup that starts after a write
     /// was acknowledged always sees it.
     sessions_snapshot: Mutex<Option<SessionsSnapshot>>,
+    /// The OpenID Connect token lookups' tables of one read snapshot, kept
+    /// like `sessions_snapshot` (apart from it, so that the forward-auth
+    /// snapshot opens no table it does not need).
+    oidc_snapshot: Mutex<Option<oidc_reads::OidcSnapshot>>,
     /// What the file is opened through for writing, at open and at every
     /// reopen.
     medium: Medium,
@@ -164,6 +172,7 @@ impl Inner {
             opts: opts.clone(),
             generation: AtomicU64::new(0),
             sessions_snapshot: Mutex::new(None),
+            oidc_snapshot: Mutex::new(None),
             medium: Medium::File,
             commits: tokio::sync::watch::Sender::new(0),
             log: Mutex::new(None),
@@ -176,6 +185,12 @@ impl Inner {
         let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
         let stale = self
             .sessions_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(stale);
+        let stale = self
+            .oidc_snapshot
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
@@ -533,6 +548,10 @@ impl Store {
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod fixture_v8_tests;
+#[cfg(test)]
 mod log_tests;
+#[cfg(test)]
+mod oidc_tests;
 #[cfg(test)]
 mod tests;

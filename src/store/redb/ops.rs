@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use super::oidc::{OidcOp, OidcOutput};
 use super::txn::Tx;
 use crate::domain::*;
 use crate::store::credentials::HeldCheck;
@@ -56,7 +57,9 @@ pub enum Op {
         ip: Option<IpAddr>,
         now_ms: u64,
     },
-    /// Removes up to `limit` expired sessions and up to `limit` ran-out bans.
+    /// Removes up to `limit` of each: expired sessions, ran-out bans,
+    /// expired pending sign-ins, access tokens, OpenID Connect codes and
+    /// grants.
     Sweep {
         now_ms: u64,
         limit: usize,
@@ -132,6 +135,8 @@ pub enum Op {
         user: String,
         how: Revocation,
     },
+    /// An OpenID Connect write (boxed: keeps `Op` small).
+    Oidc(Box<OidcOp>),
 }
 
 /// What an operation returned.
@@ -158,6 +163,7 @@ pub enum OpOutput {
     TokenTouched(bool),
     TokenRevoked(bool),
     TokensRevoked(Vec<PublicId>),
+    Oidc(OidcOutput),
 }
 
 impl Op {
@@ -191,6 +197,7 @@ impl Op {
             Op::TouchToken { .. } => "touch_token",
             Op::RevokeToken { .. } => "revoke_token",
             Op::RevokeUserTokens { .. } => "revoke_user_tokens",
+            Op::Oidc(op) => op.name(),
         }
     }
 
@@ -247,6 +254,10 @@ impl Op {
                 report.more |= more;
                 let (tokens, more) = tx.sweep_tokens(now_ms, limit)?;
                 report.tokens_expired = tokens;
+                report.more |= more;
+                let (codes, grants, more) = tx.sweep_oidc(now_ms, limit)?;
+                report.oidc_codes = codes;
+                report.oidc_grants = grants;
                 report.more |= more;
                 OpOutput::Swept(report)
             }
@@ -312,6 +323,7 @@ impl Op {
             Op::RevokeUserTokens { user, how } => {
                 OpOutput::TokensRevoked(tx.revoke_user_tokens(&user, &how)?)
             }
+            Op::Oidc(op) => OpOutput::Oidc(op.apply(tx)?),
         })
     }
 }

@@ -53,7 +53,22 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn delete_session(&mut self, hash: HashKey, rec: &SessionRecord) -> Result<(), StoreError> {
+    /// Ends a session: its row and index entries go, and with them its
+    /// OpenID Connect grants (logout notices queued). Every path that ends
+    /// a session comes here.
+    fn delete_session(
+        &mut self,
+        hash: HashKey,
+        rec: &SessionRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.remove_session_row(hash, rec)?;
+        self.end_session_grants(rec.public_id, &rec.user, now_ms)
+    }
+
+    /// Removes a session's row and index entries only: for a session that
+    /// goes on under another token (step-up).
+    fn remove_session_row(&mut self, hash: HashKey, rec: &SessionRecord) -> Result<(), StoreError> {
         self.sessions.t()?.remove(hash)?;
         self.sessions_by_user
             .t()?
@@ -89,7 +104,7 @@ impl Tx<'_> {
                 continue;
             };
             if rec.deadline_ms() <= now {
-                self.delete_session(hash, &rec)?;
+                self.delete_session(hash, &rec, now)?;
                 self.append_event(
                     NewEvent::at(EventKind::SessionExpired, now * 1000)
                         .user(rec.user.clone())
@@ -104,7 +119,7 @@ impl Tx<'_> {
             if remaining < cap {
                 break;
             }
-            self.delete_session(hash, &rec)?;
+            self.delete_session(hash, &rec, now)?;
             let id = PublicId(rec.public_id);
             self.append_event(
                 NewEvent::at(EventKind::SessionEvicted, now * 1000)
@@ -175,7 +190,7 @@ impl Tx<'_> {
         ip: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.delete_session(hash, rec)?;
+        self.delete_session(hash, rec, now_ms)?;
         let kind = if reason == RevokeReason::Logout {
             EventKind::Logout
         } else {
@@ -226,7 +241,7 @@ impl Tx<'_> {
         if rec.deadline_ms() <= now_ms {
             return Ok(None);
         }
-        self.delete_session(hash.0, &rec)?;
+        self.remove_session_row(hash.0, &rec)?;
         rec.methods = Methods::from_bits(rec.methods).with(method).bits();
         rec.second_factor_ms = Some(now_ms);
         rec.last_seen_ms = rec.last_seen_ms.max(now_ms);
@@ -282,7 +297,10 @@ impl Tx<'_> {
         Ok(out)
     }
 
-    fn user_sessions(&self, user: &str) -> Result<Vec<(HashKey, SessionRecord)>, StoreError> {
+    pub(super) fn user_sessions(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(HashKey, SessionRecord)>, StoreError> {
         let mut hashes = Vec::new();
         let (lo, hi) = user_range(user);
         for row in self.sessions_by_user.r()?.range(lo..=hi)? {
@@ -318,7 +336,7 @@ impl Tx<'_> {
         for (deadline, hash) in due {
             match self.load_session(&hash)? {
                 Some(rec) => {
-                    self.delete_session(hash, &rec)?;
+                    self.delete_session(hash, &rec, now_ms)?;
                     let reason = if rec
                         .idle_deadline_ms()
                         .is_some_and(|i| i <= rec.absolute_deadline_ms)

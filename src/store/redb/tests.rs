@@ -805,7 +805,7 @@ fn newer_schema_is_refused_naming_both_versions() {
             .unwrap()
             .insert(
                 gatehouse_migrations::VERSION_KEY,
-                9u32.to_be_bytes().as_slice(),
+                (gatehouse_migrations::LATEST + 1).to_be_bytes().as_slice(),
             )
             .unwrap();
         txn.commit().unwrap();
@@ -814,7 +814,8 @@ fn newer_schema_is_refused_naming_both_versions() {
     let err = Store::open(dir.path().join("g.redb"), &StoreOptions::default()).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains('9') && msg.contains(&gatehouse_migrations::LATEST.to_string()),
+        msg.contains(&(gatehouse_migrations::LATEST + 1).to_string())
+            && msg.contains(&gatehouse_migrations::LATEST.to_string()),
         "{msg}"
     );
 }

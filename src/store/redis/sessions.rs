@@ -545,6 +545,7 @@ impl SessionStore for RedisState {
             pending,
             tokens_expired,
             more: more || tokens_more || pending_more,
+            ..SweepReport::default()
         })
     }
 }

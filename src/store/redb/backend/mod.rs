@@ -11,6 +11,7 @@
 mod audit;
 mod factors;
 mod in_process;
+mod oidc;
 mod tokens;
 
 use std::future::{Future, ready};
@@ -246,15 +247,29 @@ impl SessionStore for RedbBackend {
         }
     }
 
-    #[inline]
     /// In process: later writes are submitted after this returns, and the
-    /// writer reads the table when it applies them.
+    /// writer reads the table when it applies them. Removed users' OpenID
+    /// Connect subjects and consents are deleted by a write.
     async fn set_credentials(
         &self,
         changes: Vec<(String, Option<CredentialCheck>)>,
     ) -> Result<(), WriteError> {
+        let removed: Vec<String> = changes
+            .iter()
+            .filter(|(_, check)| check.is_none())
+            .map(|(user, _)| user.clone())
+            .collect();
         self.credentials.set(changes);
-        Ok(())
+        if removed.is_empty() {
+            return Ok(());
+        }
+        // A removed user's subject and consents go, so that a later holder
+        // of the name is a new subject with no consent.
+        let op = Op::Oidc(Box::new(super::oidc::OidcOp::ForgetUsers(removed)));
+        match self.submit(op).await? {
+            OpOutput::Oidc(_) => Ok(()),
+            other => unreachable_output("set_credentials", other),
+        }
     }
 
     fn touch(&self, hash: TokenHash, now_ms: u64) -> Result<(), WriteError> {
