@@ -502,7 +502,8 @@ mod tests {
 
     #[test]
     fn bad_clients_are_refused_naming_the_field() {
-        let cases: Vec<(fn(&mut OidcClientEntry), &str)> = vec![
+        type Case = (fn(&mut OidcClientEntry), &'static str);
+        let cases: Vec<Case> = vec![
             (|e| e.secret_hash = None, "secret_hash"),
             (|e| e.public = true, "secret_hash"),
             (|e| e.secret_hash = Some("plain".into()), "secret_hash"),

@@ -269,7 +269,7 @@ impl Config {
                 };
                 invalid(&field, e.message.clone())
             })?;
-        let clients = super::oidc::check(&file.oidc.clients, public_origin.as_ref(), &invalid)?;
+        let clients = super::oidc::check(&file.oidc.clients, public_origin.as_ref(), invalid)?;
         if !clients.is_empty() && storage.is_some() {
             return Err(invalid(
                 "oidc.clients",

@@ -37,21 +37,19 @@ pub struct IdClaims {
 }
 
 impl IdClaims {
-    /// The ID token of `auth` for the user `entry` (whose subject is
-    /// `sub`), issued at `now_ms` for `lifetime_ms`.
+    /// The ID token of `auth` for `who`, issued at `now_ms` for
+    /// `lifetime_ms`.
     pub fn new(
         issuer: &str,
-        sub: &str,
+        who: &Who<'_>,
         auth: &Authorization,
-        entry: Option<&UserEntry>,
-        groups: &[String],
         nonce: Option<String>,
         now_ms: u64,
         lifetime_ms: u64,
     ) -> IdClaims {
         IdClaims {
             iss: issuer.to_string(),
-            sub: sub.to_string(),
+            sub: who.sub.to_string(),
             aud: auth.client.clone(),
             azp: auth.client.clone(),
             exp: (now_ms + lifetime_ms) / 1000,
@@ -61,9 +59,17 @@ impl IdClaims {
             sid: auth.session.to_string(),
             amr: amr(auth.methods).into_iter().map(String::from).collect(),
             acr: acr(auth.methods).to_string(),
-            profile: scope_claims(auth, entry, groups),
+            profile: scope_claims(auth, who.entry, who.groups),
         }
     }
+}
+
+/// The user a token speaks of: their subject, entry and groups.
+pub struct Who<'a> {
+    pub sub: &'a str,
+    /// `None` for a user no longer configured.
+    pub entry: Option<&'a UserEntry>,
+    pub groups: &'a [String],
 }
 
 /// The claims the grant's scopes give (userinfo adds `sub`).
@@ -188,12 +194,15 @@ mod tests {
 
     #[test]
     fn an_id_token_carries_the_session_and_how_it_signed_in() {
+        let who = Who {
+            sub: "sub-1",
+            entry: None,
+            groups: &[],
+        };
         let c = IdClaims::new(
             "https://auth.example.com",
-            "sub-1",
+            &who,
             &auth(&["openid"]),
-            None,
-            &[],
             Some("n-0S6".into()),
             1_700_000_100_000,
             3_600_000,

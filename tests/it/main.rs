@@ -34,6 +34,7 @@ mod lifecycle;
 mod limits;
 mod migrate;
 mod nginx;
+mod oidc;
 mod operations;
 mod original;
 mod proxy;

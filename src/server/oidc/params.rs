@@ -367,7 +367,7 @@ mod tests {
             "client_id=app&response_type=code&scope=openid",
             "client_id=app&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb%2F&response_type=code",
             "client_id=app&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb%3F&response_type=code",
-            "client_id=app&redirect_uri=https%3A%2F%2Fapp.example.com%2F%63b&response_type=code",
+            "client_id=app&redirect_uri=https%3A%2F%2Fapp.example.com%2F%2563b&response_type=code",
             "client_id=app&redirect_uri=https%3A%2F%2Fevil.test%2Fcb&response_type=code",
             "client_id=app&client_id=spa&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb",
         ] {
@@ -382,7 +382,10 @@ mod tests {
             "unsupported_response_type"
         );
         assert_eq!(redirected(ask(&OK.replace("openid+", ""))), "invalid_scope");
-        assert_eq!(redirected(ask(&format!("{OK}+admin"))), "invalid_scope");
+        assert_eq!(
+            redirected(ask(&OK.replace("email", "email+admin"))),
+            "invalid_scope"
+        );
         assert_eq!(
             redirected(ask(&format!(
                 "{OK}&code_challenge=abc&code_challenge_method=plain"

@@ -36,7 +36,11 @@ struct BearerForm {
 
 /// The access token of a request: `Authorization: Bearer`, or (POST) the
 /// form's `access_token`, not both (RFC 6750 §2).
-fn presented_token(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+fn presented_token(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, (&'static str, &'static str)> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -45,15 +49,15 @@ fn presented_token(method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<
         .map(|(_, t)| t.trim().to_string());
     let form = if *method == Method::POST && !body.is_empty() {
         serde_urlencoded::from_bytes::<BearerForm>(body)
-            .map_err(|_| bearer_error("invalid_request", "the form could not be read"))?
+            .map_err(|_| ("invalid_request", "the form could not be read"))?
             .access_token
     } else {
         None
     };
     match (header, form) {
-        (Some(_), Some(_)) => Err(bearer_error("invalid_request", "send the token once")),
+        (Some(_), Some(_)) => Err(("invalid_request", "send the token once")),
         (Some(t), None) | (None, Some(t)) => Ok(t),
-        (None, None) => Err(bearer_error("invalid_request", "no access token")),
+        (None, None) => Err(("invalid_request", "no access token")),
     }
 }
 
@@ -63,7 +67,11 @@ async fn live_access(state: &AppState, presented: &str) -> Result<Option<OidcTok
         return Ok(None);
     };
     match state.store.oidc_token(hash, now_ms()).await {
-        Ok(t) => Ok(t.filter(|t| t.kind == OidcTokenKind::Access)),
+        // A client removed from the config opens nothing any more.
+        Ok(t) => Ok(t.filter(|t| {
+            t.kind == OidcTokenKind::Access
+                && state.with_policy(|p| p.client(&t.auth.client).is_some())
+        })),
         Err(e) => Err(OAuthError::server_error("token lookup failed", &e).into_response()),
     }
 }
@@ -76,7 +84,8 @@ pub async fn userinfo(
     body: axum::body::Bytes,
 ) -> Response {
     let res = async {
-        let presented = presented_token(&method, &headers, &body)?;
+        let presented =
+            presented_token(&method, &headers, &body).map_err(|(e, d)| bearer_error(e, d))?;
         let Some(token) = live_access(&state, &presented).await? else {
             return Err(bearer_error(
                 "invalid_token",

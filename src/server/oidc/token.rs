@@ -20,7 +20,7 @@ use crate::domain::oidc::{
     CodeRedemption, GrantId, Issued, NewTokens, OidcSecret, RefreshRefusal, RefreshRequest,
     SecretKind,
 };
-use crate::oidc::claims::IdClaims;
+use crate::oidc::claims::{IdClaims, Who};
 use crate::server::client::ClientIp;
 use crate::server::state::AppState;
 use crate::store::{OidcStore, now_ms};
@@ -234,12 +234,15 @@ async fn answer(
         .map_err(|e| OAuthError::server_error("the subject could not be read", &e))?;
     let (entry, groups) =
         state.with_policy(|p| (p.user(user).cloned(), p.group_list(user).to_vec()));
+    let who = Who {
+        sub: &sub,
+        entry: entry.as_ref(),
+        groups: &groups,
+    };
     let claims = IdClaims::new(
         &issuer,
-        &sub,
+        &who,
         &issued.auth,
-        entry.as_ref(),
-        &groups,
         issued.nonce.clone(),
         now,
         client.id_token_ms,

@@ -139,7 +139,7 @@ pub fn connected_apps(rows: &[AppRow<'_>], now_ms: u64) -> Markup {
                         }
                     }
                 }
-                p.hint { "Disconnecting withdraws your consent and signs the app out of every session." }
+                p.hint { "Disconnecting withdraws your consent and revokes every token the app holds for you." }
             }
         }
     }

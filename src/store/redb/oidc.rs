@@ -424,7 +424,9 @@ impl Tx<'_> {
         if self.load_grant(&grant.0)?.is_some() {
             return Err(StoreError::Storage(format!("grant id {grant} is in use")));
         }
-        let refresh = tokens.refresh.map(|(h, e)| (h.0, e));
+        // A refresh token only for a grant that holds `offline_access`.
+        let offline = rec.auth.scopes.iter().any(|s| s == "offline_access");
+        let refresh = tokens.refresh.filter(|_| offline).map(|(h, e)| (h.0, e));
         let mut g = GrantRecord {
             auth: rec.auth.clone(),
             created_ms: now,
