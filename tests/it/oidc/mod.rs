@@ -3,6 +3,7 @@
 //! key rotation ([`keys`]). Chromium walks are in `browser::oidc`.
 
 mod authlib;
+mod flows;
 mod hostile;
 mod keys;
 
