@@ -170,28 +170,51 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
 #[derive(Debug)]
 pub struct KeyRing {
     keys: Vec<SigningKey>,
+    /// When the first of the retired keys stops being published.
+    publish_ends_ms: Option<u64>,
     /// The JWKS document, made once.
     jwks: String,
 }
 
 impl KeyRing {
     /// The ring of the stored keys (the current one first, as the store
-    /// returns them). `None` when there is no current key.
+    /// returns them) at `now_ms`: retired keys past their publication are
+    /// left out. `None` when there is no current key.
     pub fn open(
         stored: &[StoredSigningKey],
         secrets: &SecretBox,
+        now_ms: u64,
     ) -> Result<Option<KeyRing>, KeyError> {
         if stored.first().is_none_or(|k| k.retired_ms.is_some()) {
             return Ok(None);
         }
+        let published = |k: &&StoredSigningKey| {
+            k.retired_ms.is_none() || k.publish_until_ms.is_none_or(|end| now_ms < end)
+        };
+        let publish_ends_ms = stored
+            .iter()
+            .filter(published)
+            .filter_map(|k| k.retired_ms.and(k.publish_until_ms))
+            .min();
         let keys = stored
             .iter()
+            .filter(published)
             .map(|k| SigningKey::unseal(k, secrets))
             .collect::<Result<Vec<_>, _>>()?;
         let jwks =
             serde_json::json!({ "keys": keys.iter().map(SigningKey::jwk).collect::<Vec<_>>() })
                 .to_string();
-        Ok(Some(KeyRing { keys, jwks }))
+        Ok(Some(KeyRing {
+            keys,
+            publish_ends_ms,
+            jwks,
+        }))
+    }
+
+    /// When a retired key of the ring stops being published (the ring is
+    /// then to be opened again), if any is.
+    pub fn publish_ends_ms(&self) -> Option<u64> {
+        self.publish_ends_ms
     }
 
     /// The key that signs.
@@ -246,8 +269,9 @@ mod tests {
             keys.iter().map(|k| k.seal(&s, 1).unwrap()).collect();
         for k in stored.iter_mut().skip(1) {
             k.retired_ms = Some(2);
+            k.publish_until_ms = Some(1_000);
         }
-        KeyRing::open(&stored, &s).unwrap().unwrap()
+        KeyRing::open(&stored, &s, 500).unwrap().unwrap()
     }
 
     #[test]
@@ -324,6 +348,15 @@ mod tests {
                 .len(),
             256
         );
+        assert_eq!(ring.publish_ends_ms(), Some(1_000));
+        // Once its publication ends, the retired key leaves the ring.
+        let s = secrets();
+        let mut stored = vec![new.seal(&s, 1).unwrap(), old.seal(&s, 1).unwrap()];
+        stored[1].retired_ms = Some(2);
+        stored[1].publish_until_ms = Some(1_000);
+        let later = KeyRing::open(&stored, &s, 1_000).unwrap().unwrap();
+        assert!(later.verify::<serde_json::Value>(&by_old).is_err());
+        assert_eq!(later.publish_ends_ms(), None);
     }
 
     #[test]
@@ -339,6 +372,6 @@ mod tests {
             format!("{key:?}"),
             format!("SigningKey {{ kid: {:?}, .. }}", key.kid())
         );
-        assert!(KeyRing::open(&[], &secrets()).unwrap().is_none());
+        assert!(KeyRing::open(&[], &secrets(), 0).unwrap().is_none());
     }
 }

@@ -45,17 +45,19 @@ impl Provider {
     }
 
     /// The keys in force: loaded from the store on first use, or made and
-    /// stored when it holds none.
+    /// stored when it holds none; loaded again once a retired key's
+    /// publication has ended, so that it leaves the JWKS.
     pub async fn keys(
         &self,
         store: &Backend,
         secrets: &SecretBox,
     ) -> Result<Arc<KeyRing>, KeyOpError> {
-        if let Some(k) = self.keys.read().expect("keys lock").clone() {
+        let fresh = |k: &Arc<KeyRing>| k.publish_ends_ms().is_none_or(|end| now_ms() < end);
+        if let Some(k) = self.keys.read().expect("keys lock").clone().filter(fresh) {
             return Ok(k);
         }
         let _one = self.making.lock().await;
-        if let Some(k) = self.keys.read().expect("keys lock").clone() {
+        if let Some(k) = self.keys.read().expect("keys lock").clone().filter(fresh) {
             return Ok(k);
         }
         let ring = load_or_make(store, secrets).await?;
@@ -112,7 +114,7 @@ async fn reload(store: &Backend, secrets: &SecretBox) -> Result<Arc<KeyRing>, Ke
         .signing_keys()
         .await
         .map_err(|e| KeyOpError::Store(e.to_string()))?;
-    KeyRing::open(&stored, secrets)?
+    KeyRing::open(&stored, secrets, now_ms())?
         .map(Arc::new)
         .ok_or_else(|| KeyOpError::Store("the store holds no current signing key".into()))
 }
