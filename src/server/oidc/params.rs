@@ -149,7 +149,8 @@ impl RawAuthRequest {
         {
             return fail("invalid_request", "a parameter is too long");
         }
-        if self.rd().len() > MAX_RD {
+        // Room for the `auth_after` a fresh sign-in adds to the `rd`.
+        if self.rd().len() > MAX_RD - 64 {
             return fail("invalid_request", "the request is too long");
         }
         match self.response_type.as_deref() {
