@@ -85,14 +85,7 @@ async fn authlib_signs_in_validates_refreshes_and_hears_the_sign_out() {
     // What the audit trail says, read by alice (an admin) in a new session.
     let c = client();
     login(&c, &s, "alice", ALICE_PW, &[]).await;
-    let events: serde_json::Value = c
-        .get(s.at("/api/v1/audit?limit=200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = crate::api::get_json(&c, &s, "/api/v1/audit?limit=200").await;
     let kinds: Vec<String> = events["events"]
         .as_array()
         .unwrap()

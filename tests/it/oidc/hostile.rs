@@ -364,14 +364,7 @@ async fn a_replayed_refresh_token_revokes_its_whole_grant() {
 }
 
 pub async fn audit_kinds(c: &reqwest::Client, s: &TestServer) -> Vec<String> {
-    let v: serde_json::Value = c
-        .get(s.at("/api/v1/audit?limit=200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = crate::api::get_json(c, s, "/api/v1/audit?limit=200").await;
     v["events"]
         .as_array()
         .unwrap()

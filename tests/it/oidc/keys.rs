@@ -15,14 +15,7 @@ fn kid(jwt: &str) -> String {
 }
 
 async fn kids(s: &crate::harness::TestServer) -> Vec<String> {
-    let jwks: serde_json::Value = client()
-        .get(s.at("/oidc/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = crate::api::get_json(&client(), s, "/oidc/jwks").await;
     jwks["keys"]
         .as_array()
         .unwrap()
