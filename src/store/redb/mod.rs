@@ -35,6 +35,7 @@ mod factors;
 pub mod faults;
 mod log_sync;
 mod oidc;
+mod oidc_check;
 mod oidc_reads;
 mod oidc_state;
 mod ops;

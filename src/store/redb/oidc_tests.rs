@@ -658,3 +658,59 @@ fn logout_notices_are_bounded_dropping_the_oldest() {
     assert_eq!(due[0].id, 4);
     assert_eq!(due.last().unwrap().id, MAX_LOGOUT_NOTICES as u64 + 3);
 }
+
+/// A session past its deadline has ended before the sweep removes it: its
+/// tokens answer nothing and refresh nothing meanwhile.
+#[test]
+fn tokens_end_with_their_session_before_the_sweep() {
+    let (_d, store) = temp_store();
+    // Ten minutes: shorter than its tokens' lifetimes.
+    let short = NewSession {
+        absolute_ttl_ms: 600_000,
+        ..sess("alice", T0)
+    };
+    let OpOutput::Created(c) = store.apply(Op::CreateSession(short)).unwrap() else {
+        panic!()
+    };
+    let (code, _) = put_code(&store, &c.session, "a", T0);
+    let g = redeem(&store, code, "a", T0).unwrap();
+    let (before, at) = (T0 + 599_999, T0 + 600_000);
+    assert!(store.oidc_token(g.access, before).unwrap().is_some());
+    assert_eq!(store.connected_apps("alice", before).unwrap().len(), 1);
+    assert_eq!(store.oidc_token(g.access, at).unwrap(), None);
+    assert_eq!(store.oidc_token(g.refresh, at).unwrap(), None);
+    assert_eq!(store.connected_apps("alice", at).unwrap(), vec![]);
+    assert_eq!(
+        refresh(&store, g.refresh, "a", at).0.err(),
+        Some(RefreshRefusal::Expired)
+    );
+}
+
+/// The check finds a grant's token whose row is gone.
+#[test]
+fn the_check_finds_a_token_without_its_row() {
+    let (_d, store) = temp_store();
+    let (_c, grants) = connected(&store, "alice", T0);
+    assert!(store.check().unwrap().is_ok());
+    {
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
+        let txn = db.begin_write().unwrap();
+        txn.open_table(tables::OIDC_TOKENS)
+            .unwrap()
+            .remove(grants[1].refresh.0)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    store.inner.committed();
+    let report = store.check().unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("without its row")),
+        "{:?}",
+        report.problems
+    );
+}
