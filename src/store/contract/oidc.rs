@@ -50,8 +50,8 @@ pub trait OidcStore: Send + Sync {
     ) -> impl Future<Output = Result<String, WriteError>> + Send;
 
     /// Stores a code's grant under the code's hash, with `oidc.authorized`
-    /// ([`CodeGrant::authorized_event`]), unless its session has ended
-    /// (then `Ok(false)`, nothing stored).
+    /// ([`CodeGrant::authorized_event`]), unless its session has ended at
+    /// the event's time (then `Ok(false)`, nothing stored).
     fn put_code(
         &self,
         code: TokenHash,
@@ -62,7 +62,9 @@ pub trait OidcStore: Send + Sync {
     /// Redeems a code: checks it, stores the grant `tokens.grant` with the
     /// tokens' hashes, marks the code spent and appends `oidc.token`
     /// ([`Issued::token_event`]), all in one change. A refusal writes
-    /// nothing, except a replay (see the module documentation).
+    /// nothing, except a replay (see the module documentation). The client
+    /// is checked first: a spent code presented by another client is
+    /// [`CodeRefusal::WrongClient`] and revokes nothing.
     fn redeem_code(
         &self,
         code: TokenHash,
@@ -74,7 +76,8 @@ pub trait OidcStore: Send + Sync {
     /// Rotates a refresh token: retires `presented`, stores `req.tokens`
     /// (whose `refresh` is always `Some`) in the same grant, with
     /// `oidc.refreshed`. A retired token revokes the grant
-    /// (`oidc.refresh_reused`) and is refused.
+    /// (`oidc.refresh_reused`) and is refused. A token whose session is
+    /// past its deadline (not yet swept) is [`RefreshRefusal::Expired`].
     fn refresh_grant(
         &self,
         presented: TokenHash,
@@ -82,7 +85,8 @@ pub trait OidcStore: Send + Sync {
     ) -> impl Future<Output = Result<Result<Issued, RefreshRefusal>, WriteError>> + Send;
 
     /// The live access or refresh token with this hash at `now_ms` (a
-    /// retired refresh token is not live).
+    /// retired refresh token is not live, nor any token of a session past
+    /// its deadline, even before the sweep).
     fn oidc_token(
         &self,
         hash: TokenHash,

@@ -61,7 +61,7 @@ pub(crate) use backup::sync_dir;
 pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use events::MAX_SCAN;
 pub use export::{ChainRow, LiveState};
-pub use oidc::{MAX_GRANT_ACCESS_TOKENS, OidcOp, OidcOutput};
+pub use oidc::{MAX_GRANT_ACCESS_TOKENS, MAX_GRANTS_PER_SESSION, OidcOp, OidcOutput};
 pub use ops::{Op, OpOutput};
 pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 

@@ -27,6 +27,11 @@ use crate::store::error::StoreError;
 /// refresh adds one, so a client refreshing fast cannot grow its grant).
 pub const MAX_GRANT_ACCESS_TOKENS: usize = 16;
 
+/// Grants one session keeps; past it the oldest is revoked (reason
+/// `grant_cap`), so that codes redeemed in a loop cannot grow the file
+/// for as long as the session lives.
+pub const MAX_GRANTS_PER_SESSION: usize = 32;
+
 const ACCESS: u8 = 0;
 const REFRESH: u8 = 1;
 
@@ -460,6 +465,7 @@ impl Tx<'_> {
                 },
             )?;
         }
+        self.cap_session_grants(rec.auth.session, req.ip, now)?;
         rec.spent = Some(grant.0);
         self.oidc_codes
             .t()?
@@ -471,6 +477,35 @@ impl Tx<'_> {
         };
         self.append_event(issued.token_event(refresh.is_some(), req.ip, now))?;
         Ok(Ok(issued))
+    }
+
+    /// Revokes the session's oldest grants past [`MAX_GRANTS_PER_SESSION`].
+    fn cap_session_grants(
+        &mut self,
+        session: IdKey,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (lo, hi) = session_range(session);
+        let mut ids = Vec::new();
+        for row in self.oidc_grants_by_session.r()?.range(lo..=hi)? {
+            ids.push(row?.0.value().1);
+        }
+        if ids.len() <= MAX_GRANTS_PER_SESSION {
+            return Ok(());
+        }
+        let mut grants = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(g) = self.load_grant(&id)? {
+                grants.push((g.created_ms, id, g));
+            }
+        }
+        grants.sort_by_key(|(created, id, _)| (*created, *id));
+        let over = grants.len().saturating_sub(MAX_GRANTS_PER_SESSION);
+        for (_, id, g) in grants.into_iter().take(over) {
+            self.revoke_grant(id, g, "grant_cap", None, ip, now_ms)?;
+        }
+        Ok(())
     }
 
     fn refresh_grant(

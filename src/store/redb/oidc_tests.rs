@@ -714,3 +714,27 @@ fn the_check_finds_a_token_without_its_row() {
         report.problems
     );
 }
+
+/// One session keeps at most `MAX_GRANTS_PER_SESSION` grants: a redemption
+/// past it revokes the oldest, audited.
+#[test]
+fn a_session_keeps_a_bounded_number_of_grants() {
+    let (_d, store) = temp_store();
+    let c = session(&store, "alice", T0);
+    let got: Vec<Got> = (0..MAX_GRANTS_PER_SESSION as u64 + 2)
+        .map(|i| {
+            let (code, _) = put_code(&store, &c.session, "a", T0 + i);
+            redeem(&store, code, "a", T0 + i).unwrap()
+        })
+        .collect();
+    let now = T0 + 100;
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            store.oidc_token(g.access, now).unwrap().is_some(),
+            i >= 2,
+            "{i}"
+        );
+    }
+    assert_eq!(count(&store, EventKind::OidcRevoked), 2);
+    assert!(store.check().unwrap().is_ok());
+}
