@@ -139,7 +139,8 @@ pub trait OidcStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<ConnectedApp>, StoreError>> + Send;
 
-    /// Up to `limit` logout notices due at `now_ms`, oldest first.
+    /// Up to `limit` logout notices due at `now_ms`, in due order (by
+    /// `not_before_ms`, then by id: first queued, first sent).
     fn logouts_due(
         &self,
         now_ms: u64,
