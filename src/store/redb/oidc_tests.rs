@@ -738,3 +738,31 @@ fn a_session_keeps_a_bounded_number_of_grants() {
     assert_eq!(count(&store, EventKind::OidcRevoked), 2);
     assert!(store.check().unwrap().is_ok());
 }
+
+/// A backup copies the OpenID Connect tables: the copy answers the same
+/// tokens, notices and keys, and verifies.
+#[test]
+fn a_backup_holds_the_oidc_state() {
+    let (dir, store) = temp_store();
+    let (c, grants) = connected(&store, "alice", T0);
+    let (_c2, grants2) = connected(&store, "bob", T0);
+    rotate(&store, key("k1", T0), None, 0, T0);
+    store
+        .apply(Op::RevokeByToken {
+            hash: c.token.hash(),
+            reason: RevokeReason::Logout,
+            ip: None,
+            now_ms: T0 + 1,
+        })
+        .unwrap();
+    let dest = dir.path().join("copy.redb");
+    store.backup_to(&dest).unwrap();
+    let copy = Store::open_read_only(&dest, &StoreOptions::default()).unwrap();
+    let now = T0 + 2;
+    assert_eq!(copy.oidc_token(grants[0].access, now).unwrap(), None);
+    let live = copy.oidc_token(grants2[0].refresh, now).unwrap().unwrap();
+    assert_eq!(live.grant, grants2[0].grant);
+    assert_eq!(copy.logouts_due(now, 10).unwrap().len(), 2);
+    assert_eq!(copy.signing_keys().unwrap()[0].kid, "k1");
+    assert!(copy.check().unwrap().is_ok());
+}
