@@ -496,7 +496,8 @@ pub fn refresh_reused_event(
 
 /// `oidc.revoked`: a grant (or one access token of it) was revoked;
 /// `reason` is `client` (RFC 7009), `code_replayed`, `user` (withdrawn on
-/// the account page) or `admin`.
+/// the account page), `admin`, or `grant_cap` (the session's oldest grant,
+/// past the most one session keeps).
 pub fn revoked_event(
     auth: &Authorization,
     grant: GrantId,

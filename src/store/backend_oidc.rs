@@ -69,3 +69,42 @@ impl OidcStore for Backend {
             -> Result<Vec<StoredSigningKey>, WriteError>;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::distributed::testing::{fresh_config, services, two_nodes};
+
+    /// On the distributed store every call fails, naming why; nothing is
+    /// answered as if it were empty.
+    #[test]
+    fn the_distributed_store_refuses_naming_why() {
+        if !services() {
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let config = fresh_config().await.expect("checked above");
+            let [node, _] = two_nodes(&config).await;
+            let b = Backend::Distributed(node);
+            let read = b.signing_keys().await.unwrap_err();
+            assert!(read.to_string().contains(NO_OIDC), "{read}");
+            let hash = crate::domain::SessionToken::generate().hash();
+            assert!(
+                b.oidc_token(hash, 0)
+                    .await
+                    .unwrap_err()
+                    .to_string()
+                    .contains(NO_OIDC)
+            );
+            let write = b.oidc_subject("alice", "s".into()).await.unwrap_err();
+            assert!(
+                matches!(&write, WriteError::Failed(e) if e.to_string().contains(NO_OIDC)),
+                "{write}"
+            );
+        });
+    }
+}

@@ -5,7 +5,8 @@
 //! a backend through [`OidcStore`] and against a model of `BTreeMap`s.
 //! After every step, every token ever issued is looked up, each user's
 //! connected apps and the logouts due are read, and all agree with the
-//! model; at the end, so do the counts of `oidc.*` events.
+//! model, and the backend's own check finds its tables agreeing; at the
+//! end, so do the counts of `oidc.*` events.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +15,7 @@ use proptest::test_runner::TestCaseError;
 
 use crate::domain::oidc::*;
 use crate::domain::*;
-use crate::store::contract::{AuditStore, OidcStore, SessionStore};
+use crate::store::contract::{AuditStore, OidcStore, SessionStore, StoreCheck};
 use crate::store::redb::MAX_GRANT_ACCESS_TOKENS;
 
 const USERS: [&str; 2] = ["alice", "bob"];
@@ -226,7 +227,7 @@ impl Model {
         let (_, id) = self.tokens.iter().find(|(x, _)| *x == h)?;
         let g = self.grants.get(id)?;
         let (kind, expires, retired) = g.find(h)?;
-        if retired || expires <= now {
+        if retired || expires <= now || !self.live(&g.auth.user, g.auth.session, now) {
             return None;
         }
         let mut auth = g.auth.clone();
@@ -264,7 +265,11 @@ impl Model {
         let mut live: Vec<(&String, &GrantId, &MGrant)> = self
             .grants
             .iter()
-            .filter(|(_, g)| g.auth.user == user && g.expires() > now)
+            .filter(|(_, g)| {
+                g.auth.user == user
+                    && g.expires() > now
+                    && self.live(&g.auth.user, g.auth.session, now)
+            })
             .map(|(id, g)| (&g.auth.client, id, g))
             .collect();
         live.sort_by_key(|(c, id, _)| ((*c).clone(), **id));
@@ -299,8 +304,8 @@ fn without_times(mut apps: Vec<ConnectedApp>) -> Vec<ConnectedApp> {
     apps
 }
 
-pub(crate) trait OidcSubject: OidcStore + SessionStore + AuditStore {}
-impl<T: OidcStore + SessionStore + AuditStore> OidcSubject for T {}
+pub(crate) trait OidcSubject: OidcStore + SessionStore + AuditStore + StoreCheck {}
+impl<T: OidcStore + SessionStore + AuditStore + StoreCheck> OidcSubject for T {}
 
 async fn run_steps(
     nodes: &[impl OidcSubject; 2],
@@ -320,6 +325,8 @@ async fn run_steps(
             let got = without_times(r.connected_apps(user, now).await.unwrap());
             prop_assert_eq!(got, m.apps(user, now), "{}", user);
         }
+        let report = r.check().await.unwrap();
+        prop_assert!(report.is_ok(), "{:?}", report.problems);
         let got = r.logouts_due(now, 100).await.unwrap();
         let due = m.due(now);
         prop_assert_eq!(got.len(), due.len());

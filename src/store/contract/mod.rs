@@ -176,7 +176,9 @@ pub trait SessionStore: Send + Sync {
 
     /// Removes up to `limit` sessions past their deadline, up to `limit`
     /// ran-out bans and, for a backend that also implements [`TokenStore`],
-    /// up to `limit` expired access tokens, each with its event, in one
+    /// up to `limit` expired access tokens, each with its event (and, for
+    /// one that implements [`OidcStore`], up to `limit` expired codes and
+    /// up to `limit` grants whose tokens all expired), in one
     /// durable change; of each kind, the earliest to end first. A failed
     /// sweep changed nothing and the next one removes the same entries.
     fn sweep(

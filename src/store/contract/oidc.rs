@@ -50,8 +50,8 @@ pub trait OidcStore: Send + Sync {
     ) -> impl Future<Output = Result<String, WriteError>> + Send;
 
     /// Stores a code's grant under the code's hash, with `oidc.authorized`
-    /// ([`CodeGrant::authorized_event`]), unless its session has ended
-    /// (then `Ok(false)`, nothing stored).
+    /// ([`CodeGrant::authorized_event`]), unless its session has ended at
+    /// the event's time (then `Ok(false)`, nothing stored).
     fn put_code(
         &self,
         code: TokenHash,
@@ -64,7 +64,9 @@ pub trait OidcStore: Send + Sync {
     /// ([`Issued::token_event`]), all in one change. `tokens.refresh` is
     /// stored only when the code's scopes hold `offline_access` (the caller
     /// hands it out only then). A refusal writes nothing, except a replay
-    /// (see the module documentation).
+    /// (see the module documentation). The client is checked first: a
+    /// spent code presented by another client is
+    /// [`CodeRefusal::WrongClient`] and revokes nothing.
     fn redeem_code(
         &self,
         code: TokenHash,
@@ -76,7 +78,8 @@ pub trait OidcStore: Send + Sync {
     /// Rotates a refresh token: retires `presented`, stores `req.tokens`
     /// (whose `refresh` is always `Some`) in the same grant, with
     /// `oidc.refreshed`. A retired token revokes the grant
-    /// (`oidc.refresh_reused`) and is refused.
+    /// (`oidc.refresh_reused`) and is refused. A token whose session is
+    /// past its deadline (not yet swept) is [`RefreshRefusal::Expired`].
     fn refresh_grant(
         &self,
         presented: TokenHash,
@@ -84,7 +87,8 @@ pub trait OidcStore: Send + Sync {
     ) -> impl Future<Output = Result<Result<Issued, RefreshRefusal>, WriteError>> + Send;
 
     /// The live access or refresh token with this hash at `now_ms` (a
-    /// retired refresh token is not live).
+    /// retired refresh token is not live, nor any token of a session past
+    /// its deadline, even before the sweep).
     fn oidc_token(
         &self,
         hash: TokenHash,
@@ -137,7 +141,8 @@ pub trait OidcStore: Send + Sync {
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<ConnectedApp>, StoreError>> + Send;
 
-    /// Up to `limit` logout notices due at `now_ms`, oldest first.
+    /// Up to `limit` logout notices due at `now_ms`, in due order (by
+    /// `not_before_ms`, then by id: first queued, first sent).
     fn logouts_due(
         &self,
         now_ms: u64,

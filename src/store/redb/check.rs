@@ -215,6 +215,7 @@ pub(crate) fn check(txn: &ReadTransaction) -> Result<CheckReport, StoreError> {
     r.bans = txn.open_table(BANS)?.len_entries()?;
     super::factors::check(txn, &mut r)?;
     check_tokens(txn, &mut r)?;
+    super::oidc_check::check(txn, &mut r)?;
     Ok(r)
 }
 

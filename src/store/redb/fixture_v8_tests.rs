@@ -123,7 +123,7 @@ fn write_v8_fixture() {
 /// A file written by schema 8 opens with the current code, upgrades, and
 /// keeps its data: sessions found by their cookies and listed per user
 /// (alice's still two-factor), bob's token, every event, a verifying
-/// chain; and the OpenID Connect tables are there, empty.
+/// chain; and the OpenID Connect tables are there, empty, and usable.
 #[test]
 fn v8_fixture_opens_and_upgrades() {
     let facts: Facts =
@@ -179,6 +179,77 @@ fn v8_fixture_opens_and_upgrades() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!((report.events, report.sessions), (8, 3));
     oidc_tables_are_empty(&store);
+    oidc_on_an_old_session(&store, &facts, now);
+}
+
+/// The OpenID Connect tables work on the upgraded file, with a session an
+/// earlier build made: a code, its redemption, and the session's end
+/// ending the grant and queueing its logout.
+fn oidc_on_an_old_session(store: &Store, facts: &Facts, now: u64) {
+    use crate::domain::oidc::*;
+    let token = SessionToken::parse(&facts.sessions[0].1).unwrap();
+    let s = store.session(&token, now).unwrap().unwrap();
+    let grant = CodeGrant {
+        auth: Authorization {
+            client: "grafana".into(),
+            user: s.user.clone(),
+            session: s.id,
+            scopes: vec!["openid".into()],
+            auth_time_ms: s.created_ms,
+            methods: s.methods,
+        },
+        redirect_uri: "https://grafana.test/cb".into(),
+        code_challenge: None,
+        nonce: None,
+        expires_ms: now + CODE_TTL_MS,
+    };
+    let code = SessionToken::generate().hash();
+    let event = grant.authorized_event(None, now);
+    let put = OidcOp::PutCode {
+        code,
+        grant: Box::new(grant),
+        event,
+    };
+    assert!(matches!(
+        store.apply(Op::Oidc(Box::new(put))).unwrap(),
+        OpOutput::Oidc(OidcOutput::CodeStored(true))
+    ));
+    let access = SessionToken::generate().hash();
+    let redeem = OidcOp::Redeem {
+        code,
+        req: CodeRedemption {
+            client: "grafana".into(),
+            redirect_uri: Some("https://grafana.test/cb".into()),
+            code_verifier: None,
+            ip: None,
+            now_ms: now,
+        },
+        grant: GrantId::generate(),
+        tokens: NewTokens {
+            access,
+            access_expires_ms: now + 3_600_000,
+            refresh: None,
+        },
+    };
+    let out = store.apply(Op::Oidc(Box::new(redeem))).unwrap();
+    let OpOutput::Oidc(OidcOutput::Redeemed(Ok(issued))) = out else {
+        panic!("{out:?}")
+    };
+    assert!(issued.auth.methods.two_factor());
+    assert!(store.oidc_token(access, now).unwrap().is_some());
+    store
+        .apply(Op::RevokeByToken {
+            hash: token.hash(),
+            reason: RevokeReason::Logout,
+            ip: None,
+            now_ms: now,
+        })
+        .unwrap();
+    assert_eq!(store.oidc_token(access, now).unwrap(), None);
+    let due = store.logouts_due(now, 10).unwrap();
+    assert_eq!((due.len(), due[0].session), (1, s.id));
+    let report = store.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
 }
 
 fn oidc_tables_are_empty(store: &Store) {

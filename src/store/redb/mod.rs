@@ -35,6 +35,8 @@ mod factors;
 pub mod faults;
 mod log_sync;
 mod oidc;
+mod oidc_check;
+mod oidc_ops;
 mod oidc_reads;
 mod oidc_state;
 mod ops;
@@ -60,7 +62,8 @@ pub(crate) use backup::sync_dir;
 pub use backup::{BACKUP_CHUNK_ROWS, BackupError, BackupReport};
 pub use events::MAX_SCAN;
 pub use export::{ChainRow, LiveState};
-pub use oidc::{MAX_GRANT_ACCESS_TOKENS, OidcOp, OidcOutput};
+pub use oidc::{MAX_GRANT_ACCESS_TOKENS, MAX_GRANTS_PER_SESSION};
+pub use oidc_ops::{OidcOp, OidcOutput};
 pub use ops::{Op, OpOutput};
 pub use writer::{Histogram, Writer, WriterConfig, WriterStats, WriterTask};
 

@@ -1,8 +1,8 @@
-//! The OpenID Connect provider's writes in the redb file: the operations
-//! ([`OidcOp`]), codes, grants with their access and refresh tokens, the
-//! hook that ends a session's grants, and their sweep. Consents, subjects,
-//! logout notices and signing keys are in `oidc_state.rs`, the reads in
-//! `oidc_reads.rs`.
+//! The OpenID Connect provider's writes in the redb file: codes, grants
+//! with their access and refresh tokens, and the hook that ends a
+//! session's grants. The operations are in `oidc_ops.rs`; consents,
+//! subjects, logout notices, signing keys and the sweep in
+//! `oidc_state.rs`; the reads in `oidc_reads.rs`.
 //!
 //! Invariants (besides those of `tables.rs`): a grant record lists every
 //! token row that names it, so dropping a grant drops them all; a code is
@@ -27,139 +27,13 @@ use crate::store::error::StoreError;
 /// refresh adds one, so a client refreshing fast cannot grow its grant).
 pub const MAX_GRANT_ACCESS_TOKENS: usize = 16;
 
+/// Grants one session keeps; past it the oldest is revoked (reason
+/// `grant_cap`), so that codes redeemed in a loop cannot grow the file
+/// for as long as the session lives.
+pub const MAX_GRANTS_PER_SESSION: usize = 32;
+
 const ACCESS: u8 = 0;
 const REFRESH: u8 = 1;
-
-/// One OpenID Connect write, applied by the writer like every [`super::Op`].
-#[derive(Debug, Clone)]
-pub enum OidcOp {
-    Subject {
-        user: String,
-        fresh: String,
-    },
-    PutCode {
-        code: TokenHash,
-        grant: Box<CodeGrant>,
-        event: NewEvent,
-    },
-    Redeem {
-        code: TokenHash,
-        req: CodeRedemption,
-        grant: GrantId,
-        tokens: NewTokens,
-    },
-    Refresh {
-        presented: TokenHash,
-        req: RefreshRequest,
-    },
-    Revoke {
-        hash: TokenHash,
-        client: String,
-        ip: Option<IpAddr>,
-        now_ms: u64,
-    },
-    GiveConsent {
-        consent: Consent,
-        event: NewEvent,
-    },
-    Disconnect {
-        user: String,
-        client: String,
-        how: Revocation,
-    },
-    LogoutAttempted {
-        id: u64,
-        attempt: LogoutAttempt,
-        event: Option<NewEvent>,
-    },
-    AddSigningKey {
-        key: StoredSigningKey,
-        expect_current: Option<String>,
-        publish_until_ms: u64,
-        now_ms: u64,
-    },
-    /// Users removed from the configuration: their subjects and consents go.
-    ForgetUsers(Vec<String>),
-}
-
-/// What an [`OidcOp`] returned.
-#[derive(Debug)]
-pub enum OidcOutput {
-    Subject(String),
-    CodeStored(bool),
-    Redeemed(Result<Issued, CodeRefusal>),
-    Refreshed(Result<Issued, RefreshRefusal>),
-    Done(bool),
-    Keys(Vec<StoredSigningKey>),
-}
-
-impl OidcOp {
-    pub fn name(&self) -> &'static str {
-        match self {
-            OidcOp::Subject { .. } => "oidc_subject",
-            OidcOp::PutCode { .. } => "oidc_put_code",
-            OidcOp::Redeem { .. } => "oidc_redeem",
-            OidcOp::Refresh { .. } => "oidc_refresh",
-            OidcOp::Revoke { .. } => "oidc_revoke",
-            OidcOp::GiveConsent { .. } => "oidc_give_consent",
-            OidcOp::Disconnect { .. } => "oidc_disconnect",
-            OidcOp::LogoutAttempted { .. } => "oidc_logout_attempted",
-            OidcOp::AddSigningKey { .. } => "oidc_add_signing_key",
-            OidcOp::ForgetUsers(_) => "oidc_forget_users",
-        }
-    }
-
-    pub(crate) fn apply(self, tx: &mut Tx<'_>) -> Result<OidcOutput, StoreError> {
-        Ok(match self {
-            OidcOp::Subject { user, fresh } => OidcOutput::Subject(tx.oidc_subject(&user, fresh)?),
-            OidcOp::PutCode { code, grant, event } => {
-                OidcOutput::CodeStored(tx.put_code(code, *grant, event)?)
-            }
-            OidcOp::Redeem {
-                code,
-                req,
-                grant,
-                tokens,
-            } => OidcOutput::Redeemed(tx.redeem_code(code, req, grant, tokens)?),
-            OidcOp::Refresh { presented, req } => {
-                OidcOutput::Refreshed(tx.refresh_grant(presented, req)?)
-            }
-            OidcOp::Revoke {
-                hash,
-                client,
-                ip,
-                now_ms,
-            } => OidcOutput::Done(tx.revoke_oidc_token(hash, &client, ip, now_ms)?),
-            OidcOp::GiveConsent { consent, event } => {
-                tx.give_consent(consent, event)?;
-                OidcOutput::Done(true)
-            }
-            OidcOp::Disconnect { user, client, how } => {
-                OidcOutput::Done(tx.disconnect_app(&user, &client, &how)?)
-            }
-            OidcOp::LogoutAttempted { id, attempt, event } => {
-                OidcOutput::Done(tx.logout_attempted(id, attempt, event)?)
-            }
-            OidcOp::AddSigningKey {
-                key,
-                expect_current,
-                publish_until_ms,
-                now_ms,
-            } => OidcOutput::Keys(tx.add_signing_key(
-                key,
-                expect_current,
-                publish_until_ms,
-                now_ms,
-            )?),
-            OidcOp::ForgetUsers(users) => {
-                for user in &users {
-                    tx.forget_oidc_user(user)?;
-                }
-                OidcOutput::Done(true)
-            }
-        })
-    }
-}
 
 pub(crate) fn auth_record(a: &Authorization) -> AuthRecord {
     AuthRecord {
@@ -362,7 +236,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn put_code(
+    pub(super) fn put_code(
         &mut self,
         code: TokenHash,
         grant: CodeGrant,
@@ -395,7 +269,7 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    fn redeem_code(
+    pub(super) fn redeem_code(
         &mut self,
         code: TokenHash,
         req: CodeRedemption,
@@ -462,6 +336,7 @@ impl Tx<'_> {
                 },
             )?;
         }
+        self.cap_session_grants(rec.auth.session, req.ip, now)?;
         rec.spent = Some(grant.0);
         self.oidc_codes
             .t()?
@@ -475,7 +350,36 @@ impl Tx<'_> {
         Ok(Ok(issued))
     }
 
-    fn refresh_grant(
+    /// Revokes the session's oldest grants past [`MAX_GRANTS_PER_SESSION`].
+    fn cap_session_grants(
+        &mut self,
+        session: IdKey,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (lo, hi) = session_range(session);
+        let mut ids = Vec::new();
+        for row in self.oidc_grants_by_session.r()?.range(lo..=hi)? {
+            ids.push(row?.0.value().1);
+        }
+        if ids.len() <= MAX_GRANTS_PER_SESSION {
+            return Ok(());
+        }
+        let mut grants = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(g) = self.load_grant(&id)? {
+                grants.push((g.created_ms, id, g));
+            }
+        }
+        grants.sort_by_key(|(created, id, _)| (*created, *id));
+        let over = grants.len().saturating_sub(MAX_GRANTS_PER_SESSION);
+        for (_, id, g) in grants.into_iter().take(over) {
+            self.revoke_grant(id, g, "grant_cap", None, ip, now_ms)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn refresh_grant(
         &mut self,
         presented: TokenHash,
         req: RefreshRequest,
@@ -580,7 +484,7 @@ impl Tx<'_> {
         Ok(Ok(issued))
     }
 
-    fn revoke_oidc_token(
+    pub(super) fn revoke_oidc_token(
         &mut self,
         hash: TokenHash,
         client: &str,
@@ -613,54 +517,5 @@ impl Tx<'_> {
             now_ms,
         ))?;
         Ok(true)
-    }
-
-    /// Removes up to `limit` expired codes and up to `limit` grants whose
-    /// tokens have all expired, earliest first. Returns both counts and
-    /// whether more remain.
-    pub fn sweep_oidc(
-        &mut self,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<(usize, usize, bool), StoreError> {
-        let mut more = false;
-        let mut codes = Vec::new();
-        for row in self
-            .oidc_codes_by_expiry
-            .r()?
-            .range(..=(now_ms, [0xff; 32]))?
-        {
-            if codes.len() == limit {
-                more = true;
-                break;
-            }
-            codes.push(row?.0.value());
-        }
-        for &(expires, hash) in &codes {
-            self.oidc_codes.t()?.remove(hash)?;
-            self.oidc_codes_by_expiry.t()?.remove((expires, hash))?;
-        }
-        let mut grants = Vec::new();
-        for row in self
-            .oidc_grants_by_expiry
-            .r()?
-            .range(..=(now_ms, [0xff; 16]))?
-        {
-            if grants.len() == limit {
-                more = true;
-                break;
-            }
-            grants.push(row?.0.value());
-        }
-        for &(expires, id) in &grants {
-            match self.load_grant(&id)? {
-                Some(rec) => self.drop_grant(id, &rec)?,
-                None => {
-                    tracing::warn!(grant = %GrantId(id), "orphan grant expiry entry removed");
-                    self.oidc_grants_by_expiry.t()?.remove((expires, id))?;
-                }
-            }
-        }
-        Ok((codes.len(), grants.len(), more))
     }
 }

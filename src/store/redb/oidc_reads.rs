@@ -9,28 +9,62 @@ use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
 
-use super::Store;
 use super::codec::decode;
 use super::oidc::to_auth;
 use super::oidc_state::{order_keys, to_consent, to_key, to_notice};
-use super::records::{ConsentRecord, GrantRecord, LogoutRecord, OidcTokenRecord};
+use super::records::{ConsentRecord, GrantRecord, LogoutRecord, OidcTokenRecord, SessionRecord};
 use super::tables::*;
+use super::{Store, sessions};
 use crate::domain::oidc::*;
 use crate::domain::*;
 use crate::store::error::StoreError;
 
-/// `oidc_tokens` and `oidc_grants` of one read snapshot, shared while the
-/// store's generation is unchanged (see `Inner::sessions_snapshot`).
-pub(super) struct OidcSnapshot {
-    generation: u64,
+/// The tables a token lookup reads, of one read snapshot: `oidc_tokens`,
+/// `oidc_grants`, and the sessions with their index by user (a grant's
+/// tokens are valid only while its session is live, even before the sweep
+/// removes an expired one).
+#[derive(Clone)]
+pub(super) struct Tables {
     tokens: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
     grants: Arc<redb::ReadOnlyTable<IdKey, &'static [u8]>>,
+    sessions: Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
+    by_user: Arc<redb::ReadOnlyTable<(&'static str, u64, HashKey), ()>>,
 }
 
-type Tables = (
-    Arc<redb::ReadOnlyTable<HashKey, &'static [u8]>>,
-    Arc<redb::ReadOnlyTable<IdKey, &'static [u8]>>,
-);
+impl Tables {
+    fn open(txn: &redb::ReadTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            tokens: Arc::new(txn.open_table(OIDC_TOKENS)?),
+            grants: Arc::new(txn.open_table(OIDC_GRANTS)?),
+            sessions: Arc::new(txn.open_table(SESSIONS)?),
+            by_user: Arc::new(txn.open_table(SESSIONS_BY_USER)?),
+        })
+    }
+
+    /// Whether `user`'s session `id` is live at `now_ms` (a range of the
+    /// user's sessions, bounded by the per-user cap).
+    fn session_live(&self, user: &str, id: IdKey, now_ms: u64) -> Result<bool, StoreError> {
+        let (lo, hi) = sessions::user_range(user);
+        for row in self.by_user.range(lo..=hi)? {
+            let (k, _) = row?;
+            let Some(g) = self.sessions.get(k.value().2)? else {
+                continue;
+            };
+            let rec: SessionRecord = decode("sessions", g.value())?;
+            if rec.public_id == id {
+                return Ok(rec.deadline_ms() > now_ms);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// [`Tables`] shared while the store's generation is unchanged (see
+/// `Inner::sessions_snapshot`).
+pub(super) struct OidcSnapshot {
+    generation: u64,
+    tables: Tables,
+}
 
 impl Store {
     /// The token tables at the latest commit: the shared snapshot when it is
@@ -38,11 +72,7 @@ impl Store {
     /// only, as only they know every commit).
     fn oidc_tables(&self) -> Result<Tables, StoreError> {
         if self.inner.read_only {
-            let txn = self.read()?;
-            return Ok((
-                Arc::new(txn.open_table(OIDC_TOKENS)?),
-                Arc::new(txn.open_table(OIDC_GRANTS)?),
-            ));
+            return Tables::open(&self.read()?);
         }
         // Read before taking the snapshot: a commit racing this lookup
         // makes the cached generation stale, never a stale snapshot current.
@@ -53,38 +83,39 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(s) = cached.as_ref().filter(|s| s.generation == generation) {
-            return Ok((s.tokens.clone(), s.grants.clone()));
+            return Ok(s.tables.clone());
         }
-        let txn = self.read()?;
-        let snapshot = OidcSnapshot {
+        let tables = Tables::open(&self.read()?)?;
+        *cached = Some(OidcSnapshot {
             generation,
-            tokens: Arc::new(txn.open_table(OIDC_TOKENS)?),
-            grants: Arc::new(txn.open_table(OIDC_GRANTS)?),
-        };
-        let out = (snapshot.tokens.clone(), snapshot.grants.clone());
-        *cached = Some(snapshot);
-        Ok(out)
+            tables: tables.clone(),
+        });
+        Ok(tables)
     }
 
     /// The live access or refresh token with this hash (a retired refresh
-    /// token is not live).
+    /// token is not live, nor one whose session has ended).
     pub fn oidc_token(
         &self,
         hash: TokenHash,
         now_ms: u64,
     ) -> Result<Option<OidcToken>, StoreError> {
-        let (tokens, grants) = self.oidc_tables()?;
-        let Some(g) = tokens.get(hash.0)? else {
+        let t = self.oidc_tables()?;
+        let Some(g) = t.tokens.get(hash.0)? else {
             return Ok(None);
         };
-        let t: OidcTokenRecord = decode("oidc_tokens", g.value())?;
-        if t.retired || t.expires_ms <= now_ms {
+        let rec: OidcTokenRecord = decode("oidc_tokens", g.value())?;
+        if rec.retired || rec.expires_ms <= now_ms {
             return Ok(None);
         }
-        let Some(g) = grants.get(t.grant)? else {
+        let Some(g) = t.grants.get(rec.grant)? else {
             return Ok(None);
         };
         let grant: GrantRecord = decode("oidc_grants", g.value())?;
+        if !t.session_live(&grant.auth.user, grant.auth.session, now_ms)? {
+            return Ok(None);
+        }
+        let t = rec;
         let mut auth = to_auth(grant.auth);
         if let Some(scopes) = t.scopes {
             auth.scopes = scopes;
@@ -136,6 +167,7 @@ impl Store {
                 .consent = Some(to_consent(user, c, rec));
         }
         let grants = txn.open_table(OIDC_GRANTS)?;
+        let live = Tables::open(&txn)?;
         for row in txn
             .open_table(OIDC_GRANTS_BY_USER)?
             .range((user, "", [0u8; 16])..)?
@@ -147,7 +179,9 @@ impl Store {
             }
             let Some(g) = grants.get(id)? else { continue };
             let rec: GrantRecord = decode("oidc_grants", g.value())?;
-            if rec.expires_ms <= now_ms {
+            if rec.expires_ms <= now_ms
+                || !live.session_live(&rec.auth.user, rec.auth.session, now_ms)?
+            {
                 continue;
             }
             let app = apps.entry(c.to_string()).or_insert_with(|| blank(c));

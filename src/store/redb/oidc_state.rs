@@ -1,7 +1,8 @@
 //! The OpenID Connect provider's smaller state in the redb file: stable
 //! subjects, remembered consents (and withdrawing them with the grants
 //! they cover), back-channel logout notices with their due order and
-//! bound, and the sealed signing keys.
+//! bound, the sealed signing keys, and the sweep of expired codes and
+//! grants.
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
@@ -273,5 +274,56 @@ impl Tx<'_> {
         key.publish_until_ms = None;
         self.put_signing_key(&key)?;
         self.signing_keys_tx()
+    }
+}
+
+impl Tx<'_> {
+    /// Removes up to `limit` expired codes and up to `limit` grants whose
+    /// tokens have all expired, earliest first. Returns both counts and
+    /// whether more remain.
+    pub fn sweep_oidc(
+        &mut self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(usize, usize, bool), StoreError> {
+        let mut more = false;
+        let mut codes = Vec::new();
+        for row in self
+            .oidc_codes_by_expiry
+            .r()?
+            .range(..=(now_ms, [0xff; 32]))?
+        {
+            if codes.len() == limit {
+                more = true;
+                break;
+            }
+            codes.push(row?.0.value());
+        }
+        for &(expires, hash) in &codes {
+            self.oidc_codes.t()?.remove(hash)?;
+            self.oidc_codes_by_expiry.t()?.remove((expires, hash))?;
+        }
+        let mut grants = Vec::new();
+        for row in self
+            .oidc_grants_by_expiry
+            .r()?
+            .range(..=(now_ms, [0xff; 16]))?
+        {
+            if grants.len() == limit {
+                more = true;
+                break;
+            }
+            grants.push(row?.0.value());
+        }
+        for &(expires, id) in &grants {
+            match self.load_grant(&id)? {
+                Some(rec) => self.drop_grant(id, &rec)?,
+                None => {
+                    tracing::warn!(grant = %GrantId(id), "orphan grant expiry entry removed");
+                    self.oidc_grants_by_expiry.t()?.remove((expires, id))?;
+                }
+            }
+        }
+        Ok((codes.len(), grants.len(), more))
     }
 }

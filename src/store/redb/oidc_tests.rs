@@ -658,3 +658,111 @@ fn logout_notices_are_bounded_dropping_the_oldest() {
     assert_eq!(due[0].id, 4);
     assert_eq!(due.last().unwrap().id, MAX_LOGOUT_NOTICES as u64 + 3);
 }
+
+/// A session past its deadline has ended before the sweep removes it: its
+/// tokens answer nothing and refresh nothing meanwhile.
+#[test]
+fn tokens_end_with_their_session_before_the_sweep() {
+    let (_d, store) = temp_store();
+    // Ten minutes: shorter than its tokens' lifetimes.
+    let short = NewSession {
+        absolute_ttl_ms: 600_000,
+        ..sess("alice", T0)
+    };
+    let OpOutput::Created(c) = store.apply(Op::CreateSession(short)).unwrap() else {
+        panic!()
+    };
+    let (code, _) = put_code(&store, &c.session, "a", T0);
+    let g = redeem(&store, code, "a", T0).unwrap();
+    let (before, at) = (T0 + 599_999, T0 + 600_000);
+    assert!(store.oidc_token(g.access, before).unwrap().is_some());
+    assert_eq!(store.connected_apps("alice", before).unwrap().len(), 1);
+    assert_eq!(store.oidc_token(g.access, at).unwrap(), None);
+    assert_eq!(store.oidc_token(g.refresh, at).unwrap(), None);
+    assert_eq!(store.connected_apps("alice", at).unwrap(), vec![]);
+    assert_eq!(
+        refresh(&store, g.refresh, "a", at).0.err(),
+        Some(RefreshRefusal::Expired)
+    );
+}
+
+/// The check finds a grant's token whose row is gone.
+#[test]
+fn the_check_finds_a_token_without_its_row() {
+    let (_d, store) = temp_store();
+    let (_c, grants) = connected(&store, "alice", T0);
+    assert!(store.check().unwrap().is_ok());
+    {
+        let db = store.db().unwrap();
+        let Db::Rw(db) = &*db else { unreachable!() };
+        let txn = db.begin_write().unwrap();
+        txn.open_table(tables::OIDC_TOKENS)
+            .unwrap()
+            .remove(grants[1].refresh.0)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    store.inner.committed();
+    let report = store.check().unwrap();
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("without its row")),
+        "{:?}",
+        report.problems
+    );
+}
+
+/// One session keeps at most `MAX_GRANTS_PER_SESSION` grants: a redemption
+/// past it revokes the oldest, audited.
+#[test]
+fn a_session_keeps_a_bounded_number_of_grants() {
+    let (_d, store) = temp_store();
+    let c = session(&store, "alice", T0);
+    let got: Vec<Got> = (0..MAX_GRANTS_PER_SESSION as u64 + 2)
+        .map(|i| {
+            let (code, _) = put_code(&store, &c.session, "a", T0 + i);
+            redeem(&store, code, "a", T0 + i).unwrap()
+        })
+        .collect();
+    let now = T0 + 100;
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            store.oidc_token(g.access, now).unwrap().is_some(),
+            i >= 2,
+            "{i}"
+        );
+    }
+    assert_eq!(count(&store, EventKind::OidcRevoked), 2);
+    assert!(store.check().unwrap().is_ok());
+}
+
+/// A backup copies the OpenID Connect tables: the copy answers the same
+/// tokens, notices and keys, and verifies.
+#[test]
+fn a_backup_holds_the_oidc_state() {
+    let (dir, store) = temp_store();
+    let (c, grants) = connected(&store, "alice", T0);
+    let (_c2, grants2) = connected(&store, "bob", T0);
+    rotate(&store, key("k1", T0), None, 0, T0);
+    store
+        .apply(Op::RevokeByToken {
+            hash: c.token.hash(),
+            reason: RevokeReason::Logout,
+            ip: None,
+            now_ms: T0 + 1,
+        })
+        .unwrap();
+    let dest = dir.path().join("copy.redb");
+    store.backup_to(&dest).unwrap();
+    let copy = Store::open_read_only(&dest, &StoreOptions::default()).unwrap();
+    let now = T0 + 2;
+    assert_eq!(copy.oidc_token(grants[0].access, now).unwrap(), None);
+    let live = copy.oidc_token(grants2[0].refresh, now).unwrap().unwrap();
+    assert_eq!(live.grant, grants2[0].grant);
+    assert_eq!(copy.logouts_due(now, 10).unwrap().len(), 2);
+    assert_eq!(copy.signing_keys().unwrap()[0].kid, "k1");
+    assert!(copy.check().unwrap().is_ok());
+}

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::oidc::{OidcOp, OidcOutput};
+use super::oidc_ops::{OidcOp, OidcOutput};
 use super::txn::Tx;
 use crate::domain::*;
 use crate::store::credentials::HeldCheck;

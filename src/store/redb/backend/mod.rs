@@ -265,7 +265,7 @@ impl SessionStore for RedbBackend {
         }
         // A removed user's subject and consents go, so that a later holder
         // of the name is a new subject with no consent.
-        let op = Op::Oidc(Box::new(super::oidc::OidcOp::ForgetUsers(removed)));
+        let op = Op::Oidc(Box::new(super::oidc_ops::OidcOp::ForgetUsers(removed)));
         match self.submit(op).await? {
             OpOutput::Oidc(_) => Ok(()),
             other => unreachable_output("set_credentials", other),

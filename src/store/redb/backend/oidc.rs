@@ -14,7 +14,7 @@ use crate::domain::oidc::{
 use crate::domain::{NewEvent, Revocation, TokenHash};
 use crate::store::contract::OidcStore;
 use crate::store::error::{StoreError, WriteError};
-use crate::store::redb::oidc::{OidcOp, OidcOutput};
+use crate::store::redb::oidc_ops::{OidcOp, OidcOutput};
 use crate::store::redb::ops::{Op, OpOutput};
 use crate::store::redb::writer::unreachable_output;
 
