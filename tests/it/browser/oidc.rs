@@ -6,9 +6,11 @@
 //!
 //! The walks: a sign-in with a password and an authenticator app, consent,
 //! and the way back to the app; the app listed under the session and among
-//! the connected apps; the sign-out heard by the app. Consent refused, then
-//! withdrawn. A request with an unregistered `redirect_uri` and a user the
-//! client does not admit, each answered by a gatehouse page.
+//! the connected apps; the sign-out heard by the app, and a second sign-in
+//! that goes straight back. A password-only session stepped up, consent
+//! refused, given, then withdrawn. A request with an unregistered
+//! `redirect_uri` and a user the client does not admit, each answered by a
+//! gatehouse page.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -377,6 +379,11 @@ async fn connected(tab: &Tab) -> usize {
     tab.count(&format!("#apps li[data-app={CLIENT}]")).await
 }
 
+/// The whole way: the app's start page, gatehouse's sign-in with the
+/// password and the authenticator app, consent, the app signed in as bob
+/// with a two-factor ID token; the session and the security page name the
+/// app; signing out on the sessions page sends the app a logout token for
+/// that session, signed with a key of the JWKS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_signs_in_through_gatehouse_with_a_second_factor_and_hears_the_sign_out() {
     let test = "an_app_signs_in_through_gatehouse_with_a_second_factor_and_hears_the_sign_out";
@@ -474,19 +481,49 @@ async fn an_app_signs_in_through_gatehouse_with_a_second_factor_and_hears_the_si
         "one token per sign-out"
     );
     tab.assert_clean("after signing out");
+
+    // Signing in again from the app: consent is remembered, so the second
+    // step's form leads through the authorization endpoint straight back to
+    // the app (the page's `form-action` must name the app's origin).
+    tab.goto(&format!("http://{app}/")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    tab.fill("#code", &totp.code(1)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    let url = tab.url().await;
+    assert!(url.starts_with(&format!("http://{app}/cb?")), "{url}");
+    assert_eq!(tab.text_of("#user").await.as_deref(), Some("bob"));
+    let again = notes.seen().id_claims.clone().unwrap();
+    assert_eq!(again["sub"], sub.as_str(), "{again}");
+    assert_ne!(again["sid"], sid.as_str(), "a new session: {again}");
+    tab.assert_clean("signed in again at the app");
 }
 
+/// A password-only session meets the two-factor client and takes the
+/// second step; Deny sends the app `access_denied` with its `state` and
+/// `iss`; Allow is remembered until Disconnect on the security page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_refused_then_given_then_withdrawn() {
     let Some(chrome) = Chrome::launch("consent_refused_then_given_then_withdrawn").await else {
         return;
     };
     let (s, notes, app) = gatehouse_and_notes().await;
-    let totp = bob_with_an_app(&s).await;
     let tab = chrome.tab().await;
+    // A session signed in with the password alone, before bob sets up his
+    // authenticator app elsewhere: the app's request steps it up.
+    tab.goto(&s.at("/login")).await;
+    sign_in(&tab, "bob", BOB_PW, false).await;
+    assert_eq!(tab.url().await, s.at("/sessions"));
+    let totp = bob_with_an_app(&s).await;
+    tab.goto(&format!("http://{app}/")).await;
+    let url = tab.url().await;
+    assert!(url.starts_with(&s.at("/login/second-factor?rd=")), "{url}");
+    tab.fill("#code", &totp.code(0)).await;
+    tab.click_and_wait("form[action='/login/totp'] button")
+        .await;
+    assert_on_consent(&tab, &s).await;
 
     // Deny: the app hears access_denied, with its state and the issuer.
-    sign_in_from_the_app(&tab, &s, app, &totp).await;
     tab.click_and_wait("button[name=decision][value=deny]")
         .await;
     let url = tab.url().await;
@@ -535,6 +572,9 @@ async fn consent_refused_then_given_then_withdrawn() {
     tab.assert_clean("asked again after disconnecting");
 }
 
+/// Requests gatehouse answers itself: an unregistered `redirect_uri` gets
+/// the error page (400, no navigation away), and alice, whom the client's
+/// `subjects` do not name, the 403 page after her sign-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unregistered_redirect_and_a_user_not_admitted_see_gatehouse_pages() {
     let test = "an_unregistered_redirect_and_a_user_not_admitted_see_gatehouse_pages";
