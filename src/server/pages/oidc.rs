@@ -56,7 +56,7 @@ pub fn consent(v: &ConsentView<'_>) -> Response {
                     button.secondary type="submit" name="decision" value="deny" { "Deny" }
                 }
             }
-            p.hint { "You can withdraw this later under " a href="/account/security" { "Security" } "." }
+            p.meta { "You can withdraw this later under " a href="/account/security" { "Security" } "." }
         }
     };
     respond_with_csp(
@@ -119,7 +119,7 @@ pub fn connected_apps(rows: &[AppRow<'_>], now_ms: u64) -> Markup {
         section.card.spaced id="apps" {
             h2 { "Connected apps" }
             @if rows.is_empty() {
-                p.hint { "No app signs in with your account." }
+                p.meta { "No app signs in with your account." }
             } @else {
                 ul.list {
                     @for r in rows {
@@ -144,7 +144,7 @@ pub fn connected_apps(rows: &[AppRow<'_>], now_ms: u64) -> Markup {
                         }
                     }
                 }
-                p.hint { "Disconnecting withdraws your consent and revokes every token the app holds for you." }
+                p.meta { "Disconnecting withdraws your consent and revokes every token the app holds for you." }
             }
         }
     }

@@ -461,10 +461,15 @@ async fn an_app_signs_in_through_gatehouse_with_a_second_factor_and_hears_the_si
     assert_eq!(logout["sub"], sub.as_str(), "{logout}");
     assert!(logout["events"][BACKCHANNEL_EVENT].is_object(), "{logout}");
     assert!(logout.get("nonce").is_none(), "{logout}");
-    // The send is audited once the app has answered.
+    // The send is audited once the app has answered; alice, an admin,
+    // reads the trail.
+    let admin = client();
+    login(&admin, &s, "alice", ALICE_PW, &[]).await;
     let audited = async {
         loop {
-            let events = crate::api::kinds(&s, "oidc.logout_sent").await;
+            let found =
+                crate::api::get_json(&admin, &s, "/api/v1/audit?kind=oidc.logout_sent").await;
+            let events = found["events"].as_array().cloned().unwrap_or_default();
             if !events.is_empty() {
                 return events;
             }
