@@ -47,14 +47,16 @@ pub fn consent(v: &ConsentView<'_>) -> Response {
                     }
                 }
             }
-            form.stack method="post" action="/oidc/consent" {
+            // Allow and Deny side by side, as on the other confirmation
+            // pages (`.stack` makes each button full-width).
+            form method="post" action="/oidc/consent" {
                 input type="hidden" name="request" value=(v.request);
                 div.actions {
                     button type="submit" name="decision" value="allow" { "Allow" }
                     button.secondary type="submit" name="decision" value="deny" { "Deny" }
                 }
             }
-            p.hint { "You can withdraw this later under " a href="/account/security" { "Security" } "." }
+            p.meta { "You can withdraw this later under " a href="/account/security" { "Security" } "." }
         }
     };
     respond_with_csp(
@@ -114,10 +116,10 @@ pub struct AppRow<'a> {
 /// The "Connected apps" section of the account page.
 pub fn connected_apps(rows: &[AppRow<'_>], now_ms: u64) -> Markup {
     html! {
-        section.card id="apps" {
+        section.card.spaced id="apps" {
             h2 { "Connected apps" }
             @if rows.is_empty() {
-                p.hint { "No app signs in with your account." }
+                p.meta { "No app signs in with your account." }
             } @else {
                 ul.list {
                     @for r in rows {
@@ -134,13 +136,94 @@ pub fn connected_apps(rows: &[AppRow<'_>], now_ms: u64) -> Markup {
                             }
                             form.inline method="post" action="/account/apps/disconnect" {
                                 input type="hidden" name="client" value=(r.id);
-                                button.secondary type="submit" { "Disconnect" }
+                                button.secondary type="submit" {
+                                    "Disconnect"
+                                    span.sr { " " (r.name) }
+                                }
                             }
                         }
                     }
                 }
-                p.hint { "Disconnecting withdraws your consent and revokes every token the app holds for you." }
+                p.meta { "Disconnecting withdraws your consent and revokes every token the app holds for you." }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn body(r: Response) -> String {
+        String::from_utf8(to_bytes(r.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_consent_form_may_lead_to_the_app_and_keeps_the_request_escaped() {
+        let scopes = ["openid".to_string(), "email".to_string()];
+        let r = consent(&ConsentView {
+            user: "bob",
+            app: "<Notes>",
+            app_origin: "https://notes.example.com",
+            scopes: &scopes,
+            request: "client_id=notes&state=\"x\"",
+        });
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("form-action 'self' https://notes.example.com;"),
+            "{csp}"
+        );
+        let html = body(r).await;
+        assert!(html.contains("action=\"/oidc/consent\""), "{html}");
+        assert!(
+            html.contains("value=\"client_id=notes&amp;state=&quot;x&quot;\""),
+            "{html}"
+        );
+        assert!(html.contains("Allow &lt;Notes&gt;?"), "{html}");
+        assert!(html.contains("your email address"), "{html}");
+        assert!(!html.contains("user name and display name"), "{html}");
+        // The two answers: one form, one `decision` each.
+        assert!(html.contains("name=\"decision\" value=\"allow\""), "{html}");
+        assert!(html.contains("name=\"decision\" value=\"deny\""), "{html}");
+    }
+
+    #[test]
+    fn each_disconnect_button_names_its_app() {
+        let rows = [
+            AppRow {
+                id: "grafana",
+                name: "Grafana",
+                consented: true,
+                sessions: 2,
+                last_issued_ms: 1_000,
+            },
+            AppRow {
+                id: "wiki",
+                name: "Wiki",
+                consented: true,
+                sessions: 0,
+                last_issued_ms: 0,
+            },
+        ];
+        let html = connected_apps(&rows, 61_000).into_string();
+        assert!(html.contains("class=\"card spaced\""), "{html}");
+        assert!(html.contains("signed in from 2 sessions"), "{html}");
+        assert!(html.contains("allowed, not signed in"), "{html}");
+        for (id, name) in [("grafana", "Grafana"), ("wiki", "Wiki")] {
+            let form = format!("<input type=\"hidden\" name=\"client\" value=\"{id}\">");
+            assert!(html.contains(&form), "{html}");
+            let button = format!("Disconnect<span class=\"sr\"> {name}</span>");
+            assert!(html.contains(&button), "{html}");
+        }
+        assert!(
+            connected_apps(&[], 0)
+                .into_string()
+                .contains("No app signs in")
+        );
     }
 }

@@ -10,6 +10,7 @@ mod apps;
 mod chrome;
 mod cross_site;
 mod factors;
+mod oidc;
 mod passkey_support;
 mod proxied;
 mod sessions;
