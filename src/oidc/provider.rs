@@ -24,8 +24,6 @@ pub struct Provider {
     keys: RwLock<Option<Arc<KeyRing>>>,
     /// One key creation or rotation at a time on this node.
     making: tokio::sync::Mutex<()>,
-    /// Wakes the back-channel logout sender (a session ended).
-    pub logouts: tokio::sync::Notify,
 }
 
 impl Provider {
@@ -40,7 +38,6 @@ impl Provider {
             discovery,
             keys: RwLock::new(None),
             making: tokio::sync::Mutex::new(()),
-            logouts: tokio::sync::Notify::new(),
         }
     }
 

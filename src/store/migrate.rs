@@ -18,7 +18,11 @@
 //! factors and bans); the chain moves in batches of `IMPORT_BATCH` events.
 //!
 //! Not moved: pending sign-ins (minutes long; a user mid-sign-in starts
-//! again) and failure counters (they are leases, not records).
+//! again), failure counters (they are leases, not records), and the OpenID
+//! Connect provider's state (codes, grants, consents, subjects, signing
+//! keys), which the distributed store does not keep yet: a config with
+//! `[[oidc.clients]]` is refused on it, and apps that signed in through the
+//! provider sign in again once it is there.
 
 use std::path::Path;
 

@@ -393,8 +393,6 @@ pub async fn sign_out(
         if let Err(e) = state.store.revoke_by_token(hash, how).await {
             return ApiError::internal("logout failed", &e).into_response();
         }
-        // The session's apps are told at once, not at the sender's next poll.
-        state.oidc.logouts.notify_one();
     }
     if let Some(stale) = clear_host_only_cookie(&state.config) {
         res.headers_mut().append(header::SET_COOKIE, stale);

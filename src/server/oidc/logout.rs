@@ -38,8 +38,12 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the sender looks for due notices without being woken (a
-/// session swept by expiry, a retry coming due).
+/// retry coming due).
 const POLL: Duration = Duration::from_secs(1);
+
+/// Least time between two looks: the store's commits wake the sender, and
+/// a busy store commits far more often than sessions end.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// Notices taken per pass.
 const BATCH: usize = 32;
@@ -156,7 +160,9 @@ async fn run(
     }
 }
 
-/// The back-channel logout sender: sends what the store has due, when woken
+/// The back-channel logout sender: sends what the store has due, when
+/// woken by a commit of the store (however a session ended: a sign-out, a
+/// revocation, the sweep, a reload),
 /// or every [`POLL`], until `stop` changes.
 pub async fn sender(state: AppState, mut stop: watch::Receiver<bool>) {
     let tls = match crate::store::tls::client_config(None) {
@@ -175,12 +181,21 @@ pub async fn sender(state: AppState, mut stop: watch::Receiver<bool>) {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(2)
             .build(https);
+    let mut commits = state.store.commits();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = state.oidc.logouts.notified() => {}
+            r = commits.changed() => {
+                if r.is_err() {
+                    // The store is closing; the stop signal follows.
+                    commits = state.store.commits();
+                    tokio::time::sleep(POLL).await;
+                }
+            }
             _ = tokio::time::sleep(POLL) => {}
         }
+        tokio::time::sleep(SETTLE).await;
+        commits.borrow_and_update();
         let due = match state.store.logouts_due(now_ms(), BATCH).await {
             Ok(d) => d,
             Err(e) => {

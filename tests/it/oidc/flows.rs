@@ -346,3 +346,56 @@ async fn a_reload_changes_the_clients_and_a_bad_file_keeps_them() {
     let r = c.get(s.at(&spa)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_from_another_device_tells_its_apps() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let addr = crate::browser::serve(app).await;
+    let s = super::provider(REDIRECT, Some(&format!("http://{addr}/backchannel")), "").await;
+    let phone = alice(&s).await;
+    let (status, t) = redeem(&s, &code(&phone, &s).await).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let me = crate::api::get_json(&phone, &s, "/api/v1/session").await;
+    let id = me["session"]["id"].as_str().unwrap().to_string();
+    // From a laptop, alice signs the phone out.
+    let laptop = alice(&s).await;
+    let r = laptop
+        .delete(s.at(&format!("/api/v1/sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{r:?}");
+    let mut waited = 0;
+    while got.lock().unwrap().is_empty() && waited < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].starts_with("logout_token="), "{}", bodies[0]);
+    let (status, _) = token(
+        &s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the grant died with the session"
+    );
+}
