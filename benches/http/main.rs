@@ -28,7 +28,8 @@
 //!   re-executed in a server mode) holding many sessions and events, during
 //!   a sweep and audit queries, against the file size.
 //!
-//! This file owns the modes and the output; `servers.rs` starts the servers.
+//! This file owns the modes and the output; `servers.rs` starts the servers;
+//! `once.rs` sends distinct requests once each (figure 14's codes).
 //! Quick mode is the default. Writes `bench-results/http.md` and
 //! `bench-results/http.json` and prints the table. Everything runs on
 //! loopback and every load is bounded in time.
@@ -37,6 +38,7 @@ mod flood;
 mod memory;
 mod nodes;
 mod oidc;
+mod once;
 mod proxy;
 mod servers;
 mod token;
