@@ -17,11 +17,19 @@
 //! - Figure 13 (`nodes.rs`): `/auth/verify` on a node of the distributed
 //!   backend against a redb node, two nodes together, and sign-ins per
 //!   second on one and two nodes (needs Redis and PostgreSQL).
+//! - Figure 14 (`oidc.rs`): the OpenID Connect provider. Code exchanges
+//!   per second (codes minted beforehand with the session cookie, then
+//!   `POST /oidc/token` with `client_secret_basic` and PKCE, each code
+//!   once) and `userinfo` with a Bearer token, both against `/auth/verify`
+//!   with the cookie on the same server in the same run; the server's CPU
+//!   per exchange beside a bare RS256 signature; discovery and the JWKS
+//!   (served from memory) against the plain axum handler of figure 6.
 //! - Figure 8 (`memory.rs`): peak RSS of a server process (this binary
 //!   re-executed in a server mode) holding many sessions and events, during
 //!   a sweep and audit queries, against the file size.
 //!
-//! This file owns the modes and the output; `servers.rs` starts the servers.
+//! This file owns the modes and the output; `servers.rs` starts the servers;
+//! `once.rs` sends distinct requests once each (figure 14's codes).
 //! Quick mode is the default. Writes `bench-results/http.md` and
 //! `bench-results/http.json` and prints the table. Everything runs on
 //! loopback and every load is bounded in time.
@@ -29,6 +37,8 @@
 mod flood;
 mod memory;
 mod nodes;
+mod oidc;
+mod once;
 mod proxy;
 mod servers;
 mod token;
@@ -153,6 +163,10 @@ fn main() {
     if only.wants(figure::SEVERAL_NODES) {
         let f = rt.block_on(nodes::figure(&p, &mut lines));
         raw.insert("fig13".into(), f);
+    }
+    if only.wants(figure::OIDC) {
+        let f = rt.block_on(oidc::figure(&p, &mut lines));
+        raw.insert("fig14".into(), f);
     }
     if only.wants(figure::MEMORY) {
         let f = rt.block_on(memory::figure(&p, &mut lines));

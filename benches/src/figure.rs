@@ -34,9 +34,13 @@ pub const PROXY: u8 = 12;
 /// node against a redb node, two nodes together, and sign-ins per second
 /// (`http`; needs Redis and PostgreSQL).
 pub const SEVERAL_NODES: u8 = 13;
+/// The OpenID Connect provider: code exchanges and `userinfo` against
+/// `/auth/verify` on the same server, and discovery and the JWKS against a
+/// plain axum handler (`http`).
+pub const OIDC: u8 = 14;
 
 /// Every figure: (number, bench that measures it, title).
-pub const ALL: [(u8, &str, &str); 13] = [
+pub const ALL: [(u8, &str, &str); 14] = [
     (APPEND, "compare", "durable append"),
     (NEWEST_100, "compare", "newest 100 of one user"),
     (DEEP_PAGES, "compare", "deep pagination"),
@@ -58,6 +62,7 @@ pub const ALL: [(u8, &str, &str); 13] = [
         "http",
         "several nodes on Redis and PostgreSQL",
     ),
+    (OIDC, "http", "the OpenID Connect provider"),
 ];
 
 /// The figures chosen with `--only 1,2,...`; all of them without it.
