@@ -66,7 +66,6 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let login_limit = limits.login_body_bytes;
     let body_limit = limits.body_bytes;
-    let timeout = limits.request_timeout;
     let login = Router::new()
         .route("/login", get(signin::form::form).post(signin::form::submit))
         .route("/login/second-factor", get(signin::step::page))
@@ -198,36 +197,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             csrf::csrf_guard,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            body_limit.max(login_limit),
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.activity.clone(),
-            activity::track_activity,
-        ))
-        // Request spans and timings at debug level (`RUST_LOG=tower_http=debug`).
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(DefaultBodyLimit::max(body_limit));
+    let rest = bounded(&state, rest, body_limit.max(login_limit));
     // The provider's endpoints that other sites call (apps' servers, and
     // public clients' scripts): the same bounds, without the cross-site
     // guard, which would refuse them (they authenticate the client instead).
-    let machine = oidc::machine_routes()
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.activity.clone(),
-            activity::track_activity,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    let rest = rest.merge(machine);
+    let machine = oidc::machine_routes().layer(DefaultBodyLimit::max(body_limit));
+    let rest = rest.merge(bounded(&state, machine, body_limit));
     // HSTS on every answer a browser may see. The hot routes go without: their
     // answers are read by the proxy, not by browsers (see `answer_hot`).
     let hsts = state
@@ -243,6 +219,23 @@ pub fn router(state: AppState) -> Router {
         None => rest,
     };
     hot.merge(rest).with_state(state)
+}
+
+/// `routes` with the bounds every handler that reads a body runs under: a
+/// body limit of `body_bytes`, the request timeout, the activity record
+/// and, at debug level (`RUST_LOG=tower_http=debug`), request spans.
+fn bounded(state: &AppState, routes: Router<AppState>, body_bytes: usize) -> Router<AppState> {
+    routes
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.limits.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.activity.clone(),
+            activity::track_activity,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[cfg(test)]

@@ -42,6 +42,17 @@ pub(crate) struct Location {
     pub(crate) data_dir: Option<PathBuf>,
 }
 
+impl Location {
+    /// The overrides these flags make.
+    pub(crate) fn overrides(self) -> Overrides {
+        Overrides {
+            config: self.config,
+            data_dir: self.data_dir,
+            ..Overrides::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -199,11 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             serve(config, ov).map(|()| 0)
         }
         Command::HashPassword { loc } => {
-            let ov = Overrides {
-                config: loc.config,
-                data_dir: loc.data_dir,
-                ..Overrides::default()
-            };
+            let ov = loc.overrides();
             // The cost comes from the config when there is one.
             let cost = Config::load(&ov)
                 .map(|c| c.argon2)
@@ -229,11 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Bans { loc, command } => {
             init_logs(LogFormat::Text);
-            let ov = Overrides {
-                config: loc.config,
-                data_dir: loc.data_dir,
-                ..Overrides::default()
-            };
+            let ov = loc.overrides();
             let config = Config::load(&ov)?;
             bans(&config, command).map(|()| 0)
         }
@@ -262,22 +265,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } => crate::oidc::new_client(&name, public, redirect_uri.as_deref()).map(|()| 0),
             crate::oidc::OidcCommand::RotateKey => {
                 init_logs(LogFormat::Text);
-                let ov = Overrides {
-                    config: loc.config,
-                    data_dir: loc.data_dir,
-                    ..Overrides::default()
-                };
+                let ov = loc.overrides();
                 let config = Config::load(&ov)?;
                 crate::oidc::rotate_key(&config).map(|()| 0)
             }
         },
         Command::Users { loc, command } => {
             init_logs(LogFormat::Text);
-            let ov = Overrides {
-                config: loc.config,
-                data_dir: loc.data_dir,
-                ..Overrides::default()
-            };
+            let ov = loc.overrides();
             let edit = match command {
                 UsersCommand::Add {
                     name,

@@ -93,6 +93,16 @@ pub struct Presented<'a> {
     pub client_secret: Option<&'a str>,
 }
 
+impl<'a> Presented<'a> {
+    /// The `client_id` and `client_secret` of a form.
+    pub fn of(client_id: &'a Option<String>, client_secret: &'a Option<String>) -> Self {
+        Presented {
+            client_id: client_id.as_deref(),
+            client_secret: client_secret.as_deref(),
+        }
+    }
+}
+
 /// The ban subject of a client: a name no user can have (user names hold
 /// no spaces).
 fn subject(id: &str) -> BanSubject {

@@ -177,10 +177,7 @@ pub async fn introspect(
         let client = authenticate(
             &state,
             &headers,
-            Presented {
-                client_id: form.client_id.as_deref(),
-                client_secret: form.client_secret.as_deref(),
-            },
+            Presented::of(&form.client_id, &form.client_secret),
             ip,
             true,
         )
@@ -248,10 +245,7 @@ async fn revoke_inner(
     let client = authenticate(
         state,
         headers,
-        Presented {
-            client_id: form.client_id.as_deref(),
-            client_secret: form.client_secret.as_deref(),
-        },
+        Presented::of(&form.client_id, &form.client_secret),
         ip,
         false,
     )

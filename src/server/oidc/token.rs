@@ -68,10 +68,7 @@ async fn exchange(
     let client = authenticate(
         state,
         headers,
-        Presented {
-            client_id: form.client_id.as_deref(),
-            client_secret: form.client_secret.as_deref(),
-        },
+        Presented::of(&form.client_id, &form.client_secret),
         ip,
         false,
     )
