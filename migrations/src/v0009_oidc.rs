@@ -7,6 +7,7 @@
 //! Frozen. New tables as of version 9 (values are postcard records):
 //! - `oidc_codes`: SHA-256 of the authorization code -> code record
 //! - `oidc_codes_by_expiry`: `(expires ms, code hash)` -> `()`
+//! - `oidc_codes_by_session`: `(session public id, expires ms, code hash)` -> `()`
 //! - `oidc_grants`: grant id -> grant record
 //! - `oidc_grants_by_expiry`: `(expires ms, grant id)` -> `()`
 //! - `oidc_grants_by_session`: `(session public id, grant id)` -> `()`
@@ -31,6 +32,8 @@ type Id = [u8; 16];
 const CODES: TableDefinition<Hash, &[u8]> = TableDefinition::new("oidc_codes");
 const CODES_BY_EXPIRY: TableDefinition<(u64, Hash), ()> =
     TableDefinition::new("oidc_codes_by_expiry");
+const CODES_BY_SESSION: TableDefinition<(Id, u64, Hash), ()> =
+    TableDefinition::new("oidc_codes_by_session");
 const GRANTS: TableDefinition<Id, &[u8]> = TableDefinition::new("oidc_grants");
 const GRANTS_BY_EXPIRY: TableDefinition<(u64, Id), ()> =
     TableDefinition::new("oidc_grants_by_expiry");
@@ -59,6 +62,7 @@ pub const NEW_KIND_CODES: [(&str, u8); 7] = [
 pub fn apply(txn: &WriteTransaction) -> Result<(), MigrationError> {
     txn.open_table(CODES)?;
     txn.open_table(CODES_BY_EXPIRY)?;
+    txn.open_table(CODES_BY_SESSION)?;
     txn.open_table(GRANTS)?;
     txn.open_table(GRANTS_BY_EXPIRY)?;
     txn.open_table(GRANTS_BY_SESSION)?;

@@ -37,6 +37,11 @@ use super::{EventKind, NewEvent};
 /// How long an authorization code lives.
 pub const CODE_TTL_MS: u64 = 60_000;
 
+/// Codes a session holds at once (pending, or spent and kept until they
+/// expire for replay detection); past it, those that expire first are
+/// dropped.
+pub const MAX_CODES_PER_SESSION: usize = 16;
+
 /// Retired refresh tokens a grant remembers (for reuse detection); older
 /// ones are forgotten, and presenting one is then only "unknown".
 pub const MAX_RETIRED_REFRESH: usize = 64;

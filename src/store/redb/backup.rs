@@ -24,7 +24,7 @@ pub const BACKUP_CHUNK_ROWS: usize = 10_000;
 /// The name of every table a backup copies, from their definitions. A table
 /// in the file that is not listed here makes the backup fail rather than
 /// silently leave it out.
-fn known_tables() -> [&'static str; 28] {
+fn known_tables() -> [&'static str; 29] {
     [
         META.name(),
         SESSIONS.name(),
@@ -44,6 +44,7 @@ fn known_tables() -> [&'static str; 28] {
         ACCESS_TOKENS_BY_EXPIRY.name(),
         OIDC_CODES.name(),
         OIDC_CODES_BY_EXPIRY.name(),
+        OIDC_CODES_BY_SESSION.name(),
         OIDC_GRANTS.name(),
         OIDC_GRANTS_BY_EXPIRY.name(),
         OIDC_GRANTS_BY_SESSION.name(),
@@ -181,6 +182,7 @@ fn copy_all(src: &ReadTransaction, dst: &Database) -> Result<u64, BackupError> {
     // sealed with the key beside the database.
     rows += copy_table(src, dst, OIDC_CODES)?;
     rows += copy_table(src, dst, OIDC_CODES_BY_EXPIRY)?;
+    rows += copy_table(src, dst, OIDC_CODES_BY_SESSION)?;
     rows += copy_table(src, dst, OIDC_GRANTS)?;
     rows += copy_table(src, dst, OIDC_GRANTS_BY_EXPIRY)?;
     rows += copy_table(src, dst, OIDC_GRANTS_BY_SESSION)?;

@@ -250,6 +250,9 @@ impl Tx<'_> {
             self.oidc_codes_by_expiry
                 .t()?
                 .remove((old.expires_ms, code.0))?;
+            self.oidc_codes_by_session
+                .t()?
+                .remove((old.auth.session, old.expires_ms, code.0))?;
         }
         let rec = CodeRecord {
             auth: auth_record(&grant.auth),
@@ -265,8 +268,36 @@ impl Tx<'_> {
         self.oidc_codes_by_expiry
             .t()?
             .insert((rec.expires_ms, code.0), ())?;
+        let session = rec.auth.session;
+        self.oidc_codes_by_session
+            .t()?
+            .insert((session, rec.expires_ms, code.0), ())?;
+        self.cap_session_codes(session)?;
         self.append_event(event)?;
         Ok(true)
+    }
+
+    /// Keeps a session's codes (pending or spent, until they expire)
+    /// within [`MAX_CODES_PER_SESSION`], dropping those that expire first:
+    /// a signed-in browser asking for codes in a loop fills its own
+    /// session's place, never the table.
+    fn cap_session_codes(&mut self, session: IdKey) -> Result<(), StoreError> {
+        let range = (session, 0, [0u8; 32])..=(session, u64::MAX, [0xff; 32]);
+        let held: Vec<(u64, HashKey)> = self
+            .oidc_codes_by_session
+            .r()?
+            .range(range)?
+            .map(|row| row.map(|(k, _)| (k.value().1, k.value().2)))
+            .collect::<Result<_, _>>()?;
+        let over = held.len().saturating_sub(MAX_CODES_PER_SESSION);
+        for &(expires, hash) in &held[..over] {
+            self.oidc_codes.t()?.remove(hash)?;
+            self.oidc_codes_by_expiry.t()?.remove((expires, hash))?;
+            self.oidc_codes_by_session
+                .t()?
+                .remove((session, expires, hash))?;
+        }
+        Ok(())
     }
 
     pub(super) fn redeem_code(

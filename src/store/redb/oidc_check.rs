@@ -39,11 +39,13 @@ fn same<T: Ord>(r: &mut CheckReport, table: &str, found: BTreeSet<T>, want: BTre
 
 pub(super) fn check(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), StoreError> {
     let mut want = BTreeSet::new();
+    let mut by_session = BTreeSet::new();
     for row in txn.open_table(OIDC_CODES)?.iter()? {
         let (k, v) = row?;
         match decode::<CodeRecord>("oidc_codes", v.value()) {
             Ok(rec) => {
                 want.insert((rec.expires_ms, k.value()));
+                by_session.insert((rec.auth.session, rec.expires_ms, k.value()));
             }
             Err(e) => r.problem(format!("oidc code: {e}")),
         }
@@ -53,6 +55,12 @@ pub(super) fn check(txn: &ReadTransaction, r: &mut CheckReport) -> Result<(), St
         "oidc_codes_by_expiry",
         keys!(txn, OIDC_CODES_BY_EXPIRY),
         want,
+    );
+    same(
+        r,
+        "oidc_codes_by_session",
+        keys!(txn, OIDC_CODES_BY_SESSION),
+        by_session,
     );
 
     let mut sessions = HashSet::new();

@@ -300,6 +300,11 @@ impl Tx<'_> {
             codes.push(row?.0.value());
         }
         for &(expires, hash) in &codes {
+            if let Some(rec) = self.load_code(&hash)? {
+                self.oidc_codes_by_session
+                    .t()?
+                    .remove((rec.auth.session, expires, hash))?;
+            }
             self.oidc_codes.t()?.remove(hash)?;
             self.oidc_codes_by_expiry.t()?.remove((expires, hash))?;
         }

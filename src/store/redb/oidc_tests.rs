@@ -766,3 +766,42 @@ fn a_backup_holds_the_oidc_state() {
     assert_eq!(copy.signing_keys().unwrap()[0].kid, "k1");
     assert!(copy.check().unwrap().is_ok());
 }
+
+#[test]
+fn a_session_holds_a_bounded_number_of_codes_dropping_those_that_expire_first() {
+    let (_d, store) = temp_store();
+    let c = session(&store, "alice", T0);
+    let other = session(&store, "bob", T0);
+    let (bobs, _) = put_code(&store, &other.session, "a", T0);
+    // A browser asking for codes in a loop, a millisecond apart.
+    let codes: Vec<TokenHash> = (0..MAX_CODES_PER_SESSION as u64 + 4)
+        .map(|i| put_code(&store, &c.session, "a", T0 + i).0)
+        .collect();
+    let dropped = codes.len() - MAX_CODES_PER_SESSION;
+    for &code in &codes[..dropped] {
+        assert_eq!(
+            redeem(&store, code, "a", T0 + 100).err(),
+            Some(CodeRefusal::Unknown),
+            "an early code was kept past the bound"
+        );
+    }
+    assert!(redeem(&store, codes[dropped], "a", T0 + 100).is_ok());
+    assert!(redeem(&store, *codes.last().unwrap(), "a", T0 + 100).is_ok());
+    // Another session's code is not touched.
+    assert!(redeem(&store, bobs, "a", T0 + 100).is_ok());
+    let report = store.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // The sweep keeps the session's index in step with the codes.
+    match store
+        .apply(Op::Sweep {
+            now_ms: T0 + 10 * CODE_TTL_MS,
+            limit: 100,
+        })
+        .unwrap()
+    {
+        OpOutput::Swept(r) => assert_eq!(r.oidc_codes, MAX_CODES_PER_SESSION + 1),
+        other => panic!("{other:?}"),
+    }
+    let report = store.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -102,6 +102,9 @@ pub type IdKey = [u8; 16];
 pub const OIDC_CODES: TableDefinition<HashKey, &[u8]> = TableDefinition::new("oidc_codes");
 pub const OIDC_CODES_BY_EXPIRY: TableDefinition<(u64, HashKey), ()> =
     TableDefinition::new("oidc_codes_by_expiry");
+/// A session's codes, oldest expiry first: the bound per session.
+pub const OIDC_CODES_BY_SESSION: TableDefinition<(IdKey, u64, HashKey), ()> =
+    TableDefinition::new("oidc_codes_by_session");
 pub const OIDC_GRANTS: TableDefinition<IdKey, &[u8]> = TableDefinition::new("oidc_grants");
 pub const OIDC_GRANTS_BY_EXPIRY: TableDefinition<(u64, IdKey), ()> =
     TableDefinition::new("oidc_grants_by_expiry");
