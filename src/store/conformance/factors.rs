@@ -298,24 +298,11 @@ async fn run_steps(
 
 /// Runs `sequences` against fresh redb backends.
 fn on_redb(cases: u32, sequences: impl Strategy<Value = Vec<(usize, Step)>>) {
-    use crate::store::{Backend, BackendConfig};
     super::run_sequences(
         cases,
         sequences,
-        async || {
-            let dir = tempfile::tempdir_in("/dev/shm")
-                .or_else(|_| tempfile::tempdir())
-                .unwrap();
-            let (backend, task) =
-                Backend::open(&BackendConfig::redb(dir.path().join("g.redb"))).unwrap();
-            ([backend.clone(), backend], (dir, task))
-        },
-        |[other, backend], (dir, task)| async move {
-            drop(other);
-            task.shutdown().await.unwrap();
-            backend.close().unwrap();
-            drop(dir);
-        },
+        super::redb_pair,
+        super::close_redb_pair,
         async |nodes: &[_; 2], steps| run_steps(nodes, steps).await,
     );
 }

@@ -260,24 +260,11 @@ async fn run_steps(
 /// The redb backend's in-process counters and ceremonies conform.
 #[test]
 fn redb_guards_conform() {
-    use crate::store::{Backend, BackendConfig};
     super::run_sequences(
         48,
         proptest::collection::vec(step(), 1..60),
-        async || {
-            let dir = tempfile::tempdir_in("/dev/shm")
-                .or_else(|_| tempfile::tempdir())
-                .unwrap();
-            let (backend, task) =
-                Backend::open(&BackendConfig::redb(dir.path().join("g.redb"))).unwrap();
-            ([backend.clone(), backend], (dir, task))
-        },
-        |[other, backend], (dir, task)| async move {
-            drop(other);
-            task.shutdown().await.unwrap();
-            backend.close().unwrap();
-            drop(dir);
-        },
+        super::redb_pair,
+        super::close_redb_pair,
         async |nodes: &[_; 2], steps| run_steps(nodes, steps, None).await,
     );
 }

@@ -706,27 +706,31 @@ async fn sync_events(b: &impl Subject, model: &mut Model) -> Result<(), TestCase
 /// stopped and the file closed after it.
 #[test]
 fn redb_conforms() {
-    use super::{Backend, BackendConfig};
-    run(
-        48,
-        async || {
-            // tmpfs keeps durable commits cheap where it exists.
-            let dir = tempfile::tempdir_in("/dev/shm")
-                .or_else(|_| tempfile::tempdir())
-                .unwrap();
-            let config = BackendConfig::redb(dir.path().join("g.redb"));
-            let (backend, task) = Backend::open(&config).unwrap();
-            // One process holds one redb file: its two "nodes" are two
-            // handles on it.
-            ([backend.clone(), backend], (dir, task))
-        },
-        |[other, backend], (dir, task)| async move {
-            drop(other);
-            task.shutdown().await.unwrap();
-            backend.close().unwrap();
-            drop(dir);
-        },
-    );
+    run(48, redb_pair, close_redb_pair);
+}
+
+/// What a redb case holds until it closes: the file's directory and its
+/// writer.
+pub(super) type RedbHeld = (tempfile::TempDir, super::BackendTask);
+
+/// The two "nodes" of a redb case: one process holds one redb file, so
+/// they are two handles on a fresh file (on tmpfs where it exists, which
+/// keeps durable commits cheap).
+pub(super) async fn redb_pair() -> ([super::Backend; 2], RedbHeld) {
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let config = super::BackendConfig::redb(dir.path().join("g.redb"));
+    let (backend, task) = super::Backend::open(&config).unwrap();
+    ([backend.clone(), backend], (dir, task))
+}
+
+/// Stops a redb case's writer and closes its file.
+pub(super) async fn close_redb_pair([other, backend]: [super::Backend; 2], (dir, task): RedbHeld) {
+    drop(other);
+    task.shutdown().await.unwrap();
+    backend.close().unwrap();
+    drop(dir);
 }
 
 /// The distributed backend conforms: two nodes on a fresh Redis key prefix

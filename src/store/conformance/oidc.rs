@@ -832,24 +832,11 @@ fn model_refresh(
 /// model does.
 #[test]
 fn redb_oidc_conforms() {
-    use crate::store::{Backend, BackendConfig};
     super::run_sequences(
         128,
         proptest::collection::vec((0..2usize, step()), 1..50),
-        async || {
-            let dir = tempfile::tempdir_in("/dev/shm")
-                .or_else(|_| tempfile::tempdir())
-                .unwrap();
-            let (backend, task) =
-                Backend::open(&BackendConfig::redb(dir.path().join("g.redb"))).unwrap();
-            ([backend.clone(), backend], (dir, task))
-        },
-        |[other, backend], (dir, task)| async move {
-            drop(other);
-            task.shutdown().await.unwrap();
-            backend.close().unwrap();
-            drop(dir);
-        },
+        super::redb_pair,
+        super::close_redb_pair,
         async |nodes: &[_; 2], steps| run_steps(nodes, steps).await,
     );
 }
