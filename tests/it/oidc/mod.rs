@@ -6,6 +6,7 @@ mod authlib;
 mod flows;
 mod hostile;
 mod keys;
+mod shipped;
 
 use crate::harness::{TestServer, config_text};
 use crate::proxy::free_port;
