@@ -567,7 +567,9 @@ pub enum RedisDurability {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
     pub backend: StorageBackend,
-    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`; distributed only.
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, or
+    /// `redis+sentinel://[:PASSWORD@]HOST[:PORT],…/SERVICE[/DB]`;
+    /// distributed only.
     pub redis_url: Option<super::SecretUrl>,
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; distributed only.
     pub postgres_url: Option<super::SecretUrl>,
@@ -577,6 +579,9 @@ pub struct StorageSettings {
     /// The CAs (PEM) a `rediss://` server's certificate must chain to
     /// (default: the system's roots).
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Replicas that must have each change before it is acknowledged
+    /// (`WAITAOF`, or `WAIT` before Redis 7.2); 0: the master's alone.
+    pub redis_replicas: u32,
 }
 
 impl Default for StorageSettings {
@@ -588,6 +593,7 @@ impl Default for StorageSettings {
             prefix: crate::store::distributed::DEFAULT_PREFIX.into(),
             redis_durability: RedisDurability::Always,
             redis_ca_file: None,
+            redis_replicas: 0,
         }
     }
 }

@@ -24,6 +24,9 @@ impl SecretUrl {
     /// The URL with `***` for its password; a string that is not a URL
     /// (it may hold a password anywhere) is not shown at all.
     pub fn redacted(&self) -> String {
+        if self.0.contains("+sentinel://") {
+            return crate::store::redis::redact(&self.0);
+        }
         match url::Url::parse(&self.0) {
             Ok(mut u) => {
                 if u.password().is_some() {

@@ -48,6 +48,12 @@ pub(super) fn check<E>(
         ));
     };
     match url::Url::parse(redis.expose()) {
+        _ if redis.expose().starts_with("redis+sentinel://")
+            || redis.expose().starts_with("rediss+sentinel://") =>
+        {
+            crate::store::redis::Target::from_url(redis.expose(), None)
+                .map_err(|e| invalid("storage.redis_url", e))?;
+        }
         Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
         Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => {
             if u.fragment() == Some("insecure") {
@@ -62,7 +68,11 @@ pub(super) fn check<E>(
         _ => {
             return Err(invalid(
                 "storage.redis_url",
-                format!("expected redis[s]://[:PASSWORD@]HOST[:PORT][/DB], not {redis}"),
+                format!(
+                    "expected redis[s]://[:PASSWORD@]HOST[:PORT][/DB] or \
+                     redis[s]+sentinel://[:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/SERVICE[/DB], \
+                     not {redis}"
+                ),
             ));
         }
     }
@@ -91,7 +101,8 @@ pub(super) fn check<E>(
     }
     let mut config = DistributedConfig::new(redis.expose(), pg.expose())
         .with_prefix(s.prefix.clone())
-        .with_durability(durability);
+        .with_durability(durability)
+        .with_replicas(s.redis_replicas);
     config.redis_ca_file = s.redis_ca_file.clone();
     Ok(Some(config))
 }

@@ -180,12 +180,17 @@ async fn a_sign_in_on_one_node_holds_on_the_other_and_a_sign_out_too() {
 
 /// A Redis of the test's own on a fixed port and directory, so that it can
 /// be killed and started again with its append-only file. Killed on drop.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     child: std::process::Child,
 }
 
 impl OwnRedis {
-    fn start(dir: &std::path::Path, port: u16) -> OwnRedis {
+    pub(crate) fn start(dir: &std::path::Path, port: u16) -> OwnRedis {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// The same with the further arguments `more` (`--replicaof …`).
+    pub(crate) fn start_with(dir: &std::path::Path, port: u16, more: &[&str]) -> OwnRedis {
         let child = std::process::Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .arg("--dir")
@@ -200,6 +205,7 @@ impl OwnRedis {
                 "--save",
                 "",
             ])
+            .args(more)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -207,7 +213,7 @@ impl OwnRedis {
         OwnRedis { child }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -221,7 +227,7 @@ impl Drop for OwnRedis {
 }
 
 /// Waits until Redis on `port` answers a PING.
-async fn redis_answers(port: u16) {
+pub(crate) async fn redis_answers(port: u16) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ready = async {
         loop {

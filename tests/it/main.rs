@@ -20,6 +20,7 @@ mod disk_full;
 mod distributed;
 mod distributed_faults;
 mod distributed_outage;
+mod distributed_sentinel;
 mod distributed_tls;
 mod enrollment;
 mod factors;

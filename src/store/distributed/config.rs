@@ -10,7 +10,9 @@ pub const DEFAULT_PREFIX: &str = "gatehouse";
 /// The distributed backend's services and settings.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DistributedConfig {
-    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS.
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://` for TLS, or
+    /// `redis+sentinel://[:PASSWORD@]HOST[:PORT],…/SERVICE[/DB]` for the
+    /// master that Sentinels name (see `crate::store::redis::Target`).
     pub redis_url: String,
     /// The CAs (PEM) that a `rediss://` server's certificate must chain
     /// to; `None`: the system's roots.
@@ -22,6 +24,9 @@ pub struct DistributedConfig {
     pub prefix: String,
     /// The loss accepted from Redis on a crash.
     pub durability: Durability,
+    /// Replicas that must have each change before it is acknowledged
+    /// (`[storage] redis_replicas`): what a failover to one of them keeps.
+    pub redis_replicas: u32,
     /// Outbox entries at most; past it, changes answer 503.
     pub outbox_max: u64,
     /// The fingerprint of this node's `secrets.key`, checked at open
@@ -39,6 +44,7 @@ impl DistributedConfig {
             postgres_url: postgres_url.into(),
             prefix: DEFAULT_PREFIX.into(),
             durability: Durability::Always,
+            redis_replicas: 0,
             outbox_max: DEFAULT_MAX_ENTRIES,
             key_fingerprint: None,
         }
@@ -54,6 +60,12 @@ impl DistributedConfig {
     /// `fingerprint`.
     pub fn with_key_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
         self.key_fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// The same acknowledging each change once `n` replicas have it.
+    pub fn with_replicas(mut self, n: u32) -> Self {
+        self.redis_replicas = n;
         self
     }
 
@@ -86,6 +98,7 @@ impl std::fmt::Debug for DistributedConfig {
             .field("postgres_url", &redact_postgres(&self.postgres_url))
             .field("prefix", &self.prefix)
             .field("durability", &self.durability)
+            .field("redis_replicas", &self.redis_replicas)
             .field("outbox_max", &self.outbox_max)
             .field("key_fingerprint", &self.key_fingerprint)
             .finish()

@@ -51,6 +51,7 @@ use crate::store::error::{OpenError, StoreError, WriteError};
 use crate::store::outbox::{Chainer, Outbox};
 use crate::store::postgres::PgAudit;
 use crate::store::redis::RedisState;
+use crate::store::redis::Replicas;
 
 /// Outbox entries chained per PostgreSQL transaction.
 pub const CHAIN_BATCH: usize = 500;
@@ -118,13 +119,14 @@ impl Distributed {
             Some(path) => Some(crate::store::tls::read_ca_file(path).map_err(fail)?),
             None => None,
         };
-        let client =
-            crate::store::tls::redis_client(&config.redis_url, ca.as_deref()).map_err(fail)?;
-        let redis = RedisState::connect_client(
-            client.clone(),
+        let target = crate::store::redis::Target::from_url(&config.redis_url, ca.as_deref())
+            .map_err(fail)?;
+        let redis = RedisState::connect_target(
+            target.clone(),
             &config.redis_url,
             &config.prefix,
             config.durability,
+            Replicas(config.redis_replicas),
         )
         .await?
         .with_outbox_max(config.outbox_max);
@@ -132,12 +134,17 @@ impl Distributed {
             .check_deployment(config.key_fingerprint.as_deref())
             .await?;
         let audit = PgAudit::connect(&config.postgres_url).await?;
-        let outbox = Outbox::connect_client(client, &config.prefix, config.outbox_max)
-            .await
-            .map_err(|e| OpenError::Other {
-                store: redis.name().to_string(),
-                reason: e.to_string(),
-            })?;
+        let outbox = Outbox::connect_target(
+            target,
+            Replicas(config.redis_replicas),
+            &config.prefix,
+            config.outbox_max,
+        )
+        .await
+        .map_err(|e| OpenError::Other {
+            store: redis.name().to_string(),
+            reason: e.to_string(),
+        })?;
         let chainer = Chainer::new(outbox.clone(), audit.clone(), CHAIN_BATCH);
         Ok(Distributed(Arc::new(Parts {
             redis,

@@ -34,7 +34,7 @@ pub(crate) mod wire;
 pub use chainer::{BACKOFF, ChainError, Chainer, IDLE, LEAD_RETRY, Leader};
 pub use wire::OutboxEvent;
 
-use redis::aio::ConnectionManager;
+use crate::store::redis::connection::Conn;
 
 use crate::domain::NewEvent;
 
@@ -100,7 +100,7 @@ impl StreamId {
 #[derive(Clone)]
 pub struct Outbox {
     /// Reconnects by itself; a command meanwhile fails.
-    conn: ConnectionManager,
+    conn: Conn,
     /// `<prefix>:outbox`.
     key: String,
     /// Where unreadable entries are moved: `<prefix>:outbox:unreadable`.
@@ -122,16 +122,21 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// The outbox of the deployment `prefix` on the Redis at `url`.
     pub async fn connect(url: &str, prefix: &str, max_entries: u64) -> Result<Outbox, OutboxError> {
-        Self::connect_client(redis::Client::open(url)?, prefix, max_entries).await
+        let target = crate::store::redis::Target::from_url(url, None).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "the URL", e))
+        })?;
+        Self::connect_target(target, Default::default(), prefix, max_entries).await
     }
 
-    /// [`Outbox::connect`] through `client`.
-    pub async fn connect_client(
-        client: redis::Client,
+    /// [`Outbox::connect`] through `target`, each entry acknowledged once
+    /// `replicas` have it.
+    pub async fn connect_target(
+        target: crate::store::redis::Target,
+        replicas: crate::store::redis::Replicas,
         prefix: &str,
         max_entries: u64,
     ) -> Result<Outbox, OutboxError> {
-        let conn = crate::store::redis::connection::connect(client).await?;
+        let conn = Conn::open(target, replicas).await?;
         Ok(Outbox {
             conn,
             key: format!("{prefix}:outbox"),

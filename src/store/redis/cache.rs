@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use super::connection::Conn;
 use crate::domain::{AccessTokenInfo, Session, TokenHash};
 
 /// Entries kept at most.
@@ -241,25 +242,48 @@ impl Caches {
     }
 }
 
-/// Keeps `cache` subscribed to `channel` on `client` while the cache is
-/// held, evicting each hash published there. Ends when the cache is
-/// dropped.
-pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<Caches>) {
+/// Keeps `cache` subscribed to `channel` on the server `conn` reaches,
+/// evicting each hash published there. When `conn` moves to another
+/// server (a Sentinel failover), the subscription moves with it, the cache
+/// flushed meanwhile. Ends when the cache is dropped.
+pub(super) async fn listen(conn: Conn, channel: String, cache: Weak<Caches>) {
+    let mut server = conn.server();
     loop {
         let Some(c) = cache.upgrade() else { return };
         c.set_live(false);
         drop(c);
         let subscribed = async {
+            let client = conn.target().client().await.ok()?;
+            let at = client.get_connection_info().addr().to_string();
             let mut ps = client.get_async_pubsub().await.ok()?;
             ps.subscribe(&channel).await.ok()?;
-            Some(ps)
+            Some((ps, at))
         };
-        if let Some(mut ps) = subscribed.await {
+        if let Some((mut ps, at)) = subscribed.await {
             let Some(c) = cache.upgrade() else { return };
             c.set_live(true);
             drop(c);
+            server.mark_unchanged();
             let mut messages = ps.on_message();
-            while let Some(m) = messages.next().await {
+            loop {
+                let m = tokio::select! {
+                    m = messages.next() => m,
+                    moved = server.changed() => {
+                        let elsewhere = moved.is_ok()
+                            && server.borrow_and_update().as_deref().is_some_and(|s| s != at);
+                        if elsewhere {
+                            tracing::warn!("Redis moved; the session cache follows it, flushed meanwhile");
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Some(m) = m else {
+                    tracing::warn!(
+                        "the session cache lost its invalidations; flushed until they are back"
+                    );
+                    break;
+                };
                 let Some(c) = cache.upgrade() else { return };
                 let payload = m.get_payload_bytes();
                 if let Some(hash) = parse_hex(payload) {
@@ -269,7 +293,6 @@ pub(super) async fn listen(client: redis::Client, channel: String, cache: Weak<C
                     c.hear_marker(payload);
                 }
             }
-            tracing::warn!("the session cache lost its invalidations; flushed until they are back");
         }
         tokio::time::sleep(RESUBSCRIBE).await;
     }
@@ -295,9 +318,10 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn start(client: redis::Client, channel: String) -> Listener {
+    pub(super) fn start(conn: &Conn, channel: String) -> Listener {
         let cache = Arc::new(Caches::default());
-        let task = tokio::spawn(listen(client, channel, Arc::downgrade(&cache))).abort_handle();
+        let task =
+            tokio::spawn(listen(conn.clone(), channel, Arc::downgrade(&cache))).abort_handle();
         Listener { cache, task }
     }
 }

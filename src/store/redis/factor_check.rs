@@ -15,7 +15,7 @@ impl RedisState {
         let mut problems = Vec::new();
         let mut conn = self.conn.clone();
         let p = &self.prefix;
-        let keys = async |conn: &mut redis::aio::ConnectionManager, pattern: String| {
+        let keys = async |conn: &mut super::connection::Conn, pattern: String| {
             redis::cmd("KEYS")
                 .arg(pattern)
                 .query_async::<Vec<String>>(conn)

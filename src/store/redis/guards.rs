@@ -284,7 +284,17 @@ impl RegulationStore for RedisState {
             .arg(now_ms + LEASE_MS)
             .arg(window.max(LEASE_MS));
         let mut conn = self.conn.clone();
-        let at: usize = call.invoke_async(&mut conn).await.map_err(redis_error)?;
+        let at: usize = match call.invoke_async(&mut conn).await {
+            Ok(at) => at,
+            Err(e) => {
+                // The script may have run all the same (the answer was
+                // lost, or its replicas did not confirm it in time): the
+                // lease is released rather than left counting as an
+                // attempt in flight until its deadline.
+                self.release(limits, lease, now_ms);
+                return Err(redis_error(e));
+            }
+        };
         Ok(match at.checked_sub(1).and_then(|i| subjects.get(i)) {
             Some(s) => Err(AtLimit(s.clone())),
             None => Ok(lease),

@@ -41,17 +41,20 @@ mod import;
 mod pending;
 mod sessions;
 mod step_up;
+pub mod target;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_factors;
 mod tokens;
 
+pub use connection::Replicas;
 pub use deployment::SCHEMA;
 pub use guards::LEASE_MS;
 pub use import::Imported;
+pub use target::{Target, redact};
 
-use redis::aio::ConnectionManager;
+use connection::Conn;
 
 use crate::store::error::{OpenError, StoreError, WriteError};
 
@@ -77,7 +80,7 @@ pub enum Durability {
 pub struct RedisState {
     /// Reconnects by itself; a command meanwhile fails (and the node fails
     /// closed).
-    conn: ConnectionManager,
+    conn: Conn,
     /// Every key starts with it and a colon.
     prefix: String,
     /// The loss accepted, checked at open and again by checks.
@@ -119,43 +122,55 @@ impl std::fmt::Debug for RedisState {
 }
 
 impl RedisState {
-    /// Connects to `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or
-    /// `rediss://` for TLS against the system's roots) for the deployment `prefix`, and
-    /// refuses a Redis that could lose what it acknowledged beyond what
-    /// `durability` accepts.
+    /// Connects to `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`,
+    /// `rediss://` for TLS against the system's roots, or
+    /// `redis+sentinel://` for the master that Sentinels name; see
+    /// [`Target`]) for the deployment `prefix`, and refuses a Redis that
+    /// could lose what it acknowledged beyond what `durability` accepts.
     pub async fn connect(
         url: &str,
         prefix: &str,
         durability: Durability,
     ) -> Result<RedisState, OpenError> {
-        let client =
-            crate::store::tls::redis_client(url, None).map_err(|reason| OpenError::Other {
-                store: redact(url),
-                reason,
-            })?;
-        Self::connect_client(client, url, prefix, durability).await
+        let target = Target::from_url(url, None).map_err(|reason| OpenError::Other {
+            store: redact(url),
+            reason,
+        })?;
+        Self::connect_target(target, url, prefix, durability, Replicas::default()).await
     }
 
-    /// [`RedisState::connect`] through `client` (made for `url` by
-    /// `crate::store::tls::redis_client`, with the deployment's CA).
-    pub async fn connect_client(
-        client: redis::Client,
+    /// [`RedisState::connect`] through `target` (made for `url`, with the
+    /// deployment's CA), each change acknowledged once `replicas` have it.
+    /// Refuses a master with fewer replicas connected.
+    pub async fn connect_target(
+        target: Target,
         url: &str,
         prefix: &str,
         durability: Durability,
+        replicas: Replicas,
     ) -> Result<RedisState, OpenError> {
         let name = redact(url);
         let fail = |reason: String| OpenError::Other {
             store: name.clone(),
             reason,
         };
-        let listener = cache::Listener::start(client.clone(), format!("{prefix}:inv"));
-        let mut conn = connection::connect(client)
+        let mut conn = Conn::open(target, replicas)
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let listener = cache::Listener::start(&conn, format!("{prefix}:inv"));
         let [aof, fsync, policy] = settings(&mut conn).await.map_err(fail)?;
         if let Some(why) = durability_problem(&aof, &fsync, &policy, durability) {
             return Err(fail(why));
+        }
+        if replicas.0 > 0 {
+            let connected = connected_replicas(&mut conn).await.map_err(fail)?;
+            if connected < replicas.0 {
+                return Err(fail(format!(
+                    "[storage] redis_replicas = {} wants each change on that many replicas, \
+                     but the master has {connected} connected; start them, or lower the setting",
+                    replicas.0
+                )));
+            }
         }
         Ok(RedisState {
             durability,
@@ -607,8 +622,22 @@ pub fn durability_problem(
     None
 }
 
+/// The replicas connected to the master, from `INFO replication`.
+async fn connected_replicas(conn: &mut Conn) -> Result<u32, String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await
+        .map_err(|e| format!("reading the replicas: {e}"))?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_slaves:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
 /// `appendonly`, `appendfsync` and `maxmemory-policy` as Redis has them.
-async fn settings(conn: &mut ConnectionManager) -> Result<[String; 3], String> {
+async fn settings(conn: &mut Conn) -> Result<[String; 3], String> {
     let mut out: [String; 3] = Default::default();
     for (slot, key) in out
         .iter_mut()
@@ -623,17 +652,4 @@ async fn settings(conn: &mut ConnectionManager) -> Result<[String; 3], String> {
         *slot = pair.get(1).cloned().unwrap_or_default();
     }
     Ok(out)
-}
-
-/// `url` without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "redis (an unreadable URL)".into(),
-    }
 }
