@@ -26,6 +26,38 @@ fn tls_to_both_services_is_accepted() {
 }
 
 #[test]
+fn a_redis_behind_sentinel_with_replicas_is_accepted_and_its_passwords_hidden() {
+    let text = DISTRIBUTED.replace(
+        "redis://:r3dis-secret@cache.internal:6379/0",
+        "redis+sentinel://:r3dis-secret@s1:26379,s2/gh/0?sentinel_password=s3ntinel-secret",
+    ) + "redis_replicas = 1\n";
+    let c = load_text(&text).unwrap();
+    let crate::store::BackendConfig::Distributed(d) = c.backend_config() else {
+        panic!("not distributed");
+    };
+    assert!(d.redis_url.starts_with("redis+sentinel://"), "{d:?}");
+    assert_eq!(d.redis_replicas, 1);
+    let shown = format!("{c:?} {} {:?}", c.backend_config(), c.backend_config());
+    assert!(
+        !shown.contains("r3dis-secret") && !shown.contains("s3ntinel-secret"),
+        "{shown}"
+    );
+    // A Sentinel URL that names no master is refused at the setting.
+    let e = load_text(&DISTRIBUTED.replace(
+        "redis://:r3dis-secret@cache.internal:6379/0",
+        "redis+sentinel://:r3dis-secret@s1:26379",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("g.toml:3: invalid setting `storage.redis_url`")
+            && e.contains("names no service")
+            && !e.contains("r3dis-secret"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_default_is_the_redb_file_in_the_data_dir() {
     let c = load_text("").unwrap();
     assert!(c.storage.is_none());

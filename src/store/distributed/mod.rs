@@ -26,7 +26,7 @@
 //! - No secret leaves this module in a message: the URLs are named without
 //!   their passwords ([`DistributedConfig`]'s `Debug` and `Display`).
 //!
-//! Not built yet: Redis Sentinel; backups are the services' own.
+//! Backups are the services' own.
 //!
 //! [`AuditStore::append`]: crate::store::contract::AuditStore::append
 //! [`AuditStore::settle`]: crate::store::contract::AuditStore::settle

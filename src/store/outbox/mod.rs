@@ -122,7 +122,7 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// The outbox of the deployment `prefix` on the Redis at `url`.
     pub async fn connect(url: &str, prefix: &str, max_entries: u64) -> Result<Outbox, OutboxError> {
-        let target = crate::store::redis::Target::from_url(url, None).map_err(|e| {
+        let target = crate::store::redis::target::Target::from_url(url, None).map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "the URL", e))
         })?;
         Self::connect_target(target, Default::default(), prefix, max_entries).await
@@ -131,8 +131,8 @@ impl Outbox {
     /// [`Outbox::connect`] through `target`, each entry acknowledged once
     /// `replicas` have it.
     pub async fn connect_target(
-        target: crate::store::redis::Target,
-        replicas: crate::store::redis::Replicas,
+        target: crate::store::redis::target::Target,
+        replicas: crate::store::redis::connection::Replicas,
         prefix: &str,
         max_entries: u64,
     ) -> Result<Outbox, OutboxError> {

@@ -40,6 +40,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a failed attempt's error answers before the next attempt.
 pub const RETRY_AFTER: Duration = Duration::from_millis(250);
 
+/// How long Redis has to answer a command (the `redis` crate's default).
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long a change waits for its replicas before it fails.
 pub const REPLICA_TIMEOUT_MS: u64 = 1_000;
 
@@ -94,7 +97,15 @@ fn attempt(
         let made = async {
             let client = target.client().await?;
             let addr = client.get_connection_info().addr().to_string();
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            // A change's answer waits for its replicas: the response
+            // timeout leaves room for that wait, so that too few replicas
+            // read as such, not as a connection that failed.
+            let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
+                RESPONSE_TIMEOUT + Duration::from_millis(REPLICA_TIMEOUT_MS) * replicas.0.min(1),
+            ));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             let waitaof = replicas.0 > 0 && has_waitaof(&mut conn).await?;
             Ok::<_, RedisError>(Made {
                 conn,
@@ -339,5 +350,28 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_scripts_wait_for_replicas() {
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg("abc").arg(0);
+        assert!(is_script(&eval));
+        assert!(is_script(&redis::cmd("eval")));
+        assert!(!is_script(&redis::cmd("HGETALL")));
+        assert!(!is_script(&redis::cmd("SCRIPT")));
+    }
+
+    #[test]
+    fn a_demoted_or_orphaned_master_is_left() {
+        assert!(demoted(Some("READONLY")));
+        assert!(demoted(Some("MASTERDOWN")));
+        assert!(!demoted(Some("NOSCRIPT")));
+        assert!(!demoted(None));
     }
 }

@@ -70,6 +70,25 @@ async fn a_durable_redis_is_opened() {
     assert!(!state.name().contains('@'));
 }
 
+/// A node asking for more replicas than the master has refuses to start,
+/// naming the setting; one asking for none connects to the same Redis.
+#[tokio::test]
+async fn a_master_with_too_few_replicas_is_refused() {
+    let Some((url, prefix)) = crate::store::outbox::testing::fresh_prefix() else {
+        return;
+    };
+    let open = async |n: u32| {
+        let target = Target::from_url(&url, None).unwrap();
+        RedisState::connect_target(target, &url, &prefix, Durability::Always, Replicas(n)).await
+    };
+    let e = open(1).await.unwrap_err().to_string();
+    assert!(
+        e.contains("redis_replicas = 1") && e.contains("0 connected"),
+        "{e}"
+    );
+    open(0).await.unwrap();
+}
+
 /// Two Redis nodes and a redb store beside them, and a fresh PostgreSQL
 /// database to chain the outbox into; `None` when a service is missing.
 pub(super) struct Sides {
