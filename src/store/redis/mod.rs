@@ -62,6 +62,9 @@ use crate::store::error::{OpenError, StoreError, WriteError};
 /// be swept: key expiry is garbage collection only, never the end itself.
 pub(super) const GC_MARGIN_MS: u64 = 86_400_000;
 
+/// Records read in one round trip when many are read.
+const READ_CHUNK: usize = 512;
+
 /// How much loss the operator accepts from Redis on a crash
 /// (`[storage] redis_durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -337,13 +340,36 @@ impl RedisState {
         user: &str,
         now_ms: u64,
     ) -> Result<Vec<V>, StoreError> {
-        let mut out = Vec::new();
-        for h in self.newest_of(kind, user).await? {
-            if let Some(v) =
-                parse(&self.fields(kind, &h).await?).filter(|v| v.deadline_ms() > now_ms)
-            {
-                out.push(v);
+        let hashes = self.newest_of(kind, user).await?;
+        Ok(self
+            .records(kind, &hashes)
+            .await?
+            .iter()
+            .filter_map(parse)
+            .filter(|v| v.deadline_ms() > now_ms)
+            .collect())
+    }
+
+    /// The fields of the records `<kind>:<hash>` of `hashes`, in their
+    /// order (empty for one that is gone). Read in pipelined chunks: one
+    /// round trip per [`READ_CHUNK`] records, not per record, so a user
+    /// with many sessions is listed in a few round trips, each well within
+    /// the response timeout.
+    async fn records(
+        &self,
+        kind: &str,
+        hashes: &[String],
+    ) -> Result<Vec<std::collections::HashMap<String, String>>, StoreError> {
+        let mut out = Vec::with_capacity(hashes.len());
+        let mut conn = self.conn.clone();
+        for chunk in hashes.chunks(READ_CHUNK) {
+            let mut pipe = redis::pipe();
+            for h in chunk {
+                pipe.cmd("HGETALL").arg(self.key(kind, h));
             }
+            let fields: Vec<std::collections::HashMap<String, String>> =
+                pipe.query_async(&mut conn).await.map_err(redis_error)?;
+            out.extend(fields);
         }
         Ok(out)
     }

@@ -196,9 +196,6 @@ fn opt(v: Option<String>) -> String {
     v.unwrap_or_default()
 }
 
-/// Sessions read per round trip when every session is listed.
-const ALL_SESSIONS_CHUNK: usize = 512;
-
 /// A session from its hash's fields; `None` when the key is gone.
 pub(super) fn session_of(f: &std::collections::HashMap<String, String>) -> Option<Session> {
     let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok());
@@ -441,22 +438,12 @@ impl SessionStore for RedisState {
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        // Read in pipelined chunks: one round trip per chunk, not per
-        // session.
-        let mut all = Vec::with_capacity(hashes.len());
-        for chunk in hashes.chunks(ALL_SESSIONS_CHUNK) {
-            let mut pipe = redis::pipe();
-            for h in chunk {
-                pipe.cmd("HGETALL").arg(self.key("s", h));
-            }
-            let fields: Vec<std::collections::HashMap<String, String>> =
-                pipe.query_async(&mut conn).await.map_err(redis_error)?;
-            for (h, f) in chunk.iter().zip(fields) {
-                if let Some(s) = session_of(&f) {
-                    all.push((h.clone(), s));
-                }
-            }
-        }
+        let records = self.records("s", &hashes).await?;
+        let mut all: Vec<(String, Session)> = hashes
+            .into_iter()
+            .zip(records)
+            .filter_map(|(h, f)| Some((h, session_of(&f)?)))
+            .collect();
         // By user, then newest first (as redb lists them).
         all.sort_by(|(ha, a), (hb, b)| {
             a.user
