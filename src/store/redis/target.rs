@@ -64,7 +64,16 @@ impl Target {
     pub async fn client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Target::Direct(client) => Ok((**client).clone()),
-            Target::Sentinel(s) => s.client.lock().await.async_get_client().await,
+            Target::Sentinel(s) => {
+                let found = s.client.lock().await.async_get_client().await;
+                found.map_err(|e| {
+                    redis::RedisError::from((
+                        e.kind(),
+                        "asking the Sentinels",
+                        format!("no Sentinel named a master for {:?}: {e}", s.service),
+                    ))
+                })
+            }
         }
     }
 
@@ -347,5 +356,28 @@ mod tests {
                 .unwrap()
                 .follows_failover()
         );
+    }
+
+    /// Sentinels that do not answer stop the open with a reason, not a
+    /// hang.
+    #[tokio::test]
+    async fn sentinels_that_do_not_answer_stop_the_open_with_a_reason() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis+sentinel://:hunter2@127.0.0.1:{port}/gh");
+        let e = crate::store::redis::RedisState::connect(
+            &url,
+            "p",
+            crate::store::redis::Durability::Always,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("no Sentinel named a master for \"gh\""), "{e}");
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     }
 }
