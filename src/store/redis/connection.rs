@@ -260,34 +260,69 @@ impl Conn {
         }
         let mut p = redis::pipe();
         p.add_command(cmd.clone());
-        if made.waitaof {
-            p.cmd("WAITAOF").arg(0).arg(wanted).arg(REPLICA_TIMEOUT_MS);
-        } else {
-            p.cmd("WAIT").arg(wanted).arg(REPLICA_TIMEOUT_MS);
-        }
+        p.add_command(wait_command(made.waitaof, wanted));
         let mut values = made.conn.req_packed_commands(&p, 0, 2).await?;
         let waited = values.pop();
         let answer = values.pop().unwrap_or(Value::Nil);
-        let had = match waited {
-            Some(Value::Int(n)) => n,
-            Some(Value::Array(v)) => match v.get(1) {
-                Some(Value::Int(n)) => *n,
-                _ => 0,
-            },
-            _ => 0,
-        };
-        if had < i64::from(wanted) {
-            return Err(RedisError::from((
-                ErrorKind::Io,
-                "replicas",
-                format!(
-                    "{had} of the {wanted} replicas asked for ([storage] redis_replicas) \
-                     confirmed the change within {REPLICA_TIMEOUT_MS} ms"
-                ),
-            )));
-        }
+        confirmed(waited.as_ref(), wanted)?;
         Ok(answer)
     }
+
+    /// Returns once [`Replicas`] have every change this connection made so
+    /// far: for a change that is not a script (a ceremony taken with
+    /// `GETDEL`, say). At once without replicas asked for.
+    pub async fn confirm(&self) -> RedisResult<()> {
+        let wanted = self.shared.replicas.0;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let (generation, mut made) = self.connection().await?;
+        let r = made
+            .conn
+            .req_packed_command(&wait_command(made.waitaof, wanted))
+            .await;
+        self.check(generation, &r, &[]);
+        confirmed(Some(&r?), wanted)
+    }
+}
+
+/// The wait for `wanted` replicas: `WAITAOF` where the server has it (the
+/// master's own fsync is `appendfsync always`'s), else `WAIT`.
+fn wait_command(waitaof: bool, wanted: u32) -> Cmd {
+    if waitaof {
+        let mut c = redis::cmd("WAITAOF");
+        c.arg(0).arg(wanted).arg(REPLICA_TIMEOUT_MS);
+        c
+    } else {
+        let mut c = redis::cmd("WAIT");
+        c.arg(wanted).arg(REPLICA_TIMEOUT_MS);
+        c
+    }
+}
+
+/// `Ok` when the answer to the wait says `wanted` replicas confirmed. Too
+/// few is an error of its own kind (`TRYAGAIN`): the connection is fine,
+/// so it is not replaced.
+fn confirmed(waited: Option<&Value>, wanted: u32) -> RedisResult<()> {
+    let had = match waited {
+        Some(Value::Int(n)) => *n,
+        Some(Value::Array(v)) => match v.get(1) {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        },
+        _ => 0,
+    };
+    if had >= i64::from(wanted) {
+        return Ok(());
+    }
+    Err(RedisError::from((
+        ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+        "replicas",
+        format!(
+            "{had} of the {wanted} replicas asked for ([storage] redis_replicas) \
+             confirmed the change within {REPLICA_TIMEOUT_MS} ms"
+        ),
+    )))
 }
 
 /// Whether `cmd` runs a script: every change is one.
@@ -373,5 +408,16 @@ mod tests {
         assert!(demoted(Some("MASTERDOWN")));
         assert!(!demoted(Some("NOSCRIPT")));
         assert!(!demoted(None));
+    }
+
+    #[test]
+    fn too_few_replicas_is_an_error_that_keeps_the_connection() {
+        assert!(confirmed(Some(&Value::Int(2)), 2).is_ok());
+        // WAITAOF answers [local, replicas].
+        assert!(confirmed(Some(&Value::Array(vec![Value::Int(1), Value::Int(1)])), 1).is_ok());
+        let e = confirmed(Some(&Value::Int(0)), 1).unwrap_err();
+        assert!(e.to_string().contains("0 of the 1 replicas"), "{e}");
+        assert!(!e.is_io_error() && !e.is_unrecoverable_error() && !demoted(e.code()));
+        assert!(confirmed(None, 1).is_err());
     }
 }

@@ -456,6 +456,8 @@ impl CeremonyStore for RedisState {
         let Some(entry) = bytes.as_deref().and_then(Ceremony::from_bytes) else {
             return Ok(None);
         };
+        // Taken on the replicas too, or a failover could hand it out again.
+        conn.confirm().await.map_err(redis_error)?;
         if entry.purpose() == Purpose::Discover {
             // Its place in the client's quota is free again.
             let client = entry

@@ -515,9 +515,9 @@ impl SessionStore for RedisState {
                 .ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| WriteError::Failed(std::sync::Arc::new(redis_error(e))))
+        let failed = |e| WriteError::Failed(std::sync::Arc::new(redis_error(e)));
+        pipe.query_async::<()>(&mut conn).await.map_err(failed)?;
+        conn.confirm().await.map_err(failed)
     }
 
     async fn sweep(&self, now_ms: u64, limit: usize) -> Result<SweepReport, WriteError> {
