@@ -57,7 +57,7 @@ async fn healthz(node: &TestServer) -> (StatusCode, serde_json::Value) {
 
 /// The forward-auth answer of `node` to the session cookie `token`, from
 /// a client with no cookie jar of its own.
-async fn verify(node: &TestServer, token: &str) -> StatusCode {
+pub(crate) async fn verify(node: &TestServer, token: &str) -> StatusCode {
     reqwest::Client::new()
         .get(node.at("/auth/verify"))
         .header("cookie", format!("gatehouse_session={token}"))
@@ -68,7 +68,7 @@ async fn verify(node: &TestServer, token: &str) -> StatusCode {
 }
 
 /// Signs the session cookie `token` out on `node`.
-async fn sign_out(node: &TestServer, token: &str) {
+pub(crate) async fn sign_out(node: &TestServer, token: &str) {
     let out = reqwest::Client::new()
         .post(node.at("/logout"))
         .header("cookie", format!("gatehouse_session={token}"))
@@ -224,6 +224,18 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh PostgreSQL database's URL for a test that runs Redis servers
+/// of its own, or `None` (skipped) without the shared services (they
+/// decide whether it runs) or without `redis-server`.
+pub(crate) async fn with_own_redis() -> Option<String> {
+    gatehouse::store::outbox::testing::fresh_prefix()?;
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
+    gatehouse::store::postgres::testing::fresh_database().await
 }
 
 /// Waits until Redis on `port` answers a PING.
@@ -403,17 +415,8 @@ async fn a_node_with_another_key_file_is_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_away_forward_auth_answers_503_and_then_recovers() {
-    // The shared services decide whether this runs; the Redis is the
-    // test's own, so that it can be stopped.
-    if gatehouse::store::outbox::testing::fresh_prefix().is_none()
-        || std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return;
-    }
-    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
+    // The Redis is the test's own, so that it can be stopped.
+    let Some(pg) = with_own_redis().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::distributed::{OwnRedis, redis_answers};
+use crate::distributed::{OwnRedis, redis_answers, sign_out, verify, with_own_redis};
 use crate::harness::*;
 
 /// Hang guard for each step. A Sentinel learns of a replica within ten
@@ -100,17 +100,6 @@ impl Drop for OwnSentinel {
     }
 }
 
-/// The forward-auth answer of `node` to the session cookie `token`.
-async fn verify(node: &TestServer, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(node.at("/auth/verify"))
-        .header("cookie", format!("gatehouse_session={token}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// A sign-in of alice on `node` once it succeeds (a node answers 503
 /// while its Redis is moving): the session's token.
 async fn signed_in(node: &TestServer, what: &str) -> String {
@@ -145,17 +134,8 @@ async fn accepted(node: &TestServer, token: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_follow_a_sentinel_failover_and_a_dead_master_loses_no_sign_in() {
-    // The shared services decide whether this runs; the Redis servers and
-    // the Sentinel are the test's own.
-    if gatehouse::store::outbox::testing::fresh_prefix().is_none()
-        || std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return;
-    }
-    let Some(pg) = gatehouse::store::postgres::testing::fresh_database().await else {
+    // The Redis servers and the Sentinel are the test's own.
+    let Some(pg) = with_own_redis().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -221,13 +201,7 @@ async fn nodes_follow_a_sentinel_failover_and_a_dead_master_loses_no_sign_in() {
     accepted(&a, &first, "A accepts the first session after the failover").await;
     accepted(&a, &second, "A accepts B's new session").await;
     // A sign-out on one node still reaches the other's cache.
-    let out = reqwest::Client::new()
-        .post(b.at("/logout"))
-        .header("cookie", format!("gatehouse_session={first}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.status().is_redirection() || out.status().is_success());
+    sign_out(&b, &first).await;
     until("A refuses the session signed out on B", async || {
         (verify(&a, &first).await == StatusCode::UNAUTHORIZED).then_some(())
     })
