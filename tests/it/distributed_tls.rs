@@ -2,7 +2,8 @@
 //! with `[storage] redis_ca_file`, PostgreSQL with `sslmode=verify-full`
 //! and `sslrootcert`), the TLS listeners and CA of `.ci/services`: it
 //! serves as over plain TCP, and the same URLs without the CA (the
-//! system's roots, which do not hold the test CA) stop the start.
+//! system's roots, which do not hold the test CA) stop the start. The same
+//! Redis behind a Sentinel that speaks only TLS (`rediss+sentinel://`).
 
 use reqwest::StatusCode;
 
@@ -107,4 +108,67 @@ async fn a_node_reaches_both_services_over_verified_tls() {
             "{field} without its CA: {message}"
         );
     }
+}
+
+/// A Sentinel of the test's own, on TLS only, watching the services' TLS
+/// Redis: a node finds the master through it (`rediss+sentinel://`), both
+/// verified against the CA, and signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_finds_its_master_through_a_sentinel_over_tls() {
+    let Some((redis, pg, prefix, ca)) = tls_services().await else {
+        return;
+    };
+    let master_port = redis.rsplit(':').next().unwrap().trim_end_matches('/');
+    let tls_dir = std::path::Path::new(&ca).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::proxy::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {d}\n\
+             tls-cert-file {t}/server.pem\ntls-key-file {t}/server.key\n\
+             tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n\
+             sentinel monitor gh 127.0.0.1 {master_port} 1\n",
+            d = dir.path().display(),
+            t = tls_dir.display(),
+        ),
+    )
+    .unwrap();
+    let mut sentinel = std::process::Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel starts");
+    let storage = format!(
+        "[storage]\nbackend = \"distributed\"\n\
+         redis_url = \"rediss+sentinel://127.0.0.1:{port}/gh\"\n\
+         redis_ca_file = \"{ca}\"\npostgres_url = \"{pg}\"\nprefix = \"{prefix}\"\n"
+    );
+    // The Sentinel may take a moment to listen and to learn its master:
+    // asked as a node asks it, until it names one.
+    let pem = std::fs::read(&ca).unwrap();
+    let target = gatehouse::store::redis::Target::from_url(
+        &format!("rediss+sentinel://127.0.0.1:{port}/gh"),
+        Some(&pem),
+    )
+    .unwrap();
+    let named = async {
+        while target.client().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), named)
+        .await
+        .expect("the TLS Sentinel names the master");
+    let s = TestServer::start(&config_text("", &storage)).await;
+    let r = login(&client(), &s, "alice", ALICE_PW, &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let token = token_of(&r).expect("a session cookie");
+    assert_eq!(crate::distributed::verify(&s, &token).await, StatusCode::OK);
+    s.stop().await;
+    let _ = sentinel.kill();
+    let _ = sentinel.wait();
 }
