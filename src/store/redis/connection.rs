@@ -157,7 +157,9 @@ impl Conn {
                     break (a, db);
                 }
                 Err(e) if Instant::now() + pause >= deadline => return Err(e),
-                Err(e) if !e.is_io_error() && !e.is_unrecoverable_error() => return Err(e),
+                // Only a server not reachable yet may be worth waiting for; a
+                // refused password or certificate is said at once.
+                Err(e) if !e.is_io_error() => return Err(e),
                 Err(_) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
