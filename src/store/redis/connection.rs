@@ -85,7 +85,8 @@ struct Current {
     /// does not replace a newer one.
     generation: u64,
     attempt: Attempt,
-    started: Instant,
+    /// When the attempt failed, once it has.
+    failed_at: Option<Instant>,
 }
 
 fn attempt(
@@ -173,7 +174,7 @@ impl Conn {
                 now: Mutex::new(Current {
                     generation: 0,
                     attempt: first,
-                    started: Instant::now(),
+                    failed_at: None,
                 }),
                 server,
             }),
@@ -200,7 +201,7 @@ impl Conn {
     /// one failed more than [`RETRY_AFTER`] ago.
     fn current(&self) -> (u64, Attempt) {
         let mut now = self.lock();
-        if matches!(now.attempt.peek(), Some(Err(_))) && now.started.elapsed() >= RETRY_AFTER {
+        if now.failed_at.is_some_and(|t| t.elapsed() >= RETRY_AFTER) {
             self.replace(&mut now);
         }
         (now.generation, now.attempt.clone())
@@ -213,10 +214,19 @@ impl Conn {
             self.shared.replicas,
             self.shared.server.clone(),
         );
-        now.started = Instant::now();
-        // Started at once, as the failed connection's callers have gone;
-        // the next command finds it made or under way.
-        tokio::spawn(now.attempt.clone().map(drop));
+        now.failed_at = None;
+        // Driven at once, so that the next command finds it made or under
+        // way, and its failure time noted. The task ends with the attempt,
+        // within ATTEMPT_TIMEOUT.
+        let (inner, generation, made) = (self.shared.clone(), now.generation, now.attempt.clone());
+        tokio::spawn(async move {
+            if made.await.is_err() {
+                let mut now = inner.now.lock().unwrap_or_else(|p| p.into_inner());
+                if now.generation == generation {
+                    now.failed_at = Some(Instant::now());
+                }
+            }
+        });
     }
 
     /// Replaces the connection of `generation` when `why` says it cannot
