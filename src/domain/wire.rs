@@ -19,7 +19,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::event::{Event, EventId};
+use super::event::{CompactString, Event, EventId};
 use super::event_kind::EventKind;
 
 /// RFC 3339 UTC form of a time in microseconds since the epoch.
@@ -34,7 +34,7 @@ pub fn rfc3339_utc(time_us: u64) -> String {
 }
 
 /// Details as a JSON object, in stored order.
-struct Details<'a>(&'a [(String, String)]);
+struct Details<'a>(&'a [(CompactString, CompactString)]);
 
 impl Serialize for Details<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -63,7 +63,7 @@ impl Serialize for Event {
 }
 
 /// Details read back from their object, keeping its order.
-struct DetailsIn(Vec<(String, String)>);
+struct DetailsIn(Vec<(CompactString, CompactString)>);
 
 impl<'de> Deserialize<'de> for DetailsIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -75,7 +75,7 @@ impl<'de> Deserialize<'de> for DetailsIn {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<DetailsIn, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0).min(64));
-                while let Some(pair) = m.next_entry::<String, String>()? {
+                while let Some(pair) = m.next_entry::<CompactString, CompactString>()? {
                     out.push(pair);
                 }
                 Ok(DetailsIn(out))
@@ -90,10 +90,10 @@ struct EventIn {
     id: EventId,
     time_us: u64,
     kind: EventKind,
-    user: Option<String>,
+    user: Option<CompactString>,
     ip: Option<IpAddr>,
-    user_agent: Option<String>,
-    session: Option<String>,
+    user_agent: Option<CompactString>,
+    session: Option<CompactString>,
     details: DetailsIn,
 }
 

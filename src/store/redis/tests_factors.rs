@@ -346,7 +346,7 @@ async fn factors_behave_and_are_recorded_as_on_redb() {
         .collect();
     assert_eq!(
         remaining,
-        vec![vec![("remaining".to_string(), "2".to_string())]]
+        vec![vec![("remaining".into(), "2".into())]]
     );
     sides.task.shutdown().await.unwrap();
 }
