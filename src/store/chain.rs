@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    CompactString, Event, EventId, EventKind, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER,
-    MAX_USER_AGENT, NewEvent, truncate,
+    Event, EventId, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT,
+    NewEvent, truncate,
 };
 
 /// A chain hash.
@@ -75,34 +75,8 @@ impl EventRecord {
     /// The event stored as `id`, `user` (empty for none) and these record
     /// bytes; the error says what is wrong with them.
     pub fn event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, String> {
-        let rec: ReadRecord = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-        let kind = EventKind::from_code(rec.kind)
-            .ok_or_else(|| format!("event {id}: unknown kind code {}", rec.kind))?;
-        Ok(Event {
-            id: EventId(id),
-            time_us: EventId(id).micros(),
-            kind,
-            user: (!user.is_empty()).then(|| CompactString::from(user)),
-            ip: rec.ip,
-            user_agent: rec.user_agent,
-            session: rec.session,
-            details: rec.details,
-        })
+        super::record_read::event(id, user, bytes)
     }
-}
-
-/// An [`EventRecord`] as a read decodes it: the same fields in the same
-/// postcard layout, into the strings of [`Event`], so that no `String` is
-/// made only to be moved into one.
-#[derive(Deserialize)]
-struct ReadRecord {
-    kind: u8,
-    #[allow(dead_code)]
-    link: [u8; 8],
-    ip: Option<IpAddr>,
-    user_agent: Option<CompactString>,
-    session: Option<CompactString>,
-    details: Vec<(CompactString, CompactString)>,
 }
 
 /// `meta[chain_head]`: the newest event and its hash.
