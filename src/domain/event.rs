@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -122,10 +123,12 @@ impl NewEvent {
 /// A stored audit event. Its one JSON form (the audit API, JSON Lines
 /// exports and archives) is defined in `wire.rs`.
 ///
-/// Its strings are [`CompactString`]s: up to 24 bytes (user names, session
-/// ids, most detail keys and values) they live inside the event, so a page
-/// of events read from the store costs about two allocations an event
-/// instead of six or more. They serialize as plain strings.
+/// Its short strings are [`CompactString`]s: up to 24 bytes (user names,
+/// session ids, most detail keys and values) they live inside the event.
+/// The user agent, long and repeated from event to event of one client, is
+/// shared: the events of a page that name the same agent hold one string.
+/// So a page read from the store costs about one allocation an event (its
+/// details), instead of six or more. All serialize as plain strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// The event's id (its time and sequence).
@@ -139,7 +142,7 @@ pub struct Event {
     /// The client address, if any.
     pub ip: Option<IpAddr>,
     /// The client's user agent, if any.
-    pub user_agent: Option<CompactString>,
+    pub user_agent: Option<Arc<str>>,
     /// The public id of the session concerned, if any.
     pub session: Option<CompactString>,
     /// Further facts as key and value, in stored order.

@@ -14,6 +14,7 @@
 //! is then ignored (it is derived from `time_us`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
@@ -55,7 +56,7 @@ impl Serialize for Event {
         st.serialize_field("kind", &self.kind)?;
         st.serialize_field("user", &self.user)?;
         st.serialize_field("ip", &self.ip)?;
-        st.serialize_field("user_agent", &self.user_agent)?;
+        st.serialize_field("user_agent", &self.user_agent.as_deref())?;
         st.serialize_field("session", &self.session)?;
         st.serialize_field("details", &Details(&self.details))?;
         st.end()
@@ -92,7 +93,7 @@ struct EventIn {
     kind: EventKind,
     user: Option<CompactString>,
     ip: Option<IpAddr>,
-    user_agent: Option<CompactString>,
+    user_agent: Option<String>,
     session: Option<CompactString>,
     details: DetailsIn,
 }
@@ -106,7 +107,7 @@ impl<'de> Deserialize<'de> for Event {
             kind: e.kind,
             user: e.user,
             ip: e.ip,
-            user_agent: e.user_agent,
+            user_agent: e.user_agent.map(Arc::from),
             session: e.session,
             details: e.details.0,
         })

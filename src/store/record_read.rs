@@ -15,9 +15,10 @@
 //!
 //! A query decodes in two steps: [`head`] gives the kind and address, which
 //! the filters look at, and [`finish`] the rest, only for events the page
-//! keeps.
+//! keeps; the user agents of a page are shared ([`Agents`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::domain::{CompactString, Event, EventId, EventKind};
 
@@ -111,6 +112,16 @@ impl<'a> Reader<'a> {
             .map_err(|_| Bad::Utf8)
     }
 
+    /// An optional string shared through `agents`.
+    fn opt_agent(&mut self, agents: &mut Agents) -> Result<Option<Arc<str>>, Bad> {
+        if !self.present()? {
+            return Ok(None);
+        }
+        let n = self.len()?;
+        let b = self.take(n)?;
+        agents.get(b).map(Some)
+    }
+
     fn opt_str(&mut self) -> Result<Option<CompactString>, Bad> {
         if self.present()? {
             self.str().map(Some)
@@ -153,14 +164,41 @@ pub(crate) fn head(id: u64, bytes: &[u8]) -> Result<Head, String> {
     })
 }
 
+/// User agents recently read, most recent first: the events of one client
+/// name the same agent, and hold one shared copy of it. Bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Agents {
+    recent: Vec<Arc<str>>,
+}
+
+impl Agents {
+    const KEEP: usize = 4;
+
+    /// The agent whose bytes are `b`: a recent one when it matches (its
+    /// bytes were checked when it was read), else a new one, checked.
+    fn get(&mut self, b: &[u8]) -> Result<Arc<str>, Bad> {
+        if let Some(i) = self.recent.iter().position(|a| a.as_bytes() == b) {
+            let a = self.recent[i].clone();
+            self.recent[..=i].rotate_right(1);
+            return Ok(a);
+        }
+        let a: Arc<str> = Arc::from(std::str::from_utf8(b).map_err(|_| Bad::Utf8)?);
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop();
+        }
+        self.recent.insert(0, a.clone());
+        Ok(a)
+    }
+}
+
 type Rest = (
-    Option<CompactString>,
+    Option<Arc<str>>,
     Option<CompactString>,
     Vec<(CompactString, CompactString)>,
 );
 
-fn rest(r: &mut Reader<'_>) -> Result<Rest, Bad> {
-    let user_agent = r.opt_str()?;
+fn rest(r: &mut Reader<'_>, agents: &mut Agents) -> Result<Rest, Bad> {
+    let user_agent = r.opt_agent(agents)?;
     let session = r.opt_str()?;
     let n = r.len()?;
     // Each pair takes at least two bytes: a damaged count cannot make a
@@ -175,10 +213,16 @@ fn rest(r: &mut Reader<'_>) -> Result<Rest, Bad> {
 }
 
 /// The event stored as `id`, `user` (empty for none) and `bytes`, whose
-/// [`head`] is `h`.
-pub(crate) fn finish(id: u64, user: &str, bytes: &[u8], h: Head) -> Result<Event, String> {
+/// [`head`] is `h`; its user agent shared through `agents`.
+pub(crate) fn finish(
+    id: u64,
+    user: &str,
+    bytes: &[u8],
+    h: Head,
+    agents: &mut Agents,
+) -> Result<Event, String> {
     let (user_agent, session, details) =
-        rest(&mut Reader { bytes, at: h.rest }).map_err(|b| b.say(id))?;
+        rest(&mut Reader { bytes, at: h.rest }, agents).map_err(|b| b.say(id))?;
     Ok(Event {
         id: EventId(id),
         time_us: EventId(id).micros(),
@@ -193,7 +237,7 @@ pub(crate) fn finish(id: u64, user: &str, bytes: &[u8], h: Head) -> Result<Event
 
 /// The event stored as `id`, `user` (empty for none) and `bytes`.
 pub(crate) fn event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, String> {
-    finish(id, user, bytes, head(id, bytes)?)
+    finish(id, user, bytes, head(id, bytes)?, &mut Agents::default())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
@@ -47,7 +48,8 @@ fn record() -> impl Strategy<Value = EventRecord> {
         prop_oneof![1u8..=34, any::<u8>()],
         any::<[u8; 8]>(),
         ip,
-        proptest::option::of(text()),
+        // Agents from a small set too, so that shared ones repeat.
+        proptest::option::of(prop_oneof!["[ab]{0,2}", text()]),
         proptest::option::of(text()),
         proptest::collection::vec((text(), text()), 0..5),
     )
@@ -139,7 +141,7 @@ fn the_head_is_the_kind_and_address() {
     let h = head(5, &bytes).unwrap();
     assert_eq!(h.kind, EventKind::LoginFailure);
     assert_eq!(h.ip, rec.ip);
-    let ev = finish(5, "alice", &bytes, h).unwrap();
+    let ev = finish(5, "alice", &bytes, h, &mut Agents::default()).unwrap();
     assert_eq!(ev.user.as_deref(), Some("alice"));
     assert_eq!(ev.user_agent.as_deref(), Some("curl/8.5.0"));
     assert_eq!(ev.session, None);
@@ -186,4 +188,46 @@ fn varints_at_their_width() {
     *max.last_mut().unwrap() = 0x02;
     let mut r = Reader { bytes: &max, at: 0 };
     assert_eq!(r.varint(64), Err(Bad::Varint));
+}
+
+proptest! {
+    /// Read through one set of shared agents, a run of records gives the
+    /// events each gives alone.
+    #[test]
+    fn shared_agents_read_the_same(recs in proptest::collection::vec(record(), 1..12)) {
+        let mut agents = Agents::default();
+        for (i, rec) in recs.iter().enumerate() {
+            let bytes = rec.to_bytes();
+            let alone = event(i as u64, "bob", &bytes);
+            let shared = head(i as u64, &bytes)
+                .and_then(|h| finish(i as u64, "bob", &bytes, h, &mut agents));
+            prop_assert_eq!(alone, shared);
+        }
+    }
+}
+
+/// One client's events hold one copy of its agent; the set stays bounded.
+#[test]
+fn agents_are_shared_and_bounded() {
+    let mut agents = Agents::default();
+    let a = agents
+        .get(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+        .unwrap();
+    let b = agents.get(b"curl/8.5.0").unwrap();
+    let a2 = agents
+        .get(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+        .unwrap();
+    assert!(Arc::ptr_eq(&a, &a2));
+    assert!(Arc::ptr_eq(&b, &agents.get(b"curl/8.5.0").unwrap()));
+    for i in 0..10 {
+        agents.get(format!("agent {i}").as_bytes()).unwrap();
+        assert!(agents.recent.len() <= Agents::KEEP);
+    }
+    assert!(!Arc::ptr_eq(
+        &a,
+        &agents
+            .get(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+            .unwrap()
+    ));
+    assert_eq!(agents.get(b"\xff"), Err(Bad::Utf8));
 }

@@ -254,6 +254,7 @@ struct Collect<'f> {
     scanned: usize,
     out: Vec<Event>,
     next_cursor: Option<u64>,
+    agents: record_read::Agents,
 }
 
 impl Collect<'_> {
@@ -282,8 +283,8 @@ impl Collect<'_> {
                 self.next_cursor = Some(self.out.last().map_or(id, |e| e.id.0));
                 return Ok(true);
             }
-            self.out
-                .push(record_read::finish(id, user, record, h).map_err(corrupt)?);
+            let ev = record_read::finish(id, user, record, h, &mut self.agents).map_err(corrupt)?;
+            self.out.push(ev);
         }
         Ok(self.budget_spent(id))
     }
@@ -330,6 +331,7 @@ pub(crate) fn query(
         scanned: 0,
         out: Vec::with_capacity(limit.min(128)),
         next_cursor: None,
+        agents: record_read::Agents::default(),
     };
     if let Some(user) = filter.user.as_deref() {
         let mut entries = Vec::new();
