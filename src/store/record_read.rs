@@ -214,6 +214,7 @@ fn rest(r: &mut Reader<'_>, agents: &mut Agents) -> Result<Rest, Bad> {
 
 /// The event stored as `id`, `user` (empty for none) and `bytes`, whose
 /// [`head`] is `h`; its user agent shared through `agents`.
+#[inline]
 pub(crate) fn finish(
     id: u64,
     user: &str,

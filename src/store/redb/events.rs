@@ -334,7 +334,8 @@ pub(crate) fn query(
         agents: record_read::Agents::default(),
     };
     if let Some(user) = filter.user.as_deref() {
-        let mut entries = Vec::new();
+        // Room for a typical full bucket's entries from the start.
+        let mut entries = Vec::with_capacity(128);
         'buckets: for row in by_user.range((user, 0)..(user, hi))?.rev() {
             let (k, v) = row?;
             let first = k.value().1;
