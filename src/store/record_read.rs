@@ -15,7 +15,9 @@
 //!
 //! A query decodes in two steps: [`head`] gives the kind and address, which
 //! the filters look at, and [`finish`] the rest, only for events the page
-//! keeps; the user agents of a page are shared ([`Agents`]).
+//! keeps; the user agents of a page are shared ([`Agents`]). So a record
+//! damaged past its head fails a query only when its event is kept; the
+//! store's check (`verify`) reads every record whole.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
