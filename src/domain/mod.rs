@@ -25,7 +25,9 @@ pub use access_token::{
 };
 pub use ban::{Ban, BanSubject, NewBan, ban_lifted_event, client_network};
 pub use clock::{Clock, SystemClock, now_ms, now_us};
-pub use event::{DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent};
+pub use event::{
+    CompactString, DEFAULT_LIMIT, Event, EventFilter, EventId, EventPage, MAX_LIMIT, NewEvent,
+};
 pub use event_kind::{EventKind, Outcome};
 pub use factors::{
     Applied, EnrollerId, FactorChange, FactorRefusal, FactorSet, MAX_PASSKEY_NAME, MAX_PASSKEYS,

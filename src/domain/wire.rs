@@ -14,12 +14,13 @@
 //! is then ignored (it is derived from `time_us`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::event::{Event, EventId};
+use super::event::{CompactString, Event, EventId};
 use super::event_kind::EventKind;
 
 /// RFC 3339 UTC form of a time in microseconds since the epoch.
@@ -34,7 +35,7 @@ pub fn rfc3339_utc(time_us: u64) -> String {
 }
 
 /// Details as a JSON object, in stored order.
-struct Details<'a>(&'a [(String, String)]);
+struct Details<'a>(&'a [(CompactString, CompactString)]);
 
 impl Serialize for Details<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -55,7 +56,7 @@ impl Serialize for Event {
         st.serialize_field("kind", &self.kind)?;
         st.serialize_field("user", &self.user)?;
         st.serialize_field("ip", &self.ip)?;
-        st.serialize_field("user_agent", &self.user_agent)?;
+        st.serialize_field("user_agent", &self.user_agent.as_deref())?;
         st.serialize_field("session", &self.session)?;
         st.serialize_field("details", &Details(&self.details))?;
         st.end()
@@ -63,7 +64,7 @@ impl Serialize for Event {
 }
 
 /// Details read back from their object, keeping its order.
-struct DetailsIn(Vec<(String, String)>);
+struct DetailsIn(Vec<(CompactString, CompactString)>);
 
 impl<'de> Deserialize<'de> for DetailsIn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -75,7 +76,7 @@ impl<'de> Deserialize<'de> for DetailsIn {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<DetailsIn, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(0).min(64));
-                while let Some(pair) = m.next_entry::<String, String>()? {
+                while let Some(pair) = m.next_entry::<CompactString, CompactString>()? {
                     out.push(pair);
                 }
                 Ok(DetailsIn(out))
@@ -90,10 +91,10 @@ struct EventIn {
     id: EventId,
     time_us: u64,
     kind: EventKind,
-    user: Option<String>,
+    user: Option<CompactString>,
     ip: Option<IpAddr>,
     user_agent: Option<String>,
-    session: Option<String>,
+    session: Option<CompactString>,
     details: DetailsIn,
 }
 
@@ -106,7 +107,7 @@ impl<'de> Deserialize<'de> for Event {
             kind: e.kind,
             user: e.user,
             ip: e.ip,
-            user_agent: e.user_agent,
+            user_agent: e.user_agent.map(Arc::from),
             session: e.session,
             details: e.details.0,
         })

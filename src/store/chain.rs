@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    Event, EventId, EventKind, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER,
-    MAX_USER_AGENT, NewEvent, truncate,
+    Event, EventId, MAX_DETAIL_KEY, MAX_DETAIL_VALUE, MAX_DETAILS, MAX_USER, MAX_USER_AGENT,
+    NewEvent, truncate,
 };
 
 /// A chain hash.
@@ -75,19 +75,7 @@ impl EventRecord {
     /// The event stored as `id`, `user` (empty for none) and these record
     /// bytes; the error says what is wrong with them.
     pub fn event(id: u64, user: &str, bytes: &[u8]) -> Result<Event, String> {
-        let rec: EventRecord = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-        let kind = EventKind::from_code(rec.kind)
-            .ok_or_else(|| format!("event {id}: unknown kind code {}", rec.kind))?;
-        Ok(Event {
-            id: EventId(id),
-            time_us: EventId(id).micros(),
-            kind,
-            user: (!user.is_empty()).then(|| user.to_string()),
-            ip: rec.ip,
-            user_agent: rec.user_agent,
-            session: rec.session,
-            details: rec.details,
-        })
+        super::record_read::event(id, user, bytes)
     }
 }
 

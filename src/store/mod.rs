@@ -34,6 +34,7 @@ mod error;
 pub mod migrate;
 pub mod outbox;
 pub mod postgres;
+pub(crate) mod record_read;
 pub mod redb;
 pub mod redis;
 pub mod regulation;

@@ -225,7 +225,7 @@ async fn chained(pg: &PgAudit) -> HashMap<(EventKind, String), usize> {
             .expect("query the chain");
         for e in page.events {
             if let Some(s) = e.session {
-                *seen.entry((e.kind, s)).or_insert(0) += 1;
+                *seen.entry((e.kind, s.into())).or_insert(0) += 1;
             }
         }
         match page.next_cursor {

@@ -617,8 +617,10 @@ async fn agree(
     prop_assert_eq!(report.bans, model.bans.len() as u64);
     // Every event in time order, with its user and kind.
     let all = b.events_after(EventId(0), 10_000).await.unwrap();
-    let got: Vec<(u64, EventKind, Option<String>)> =
-        all.into_iter().map(|e| (e.id.0, e.kind, e.user)).collect();
+    let got: Vec<(u64, EventKind, Option<String>)> = all
+        .into_iter()
+        .map(|e| (e.id.0, e.kind, e.user.map(String::from)))
+        .collect();
     prop_assert_eq!(&got, &model.events);
     Ok(())
 }
@@ -697,7 +699,9 @@ async fn sync_events(b: &impl Subject, model: &mut Model) -> Result<(), TestCase
     for e in fresh {
         prop_assert!(e.id.0 > model.last_id);
         model.last_id = e.id.0;
-        model.events.push((e.id.0, e.kind, e.user));
+        model
+            .events
+            .push((e.id.0, e.kind, e.user.map(String::from)));
     }
     Ok(())
 }

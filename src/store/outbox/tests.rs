@@ -52,7 +52,7 @@ async fn entries_reach_the_chain_once_in_their_order_with_their_own_time() {
     let all = chained(&pg).await;
     assert_eq!(all.len(), 250);
     for (i, ev) in all.iter().enumerate() {
-        assert_eq!(ev.details, vec![("n".to_string(), i.to_string())]);
+        assert_eq!(ev.details, vec![("n".into(), i.to_string().into())]);
         // The time of the change, moved on only past the event before.
         assert!(ev.time_us >= event(i as u64).at_us);
         assert!(ev.time_us - event(i as u64).at_us < 10_000);
@@ -90,7 +90,7 @@ async fn a_crash_between_commit_and_acknowledgement_chains_nothing_twice() {
     assert!(check.is_ok(), "{check:?}");
     assert_eq!(check.events, 10, "no duplicate and no gap");
     let all = chained(&pg).await;
-    let ns: Vec<String> = all.iter().map(|e| e.details[0].1.clone()).collect();
+    let ns: Vec<String> = all.iter().map(|e| e.details[0].1.to_string()).collect();
     assert_eq!(ns, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 

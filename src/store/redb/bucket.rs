@@ -65,6 +65,7 @@ pub(crate) fn parse_into(first: u64, bytes: &[u8], out: &mut Vec<Entry>) -> Resu
     if bytes.is_empty() {
         return Err(corrupt("empty"));
     }
+    let mut prev: Option<u64> = None;
     while at < bytes.len() {
         let offset = get_varint(bytes, &mut at).ok_or_else(|| corrupt("bad id offset"))?;
         let len = get_varint(bytes, &mut at).ok_or_else(|| corrupt("bad length"))?;
@@ -76,11 +77,12 @@ pub(crate) fn parse_into(first: u64, bytes: &[u8], out: &mut Vec<Entry>) -> Resu
             .and_then(|l| at.checked_add(l))
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| corrupt("record runs past the end"))?;
-        match out.last() {
+        match prev {
             None if offset != 0 => return Err(corrupt("first entry is not the key's id")),
-            Some(prev) if prev.id >= id => return Err(corrupt("ids out of order")),
+            Some(p) if p >= id => return Err(corrupt("ids out of order")),
             _ => {}
         }
+        prev = Some(id);
         out.push(Entry { id, start: at, end });
         at = end;
     }
@@ -111,6 +113,12 @@ fn varint_len(v: u64) -> usize {
 }
 
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    // Record lengths under 128 bytes: one byte, the common case.
+    let first = *bytes.get(*at)?;
+    if first < 0x80 {
+        *at += 1;
+        return Some(u64::from(first));
+    }
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *bytes.get(*at)?;

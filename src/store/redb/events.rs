@@ -13,6 +13,7 @@ use crate::store::chain;
 use crate::store::chain::EventRecord;
 use crate::store::cursor;
 use crate::store::error::{QueryError, StoreError};
+use crate::store::record_read;
 
 /// Most events one page may examine before it returns what it has, with a
 /// cursor to continue: a filter that matches rarely never turns one request
@@ -253,6 +254,7 @@ struct Collect<'f> {
     scanned: usize,
     out: Vec<Event>,
     next_cursor: Option<u64>,
+    agents: record_read::Agents,
 }
 
 impl Collect<'_> {
@@ -266,15 +268,22 @@ impl Collect<'_> {
     }
 
     /// Offers one event (its id was examined). True when the page is done.
+    /// The filters look at the record's head; the rest is decoded only for
+    /// an event the page keeps.
     fn offer(&mut self, id: u64, user: &str, record: &[u8]) -> Result<bool, StoreError> {
-        let ev = to_event(id, user, record)?;
-        let kind_ok = !self.check_kind || self.kinds.is_none_or(|k| k.contains(&ev.kind));
-        if kind_ok && self.filter.ip.is_none_or(|ip| ev.ip == Some(ip)) {
+        let corrupt = |reason| StoreError::Corrupt {
+            table: EVENT_RECORDS,
+            reason,
+        };
+        let h = record_read::head(id, record).map_err(corrupt)?;
+        let kind_ok = !self.check_kind || self.kinds.is_none_or(|k| k.contains(&h.kind));
+        if kind_ok && self.filter.ip.is_none_or(|ip| h.ip == Some(ip)) {
             if self.out.len() == self.limit {
                 // A further match exists, so there is a next page.
                 self.next_cursor = Some(self.out.last().map_or(id, |e| e.id.0));
                 return Ok(true);
             }
+            let ev = record_read::finish(id, user, record, h, &mut self.agents).map_err(corrupt)?;
             self.out.push(ev);
         }
         Ok(self.budget_spent(id))
@@ -322,9 +331,11 @@ pub(crate) fn query(
         scanned: 0,
         out: Vec::with_capacity(limit.min(128)),
         next_cursor: None,
+        agents: record_read::Agents::default(),
     };
     if let Some(user) = filter.user.as_deref() {
-        let mut entries = Vec::new();
+        // Room for a typical full bucket's entries from the start.
+        let mut entries = Vec::with_capacity(128);
         'buckets: for row in by_user.range((user, 0)..(user, hi))?.rev() {
             let (k, v) = row?;
             let first = k.value().1;

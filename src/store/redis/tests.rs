@@ -114,7 +114,7 @@ pub(super) fn labelled(
                 .session
                 .as_deref()
                 .and_then(|s| s.parse::<crate::domain::PublicId>().ok());
-            e.session = id.map(|id| names[&id].to_string());
+            e.session = id.map(|id| names[&id].into());
             e
         })
         .collect()
@@ -486,7 +486,7 @@ async fn sessions_behave_and_are_recorded_as_on_redb() {
         .filter_map(|e| e.details.first().map(|d| d.1.clone()))
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons.contains(&"idle".to_string()) && reasons.contains(&"absolute".to_string()));
+    assert!(reasons.iter().any(|r| r == "idle") && reasons.iter().any(|r| r == "absolute"));
     sides.task.shutdown().await.unwrap();
 }
 
@@ -701,12 +701,12 @@ async fn tokens_behave_and_are_recorded_as_on_redb() {
             .map(|mut e| {
                 e.session = e
                     .session
-                    .map(|s| names[side].get(&s).map_or(s, |l| l.to_string()));
+                    .map(|s| names[side].get(s.as_str()).map_or(s, |l| (*l).into()));
                 for (k, v) in e.details.iter_mut() {
                     if k == "token" {
                         *v = names[side]
                             .get(v.as_str())
-                            .map_or(v.clone(), |l| l.to_string());
+                            .map_or(v.clone(), |l| (*l).into());
                     }
                 }
                 e

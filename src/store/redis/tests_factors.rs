@@ -344,10 +344,7 @@ async fn factors_behave_and_are_recorded_as_on_redb() {
         .filter(|e| e.kind == EventKind::MfaRecoveryUsed)
         .map(|e| e.details.clone())
         .collect();
-    assert_eq!(
-        remaining,
-        vec![vec![("remaining".to_string(), "2".to_string())]]
-    );
+    assert_eq!(remaining, vec![vec![("remaining".into(), "2".into())]]);
     sides.task.shutdown().await.unwrap();
 }
 
