@@ -43,12 +43,31 @@ impl Drop for Proc {
     }
 }
 
+/// A port for a child process (a proxy, a Redis) to listen on: free on
+/// every interface when checked, and never handed out twice by this
+/// process. It is taken below the kernel's ephemeral range (32768 and up
+/// by default), so an outgoing connection cannot take it as its source
+/// port between this check and the child's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // A start that differs from run to run, so that test binaries running
+    // side by side walk different ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() as u16).wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 /// Polls until something accepts on `port` (bounded: 10 s) or the child
