@@ -66,14 +66,13 @@ async fn master_port(sentinel: u16) -> Option<u16> {
 
 /// A Sentinel of the test's own watching the master on `master` (one
 /// Sentinel, so a quorum of one). Killed on drop.
-struct OwnSentinel(std::process::Child);
+pub(crate) struct OwnSentinel(std::process::Child);
 
 impl OwnSentinel {
     fn start(dir: &std::path::Path, port: u16, master: u16) -> OwnSentinel {
-        let conf = dir.join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
+        Self::with_conf(
+            dir,
+            &format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {SERVICE} 127.0.0.1 {master} 1\n\
                  sentinel down-after-milliseconds {SERVICE} 1000\n\
@@ -81,7 +80,13 @@ impl OwnSentinel {
                 dir.display()
             ),
         )
-        .unwrap();
+    }
+
+    /// A Sentinel on the configuration `text`, written into `dir` (a
+    /// Sentinel rewrites its file).
+    pub(crate) fn with_conf(dir: &std::path::Path, text: &str) -> OwnSentinel {
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(&conf, text).unwrap();
         let child = std::process::Command::new("redis-server")
             .arg(&conf)
             .arg("--sentinel")

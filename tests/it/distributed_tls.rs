@@ -122,10 +122,9 @@ async fn a_node_finds_its_master_through_a_sentinel_over_tls() {
     let tls_dir = std::path::Path::new(&ca).parent().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = crate::proxy::free_port();
-    let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _sentinel = crate::distributed_sentinel::OwnSentinel::with_conf(
+        dir.path(),
+        &format!(
             "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {d}\n\
              tls-cert-file {t}/server.pem\ntls-key-file {t}/server.key\n\
              tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n\
@@ -133,15 +132,7 @@ async fn a_node_finds_its_master_through_a_sentinel_over_tls() {
             d = dir.path().display(),
             t = tls_dir.display(),
         ),
-    )
-    .unwrap();
-    let mut sentinel = std::process::Command::new("redis-server")
-        .arg(&conf)
-        .arg("--sentinel")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server --sentinel starts");
+    );
     let storage = format!(
         "[storage]\nbackend = \"distributed\"\n\
          redis_url = \"rediss+sentinel://127.0.0.1:{port}/gh\"\n\
@@ -169,6 +160,4 @@ async fn a_node_finds_its_master_through_a_sentinel_over_tls() {
     let token = token_of(&r).expect("a session cookie");
     assert_eq!(crate::distributed::verify(&s, &token).await, StatusCode::OK);
     s.stop().await;
-    let _ = sentinel.kill();
-    let _ = sentinel.wait();
 }
