@@ -212,18 +212,11 @@ async fn run_steps(
                     continue;
                 };
                 let u = USERS[user];
+                let (new, login) = super::sign_in(u, false, (10_000, 10_000, 10), now);
                 let new = NewSession {
-                    user: u.to_string(),
-                    remember_me: false,
-                    idle_ttl_ms: 10_000,
-                    absolute_ttl_ms: 10_000,
-                    max_per_user: 10,
-                    ip: None,
-                    user_agent: None,
-                    now_ms: now,
                     methods: Methods::PASSWORD.with(Method::Totp),
+                    ..new
                 };
-                let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user(u);
                 let created = b
                     .complete_sign_in(token.hash(), new, login, None)
                     .await

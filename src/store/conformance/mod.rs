@@ -222,18 +222,7 @@ async fn run_steps(
         match step {
             Step::Create { user, remember } => {
                 let user = USERS[user];
-                let new = NewSession {
-                    user: user.into(),
-                    remember_me: remember,
-                    idle_ttl_ms: IDLE,
-                    absolute_ttl_ms: ABSOLUTE,
-                    max_per_user: CAP,
-                    ip: None,
-                    user_agent: None,
-                    now_ms: now,
-                    methods: Methods::PASSWORD,
-                };
-                let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user(user);
+                let (new, login) = sign_in(user, remember, (IDLE, ABSOLUTE, CAP), now);
                 let c = b.create_session(new, login, None).await.unwrap();
                 let mut expected_evicted = Vec::new();
                 let mut remaining = model.of_user(user);
@@ -754,4 +743,31 @@ fn distributed_conforms() {
         },
         |_, ()| async {},
     );
+}
+
+/// A sign-in of `user` at `now` as the model tests make it: the session
+/// (no address or agent; `(idle, absolute, cap)` its lifetimes and the
+/// user's cap; password only, which a caller may change) and its
+/// `login.success`.
+pub(crate) fn sign_in(
+    user: &str,
+    remember_me: bool,
+    (idle_ttl_ms, absolute_ttl_ms, max_per_user): (u64, u64, usize),
+    now: u64,
+) -> (NewSession, NewEvent) {
+    let new = NewSession {
+        user: user.into(),
+        remember_me,
+        idle_ttl_ms,
+        absolute_ttl_ms,
+        max_per_user,
+        ip: None,
+        user_agent: None,
+        now_ms: now,
+        methods: Methods::PASSWORD,
+    };
+    (
+        new,
+        NewEvent::at(EventKind::LoginSuccess, now * 1000).user(user),
+    )
 }

@@ -375,18 +375,7 @@ async fn apply(
         Step::Advance { .. } => {}
         Step::Session { user } => {
             let user = USERS[user];
-            let new = NewSession {
-                user: user.into(),
-                remember_me: true,
-                idle_ttl_ms: SESSION_MS,
-                absolute_ttl_ms: SESSION_MS,
-                max_per_user: CAP,
-                ip: None,
-                user_agent: None,
-                now_ms: now,
-                methods: Methods::PASSWORD,
-            };
-            let login = NewEvent::at(EventKind::LoginSuccess, now * 1000).user(user);
+            let (new, login) = super::sign_in(user, true, (SESSION_MS, SESSION_MS, CAP), now);
             let c = b.create_session(new, login, None).await.unwrap();
             // Expired sessions first, then the oldest past the cap, in the
             // order the store keeps them: by creation, then token hash.
