@@ -259,7 +259,11 @@ pub(super) async fn listen(conn: Conn, channel: String, cache: Weak<Caches>) {
             ps.subscribe(&channel).await.ok()?;
             Some((ps, at))
         };
-        if let Some((mut ps, at)) = subscribed.await {
+        // Bounded like a connection attempt: a Sentinel or server that
+        // does not answer never holds the listener (nor the Sentinel
+        // lookup it shares with the connection).
+        let subscribed = tokio::time::timeout(super::connection::ATTEMPT_TIMEOUT, subscribed);
+        if let Ok(Some((mut ps, at))) = subscribed.await {
             let Some(c) = cache.upgrade() else { return };
             c.set_live(true);
             drop(c);

@@ -35,7 +35,7 @@ use super::target::Target;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest one connection attempt may take, the Sentinel lookup included.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a failed attempt's error answers before the next attempt.
 pub const RETRY_AFTER: Duration = Duration::from_millis(250);
